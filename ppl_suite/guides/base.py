@@ -1,0 +1,78 @@
+"""The guide-family contract, written once and rendered in Pyro (torch), NumPyro (JAX) or by hand.
+
+A guide family turns a dict of unconstrained parameters into one distribution per latent site. The
+same parameter names and parametrization are used by every backend, so fitted parameters from Pyro,
+NumPyro and the hand-rolled optimizer are directly comparable and any of them can be re-rendered in
+JAX by the estimators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from ppl_suite.spec import Data, Params, Site
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """What a guide needs from an array library: its distributions module, bijections to supports,
+    conversion of NumPy constants, and exp."""
+
+    name: str
+    dist: ModuleType
+    biject_to: Callable[[Any], Any]
+    asarray: Callable[[np.ndarray], Any]
+    exp: Callable[[Any], Any]
+
+
+def torch_ops() -> ArrayOps:
+    import pyro.distributions as dist
+    import torch
+    from torch.distributions import biject_to
+
+    return ArrayOps(
+        "torch", dist, biject_to, lambda a: torch.as_tensor(a, dtype=torch.float64), torch.exp
+    )
+
+
+def jax_ops() -> ArrayOps:
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    from numpyro.distributions.transforms import biject_to
+
+    return ArrayOps("jax", dist, biject_to, lambda a: jnp.asarray(a, dtype=jnp.float64), jnp.exp)
+
+
+def unconstrained_shape(site: Site) -> tuple[int, ...]:
+    """Shape of a site's value in unconstrained space: a K-simplex has K - 1 free coordinates."""
+    if site.support == "simplex":
+        return (*site.shape[:-1], site.shape[-1] - 1)
+    return site.shape
+
+
+def constraint(site: Site, ops: ArrayOps) -> Any:
+    """The library constraint object of a site's support."""
+    return getattr(ops.dist.constraints, site.support)
+
+
+class GuideFamily(Protocol):
+    """A parametric family q_phi(z) over a model's latent sites."""
+
+    name: str
+    description: str
+
+    def unsupported(self, sites: tuple[Site, ...]) -> str | None:
+        """Why this family cannot be used for these sites, or None when it can."""
+
+    def init_params(self, sites: tuple[Site, ...], data: Data, params: Params) -> dict[str, np.ndarray]:
+        """Initial unconstrained parameters phi_0, identical for every backend."""
+
+    def distributions(
+        self, phi: Mapping[str, Any], sites: tuple[Site, ...], data: Mapping[str, Any], ops: ArrayOps
+    ) -> dict[str, Any]:
+        """q(z_site) for every site, each with the whole site as its event (log_prob is a scalar)."""

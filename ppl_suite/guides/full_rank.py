@@ -1,0 +1,57 @@
+"""Full-rank Gaussian in unconstrained space, one block per site.
+
+q(z) = prod_sites T_site#N(u_site; loc_site, L_site L_site^T), with
+L = tril(raw, -1) + diag(exp(log_diag)) over the flattened site. Sites are independent of each other
+(block-diagonal covariance); within a site every pair of coordinates is correlated. For a model with a
+single vector site (Bayesian linear regression) this is the whole full-rank family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ppl_suite.guides.base import ArrayOps, constraint, unconstrained_shape
+from ppl_suite.guides.mean_field import INIT_SCALE
+from ppl_suite.spec import Data, Params, Site
+
+
+def _size(site: Site) -> int:
+    return int(np.prod(unconstrained_shape(site), dtype=int))
+
+
+class FullRank:
+    name = "full_rank"
+    description = "multivariate Normal per site in unconstrained space (Cholesky-parametrized)"
+
+    def unsupported(self, sites: tuple[Site, ...]) -> str | None:
+        bad = [s.name for s in sites if s.support == "integer" or len(unconstrained_shape(s)) != 1]
+        return f"sites {bad} are discrete or not vectors (use mean_field)" if bad else None
+
+    def init_params(self, sites: tuple[Site, ...], data: Data, params: Params) -> dict[str, np.ndarray]:
+        phi = {}
+        for site in sites:
+            d = _size(site)
+            phi[f"{site.name}.loc"] = np.zeros(d)
+            phi[f"{site.name}.log_diag"] = np.full(d, np.log(INIT_SCALE))
+            phi[f"{site.name}.tril"] = np.zeros((d, d))
+        return phi
+
+    def distributions(
+        self, phi: Mapping[str, Any], sites: tuple[Site, ...], data: Mapping[str, Any], ops: ArrayOps
+    ) -> dict[str, Any]:
+        out = {}
+        for site in sites:
+            d = _size(site)
+            strict_lower = ops.asarray(np.tril(np.ones((d, d)), -1))
+            eye = ops.asarray(np.eye(d))
+            scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(
+                phi[f"{site.name}.log_diag"]
+            )
+            base = ops.dist.MultivariateNormal(phi[f"{site.name}.loc"], scale_tril=scale_tril)
+            if site.support != "real":
+                base = ops.dist.TransformedDistribution(base, ops.biject_to(constraint(site, ops)))
+            out[site.name] = base
+        return out

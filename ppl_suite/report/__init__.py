@@ -1,0 +1,1 @@
+"""Reports read the results store only: tables from pandas, Markdown rendering."""
