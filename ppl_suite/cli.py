@@ -17,7 +17,18 @@ from pathlib import Path
 from ppl_suite import backends, guides, registry
 from ppl_suite.backends import SVIConfig
 
-VERSIONED = ("ppl-suite", "torch", "pyro-ppl", "jax", "jaxlib", "numpyro", "arviz", "pandas", "numpy", "scipy")
+VERSIONED = (
+    "ppl-suite",
+    "torch",
+    "pyro-ppl",
+    "jax",
+    "jaxlib",
+    "numpyro",
+    "arviz",
+    "pandas",
+    "numpy",
+    "scipy",
+)
 
 
 class UsageError(Exception):
@@ -95,7 +106,9 @@ def command_run(args: argparse.Namespace) -> int:
         store.write(cell, record)
         row = record.row
         detail = f"ELBO {row['elbo']:.4f}" if record.ok else row["error"].splitlines()[0]
-        print(f"[{index}/{len(cells)}] {row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)")
+        print(
+            f"[{index}/{len(cells)}] {row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)"
+        )
     store.write_manifest(manifest | {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     rows = store.finalize()
     print()

@@ -34,7 +34,9 @@ class FittedGuide:
         wrong = sorted(
             name
             for name in set(expected) | set(self.phi)
-            if name not in self.phi or name not in expected or np.shape(self.phi[name]) != expected[name].shape
+            if name not in self.phi
+            or name not in expected
+            or np.shape(self.phi[name]) != expected[name].shape
         )
         if wrong:
             raise ValueError(

@@ -30,9 +30,11 @@ class GaussianPosterior:
 
     def log_density(self, latents: Latents) -> np.ndarray:
         flat = self._flat(latents)
-        return stats.multivariate_normal(np.atleast_1d(self.loc), np.atleast_2d(self.cov)).logpdf(
-            flat
-        ).reshape(flat.shape[0])
+        return (
+            stats.multivariate_normal(np.atleast_1d(self.loc), np.atleast_2d(self.cov))
+            .logpdf(flat)
+            .reshape(flat.shape[0])
+        )
 
     def sample(self, rng: np.random.Generator, n: int) -> Latents:
         draws = rng.multivariate_normal(np.atleast_1d(self.loc), np.atleast_2d(self.cov), size=n)

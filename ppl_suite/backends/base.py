@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,7 +58,8 @@ class Fit:
     ``theta``: learned model parameters (empty for models without); ``losses``: the training loss
     (-ELBO estimate) at every step; ``library_elbo``: the backend's own ELBO of the final guide.
     ``compile_seconds`` is tracing/compilation (for Pyro: the first step); ``run_seconds`` times the
-    remaining ``timed_steps`` steps.
+    remaining ``timed_steps`` steps. ``trajectory`` holds parameter snapshots during training:
+    {"step": (C,), "phi": {name: (C, ...)}, "theta": {name: (C, ...)}}, C about 20.
     """
 
     backend: str
@@ -70,6 +71,7 @@ class Fit:
     run_seconds: float
     timed_steps: int
     library_elbo: Estimate | None = None
+    trajectory: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -23,6 +23,7 @@ from numpyro.infer.util import log_density
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
+from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
@@ -66,6 +67,10 @@ class HandRolledBackend:
     name = "handrolled"
 
     def unsupported(self, problem: Problem, guide: str) -> str | None:
+        if getattr(guides.get(guide), "elbo", "trace") != "trace":
+            return f"guide {guide!r} needs enumeration, which the hand-rolled pathwise ELBO does not do"
+        if any(site.support == "integer" for site in problem.sites):
+            return "discrete latents have no reparameterized (pathwise) gradient"
         return unsupported_reason(problem, guide, "numpyro")
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
@@ -86,20 +91,15 @@ class HandRolledBackend:
             weights, m, v = step(weights, grads, m, v, t)
             return (weights, m, v, key), value
 
-        def run(weights, key):
-            zeros = jax.tree.map(jnp.zeros_like, weights)
-            (weights, _, _, _), losses = jax.lax.scan(
-                body, (weights, zeros, zeros, key), jnp.arange(config.steps)
-            )
-            return weights, losses
-
+        run = scan_with_checkpoints(body, lambda carry: carry[0], config.steps)
         weights = jax.tree.map(jnp.asarray, (phi0, theta0))
-        key = jax.random.PRNGKey(seed)
+        zeros = jax.tree.map(jnp.zeros_like, weights)
+        carry = (weights, zeros, zeros, jax.random.PRNGKey(seed))
         start = time.perf_counter()
-        compiled = jax.jit(run).lower(weights, key).compile()
+        compiled = jax.jit(run).lower(carry).compile()
         compile_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        (phi, theta), losses = jax.block_until_ready(compiled(weights, key))
+        ((phi, theta), *_), losses, (phi_snaps, theta_snaps) = jax.block_until_ready(compiled(carry))
         run_seconds = time.perf_counter() - start
         return Fit(
             backend=self.name,
@@ -110,4 +110,9 @@ class HandRolledBackend:
             compile_seconds=compile_seconds,
             run_seconds=run_seconds,
             timed_steps=config.steps,
+            trajectory={
+                "step": checkpoint_steps(config.steps),
+                "phi": {k: np.asarray(v) for k, v in phi_snaps.items()},
+                "theta": {k: np.asarray(v) for k, v in theta_snaps.items()},
+            },
         )

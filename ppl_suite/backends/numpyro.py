@@ -10,15 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
+from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.estimate import Estimate
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 
 ELBO_EVAL_BATCH = 1000
+ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
 
 
 def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,25 +59,31 @@ class NumPyroBackend:
         phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
         numpyro_guide = make_guide(problem, guide, phi0)
         data, params = as_jax(problem.data), as_jax(problem.params)
-        svi = SVI(model, numpyro_guide, adam(config), Trace_ELBO(num_particles=config.particles))
+        elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]
+        svi = SVI(model, numpyro_guide, adam(config), elbo(num_particles=config.particles))
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
-
-        def run(state):
-            return jax.lax.scan(lambda s, _: svi.update(s, data, params), state, None, config.steps)
+        run = scan_with_checkpoints(
+            lambda state, _: svi.update(state, data, params), svi.get_params, config.steps
+        )
 
         start = time.perf_counter()
         state = svi.init(init_key, data, params)
         compiled = jax.jit(run).lower(state).compile()
         compile_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        state, losses = jax.block_until_ready(compiled(state))
+        state, losses, snapshots = jax.block_until_ready(compiled(state))
         run_seconds = time.perf_counter() - start
 
         fitted = svi.get_params(state)
         phi = {name: np.asarray(fitted[name]) for name in phi0}
         theta = {name: np.asarray(fitted[name]) for name in problem.spec.learned}
+        trajectory = {
+            "step": checkpoint_steps(config.steps),
+            "phi": {name: np.asarray(snapshots[name]) for name in phi0},
+            "theta": {name: np.asarray(snapshots[name]) for name in problem.spec.learned},
+        }
         library_elbo = self._library_elbo(
-            model, numpyro_guide, fitted, data, params, config.eval_particles, eval_key
+            model, numpyro_guide, guide, fitted, data, params, config.eval_particles, eval_key
         )
         return Fit(
             backend=self.name,
@@ -87,12 +95,13 @@ class NumPyroBackend:
             run_seconds=run_seconds,
             timed_steps=config.steps,
             library_elbo=library_elbo,
+            trajectory=trajectory,
         )
 
     @staticmethod
-    def _library_elbo(model, guide, fitted, data, params, n: int, key) -> Estimate:
+    def _library_elbo(model, guide, guide_name, fitted, data, params, n: int, key) -> Estimate:
         """NumPyro's own single-particle Trace_ELBO at n keys: ELBO = mean(-loss), SE = sd / sqrt(n)."""
-        elbo = Trace_ELBO(num_particles=1)
+        elbo = ELBO_CLASSES[getattr(guides.get(guide_name), "elbo", "trace")](num_particles=1)
 
         def one(k):
             return -elbo.loss(k, fitted, model, guide, data, params)

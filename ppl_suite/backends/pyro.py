@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -9,14 +10,17 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
+from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.estimate import Estimate
 from ppl_suite.problem import Problem
 
 ELBO_EVAL_BATCH = 500
+ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
+logging.getLogger("pyro").setLevel(logging.WARNING)  # silence "Guessed max_plate_nesting" notes
 
 
 def as_torch(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,26 +70,31 @@ class PyroBackend:
                 "gamma": config.lr_decay,
             }
         )
+        elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]
         svi = SVI(
-            model,
-            pyro_guide,
-            optimizer,
-            Trace_ELBO(num_particles=config.particles, vectorize_particles=True),
+            model, pyro_guide, optimizer, elbo(num_particles=config.particles, vectorize_particles=True)
         )
+        snapshot_at = set(checkpoint_steps(config.steps).tolist())
+        trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
         losses = np.empty(config.steps)
-        start = time.perf_counter()
-        losses[0] = svi.step(data, params)
-        optimizer.step()
-        compile_seconds = time.perf_counter() - start  # first step: tracing and shape discovery
-        start = time.perf_counter()
-        for step in range(1, config.steps):
+        run_seconds = 0.0
+        for step in range(config.steps):
+            start = time.perf_counter()
             losses[step] = svi.step(data, params)
             optimizer.step()
-        run_seconds = time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            if step == 0:
+                compile_seconds = elapsed  # first step: tracing and shape discovery
+            else:
+                run_seconds += elapsed
+            if step + 1 in snapshot_at:
+                trajectory["phi"].append(self._read(store, phi0))
+                trajectory["theta"].append(self._read(store, problem.spec.learned))
 
-        phi = {name: store[name].detach().numpy().copy() for name in phi0}
-        theta = {name: store[name].detach().numpy().copy() for name in problem.spec.learned}
-        library_elbo = self._library_elbo(model, pyro_guide, data, params, config.eval_particles)
+        phi, theta = self._read(store, phi0), self._read(store, problem.spec.learned)
+        for part in ("phi", "theta"):
+            trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
+        library_elbo = self._library_elbo(model, pyro_guide, elbo, data, params, config.eval_particles)
         store.clear()
         return Fit(
             backend=self.name,
@@ -96,15 +105,20 @@ class PyroBackend:
             compile_seconds=compile_seconds,
             run_seconds=run_seconds,
             timed_steps=config.steps - 1,
+            trajectory=trajectory,
             library_elbo=library_elbo,
         )
 
     @staticmethod
-    def _library_elbo(model, guide, data, params, n: int) -> Estimate:
+    def _read(store, names) -> dict[str, np.ndarray]:
+        return {name: store[name].detach().numpy().copy() for name in names}
+
+    @staticmethod
+    def _library_elbo(model, guide, elbo_class, data, params, n: int) -> Estimate:
         """Pyro's own Trace_ELBO of the final guide: -loss averaged over batches of particles;
         SE from the spread of the batch means (each batch is ELBO_EVAL_BATCH particles)."""
         batches = max(n // ELBO_EVAL_BATCH, 2)
-        elbo = Trace_ELBO(num_particles=ELBO_EVAL_BATCH, vectorize_particles=True)
+        elbo = elbo_class(num_particles=ELBO_EVAL_BATCH, vectorize_particles=True)
         start = time.perf_counter()
         with torch.no_grad():
             means = np.array([-elbo.loss(model, guide, data, params) for _ in range(batches)])

@@ -35,9 +35,7 @@ def torch_ops() -> ArrayOps:
     import torch
     from torch.distributions import biject_to
 
-    return ArrayOps(
-        "torch", dist, biject_to, lambda a: torch.as_tensor(a, dtype=torch.float64), torch.exp
-    )
+    return ArrayOps("torch", dist, biject_to, lambda a: torch.as_tensor(a, dtype=torch.float64), torch.exp)
 
 
 def jax_ops() -> ArrayOps:

@@ -31,9 +31,7 @@ class Conjugate:
             for arg, value in site.prior.params.items():
                 value = np.broadcast_to(np.asarray(value, dtype=float), site.shape).copy()
                 positive = _is_positive(arg)
-                phi[f"{site.name}.{'log_' if positive else ''}{arg}"] = (
-                    np.log(value) if positive else value
-                )
+                phi[f"{site.name}.{'log_' if positive else ''}{arg}"] = np.log(value) if positive else value
         return phi
 
     def distributions(

@@ -47,9 +47,7 @@ class FullRank:
             d = _size(site)
             strict_lower = ops.asarray(np.tril(np.ones((d, d)), -1))
             eye = ops.asarray(np.eye(d))
-            scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(
-                phi[f"{site.name}.log_diag"]
-            )
+            scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(phi[f"{site.name}.log_diag"])
             base = ops.dist.MultivariateNormal(phi[f"{site.name}.loc"], scale_tril=scale_tril)
             if site.support != "real":
                 base = ops.dist.TransformedDistribution(base, ops.biject_to(constraint(site, ops)))

@@ -1,0 +1,164 @@
+"""Contract tests run over every registered model: a new model is tested by being registered.
+
+Per-model checks that need model-specific maths (evidence by dense integration or enumeration for
+larger models) live in tests/models/.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+from numpyro.infer.util import log_density
+from scipy import integrate
+
+import models
+from ppl_suite import registry
+from ppl_suite.backends.numpyro import as_jax
+from ppl_suite.backends.pyro import as_torch
+from ppl_suite.guides.base import unconstrained_shape
+from ppl_suite.problem import Problem
+from tests.latents import random_latents, take, transform
+
+MODELS = models.names()
+WITH_ORACLE = [name for name in MODELS if models.get(name).oracle is not None]
+
+
+def pyro_log_joint(problem: Problem, latents) -> float:
+    model = registry.implementation(problem.spec.name, "pyro")
+    pyro.get_param_store().clear()
+    conditioned = poutine.condition(model, data=as_torch({k: np.asarray(v) for k, v in latents.items()}))
+    trace = poutine.trace(conditioned).get_trace(as_torch(problem.data), as_torch(problem.params))
+    return float(trace.log_prob_sum())
+
+
+def numpyro_log_joint(problem: Problem, latents) -> float:
+    model = registry.implementation(problem.spec.name, "numpyro")
+    values = as_jax({k: np.asarray(v) for k, v in latents.items()})
+    return float(log_density(model, (as_jax(problem.data), as_jax(problem.params)), {}, values)[0])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_pyro_numpyro_and_oracle_log_joints_agree(name):
+    problem = Problem.build(name, data_seed=3)
+    latents = random_latents(problem.sites, np.random.default_rng(0), 20)
+    oracle = problem.spec.log_joint(latents, problem.data, problem.params)
+    assert oracle.shape == (20,)
+    for backend, log_joint in (("pyro", pyro_log_joint), ("numpyro", numpyro_log_joint)):
+        if registry.implementation(name, backend) is None:
+            continue
+        values = np.array([log_joint(problem, take(latents, i)) for i in range(20)])
+        np.testing.assert_allclose(values, oracle, rtol=0, atol=1e-6, err_msg=backend)
+
+
+@pytest.mark.parametrize("name", WITH_ORACLE)
+def test_bayes_rule_log_evidence_is_log_joint_minus_log_posterior(name):
+    problem = Problem.build(name, data_seed=1)
+    exact = problem.exact()
+    rng = np.random.default_rng(1)
+    for latents in (exact.sample(rng, 20), random_latents(problem.sites, rng, 20, spread=0.5)):
+        log_joint = problem.spec.log_joint(latents, problem.data, problem.params)
+        implied = log_joint - exact.log_density(latents)
+        np.testing.assert_allclose(implied, exact.log_evidence, rtol=1e-12, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", WITH_ORACLE)
+def test_log_evidence_matches_numerical_integration_in_low_dimension(name):
+    """log p(x) = log int p(x, T(u)) |det dT/du| du over the unconstrained space (quad, <= 2 dims)."""
+    problem = Problem.build(name, data_seed=2)
+    sites = problem.sites
+    dims = sum(int(np.prod(unconstrained_shape(s), dtype=int)) for s in sites)
+    if dims > 2 or any(s.support == "integer" for s in sites):
+        pytest.skip(f"{dims} unconstrained dimensions: checked in tests/models/ instead")
+    exact = problem.exact()
+    mean = np.concatenate([np.atleast_1d(transform(s).inv(np.asarray(m))) for s, m in
+                           zip(sites, exact.mean().values(), strict=True)])  # fmt: skip
+
+    def log_integrand(u: np.ndarray) -> float:
+        latents, log_jac, offset = {}, 0.0, 0
+        for site in sites:
+            size = int(np.prod(unconstrained_shape(site), dtype=int))
+            chunk = u[offset : offset + size].reshape(unconstrained_shape(site))
+            offset += size
+            t = transform(site)
+            value = t(chunk)
+            log_jac += float(np.sum(t.log_abs_det_jacobian(chunk, value)))
+            latents[site.name] = np.asarray(value)[None]
+        return float(problem.spec.log_joint(latents, problem.data, problem.params)[0]) + log_jac
+
+    shift = log_integrand(mean)
+    width = 12 * np.sqrt(np.maximum(np.diag(exact.covariance()), 1e-12)).max() + 1.0
+    box = [(m - width, m + width) for m in mean]
+    if dims == 1:
+        value, _ = integrate.quad(lambda a: np.exp(log_integrand(np.array([a])) - shift), *box[0],
+                                  points=[mean[0]], limit=200)  # fmt: skip
+    else:
+        value, _ = integrate.dblquad(lambda b, a: np.exp(log_integrand(np.array([a, b])) - shift),
+                                     *box[0], *box[1], epsabs=1e-12, epsrel=1e-10)  # fmt: skip
+    assert np.log(value) + shift == pytest.approx(exact.log_evidence, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", WITH_ORACLE)
+def test_posterior_moments_match_its_own_samples_within_4_se(name):
+    problem = Problem.build(name, data_seed=4)
+    exact = problem.exact()
+    n = 20_000
+    draws = exact.sample(np.random.default_rng(4), n)
+    flat = np.concatenate([np.asarray(draws[s.name], float).reshape(n, -1) for s in problem.sites], axis=1)
+    mean = np.concatenate([np.ravel(exact.mean()[s.name]) for s in problem.sites])
+    cov = exact.covariance()
+    assert np.all(np.abs(flat.mean(0) - mean) <= 4 * np.sqrt(np.diag(cov) / n))
+    centred = flat - mean
+    products = centred[:, :, None] * centred[:, None, :]
+    se = products.std(axis=0, ddof=1) / np.sqrt(n)
+    assert np.all(np.abs(products.mean(0) - cov) <= 4 * se + 1e-12)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_data_generator_is_seeded(name):
+    spec = models.get(name)
+    params = spec.params()
+    first, again, other = spec.data(5, params), spec.data(5, params), spec.data(6, params)
+    assert first.keys() == again.keys() == other.keys() and first
+    for key in first:
+        assert isinstance(first[key], np.ndarray)
+        np.testing.assert_array_equal(first[key], again[key])
+    assert any(not np.array_equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_declared_guide_family_exists_and_initialises(name):
+    from ppl_suite import guides
+
+    problem = Problem.build(name, 0)
+    for guide in problem.spec.guides:
+        family = guides.get(guide)
+        assert family.unsupported(problem.sites) is None, guide
+        phi = family.init_params(problem.sites, problem.data, problem.params)
+        assert all(np.all(np.isfinite(v)) for v in phi.values())
+
+
+def test_unknown_model_names_the_valid_ones():
+    with pytest.raises(KeyError, match="valid: .*normal_normal"):
+        models.get("no_such_model")
+
+
+def test_unknown_parameter_override_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: .*noise_scale"):
+        models.get("normal_normal").params({"noise": 1.0})
+
+
+def test_user_model_can_be_registered_without_editing_the_package():
+    from dataclasses import replace
+
+    from models.normal_normal import numpyro_impl, pyro_impl
+
+    spec = replace(models.get("normal_normal"), name="my_normal", module="")
+    models.register(spec, pyro_model=pyro_impl.model, numpyro_model=numpyro_impl.model)
+    assert "my_normal" in models.names()
+    assert registry.implementation("my_normal", "pyro") is pyro_impl.model
+    with pytest.raises(ValueError, match="already registered"):
+        models.register(spec)
+    assert torch.get_default_dtype() == torch.float64
