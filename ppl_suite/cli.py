@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -97,7 +97,7 @@ def command_run(args: argparse.Namespace) -> int:
     from ppl_suite.store import ResultsStore
 
     store = ResultsStore(args.out)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     manifest = {"command": sys.argv, "cells": [c.key for c in cells], "versions": versions()}
     manifest |= {"host": platform.node(), "started": started}
     store.write_manifest(manifest)
@@ -109,7 +109,7 @@ def command_run(args: argparse.Namespace) -> int:
         print(
             f"[{index}/{len(cells)}] {row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)"
         )
-    store.write_manifest(manifest | {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    store.write_manifest(manifest | {"finished": datetime.now(UTC).isoformat(timespec="seconds")})
     rows = store.finalize()
     print()
     print(identity_table(rows).to_string(index=False))

@@ -107,7 +107,11 @@ class ModelSpec:
     - ``oracle(data, params)``: the exact posterior and evidence, or None when intractable.
     - ``guides``: names of the guide families this model supports (see ``ppl_suite.guides``).
     - ``learned``: names of entries of ``params`` that SVI learns (model parameters theta); their
-      values in ``params`` are the initial values.
+      values in ``params`` are the initial values. Learned parameters are unconstrained reals
+      (learn ``log_sigma``, not ``sigma``), so every backend optimizes them the same way.
+    - ``kl_family_min(guide, data, params)``: the smallest KL(q || p(z | x)) reachable in a guide
+      family, for families where the model knows it and the generic rules of
+      ``ppl_suite.estimators.kl.kl_family_minimum`` do not (e.g. by coordinate ascent); None otherwise.
 
     The Pyro and NumPyro implementations live beside the spec in ``pyro_impl.py`` and
     ``numpyro_impl.py``, each with ``model(data, params)``; a missing file means that backend does
@@ -123,6 +127,7 @@ class ModelSpec:
     guides: tuple[str, ...]
     oracle: Callable[[Data, Params], ExactPosterior] | None = None
     learned: tuple[str, ...] = ()
+    kl_family_min: Callable[[str, Data, Params], float | None] | None = None
     module: str = field(default="", compare=False)
 
     def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -141,12 +141,12 @@ def test_every_declared_guide_family_exists_and_initialises(name):
 
 
 def test_unknown_model_names_the_valid_ones():
-    with pytest.raises(KeyError, match="valid: .*normal_normal"):
+    with pytest.raises(KeyError, match=r"valid: .*normal_normal"):
         models.get("no_such_model")
 
 
 def test_unknown_parameter_override_names_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: .*noise_scale"):
+    with pytest.raises(ValueError, match=r"valid: .*noise_scale"):
         models.get("normal_normal").params({"noise": 1.0})
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import jax.numpy as jnp
@@ -56,9 +57,14 @@ def kl_family_minimum(guide: FittedGuide, exact: ExactPosterior) -> float | None
     - Gaussian posterior N(m, Lambda^-1) on real sites, Gaussian family with block-diagonal covariance
       (``mean_field``: 1x1 blocks; ``full_rank``: one block per site): the optimum matches the
       posterior's precision blocks and reaches 0.5 (sum_b log det Lambda_bb - log det Lambda).
-    Otherwise None.
+    A model may know more (``ModelSpec.kl_family_min``): its answer comes first. Otherwise None.
     """
-    sites = guide.problem.sites
+    problem = guide.problem
+    if problem.spec.kl_family_min is not None:
+        known = problem.spec.kl_family_min(guide.family, problem.data, problem.params)
+        if known is not None:
+            return known
+    sites = problem.sites
     factors = exact.factors()
     if guide.family == "conjugate":
         if factors and all(s.prior and factors[s.name].family == s.prior.family for s in sites):
@@ -76,6 +82,6 @@ def kl_family_minimum(guide: FittedGuide, exact: ExactPosterior) -> float | None
         blocks = [np.array([i]) for i in range(precision.shape[0])]
     else:
         offsets = np.cumsum([0] + [s.size for s in sites])
-        blocks = [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        blocks = [np.arange(a, b) for a, b in itertools.pairwise(offsets)]
     log_det_blocks = sum(np.linalg.slogdet(precision[np.ix_(b, b)])[1] for b in blocks)
     return float(0.5 * (log_det_blocks - np.linalg.slogdet(precision)[1]))
