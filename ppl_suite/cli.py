@@ -1,21 +1,22 @@
-"""ppl-suite command line: ``run`` the comparison, ``list`` what can be run.
+"""ppl-suite: run the comparison matrix, list what can be run, write reports.
 
-Exit codes: 0 all cells ok; 1 some cell failed or diverged; 2 bad input (nothing was run).
+Exit codes: 0 every cell ok; 1 some cell failed or diverged; 2 bad input (nothing ran);
+130 interrupted (finished cells are kept: rerun with --resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from ppl_suite import backends, guides, registry
-from ppl_suite.backends import SVIConfig
+from ppl_suite import backends, executors, guides, matrix, registry
 
 VERSIONED = (
     "ppl-suite",
@@ -28,52 +29,12 @@ VERSIONED = (
     "pandas",
     "numpy",
     "scipy",
+    "dask",
 )
 
 
-class UsageError(Exception):
-    """Bad input: reported with what was wrong and what is valid, exit code 2."""
-
-
-def _choose(kind: str, asked: Sequence[str] | None, valid: Sequence[str]) -> list[str]:
-    if not asked:
-        return list(valid)
-    unknown = [name for name in asked if name not in valid]
-    if unknown:
-        raise UsageError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    return list(dict.fromkeys(asked))
-
-
-def build_cells(args: argparse.Namespace) -> tuple[list, list[str]]:
-    """The cells to run and the skip reasons of combinations that cannot run."""
-    from ppl_suite.execute import Cell
-    from ppl_suite.problem import Problem
-
-    models = _choose("model", args.models, registry.names())
-    backend_names = _choose("backend", args.backends, backends.names())
-    guide_names = _choose("guide", args.guides, guides.names()) if args.guides else None
-    try:
-        svi = SVIConfig(**{k: v for k, v in {"steps": args.steps}.items() if v is not None})
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if any(seed < 0 for seed in args.seeds):
-        raise UsageError(f"seeds must be >= 0, got {args.seeds}")
-    cells, skipped = [], []
-    for model in models:
-        spec = registry.get(model)
-        for guide in guide_names or spec.guides:
-            if guide not in spec.guides:
-                skipped.append(f"{model}/*/{guide}: model supports {', '.join(spec.guides)}")
-                continue
-            for backend_name in backend_names:
-                reason = backends.get(backend_name).unsupported(Problem.build(model, 0), guide)
-                if reason:
-                    skipped.append(f"{model}/{backend_name}/{guide}: {reason}")
-                    continue
-                cells += [Cell(model, backend_name, guide, seed, seed, svi=svi) for seed in args.seeds]
-    if not cells:
-        raise UsageError("no cell can run with this selection:\n  " + "\n  ".join(skipped))
-    return cells, skipped
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def versions() -> dict[str, str]:
@@ -86,88 +47,185 @@ def versions() -> dict[str, str]:
     return found
 
 
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The profile or config file, with command-line flags taking precedence."""
+    config = matrix.load(args.profile, args.config)
+    for key in ("models", "backends", "guides", "seeds"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if args.steps is not None:
+        config["svi"] = {**config.get("svi", {}), "steps": args.steps}
+    return config
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import the user's modules (which register models) in this process, and check they exist."""
+    from ppl_suite.executors.worker import configure
+
+    try:
+        configure(modules)
+    except ImportError as error:
+        raise matrix.ConfigError([f"cannot import plugin module: {error}"]) from None
+
+
 def command_run(args: argparse.Namespace) -> int:
-    cells, skipped = build_cells(args)
-    for reason in skipped:
+    load_plugins(args.plugins)
+    if args.jobs is not None and args.jobs < 1:
+        raise matrix.ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
+    plan = matrix.expand(config_from_args(args))
+    for reason in plan.skipped:
         print(f"skip {reason}")
-    _single_thread()
-    from ppl_suite.execute import execute
-    from ppl_suite.report.summary import write_summary
-    from ppl_suite.report.tables import failures_table, identity_table
+    if args.dry_run:
+        print("\n".join(cell.key for cell in plan.cells))
+        print(f"{len(plan.cells)} cells would run")
+        return 0
+
     from ppl_suite.store import ResultsStore
 
     store = ResultsStore(args.out)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    manifest = {"command": sys.argv, "cells": [c.key for c in cells], "versions": versions()}
-    manifest |= {"host": platform.node(), "started": started}
+    if not args.resume:
+        store.clear()
+    todo = [cell for cell in plan.cells if not store.has(cell)]
+    manifest = {
+        "command": sys.argv,
+        "config": plan.config,
+        "cells": [c.key for c in plan.cells],
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "executor": args.executor,
+        "jobs": args.jobs,
+        "started": _now(),
+    }
     store.write_manifest(manifest)
-    for index, cell in enumerate(cells, 1):
-        record = execute(cell)
-        store.write(cell, record)
-        row = record.row
-        detail = f"ELBO {row['elbo']:.4f}" if record.ok else row["error"].splitlines()[0]
-        print(
-            f"[{index}/{len(cells)}] {row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)"
-        )
-    store.write_manifest(manifest | {"finished": datetime.now(UTC).isoformat(timespec="seconds")})
+    if len(todo) < len(plan.cells):
+        print(f"resume: {len(plan.cells) - len(todo)} cells already done, {len(todo)} to run")
+    executor = executors.get(args.executor, jobs=args.jobs, scheduler=args.scheduler, plugins=args.plugins)
+    try:
+        _run_with_progress(executor, todo, store)
+    except KeyboardInterrupt:
+        store.finalize()
+        print(f"\ninterrupted: finished cells are kept in {args.out}; rerun with --resume", file=sys.stderr)
+        return 130
+    store.write_manifest(manifest | {"finished": _now()})
+    return _finish(args, store)
+
+
+def _run_with_progress(executor, cells, store) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        "eta",
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("cells", total=len(cells))
+
+        def on_record(cell, record) -> None:
+            store.write(cell, record)
+            row = record.row
+            if record.ok:
+                detail = f"ELBO {row['elbo']:.4f} ± {row['elbo_se']:.1e}"
+                if row.get("residual_se") == row.get("residual_se"):  # not NaN
+                    detail += f", residual {row['residual_se']:+.2f} SE, KL {row['kl']:.2e}"
+            else:
+                detail = (row.get("error") or "").splitlines()[0] if row.get("error") else ""
+            progress.console.print(f"{row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)")
+            progress.advance(task)
+
+        executor.run(cells, on_record)
+
+
+def _finish(args: argparse.Namespace, store) -> int:
+    from ppl_suite.report.summary import write_summary
+    from ppl_suite.report.tables import failures_table, identity_table
+
     rows = store.finalize()
     print()
     print(identity_table(rows).to_string(index=False))
+    print(f"\nrows: {store.path / 'rows.parquet'}")
+    if not args.no_report:
+        summary = write_summary(
+            store.path, Path(args.report or Path("reports") / store.path.name) / "summary.md"
+        )
+        print(f"summary: {summary}")
     failures = failures_table(rows)
-    summary = write_summary(args.out, args.report or Path("reports") / Path(args.out).name / "summary.md")
-    print(f"\nrows: {Path(args.out) / 'rows.parquet'}\nsummary: {summary}")
     if not failures.empty:
-        print("\nfailed cells:\n" + failures.to_string(index=False))
+        print(f"\n{len(failures)} cells did not finish:\n" + failures.to_string(index=False))
         return 1
     return 0
 
 
 def command_list(args: argparse.Namespace) -> int:
+    load_plugins(args.plugins)
     print("models:")
     for name in registry.names():
         spec = registry.get(name)
         oracle = "exact oracle" if spec.oracle else "no oracle"
-        print(f"  {name:24s} guides: {', '.join(spec.guides):32s} {oracle}; {spec.description}")
-    print("backends:\n  " + ", ".join(backends.names()))
+        print(f"  {name:24s} guides: {', '.join(spec.guides):28s} {oracle:12s} {spec.description}")
     print("guide families:")
     for name in guides.names():
         print(f"  {name:12s} {guides.get(name).description}")
+    print("backends:\n  " + ", ".join(backends.names()))
+    print("executors:\n  " + ", ".join(executors.names()))
+    print("profiles:\n  " + ", ".join(matrix.profiles()))
     return 0
 
 
-def _single_thread() -> None:
-    """One thread per process for torch and XLA: as fast at these sizes, and no oversubscription."""
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ppl-suite", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(
+        prog="ppl-suite",
+        description="Compare what SVI optimizes across Pyro, NumPyro and hand-rolled estimators.",
+    )
     commands = top.add_subparsers(dest="command")
-    run = commands.add_parser("run", help="fit and evaluate the comparison matrix")
-    run.add_argument("--models", nargs="+", help="model names (default: all)")
-    run.add_argument("--backends", nargs="+", help="backend names (default: all)")
+    run = commands.add_parser("run", help="fit and evaluate the comparison matrix (default command)")
+    run.add_argument("--profile", help=f"shipped profile: {', '.join(matrix.profiles())} (default: quick)")
+    run.add_argument("--config", help="a TOML matrix config instead of a profile")
+    run.add_argument("--models", nargs="+", help="model names (overrides the profile)")
+    run.add_argument("--backends", nargs="+", help="backend names")
     run.add_argument("--guides", nargs="+", help="guide families (default: each model's own)")
-    run.add_argument("--seeds", nargs="+", type=int, default=[0], help="data and SVI seeds (default: 0)")
-    run.add_argument("--steps", type=int, help=f"SVI steps (default: {SVIConfig().steps})")
+    run.add_argument("--seeds", nargs="+", type=int, help="seeds: each is a data set and an SVI seed")
+    run.add_argument("--steps", type=int, help="SVI steps")
     run.add_argument("--out", default="results/default", help="results folder (default: results/default)")
-    run.add_argument("--report", help="summary path (default: reports/<results name>/summary.md)")
+    run.add_argument("--jobs", type=int, help="worker processes (default: number of cores)")
+    run.add_argument("--executor", default="local", choices=executors.names(), help="default: local")
+    run.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a LocalCluster)")
+    run.add_argument("--resume", action="store_true", help="keep finished cells of --out, run the rest")
+    run.add_argument("--dry-run", action="store_true", help="print the cells that would run, run nothing")
+    run.add_argument("--no-report", action="store_true", help="do not write the report")
+    run.add_argument("--report", help="report folder (default: reports/<results folder name>)")
+    listing = commands.add_parser("list", help="list models, guide families, backends, profiles")
+    for sub in (run, listing):
+        sub.add_argument("--plugins", nargs="+", default=[], help="modules to import first (user models)")
     run.set_defaults(handler=command_run)
-    listing = commands.add_parser("list", help="list models, backends and guide families")
     listing.set_defaults(handler=command_list)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in {"-h", "--help"}):
+        argv = ["run", *argv]
     args = parser().parse_args(argv)
-    if args.command is None:
-        args = parser().parse_args(["run", *(argv or [])])
     try:
         return args.handler(args)
-    except UsageError as error:
-        print(f"ppl-suite: error: {error}", file=sys.stderr)
+    except matrix.ConfigError as error:
+        for problem in error.problems:
+            print(f"ppl-suite: error: {problem}", file=sys.stderr)
         return 2
 
 

@@ -4,6 +4,7 @@
       manifest.json          what was run: config, versions, commit, host, times
       cells/<digest>.json    one row per finished cell, written atomically (temp file + rename)
       traces/<digest>.npy    the cell's training loss (-ELBO estimate) per SVI step
+      artifacts/<digest>.npz named arrays for the report (draws of q and of the posterior, curves)
       rows.parquet           all rows as one table, rewritten after every run
 
 ``digest`` is a hash of the cell's full definition, so a changed cell gets a new digest and
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -59,21 +61,35 @@ class ResultsStore:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / "manifest.json").read_text())
 
+    def clear(self) -> None:
+        """Forget earlier cells of this folder (a fresh run, not a resumed one)."""
+        for part in ("cells", "traces", "artifacts"):
+            shutil.rmtree(self.path / part, ignore_errors=True)
+        (self.path / "rows.parquet").unlink(missing_ok=True)
+
     def has(self, cell: Cell) -> bool:
         return (self.path / "cells" / f"{digest(cell)}.json").exists()
 
     def write(self, cell: Cell, record: Record) -> None:
-        """Trace first, row second: a row on disk always has its trace."""
+        """Trace and artifacts first, row last: a row on disk always has its arrays."""
         name = digest(cell)
         with tempfile.TemporaryFile() as buffer:
             np.save(buffer, np.asarray(record.losses, dtype=float))
             buffer.seek(0)
             _atomic_write(self.path / "traces" / f"{name}.npy", buffer.read())
+        with tempfile.TemporaryFile() as buffer:
+            np.savez(buffer, **record.artifacts)
+            buffer.seek(0)
+            _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.read())
         row = {**record.row, "digest": name, "schema_version": SCHEMA_VERSION}
         _atomic_write(self.path / "cells" / f"{name}.json", json.dumps(row, default=_plain).encode())
 
     def trace(self, digest_: str) -> np.ndarray:
         return np.load(self.path / "traces" / f"{digest_}.npy")
+
+    def artifacts(self, digest_: str) -> dict[str, np.ndarray]:
+        with np.load(self.path / "artifacts" / f"{digest_}.npz") as arrays:
+            return dict(arrays)
 
     def rows(self) -> pd.DataFrame:
         files = sorted((self.path / "cells").glob("*.json"))

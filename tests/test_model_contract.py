@@ -73,8 +73,12 @@ def test_log_evidence_matches_numerical_integration_in_low_dimension(name):
     if dims > 2 or any(s.support == "integer" for s in sites):
         pytest.skip(f"{dims} unconstrained dimensions: checked in tests/models/ instead")
     exact = problem.exact()
-    mean = np.concatenate([np.atleast_1d(transform(s).inv(np.asarray(m))) for s, m in
-                           zip(sites, exact.mean().values(), strict=True)])  # fmt: skip
+    mean = np.concatenate(
+        [
+            np.atleast_1d(transform(s).inv(np.asarray(m)))
+            for s, m in zip(sites, exact.mean().values(), strict=True)
+        ]
+    )
 
     def log_integrand(u: np.ndarray) -> float:
         latents, log_jac, offset = {}, 0.0, 0
@@ -92,11 +96,17 @@ def test_log_evidence_matches_numerical_integration_in_low_dimension(name):
     width = 12 * np.sqrt(np.maximum(np.diag(exact.covariance()), 1e-12)).max() + 1.0
     box = [(m - width, m + width) for m in mean]
     if dims == 1:
-        value, _ = integrate.quad(lambda a: np.exp(log_integrand(np.array([a])) - shift), *box[0],
-                                  points=[mean[0]], limit=200)  # fmt: skip
+        value, _ = integrate.quad(
+            lambda a: np.exp(log_integrand(np.array([a])) - shift), *box[0], points=[mean[0]], limit=200
+        )
     else:
-        value, _ = integrate.dblquad(lambda b, a: np.exp(log_integrand(np.array([a, b])) - shift),
-                                     *box[0], *box[1], epsabs=1e-12, epsrel=1e-10)  # fmt: skip
+        value, _ = integrate.dblquad(
+            lambda b, a: np.exp(log_integrand(np.array([a, b])) - shift),
+            *box[0],
+            *box[1],
+            epsabs=1e-12,
+            epsrel=1e-10,
+        )
     assert np.log(value) + shift == pytest.approx(exact.log_evidence, abs=1e-6)
 
 

@@ -1,0 +1,29 @@
+"""Executors run cells and hand each Record back as it finishes; the store (in the calling process)
+is the only writer. Local process pool and Dask distributed give the same Records for the same cells.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ppl_suite.execute import Cell, Record
+
+OnRecord = Callable[[Cell, Record], None]
+_EXECUTORS = {"local": "ppl_suite.executors.local", "dask": "ppl_suite.executors.dask"}
+
+
+class Executor(Protocol):
+    def run(self, cells: Sequence[Cell], on_record: OnRecord) -> None:
+        """Execute every cell, calling ``on_record`` in this process as each one finishes."""
+
+
+def names() -> list[str]:
+    return list(_EXECUTORS)
+
+
+def get(name: str, **options) -> Executor:
+    if name not in _EXECUTORS:
+        raise KeyError(f"unknown executor {name!r}; valid: {', '.join(names())}")
+    return importlib.import_module(_EXECUTORS[name]).make(**options)

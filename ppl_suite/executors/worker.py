@@ -1,0 +1,52 @@
+"""What runs inside a worker process: one-time set-up, then ``execute``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ppl_suite.execute import Cell, Record, execute
+
+_configured: tuple[str, ...] | None = None
+
+
+def configure(plugins: Sequence[str] = ()) -> None:
+    """One thread per worker for XLA and torch (no oversubscription when workers share cores),
+    float64 in JAX, and the user's plugin modules imported so their models are registered."""
+    global _configured
+    if _configured == tuple(plugins):
+        return
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    import torch
+
+    from ppl_suite.numerics import enable_float64
+
+    torch.set_num_threads(1)
+    enable_float64()
+    for module in plugins:
+        importlib.import_module(module)
+    _configured = tuple(plugins)
+
+
+def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
+    configure(plugins)
+    return execute(cell)
+
+
+def failed_record(cell: Cell, error: BaseException) -> Record:
+    """The row of a cell whose worker died before returning (killed, out of memory, lost)."""
+    row = {
+        "key": cell.key,
+        "model": cell.model,
+        "backend": cell.backend,
+        "guide": cell.guide,
+        "data_seed": cell.data_seed,
+        "seed": cell.seed,
+        "status": "failed",
+        "error": f"worker lost: {type(error).__name__}: {error}",
+        "wall_seconds": float("nan"),
+    }
+    return Record(row, np.empty(0))

@@ -1,0 +1,197 @@
+"""The matrix runner end to end: validation, determinism across executors, kill and resume, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ppl_suite import cli, matrix
+from ppl_suite.store import load
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = ("seconds", "steps_per_second", "digest")
+
+SMALL = """
+models = ["normal_normal"]
+backends = ["numpyro", "handrolled"]
+guides = ["mean_field"]
+seeds = [0, 1, 2]
+[svi]
+steps = 300
+eval_particles = 200
+[evaluation]
+samples = 500
+[params.normal_normal]
+n = 20
+"""
+
+
+@pytest.fixture
+def small_config(tmp_path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows without timing columns, sorted by key: what must be identical between two runs."""
+    keep = [c for c in frame.columns if not any(part in c for part in TIMING)]
+    return frame[keep].sort_values("key").reset_index(drop=True)
+
+
+def run_cli(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "ppl_suite.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "nope"], "unknown model 'nope'; valid: .*normal_normal"),
+        (["--backends", "stan"], "unknown backend 'stan'; valid: pyro, numpyro, handrolled"),
+        (["--guides", "flow"], "unknown guide 'flow'; valid: .*mean_field"),
+        (["--models", "normal_normal", "--guides", "full_rank"], "guide 'full_rank' is supported by none"),
+        (["--steps", "-5"], "steps must be >= 1, got -5"),
+        (["--seeds", "-1"], "seeds must be a non-empty list of integers >= 0"),
+        (["--profile", "huge"], "unknown profile 'huge'; valid: full, quick"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--plugins", "no.such.module"], "cannot import plugin module"),
+    ],
+)
+def test_bad_input_names_the_problem_and_exits_2(argv, message, capsys, tmp_path):
+    code = cli.main(["run", "--out", str(tmp_path / "r"), *argv])
+    assert code == 2
+    assert pytest.approx(0) == 0
+    import re
+
+    assert re.search(message, capsys.readouterr().err), message
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(matrix.ConfigError) as error:
+        matrix.expand(
+            {
+                "models": ["nope"],
+                "backends": ["stan"],
+                "seeds": [-1],
+                "svi": {"steps": 0},
+                "evaluation": {"samples": 1},
+                "colour": "red",
+            }
+        )
+    assert len(error.value.problems) == 6
+
+
+def test_estimator_sample_count_below_two_is_rejected():
+    with pytest.raises(matrix.ConfigError, match="samples must be an integer >= 2"):
+        matrix.expand({"models": ["normal_normal"], "evaluation": {"samples": 1}})
+
+
+def test_dry_run_lists_cells_and_runs_nothing(small_config, tmp_path, capsys):
+    assert cli.main(["run", "--config", str(small_config), "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "normal_normal[n=20]/numpyro/mean_field/data2/seed2" in out and "6 cells would run" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(small_config, tmp_path):
+    """Same backend, same machine: every non-timing column is identical (floats bitwise)."""
+    base = ["run", "--config", str(small_config), "--no-report"]
+    assert cli.main([*base, "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "dask"), "--executor", "dask", "--jobs", "2"]) == 0
+    local, dask = comparable(load(tmp_path / "local")), comparable(load(tmp_path / "dask"))
+    assert len(local) == 6
+    pd.testing.assert_frame_equal(local, dask, check_exact=True)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_table(small_config, tmp_path):
+    full = run_cli(
+        "run", "--config", str(small_config), "--out", str(tmp_path / "full"), "--jobs", "1", "--no-report"
+    )
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ppl_suite.cli",
+            "run",
+            "--config",
+            str(small_config),
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--no-report",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(list((out / "cells").glob("*.json"))) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list((out / "cells").glob("*.json")))
+    assert 2 <= finished < 6
+    resumed = run_cli(
+        "run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--resume", "--no-report"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resume: {finished} cells already done, {6 - finished} to run" in resumed.stdout
+    pd.testing.assert_frame_equal(
+        comparable(load(out)), comparable(load(tmp_path / "full")), check_exact=True
+    )
+
+
+def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
+    result = run_cli(
+        "run",
+        "--plugins",
+        "tests.plugins.faulty_models",
+        "--models",
+        "faulty_raises",
+        "faulty_nan",
+        "--backends",
+        "pyro",
+        "numpyro",
+        "--seeds",
+        "0",
+        "1",
+        "--steps",
+        "200",
+        "--out",
+        str(tmp_path / "r"),
+        "--jobs",
+        "2",
+        "--no-report",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = load(tmp_path / "r").set_index("key")
+    assert set(rows.loc[[k for k in rows.index if "faulty_raises/pyro" in k], "status"]) == {"failed"}
+    assert "injected fault" in rows.loc["faulty_raises/pyro/mean_field/data0/seed0", "error"]
+    assert set(rows.loc[[k for k in rows.index if "faulty_raises/numpyro" in k], "status"]) == {"ok"}
+    assert rows.loc["faulty_nan/numpyro/mean_field/data1/seed1", "status"] in {"diverged", "failed"}
+    assert rows.loc["faulty_nan/numpyro/mean_field/data0/seed0", "status"] == "ok"
+    assert "cells did not finish" in result.stdout
