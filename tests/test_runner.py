@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -113,6 +114,10 @@ def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(small_config, 
     base = ["run", "--config", str(small_config), "--no-report"]
     assert cli.main([*base, "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
     assert cli.main([*base, "--out", str(tmp_path / "dask"), "--executor", "dask", "--jobs", "2"]) == 0
+    manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
+    assert {"config", "versions", "git_commit", "host", "started", "finished"} <= manifest.keys()
+    assert {"torch", "pyro-ppl", "jax", "numpyro", "arviz", "python"} <= manifest["versions"].keys()
+    assert (tmp_path / "local" / "rows.parquet").stat().st_size > 0
     local, dask = comparable(load(tmp_path / "local")), comparable(load(tmp_path / "dask"))
     assert len(local) == 6
     pd.testing.assert_frame_equal(local, dask, check_exact=True)
@@ -193,3 +198,16 @@ def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
     assert rows.loc["faulty_nan/numpyro/mean_field/data1/seed1", "status"] in {"diverged", "failed"}
     assert rows.loc["faulty_nan/numpyro/mean_field/data0/seed0", "status"] == "ok"
     assert "cells did not finish" in result.stdout
+
+
+def test_list_shows_every_model_with_its_guides_and_oracle(capsys):
+    import models
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in models.names():
+        spec = models.get(name)
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert ", ".join(spec.guides) in line
+        assert ("exact oracle" if spec.oracle else "no oracle") in line
+    assert "quick" in out and "handrolled" in out
