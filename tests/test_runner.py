@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ppl_suite import cli, matrix
-from ppl_suite.store import load
+from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ("seconds", "steps_per_second", "digest")
