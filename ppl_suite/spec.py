@@ -23,6 +23,7 @@ Data = Mapping[str, np.ndarray]
 Latents = dict[str, np.ndarray]
 
 SUPPORTS = ("real", "positive", "unit_interval", "simplex", "integer")
+LOCAL_PLATE = "data"  # models sample local sites inside plate(LOCAL_PLATE, n), leading axis = data
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.estimate import Estimate
+from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
+from ppl_suite.spec import LOCAL_PLATE
 
 ELBO_EVAL_BATCH = 1000
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -31,11 +33,16 @@ def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
     """The guide family as a NumPyro guide with ``numpyro.param`` sites named as in ``phi``."""
     family, sites, ops = guides.get(guide), problem.sites, guides.jax_ops()
+    plated = plated_sites(sites)
 
     def numpyro_guide(data, params):
         phi = {name: numpyro.param(name, jnp.asarray(value)) for name, value in phi0.items()}
         for name, q in family.distributions(phi, sites, data, ops).items():
-            numpyro.sample(name, q)
+            if name in plated:
+                with numpyro.plate(LOCAL_PLATE, plated[name].shape[0]):
+                    numpyro.sample(name, per_point(q, ops))
+            else:
+                numpyro.sample(name, q)
 
     return numpyro_guide
 

@@ -16,7 +16,9 @@ from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.estimate import Estimate
+from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.problem import Problem
+from ppl_suite.spec import LOCAL_PLATE
 
 ELBO_EVAL_BATCH = 500
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -38,11 +40,16 @@ def as_torch(values: Mapping[str, Any]) -> dict[str, Any]:
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
     """The guide family as a Pyro guide with ``pyro.param`` sites named as in ``phi``."""
     family, sites, ops = guides.get(guide), problem.sites, guides.torch_ops()
+    plated = plated_sites(sites)
 
     def pyro_guide(data, params):
         phi = {name: pyro.param(name, lambda v=value: torch.as_tensor(v)) for name, value in phi0.items()}
         for name, q in family.distributions(phi, sites, data, ops).items():
-            pyro.sample(name, q)
+            if name in plated:
+                with pyro.plate(LOCAL_PLATE, plated[name].shape[0]):
+                    pyro.sample(name, per_point(q, ops))
+            else:
+                pyro.sample(name, q)
 
     return pyro_guide
 

@@ -74,3 +74,16 @@ class GuideFamily(Protocol):
         self, phi: Mapping[str, Any], sites: tuple[Site, ...], data: Mapping[str, Any], ops: ArrayOps
     ) -> dict[str, Any]:
         """q(z_site) for every site, each with the whole site as its event (log_prob is a scalar)."""
+
+
+def per_point(q: Any, ops: ArrayOps) -> Any:
+    """A guide distribution over a whole local site, with its leading (data) axis made a batch axis,
+    for sampling inside the model's data plate (discrete local sites must sit in the plate to match
+    the model's enumeration dimensions)."""
+    inner = q.reinterpreted_batch_ndims - 1
+    return q.base_dist if inner == 0 else ops.dist.Independent(q.base_dist, inner)
+
+
+def plated_sites(sites: tuple[Site, ...]) -> dict[str, Site]:
+    """Sites a guide samples inside the data plate: the discrete local ones."""
+    return {s.name: s for s in sites if s.local and s.support == "integer"}
