@@ -151,7 +151,6 @@ def _run_with_progress(executor, cells, store) -> None:
 
 
 def _finish(args: argparse.Namespace, store) -> int:
-    from ppl_suite.report.summary import write_summary
     from ppl_suite.report.tables import failures_table, identity_table
 
     rows = store.finalize()
@@ -159,14 +158,32 @@ def _finish(args: argparse.Namespace, store) -> int:
     print(identity_table(rows).to_string(index=False))
     print(f"\nrows: {store.path / 'rows.parquet'}")
     if not args.no_report:
-        summary = write_summary(
-            store.path, Path(args.report or Path("reports") / store.path.name) / "summary.md"
-        )
-        print(f"summary: {summary}")
+        from ppl_suite.report.render import write_report
+
+        written = write_report(store.path, args.report or Path("reports") / store.path.resolve().name)
+        for kind, path in written.items():
+            print(f"report ({kind}): {path}")
     failures = failures_table(rows)
     if not failures.empty:
         print(f"\n{len(failures)} cells did not finish:\n" + failures.to_string(index=False))
         return 1
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """Write the report (Markdown with PNGs, and/or one self-contained HTML page) of a results folder."""
+    from ppl_suite.report.render import parse_formats, write_report
+
+    results = Path(args.results)
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as error:
+        raise matrix.ConfigError([str(error)]) from None
+    if not (results / "manifest.json").is_file() and not (results / "cells").is_dir():
+        raise matrix.ConfigError([f"not a results folder (no manifest.json or cells/): {results}"])
+    written = write_report(results, args.out or Path("reports") / results.resolve().name, formats)
+    for kind, path in written.items():
+        print(f"report ({kind}): {path}")
     return 0
 
 
@@ -213,6 +230,11 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--plugins", nargs="+", default=[], help="modules to import first (user models)")
     run.set_defaults(handler=command_run)
     listing.set_defaults(handler=command_list)
+    report = commands.add_parser("report", help="write the report of a results folder (Markdown, HTML)")
+    report.add_argument("results", help="results folder written by `ppl-suite run`")
+    report.add_argument("--out", help="report folder (default: reports/<results folder name>)")
+    report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
+    report.set_defaults(handler=command_report)
     return top
 
 

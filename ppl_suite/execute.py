@@ -17,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import backends
+from ppl_suite import backends, estimators
 from ppl_suite.backends import SVIConfig
+from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.kl import kl_analytic, kl_family_minimum, kl_identity, kl_monte_carlo
 from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
 from ppl_suite.spec import ExactPosterior, Latents
+from ppl_suite.training_curve import training_curve
 
 CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged as not converged
 MARGINALS = 6  # latent coordinates whose draws are kept for the report's marginal plots
 MARGINAL_DRAWS = 4000
+TRAINING_CURVE_SAMPLES = 2000  # Monte Carlo draws per ELBO along the training curve
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Cell:
     overrides: tuple[tuple[str, Any], ...] = ()
     svi: SVIConfig = field(default_factory=SVIConfig)
     eval_samples: int = 10_000
+    estimators: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (name, settings) pairs
 
     @property
     def key(self) -> str:
@@ -87,6 +91,12 @@ def execute(cell: Cell) -> Record:
             row.update(status="diverged", error="non-finite loss or guide parameters during SVI")
         else:
             columns, artifacts = evaluate(problem.with_params(fit.theta), fit, cell.eval_samples)
+            if problem.spec.learned and problem.spec.oracle is not None:
+                artifacts |= training_artifacts(problem, fit, cell.eval_samples)
+            for name, settings in cell.estimators:
+                estimated, arrays = run_estimator(problem.with_params(fit.theta), fit, name, settings, cell)
+                columns |= estimated
+                artifacts |= arrays
             row.update(columns, status="ok", error="")
     except Exception as error:  # a failing cell is recorded, never raised: the matrix goes on
         row.update(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
@@ -190,6 +200,60 @@ def _evaluate_enumerated(
             0.0 if library.se == 0 else (exact.log_evidence - library.value - kl) / library.se
         )
     return out
+
+
+def run_estimator(
+    problem: Problem, fit: backends.Fit, name: str, settings: tuple[tuple[str, Any], ...], cell: Cell
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One estimator on the fitted guide: columns est_<name>[_se|_n_evals|_seconds|_kind|_quantity],
+    scalar extras as columns est_<name>.<extra>, list extras as artifacts est_<name>.<extra>. A skip or
+    an error is recorded in est_<name>_skipped / est_<name>_error and never fails the cell. Guide-free
+    estimators (AIS, Laplace...) are computed once per problem in a process and reused by the other
+    cells of the same data."""
+    prefix = f"est_{name}"
+    estimator = estimators.get(name, **dict(settings))
+    exact = problem.exact()
+    fitted = FittedGuide(problem, fit.guide, dict(fit.phi)) if estimator.uses_guide else None
+    reason = estimator.applies(problem, exact, fit.guide)
+    if reason is None and fitted is not None and not fitted.distributions:
+        reason = "the guide samples nothing (enumeration)"
+    if reason is not None:
+        return {f"{prefix}_skipped": reason}, {}
+    try:
+        if estimator.uses_guide or problem.spec.learned:
+            estimate = estimator.estimate(problem, fitted, exact, seed=cell.seed)
+        else:
+            key = (cell.model, cell.overrides, cell.data_seed, name, settings)
+            if key not in _PROBLEM_ESTIMATES:
+                _PROBLEM_ESTIMATES[key] = estimator.estimate(problem, None, exact, seed=cell.data_seed)
+            estimate = _PROBLEM_ESTIMATES[key]
+    except Exception as error:  # one estimator failing leaves the fit and the other numbers standing
+        return {f"{prefix}_error": f"{type(error).__name__}: {error}"}, {}
+    columns = {
+        prefix: estimate.value,
+        f"{prefix}_se": estimate.se,
+        f"{prefix}_n_evals": estimate.n_evals,
+        f"{prefix}_seconds": estimate.seconds,
+        f"{prefix}_kind": estimator.kind,
+        f"{prefix}_quantity": estimator.quantity,
+    }
+    arrays = {}
+    for key, value in estimate.extras.items():
+        if isinstance(value, (list, tuple, np.ndarray)):
+            arrays[f"{prefix}.{key}"] = np.asarray(value, dtype=float)
+        elif isinstance(value, (int, float, str, bool, np.generic)):
+            columns[f"{prefix}.{key}"] = value
+    return columns, arrays
+
+
+_PROBLEM_ESTIMATES: dict[tuple, Estimate] = {}
+
+
+def training_artifacts(problem: Problem, fit: backends.Fit, n: int) -> dict[str, np.ndarray]:
+    """log p_theta(x), ELBO and KL at the fit's snapshots (learned theta: the ELBO rises through both)."""
+    curve = training_curve(problem, fit.guide, fit.trajectory, n=min(n, TRAINING_CURVE_SAMPLES))
+    columns = ("step", "elbo", "elbo_se", "log_evidence", "kl", "kl_se")
+    return {f"training.{c}": curve[c].to_numpy(dtype=float) for c in columns}
 
 
 def marginal_draws(problem: Problem, latents: Latents) -> tuple[list[str], np.ndarray]:

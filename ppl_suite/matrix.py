@@ -9,6 +9,7 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     seeds = [0, 1]                        # each seed is a data set and an SVI seed
     [svi]        steps, lr, final_lr, particles, eval_particles
     [evaluation] samples                  # Monte Carlo samples for ELBO and KL estimates
+    [estimators] <name> = {setting = value}   # extra estimators run on every fitted guide
     [params.<model>] name = value         # model size and hyperparameter overrides
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
@@ -28,7 +29,17 @@ from ppl_suite.backends import SVIConfig
 from ppl_suite.execute import Cell
 from ppl_suite.problem import Problem
 
-TOP_KEYS = {"models", "backends", "guides", "guides_per_model", "seeds", "svi", "evaluation", "params"}
+TOP_KEYS = {
+    "models",
+    "backends",
+    "guides",
+    "guides_per_model",
+    "seeds",
+    "svi",
+    "evaluation",
+    "params",
+    "estimators",
+}
 MODEL_SETS = ("closed_form", "all")
 
 
@@ -141,6 +152,7 @@ def expand(config: dict[str, Any]) -> Matrix:
     if not isinstance(samples, int) or samples < 2:
         problems.append(f"evaluation samples must be an integer >= 2, got {samples!r}")
     overrides = _overrides(config.get("params") or {}, problems)
+    chosen_estimators = _estimators(config.get("estimators") or {}, problems)
 
     if guide_names:
         for guide in guide_names:
@@ -165,7 +177,8 @@ def expand(config: dict[str, Any]) -> Matrix:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue
                 cells += [
-                    Cell(model, backend, guide, seed, seed, model_overrides, svi, samples) for seed in seeds
+                    Cell(model, backend, guide, seed, seed, model_overrides, svi, samples, chosen_estimators)
+                    for seed in seeds
                 ]
     if not cells:
         raise ConfigError(["no cell can run with this selection:", *skipped])
@@ -185,3 +198,19 @@ def _overrides(table: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
             continue
         out[model] = dict(values)
     return out
+
+
+def _estimators(table: Any, problems: list[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """(name, settings) pairs, each checked by constructing the configured estimator."""
+    from ppl_suite import estimators
+
+    chosen = []
+    for name, settings in dict(table).items():
+        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(settings or {}).items()}
+        try:
+            estimators.get(name, **settings)
+        except (KeyError, ValueError, TypeError) as error:
+            problems.append(str(error).strip("'\""))
+            continue
+        chosen.append((name, tuple(sorted(settings.items()))))
+    return tuple(chosen)

@@ -14,11 +14,18 @@ import numpy as np
 from scipy import stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
-from ppl_suite.spec import Data, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
 
 
 def sites(params: Params) -> tuple[Site, ...]:
-    return (Site("mu"),)
+    prior = DistSpec(
+        "Normal",
+        {
+            "loc": np.asarray(params["prior_loc"], dtype=float),
+            "scale": np.asarray(params["prior_scale"], dtype=float),
+        },
+    )
+    return (Site("mu", prior=prior),)
 
 
 def generate_data(rng: np.random.Generator, params: Params) -> dict[str, np.ndarray]:
@@ -54,6 +61,6 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("mean_field",),
+    guides=("mean_field", "conjugate"),
     module=__package__,
 )

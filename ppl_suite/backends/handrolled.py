@@ -9,7 +9,8 @@ differentiated through the samples (pathwise gradient, the same estimator as Tra
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     w <- w - lr_t * (m / (1 - b1^(t+1))) / (sqrt(v / (1 - b2^(t+1))) + eps)
 
-(Kingma and Ba, 2015), with lr_t = lr * gamma^t as in the other backends, run in one ``lax.scan``.
+(Kingma and Ba, 2015), with the step-size schedule lr_t of SVIConfig as in the other backends, run in
+one ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -48,12 +49,11 @@ def elbo_terms(problem: Problem, guide: str, data, params):
 
 def adam_step(config: SVIConfig):
     b1, b2 = ADAM_BETAS
-    decay = config.lr_decay
 
     def step(weights, grads, m, v, t):
         m = jax.tree.map(lambda m_, g: b1 * m_ + (1 - b1) * g, m, grads)
         v = jax.tree.map(lambda v_, g: b2 * v_ + (1 - b2) * g**2, v, grads)
-        lr = config.lr * decay**t
+        lr = config.learning_rate(t, jnp)
         c1, c2 = 1 - b1 ** (t + 1), 1 - b2 ** (t + 1)
         weights = jax.tree.map(
             lambda w, m_, v_: w - lr * (m_ / c1) / (jnp.sqrt(v_ / c2) + ADAM_EPS), weights, m, v

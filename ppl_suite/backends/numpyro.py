@@ -48,9 +48,8 @@ def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
 
 
 def adam(config: SVIConfig) -> numpyro.optim.Adam:
-    decay = config.lr_decay
     return numpyro.optim.Adam(
-        step_size=lambda t: config.lr * decay**t, b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=ADAM_EPS
+        step_size=lambda t: config.learning_rate(t, jnp), b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=ADAM_EPS
     )
 
 

@@ -1,4 +1,4 @@
-"""Pyro backend: SVI with ``Trace_ELBO`` (vectorized particles), torch Adam with exponential decay."""
+"""Pyro backend: SVI with ``Trace_ELBO`` (vectorized particles), torch Adam, the shared schedule."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def as_torch(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in values.items():
         if isinstance(value, np.ndarray):
-            value = torch.as_tensor(value)
+            value = torch.tensor(value)  # a copy: pyro.param updates its initial tensor in place
             if value.is_floating_point():
                 value = value.to(torch.float64)
         out[key] = value
@@ -70,11 +70,11 @@ class PyroBackend:
         pyro.set_rng_seed(seed)
         store = pyro.get_param_store()
         store.clear()
-        optimizer = pyro.optim.ExponentialLR(
+        optimizer = pyro.optim.LambdaLR(
             {
                 "optimizer": torch.optim.Adam,
                 "optim_args": {"lr": config.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS},
-                "gamma": config.lr_decay,
+                "lr_lambda": lambda t: float(config.learning_rate(t)) / config.lr,
             }
         )
         elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,10 @@ import numpyro.distributions as dist
 from numpyro.distributions.kl import kl_divergence
 
 from ppl_suite.estimate import Estimate
+from ppl_suite.estimators import need_exact, need_guide, need_positive_int
+from ppl_suite.estimators.elbo import elbo
 from ppl_suite.fitted_guide import FittedGuide
+from ppl_suite.problem import Problem
 from ppl_suite.spec import ExactPosterior
 
 
@@ -85,3 +90,81 @@ def kl_family_minimum(guide: FittedGuide, exact: ExactPosterior) -> float | None
         blocks = [np.arange(a, b) for a, b in itertools.pairwise(offsets)]
     log_det_blocks = sum(np.linalg.slogdet(precision[np.ix_(b, b)])[1] for b in blocks)
     return float(0.5 * (log_det_blocks - np.linalg.slogdet(precision)[1]))
+
+
+def _no_oracle(problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
+    return None if exact is not None else "KL to the posterior needs the exact posterior (an oracle)"
+
+
+@dataclass(frozen=True)
+class KLAnalytic:
+    """Plug-in: closed-form KL(q || p(z | x)) through NumPyro's KL registry (SE 0)."""
+
+    name: ClassVar[str] = "kl_analytic"
+    quantity: ClassVar[str] = "kl_to_posterior"
+    kind: ClassVar[str] = "exact"
+    uses_guide: ClassVar[bool] = True
+
+    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
+        if exact is None:
+            return _no_oracle(problem, exact)
+        if exact.factors() is None:
+            return "the posterior does not factor into library distributions over sites"
+        return None
+
+    def estimate(
+        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+    ) -> Estimate:
+        result = kl_analytic(need_guide(self.name, guide), need_exact(self.name, exact))
+        if result is None:
+            raise NotImplementedError(
+                f"no closed-form KL is registered between guide {guide.family!r} and the posterior of "
+                f"{problem.spec.name!r}; use kl_monte_carlo"
+            )
+        return result
+
+
+@dataclass(frozen=True)
+class KLMonteCarlo:
+    """Plug-in: KL(q || p(z | x)) = E_q[log q(z) - log p(z | x)] by Monte Carlo."""
+
+    n: int = 10_000
+    name: ClassVar[str] = "kl_monte_carlo"
+    quantity: ClassVar[str] = "kl_to_posterior"
+    kind: ClassVar[str] = "unbiased"
+    uses_guide: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        need_positive_int(self.name, "n (the SE needs two samples)", self.n, minimum=2)
+
+    applies = staticmethod(_no_oracle)
+
+    def estimate(
+        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+    ) -> Estimate:
+        return kl_monte_carlo(need_guide(self.name, guide), need_exact(self.name, exact), self.n, seed)
+
+
+@dataclass(frozen=True)
+class KLIdentity:
+    """Plug-in: KL(q || p(z | x)) = log p(x) - ELBO, with the Monte Carlo ELBO's SE."""
+
+    n: int = 10_000
+    name: ClassVar[str] = "kl_identity"
+    quantity: ClassVar[str] = "kl_to_posterior"
+    kind: ClassVar[str] = "unbiased"
+    uses_guide: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        need_positive_int(self.name, "n (the SE needs two samples)", self.n, minimum=2)
+
+    applies = staticmethod(_no_oracle)
+
+    def estimate(
+        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+    ) -> Estimate:
+        estimate = elbo(need_guide(self.name, guide), self.n, seed)
+        return kl_identity(estimate, need_exact(self.name, exact).log_evidence)
+
+
+ESTIMATORS = (KLAnalytic(), KLMonteCarlo(), KLIdentity())

@@ -1,24 +1,103 @@
-"""Tables of a results DataFrame; every number shown is a column of the store or a pandas operation."""
+"""Tables of a results folder as DataFrames; every number is a column of the store or a pandas operation.
+
+Nothing here draws, and nothing here estimates: the only arithmetic is differences, ratios and
+group-wise medians/sums of stored columns. Tables keep numbers as numbers; the renderer formats them.
+Estimator columns follow the store's convention ``est_<name>``, ``est_<name>_se``, ``est_<name>_n_evals``,
+``est_<name>_seconds``; a table whose columns are absent comes back empty, and its section says so.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
+ESTIMATE_SUFFIXES = ("_se", "_n_evals", "_seconds", "_kind", "_quantity")
+# est_* columns that estimate something other than log p(x) (an est_<name>_quantity column also says so)
+NOT_LOG_EVIDENCE = ("psis_khat", "psis", "inclusive_kl", "elbo")
+NOT_LOG_EVIDENCE_PREFIXES = ("kl_", "psis_")
+BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
+AGREEMENT_FLAG_SE = 4.0  # backends disagree when |difference| > this many standard errors
+KNOWN_KINDS = {  # the estimators' kinds, for stores that do not record est_<name>_kind
+    "iwae": "lower bound",
+    "ais": "lower bound",
+    "bdmc": "upper bound",
+    "importance": "consistent",
+    "is": "consistent",
+    "harmonic_mean": "consistent",
+    "laplace": "approximation",
+}
 
-def _pm(value: float, se: float) -> str:
-    return f"{value:.4f} ± {se:.4f}"
+
+# --------------------------------------------------------------------------------------------- helpers
+def model_labels(rows: pd.DataFrame) -> pd.Series:
+    """The model part of each cell key: ``model`` or ``model[k=v,...]`` when parameters were overridden."""
+    return rows["key"].str.split("/").str[0]
 
 
+def models(rows: pd.DataFrame) -> list[str]:
+    """Model labels in the order of the rows (sorted by key)."""
+    return list(dict.fromkeys(model_labels(rows))) if not rows.empty else []
+
+
+def of_model(rows: pd.DataFrame, model: str) -> pd.DataFrame:
+    return rows[model_labels(rows) == model]
+
+
+def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["status"] == "ok"] if not rows.empty else rows
+
+
+def column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or NaN everywhere when the store has no such column (an older or smaller run)."""
+    return rows[name] if name in rows else pd.Series(np.nan, index=rows.index, dtype=float)
+
+
+def _backend_rank(backend: pd.Series) -> pd.Series:
+    order = {name: i for i, name in enumerate(BACKEND_ORDER)}
+    return backend.map(lambda b: order.get(b, len(order)))
+
+
+def in_display_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by model, guide, backend (pyro, numpyro, handrolled, others), data seed, seed."""
+    if rows.empty:
+        return rows
+    keyed = rows.assign(_model=model_labels(rows), _rank=_backend_rank(rows["backend"]))
+    keyed = keyed.sort_values(["_model", "guide", "_rank", "backend", "data_seed", "seed"], kind="stable")
+    return keyed.drop(columns=["_model", "_rank"])
+
+
+def cell_labels(rows: pd.DataFrame, with_model: bool = False) -> pd.Series:
+    """Short cell names: ``backend / guide / seed s`` (data seed too when it differs from the seed)."""
+
+    def label(row: Any) -> str:
+        seed = f"seed {row.seed}" if row.data_seed == row.seed else f"data {row.data_seed}, seed {row.seed}"
+        text = f"{row.backend} / {row.guide} / {seed}"
+        return f"{row.key.split('/')[0]}: {text}" if with_model else text
+
+    return pd.Series([label(r) for r in rows.itertuples()], index=rows.index, dtype=object)
+
+
+# --------------------------------------------------------------------------------- the identity tables
 def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per cell: log p(x) = ELBO + KL, the residual in SE units, convergence and cost."""
-    ok = rows[rows["status"] == "ok"]
+    """One line per ok cell as text (for the console): log p(x) = ELBO + KL, residual, cost."""
+    ok = rows[rows["status"] == "ok"] if not rows.empty else rows
+    if ok.empty:
+        return pd.DataFrame()
+
+    def pm(value: float, se: float) -> str:
+        return f"{value:.4f} ± {se:.4f}"
+
     table = pd.DataFrame(
         {
-            "model": ok["model"],
+            "model": model_labels(ok),
             "backend": ok["backend"],
             "guide": ok["guide"],
             "seed": ok["seed"],
-            "ELBO ± SE": [_pm(v, s) for v, s in zip(ok["elbo"], ok["elbo_se"], strict=True)],
+            "ELBO ± SE": [pm(v, s) for v, s in zip(ok["elbo"], ok["elbo_se"], strict=True)],
             "log p(x)": ok["log_evidence"].map("{:.4f}".format),
             "KL(q||p)": ok["kl"].map("{:.2e}".format),
             "KL route": ok["kl_method"],
@@ -33,9 +112,333 @@ def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per cell: exact log p(x), ELBO and its SE, KL(q || p(z|x)), residual in SE units.
+
+    The residual (log p(x) - ELBO - KL) / SE is the store's ``residual_se``; cells that did not
+    finish keep their line with their status and empty numbers.
+    """
+    if rows.empty:
+        return pd.DataFrame()
+    rows = in_display_order(rows)
+    table = pd.DataFrame(
+        {
+            "model": model_labels(rows),
+            "backend": rows["backend"],
+            "guide": rows["guide"],
+            "data": rows["data_seed"],
+            "seed": rows["seed"],
+            "status": rows["status"],
+            "log p(x)": column(rows, "log_evidence"),
+            "ELBO": column(rows, "elbo"),
+            "ELBO SE": column(rows, "elbo_se"),
+            "KL(q||p)": column(rows, "kl"),
+            "KL route": column(rows, "kl_method").fillna(""),
+            "residual (SE)": column(rows, "residual_se"),
+            "opt. gap": column(rows, "optimization_gap"),
+            "converged": column(rows, "converged"),
+        }
+    )
+    return table.reset_index(drop=True)
+
+
+def decomposition(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell: log p(x), ELBO ± SE, KL and log p(x) - ELBO (the store's ``kl_identity``)."""
+    ok = in_display_order(ok_rows(rows))
+    return pd.DataFrame(
+        {
+            "cell": cell_labels(ok),
+            "backend": ok["backend"],
+            "guide": ok["guide"],
+            "log_evidence": column(ok, "log_evidence"),
+            "elbo": column(ok, "elbo"),
+            "elbo_se": column(ok, "elbo_se"),
+            "kl": column(ok, "kl"),
+            "gap": column(ok, "kl_identity"),
+        }
+    ).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ estimators
+def estimator_names(rows: pd.DataFrame) -> list[str]:
+    """Names of the log p(x) estimators with a column ``est_<name>`` in the store."""
+    names = []
+    for name in rows.columns:
+        if not name.startswith("est_") or name.endswith(ESTIMATE_SUFFIXES):
+            continue
+        stem = name.removeprefix("est_")
+        if "." in stem or stem.endswith(("_skipped", "_error")):  # an extra or a note, not an estimate
+            continue
+        if stem in NOT_LOG_EVIDENCE or stem.startswith(NOT_LOG_EVIDENCE_PREFIXES):
+            continue
+        quantity = column(rows, f"est_{stem}_quantity").dropna()
+        if rows[name].dtype == object or (len(quantity) and quantity.iloc[0] != "log_evidence"):
+            continue
+        names.append(stem)
+    return names
+
+
+def estimator_kind(rows: pd.DataFrame, name: str) -> str:
+    """The estimator's kind when the store says (``est_<name>_kind``), else a known label, else ''."""
+    stored = column(rows, f"est_{name}_kind").dropna()
+    return str(stored.iloc[0]).replace("_", " ") if len(stored) else KNOWN_KINDS.get(name, "")
+
+
+def estimator_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every log p(x) estimate of every ok cell: value, SE, error vs exact in nats and in SE units,
+    likelihood evaluations and seconds. Error in SE units is NaN for deterministic estimates (SE 0)."""
+    ok = in_display_order(ok_rows(rows))
+    parts = []
+    for name in estimator_names(ok):
+        value = ok[f"est_{name}"]
+        se = column(ok, f"est_{name}_se")
+        error = value - column(ok, "log_evidence")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "estimator": name,
+                    "kind": estimator_kind(ok, name),
+                    "cell": cell_labels(ok),
+                    "log p(x)": column(ok, "log_evidence"),
+                    "estimate": value,
+                    "SE": se,
+                    "error (nats)": error,
+                    "error (SE)": error / se.where(se > 0),
+                    "evaluations": column(ok, f"est_{name}_n_evals"),
+                    "seconds": column(ok, f"est_{name}_seconds"),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts).dropna(subset=["estimate"]).reset_index(drop=True)
+
+
+def diagnostics_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell: PSIS k-hat with its reading, and the inclusive KL(p || q) ± SE, where stored."""
+    ok = in_display_order(ok_rows(rows))
+    table = pd.DataFrame(
+        {
+            "backend": ok["backend"],
+            "guide": ok["guide"],
+            "data": ok["data_seed"],
+            "seed": ok["seed"],
+            "k-hat": column(ok, "est_psis"),
+            "reading": column(ok, "est_psis.interpretation"),
+            "KL(p||q)": column(ok, "est_inclusive_kl"),
+            "KL(p||q) SE": column(ok, "est_inclusive_kl_se"),
+        }
+    )
+    table = table.dropna(subset=["k-hat", "KL(p||q)"], how="all")
+    return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
+
+
+def estimator_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator: cells, median evaluations and seconds per cell, and total seconds."""
+    ok = ok_rows(rows)
+    lines = []
+    for name in estimator_names(ok):
+        evals, seconds = column(ok, f"est_{name}_n_evals"), column(ok, f"est_{name}_seconds")
+        lines.append(
+            {
+                "estimator": name,
+                "cells": int(ok[f"est_{name}"].notna().sum()),
+                "evaluations (median)": evals.median(),
+                "seconds (median)": seconds.median(),
+                "seconds (total)": seconds.sum(min_count=1),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+# ---------------------------------------------------------------------------------- backend agreement
+AGREEMENT_KEYS = ["model", "guide", "data_seed", "seed"]
+
+
+def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of backends on the same (model, guide, data seed, seed): ELBO and KL differences in
+    nats and in units of SE = sqrt(SE_a^2 + SE_b^2) of the two ELBO estimates (and of the Monte Carlo
+    KL estimates, where the KL is estimated), flagged when either |difference| > 4 SE."""
+    ok = ok_rows(rows)
+    if ok.empty:
+        return pd.DataFrame()
+    ok = ok.assign(
+        model=model_labels(ok),
+        kl_noise=np.where(column(ok, "kl_method") == "monte_carlo", column(ok, "kl_mc_se"), 0.0),
+    )
+    lines = []
+    for key, group in ok.groupby(AGREEMENT_KEYS, sort=True):
+        group = group.assign(_rank=_backend_rank(group["backend"])).sort_values(["_rank", "backend"])
+        for a, b in itertools.combinations(group.itertuples(), 2):
+            elbo_se = float(np.hypot(a.elbo_se, b.elbo_se))
+            kl_se = float(np.hypot(elbo_se, np.hypot(a.kl_noise, b.kl_noise)))
+            d_elbo, d_kl = a.elbo - b.elbo, a.kl - b.kl
+            lines.append(
+                dict(
+                    zip(AGREEMENT_KEYS, key, strict=True),
+                    pair=f"{a.backend} − {b.backend}",
+                    **{
+                        "ΔELBO": d_elbo,
+                        "ΔELBO (SE)": _in_se(d_elbo, elbo_se),
+                        "ΔKL": d_kl,
+                        "ΔKL (SE)": _in_se(d_kl, kl_se),
+                    },
+                )
+            )
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return table
+    worst = table[["ΔELBO (SE)", "ΔKL (SE)"]].abs().max(axis=1)
+    table["flag"] = np.where(worst > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", "")
+    return table.rename(columns={"data_seed": "data"})
+
+
+def _in_se(difference: float, se: float) -> float:
+    if se > 0:
+        return difference / se
+    return 0.0 if difference == 0 else float(np.copysign(np.inf, difference))
+
+
+def library_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell with a library ELBO (Pyro's or NumPyro's own Trace_ELBO after the fit): the library
+    value minus the suite's ELBO estimate, in nats and in units of their combined SE."""
+    ok = in_display_order(ok_rows(rows))
+    ok = ok[column(ok, "library_elbo").notna() & column(ok, "elbo").notna()]
+    if ok.empty:
+        return pd.DataFrame()
+    se = np.hypot(ok["library_elbo_se"], ok["elbo_se"])
+    diff = ok["library_elbo"] - ok["elbo"]
+    table = pd.DataFrame(
+        {
+            "model": model_labels(ok),
+            "backend": ok["backend"],
+            "guide": ok["guide"],
+            "data": ok["data_seed"],
+            "seed": ok["seed"],
+            "library ELBO": ok["library_elbo"],
+            "library SE": ok["library_elbo_se"],
+            "suite ELBO": ok["elbo"],
+            "suite SE": ok["elbo_se"],
+            "difference": diff,
+            "difference (SE)": [_in_se(d, s) for d, s in zip(diff, se, strict=True)],
+        }
+    )
+    table["flag"] = np.where(
+        table["difference (SE)"].abs() > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", ""
+    )
+    return table.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------ cost
+def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per model and backend: cells, median SVI steps per second, median compile and fit seconds,
+    and total wall seconds (fit and evaluation) of its cells."""
+    if rows.empty:
+        return pd.DataFrame()
+    frame = rows.assign(model=model_labels(rows), _rank=_backend_rank(rows["backend"]))
+    grouped = frame.groupby(["model", "_rank", "backend"], sort=True)
+    table = grouped.agg(
+        cells=("key", "size"),
+        **{
+            "steps/s (median)": ("steps_per_second", "median"),
+            "compile s (median)": ("compile_seconds", "median"),
+            "fit s (median)": ("fit_seconds", "median"),
+            "wall s (total)": ("wall_seconds", "sum"),
+        },
+    )
+    return table.reset_index().drop(columns="_rank")
+
+
+def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per backend over all models: cells, median steps/s, median compile seconds, total wall seconds."""
+    if rows.empty:
+        return pd.DataFrame()
+    frame = rows.assign(_rank=_backend_rank(rows["backend"]))
+    table = frame.groupby(["_rank", "backend"], sort=True).agg(
+        cells=("key", "size"),
+        **{
+            "steps/s (median)": ("steps_per_second", "median"),
+            "compile s (median)": ("compile_seconds", "median"),
+            "wall s (total)": ("wall_seconds", "sum"),
+        },
+    )
+    return table.reset_index().drop(columns="_rank")
+
+
+# ------------------------------------------------------------------------------------------- posterior
+def draw_labels(row: pd.Series) -> list[str]:
+    """The latent coordinates of a cell's stored draws (the row's JSON ``draw_labels``)."""
+    text = row.get("draw_labels")
+    return json.loads(text) if isinstance(text, str) and text else []
+
+
+def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.DataFrame:
+    """ArviZ's summary (mean, sd, 94% HDI) of each named set of draws (draws x coordinates), one line
+    per (coordinate, source). Draws are converted to InferenceData with one chain."""
+    import arviz as az  # deferred: ArviZ is heavy, and only reports need it
+
+    parts = []
+    for source, values in draws.items():
+        data = {label: np.asarray(values)[None, :, i] for i, label in enumerate(labels)}
+        summary = az.summary(az.from_dict(posterior=data), kind="stats", round_to="none")
+        summary.insert(0, "draws of", source)
+        parts.append(summary.rename_axis("coordinate").reset_index())
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, ignore_index=True)
+    order = {label: i for i, label in enumerate(labels)}
+    table["_order"] = table["coordinate"].map(order)
+    return table.sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------- failures and facts
 def failures_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cells that did not finish: key, status (failed or diverged) and the first line of the error."""
+    if rows.empty:
+        return pd.DataFrame(columns=["cell", "status", "error"])
     bad = rows[rows["status"] != "ok"]
     first_line = bad["error"].fillna("").map(lambda text: text.splitlines()[0] if text else "")
     return pd.DataFrame({"cell": bad["key"], "status": bad["status"], "error": first_line}).reset_index(
         drop=True
     )
+
+
+def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """When, where and how the run ran: the manifest's scalar facts and the count of cells by status."""
+    facts = {
+        "started": manifest.get("started"),
+        "finished": manifest.get("finished"),
+        "git commit": manifest.get("git_commit"),
+        "host": manifest.get("host"),
+        "executor": manifest.get("executor"),
+        "jobs": manifest.get("jobs"),
+        "command": " ".join(map(str, manifest.get("command") or [])) or None,
+        "schema version": manifest.get("schema_version"),
+        "cells planned": len(manifest.get("cells") or []) or None,
+    }
+    if not rows.empty:
+        for status, count in rows["status"].value_counts().sort_index().items():
+            facts[f"cells {status}"] = int(count)
+    return pd.DataFrame([{"fact": k, "value": str(v)} for k, v in facts.items() if v is not None and v != ""])
+
+
+def versions_table(manifest: dict[str, Any]) -> pd.DataFrame:
+    """Package versions recorded in the manifest."""
+    versions = manifest.get("versions") or {}
+    return pd.DataFrame([{"package": k, "version": str(v)} for k, v in versions.items()])
+
+
+def config_table(manifest: dict[str, Any]) -> pd.DataFrame:
+    """The run's configuration, flattened to dotted keys (``svi.steps``)."""
+    lines: list[dict[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            lines.append({"setting": prefix, "value": text})
+
+    walk("", manifest.get("config") or {})
+    return pd.DataFrame(lines)

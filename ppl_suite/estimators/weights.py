@@ -1,0 +1,44 @@
+"""Stable reductions of log importance weights shared by the importance-sampling estimators.
+
+For weights w_i = exp(l_i), i = 1..n, the estimate of log E[w] is log((1/n) sum_i w_i), computed
+max-shifted (``ppl_suite.numerics.log_mean_exp``). Its standard error by the delta method,
+
+    SE[log w_bar] ~= SE[w_bar] / w_bar = sd(w) / (sqrt(n) w_bar),
+
+is scale-free, so it is computed on the shifted weights w_i / max_j w_j, which lie in (0, 1].
+It is only meaningful when w has finite variance (see the PSIS k-hat diagnostic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppl_suite.numerics import log_mean_exp
+
+
+def check_log_weights(log_w: np.ndarray, what: str = "log weights") -> np.ndarray:
+    """A 1-D float array of at least 2 entries, none NaN or +inf; anything else is a clear error."""
+    log_w = np.asarray(log_w, dtype=float)
+    if log_w.ndim != 1 or log_w.size < 2:
+        raise ValueError(f"{what} must be a 1-D array of at least 2 entries, got shape {log_w.shape}")
+    bad = int(np.sum(np.isnan(log_w) | (log_w == np.inf)))
+    if bad:
+        raise ValueError(f"{what}: {bad} of {log_w.size} entries are NaN or +inf (valid: finite or -inf)")
+    return log_w
+
+
+def log_mean_exp_se(log_w: np.ndarray) -> tuple[float, float]:
+    """(log mean exp(l), its delta-method standard error) for n >= 2 log weights l."""
+    log_w = check_log_weights(log_w)
+    top = log_w.max()
+    if top == -np.inf:
+        return -np.inf, np.nan
+    w = np.exp(log_w - top)
+    return float(log_mean_exp(log_w)), float(w.std(ddof=1) / (np.sqrt(w.size) * w.mean()))
+
+
+def effective_sample_size(log_w: np.ndarray) -> float:
+    """Kish's ESS = (sum w)^2 / sum w^2, between 1 and n."""
+    log_w = check_log_weights(log_w)
+    w = np.exp(log_w - log_w.max())
+    return float(w.sum() ** 2 / np.sum(w**2))

@@ -1,0 +1,141 @@
+"""What a report is made of: blocks, the context sections read, and the section protocol.
+
+A section is a plug-in: an object with a ``title`` and ``build(context) -> list[Block]``, registered
+in order with ``register``. The renderer turns the blocks into Markdown or HTML; sections never
+format for one output. A section whose data are absent says so in a ``Text`` block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ppl_suite.store import ResultsStore
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A sub-heading inside a section (level 3 or 4); the section title itself is level 2."""
+
+    text: str
+    level: int = 3
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph of plain text; `backticks` mark code. ``note`` renders it as a quiet remark."""
+
+    text: str
+    note: bool = False
+
+
+@dataclass(frozen=True)
+class Code:
+    """Preformatted text (a formula, a traceback)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A DataFrame with per-column formats (format string or callable), shown as a table.
+
+    ``pm`` joins a value column with its SE column as ``value ± SE`` (the SE column is dropped).
+    """
+
+    frame: pd.DataFrame
+    caption: str = ""
+    formats: Mapping[str, str | Callable[[Any], str]] = field(default_factory=dict)
+    pm: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Image:
+    """A PNG drawn by the figures module, with its caption (which says what it shows)."""
+
+    path: Path
+    caption: str
+    alt: str = ""
+
+
+Block = Heading | Text | Code | Table | Image
+
+
+@dataclass
+class Context:
+    """What sections read: the results folder (rows, manifest, traces, artifacts) and where to draw."""
+
+    store: ResultsStore
+    figure_dir: Path
+    _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        return self.store.rows()
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return self.store.manifest()
+        except FileNotFoundError:
+            return {}
+
+    def trace(self, digest: str) -> np.ndarray | None:
+        """The cell's training loss per SVI step, or None when the store has none."""
+        try:
+            return self.store.trace(digest)
+        except FileNotFoundError:
+            return None
+
+    def artifacts(self, digest: str) -> dict[str, np.ndarray]:
+        """The cell's named arrays ({} when it has none), read once per report."""
+        if digest not in self._arrays:
+            try:
+                self._arrays[digest] = self.store.artifacts(digest)
+            except FileNotFoundError:
+                self._arrays[digest] = {}
+        return self._arrays[digest]
+
+    def figure(self, name: str) -> Path:
+        """Path of a new figure file, named from ``name`` (made safe for file systems and URLs)."""
+        return self.figure_dir / f"{slug(name)}.png"
+
+
+class Section(Protocol):
+    """A report section: a title, and blocks built from the context."""
+
+    title: str
+
+    def build(self, context: Context) -> list[Block]: ...
+
+
+_sections: list[Section] = []
+
+
+def register(section: Section) -> Section:
+    """Add a section at the end of the report (a second section with the same title replaces it)."""
+    for i, present in enumerate(_sections):
+        if present.title == section.title:
+            _sections[i] = section
+            return section
+    _sections.append(section)
+    return section
+
+
+def sections() -> list[Section]:
+    """Registered sections in report order (the built-in ones are registered on first call)."""
+    import ppl_suite.report.sections  # noqa: F401  (registers the built-in sections)
+
+    return list(_sections)
+
+
+def slug(text: str) -> str:
+    """Lower-case letters, digits and single hyphens: a safe file name and HTML anchor."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"

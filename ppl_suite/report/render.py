@@ -1,0 +1,295 @@
+"""Render a results folder as a Markdown report (PNGs beside it) and one self-contained HTML page.
+
+    write_report(results, out, formats=("md", "html"))
+      out/report.md        Markdown, figures in out/figures/*.png
+      out/report.html      one file: CSS inline, figures inlined as base64 data URIs, no scripts
+
+The report is a function of the results folder alone: rerunning it gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ppl_suite.report import figures  # noqa: F401  (first: selects matplotlib's Agg backend)
+from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, sections, slug
+from ppl_suite.store import ResultsStore
+
+FORMATS = ("md", "html")
+MISSING = "—"
+
+CSS = """
+:root { --ink: #1d232b; --muted: #5b6672; --rule: #d8dde3; --band: #f4f6f8; --accent: #1f6fb4; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--ink); background: #fff;
+       font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1200px; margin: 0 auto; padding: 1.5rem 1.25rem 4rem; }
+h1 { font-size: 1.7rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.35rem; margin: 2.5rem 0 .75rem; padding-bottom: .25rem;
+     border-bottom: 2px solid var(--rule); }
+h3 { font-size: 1.15rem; margin: 2rem 0 .5rem; }
+h4 { font-size: 1rem; margin: 1.5rem 0 .4rem; color: var(--muted); }
+p { margin: .5rem 0; max-width: 80ch; }
+p.note { color: var(--muted); font-style: italic; }
+.subtitle { color: var(--muted); margin: 0 0 1rem; }
+code { font: .9em ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; background: var(--band);
+       padding: 0 .2em; border-radius: 3px; }
+pre { background: var(--band); padding: .6rem .8rem; overflow-x: auto; border-radius: 4px;
+      font: 13px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
+pre.formula { font-size: 15px; text-align: center; }
+nav.toc { background: var(--band); padding: .5rem 1rem; border-radius: 4px; font-size: .92rem; }
+nav.toc ul { margin: .2rem 0; padding-left: 1.2rem; }
+a { color: var(--accent); }
+.table-wrap { overflow-x: auto; margin: .5rem 0 1rem; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { padding: .22rem .45rem; border-bottom: 1px solid var(--rule); text-align: left;
+         white-space: nowrap; }
+th { background: var(--band); position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.flag td { background: #fdecea; }
+caption { caption-side: top; text-align: left; color: var(--muted); padding: .2rem 0 .4rem;
+          white-space: normal; max-width: 80ch; font-size: 13px; }
+figure { margin: 1rem 0 1.5rem; }
+figure img { max-width: 100%; height: auto; display: block; border: 1px solid var(--rule); }
+figcaption { color: var(--muted); font-size: 13px; margin-top: .35rem; max-width: 90ch; }
+"""
+
+
+# ---------------------------------------------------------------------------------------- formatting
+def format_value(value: Any, fmt: str | Callable[[Any], str] | None = None) -> str:
+    """One table cell as text: NaN and None as a dash, booleans as yes/no, floats by ``fmt``."""
+    if callable(fmt):
+        return fmt(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and math.isinf(value):
+        return "+∞" if value > 0 else "−∞"
+    if fmt is not None and isinstance(value, int | float):
+        return fmt.format(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_pm(value: Any, se: Any) -> str:
+    """``value ± se``, with the value's decimals set by the SE (two significant digits of the SE)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if se is None or not math.isfinite(float(se)):
+        return f"{value:.4f}"
+    if se == 0:
+        return f"{value:.4f} ± 0"
+    decimals = min(max(1 - math.floor(math.log10(abs(se))), 0), 10)
+    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def _numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def table_cells(table: Table) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, rows of text cells and which columns are numeric, after formats and ± joins."""
+    frame = table.frame
+    dropped = set(table.pm.values())
+    header = [c for c in frame.columns if c not in dropped]
+    numeric = [_numeric(frame[c]) for c in header]
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for name in header:
+            if name in table.pm:
+                cells.append(format_pm(row[name], row[table.pm[name]]))
+            else:
+                cells.append(format_value(row[name], table.formats.get(name)))
+        body.append(cells)
+    header = [f"{c} ± SE" if c in table.pm else str(c) for c in header]
+    return header, body, numeric
+
+
+# ------------------------------------------------------------------------------------------ markdown
+def _md_anchor(text: str) -> str:
+    """The anchor Markdown viewers (GitHub style) give a heading."""
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]], base: Path) -> str:
+    """The report as Markdown; images are referenced relative to ``base`` (the report's folder)."""
+    lines = [f"# {title}", "", subtitle, ""]
+    lines += ["## Contents", ""] + [f"- [{t}](#{_md_anchor(t)})" for t, _ in parts] + [""]
+    for section_title, blocks in parts:
+        lines += [f"## {section_title}", ""]
+        for block in blocks:
+            lines += [*_md_block(block, base), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_block(block: Block, base: Path) -> list[str]:
+    if isinstance(block, Heading):
+        return ["#" * block.level + " " + block.text]
+    if isinstance(block, Text):
+        text = " ".join(block.text.split())
+        return [f"*{text}*" if block.note else text]
+    if isinstance(block, Code):
+        return ["```", block.text, "```"]
+    if isinstance(block, Table):
+        header, body, numeric = table_cells(block)
+        out = [f"*{block.caption}*", ""] if block.caption else []
+        if not header:
+            return [*out, "*(empty table)*"]
+        out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+        out.append("|" + "|".join("---:" if n else ":---" for n in numeric) + "|")
+        out += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in body]
+        return out
+    if isinstance(block, Image):
+        relative = block.path.relative_to(base).as_posix()
+        return [f"![{block.alt or block.caption}]({relative})", "", f"*{' '.join(block.caption.split())}*"]
+    raise TypeError(f"unknown block {block!r}")
+
+
+# ---------------------------------------------------------------------------------------------- html
+def _inline(text: str) -> str:
+    """Escape text for HTML, keeping `code` spans."""
+    parts = re.split(r"`([^`]+)`", text)
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]]) -> str:
+    """The report as one HTML page: inline CSS, figures as base64 data URIs, no scripts."""
+    toc = ["<nav class='toc'><strong>Contents</strong><ul>"]
+    body = []
+    for section_title, blocks in parts:
+        anchor = slug(section_title)
+        subs = [b for b in blocks if isinstance(b, Heading) and b.level == 3]
+        toc.append(f"<li><a href='#{anchor}'>{html.escape(section_title)}</a>")
+        if subs and len(subs) <= 20:
+            items = "".join(
+                f"<li><a href='#{anchor}-{slug(b.text)}'>{html.escape(b.text)}</a></li>" for b in subs
+            )
+            toc.append(f"<ul>{items}</ul>")
+        toc.append("</li>")
+        body.append(f"<section id='{anchor}'><h2>{html.escape(section_title)}</h2>")
+        body += [_html_block(block, anchor) for block in blocks]
+        body.append("</section>")
+    toc.append("</ul></nav>")
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html lang='en'><head><meta charset='utf-8'>",
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{CSS}</style></head><body><main>",
+            f"<h1>{html.escape(title)}</h1><p class='subtitle'>{_inline(subtitle)}</p>",
+            *toc,
+            *body,
+            "</main></body></html>",
+            "",
+        ]
+    )
+
+
+def _html_block(block: Block, anchor: str) -> str:
+    if isinstance(block, Heading):
+        level = min(max(block.level, 3), 6)
+        return f"<h{level} id='{anchor}-{slug(block.text)}'>{html.escape(block.text)}</h{level}>"
+    if isinstance(block, Text):
+        css = " class='note'" if block.note else ""
+        return f"<p{css}>{_inline(' '.join(block.text.split()))}</p>"
+    if isinstance(block, Code):
+        css = " class='formula'" if "\n" not in block.text and len(block.text) < 80 else ""
+        return f"<pre{css}>{html.escape(block.text)}</pre>"
+    if isinstance(block, Table):
+        header, body, numeric = table_cells(block)
+        caption = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
+        if not header:
+            return f"<p class='note'>{_inline(block.caption)} (empty table)</p>"
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        flag = header.index("flag") if "flag" in header else None
+        lines = []
+        for cells in body:
+            css = " class='flag'" if flag is not None and cells[flag] not in ("", MISSING) else ""
+            tds = "".join(
+                f"<td class='num'>{html.escape(c)}</td>" if n else f"<td>{html.escape(c)}</td>"
+                for c, n in zip(cells, numeric, strict=True)
+            )
+            lines.append(f"<tr{css}>{tds}</tr>")
+        return (
+            f"<div class='table-wrap'><table>{caption}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(lines)}</tbody></table></div>"
+        )
+    if isinstance(block, Image):
+        data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+        alt = html.escape(block.alt or block.caption, quote=True)
+        return (
+            f"<figure><img src='data:image/png;base64,{data}' alt='{alt}'>"
+            f"<figcaption>{_inline(' '.join(block.caption.split()))}</figcaption></figure>"
+        )
+    raise TypeError(f"unknown block {block!r}")
+
+
+# ------------------------------------------------------------------------------------------- writing
+def build(context: Context) -> list[tuple[str, list[Block]]]:
+    """Every registered section's title and blocks, in report order."""
+    return [(section.title, section.build(context)) for section in sections()]
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """``"md,html"`` or ``["md", "html"]`` as a checked tuple; unknown formats are a ValueError."""
+    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = sorted(set(names) - set(FORMATS))
+    if unknown or not names:
+        raise ValueError(
+            f"unknown report format(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(FORMATS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def write_report(
+    results: str | Path, out: str | Path, formats: str | Iterable[str] = FORMATS
+) -> dict[str, Path]:
+    """Write the report of the results folder ``results`` into the folder ``out``.
+
+    Returns the written files by format. Markdown gets its figures in ``out/figures``; the HTML page
+    embeds them, so with HTML alone the figures are drawn in a temporary folder and not kept.
+    """
+    chosen = parse_formats(formats)
+    results, out = Path(results), Path(out)
+    if not (results / "cells").is_dir() and not (results / "manifest.json").is_file():
+        raise FileNotFoundError(f"not a results folder (no manifest.json or cells/): {results}")
+    out.mkdir(parents=True, exist_ok=True)
+    name = results.resolve().name
+    title = f"ppl-suite report: {name}"
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        figure_dir = out / "figures" if "md" in chosen else Path(scratch)
+        if "md" in chosen:
+            for old in figure_dir.glob("*.png"):
+                old.unlink()
+        context = Context(ResultsStore(results), figure_dir)
+        manifest = context.manifest
+        subtitle = (
+            f"Results folder `{name}`: run started {manifest.get('started', 'unknown')}, "
+            f"finished {manifest.get('finished', 'unknown')}."
+        )
+        parts = build(context)
+        if "md" in chosen:
+            written["md"] = out / "report.md"
+            written["md"].write_text(to_markdown(title, subtitle, parts, out), encoding="utf-8")
+        if "html" in chosen:
+            written["html"] = out / "report.html"
+            written["html"].write_text(to_html(title, subtitle, parts), encoding="utf-8")
+    return written

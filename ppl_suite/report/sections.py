@@ -1,0 +1,599 @@
+"""The built-in report sections, in report order: the identity and this run's evidence, one part per
+model, backend agreement, cost, cells that did not finish, run facts.
+
+Each section reads the results folder through the Context and returns blocks: tables from
+``tables`` (numbers from the store), figures from ``figures`` (drawing only). A part whose data are
+absent from the store says so instead of disappearing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ppl_suite.report import figures, tables
+from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, register
+
+F4 = "{:.4f}"
+F6 = "{:.6f}"
+SIG3 = "{:.3g}"
+SE2 = "{:+.2f}"
+SECONDS = "{:.2f}"
+COUNT = "{:,.0f}"
+PSIS_THRESHOLDS = (0.5, 0.7)  # the readings' thresholds (good below the first, unreliable from the second)
+SMOOTHING_WINDOWS = 20  # a training curve is smoothed by a running mean over steps / this many steps
+
+
+def _yes_no(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return "yes" if bool(value) else "no"
+
+
+def _absent(what: str) -> Text:
+    return Text(f"Not in this results folder: {what}.", note=True)
+
+
+# ------------------------------------------------------------------------------------------- opening
+OPENING = """\
+Variational inference fits a distribution q(z) to the posterior p(z | x) of a model by maximizing
+the evidence lower bound, ELBO(q) = E_q[log p(x, z) − log q(z)]. For every q the evidence splits
+exactly into two terms:"""
+
+IDENTITY = "log p(x) = ELBO(q) + KL(q(z) || p(z | x))"
+
+AFTER_IDENTITY = """\
+The left side, log p(x), does not depend on q, and the KL divergence is never negative. So the ELBO
+is a lower bound on log p(x), and maximizing the ELBO over q is the same as minimizing the KL from q
+to the exact posterior: the bound is tight only when q is the posterior. When the model's own
+parameters θ are learned as well (here: ppca), log p_θ(x) moves too, and the ELBO rises through both
+terms: log p_θ(x) goes up while KL(q || p_θ(z | x)) goes down."""
+
+EVIDENCE = """\
+Every model here has an exact log p(x) and posterior, so each cell (model, backend, guide family,
+seed) checks the identity. The residual (log p(x) − ELBO − KL) / SE should look like a standard
+normal draw; a residual beyond ±4 means one of the three numbers is wrong. The optimization gap is
+the KL of the fitted q minus the smallest KL its guide family can reach ("converged" when below 0.01
+nats): it separates "the family cannot do better" from "the optimizer stopped early"."""
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What log p(x) = ELBO + KL means, then one line of evidence per cell."""
+
+    title: str = "What SVI optimizes, and this run's evidence"
+
+    def build(self, context: Context) -> list[Block]:
+        rows = context.rows
+        blocks: list[Block] = [Text(OPENING), Code(IDENTITY), Text(AFTER_IDENTITY), Text(EVIDENCE)]
+        if rows.empty:
+            return [*blocks, _absent("any finished cell")]
+        counts = rows["status"].value_counts()
+        summary = ", ".join(f"{int(counts[s])} {s}" for s in ("ok", "failed", "diverged") if s in counts)
+        blocks.append(Text(f"{len(rows)} cells: {summary}."))
+        blocks.append(
+            Table(
+                tables.evidence_table(rows),
+                caption="One row per cell. KL route: analytic (closed form), monte_carlo (estimated "
+                "from draws of q) or enumerated (discrete latents summed out). Residual in units of "
+                "the ELBO's standard error.",
+                formats={
+                    "log p(x)": F6,
+                    "ELBO": F4,
+                    "KL(q||p)": SIG3,
+                    "residual (SE)": SE2,
+                    "opt. gap": "{:.2g}",
+                    "converged": _yes_no,
+                },
+                pm={"ELBO": "ELBO SE"},
+            )
+        )
+        return blocks
+
+
+# -------------------------------------------------------------------------------------------- models
+ModelPart = Callable[[Context, str, pd.DataFrame], list[Block]]
+
+
+def decomposition_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """Per cell, log p(x) as ELBO + KL, and the distance of each fit below log p(x)."""
+    frame = tables.decomposition(rows).dropna(subset=["log_evidence", "elbo", "kl"])
+    if frame.empty:
+        return [_absent("exact log p(x), ELBO and KL for a finished cell")]
+    path = figures.decomposition_bars(
+        frame, f"{model}: log p(x) = ELBO + KL", context.figure(f"{model}-split")
+    )
+    return [
+        Image(
+            path,
+            "Left: for each backend / guide / seed, the ELBO bar (blue) plus the KL (orange) stacked "
+            "on it reaches the exact log p(x) (black tick); all three are negative-going, so bars grow "
+            "leftwards. Right: how far below log p(x) each fit is, on a symmetric-log axis: the exact "
+            "KL(q || p) (orange) and log p(x) − ELBO with its ±SE bar (blue); they coincide when the "
+            "identity holds.",
+            alt=f"{model}: ELBO and KL per cell",
+        )
+    ]
+
+
+def traces_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """The stored training loss of every cell as log p(x) − ELBO_t over SVI steps, per guide."""
+    curves = []
+    seeds = sorted(set(zip(rows["data_seed"], rows["seed"], strict=True)))
+    for row in tables.in_display_order(rows).itertuples():
+        loss = context.trace(row.digest)
+        log_evidence = getattr(row, "log_evidence", np.nan)
+        if loss is None or loss.size == 0 or not np.isfinite(log_evidence):
+            continue
+        gap = pd.Series(log_evidence + loss)  # log p(x) − ELBO_t, since the loss is −ELBO_t
+        window = max(len(gap) // SMOOTHING_WINDOWS, 1)
+        index = seeds.index((row.data_seed, row.seed))
+        curves.append(
+            {
+                "panel": row.guide,
+                "backend": row.backend,
+                "seed_index": index,
+                "label": row.backend if len(seeds) == 1 else f"{row.backend}, seed {row.seed}",
+                "step": np.arange(1, len(gap) + 1),
+                "raw": gap.to_numpy(),
+                "smooth": gap.rolling(window, min_periods=1).mean().to_numpy(),
+            }
+        )
+    if not curves:
+        return [_absent("training traces with an exact log p(x)")]
+    path = figures.elbo_traces(curves, f"{model}: ELBO during SVI", context.figure(f"{model}-traces"))
+    return [
+        Image(
+            path,
+            "Training loss (−ELBO estimate per SVI step) shown as log p(x) − ELBO_t: faint lines are "
+            "the per-step estimates, solid lines their running mean over 1/20 of the run; the dashed "
+            "line at 0 is the exact log p(x) (for learned θ, log p_θ(x) at the final θ). Symmetric-log "
+            "axis: linear within the late steps' noise around 0, logarithmic beyond, so both the start "
+            "and convergence are visible.",
+            alt=f"{model}: ELBO traces",
+        )
+    ]
+
+
+def training_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """For learned θ (artifacts training.*): log p_θ(x), ELBO and KL along training, per cell."""
+    panels = []
+    for row in tables.in_display_order(tables.ok_rows(rows)).itertuples():
+        arrays = context.artifacts(row.digest)
+        if not all(f"training.{name}" in arrays for name in ("step", "log_evidence", "elbo", "kl")):
+            continue
+        panels.append(
+            {
+                "title": tables.cell_labels(rows.loc[[row.Index]]).iloc[0],
+                "step": arrays["training.step"],
+                "log_evidence": arrays.get("training.log_evidence"),
+                "elbo": arrays.get("training.elbo"),
+                "elbo_se": arrays.get("training.elbo_se"),
+                "kl": arrays.get("training.kl"),
+            }
+        )
+    if not panels:
+        return []  # fixed-θ models have no training curve: nothing to say
+    path = figures.training_curves(
+        panels, f"{model}: learning θ raises the ELBO through both terms", context.figure(f"{model}-training")
+    )
+    return [
+        Heading("Learning the model's parameters", 4),
+        Image(
+            path,
+            "At checkpoints during SVI: the exact log p_θ(x) at the current θ (black), the ELBO ± SE "
+            "(blue, band) and the exact KL(q || p_θ(z|x)) (orange dashed, right axis). The ELBO climbs "
+            "because log p_θ(x) rises and because the KL falls.",
+            alt=f"{model}: training curves",
+        ),
+    ]
+
+
+def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """Stored log p(x) estimates (est_<name>) vs the exact value, and the IWAE bound over K."""
+    table = tables.estimator_table(rows)
+    blocks: list[Block] = []
+    if table.empty:
+        blocks.append(_absent("estimators of log p(x) (columns est_<name>)"))
+    else:
+        ok = tables.in_display_order(tables.ok_rows(rows))
+        backend_of = dict(zip(tables.cell_labels(ok), ok["backend"], strict=True))
+        frame = pd.DataFrame(
+            {
+                "estimator": table["estimator"],
+                "kind": table["kind"],
+                "cell": table["cell"],
+                "backend": table["cell"].map(backend_of),
+                "error": table["error (nats)"],
+                "se": table["SE"],
+            }
+        ).dropna(subset=["error"])
+        if not frame.empty:
+            path = figures.estimator_errors(
+                frame, f"{model}: estimates of log p(x) vs exact", context.figure(f"{model}-estimators")
+            )
+            blocks.append(
+                Image(
+                    path,
+                    "Each estimate minus the exact log p(x), ±SE, one marker per cell (colour: backend). "
+                    "A lower bound sits left of the dashed line and an upper bound right of it, within "
+                    "a few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
+                    alt=f"{model}: estimator errors",
+                )
+            )
+        blocks.append(
+            Table(
+                table,
+                caption="Estimator values with their SE, the error vs the exact log p(x) in nats and "
+                "in SE units, likelihood evaluations and seconds. SE 0 marks a deterministic value "
+                "(exact, or a deterministic approximation such as Laplace's), whose error has no SE "
+                "units.",
+                formats={
+                    "log p(x)": F4,
+                    "estimate": F4,
+                    "error (nats)": "{:+.3g}",
+                    "error (SE)": SE2,
+                    "evaluations": COUNT,
+                    "seconds": SECONDS,
+                },
+                pm={"estimate": "SE"},
+            )
+        )
+    blocks += _iwae_blocks(context, model, rows)
+    return blocks
+
+
+def _iwae_blocks(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """The stored IWAE curve (artifacts est_importance.iwae_k/iwae/iwae_se) of every cell, below the
+    exact log p(x)."""
+    curves = []
+    ok = tables.in_display_order(tables.ok_rows(rows))
+    seeds = sorted(set(zip(ok["data_seed"], ok["seed"], strict=True)))
+    for row, label in zip(ok.itertuples(), tables.cell_labels(ok), strict=True):
+        arrays = context.artifacts(row.digest)
+        if "est_importance.iwae_k" not in arrays or not np.isfinite(row.log_evidence):
+            continue
+        curves.append(
+            {
+                "label": label,
+                "backend": row.backend,
+                "seed_index": seeds.index((row.data_seed, row.seed)),
+                "k": arrays["est_importance.iwae_k"],
+                "gap": row.log_evidence - arrays["est_importance.iwae"],
+                "se": arrays.get("est_importance.iwae_se"),
+            }
+        )
+    if not curves:
+        return [_absent("the IWAE bound over K (artifacts est_importance.iwae_k, est_importance.iwae)")]
+    path = figures.iwae_curves(curves, f"{model}: IWAE bound over K", context.figure(f"{model}-iwae"))
+    return [
+        Image(
+            path,
+            "How far the IWAE bound with K importance samples stays below the exact log p(x) (0, "
+            "dashed), ±SE; K = 1 is the ELBO. The bound tightens as K grows, fastest where q is close "
+            "to the posterior.",
+            alt=f"{model}: IWAE over K",
+        )
+    ]
+
+
+def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """Per guide, for the first seed: stored draws of each backend's q vs the exact posterior's."""
+    ok = tables.in_display_order(tables.ok_rows(rows))
+    blocks: list[Block] = []
+    for guide, group in ok.groupby("guide", sort=False):
+        first = group.iloc[0]
+        same_seed = group[(group["data_seed"] == first["data_seed"]) & (group["seed"] == first["seed"])]
+        labels: list[str] = []
+        exact, fitted = None, {}
+        for _, row in same_seed.iterrows():
+            arrays = context.artifacts(row["digest"])
+            if "q_draws" not in arrays:
+                continue
+            labels = labels or tables.draw_labels(row)
+            fitted[row["backend"]] = arrays["q_draws"]
+            if exact is None and "posterior_draws" in arrays:
+                exact = arrays["posterior_draws"]
+        if not fitted or not labels:
+            blocks.append(
+                Text(f"Guide {guide}: no draws of q stored (an enumerated guide has no q).", note=True)
+            )
+            continue
+        seed = f"data seed {first['data_seed']}, seed {first['seed']}"
+        path = figures.marginals(
+            labels,
+            exact,
+            fitted,
+            f"{model}, guide {guide} ({seed})",
+            context.figure(f"{model}-{guide}-marginals"),
+        )
+        blocks.append(
+            Image(
+                path,
+                f"Guide {guide}, {seed}: marginal densities (ArviZ plot_dist) of the first "
+                f"{len(labels)} latent coordinate(s): the exact posterior (grey, filled) and each "
+                "backend's fitted q (lines).",
+                alt=f"{model} {guide}: posterior marginals",
+            )
+        )
+        sources = ({"exact posterior": exact} if exact is not None else {}) | {
+            f"q ({backend})": draws for backend, draws in fitted.items()
+        }
+        blocks.append(
+            Table(
+                tables.posterior_summary(sources, labels),
+                caption=f"ArviZ summary of the same draws (guide {guide}, {seed}): mean, sd and 94% HDI.",
+                formats={c: "{:.4g}" for c in ("mean", "sd", "hdi_3%", "hdi_97%")},
+            )
+        )
+    if not blocks:
+        return [_absent("draws of q for a finished cell")]
+    return blocks
+
+
+def diagnostics_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
+    """Stored PSIS k-hat with its reading, and the inclusive KL(p || q), per cell."""
+    table = tables.diagnostics_table(rows)
+    if table.empty:
+        return [_absent("PSIS k-hat (est_psis) or inclusive KL (est_inclusive_kl)")]
+    blocks: list[Block] = []
+    if "k-hat" in table:
+        ok = tables.in_display_order(tables.ok_rows(rows))
+        frame = pd.DataFrame(
+            {"cell": tables.cell_labels(ok), "k-hat": tables.column(ok, "est_psis"),
+             "reading": tables.column(ok, "est_psis.interpretation")}
+        ).dropna(subset=["k-hat"])  # fmt: skip
+        path = figures.khat_dots(
+            frame, PSIS_THRESHOLDS, f"{model}: PSIS k-hat per cell", context.figure(f"{model}-khat")
+        )
+        blocks.append(
+            Image(
+                path,
+                "Pareto k-hat of the importance weights p(x, z) / q(z), z ~ q: below 0.5 q covers the "
+                "posterior well (good), up to 0.7 importance sampling still works (ok), above that q "
+                "misses posterior mass (unreliable). Colour: the stored reading.",
+                alt=f"{model}: PSIS k-hat",
+            )
+        )
+    blocks.append(
+        Table(
+            table,
+            caption="PSIS k-hat and its reading; KL(p || q), the inclusive divergence, where estimated.",
+            formats={"k-hat": "{:.2f}", "KL(p||q)": SIG3},
+            pm={"KL(p||q)": "KL(p||q) SE"} if "KL(p||q) SE" in table else {},
+        )
+    )
+    return blocks
+
+
+MODEL_PARTS: list[tuple[str, ModelPart]] = [
+    ("log p(x) split into ELBO and KL", decomposition_part),
+    ("ELBO during training", traces_part),
+    ("", training_part),  # titled by itself, and only for models with learned parameters
+    ("Estimators of log p(x)", estimators_part),
+    ("Posterior marginals: q vs exact", marginals_part),
+    ("Guide diagnostics: PSIS k-hat", diagnostics_part),
+]
+
+
+@dataclass(frozen=True)
+class Models:
+    """One part per model: the parts of MODEL_PARTS in order."""
+
+    title: str = "Per model"
+
+    def build(self, context: Context) -> list[Block]:
+        rows = context.rows
+        if rows.empty:
+            return [_absent("any cell")]
+        blocks: list[Block] = []
+        with_training = [d for d in tables.ok_rows(rows)["digest"] if "training.step" in context.artifacts(d)]
+        if not with_training:
+            blocks.append(
+                _absent(
+                    "training curves (artifacts training.*: log p_θ(x), ELBO and KL along training, "
+                    "stored for models with learned parameters such as ppca)"
+                )
+            )
+        for model in tables.models(rows):
+            model_rows = tables.of_model(rows, model)
+            blocks.append(Heading(model, 3))
+            description = _describe(model_rows)
+            if description:
+                blocks.append(Text(description))
+            for title, part in MODEL_PARTS:
+                built = part(context, model, model_rows)
+                if built and title:
+                    blocks.append(Heading(title, 4))
+                blocks += built
+        return blocks
+
+
+def _describe(rows: pd.DataFrame) -> str:
+    ok = int((rows["status"] == "ok").sum())
+    backends = ", ".join(dict.fromkeys(rows["backend"]))
+    guides = ", ".join(dict.fromkeys(rows["guide"]))
+    params = json.loads(rows["params"].iloc[0]) if "params" in rows and rows["params"].iloc[0] else {}
+    text = f"{len(rows)} cells ({ok} ok): backends {backends}; guide families {guides}."
+    if params:
+        text += " Parameters: " + ", ".join(f"{k} = {v}" for k, v in params.items()) + "."
+    return text
+
+
+# ----------------------------------------------------------------------------------------- agreement
+AGREEMENT = f"""\
+The same model, guide family and seed fitted by different backends. Differences are in units of
+SE = sqrt(SE_a² + SE_b²) of the two ELBO estimates (for the KL, the Monte Carlo KL's SE is added where
+the KL is estimated rather than analytic); with a fixed model, ΔKL = −ΔELBO up to that noise. A
+difference beyond {tables.AGREEMENT_FLAG_SE:g} SE is flagged: the backends then reached different
+fits (or one of them computes something else)."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Backend pairs on the same cell: ELBO and KL differences in SE units; library vs suite ELBO."""
+
+    title: str = "Backend agreement"
+
+    def build(self, context: Context) -> list[Block]:
+        table = tables.agreement_table(context.rows)
+        blocks: list[Block] = [Text(AGREEMENT)]
+        if table.empty:
+            blocks.append(_absent("two backends on the same model, guide and seed"))
+        else:
+            flagged = int((table["flag"] != "").sum())
+            blocks.append(Text(f"{len(table)} comparisons, {flagged} flagged."))
+            frame = table.assign(
+                comparison=table["model"] + " / " + table["guide"] + " / seed " + table["seed"].astype(str)
+                + ": " + table["pair"]
+            )  # fmt: skip
+            path = figures.agreement_dots(frame, tables.AGREEMENT_FLAG_SE, context.figure("agreement"))
+            blocks.append(
+                Image(
+                    path,
+                    f"ΔELBO (blue) and ΔKL (orange) per backend pair in SE units; the green band is "
+                    f"±{tables.AGREEMENT_FLAG_SE:g} SE. Symmetric-log axis.",
+                    alt="backend differences in SE units",
+                )
+            )
+            blocks.append(
+                Table(
+                    table,
+                    caption="Differences a − b per backend pair (same model, guide, data seed and seed).",
+                    formats={"ΔELBO": "{:+.3g}", "ΔELBO (SE)": SE2, "ΔKL": "{:+.3g}", "ΔKL (SE)": SE2},
+                )
+            )
+        library = tables.library_table(context.rows)
+        blocks.append(Heading("The libraries' own ELBO vs the suite's", 3))
+        if library.empty:
+            blocks.append(_absent("a library ELBO (Pyro's or NumPyro's Trace_ELBO after the fit)"))
+        else:
+            blocks.append(
+                Table(
+                    library,
+                    caption="Pyro's / NumPyro's own Trace_ELBO of the fitted guide minus the suite's "
+                    "hand-rolled ELBO estimate of the same guide, in nats and in combined SE units.",
+                    formats={
+                        "library ELBO": F4,
+                        "suite ELBO": F4,
+                        "difference": "{:+.3g}",
+                        "difference (SE)": SE2,
+                    },
+                    pm={"library ELBO": "library SE", "suite ELBO": "suite SE"},
+                )
+            )
+        return blocks
+
+
+# ---------------------------------------------------------------------------------------------- cost
+@dataclass(frozen=True)
+class Cost:
+    """Steps per second, compile and wall seconds per backend and model; estimator cost."""
+
+    title: str = "Cost"
+
+    def build(self, context: Context) -> list[Block]:
+        rows = context.rows
+        if rows.empty:
+            return [_absent("any cell")]
+        cost_formats = {
+            "steps/s (median)": COUNT,
+            "compile s (median)": SECONDS,
+            "fit s (median)": SECONDS,
+            "wall s (total)": "{:.1f}",
+        }
+        blocks: list[Block] = [
+            Text(
+                "Steps per second count SVI steps after compilation; compile seconds are the first "
+                "(tracing/JIT) call; wall seconds cover a whole cell: fit, evaluation and estimators."
+            ),
+            Table(tables.backend_cost_table(rows), caption="Per backend, all models.", formats=cost_formats),
+        ]
+        per_model = tables.cost_table(rows)
+        plotted = per_model.dropna(subset=["steps/s (median)"])
+        if not plotted.empty:
+            path = figures.cost_bars(plotted, context.figure("cost"))
+            blocks.append(
+                Image(
+                    path,
+                    "Median SVI steps per second (left) and compile seconds (right) per model and "
+                    "backend, log scales (a backend without compilation shows no compile bar).",
+                    alt="cost per model and backend",
+                )
+            )
+        blocks.append(Table(per_model, caption="Per model and backend.", formats=cost_formats))
+        blocks.append(Heading("Estimators", 3))
+        estimator_cost = tables.estimator_cost_table(rows)
+        if estimator_cost.empty:
+            blocks.append(_absent("estimator costs (est_<name>_n_evals, est_<name>_seconds)"))
+        else:
+            blocks.append(
+                Table(
+                    estimator_cost,
+                    caption="Per estimator: likelihood evaluations and seconds per cell, and in total.",
+                    formats={
+                        "evaluations (median)": COUNT,
+                        "seconds (median)": SECONDS,
+                        "seconds (total)": "{:.1f}",
+                    },
+                )
+            )
+        return blocks
+
+
+# ------------------------------------------------------------------------------------------ failures
+ERROR_LINES = 25  # the last lines of a traceback are shown
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Cells that failed or diverged, with their errors."""
+
+    title: str = "Cells that did not finish"
+
+    def build(self, context: Context) -> list[Block]:
+        rows = context.rows
+        failures = tables.failures_table(rows)
+        if failures.empty:
+            return [Text(f"None: all {len(rows)} cells finished with status ok.")]
+        blocks: list[Block] = [
+            Text(f"{len(failures)} of {len(rows)} cells failed or diverged; their numbers are absent above."),
+            Table(failures, caption="First line of each error; the full errors follow."),
+        ]
+        for _, row in rows[rows["status"] != "ok"].iterrows():
+            lines = str(row.get("error") or "(no error text)").rstrip().splitlines()
+            shown = lines if len(lines) <= ERROR_LINES else ["...", *lines[-ERROR_LINES:]]
+            blocks += [Heading(f"{row['key']} ({row['status']})", 4), Code("\n".join(shown))]
+        return blocks
+
+
+# ----------------------------------------------------------------------------------------- run facts
+@dataclass(frozen=True)
+class RunFacts:
+    """The manifest: times, command, configuration, versions."""
+
+    title: str = "Run facts"
+
+    def build(self, context: Context) -> list[Block]:
+        manifest = context.manifest
+        if not manifest:
+            return [_absent("manifest.json")]
+        blocks: list[Block] = [
+            Table(tables.run_table(manifest, context.rows), caption="From the results folder's manifest.")
+        ]
+        config = tables.config_table(manifest)
+        blocks += [Heading("Configuration", 3)]
+        blocks += [Table(config)] if not config.empty else [_absent("the configuration")]
+        versions = tables.versions_table(manifest)
+        blocks += [Heading("Versions", 3)]
+        blocks += [Table(versions)] if not versions.empty else [_absent("package versions")]
+        return blocks
+
+
+for _section in (Opening(), Models(), Agreement(), Cost(), Failures(), RunFacts()):
+    register(_section)

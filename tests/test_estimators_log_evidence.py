@@ -1,0 +1,291 @@
+"""Estimators of log p(x) and KL on every closed-form continuous model, against the exact answers.
+
+Every Monte Carlo check is seeded and compares in units of the estimator's own standard error (4 SE);
+deterministic ones compare at a tolerance derived from float64 precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ppl_suite import estimators
+from ppl_suite.estimators.elbo import elbo
+from ppl_suite.estimators.harmonic_mean import harmonic_mean_log_evidence
+from ppl_suite.estimators.importance import importance_log_evidence, iwae_bound, log_weights
+from ppl_suite.estimators.inclusive_kl import inclusive_kl
+from ppl_suite.estimators.kl import kl_analytic, kl_identity, kl_monte_carlo
+from ppl_suite.estimators.laplace import laplace_log_evidence
+from ppl_suite.estimators.psis import interpret, psis_diagnostic
+from ppl_suite.estimators.target import Target
+from ppl_suite.estimators.weights import log_mean_exp_se
+from ppl_suite.fitted_guide import FittedGuide
+from ppl_suite.numerics import log_mean_exp
+from ppl_suite.problem import Problem
+from tests.latents import random_latents
+from tests.test_estimators_support import continuous_models_with_oracle, imperfect_guide
+
+MODELS = continuous_models_with_oracle()
+IS_SAMPLES = 50_000
+EPS = np.finfo(float).eps
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def case(request):
+    problem = Problem.build(request.param, data_seed=0)
+    return problem, problem.exact(), imperfect_guide(problem)
+
+
+def within(estimate, truth, k=4.0):
+    return abs(estimate.value - truth) <= k * estimate.se
+
+
+# Target ------------------------------------------------------------------------------------------
+
+
+def test_target_log_joint_is_spec_log_joint_plus_log_jacobian(case):
+    problem, exact, _ = case
+    target = Target(problem)
+    rng = np.random.default_rng(0)
+    for latents in (exact.sample(rng, 16), random_latents(problem.sites, rng, 16, spread=0.5)):
+        u = target.unconstrain(latents)
+        log_jac = np.asarray(jax.vmap(lambda v: target.constrain_one(v)[1])(u))
+        spec = problem.spec.log_joint(latents, problem.data, problem.params)
+        scale = np.abs(spec).max() + 1
+        np.testing.assert_allclose(target.log_joint_batch(u) - log_jac, spec, rtol=0, atol=1e3 * EPS * scale)
+        # T(T^-1(z)) = z
+        back = target.constrain(u)
+        for name, value in latents.items():
+            np.testing.assert_allclose(back[name], value, rtol=1e-9, atol=1e-12)
+
+
+def test_target_log_prior_integrates_the_prior(case):
+    """log p(x | u) = log p(x, u) - log p(u) is Jacobian-free: it equals spec log joint - log prior."""
+    problem, exact, _ = case
+    target = Target(problem)
+    u = target.unconstrain(exact.sample(np.random.default_rng(1), 8))
+    prior_draws = np.asarray(target.sample_prior(jax.random.PRNGKey(0), 8))
+    assert prior_draws.shape == (8, target.dim) and np.all(np.isfinite(target.log_prior_batch(prior_draws)))
+    log_lik = np.asarray(jax.vmap(target.log_likelihood)(u))
+    np.testing.assert_allclose(log_lik, target.log_joint_batch(u) - target.log_prior_batch(u), atol=1e-8)
+
+
+# Importance sampling and IWAE ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def importance(case):
+    _, _, guide = case
+    return importance_log_evidence(guide, IS_SAMPLES, seed=3)
+
+
+def test_importance_sampling_lands_within_4_se_of_log_evidence(case, importance):
+    assert within(importance, case[1].log_evidence)
+
+
+def test_iwae_bound_holds_and_increases_with_k(case, importance):
+    truth = case[1].log_evidence
+    ks, values, ses = (np.array(importance.extras[k]) for k in ("iwae_k", "iwae", "iwae_se"))
+    assert list(ks) == [1, 10, 100, 1000, 10_000]
+    assert np.all(values <= truth + 4 * ses)
+    assert np.all(np.diff(values) >= -4 * np.hypot(ses[1:], ses[:-1]))
+    assert values[-1] > values[0]  # K = 10^4 is strictly tighter than the ELBO on a non-exact guide
+
+
+def test_iwae_at_k_1_is_the_elbo_of_the_same_draws(case):
+    guide = case[2]
+    log_w = log_weights(guide, 1000, seed=5)
+    assert iwae_bound(log_w, 1).value == pytest.approx(log_w.mean(), rel=1e-14)
+
+
+def test_iwae_plugin_is_a_lower_bound_within_4_se(case):
+    problem, exact, guide = case
+    estimate = estimators.get("iwae", k=100, repeats=50).estimate(problem, guide, exact, seed=4)
+    assert estimate.value <= exact.log_evidence + 4 * estimate.se
+    assert estimate.n_evals == 5000
+
+
+# Laplace, harmonic mean --------------------------------------------------------------------------
+
+
+def test_laplace_is_exact_on_gaussian_posteriors_and_finite_elsewhere(case):
+    problem, exact, _ = case
+    estimate = laplace_log_evidence(problem, seed=0)
+    assert estimate.extras["deterministic_approximation"] and math.isfinite(estimate.value)
+    gaussian = all(s.support == "real" for s in problem.sites) and all(
+        f.family in {"Normal", "MultivariateNormal"} for f in (exact.factors() or {"": _NotGaussian}).values()
+    )
+    if gaussian:
+        # The error is second order in the mode's error; the log joint is a sum carrying ~|value| eps.
+        tolerance = math.sqrt(EPS) * (1 + abs(estimate.extras["log_joint_at_mode"]))
+        assert abs(estimate.value - exact.log_evidence) < tolerance
+    print(f"laplace - exact = {estimate.value - exact.log_evidence:.3g} nats")
+
+
+class _NotGaussian:
+    family = "other"
+
+
+def test_harmonic_mean_overestimates_log_evidence(case):
+    problem, exact, _ = case
+    estimate = harmonic_mean_log_evidence(problem, exact, n=5000, seed=0)
+    assert math.isfinite(estimate.value)
+    # A stochastic upper bound (Jensen on an unbiased estimate of 1 / p(x)).
+    assert estimate.value >= exact.log_evidence - 4 * estimate.se
+    print(f"harmonic mean - exact = {(estimate.value - exact.log_evidence) / estimate.se:.1f} SE")
+
+
+# KL routes, inclusive KL, PSIS ----------------------------------------------------------------------
+
+
+def test_three_kl_routes_agree_within_se(case):
+    _, exact, guide = case
+    mc = kl_monte_carlo(guide, exact, n=20_000, seed=1)
+    identity = kl_identity(elbo(guide, n=20_000, seed=2), exact.log_evidence)
+    assert abs(mc.value - identity.value) <= 4 * math.hypot(mc.se, identity.se)
+    analytic = kl_analytic(guide, exact)
+    if analytic is not None:
+        assert within(mc, analytic.value) and within(identity, analytic.value)
+    assert mc.value > -4 * mc.se
+
+
+def test_inclusive_kl_is_positive_and_differs_from_exclusive(case):
+    _, exact, guide = case
+    forward = inclusive_kl(guide, exact, n=20_000, seed=1)
+    assert forward.value > 0 and forward.se > 0
+    reverse = kl_monte_carlo(guide, exact, n=20_000, seed=1)
+    print(f"KL(p||q) = {forward.value:.4f} +- {forward.se:.4f}, KL(q||p) = {reverse.value:.4f}")
+
+
+def test_inclusive_kl_matches_the_closed_form_for_gaussians():
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    from numpyro.distributions.kl import kl_divergence
+
+    problem = Problem.build("normal_normal", 0)
+    exact, guide = problem.exact(), imperfect_guide(problem)
+    spec = exact.factors()["mu"]
+    p = dist.Normal(*(jnp.asarray(spec.params[k]) for k in ("loc", "scale")))
+    closed = float(kl_divergence(p, guide.distributions["mu"]))
+    assert within(inclusive_kl(guide, exact, n=20_000, seed=3), closed)
+
+
+def test_psis_k_hat_agrees_with_pyro_and_numpyro_on_the_same_weights(case):
+    _, _, guide = case
+    estimate = psis_diagnostic(guide, n=5000, seed=0)
+    k_hat = estimate.value
+    assert math.isnan(estimate.se)
+    assert estimate.extras["interpretation"] == interpret(k_hat)
+    # Same tail, same Zhang-Stephens fit, same prior: differences are rounding only.
+    assert estimate.extras["numpyro_k_hat"] == pytest.approx(k_hat, abs=1e-8)
+    assert estimate.extras["pyro_k_hat"] == pytest.approx(k_hat, abs=1e-8)
+    print(f"k-hat = {k_hat:.2f} ({estimate.extras['interpretation']})")
+
+
+def test_psis_flags_a_too_narrow_guide_as_unreliable():
+    problem = Problem.build("normal_normal", 0)
+    exact = problem.exact()
+    m, s = float(exact.mean()["mu"]), float(np.sqrt(exact.covariance()[0, 0]))
+    narrow = FittedGuide(
+        problem, "mean_field", {"mu.loc": np.array(m + s), "mu.log_scale": np.array(np.log(s / 3))}
+    )
+    estimate = psis_diagnostic(narrow, n=5000, seed=0)
+    assert estimate.value >= 0.7 and estimate.extras["interpretation"] == "unreliable"
+
+
+K_HAT_LABELS = [(0.2, "good"), (0.5, "ok"), (0.69, "ok"), (0.7, "unreliable"), (math.inf, "unreliable"),
+                (math.nan, "unreliable"), (-1.0, "good")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("k", "label"), K_HAT_LABELS)
+def test_k_hat_thresholds(k, label):
+    assert interpret(k) == label
+
+
+# Log-mean-exp --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-700.0, 700.0), min_size=2, max_size=50),
+    st.floats(-1e6, 1e6),
+)
+def test_log_mean_exp_is_stable_for_weights_spanning_1e300(log_w, shift):
+    log_w = np.array(log_w)
+    value, se = log_mean_exp_se(log_w + shift)
+    assert math.isfinite(value) and math.isfinite(se) and se >= 0
+    # Shift-equivariant, between max - log n and max.
+    assert value - shift == pytest.approx(
+        log_mean_exp(log_w), abs=1e-9 * (1 + abs(shift)) / (1 + abs(shift)) + 1e-9
+    )
+    assert log_w.max() - np.log(log_w.size) - 1e-9 <= value - shift <= log_w.max() + 1e-9
+
+
+def test_log_mean_exp_of_weights_1e300_apart():
+    log_w = np.array([np.log(1e300), np.log(1e-300), 0.0])
+    value, se = log_mean_exp_se(log_w)
+    assert value == pytest.approx(np.log(1e300 / 3), rel=1e-14)
+    # Shifted weights (1, 0, 1e-300): sd = sqrt(1/3), mean = 1/3, SE = sqrt(1/3) / (sqrt(3) / 3) = 1.
+    assert se == pytest.approx(1.0, rel=1e-12)
+
+
+# Registry and bad inputs ---------------------------------------------------------------------------
+
+
+def test_registry_lists_every_estimator_with_a_valid_quantity_and_kind():
+    names = estimators.names()
+    expected = {"ais", "bdmc", "elbo", "harmonic_mean", "importance", "inclusive_kl", "iwae",
+                "kl_analytic", "kl_identity", "kl_monte_carlo", "laplace", "psis"}  # fmt: skip
+    assert expected <= set(names)
+    for name in names:
+        est = estimators.get(name)
+        assert est.quantity in estimators.QUANTITIES and est.kind in estimators.KINDS
+
+
+def test_estimators_that_need_an_oracle_say_why_they_do_not_apply():
+    problem = Problem.build("normal_normal", 0)
+    for name in ("bdmc", "harmonic_mean", "inclusive_kl", "kl_monte_carlo", "kl_analytic"):
+        assert "oracle" in estimators.get(name).applies(problem, None)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: estimators.get("iwae", k=0), r"K must be >= 1"),
+        (lambda: estimators.get("ais", chains=0), r"chains .* integer >= 2"),
+        (lambda: estimators.get("ais", temperatures=0), r"temperatures must be an integer >= 1"),
+        (lambda: estimators.get("ais", schedule="linear"), r"valid: geometric, sigmoid"),
+        (lambda: estimators.get("ais", chain=3), r"no setting 'chain'; valid: .*chains"),
+        (lambda: estimators.get("nope"), r"valid: .*importance"),
+        (lambda: iwae_bound(np.zeros(10), 6), r"at least 2K = 12 weights"),
+        (lambda: iwae_bound(np.zeros(10), 0), r"K >= 1"),
+        (lambda: log_mean_exp_se(np.array([0.0, np.nan])), r"NaN or \+inf"),
+        (lambda: log_mean_exp_se(np.zeros((2, 2))), r"1-D array"),
+        (lambda: psis_diagnostic(None), r"'psis' needs a FittedGuide"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, match):
+    with pytest.raises((ValueError, KeyError, TypeError), match=match):
+        call()
+
+
+def test_bad_shapes_and_foreign_guides_are_rejected():
+    problem = Problem.build("normal_normal", 0)
+    target = Target(problem)
+    with pytest.raises(ValueError, match=r"shape \(1,\), got \(2,\)"):
+        target.log_joint(np.zeros(2))
+    with pytest.raises(ValueError, match=r"shape \(n, 1\)"):
+        target.constrain(np.zeros(3))
+    with pytest.raises(ValueError, match=r"lack sites \['mu'\]"):
+        target.unconstrain({"w": np.zeros((2, 3))})
+    with pytest.raises(ValueError, match=r"do not fit guide"):
+        FittedGuide(problem, "mean_field", {"w.loc": np.zeros(10), "w.log_scale": np.zeros(10)})
+    with pytest.raises(TypeError, match=r"'importance' needs a FittedGuide"):
+        estimators.get("importance").estimate(problem, None, problem.exact())
+    with pytest.raises(ValueError, match=r"integer >= 1"):
+        log_weights(imperfect_guide(problem), 0, seed=0)

@@ -1,0 +1,389 @@
+"""Reports: every section present, figures are real PNGs, the HTML stands alone and shows in a
+browser, and the numbers shown are the results table's.
+
+The fixture results folder holds one real cell (normal_normal, hand-rolled backend, few steps), a real
+failed cell (an unknown guide family), and cells derived from the real one with the columns and
+artifacts other parts of the suite add (other backends, log p(x) estimators, PSIS k-hat, IWAE over K,
+a ppca-like cell with training curves), so every section has data.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppl_suite import cli
+from ppl_suite.backends import SVIConfig
+from ppl_suite.execute import Cell, Record, execute
+from ppl_suite.store import ResultsStore
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SECTIONS = (
+    "What SVI optimizes, and this run's evidence",
+    "Per model",
+    "Backend agreement",
+    "Cost",
+    "Cells that did not finish",
+    "Run facts",
+)
+MODEL_PARTS = (
+    "log p(x) split into ELBO and KL",
+    "ELBO during training",
+    "Estimators of log p(x)",
+    "Posterior marginals: q vs exact",
+    "Guide diagnostics: PSIS k-hat",
+)
+
+
+# ------------------------------------------------------------------------------------------ fixture
+def _estimates(row: dict, rng: np.random.Generator, n: int) -> dict:
+    """Columns for log p(x) estimators and guide diagnostics, near the row's exact log p(x)."""
+    exact = row["log_evidence"]
+    columns = {}
+    for name, offset, se in (("iwae", -0.002, 0.001), ("ais", -0.001, 0.002), ("bdmc", 0.001, 0.002)):
+        columns |= {
+            f"est_{name}": exact + offset + se * rng.normal(),
+            f"est_{name}_se": se,
+            f"est_{name}_n_evals": n,
+            f"est_{name}_seconds": 0.01 * n / 100,
+        }
+    columns |= {
+        "est_laplace": exact,
+        "est_laplace_se": 0.0,
+        "est_laplace_n_evals": 1,
+        "est_laplace_seconds": 0.0,
+    }
+    columns |= {
+        "est_psis": 0.21,
+        "est_psis.interpretation": "good",
+        "est_inclusive_kl": 0.01,
+        "est_inclusive_kl_se": 0.001,
+    }
+    return {k: v for k, v in columns.items() if k not in row}  # columns the suite writes itself win
+
+
+def _iwae_artifacts(exact: float) -> dict[str, np.ndarray]:
+    k = 2.0 ** np.arange(0, 8)
+    return {
+        "est_importance.iwae_k": k,
+        "est_importance.iwae": exact - 0.05 / k,
+        "est_importance.iwae_se": 0.01 / np.sqrt(k),
+    }
+
+
+def _training_artifacts(exact: float) -> dict[str, np.ndarray]:
+    step = np.arange(0, 101, 10, dtype=float)
+    log_evidence = exact - 5.0 * np.exp(-step / 30)
+    kl = 3.0 * np.exp(-step / 20) + 1e-3
+    return {
+        "training.step": step,
+        "training.log_evidence": log_evidence,
+        "training.kl": kl,
+        "training.elbo": log_evidence - kl,
+        "training.elbo_se": np.full_like(step, 0.01),
+    }
+
+
+def build_results(path: Path) -> ResultsStore:
+    """A small results folder: real cells first, then cells derived from them (see module docstring)."""
+    store = ResultsStore(path)
+    store.write_manifest(
+        {
+            "command": ["ppl-suite", "run", "--models", "normal_normal"],
+            "config": {"models": ["normal_normal"], "svi": {"steps": 60, "lr": 0.05}},
+            "versions": {"python": sys.version.split()[0], "numpy": np.__version__},
+            "git_commit": None,
+            "executor": "local",
+            "jobs": 1,
+            "started": "2000-01-01T00:00:00+00:00",
+            "finished": "2000-01-01T00:01:00+00:00",
+        }
+    )
+    svi = SVIConfig(steps=60, eval_particles=200)
+    real = Cell("normal_normal", "handrolled", "mean_field", svi=svi, eval_samples=1000)
+    record = execute(real)
+    assert record.ok, record.row["error"]
+    failing = Cell("normal_normal", "handrolled", "no_such_guide", svi=svi, eval_samples=1000)
+    failed = execute(failing)
+    assert failed.row["status"] == "failed"
+    store.write(failing, failed)
+
+    rng = np.random.default_rng(0)
+    base = record.row | _estimates(record.row, rng, 1000)
+    exact = base["log_evidence"]
+    derived = [(real, base, record.losses)]
+    for backend, shift in (("pyro", 0.0001), ("numpyro", -0.0002)):
+        cell = replace(real, backend=backend)
+        row = base | {
+            "key": cell.key,
+            "backend": backend,
+            "elbo": base["elbo"] + shift,
+            "kl_identity": base["kl_identity"] - shift,
+            "library_elbo": base["elbo"] + shift / 2,
+            "library_elbo_se": base["elbo_se"],
+            "steps_per_second": base["steps_per_second"] / 50,
+        }
+        khat = {"pyro": 0.62, "numpyro": 0.93}[backend]  # one cell per PSIS reading with the real one
+        row |= {"est_psis": khat, "est_psis.interpretation": "ok" if khat < 0.7 else "unreliable"}
+        derived.append((cell, row, record.losses))
+    ppca = Cell("ppca", "handrolled", "amortized", svi=svi)
+    ppca_row = base | {"key": ppca.key, "model": "ppca", "guide": "amortized"}
+    derived.append((ppca, ppca_row, record.losses))
+    for cell, row, losses in derived:
+        arrays = dict(record.artifacts) | _iwae_artifacts(row["log_evidence"])
+        if cell.model == "ppca":
+            arrays |= _training_artifacts(exact)
+        store.write(cell, Record(row, losses + rng.normal(0, 0.01, losses.shape), arrays))
+    store.finalize()
+    return store
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    """The fixture results folder and its report, written by ``ppl-suite report``."""
+    root = tmp_path_factory.mktemp("report")
+    store = build_results(root / "results")
+    out = root / "out"
+    assert cli.main(["report", str(store.path), "--out", str(out)]) == 0
+    return {
+        "store": store,
+        "rows": store.rows(),
+        "out": out,
+        "md": (out / "report.md").read_text(encoding="utf-8"),
+        "html": (out / "report.html").read_text(encoding="utf-8"),
+    }
+
+
+# ------------------------------------------------------------------------------------- HTML parsing
+class Page(HTMLParser):
+    """Headings, images, links, ids and tables (as lists of rows of cell text) of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.tables: list[list[list[str]]] = []
+        self._heading: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag in ("h1", "h2", "h3", "h4"):
+            self._heading = []
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag in ("a", "link", "script") and (attrs.get("href") or attrs.get("src")):
+            self.links.append(attrs.get("href") or attrs.get("src"))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3", "h4") and self._heading is not None:
+            self.headings.append("".join(self._heading).strip())
+            self._heading = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._heading is not None:
+            self._heading.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(text: str) -> Page:
+    page = Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+def table_with(page: Page, *header: str) -> list[dict[str, str]]:
+    """The first table whose header has all the given columns, as dicts by column name."""
+    for table in page.tables:
+        if table and all(h in table[0] for h in header):
+            return [dict(zip(table[0], row, strict=True)) for row in table[1:]]
+    raise AssertionError(f"no table with columns {header}")
+
+
+def close_to_shown(shown: str, value: float) -> bool:
+    """True when the text ``shown`` is ``value`` rounded to the decimals shown."""
+    text = shown.replace("−", "-").replace(",", "").split(" ± ")[0]
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    tolerance = 0.5 * 10.0**-decimals if "e" not in text else abs(value) * 5e-3
+    return math.isclose(float(text), value, abs_tol=tolerance * 1.0001)
+
+
+# -------------------------------------------------------------------------------------------- tests
+def test_report_has_every_section_and_model_part(report):
+    page = parse(report["html"])
+    for title in SECTIONS:
+        assert title in page.headings
+        assert f"## {title}" in report["md"]
+    for model in ("normal_normal", "ppca"):
+        assert model in page.headings
+    for part in MODEL_PARTS:
+        assert page.headings.count(part) == 2, part
+    assert "Learning the model's parameters" in page.headings  # ppca-like cell: training curves
+    assert "Not in this results folder" not in report["md"]  # the fixture has every kind of data
+
+
+def test_figures_are_nonempty_pngs_referenced_by_the_markdown(report):
+    figures = sorted((report["out"] / "figures").glob("*.png"))
+    assert len(figures) >= 12
+    for figure in figures:
+        data = figure.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5_000, figure.name
+    referenced = {
+        line.split("](")[1].rstrip(")") for line in report["md"].splitlines() if line.startswith("![")
+    }
+    assert referenced == {f"figures/{f.name}" for f in figures}
+
+
+def test_html_stands_alone_every_image_inlined_and_every_anchor_resolves(report):
+    page = parse(report["html"])
+    assert page.images, "no figures in the HTML"
+    for source in page.images:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(PNG)
+    for link in page.links:
+        assert link.startswith("#"), f"external reference {link!r}"
+        assert link[1:] in page.ids, f"dangling anchor {link!r}"
+    assert "<script" not in report["html"]
+
+
+def test_evidence_table_shows_the_results_table_numbers(report):
+    rows = report["rows"].set_index("key")
+    shown = table_with(parse(report["html"]), "log p(x)", "ELBO ± SE", "KL(q||p)", "residual (SE)")
+    assert len(shown) == len(rows)
+    for line in shown:
+        key = f"{line['model']}/{line['backend']}/{line['guide']}/data{line['data']}/seed{line['seed']}"
+        row = rows.loc[key]
+        assert line["status"] == row["status"]
+        if row["status"] != "ok":
+            assert line["ELBO ± SE"] == "—"
+            continue
+        value, se = line["ELBO ± SE"].split(" ± ")
+        assert close_to_shown(value, row["elbo"]) and close_to_shown(se, row["elbo_se"])
+        assert close_to_shown(line["log p(x)"], row["log_evidence"])
+        assert close_to_shown(line["KL(q||p)"], row["kl"])
+        assert close_to_shown(line["residual (SE)"], row["residual_se"])
+
+
+def test_estimator_table_shows_the_stored_estimates(report):
+    rows = report["rows"]
+    ok = rows[rows["status"] == "ok"]
+    shown = table_with(parse(report["html"]), "estimator", "estimate ± SE", "error (SE)")
+    ais = [line for line in shown if line["estimator"] == "ais"]
+    normal = ok[ok["model"] == "normal_normal"]
+    assert len(ais) == len(normal)
+    for line in ais:
+        backend = line["cell"].split(" / ")[0]
+        row = normal[normal["backend"] == backend].iloc[0]
+        assert close_to_shown(line["estimate ± SE"], row["est_ais"])
+        assert close_to_shown(line["error (SE)"], (row["est_ais"] - row["log_evidence"]) / row["est_ais_se"])
+
+
+def test_failed_cell_is_listed_with_its_error(report):
+    failed = report["rows"].query("status == 'failed'").iloc[0]
+    first_line = failed["error"].splitlines()[0]
+    failures = table_with(parse(report["html"]), "cell", "status", "error")
+    assert [(f["cell"], f["status"]) for f in failures] == [(failed["key"], "failed")]
+    assert failures[0]["error"] == first_line
+    assert failed["key"] in report["md"] and first_line in report["md"]
+
+
+def test_report_of_a_missing_folder_or_format_is_an_input_error(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+    assert "not a results folder" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path), "--format", "pdf"]) == 2
+    assert "unknown report format" in capsys.readouterr().err
+
+
+def test_tables_and_cli_do_not_import_plotting():
+    code = (
+        "import sys, ppl_suite.cli, ppl_suite.report.tables, ppl_suite.report.document; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+CHECK = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  window.__errors.push(String(e.message || (e.target && (e.target.src || e.target.href)) || "error"));
+}, true);
+console.error = function () { window.__errors.push(Array.prototype.join.call(arguments, " ")); };
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var out = document.createElement("pre");
+  out.id = "__check";
+  out.textContent = JSON.stringify({images: images.length, broken: broken.map(function (i) { return i.alt; }),
+                                    errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package: chromium)")
+def test_html_shows_every_image_in_headless_chromium_without_console_errors(report, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(report["html"].replace("<head>", "<head>" + CHECK, 1), encoding="utf-8")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+    ]
+    done = subprocess.run(
+        [CHROMIUM, *flags, page.as_uri()], capture_output=True, text=True, timeout=60, check=False
+    )
+    start = done.stdout.find('<pre id="__check">')
+    assert start >= 0, f"page did not load: {done.stderr[-2000:]}"
+    check = json.loads(html.unescape(done.stdout[start:].split(">", 1)[1].split("</pre>", 1)[0]))
+    assert check["images"] == len(parse(report["html"]).images) > 0
+    assert check["broken"] == []
+    assert check["errors"] == []
+    assert "Uncaught" not in done.stderr
+
+
+def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
+    from ppl_suite.report.render import write_report
+
+    store = ResultsStore(tmp_path / "empty")
+    store.write_manifest({"config": {"models": []}, "versions": {}, "started": "2000-01-01T00:00:00+00:00"})
+    written = write_report(store.path, tmp_path / "out", "md")
+    text = written["md"].read_text(encoding="utf-8")
+    assert set(written) == {"md"} and not (tmp_path / "out" / "report.html").exists()
+    assert all(f"## {title}" in text for title in SECTIONS)
+    assert "Not in this results folder: any finished cell" in text
