@@ -8,6 +8,7 @@ imported only when a backend asks for them, so listing models never imports torc
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +30,8 @@ def _discover() -> None:
     import models
 
     for info in sorted(pkgutil.iter_modules(models.__path__), key=lambda m: m.name):
-        if not info.ispkg:
-            continue
+        if not info.ispkg or importlib.util.find_spec(f"models.{info.name}.spec") is None:
+            continue  # a folder that is not (yet) a model
         module = importlib.import_module(f"models.{info.name}.spec")
         spec = getattr(module, "SPEC", None)
         if isinstance(spec, ModelSpec) and spec.name not in _specs:
