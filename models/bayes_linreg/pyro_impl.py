@@ -1,0 +1,15 @@
+"""Bayesian linear regression in Pyro (see spec.py for the maths)."""
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+
+def model(data, params):
+    X = data["X"]
+    scale = torch.full((X.shape[-1],), float(params["prior_scale"]), dtype=X.dtype)
+    w = pyro.sample("w", dist.Normal(torch.zeros_like(scale), scale).to_event(1))
+    # (X * w).sum(-1) rather than X @ w: w may carry batch axes (vectorized particles), and the
+    # broadcast keeps the data axis last, where the plate expects it.
+    with pyro.plate("data", X.shape[0]):
+        pyro.sample("y", dist.Normal((X * w).sum(-1), params["noise_scale"]), obs=data["y"])
