@@ -31,7 +31,7 @@ def pyro_log_joint(problem: Problem, latents) -> float:
     pyro.get_param_store().clear()
     conditioned = poutine.condition(model, data=as_torch({k: np.asarray(v) for k, v in latents.items()}))
     trace = poutine.trace(conditioned).get_trace(as_torch(problem.data), as_torch(problem.params))
-    return float(trace.log_prob_sum())
+    return float(trace.log_prob_sum().detach())
 
 
 def numpyro_log_joint(problem: Problem, latents) -> float:
