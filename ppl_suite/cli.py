@@ -65,6 +65,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
             config[key] = getattr(args, key)
     if args.steps is not None:
         config["svi"] = {**config.get("svi", {}), "steps": args.steps}
+    if args.estimators is not None:  # the profile's settings where it has them, else the defaults
+        configured = config.get("estimators", {})
+        config["estimators"] = {name: configured.get(name, {}) for name in args.estimators}
     return config
 
 
@@ -197,6 +200,12 @@ def command_list(args: argparse.Namespace) -> int:
     print("guide families:")
     for name in guides.names():
         print(f"  {name:12s} {guides.get(name).description}")
+    from ppl_suite import estimators
+
+    print("estimators:")
+    for name in estimators.names():
+        estimator = estimators.get(name)
+        print(f"  {name:14s} {estimator.kind:12s} {estimators.QUANTITIES[estimator.quantity]}")
     print("backends:\n  " + ", ".join(backends.names()))
     print("executors:\n  " + ", ".join(executors.names()))
     print("profiles:\n  " + ", ".join(matrix.profiles()))
@@ -217,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--guides", nargs="+", help="guide families (default: each model's own)")
     run.add_argument("--seeds", nargs="+", type=int, help="seeds: each is a data set and an SVI seed")
     run.add_argument("--steps", type=int, help="SVI steps")
+    run.add_argument("--estimators", nargs="*", help="estimators run on each fitted guide (see `list`)")
     run.add_argument("--out", default="results/default", help="results folder (default: results/default)")
     run.add_argument("--jobs", type=int, help="worker processes (default: number of cores)")
     run.add_argument("--executor", default="local", choices=executors.names(), help="default: local")
