@@ -68,7 +68,10 @@ class HandRolledBackend:
 
     def unsupported(self, problem: Problem, guide: str) -> str | None:
         if getattr(guides.get(guide), "elbo", "trace") != "trace":
-            return f"guide {guide!r} needs enumeration, which the hand-rolled pathwise ELBO does not do"
+            return (
+                f"guide {guide!r} is trained with TraceEnum_ELBO (enumeration or score-function "
+                "gradients of discrete latents); the hand-rolled ELBO is pathwise only"
+            )
         if any(site.support == "integer" for site in problem.sites):
             return "discrete latents have no reparameterized (pathwise) gradient"
         return unsupported_reason(problem, guide, "numpyro")
