@@ -1,7 +1,7 @@
 """Reading results folders, for people who analyse results themselves.
 
-    from ppl_suite.results import load
-    rows = load("results/default")   # one row per finished cell; columns documented in README
+from ppl_suite.results import load
+rows = load("results/default")   # one row per finished cell; columns documented in README
 """
 
 from ppl_suite.store import ResultsStore, load
