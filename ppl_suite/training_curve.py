@@ -23,7 +23,7 @@ import pandas as pd
 
 from ppl_suite import guides
 from ppl_suite.estimators.elbo import elbo
-from ppl_suite.estimators.kl import kl_analytic, kl_monte_carlo
+from ppl_suite.estimators.kl import kl_to_posterior
 from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
 
@@ -93,12 +93,6 @@ def _row(
     )
     if exact is None:
         return row
-    analytic = kl_analytic(fitted, exact)
-    kl = analytic if analytic is not None else kl_monte_carlo(fitted, exact, n, seed + 1)
-    row.update(
-        log_evidence=exact.log_evidence,
-        kl=kl.value,
-        kl_se=kl.se,
-        kl_method="analytic" if analytic is not None else "monte_carlo",
-    )
+    kl, route = kl_to_posterior(fitted, exact, n, seed + 1)
+    row.update(log_evidence=exact.log_evidence, kl=kl.value, kl_se=kl.se, kl_method=route)
     return row

@@ -50,6 +50,17 @@ def kl_monte_carlo(guide: FittedGuide, exact: ExactPosterior, n: int = 10_000, s
     return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
 
 
+def kl_to_posterior(
+    guide: FittedGuide, exact: ExactPosterior, n: int = 10_000, seed: int = 1
+) -> tuple[Estimate, str]:
+    """KL(q || p(z | x)) by the best route that applies, and the route's name: the registered closed
+    form ("analytic"), else Monte Carlo ("monte_carlo")."""
+    analytic = kl_analytic(guide, exact)
+    if analytic is not None:
+        return analytic, "analytic"
+    return kl_monte_carlo(guide, exact, n, seed), "monte_carlo"
+
+
 def kl_identity(elbo: Estimate, log_evidence: float) -> Estimate:
     """KL = log p(x) - ELBO, carrying the ELBO's standard error."""
     return Estimate(log_evidence - elbo.value, elbo.se, elbo.n_evals, elbo.seconds)
