@@ -168,14 +168,14 @@ def test_killed_run_resumes_to_the_uninterrupted_table(small_config, tmp_path):
     )
 
 
-def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
-    result = run_cli(
+def run_faulty(out: Path, *model_names: str) -> subprocess.CompletedProcess:
+    """The faulty plug-in models on Pyro and NumPyro, two seeds, two local workers."""
+    return run_cli(
         "run",
         "--plugins",
         "tests.plugins.faulty_models",
         "--models",
-        "faulty_raises",
-        "faulty_nan",
+        *model_names,
         "--backends",
         "pyro",
         "numpyro",
@@ -185,11 +185,15 @@ def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
         "--steps",
         "200",
         "--out",
-        str(tmp_path / "r"),
+        str(out),
         "--jobs",
         "2",
         "--no-report",
     )
+
+
+def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
+    result = run_faulty(tmp_path / "r", "faulty_raises", "faulty_nan")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = load(tmp_path / "r").set_index("key")
     assert set(rows.loc[[k for k in rows.index if "faulty_raises/pyro" in k], "status"]) == {"failed"}
@@ -211,3 +215,13 @@ def test_list_shows_every_model_with_its_guides_and_oracle(capsys):
         assert ", ".join(spec.guides) in line
         assert ("exact oracle" if spec.oracle else "no oracle") in line
     assert "quick" in out and "handrolled" in out
+
+
+def test_a_worker_that_dies_fails_its_cell_and_is_replaced(tmp_path):
+    result = run_faulty(tmp_path / "r", "faulty_exits")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = load(tmp_path / "r").set_index("key")
+    pyro_rows = rows.loc[[k for k in rows.index if "/pyro/" in k]]
+    assert set(pyro_rows["status"]) == {"failed"}
+    assert all(error.startswith("worker lost") for error in pyro_rows["error"])
+    assert set(rows.loc[[k for k in rows.index if "/numpyro/" in k], "status"]) == {"ok"}

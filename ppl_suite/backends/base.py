@@ -67,8 +67,10 @@ class Fit:
     ``phi``: the guide family's parameters (same names and parametrization in every backend);
     ``theta``: learned model parameters (empty for models without); ``losses``: the training loss
     (-ELBO estimate) at every step; ``library_elbo``: the backend's own ELBO of the final guide.
-    ``compile_seconds`` is tracing/compilation (for Pyro: the first step); ``run_seconds`` times the
-    remaining ``timed_steps`` steps. ``trajectory`` holds parameter snapshots during training:
+    ``compile_seconds`` is the tracing and compilation this fit paid (for Pyro: the first step; for the
+    JAX backends near 0 when a program compiled for the same shapes in this process was reused, see
+    ``programs``); ``run_seconds`` times the remaining ``timed_steps`` steps. ``trajectory`` holds
+    parameter snapshots during training:
     {"step": (C,), "phi": {name: (C, ...)}, "theta": {name: (C, ...)}}, C about 20.
     """
 

@@ -26,17 +26,20 @@ from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.numpyro import as_jax
+from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 
 
-def elbo_terms(problem: Problem, guide: str, data, params):
-    """A function (weights, key, n) -> n single-sample ELBO terms log p(x, z) - log q(z), z ~ q."""
+def elbo_terms(problem: Problem, guide: str, params, static):
+    """A function (weights, data, key, n) -> n single-sample ELBO terms log p(x, z) - log q(z), z ~ q;
+    ``data`` holds the data arrays, ``static`` any other data values."""
     model = registry.implementation(problem.spec.name, "numpyro")
     family, sites, ops = guides.get(guide), problem.sites, guides.jax_ops()
 
-    def terms(weights, key, n):
+    def terms(weights, arrays, key, n):
         phi, theta = weights
+        data = {**static, **arrays}
         q = family.distributions(phi, sites, data, ops)
         keys = jax.random.split(key, len(q))
         z = {name: dist.sample(k, (n,)) for (name, dist), k in zip(q.items(), keys, strict=True)}
@@ -80,29 +83,34 @@ class HandRolledBackend:
         enable_float64()
         phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
         theta0 = {name: np.asarray(problem.params[name], dtype=float) for name in problem.spec.learned}
-        data, params = as_jax(problem.data), as_jax(problem.params)
-        terms = elbo_terms(problem, guide, data, params)
+        (arrays, static), params = data_arguments(problem), as_jax(problem.params)
         step = adam_step(config)
 
-        def loss(weights, key):
-            return -jnp.mean(terms(weights, key, config.particles))
+        def build():
+            terms = elbo_terms(problem, guide, params, static)
 
-        def body(carry, t):
-            weights, m, v, key = carry
-            key, sub = jax.random.split(key)
-            value, grads = jax.value_and_grad(loss)(weights, sub)
-            weights, m, v = step(weights, grads, m, v, t)
-            return (weights, m, v, key), value
+            def train(carry, arrays):
+                def loss(weights, key):
+                    return -jnp.mean(terms(weights, arrays, key, config.particles))
 
-        run = scan_with_checkpoints(body, lambda carry: carry[0], config.steps)
+                def body(carry, t):
+                    weights, m, v, key = carry
+                    key, sub = jax.random.split(key)
+                    value, grads = jax.value_and_grad(loss)(weights, sub)
+                    weights, m, v = step(weights, grads, m, v, t)
+                    return (weights, m, v, key), value
+
+                return scan_with_checkpoints(body, lambda carry: carry[0], config.steps)(carry)
+
+            return train
+
         weights = jax.tree.map(jnp.asarray, (phi0, theta0))
         zeros = jax.tree.map(jnp.zeros_like, weights)
         carry = (weights, zeros, zeros, jax.random.PRNGKey(seed))
+        key = program_key(problem, "handrolled.fit", guide, config)
+        train, compile_seconds = compiled(key, build, carry, arrays)
         start = time.perf_counter()
-        compiled = jax.jit(run).lower(carry).compile()
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        ((phi, theta), *_), losses, (phi_snaps, theta_snaps) = jax.block_until_ready(compiled(carry))
+        ((phi, theta), *_), losses, (phi_snaps, theta_snaps) = jax.block_until_ready(train(carry, arrays))
         run_seconds = time.perf_counter() - start
         return Fit(
             backend=self.name,

@@ -15,6 +15,7 @@ from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
+from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.numerics import enable_float64
@@ -64,20 +65,26 @@ class NumPyroBackend:
         model = registry.implementation(problem.spec.name, "numpyro")
         phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
         numpyro_guide = make_guide(problem, guide, phi0)
-        data, params = as_jax(problem.data), as_jax(problem.params)
+        (arrays, static), params = data_arguments(problem), as_jax(problem.params)
         elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]
         svi = SVI(model, numpyro_guide, adam(config), elbo(num_particles=config.particles))
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
-        run = scan_with_checkpoints(
-            lambda state, _: svi.update(state, data, params), svi.get_params, config.steps
-        )
+
+        def build():
+            def train(state, arrays):
+                def step(state, _):
+                    return svi.update(state, {**static, **arrays}, params)
+
+                return scan_with_checkpoints(step, svi.get_params, config.steps)(state)
+
+            return train
 
         start = time.perf_counter()
-        state = svi.init(init_key, data, params)
-        compiled = jax.jit(run).lower(state).compile()
+        state = svi.init(init_key, {**static, **arrays}, params)
+        train, _ = compiled(program_key(problem, "numpyro.fit", guide, config), build, state, arrays)
         compile_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        state, losses, snapshots = jax.block_until_ready(compiled(state))
+        state, losses, snapshots = jax.block_until_ready(train(state, arrays))
         run_seconds = time.perf_counter() - start
 
         fitted = svi.get_params(state)
@@ -89,7 +96,7 @@ class NumPyroBackend:
             "theta": {name: np.asarray(snapshots[name]) for name in problem.spec.learned},
         }
         library_elbo = self._library_elbo(
-            model, numpyro_guide, guide, fitted, data, params, config.eval_particles, eval_key
+            problem, guide, model, numpyro_guide, fitted, config.eval_particles, eval_key
         )
         return Fit(
             backend=self.name,
@@ -105,14 +112,23 @@ class NumPyroBackend:
         )
 
     @staticmethod
-    def _library_elbo(model, guide, guide_name, fitted, data, params, n: int, key) -> Estimate:
+    def _library_elbo(problem: Problem, guide_name: str, model, guide, fitted, n: int, key) -> Estimate:
         """NumPyro's own single-particle Trace_ELBO at n keys: ELBO = mean(-loss), SE = sd / sqrt(n)."""
-        elbo = ELBO_CLASSES[getattr(guides.get(guide_name), "elbo", "trace")](num_particles=1)
+        (arrays, static), params = data_arguments(problem), as_jax(problem.params)
 
-        def one(k):
-            return -elbo.loss(k, fitted, model, guide, data, params)
+        def build():
+            elbo = ELBO_CLASSES[getattr(guides.get(guide_name), "elbo", "trace")](num_particles=1)
+
+            def terms(fitted, arrays, key):
+                def one(k):
+                    return -elbo.loss(k, fitted, model, guide, {**static, **arrays}, params)
+
+                return jax.lax.map(one, jax.random.split(key, n), batch_size=ELBO_EVAL_BATCH)
+
+            return terms
 
         start = time.perf_counter()
-        terms = jax.lax.map(one, jax.random.split(key, n), batch_size=ELBO_EVAL_BATCH)
-        terms = np.asarray(jax.block_until_ready(terms))
+        key_parts = ("numpyro.library_elbo", guide_name, n)
+        program, _ = compiled(program_key(problem, *key_parts), build, fitted, arrays, key)
+        terms = np.asarray(jax.block_until_ready(program(fitted, arrays, key)))
         return Estimate.from_samples(terms, seconds=time.perf_counter() - start)

@@ -30,7 +30,9 @@ from ppl_suite.problem import Problem
 from ppl_suite.spec import ExactPosterior
 
 IWAE_KS = (1, 10, 100, 1000, 10_000)
-CHUNK_ELEMENTS = 4_000_000  # samples x (data + latent scalars) per batch of the NumPy log joint
+# samples x (data + latent scalars) per batch of the NumPy log joint: at most 320 MB of float64 should
+# a log joint hold a (samples, data) array; fewer, larger batches cost less per sample.
+CHUNK_ELEMENTS = 40_000_000
 
 
 def _chunk_size(problem: Problem) -> int:

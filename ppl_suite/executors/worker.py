@@ -15,17 +15,20 @@ _configured: tuple[str, ...] | None = None
 
 def configure(plugins: Sequence[str] = ()) -> None:
     """One thread per worker for XLA and torch (no oversubscription when workers share cores),
-    float64 in JAX, and the user's plugin modules imported so their models are registered."""
+    float64 in JAX, the persistent compilation cache, and the user's plugin modules imported so
+    their models are registered."""
     global _configured
     if _configured == tuple(plugins):
         return
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     import torch
 
+    from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.numerics import enable_float64
 
     torch.set_num_threads(1)
     enable_float64()
+    enable_compilation_cache()
     for module in plugins:
         importlib.import_module(module)
     _configured = tuple(plugins)
