@@ -34,8 +34,8 @@ def test_numpyro_trace_elbo_agrees_with_handrolled_elbo(case):
     problem, guide, ours = case
     model = registry.implementation(problem.spec.name, "numpyro")
     theirs = NumPyroBackend._library_elbo(
-        model, numpyro_guide(problem, "mean_field", guide.phi), "mean_field",
-        as_jax(guide.phi), as_jax(problem.data), as_jax(problem.params), N, jax.random.PRNGKey(1),
+        problem, "mean_field", model, numpyro_guide(problem, "mean_field", guide.phi),
+        as_jax(guide.phi), N, jax.random.PRNGKey(1),
     )  # fmt: skip
     assert abs(theirs.value - ours.value) <= 4 * math.hypot(theirs.se, ours.se)
 
