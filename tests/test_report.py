@@ -21,7 +21,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 from ppl_suite import cli
 from ppl_suite.backends import SVIConfig
@@ -259,6 +261,45 @@ def test_figures_are_nonempty_pngs_referenced_by_the_markdown(report):
         line.split("](")[1].rstrip(")") for line in report["md"].splitlines() if line.startswith("![")
     }
     assert referenced == {f"figures/{f.name}" for f in figures}
+
+
+def _edge(pixels: np.ndarray, width: int = 5) -> np.ndarray:
+    """The outermost ``width`` rows and columns of an image, as a list of RGB pixels."""
+    sides = (pixels[:width], pixels[-width:], pixels[:, :width], pixels[:, -width:])
+    return np.concatenate([side.reshape(-1, 3) for side in sides])
+
+
+def test_no_figure_reaches_its_edge(report):
+    """Every figure keeps a white margin: nothing drawn is cut off at the image's edge."""
+    for figure in sorted((report["out"] / "figures").glob("*.png")):
+        pixels = np.asarray(Image.open(figure).convert("RGB"))
+        assert (_edge(pixels) == 255).all(), figure.name
+
+
+def test_a_label_wider_than_its_axes_is_drawn_whole(tmp_path):
+    """Long cell names leave the axes narrower than its x label, which the constrained layout does not
+    make room for: the figure is then drawn onto its tight bounding box instead of clipping the label."""
+    from ppl_suite.report import figures
+
+    name = "a model with a long name / a guide with a long name / seed {}: pyro − numpyro"
+    names = [name.format(seed) for seed in range(3)]
+    frame = pd.DataFrame({"comparison": names, "ΔELBO (SE)": [1.5, 0.2, -3.0], "ΔKL (SE)": [-2.0, 0.1, 5.0]})
+    pixels = np.asarray(Image.open(figures.agreement_dots(frame, 4.0, tmp_path / "wide.png")).convert("RGB"))
+    assert pixels.shape[1] > figures.WIDTH * figures.DPI + 2 * figures.MARGIN  # wider than the figure
+    assert (_edge(pixels) == 255).all()
+
+
+def test_the_report_is_the_same_whatever_the_number_of_drawing_processes(report, tmp_path):
+    """Figures drawn in this process only, or also in one or two spawned ones, are the same bytes."""
+    from ppl_suite.report.render import write_report
+
+    expected = {p.relative_to(report["out"]): p.read_bytes() for p in report["out"].rglob("*") if p.is_file()}
+    for processes in (1, 3):
+        out = tmp_path / str(processes)
+        write_report(report["store"].path, out, processes=processes)
+        written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert written.keys() == expected.keys()
+        assert [name for name in expected if written[name] != expected[name]] == [], processes
 
 
 def test_html_stands_alone_every_image_inlined_and_every_anchor_resolves(report):

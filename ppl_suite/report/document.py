@@ -2,15 +2,18 @@
 
 A section is a plug-in: an object with a ``title`` and ``build(context) -> list[Block]``, registered
 in order with ``register``. The renderer turns the blocks into Markdown or HTML; sections never
-format for one output. A section whose data are absent says so in a ``Text`` block.
+format for one output. A section whose data are absent says so in a ``Text`` block. Sections draw
+figures through ``Context.draw``, which may hand the drawing to other processes: a figure's PNG
+exists once ``Context.drawn`` has returned.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,11 +73,16 @@ Block = Heading | Text | Code | Table | Image
 
 @dataclass
 class Context:
-    """What sections read: the results folder (rows, manifest, traces, artifacts) and where to draw."""
+    """What sections read: the results folder (rows, manifest, traces, artifacts) and where to draw.
+
+    With a ``pool`` (an executor of processes), figures are drawn there while the sections go on, and
+    by this process too once they are done (``drawn``)."""
 
     store: ResultsStore
     figure_dir: Path
+    pool: Executor | None = None
     _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _drawing: list[tuple[Future[Path], Callable[[], Path]]] = field(default_factory=list, repr=False)
 
     @cached_property
     def rows(self) -> pd.DataFrame:
@@ -106,6 +114,28 @@ class Context:
     def figure(self, name: str) -> Path:
         """Path of a new figure file, named from ``name`` (made safe for file systems and URLs)."""
         return self.figure_dir / f"{slug(name)}.png"
+
+    def draw(self, name: str, function: Callable[..., Path], *args: Any) -> Path:
+        """The path of figure ``name``, drawn by ``function(*args, path)``: here and now, or handed to
+        the pool (``function`` and ``args`` then travel by pickle, so ``function`` is a module-level
+        one) and written by the time ``drawn`` returns."""
+        path = self.figure(name)
+        if self.pool is None:
+            return function(*args, path)
+        self._drawing.append((self.pool.submit(function, *args, path), partial(function, *args, path)))
+        return path
+
+    def drawn(self) -> None:
+        """Wait until every figure handed to the pool is written. Meanwhile this process draws those the
+        pool has not started on, from the last one back while the pool works from the first one on; a
+        figure's error is raised here."""
+        drawing, self._drawing = self._drawing, []
+        for future, draw in reversed(drawing):
+            if future.cancel():
+                draw()
+        for future, _ in drawing:
+            if not future.cancelled():
+                future.result()
 
 
 class Section(Protocol):

@@ -3,13 +3,16 @@
 Drawing only: every value plotted is handed in (a stored column, trace or artifact, or a pandas
 operation on them); nothing here estimates anything. Matplotlib runs with the Agg backend and
 figures are ``matplotlib.figure.Figure`` objects, so no global pyplot state is involved; ArviZ draws
-the marginal densities into axes given to it. Imported only by the report's rendering code.
+the marginal densities into axes given to it. The functions take plain (picklable) data and depend on
+nothing but it, so the renderer may call them in other processes. Imported only by the report's
+rendering code.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import re
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,18 +25,23 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.ticker import LogFormatterSciNotation
 
 DPI = 100
 WIDTH = 9.5  # inches: 950 px at DPI, the report's column width
+MARGIN = 6  # px added around the constrained layout's own pad (3/72 inch): 0.1 inch in all
 RAW_POINTS = 1000  # at most this many points of a per-step (unsmoothed) training curve are drawn
 BACKEND_COLORS = {"pyro": "#d9541e", "numpyro": "#1f6fb4", "handrolled": "#2e9e44"}
 OTHER_COLORS = ("#8e44ad", "#7f6a00", "#c0307a", "#555555")
 SEED_STYLES = ("-", "--", ":", "-.")
 EXACT_STYLE = {"color": "black", "linewidth": 1.2, "linestyle": "--"}
 READING_COLORS = {"good": "#2e9e44", "ok": "#e0a100", "unreliable": "#c62828"}
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 STYLE = {
     "font.size": 10,
@@ -45,6 +53,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "figure.dpi": DPI,
+    "figure.facecolor": "white",
 }  # applied per figure (rc_context), so matplotlib's global settings stay untouched
 
 
@@ -67,16 +76,53 @@ def backend_color(backend: str) -> str:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    """Write the figure as a 256-colour PNG (a third of the size of matplotlib's RGBA file)."""
-    from PIL import Image as PILImage  # matplotlib's own dependency
+    """Draw the figure once (the constrained layout runs within that draw) and write it as a 256-colour
+    PNG (a third of the size of matplotlib's RGBA file), with a white margin of about 0.1 inch.
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    image = PILImage.open(buffer).convert("RGB")
-    palette = image.quantize(colors=256, method=PILImage.Quantize.MEDIANCUT, dither=PILImage.Dither.NONE)
+    Where the layout could not make room for everything (an axis label wider than its axes, say), the
+    figure is drawn again onto its tight bounding box, so that nothing is clipped. The palette is an
+    octree's (a tenth of the time of a median cut, and smaller files), with the background kept white."""
+    from PIL import Image as PILImage  # matplotlib's own dependency
+    from PIL import ImageOps
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    if not _clipped(figure, canvas.get_renderer()):
+        image = PILImage.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+        image = ImageOps.expand(image, border=MARGIN, fill="white")
+    else:
+        figure.set_layout_engine("none")  # keep the positions the layout gave
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1, facecolor="white")
+        image = PILImage.open(buffer).convert("RGB")
+    palette = image.quantize(colors=256, method=PILImage.Quantize.FASTOCTREE, dither=PILImage.Dither.NONE)
+    colors = palette.getpalette() or []
+    background = palette.getpixel((0, 0))  # a margin pixel; the octree averages it with near-white ones
+    colors[3 * background : 3 * background + 3] = (255, 255, 255)
+    palette.putpalette(colors)
     path.parent.mkdir(parents=True, exist_ok=True)
-    palette.save(path, format="png", optimize=True)
+    palette.save(path, format="png")  # not optimize=True: 7% smaller, but 8 times the encoding time
     return path
+
+
+def _clipped(figure: Figure, renderer: Any) -> bool:
+    """Whether a title, axis label, figure text or figure legend reaches past the figure's edges.
+
+    The constrained layout makes room for everything else (tick labels included), but by design not for
+    the width of titles and x labels or the height of y labels, and it cannot fit a legend or text wider
+    than the figure. Unlike the figure's tight bounding box, this needs no second pass over the ticks."""
+    artists = [*figure.texts, *figure.legends]
+    for axes in figure.axes:
+        if axes.get_visible():
+            artists += [axes.title, axes.xaxis.label, axes.yaxis.label]
+    edges = figure.bbox
+    for artist in artists:
+        if not artist.get_visible() or (isinstance(artist, Text) and not artist.get_text()):
+            continue
+        box = artist.get_window_extent(renderer)
+        if box.x0 < edges.x0 or box.y0 < edges.y0 or box.x1 > edges.x1 or box.y1 > edges.y1:
+            return True
+    return False
 
 
 def _linthresh(values: Sequence[float] | np.ndarray, floor: float = 1e-6, up: bool = False) -> float:
@@ -93,8 +139,28 @@ def _linthresh(values: Sequence[float] | np.ndarray, floor: float = 1e-6, up: bo
 def _symlog(
     axis: Any, which: str, values: Sequence[float] | np.ndarray, floor: float = 1e-6, up: bool = False
 ) -> None:
-    setter = axis.set_xscale if which == "x" else axis.set_yscale
-    setter("symlog", linthresh=_linthresh(values, floor, up), linscale=1.0)
+    _log_scale(axis, which, "symlog", linthresh=_linthresh(values, floor, up), linscale=1.0)
+
+
+class _PowerLabels(LogFormatterSciNotation):
+    """Matplotlib's log-axis tick labels (10³, −10⁻², 2×10¹) as plain text with Unicode superscripts
+    rather than mathtext: the same look, without parsing every label's mathtext in every figure."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos).removeprefix(r"$\mathdefault{").removesuffix("}$")
+        label = re.sub(r"\^\{([^}]*)\}", lambda power: power.group(1).translate(SUPERSCRIPTS), label)
+        return label.replace(r"\times", "×").replace("-", "−")
+
+
+def _log_scale(axis: Any, which: str, scale: str = "log", **options: Any) -> None:
+    """A log or symlog scale on the x or y axis of ``axis``, labelled as matplotlib's defaults do (for
+    log, minor ticks too where the axis spans few decades), but by _PowerLabels."""
+    (axis.set_xscale if which == "x" else axis.set_yscale)(scale, **options)
+    ticks = axis.xaxis if which == "x" else axis.yaxis
+    base = options.get("base", 10)
+    ticks.set_major_formatter(_PowerLabels(base))
+    if scale == "log":
+        ticks.set_minor_formatter(_PowerLabels(base, labelOnlyBase=False))
 
 
 # ------------------------------------------------------------------------------------ decomposition
@@ -205,7 +271,7 @@ def training_curves(panels: Sequence[dict[str, Any]], title: str, path: Path) ->
         )
         kl = np.asarray(panel["kl"], dtype=float)
         if np.all(kl[np.isfinite(kl)] > 0):
-            twin.set_yscale("log")
+            _log_scale(twin, "y")
         twin.set_ylabel("KL (nats)", color="#b86a10")
         twin.grid(False)
         twin.spines["right"].set_visible(True)
@@ -272,7 +338,7 @@ def iwae_curves(curves: Sequence[dict[str, Any]], title: str, path: Path) -> Pat
         )  # fmt: skip
         values.append(np.asarray(c["gap"], dtype=float))
     axis.axhline(0.0, **EXACT_STYLE, label="exact log p(x)")
-    axis.set_xscale("log", base=2)
+    _log_scale(axis, "x", base=2)
     _symlog(axis, "y", np.concatenate(values) if values else [1.0])
     axis.set_xlabel("K (importance samples per bound)")
     axis.set_ylabel("log p(x) − IWAE_K (nats, symlog)")
@@ -310,7 +376,8 @@ def marginals(
 
 def _plot_marginal(axis: Any, i: int, label: str, exact: Any, fitted: dict[str, np.ndarray], az: Any) -> None:
     """Column ``i`` of the exact draws and of each backend's q draws: densities by ArviZ, or, for
-    integer-valued (discrete) draws, ArviZ histograms over the integers."""
+    integer-valued (discrete) draws, ArviZ histograms over the integers. No labels are handed to
+    ArviZ (it would draw a legend per panel); the figure has one legend for all panels."""
     columns = ([exact[:, i]] if exact is not None else []) + [draws[:, i] for draws in fitted.values()]
     discrete = all(np.all(np.isfinite(c)) and np.array_equal(c, np.round(c)) for c in columns)
     with warnings.catch_warnings():
@@ -318,22 +385,20 @@ def _plot_marginal(axis: Any, i: int, label: str, exact: Any, fitted: dict[str, 
         if exact is not None:
             values = exact[:, i].astype(int) if discrete else exact[:, i]
             az.plot_dist(
-                values, ax=axis, color="#555555", label="exact posterior",
+                values, ax=axis, color="#555555",
                 fill_kwargs={"alpha": 0.3}, plot_kwargs={"linewidth": 1.0},
                 hist_kwargs={"alpha": 0.35, "rwidth": 0.8},
             )  # fmt: skip
         for backend, draws in fitted.items():
             values = draws[:, i].astype(int) if discrete else draws[:, i]
             az.plot_dist(
-                values, ax=axis, color=backend_color(backend), label=f"q ({backend})",
+                values, ax=axis, color=backend_color(backend),
                 plot_kwargs={"linewidth": 1.5}, hist_kwargs={"histtype": "step", "linewidth": 1.5},
             )  # fmt: skip
     axis.set_title(label)
     axis.tick_params(labelsize=9)
     axis.set_yticks([])
     axis.set_xlabel("value (discrete)" if discrete else "value")
-    if axis.get_legend() is not None:
-        axis.get_legend().remove()
 
 
 # -------------------------------------------------------------------------------------- diagnostics
@@ -410,7 +475,7 @@ def cost_bars(frame: pd.DataFrame, path: Path) -> Path:
         (left, "SVI steps per second (median, log)"),
         (right, "compile seconds (median, log)"),
     ):
-        axis.set_xscale("log")
+        _log_scale(axis, "x")
         axis.set_xlabel(label)
     figure.legend(
         handles=left.get_legend_handles_labels()[0],

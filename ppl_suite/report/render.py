@@ -4,17 +4,24 @@
       out/report.md        Markdown, figures in out/figures/*.png
       out/report.html      one file: CSS inline, figures inlined as base64 data URIs, no scripts
 
-The report is a function of the results folder alone: rerunning it gives the same numbers.
+The report is a function of the results folder alone: rerunning it gives the same numbers. Figures
+are drawn by up to FIGURE_PROCESSES processes: spawned ones start while the sections are built, and
+this one joins in once they are (``Context.drawn``). Each figure is drawn on its own, so the files
+are the same whatever the number of processes.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import math
+import multiprocessing
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ from ppl_suite.store import ResultsStore
 
 FORMATS = ("md", "html")
 MISSING = "—"
+FIGURE_PROCESSES = 2  # processes drawing figures, this one included (never more than there are CPUs)
 
 CSS = """
 :root { --ink: #1d232b; --muted: #5b6672; --rule: #d8dde3; --band: #f4f6f8; --accent: #1f6fb4; }
@@ -258,34 +266,50 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _figure_pool(processes: int) -> contextlib.AbstractContextManager[Executor | None]:
+    """The spawned processes (they inherit no matplotlib state) that draw figures beside this one."""
+    if processes < 2:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def write_report(
-    results: str | Path, out: str | Path, formats: str | Iterable[str] = FORMATS
+    results: str | Path,
+    out: str | Path,
+    formats: str | Iterable[str] = FORMATS,
+    processes: int | None = None,
 ) -> dict[str, Path]:
     """Write the report of the results folder ``results`` into the folder ``out``.
 
     Returns the written files by format. Markdown gets its figures in ``out/figures``; the HTML page
     embeds them, so with HTML alone the figures are drawn in a temporary folder and not kept.
+    ``processes`` draw the figures: this one and ``processes - 1`` spawned ones (default:
+    FIGURE_PROCESSES, at most one per CPU). As with any spawned process, a script calling this
+    with more than one needs the ``if __name__ == "__main__":`` guard.
     """
     chosen = parse_formats(formats)
     results, out = Path(results), Path(out)
     if not (results / "cells").is_dir() and not (results / "manifest.json").is_file():
         raise FileNotFoundError(f"not a results folder (no manifest.json or cells/): {results}")
+    if processes is None:
+        processes = min(FIGURE_PROCESSES, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     name = results.resolve().name
     title = f"ppl-suite report: {name}"
     written: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, _figure_pool(processes) as pool:
         figure_dir = out / "figures" if "md" in chosen else Path(scratch)
         if "md" in chosen:
             for old in figure_dir.glob("*.png"):
                 old.unlink()
-        context = Context(ResultsStore(results), figure_dir)
+        context = Context(ResultsStore(results), figure_dir, pool)
         manifest = context.manifest
         subtitle = (
             f"Results folder `{name}`: run started {manifest.get('started', 'unknown')}, "
             f"finished {manifest.get('finished', 'unknown')}."
         )
         parts = build(context)
+        context.drawn()
         if "md" in chosen:
             written["md"] = out / "report.md"
             written["md"].write_text(to_markdown(title, subtitle, parts, out), encoding="utf-8")

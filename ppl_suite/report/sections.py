@@ -2,8 +2,8 @@
 model, backend agreement, cost, cells that did not finish, run facts.
 
 Each section reads the results folder through the Context and returns blocks: tables from
-``tables`` (numbers from the store), figures from ``figures`` (drawing only). A part whose data are
-absent from the store says so instead of disappearing.
+``tables`` (numbers from the store), figures from ``figures`` (drawing only, handed to
+``Context.draw``). A part whose data are absent from the store says so instead of disappearing.
 """
 
 from __future__ import annotations
@@ -105,9 +105,7 @@ def decomposition_part(context: Context, model: str, rows: pd.DataFrame) -> list
     frame = tables.decomposition(rows).dropna(subset=["log_evidence", "elbo", "kl"])
     if frame.empty:
         return [_absent("exact log p(x), ELBO and KL for a finished cell")]
-    path = figures.decomposition_bars(
-        frame, f"{model}: log p(x) = ELBO + KL", context.figure(f"{model}-split")
-    )
+    path = context.draw(f"{model}-split", figures.decomposition_bars, frame, f"{model}: log p(x) = ELBO + KL")
     return [
         Image(
             path,
@@ -146,7 +144,7 @@ def traces_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]
         )
     if not curves:
         return [_absent("training traces with an exact log p(x)")]
-    path = figures.elbo_traces(curves, f"{model}: ELBO during SVI", context.figure(f"{model}-traces"))
+    path = context.draw(f"{model}-traces", figures.elbo_traces, curves, f"{model}: ELBO during SVI")
     return [
         Image(
             path,
@@ -179,8 +177,11 @@ def training_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bloc
         )
     if not panels:
         return []  # fixed-θ models have no training curve: nothing to say
-    path = figures.training_curves(
-        panels, f"{model}: learning θ raises the ELBO through both terms", context.figure(f"{model}-training")
+    path = context.draw(
+        f"{model}-training",
+        figures.training_curves,
+        panels,
+        f"{model}: learning θ raises the ELBO through both terms",
     )
     return [
         Heading("Learning the model's parameters", 4),
@@ -214,8 +215,11 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
             }
         ).dropna(subset=["error"])
         if not frame.empty:
-            path = figures.estimator_errors(
-                frame, f"{model}: estimates of log p(x) vs exact", context.figure(f"{model}-estimators")
+            path = context.draw(
+                f"{model}-estimators",
+                figures.estimator_errors,
+                frame,
+                f"{model}: estimates of log p(x) vs exact",
             )
             blocks.append(
                 Image(
@@ -270,7 +274,7 @@ def _iwae_blocks(context: Context, model: str, rows: pd.DataFrame) -> list[Block
         )
     if not curves:
         return [_absent("the IWAE bound over K (artifacts est_importance.iwae_k, est_importance.iwae)")]
-    path = figures.iwae_curves(curves, f"{model}: IWAE bound over K", context.figure(f"{model}-iwae"))
+    path = context.draw(f"{model}-iwae", figures.iwae_curves, curves, f"{model}: IWAE bound over K")
     return [
         Image(
             path,
@@ -305,12 +309,13 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
             )
             continue
         seed = f"data seed {first['data_seed']}, seed {first['seed']}"
-        path = figures.marginals(
+        path = context.draw(
+            f"{model}-{guide}-marginals",
+            figures.marginals,
             labels,
             exact,
             fitted,
             f"{model}, guide {guide} ({seed})",
-            context.figure(f"{model}-{guide}-marginals"),
         )
         blocks.append(
             Image(
@@ -348,8 +353,8 @@ def diagnostics_part(context: Context, model: str, rows: pd.DataFrame) -> list[B
             {"cell": tables.cell_labels(ok), "k-hat": tables.column(ok, "est_psis"),
              "reading": tables.column(ok, "est_psis.interpretation")}
         ).dropna(subset=["k-hat"])  # fmt: skip
-        path = figures.khat_dots(
-            frame, PSIS_THRESHOLDS, f"{model}: PSIS k-hat per cell", context.figure(f"{model}-khat")
+        path = context.draw(
+            f"{model}-khat", figures.khat_dots, frame, PSIS_THRESHOLDS, f"{model}: PSIS k-hat per cell"
         )
         blocks.append(
             Image(
@@ -452,7 +457,7 @@ class Agreement:
                 comparison=table["model"] + " / " + table["guide"] + " / seed " + table["seed"].astype(str)
                 + ": " + table["pair"]
             )  # fmt: skip
-            path = figures.agreement_dots(frame, tables.AGREEMENT_FLAG_SE, context.figure("agreement"))
+            path = context.draw("agreement", figures.agreement_dots, frame, tables.AGREEMENT_FLAG_SE)
             blocks.append(
                 Image(
                     path,
@@ -517,7 +522,7 @@ class Cost:
         per_model = tables.cost_table(rows)
         plotted = per_model.dropna(subset=["steps/s (median)"])
         if not plotted.empty:
-            path = figures.cost_bars(plotted, context.figure("cost"))
+            path = context.draw("cost", figures.cost_bars, plotted)
             blocks.append(
                 Image(
                     path,
