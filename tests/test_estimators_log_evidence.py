@@ -163,14 +163,14 @@ def test_inclusive_kl_is_positive_and_differs_from_exclusive(case):
 
 
 def test_inclusive_kl_matches_the_closed_form_for_gaussians():
-    import jax.numpy as jnp
-    import numpyro.distributions as dist
-    from numpyro.distributions.kl import kl_divergence
+    import pyro.distributions as dist
+    import torch
+    from torch.distributions import kl_divergence
 
     problem = Problem.build("normal_normal", 0)
     exact, guide = problem.exact(), imperfect_guide(problem)
     spec = exact.factors()["mu"]
-    p = dist.Normal(*(jnp.asarray(spec.params[k]) for k in ("loc", "scale")))
+    p = dist.Normal(*(torch.as_tensor(spec.params[k], dtype=torch.float64) for k in ("loc", "scale")))
     closed = float(kl_divergence(p, guide.distributions["mu"]))
     assert within(inclusive_kl(guide, exact, n=20_000, seed=3), closed)
 

@@ -67,27 +67,27 @@ class NumPyroBackend:
         numpyro_guide = make_guide(problem, guide, phi0)
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
         elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]
-        svi = SVI(model, numpyro_guide, adam(config), elbo(num_particles=config.particles))
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
 
         def build():
-            def train(state, arrays):
+            svi = SVI(model, numpyro_guide, adam(config), elbo(num_particles=config.particles))
+
+            def train(init_key, arrays):
                 def step(state, _):
                     return svi.update(state, {**static, **arrays}, params)
 
-                return scan_with_checkpoints(step, svi.get_params, config.steps)(state)
+                state = svi.init(init_key, {**static, **arrays}, params)
+                state, losses, snapshots = scan_with_checkpoints(step, svi.get_params, config.steps)(state)
+                return svi.get_params(state), losses, snapshots
 
             return train
 
+        key = program_key(problem, "numpyro.fit", guide, config)
+        train, compile_seconds = compiled(key, build, init_key, arrays)
         start = time.perf_counter()
-        state = svi.init(init_key, {**static, **arrays}, params)
-        train, _ = compiled(program_key(problem, "numpyro.fit", guide, config), build, state, arrays)
-        compile_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        state, losses, snapshots = jax.block_until_ready(train(state, arrays))
+        fitted, losses, snapshots = jax.block_until_ready(train(init_key, arrays))
         run_seconds = time.perf_counter() - start
 
-        fitted = svi.get_params(state)
         phi = {name: np.asarray(fitted[name]) for name in phi0}
         theta = {name: np.asarray(fitted[name]) for name in problem.spec.learned}
         trajectory = {

