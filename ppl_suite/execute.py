@@ -12,13 +12,13 @@ import json
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from ppl_suite import backends, estimators
-from ppl_suite.backends import SVIConfig
+from ppl_suite.cell import Cell, Record
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.kl import kl_analytic, kl_family_minimum, kl_identity, kl_monte_carlo
@@ -31,41 +31,6 @@ CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged 
 MARGINALS = 6  # latent coordinates whose draws are kept for the report's marginal plots
 MARGINAL_DRAWS = 4000
 TRAINING_CURVE_SAMPLES = 2000  # Monte Carlo draws per ELBO along the training curve
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Plain, hashable description of one fit-and-evaluate job."""
-
-    model: str
-    backend: str
-    guide: str
-    data_seed: int = 0
-    seed: int = 0
-    overrides: tuple[tuple[str, Any], ...] = ()
-    svi: SVIConfig = field(default_factory=SVIConfig)
-    eval_samples: int = 10_000
-    estimators: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (name, settings) pairs
-
-    @property
-    def key(self) -> str:
-        """Deterministic name: model[k=v,...]/backend/guide/data<seed>/seed<seed>."""
-        params = ",".join(f"{k}={v}" for k, v in sorted(self.overrides))
-        model = f"{self.model}[{params}]" if params else self.model
-        return f"{model}/{self.backend}/{self.guide}/data{self.data_seed}/seed{self.seed}"
-
-
-@dataclass
-class Record:
-    """The outcome of one cell: a flat row, the training trace, and named arrays for the report."""
-
-    row: dict[str, Any]
-    losses: np.ndarray
-    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.row["status"] == "ok"
 
 
 def execute(cell: Cell) -> Record:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ppl_suite import backends, guides, registry
 from ppl_suite.backends import SVIConfig
-from ppl_suite.execute import Cell
+from ppl_suite.cell import Cell
 from ppl_suite.problem import Problem
 
 TOP_KEYS = {

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite.execute import Cell, Record
+from ppl_suite.cell import Cell, Record
 
 SCHEMA_VERSION = 1
 

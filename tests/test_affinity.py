@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ppl_suite.execute import Cell
+from ppl_suite.cell import Cell
 from ppl_suite.executors.affinity import AffinityQueue, problem_key
 
 

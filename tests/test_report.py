@@ -27,7 +27,8 @@ from PIL import Image
 
 from ppl_suite import cli
 from ppl_suite.backends import SVIConfig
-from ppl_suite.execute import Cell, Record, execute
+from ppl_suite.cell import Cell, Record
+from ppl_suite.execute import execute
 from ppl_suite.store import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ppl_suite.execute import Cell, Record
+from ppl_suite.cell import Cell, Record
 
 OnRecord = Callable[[Cell, Record], None]
 _EXECUTORS = {"local": "ppl_suite.executors.local", "dask": "ppl_suite.executors.dask"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable, Sequence
 
-from ppl_suite.execute import Cell
+from ppl_suite.cell import Cell
 
 
 def problem_key(cell: Cell) -> Hashable:

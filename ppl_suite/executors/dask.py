@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ppl_suite.execute import Cell
+from ppl_suite.cell import Cell
 from ppl_suite.executors import OnRecord
 from ppl_suite.executors.worker import failed_record, run_cell
 

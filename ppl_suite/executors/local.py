@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from ppl_suite.execute import Cell
+from ppl_suite.cell import Cell
 from ppl_suite.executors import OnRecord
 from ppl_suite.executors.affinity import AffinityQueue
 from ppl_suite.executors.worker import configure, failed_record, run_cell

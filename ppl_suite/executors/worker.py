@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ppl_suite.execute import Cell, Record, execute
+from ppl_suite.cell import Cell, Record
 
 _configured: tuple[str, ...] | None = None
 
@@ -43,6 +43,8 @@ def configure(plugins: Sequence[str] = ()) -> None:
 
 def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
     configure(plugins)
+    from ppl_suite.execute import execute  # torch and JAX: loaded in the workers, not in the parent
+
     return execute(cell)
 
 

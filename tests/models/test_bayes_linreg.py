@@ -8,8 +8,9 @@ import pytest
 from scipy import optimize, stats
 
 from ppl_suite import backends
+from ppl_suite.cell import Cell
 from ppl_suite.estimators.kl import kl_family_minimum, kl_monte_carlo
-from ppl_suite.execute import CONVERGED_GAP, Cell, execute
+from ppl_suite.execute import CONVERGED_GAP, execute
 from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
 

@@ -17,8 +17,9 @@ from scipy import optimize, special
 
 from models.dirichlet_categorical import spec
 from ppl_suite import backends
+from ppl_suite.cell import Cell
 from ppl_suite.estimators.kl import kl_family_minimum, kl_monte_carlo
-from ppl_suite.execute import Cell, execute
+from ppl_suite.execute import execute
 from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
 

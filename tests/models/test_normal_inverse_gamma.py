@@ -14,7 +14,8 @@ from scipy import integrate, optimize, stats
 
 from models.normal_inverse_gamma.spec import inverse_gamma_moments, lognormal_moments
 from ppl_suite import backends
-from ppl_suite.execute import Cell, execute
+from ppl_suite.cell import Cell
+from ppl_suite.execute import execute
 from ppl_suite.problem import Problem
 
 MODEL = "normal_inverse_gamma"
