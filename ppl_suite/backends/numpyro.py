@@ -129,6 +129,6 @@ class NumPyroBackend:
 
         start = time.perf_counter()
         key_parts = ("numpyro.library_elbo", guide_name, n)
-        program, _ = compiled(program_key(problem, *key_parts), build, fitted, arrays, key)
+        program, _ = compiled(program_key(problem, *key_parts), build, fitted, arrays, key, optimize=False)
         terms = np.asarray(jax.block_until_ready(program(fitted, arrays, key)))
         return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
