@@ -429,3 +429,35 @@ def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
     assert set(written) == {"md"} and not (tmp_path / "out" / "report.html").exists()
     assert all(f"## {title}" in text for title in SECTIONS)
     assert "Not in this results folder: any finished cell" in text
+
+
+def _pair(elbo_a: float, elbo_b: float, se: float) -> pd.DataFrame:
+    """Two backends' ok rows for one model, guide and seed, with the given ELBOs and a common SE."""
+    base = {"model": "m", "guide": "g", "data_seed": 0, "seed": 0, "status": "ok", "kl_method": "analytic"}
+    return pd.DataFrame(
+        [
+            {
+                **base,
+                "key": f"m/{b}/g/data0/seed0",
+                "backend": b,
+                "elbo": e,
+                "elbo_se": se,
+                "kl": -e,
+                "kl_mc_se": 0.0,
+            }
+            for b, e in (("pyro", elbo_a), ("numpyro", elbo_b))
+        ]
+    )
+
+
+def test_exact_values_agree_to_rounding_and_real_differences_are_still_flagged():
+    """An enumerated ELBO (SE 0) computed by two libraries differs by ~1e-13: that is agreement, not an
+    'infinite' number of SEs; a difference of 1e-3 nats with SE 0 is still flagged."""
+    from ppl_suite.report import tables
+
+    same = tables.agreement_table(_pair(-112.6724530535, -112.6724530535 + 4e-13, 0.0))
+    assert abs(same["ΔELBO (SE)"].iloc[0]) < 1e-2 and same["flag"].iloc[0] == ""
+    apart = tables.agreement_table(_pair(-112.672, -112.673, 0.0))
+    assert apart["ΔELBO (SE)"].iloc[0] > 1e3 and apart["flag"].iloc[0] != ""
+    noisy = tables.agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
+    assert noisy["ΔELBO (SE)"].iloc[0] == pytest.approx(1 / math.sqrt(2), rel=1e-4)

@@ -1,5 +1,12 @@
 """Dask distributed executor: cells as tasks on a scheduler (``tcp://HOST:PORT``), or on a
-``LocalCluster`` of ``jobs`` single-threaded worker processes when no address is given."""
+``LocalCluster`` of ``jobs`` single-threaded worker processes when no address is given.
+
+Cells are handed out as the local executor hands them out (``AffinityQueue``): each worker has one
+cell at a time, and a worker that finishes gets the next cell of the problem it holds, so a worker
+compiles a problem's programs once instead of every worker compiling every problem. A task is
+pinned to its worker loosely (``allow_other_workers``): if that worker leaves the cluster, the
+scheduler runs the cell elsewhere. Workers that join during the run are given cells too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from collections.abc import Sequence
 
 from ppl_suite.cell import Cell
 from ppl_suite.executors import OnRecord
+from ppl_suite.executors.affinity import AffinityQueue
 from ppl_suite.executors.worker import failed_record, run_cell
 
 
@@ -29,18 +37,45 @@ class DaskExecutor:
                 n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
             )
         client = Client(cluster if cluster is not None else self.scheduler)
+        queue = AffinityQueue(cells)
+        running: dict = {}  # future -> (worker address, cell)
+        done = as_completed()
+        submitted = 0
+
+        def feed() -> None:
+            """One cell for every worker of the cluster that has none running."""
+            nonlocal submitted
+            busy = {worker for worker, _ in running.values()}
+            for worker in client.scheduler_info(n_workers=-1)["workers"]:
+                if worker in busy:
+                    continue
+                cell = queue.next_for(worker)
+                if cell is None:
+                    return
+                future = client.submit(
+                    run_cell,
+                    cell,
+                    self.plugins,
+                    pure=False,
+                    key=f"cell-{submitted}",
+                    workers=[worker],
+                    allow_other_workers=True,
+                )
+                running[future] = (worker, cell)
+                done.add(future)
+                submitted += 1
+
         try:
-            futures = {
-                client.submit(run_cell, cell, self.plugins, pure=False, key=f"cell-{i}"): cell
-                for i, cell in enumerate(cells)
-            }
-            for future in as_completed(futures):
-                cell = futures[future]
+            client.wait_for_workers(1)
+            feed()
+            for future in done:
+                _, cell = running.pop(future)
                 try:
                     record = future.result()
                 except Exception as error:  # the worker died or was lost: record it, go on
                     record = failed_record(cell, error)
                 on_record(cell, record)
+                feed()
         finally:
             client.close()
             if cluster is not None:

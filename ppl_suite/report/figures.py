@@ -444,8 +444,10 @@ def agreement_dots(frame: pd.DataFrame, flag_se: float, path: Path) -> Path:
     axis.scatter(kl, y + 0.12, color="#f0a04b", marker="s", s=30, label="ΔKL", zorder=3)
     axis.axvline(0.0, color="black", linewidth=0.8)
     axis.set_yticks(y, frame["comparison"])
-    axis.invert_yaxis()
+    axis.set_ylim(n - 0.5, -0.5)  # first comparison on top, no empty rows above or below
     _symlog(axis, "x", [flag_se], floor=1.0)
+    reach = np.nanmax(np.abs(np.concatenate([elbo, kl, [flag_se]])))
+    axis.set_xlim(-2 * reach, 2 * reach)  # symmetric about 0, every point inside with room to spare
     axis.set_xlabel("difference between backends (standard errors, symmetric log scale)")
     figure.legend(loc="outside lower center", ncol=3, frameon=False)
     figure.suptitle("Backend differences in standard errors", fontweight="bold")

@@ -434,7 +434,9 @@ def _describe(rows: pd.DataFrame) -> str:
 AGREEMENT = f"""\
 The same model, guide family and seed fitted by different backends. Differences are in units of
 SE = sqrt(SE_a² + SE_b²) of the two ELBO estimates (for the KL, the Monte Carlo KL's SE is added where
-the KL is estimated rather than analytic); with a fixed model, ΔKL = −ΔELBO up to that noise. A
+the KL is estimated rather than analytic); with a fixed model, ΔKL = −ΔELBO up to that noise. The SE
+has a floor of {tables.ROUNDING:g} of the values compared, for float64 rounding: an exact value, such as
+an enumerated ELBO, agrees when two libraries compute it to rounding. A
 difference beyond {tables.AGREEMENT_FLAG_SE:g} SE is flagged: the backends then reached different
 fits (or one of them computes something else)."""
 

@@ -21,6 +21,9 @@ NOT_LOG_EVIDENCE = ("psis_khat", "psis", "inclusive_kl", "elbo")
 NOT_LOG_EVIDENCE_PREFIXES = ("kl_", "psis_")
 BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
 AGREEMENT_FLAG_SE = 4.0  # backends disagree when |difference| > this many standard errors
+# Relative float64 rounding allowed on top of the SE when comparing values: an exact value (an
+# enumerated ELBO, SE 0) computed in two libraries differs by ~1e-13 relative, not by "infinite" SEs.
+ROUNDING = 1e-9
 KNOWN_KINDS = {  # the estimators' kinds, for stores that do not record est_<name>_kind
     "iwae": "lower bound",
     "ais": "lower bound",
@@ -270,7 +273,7 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     for key, group in ok.groupby(AGREEMENT_KEYS, sort=True):
         group = group.assign(_rank=_backend_rank(group["backend"])).sort_values(["_rank", "backend"])
         for a, b in itertools.combinations(group.itertuples(), 2):
-            elbo_se = float(np.hypot(a.elbo_se, b.elbo_se))
+            elbo_se = float(np.hypot(np.hypot(a.elbo_se, b.elbo_se), _rounding(a.elbo, b.elbo)))
             kl_se = float(np.hypot(elbo_se, np.hypot(a.kl_noise, b.kl_noise)))
             d_elbo, d_kl = a.elbo - b.elbo, a.kl - b.kl
             lines.append(
@@ -293,6 +296,12 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"data_seed": "data"})
 
 
+def _rounding(a: Any, b: Any) -> Any:
+    """The rounding allowance for comparing a and b (numbers or arrays): ROUNDING relative to the
+    larger, at least ROUNDING nats."""
+    return ROUNDING * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
+
+
 def _in_se(difference: float, se: float) -> float:
     if se > 0:
         return difference / se
@@ -306,7 +315,7 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
     ok = ok[column(ok, "library_elbo").notna() & column(ok, "elbo").notna()]
     if ok.empty:
         return pd.DataFrame()
-    se = np.hypot(ok["library_elbo_se"], ok["elbo_se"])
+    se = np.hypot(np.hypot(ok["library_elbo_se"], ok["elbo_se"]), _rounding(ok["library_elbo"], ok["elbo"]))
     diff = ok["library_elbo"] - ok["elbo"]
     table = pd.DataFrame(
         {
