@@ -55,9 +55,9 @@ def execute(cell: Cell) -> Record:
         if not np.all(np.isfinite(fit.losses)) or not all(np.all(np.isfinite(v)) for v in fit.phi.values()):
             row.update(status="diverged", error="non-finite loss or guide parameters during SVI")
         else:
-            columns, artifacts = evaluate(problem.with_params(fit.theta), fit, cell.eval_samples)
+            columns, artifacts = evaluate(problem.with_params(fit.theta), fit, cell.eval_samples, cell.seed)
             if problem.spec.learned and problem.spec.oracle is not None:
-                artifacts |= training_artifacts(problem, fit, cell.eval_samples)
+                artifacts |= training_artifacts(problem, fit, cell.eval_samples, cell.seed)
             for name, settings in cell.estimators:
                 estimated, arrays = run_estimator(problem.with_params(fit.theta), fit, name, settings, cell)
                 columns |= estimated
@@ -102,28 +102,45 @@ def _empty_columns() -> dict[str, Any]:
     )
 
 
-def evaluate(problem: Problem, fit: backends.Fit, n: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+EVALUATION_STREAMS = ("elbo", "kl", "q_draws", "posterior_draws")
+
+
+def evaluation_seed(seed: int, stream: str) -> int:
+    """The seed of one of a cell's evaluation streams: distinct for every (seed, stream) pair, and
+    for seed 0 the seeds 0, 1, 2, 3 in EVALUATION_STREAMS order."""
+    return len(EVALUATION_STREAMS) * seed + EVALUATION_STREAMS.index(stream)
+
+
+def evaluate(
+    problem: Problem, fit: backends.Fit, n: int, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Columns (ELBO, exact log p(x), KL by every route that applies, optimization gap) and array
-    artifacts (draws of q and of the exact posterior for the first few latent coordinates)."""
+    artifacts (draws of q and of the exact posterior for the first few latent coordinates).
+
+    Monte Carlo seeds come from the cell's ``seed`` (``evaluation_seed``): cells with different
+    seeds have independent noise, so their residuals are independent draws; cells that differ only
+    in backend share it (common random numbers), so sqrt(SE_a^2 + SE_b^2) overstates the noise of a
+    backend difference and the agreement check errs on the side of not flagging."""
     out = _empty_columns()
     exact = problem.exact()
     fitted = FittedGuide(problem, fit.guide, dict(fit.phi))
     if not fitted.distributions:  # the guide samples nothing: the library summed every latent out
         return _evaluate_enumerated(fit, exact, out), {}
-    estimate = elbo(fitted, n, seed=0)
+    estimate = elbo(fitted, n, seed=evaluation_seed(seed, "elbo"))
     out.update(elbo=estimate.value, elbo_se=estimate.se, elbo_seconds=estimate.seconds)
     # n draws (the batch size the ELBO already compiled for), the first MARGINAL_DRAWS kept
-    draws = {name: value[:MARGINAL_DRAWS] for name, value in fitted.sample(2, n).items()}
+    draws = fitted.sample(evaluation_seed(seed, "q_draws"), n)
+    draws = {name: value[:MARGINAL_DRAWS] for name, value in draws.items()}
     labels, q_draws = marginal_draws(problem, draws)
     out["draw_labels"] = json.dumps(labels)
     artifacts = {"q_draws": q_draws}
     if exact is None:
         return out, artifacts
     artifacts["posterior_draws"] = marginal_draws(
-        problem, exact.sample(np.random.default_rng(3), MARGINAL_DRAWS)
+        problem, exact.sample(np.random.default_rng(evaluation_seed(seed, "posterior_draws")), MARGINAL_DRAWS)
     )[1]
     analytic = kl_analytic(fitted, exact)
-    mc = kl_monte_carlo(fitted, exact, n)
+    mc = kl_monte_carlo(fitted, exact, n, seed=evaluation_seed(seed, "kl"))
     identity = kl_identity(estimate, exact.log_evidence)
     kl = analytic if analytic is not None else mc
     out.update(
@@ -216,9 +233,15 @@ def run_estimator(
 _PROBLEM_ESTIMATES: dict[tuple, Estimate] = {}
 
 
-def training_artifacts(problem: Problem, fit: backends.Fit, n: int) -> dict[str, np.ndarray]:
+def training_artifacts(problem: Problem, fit: backends.Fit, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """log p_theta(x), ELBO and KL at the fit's snapshots (learned theta: the ELBO rises through both)."""
-    curve = training_curve(problem, fit.guide, fit.trajectory, n=min(n, TRAINING_CURVE_SAMPLES))
+    curve = training_curve(
+        problem,
+        fit.guide,
+        fit.trajectory,
+        n=min(n, TRAINING_CURVE_SAMPLES),
+        seed=evaluation_seed(seed, "elbo"),
+    )
     columns = ("step", "elbo", "elbo_se", "log_evidence", "kl", "kl_se")
     return {f"training.{c}": curve[c].to_numpy(dtype=float) for c in columns}
 
