@@ -6,10 +6,14 @@ cell at a time, and a worker that finishes gets the next cell of the problem it 
 compiles a problem's programs once instead of every worker compiling every problem. A task is
 pinned to its worker loosely (``allow_other_workers``): if that worker leaves the cluster, the
 scheduler runs the cell elsewhere. Workers that join during the run are given cells too.
+
+A worker runs one cell at a time whatever its thread count (Pyro's parameter store is one per
+process), so a cluster for the suite has single-threaded workers, one per core.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -40,11 +44,10 @@ class DaskExecutor:
         queue = AffinityQueue(cells)
         running: dict = {}  # future -> (worker address, cell)
         done = as_completed()
-        submitted = 0
+        task_numbers = itertools.count()
 
         def feed() -> None:
             """One cell for every worker of the cluster that has none running."""
-            nonlocal submitted
             busy = {worker for worker, _ in running.values()}
             for worker in client.scheduler_info(n_workers=-1)["workers"]:
                 if worker in busy:
@@ -57,13 +60,12 @@ class DaskExecutor:
                     cell,
                     self.plugins,
                     pure=False,
-                    key=f"cell-{submitted}",
+                    key=f"cell-{next(task_numbers)}",
                     workers=[worker],
                     allow_other_workers=True,
                 )
                 running[future] = (worker, cell)
                 done.add(future)
-                submitted += 1
 
         try:
             client.wait_for_workers(1)
