@@ -50,6 +50,7 @@ def compiled(
     ``optimize=False`` is for a program that runs once per cell and briefly (an evaluation, not an
     optimization loop): LLVM's optimization level 0 halves its compile time and costs little at run
     time. The numbers agree to rounding."""
+    key = (key, optimize)  # the same function compiled both ways is two programs
     if key in _programs:
         _programs.move_to_end(key)
         return _programs[key], 0.0
