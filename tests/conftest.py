@@ -4,15 +4,10 @@ with the runs the tests start), and helpers over the model registry."""
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("PPL_SUITE_XLA_CACHE", tempfile.mkdtemp(prefix="ppl-suite-tests-xla-"))
 
-import jax
-import torch
-
 from ppl_suite.compilation_cache import enable_compilation_cache
+from ppl_suite.numerics import setup
 
-jax.config.update("jax_enable_x64", True)
+setup()  # the numerics of every worker: float64 in torch and JAX, one thread
 enable_compilation_cache()
-torch.set_default_dtype(torch.float64)
-torch.set_num_threads(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,15 +24,13 @@ def configure(plugins: Sequence[str] = ()) -> None:
     global _configured
     if _configured == tuple(plugins):
         return
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from ppl_suite.numerics import setup
+
+    setup()
     import numpyro
-    import torch
 
     from ppl_suite.compilation_cache import enable_compilation_cache
-    from ppl_suite.numerics import enable_float64
 
-    torch.set_num_threads(1)
-    enable_float64()
     numpyro.enable_validation(False)
     enable_compilation_cache()
     for module in plugins:
