@@ -4,7 +4,8 @@ browser, and the numbers shown are the results table's.
 The fixture results folder holds one real cell (normal_normal, hand-rolled backend, few steps), a real
 failed cell (an unknown guide family), and cells derived from the real one with the columns and
 artifacts other parts of the suite add (other backends, log p(x) estimators, PSIS k-hat, IWAE over K,
-a ppca-like cell with training curves), so every section has data.
+ppca-like cells with training curves and a posterior per backend, as learned θ gives), so every
+section has data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import html
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,8 @@ from ppl_suite.execute import execute
 from ppl_suite.store import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
+UNRELIABLE_IWAE = "k-hat 0.93 > 0.70"
+PPCA_SHIFTS = {"handrolled": 0.0, "pyro": 1.0}  # the ppca-like cells' posteriors apart by this much
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = (
     "What SVI optimizes, and this run's evidence",
@@ -52,27 +56,40 @@ MODEL_PARTS = (
 
 # ------------------------------------------------------------------------------------------ fixture
 def _estimates(row: dict, rng: np.random.Generator, n: int) -> dict:
-    """Columns for log p(x) estimators and guide diagnostics, near the row's exact log p(x)."""
+    """Columns for log p(x) estimators and guide diagnostics, near the row's exact log p(x), named as
+    ``execute.run_estimator`` names them. No reliability columns: as in folders written before them."""
     exact = row["log_evidence"]
     columns = {}
-    for name, offset, se in (("iwae", -0.002, 0.001), ("ais", -0.001, 0.002), ("bdmc", 0.001, 0.002)):
+    for name, kind, offset, se in (
+        ("iwae", "lower_bound", -0.002, 0.001),
+        ("ais", "lower_bound", -0.001, 0.002),
+        ("bdmc", "upper_bound", 0.001, 0.002),
+    ):
         columns |= {
             f"est_{name}": exact + offset + se * rng.normal(),
             f"est_{name}_se": se,
             f"est_{name}_n_evals": n,
             f"est_{name}_seconds": 0.01 * n / 100,
+            f"est_{name}_kind": kind,
+            f"est_{name}_quantity": "log_evidence",
         }
     columns |= {
-        "est_laplace": exact,
+        "est_laplace": exact + 0.003,
         "est_laplace_se": 0.0,
         "est_laplace_n_evals": 1,
         "est_laplace_seconds": 0.0,
+        "est_laplace_kind": "approximation",
+        "est_laplace_quantity": "log_evidence",
     }
     columns |= {
         "est_psis": 0.21,
+        "est_psis_kind": "diagnostic",
+        "est_psis_quantity": "pareto_k",
         "est_psis.interpretation": "good",
         "est_inclusive_kl": 0.01,
         "est_inclusive_kl_se": 0.001,
+        "est_inclusive_kl_kind": "unbiased",
+        "est_inclusive_kl_quantity": "kl_from_posterior",
     }
     return {k: v for k, v in columns.items() if k not in row}  # columns the suite writes itself win
 
@@ -140,14 +157,26 @@ def build_results(path: Path) -> ResultsStore:
         }
         khat = {"pyro": 0.62, "numpyro": 0.93}[backend]  # one cell per PSIS reading with the real one
         row |= {"est_psis": khat, "est_psis.interpretation": "ok" if khat < 0.7 else "unreliable"}
+        if khat > 0.7:  # an importance estimate with k-hat above its threshold has no valid SE
+            row |= {"est_iwae_reliability": "unreliable", "est_iwae_diagnostic": UNRELIABLE_IWAE}
         derived.append((cell, row, record.losses))
-    ppca = Cell("ppca", "handrolled", "amortized", svi=svi)
-    ppca_row = base | {"key": ppca.key, "model": "ppca", "guide": "amortized"}
-    derived.append((ppca, ppca_row, record.losses))
+    for backend in PPCA_SHIFTS:  # learned θ: each backend's exact posterior is its own
+        ppca = Cell("ppca", backend, "amortized", svi=svi)
+        derived.append(
+            (
+                ppca,
+                base | {"key": ppca.key, "model": "ppca", "backend": backend, "guide": "amortized"},
+                record.losses,
+            )
+        )
     for cell, row, losses in derived:
         arrays = dict(record.artifacts) | _iwae_artifacts(row["log_evidence"])
         if cell.model == "ppca":
-            arrays |= _training_artifacts(exact)
+            shift = PPCA_SHIFTS[cell.backend]
+            arrays |= _training_artifacts(exact) | {
+                "q_draws": arrays["q_draws"] + shift,
+                "posterior_draws": arrays["posterior_draws"] + shift,
+            }
         store.write(cell, Record(row, losses + rng.normal(0, 0.01, losses.shape), arrays))
     store.finalize()
     return store
@@ -461,3 +490,227 @@ def test_exact_values_agree_to_rounding_and_real_differences_are_still_flagged()
     assert apart["ΔELBO (SE)"].iloc[0] > 1e3 and apart["flag"].iloc[0] != ""
     noisy = tables.agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
     assert noisy["ΔELBO (SE)"].iloc[0] == pytest.approx(1 / math.sqrt(2), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------ reliability labels
+def test_unreliable_estimates_show_their_diagnostic_and_no_standard_error(report):
+    """An estimate labelled unreliable shows no SE and no error in SE units, but the label with its
+    diagnostic; the other cells' estimates by the same estimator keep theirs."""
+    shown = table_with(parse(report["html"]), "estimator", "estimate ± SE", "error (SE)", "reliability")
+    iwae = {line["cell"].split(" / ")[0]: line for line in shown if line["estimator"] == "iwae"}
+    unreliable = iwae.pop("numpyro")
+    assert "±" not in unreliable["estimate ± SE"] and unreliable["error (SE)"] == "—"
+    assert unreliable["reliability"] == f"unreliable: {UNRELIABLE_IWAE}"
+    assert unreliable["error (nats)"] != "—"
+    assert iwae and all("±" in line["estimate ± SE"] and line["error (SE)"] != "—" for line in iwae.values())
+    assert all(line["reliability"] == "reliable" for line in iwae.values())
+
+
+def test_an_approximation_shows_its_error_in_nats_and_never_plus_minus_zero(report):
+    rows = report["rows"].query("model == 'normal_normal' and status == 'ok'").set_index("backend")
+    shown = table_with(parse(report["html"]), "estimator", "estimate ± SE", "error (nats)", "reliability")
+    laplace = [line for line in shown if line["estimator"] == "laplace"]
+    assert len(laplace) == len(rows)
+    for line in laplace:
+        assert "±" not in line["estimate ± SE"] and line["error (SE)"] == "—"
+        assert line["reliability"] == "approximation"
+        row = rows.loc[line["cell"].split(" / ")[0]]
+        assert close_to_shown(line["error (nats)"], row["est_laplace"] - row["log_evidence"])
+    assert not re.search(r"± 0(?![.\d])", report["md"] + report["html"])
+
+
+def test_folders_without_reliability_columns_read_as_reliable_except_approximations():
+    """Folders written before reliability labels: every estimate is reliable but an approximation."""
+    from ppl_suite.report import tables
+
+    row = {"key": "m/pyro/g/data0/seed0", "model": "m", "backend": "pyro", "guide": "g", "data_seed": 0}
+    row |= {"seed": 0, "status": "ok", "log_evidence": -10.0}
+    row |= {
+        "est_ais": -10.2,
+        "est_ais_se": 0.1,
+        "est_ais_kind": "lower_bound",
+        "est_ais_quantity": "log_evidence",
+    }
+    row |= {"est_laplace": -9.9, "est_laplace_se": 0.0, "est_laplace_kind": "approximation"}
+    row |= {"est_laplace_quantity": "log_evidence"}
+    row |= {"est_psis": 0.3, "est_psis_kind": "diagnostic", "est_psis_quantity": "pareto_k"}
+    rows = pd.DataFrame([row])
+    table = tables.estimator_table(rows).set_index("estimator")
+    assert list(table.index) == ["ais", "laplace"]  # k-hat is no estimate of log p(x)
+    assert table.loc["ais", "reliability"] == "reliable"
+    assert table.loc["ais", "error (SE)"] == pytest.approx(-2.0)
+    assert table.loc["laplace", "reliability"] == "approximation"
+    assert np.isnan(table.loc["laplace", "SE"]) and np.isnan(table.loc["laplace", "error (SE)"])
+    assert table.loc["laplace", "error (nats)"] == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------- marginals at each backend's θ
+def _summary_means(page: Page, source: str) -> dict[str, float]:
+    """Coordinate -> mean of the ArviZ summary lines of ``source`` in the ppca marginals table."""
+    for table in page.tables:
+        if table and "draws of" in table[0]:
+            lines = [dict(zip(table[0], row, strict=True)) for row in table[1:]]
+            chosen = {line["coordinate"]: float(line["mean"]) for line in lines if line["draws of"] == source}
+            if chosen:
+                return chosen
+    raise AssertionError(f"no summary of {source!r}")
+
+
+def test_each_backends_q_is_shown_against_the_exact_posterior_at_its_own_theta(report):
+    """ppca-like cells: pyro's stored posterior draws lie PPCA_SHIFTS apart from handrolled's. Each
+    backend's exact reference in the marginals is its own cell's draws, not the first backend's."""
+    page = parse(report["html"])
+    rows = report["rows"]
+    for backend in PPCA_SHIFTS:
+        row = rows[(rows["model"] == "ppca") & (rows["backend"] == backend)].iloc[0]
+        draws = report["store"].artifacts(row["digest"])["posterior_draws"]
+        means = _summary_means(page, f"exact posterior (θ of {backend})")
+        labels = json.loads(row["draw_labels"])
+        assert set(means) == set(labels)
+        for i, label in enumerate(labels):
+            assert close_to_shown(f"{means[label]:.4g}", draws[:, i].mean()), (backend, label)
+        assert _summary_means(page, f"q ({backend})")  # beside its own q
+
+
+def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differs(
+    report, tmp_path, monkeypatch
+):
+    """The figure is handed each backend's own posterior draws where they differ, one shared
+    reference where every backend stored the same draws (fixed θ)."""
+    from ppl_suite.report import figures, sections, tables
+    from ppl_suite.report.document import Context
+
+    calls: dict[str, tuple] = {}
+    for name in ("marginals", "marginals_by_backend"):
+        monkeypatch.setattr(figures, name, lambda *args, name=name: calls.setdefault(name, args)[-1])
+    context = Context(report["store"], tmp_path)
+    rows = context.rows
+    sections.marginals_part(context, "ppca", tables.of_model(rows, "ppca"))
+    _, references, fitted, _, _ = calls.pop("marginals_by_backend")
+    assert set(references) == set(fitted) == set(PPCA_SHIFTS)
+    for backend in PPCA_SHIFTS:
+        digest = rows[(rows["model"] == "ppca") & (rows["backend"] == backend)]["digest"].iloc[0]
+        np.testing.assert_array_equal(
+            references[backend], report["store"].artifacts(digest)["posterior_draws"]
+        )
+    assert not np.array_equal(references["pyro"], references["handrolled"])
+    sections.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
+    _, exact, fitted, _, _ = calls.pop("marginals")
+    assert exact is not None and set(fitted) == {"pyro", "numpyro", "handrolled"}
+
+
+# -------------------------------------------------------------------------------- partial results
+TIMEOUT_ERROR = "TimeoutError: cell | ran past *30 s* [limit] <timeout> `slow`\nWorker replaced."
+FAILED_ERROR = "ValueError: prior_scale | must be > 0, got *-1*\nTraceback (most recent call last):\n  ..."
+ODD_MODEL = "odd|model*_x"  # a plug-in model's name with Markdown's markup characters
+
+
+def _unfinished(store: ResultsStore, cell: Cell, status: str, error: str) -> None:
+    """A cell that did not finish, with the columns its writer gives it: identity, status, error and
+    wall seconds, nothing else (no ELBO, no timings)."""
+    identity = {name: getattr(cell, name) for name in ("model", "backend", "guide", "data_seed", "seed")}
+    row = {"key": cell.key, **identity, "status": status, "error": error, "wall_seconds": 30.0}
+    store.write(cell, Record(row, np.empty(0)))
+
+
+def _manifest(store: ResultsStore, planned: list[str]) -> None:
+    store.write_manifest(
+        {"config": {}, "versions": {}, "cells": planned, "started": "2000-01-01T00:00:00+00:00"}
+    )
+
+
+def _unfinished_folder(path: Path, status: str, error: str) -> list[Cell]:
+    store = ResultsStore(path)
+    cells = [Cell("normal_normal", backend, "mean_field") for backend in ("pyro", "numpyro")]
+    cells.append(Cell(ODD_MODEL, "pyro", "mean_field"))
+    _manifest(store, [cell.key for cell in cells])
+    for cell in cells:
+        _unfinished(store, cell, status, error)
+    store.finalize()
+    return cells
+
+
+def _report_of(results: Path, out: Path) -> dict[str, str]:
+    """``ppl-suite report`` of ``results`` (exit code 0), its Markdown and HTML."""
+    assert cli.main(["report", str(results), "--out", str(out)]) == 0
+    return {kind: (out / f"report.{kind}").read_text(encoding="utf-8") for kind in ("md", "html")}
+
+
+def _markdown_as_html(text: str) -> Page:
+    """The Markdown report as a CommonMark viewer with GitHub's tables and strikethrough shows it."""
+    markdown_it = pytest.importorskip("markdown_it")
+    return parse(markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(text))
+
+
+def _assert_markdown_shows_what_html_shows(written: dict[str, str]) -> None:
+    """Every table cell and heading of the Markdown, as rendered, reads as in the HTML page: no string
+    from a model, an error or a parameter is taken for markup."""
+    markdown, page = _markdown_as_html(written["md"]), parse(written["html"])
+    assert markdown.tables == page.tables
+    assert [h for h in markdown.headings if h != "Contents"] == page.headings
+
+
+@pytest.mark.parametrize(("status", "error"), [("failed", FAILED_ERROR), ("timeout", TIMEOUT_ERROR)])
+def test_a_folder_where_no_cell_finished_gets_a_report_listing_every_cell(tmp_path, status, error):
+    cells = _unfinished_folder(tmp_path / "results", status, error)
+    written = _report_of(tmp_path / "results", tmp_path / "out")
+    listed = table_with(parse(written["html"]), "cell", "status", "error")
+    first_line = error.splitlines()[0]
+    assert sorted((f["cell"], f["status"], f["error"]) for f in listed) == sorted(
+        (cell.key, status, first_line) for cell in cells
+    )
+    assert f"{len(cells)} cells: {len(cells)} {status}." in written["md"]
+    assert html.escape(f"No cell of {ODD_MODEL} finished") in written["html"]
+    _assert_markdown_shows_what_html_shows(written)
+
+
+def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_finished_ones(report, tmp_path):
+    """The fixture's real cells (one ok, one failed), a timed-out cell of a model whose name has
+    Markdown's markup characters, and a planned cell that never ran."""
+    store = ResultsStore(tmp_path / "results")
+    real = report["rows"].query("model == 'normal_normal' and backend == 'handrolled'")
+    for _, row in real.iterrows():
+        cell = Cell(row["model"], row["backend"], row["guide"], row["data_seed"], row["seed"])
+        stored = {k: v for k, v in row.items() if k not in ("digest", "schema_version") and not _missing(v)}
+        arrays = report["store"].artifacts(row["digest"])
+        store.write(cell, Record(stored, report["store"].trace(row["digest"]), arrays))
+    late = Cell(ODD_MODEL, "numpyro", "mean_field", seed=3)
+    _unfinished(store, late, "timeout", TIMEOUT_ERROR)
+    never = Cell("normal_normal", "pyro", "mean_field", seed=7)  # planned, but the run ended first
+    _manifest(store, [*real["key"], late.key, never.key])
+    store.finalize()
+    written = _report_of(store.path, tmp_path / "out")
+    page = parse(written["html"])
+    listed = {f["cell"]: (f["status"], f["error"]) for f in table_with(page, "cell", "status", "error")}
+    failed = real.query("status == 'failed'").iloc[0]
+    assert listed == {
+        failed["key"]: ("failed", failed["error"].splitlines()[0]),
+        late.key: ("timeout", TIMEOUT_ERROR.splitlines()[0]),
+        never.key: ("not run", listed[never.key][1]),
+    }
+    assert all(title in page.headings for title in SECTIONS)
+    assert all(page.headings.count(part) == 1 for part in MODEL_PARTS)  # normal_normal's, from its ok cell
+    assert ODD_MODEL in page.headings
+    _assert_markdown_shows_what_html_shows(written)
+
+
+def _missing(value: object) -> bool:
+    """NaN: a column this row does not have (the table has it from other rows)."""
+    return isinstance(value, float) and math.isnan(value)
+
+
+def test_markdown_escapes_model_and_error_strings_as_html_does(tmp_path):
+    """A model name and an error with |, *, _, backticks, < and [ ] read as themselves in Markdown's
+    table cells and headings, and a backtick fence in an error cannot end its code block."""
+    from ppl_suite.report.render import _md_escape
+
+    results = tmp_path / "results"
+    error = "RuntimeError: a | b *c* _d_ `e` <f> [g](h) & ~i~ $j$\n```\nnot markdown *k*"
+    cells = _unfinished_folder(results, "failed", error)
+    written = _report_of(results, tmp_path / "out")
+    assert f"| {_md_escape(cells[-1].key)} | failed | {_md_escape(error.splitlines()[0])} |" in written["md"]
+    assert f"### {_md_escape(ODD_MODEL)}" in written["md"]
+    assert "````\n" + error + "\n````" in written["md"]
+    markdown = _markdown_as_html(written["md"])
+    assert (ODD_MODEL in markdown.headings) and f"{cells[-1].key} (failed)" in markdown.headings
+    _assert_markdown_shows_what_html_shows(written)

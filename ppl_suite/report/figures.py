@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.ticker import LogFormatterSciNotation
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
 
 DPI = 100
 WIDTH = 9.5  # inches: 950 px at DPI, the report's column width
@@ -288,9 +288,10 @@ def training_curves(panels: Sequence[dict[str, Any]], title: str, path: Path) ->
 def estimator_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Every log p(x) estimate minus the exact value (nats, symmetric log scale) with ±SE bars, one
     row per estimator, one marker per cell coloured by backend; a lower/upper bound pair (AIS/BDMC)
-    shows as a sandwich around the dashed line at 0.
+    shows as a sandwich around the dashed line at 0. An estimate without a valid SE (unreliable, or an
+    approximation) is an open marker without a bar.
 
-    ``frame``: columns estimator, kind, cell, backend, error, se."""
+    ``frame``: columns estimator, kind, cell, backend, error, se (NaN where not valid), reliable."""
     names = list(dict.fromkeys(frame["estimator"]))
     cells = list(dict.fromkeys(frame["cell"]))
     figure = Figure(figsize=(WIDTH, max(2.6, 1.5 + 0.55 * len(names))), layout="constrained")
@@ -300,8 +301,13 @@ def estimator_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
         part = frame[frame["cell"] == cell]
         y = np.array([names.index(n) for n in part["estimator"]]) + offsets[j]
         color = backend_color(part["backend"].iloc[0])
+        reliable = part["reliable"].to_numpy(dtype=bool)
         axis.errorbar(
-            part["error"], y, xerr=part["se"].fillna(0), fmt="o", color=color, markersize=4, capsize=2
+            part["error"][reliable], y[reliable], xerr=part["se"][reliable].fillna(0), fmt="o", color=color,
+            markersize=4, capsize=2,
+        )  # fmt: skip
+        axis.plot(
+            part["error"][~reliable], y[~reliable], "o", color=color, markerfacecolor="white", markersize=5
         )
     axis.axvline(0.0, **EXACT_STYLE)
     labels = [
@@ -314,6 +320,9 @@ def estimator_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
     axis.set_xlabel("estimate − exact log p(x)  (nats, symmetric log scale)")
     backends = list(dict.fromkeys(frame["backend"]))
     handles = [Line2D([], [], marker="o", linestyle="", color=backend_color(b), label=b) for b in backends]
+    if not frame["reliable"].all():
+        hollow = {"marker": "o", "linestyle": "", "markerfacecolor": "white"}
+        handles.append(Line2D([], [], color="#555555", label="no valid SE", **hollow))
     handles.append(Line2D([], [], **EXACT_STYLE, label="exact log p(x)"))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     figure.suptitle(title, fontweight="bold")
@@ -353,7 +362,8 @@ def marginals(
     labels: Sequence[str], exact: np.ndarray | None, fitted: dict[str, np.ndarray], title: str, path: Path
 ) -> Path:
     """Posterior marginals per latent coordinate: the exact posterior's draws (grey, filled) and each
-    backend's fitted q (coloured lines), densities drawn by ArviZ (``az.plot_dist``).
+    backend's fitted q (coloured lines), densities drawn by ArviZ (``az.plot_dist``). For a posterior
+    that all backends share (θ fixed by the model).
 
     ``exact``: draws x coordinates or None; ``fitted``: backend -> draws x coordinates."""
     import arviz as az  # deferred: heavy, and only this figure needs it
@@ -366,12 +376,50 @@ def marginals(
         _plot_marginal(axis, i, label, exact, fitted, az)
     for axis in axes[len(labels) :]:
         axis.set_visible(False)
-    handles = [Line2D([], [], color=backend_color(b), linewidth=1.5, label=f"q ({b})") for b in fitted]
-    if exact is not None:
-        handles.insert(0, Patch(facecolor="#555555", alpha=0.3, edgecolor="#555555", label="exact posterior"))
-    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    _marginals_legend(figure, fitted, exact is not None, "exact posterior")
     figure.suptitle(title, fontweight="bold")
     return _save(figure, path)
+
+
+@_styled
+def marginals_by_backend(
+    labels: Sequence[str],
+    references: dict[str, np.ndarray],
+    fitted: dict[str, np.ndarray],
+    title: str,
+    path: Path,
+) -> Path:
+    """Posterior marginals, one row of panels per backend: its fitted q (coloured line) against the
+    exact posterior at its own θ (grey, filled), for models whose θ each backend learns.
+
+    ``references``: backend -> exact posterior draws x coordinates (at that backend's θ; a backend
+    without one shows q alone); ``fitted``: backend -> draws of q x coordinates."""
+    import arviz as az  # deferred: heavy, and only this figure needs it
+
+    backends = list(fitted)
+    figure = Figure(figsize=(WIDTH, 1.9 * len(backends) + 0.9), layout="constrained")
+    axes = figure.subplots(len(backends), len(labels), squeeze=False)
+    for row, backend in zip(axes, backends, strict=True):
+        for i, (axis, label) in enumerate(zip(row, labels, strict=True)):
+            _plot_marginal(axis, i, label, references.get(backend), {backend: fitted[backend]}, az)
+            axis.tick_params(labelsize=8)
+            axis.xaxis.set_major_locator(MaxNLocator(3))
+            if backend != backends[-1]:
+                axis.set_xlabel("")
+        row[0].set_ylabel(backend, color=backend_color(backend), fontweight="bold")
+    _marginals_legend(figure, fitted, bool(references), "exact posterior at the backend's own θ")
+    figure.suptitle(title, fontweight="bold")
+    return _save(figure, path)
+
+
+def _marginals_legend(figure: Figure, fitted: dict[str, np.ndarray], exact: bool, exact_label: str) -> None:
+    """One legend for all panels: the exact posterior's patch (where shown) and a line per backend's q."""
+    handles: list[Any] = [
+        Line2D([], [], color=backend_color(b), linewidth=1.5, label=f"q ({b})") for b in fitted
+    ]
+    if exact:
+        handles.insert(0, Patch(facecolor="#555555", alpha=0.3, edgecolor="#555555", label=exact_label))
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
 
 
 def _plot_marginal(axis: Any, i: int, label: str, exact: Any, fitted: dict[str, np.ndarray], az: Any) -> None:

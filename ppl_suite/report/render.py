@@ -131,16 +131,36 @@ def _md_anchor(text: str) -> str:
     return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
+# Markdown's markup characters (CommonMark's and GitHub's: tables, strikethrough, math), escaped with a
+# backslash; "_" only where it can open or close emphasis (not between two letters or digits, so that
+# names such as mean_field stay as they are).
+MD_MARKUP = re.compile(r"[\\`*\[\]<>|&~$]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text shown as itself in Markdown, on one line: as HTML escaping does for the HTML page."""
+    return MD_MARKUP.sub(lambda markup: "\\" + markup.group(0), " ".join(text.splitlines()))
+
+
+def _md_inline(text: str) -> str:
+    """Escape text for Markdown, keeping `code` spans (as ``_inline`` does for HTML)."""
+    parts = re.split(r"(`[^`]+`)", " ".join(text.split()))
+    return "".join(p if i % 2 else _md_escape(p) for i, p in enumerate(parts))
+
+
+def _md_fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so that the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def to_markdown(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]], base: Path) -> str:
-    """The report as Markdown; images are referenced relative to ``base`` (the report's folder)."""
-    lines = [f"# {title}", "", subtitle, ""]
-    lines += ["## Contents", ""] + [f"- [{t}](#{_md_anchor(t)})" for t, _ in parts] + [""]
+    """The report as Markdown; images are referenced relative to ``base`` (the report's folder).
+    Every text is escaped (``_md_escape``) but for its `code` spans."""
+    lines = [f"# {_md_escape(title)}", "", _md_inline(subtitle), ""]
+    lines += ["## Contents", ""] + [f"- [{_md_escape(t)}](#{_md_anchor(t)})" for t, _ in parts] + [""]
     for section_title, blocks in parts:
-        lines += [f"## {section_title}", ""]
+        lines += [f"## {_md_escape(section_title)}", ""]
         for block in blocks:
             lines += [*_md_block(block, base), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -148,15 +168,16 @@ def to_markdown(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block
 
 def _md_block(block: Block, base: Path) -> list[str]:
     if isinstance(block, Heading):
-        return ["#" * block.level + " " + block.text]
+        return ["#" * block.level + " " + _md_escape(block.text)]
     if isinstance(block, Text):
-        text = " ".join(block.text.split())
+        text = _md_inline(block.text)
         return [f"*{text}*" if block.note else text]
     if isinstance(block, Code):
-        return ["```", block.text, "```"]
+        fence = _md_fence(block.text)
+        return [fence, block.text, fence]
     if isinstance(block, Table):
         header, body, numeric = table_cells(block)
-        out = [f"*{block.caption}*", ""] if block.caption else []
+        out = [f"*{_md_inline(block.caption)}*", ""] if block.caption else []
         if not header:
             return [*out, "*(empty table)*"]
         out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
@@ -165,7 +186,11 @@ def _md_block(block: Block, base: Path) -> list[str]:
         return out
     if isinstance(block, Image):
         relative = block.path.relative_to(base).as_posix()
-        return [f"![{block.alt or block.caption}]({relative})", "", f"*{' '.join(block.caption.split())}*"]
+        return [
+            f"![{_md_escape(block.alt or block.caption)}]({relative})",
+            "",
+            f"*{_md_inline(block.caption)}*",
+        ]
     raise TypeError(f"unknown block {block!r}")
 
 

@@ -35,6 +35,11 @@ def _yes_no(value: Any) -> str:
     return "yes" if bool(value) else "no"
 
 
+def _counts(status: pd.Series) -> str:
+    """How many cells have each status, e.g. "3 ok, 1 failed, 2 timeout"."""
+    return ", ".join(f"{n} {name}" for name, n in tables.status_counts(status).items())
+
+
 def _absent(what: str) -> Text:
     return Text(f"Not in this results folder: {what}.", note=True)
 
@@ -73,9 +78,15 @@ class Opening:
         blocks: list[Block] = [Text(OPENING), Code(IDENTITY), Text(AFTER_IDENTITY), Text(EVIDENCE)]
         if rows.empty:
             return [*blocks, _absent("any finished cell")]
-        counts = rows["status"].value_counts()
-        summary = ", ".join(f"{int(counts[s])} {s}" for s in ("ok", "failed", "diverged") if s in counts)
-        blocks.append(Text(f"{len(rows)} cells: {summary}."))
+        blocks.append(Text(f"{len(rows)} cells: {_counts(rows['status'])}."))
+        missing = tables.failures_table(rows, tables.planned_cells(context.manifest))
+        if not missing.empty:
+            blocks.append(
+                Text(
+                    f"Cells without numbers ({_counts(missing['status'])}) are listed with their status "
+                    f'and the first line of their error under "{Failures.title}".'
+                )
+            )
         blocks.append(
             Table(
                 tables.evidence_table(rows),
@@ -212,6 +223,7 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
                 "backend": table["cell"].map(backend_of),
                 "error": table["error (nats)"],
                 "se": table["SE"],
+                "reliable": table["reliability"] == tables.RELIABLE,
             }
         ).dropna(subset=["error"])
         if not frame.empty:
@@ -224,9 +236,10 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
             blocks.append(
                 Image(
                     path,
-                    "Each estimate minus the exact log p(x), ±SE, one marker per cell (colour: backend). "
-                    "A lower bound sits left of the dashed line and an upper bound right of it, within "
-                    "a few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
+                    "Each estimate minus the exact log p(x), ±SE, one marker per cell (colour: backend); "
+                    "an open marker has no valid SE (an approximation, or an estimate a diagnostic marks "
+                    "unreliable). A lower bound sits left of the dashed line and an upper bound right of "
+                    "it, within a few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
                     alt=f"{model}: estimator errors",
                 )
             )
@@ -234,9 +247,11 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
             Table(
                 table,
                 caption="Estimator values with their SE, the error vs the exact log p(x) in nats and "
-                "in SE units, likelihood evaluations and seconds. SE 0 marks a deterministic value "
-                "(exact, or a deterministic approximation such as Laplace's), whose error has no SE "
-                "units.",
+                "in SE units, likelihood evaluations and seconds. Only a reliable estimate has an SE: "
+                "an approximation (Laplace's) shows its error in nats alone, and an estimate whose "
+                "diagnostic says its SE cannot be trusted (e.g. PSIS k-hat above its threshold) shows "
+                '"unreliable" with that diagnostic instead of an SE. SE 0 marks an exact value, '
+                "whose error has no SE units.",
                 formats={
                     "log p(x)": F4,
                     "estimate": F4,
@@ -287,48 +302,64 @@ def _iwae_blocks(context: Context, model: str, rows: pd.DataFrame) -> list[Block
 
 
 def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
-    """Per guide, for the first seed: stored draws of each backend's q vs the exact posterior's."""
+    """Per guide, for the first seed: stored draws of each backend's q vs the exact posterior's.
+
+    Each cell stores the exact posterior's draws at its own fitted θ (``posterior_draws``). Where
+    every backend's are the same draws (θ fixed by the model), one exact reference is shown under all
+    the q's; where they differ (θ learned, as in ppca), each backend's q is shown against its own."""
     ok = tables.in_display_order(tables.ok_rows(rows))
     blocks: list[Block] = []
     for guide, group in ok.groupby("guide", sort=False):
         first = group.iloc[0]
         same_seed = group[(group["data_seed"] == first["data_seed"]) & (group["seed"] == first["seed"])]
         labels: list[str] = []
-        exact, fitted = None, {}
+        fitted: dict[str, np.ndarray] = {}
+        references: dict[str, np.ndarray] = {}
         for _, row in same_seed.iterrows():
             arrays = context.artifacts(row["digest"])
             if "q_draws" not in arrays:
                 continue
             labels = labels or tables.draw_labels(row)
             fitted[row["backend"]] = arrays["q_draws"]
-            if exact is None and "posterior_draws" in arrays:
-                exact = arrays["posterior_draws"]
+            if "posterior_draws" in arrays:
+                references[row["backend"]] = arrays["posterior_draws"]
         if not fitted or not labels:
             blocks.append(
                 Text(f"Guide {guide}: no draws of q stored (an enumerated guide has no q).", note=True)
             )
             continue
         seed = f"data seed {first['data_seed']}, seed {first['seed']}"
-        path = context.draw(
-            f"{model}-{guide}-marginals",
-            figures.marginals,
-            labels,
-            exact,
-            fitted,
-            f"{model}, guide {guide} ({seed})",
-        )
+        title = f"{model}, guide {guide} ({seed})"
+        shared = _shared_reference(references, fitted)
+        if shared is not None or not references:
+            path = context.draw(
+                f"{model}-{guide}-marginals", figures.marginals, labels, shared, fitted, title
+            )
+            reference = "the exact posterior (grey, filled) and each backend's fitted q (lines)"
+            sources = ({"exact posterior": shared} if shared is not None else {}) | {
+                f"q ({backend})": draws for backend, draws in fitted.items()
+            }
+        else:
+            path = context.draw(
+                f"{model}-{guide}-marginals", figures.marginals_by_backend, labels, references, fitted, title
+            )
+            reference = (
+                "one row per backend: its fitted q (line) and the exact posterior at that backend's own "
+                "learned θ (grey, filled), p_θ(z | x) with θ as that backend fitted it"
+            )
+            sources = {}
+            for backend, draws in fitted.items():
+                if backend in references:
+                    sources[f"exact posterior (θ of {backend})"] = references[backend]
+                sources[f"q ({backend})"] = draws
         blocks.append(
             Image(
                 path,
                 f"Guide {guide}, {seed}: marginal densities (ArviZ plot_dist) of the first "
-                f"{len(labels)} latent coordinate(s): the exact posterior (grey, filled) and each "
-                "backend's fitted q (lines).",
+                f"{len(labels)} latent coordinate(s): {reference}.",
                 alt=f"{model} {guide}: posterior marginals",
             )
         )
-        sources = ({"exact posterior": exact} if exact is not None else {}) | {
-            f"q ({backend})": draws for backend, draws in fitted.items()
-        }
         blocks.append(
             Table(
                 tables.posterior_summary(sources, labels),
@@ -339,6 +370,15 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
     if not blocks:
         return [_absent("draws of q for a finished cell")]
     return blocks
+
+
+def _shared_reference(references: dict[str, np.ndarray], fitted: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The exact posterior's draws when every backend with draws of q stored the same ones (the same
+    θ), else None."""
+    if set(references) != set(fitted):
+        return None
+    first, *others = references.values()
+    return first if all(np.array_equal(first, other) for other in others) else None
 
 
 def diagnostics_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
@@ -408,9 +448,10 @@ class Models:
         for model in tables.models(rows):
             model_rows = tables.of_model(rows, model)
             blocks.append(Heading(model, 3))
-            description = _describe(model_rows)
-            if description:
-                blocks.append(Text(description))
+            blocks.append(Text(_describe(model_rows)))
+            if tables.ok_rows(model_rows).empty:
+                blocks.append(Text(f'No cell of {model} finished: see "{Failures.title}".', note=True))
+                continue
             for title, part in MODEL_PARTS:
                 built = part(context, model, model_rows)
                 if built and title:
@@ -420,11 +461,12 @@ class Models:
 
 
 def _describe(rows: pd.DataFrame) -> str:
-    ok = int((rows["status"] == "ok").sum())
+    counts = _counts(rows["status"])
     backends = ", ".join(dict.fromkeys(rows["backend"]))
     guides = ", ".join(dict.fromkeys(rows["guide"]))
-    params = json.loads(rows["params"].iloc[0]) if "params" in rows and rows["params"].iloc[0] else {}
-    text = f"{len(rows)} cells ({ok} ok): backends {backends}; guide families {guides}."
+    stored = [text for text in tables.column(rows, "params") if isinstance(text, str) and text]
+    params = json.loads(stored[0]) if stored else {}
+    text = f"{len(rows)} cells ({counts}): backends {backends}; guide families {guides}."
     if params:
         text += " Parameters: " + ", ".join(f"{k} = {v}" for k, v in params.items()) + "."
     return text
@@ -559,21 +601,26 @@ ERROR_LINES = 25  # the last lines of a traceback are shown
 
 @dataclass(frozen=True)
 class Failures:
-    """Cells that failed or diverged, with their errors."""
+    """Cells that failed, diverged or timed out, with their errors, and planned cells with no result."""
 
     title: str = "Cells that did not finish"
 
     def build(self, context: Context) -> list[Block]:
         rows = context.rows
-        failures = tables.failures_table(rows)
+        failures = tables.failures_table(rows, tables.planned_cells(context.manifest))
         if failures.empty:
             return [Text(f"None: all {len(rows)} cells finished with status ok.")]
+        total = len(rows) + int((failures["status"] == tables.NOT_RUN).sum())
+        counts = _counts(failures["status"])
         blocks: list[Block] = [
-            Text(f"{len(failures)} of {len(rows)} cells failed or diverged; their numbers are absent above."),
-            Table(failures, caption="First line of each error; the full errors follow."),
+            Text(
+                f"{len(failures)} of {total} cells did not finish ({counts}); their numbers are absent above."
+            ),
+            Table(failures, caption="Status and first line of each error; the full errors follow."),
         ]
         for _, row in rows[rows["status"] != "ok"].iterrows():
-            lines = str(row.get("error") or "(no error text)").rstrip().splitlines()
+            error = row.get("error")
+            lines = (error if isinstance(error, str) and error else "(no error text)").rstrip().splitlines()
             shown = lines if len(lines) <= ERROR_LINES else ["...", *lines[-ERROR_LINES:]]
             blocks += [Heading(f"{row['key']} ({row['status']})", 4), Code("\n".join(shown))]
         return blocks

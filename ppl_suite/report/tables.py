@@ -3,36 +3,32 @@
 Nothing here draws, and nothing here estimates: the only arithmetic is differences, ratios and
 group-wise medians/sums of stored columns. Tables keep numbers as numbers; the renderer formats them.
 Estimator columns follow the store's convention ``est_<name>``, ``est_<name>_se``, ``est_<name>_n_evals``,
-``est_<name>_seconds``; a table whose columns are absent comes back empty, and its section says so.
+``est_<name>_seconds``, ``est_<name>_kind``, ``est_<name>_quantity``, ``est_<name>_reliability`` and
+``est_<name>_diagnostic``. Every row has its identity (key, model, backend, guide, data_seed, seed) and
+status; a cell that did not finish may have nothing else (a timed-out cell: error and wall_seconds), so
+every other column is read through ``column``, and a table whose columns are absent comes back empty.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-ESTIMATE_SUFFIXES = ("_se", "_n_evals", "_seconds", "_kind", "_quantity")
-# est_* columns that estimate something other than log p(x) (an est_<name>_quantity column also says so)
-NOT_LOG_EVIDENCE = ("psis_khat", "psis", "inclusive_kl", "elbo")
-NOT_LOG_EVIDENCE_PREFIXES = ("kl_", "psis_")
 BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
+STATUS_ORDER = ("ok", "failed", "diverged", "timeout")  # a row's status; others are listed after these
+NOT_RUN = "not run"  # a planned cell (manifest) without a row: the run stopped before it finished
 AGREEMENT_FLAG_SE = 4.0  # backends disagree when |difference| > this many standard errors
 # Relative float64 rounding allowed on top of the SE when comparing values: an exact value (an
 # enumerated ELBO, SE 0) computed in two libraries differs by ~1e-13 relative, not by "infinite" SEs.
 ROUNDING = 1e-9
-KNOWN_KINDS = {  # the estimators' kinds, for stores that do not record est_<name>_kind
-    "iwae": "lower bound",
-    "ais": "lower bound",
-    "bdmc": "upper bound",
-    "importance": "consistent",
-    "is": "consistent",
-    "harmonic_mean": "consistent",
-    "laplace": "approximation",
-}
+RELIABLE = "reliable"  # the reliability label whose SE is valid (ppl_suite.estimate.RELIABILITY)
+UNRELIABLE = "unreliable"  # the label of an estimate whose SE a diagnostic says cannot be trusted
+APPROXIMATION = "approximation"  # the kind and the reliability label of a deterministic approximation
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -57,6 +53,33 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def column(rows: pd.DataFrame, name: str) -> pd.Series:
     """A column, or NaN everywhere when the store has no such column (an older or smaller run)."""
     return rows[name] if name in rows else pd.Series(np.nan, index=rows.index, dtype=float)
+
+
+def text_column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """A column of text, with '' where the store has no such column or the row no value."""
+    return column(rows, name).map(lambda value: value if isinstance(value, str) else "").astype(object)
+
+
+def reliability(rows: pd.DataFrame, name: str, kind: str = "") -> pd.Series:
+    """The stored reliability label of each row (column ``name``, e.g. ``est_ais_reliability``); where a
+    folder has none (older runs), "approximation" for an estimator of that kind and "reliable" otherwise."""
+    stored = column(rows, name)
+    default = APPROXIMATION if kind == APPROXIMATION else RELIABLE
+    return stored.where(stored.notna() & (stored != ""), default).astype(object)
+
+
+def trusted_se(se: pd.Series, label: pd.Series) -> pd.Series:
+    """The SE where the reliability label says it is valid, NaN elsewhere: an unreliable estimate or an
+    approximation has no SE to show, and no error in SE units."""
+    return se.where(label == RELIABLE)
+
+
+def status_counts(status: pd.Series) -> dict[str, int]:
+    """How many cells have each status, in STATUS_ORDER then NOT_RUN (others after, alphabetically)."""
+    counts = status.value_counts()
+    known = (*STATUS_ORDER, NOT_RUN)
+    order = [*known, *sorted(set(counts.index) - set(known))]
+    return {status: int(counts[status]) for status in order if status in counts}
 
 
 def _backend_rank(backend: pd.Series) -> pd.Series:
@@ -86,13 +109,20 @@ def cell_labels(rows: pd.DataFrame, with_model: bool = False) -> pd.Series:
 
 # --------------------------------------------------------------------------------- the identity tables
 def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per ok cell as text (for the console): log p(x) = ELBO + KL, residual, cost."""
-    ok = rows[rows["status"] == "ok"] if not rows.empty else rows
+    """One line per ok cell as text (for the console): log p(x) = ELBO + KL, residual, cost. An ELBO
+    whose SE is not reliable (``elbo_reliability``) is shown with its label instead of an SE, and
+    without a residual in SE units."""
+    ok = ok_rows(rows)
     if ok.empty:
         return pd.DataFrame()
+    label = reliability(ok, "elbo_reliability")
+    se = trusted_se(column(ok, "elbo_se"), label)
 
-    def pm(value: float, se: float) -> str:
-        return f"{value:.4f} ± {se:.4f}"
+    def pm(value: float, se: float, label: str) -> str:
+        return f"{value:.4f} ± {se:.4f}" if label == RELIABLE else f"{value:.4f} ({label})"
+
+    def formatted(values: pd.Series, fmt: str) -> pd.Series:
+        return values.map(lambda v: "" if pd.isna(v) else fmt.format(v))
 
     table = pd.DataFrame(
         {
@@ -100,16 +130,16 @@ def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
             "backend": ok["backend"],
             "guide": ok["guide"],
             "seed": ok["seed"],
-            "ELBO ± SE": [pm(v, s) for v, s in zip(ok["elbo"], ok["elbo_se"], strict=True)],
-            "log p(x)": ok["log_evidence"].map("{:.4f}".format),
-            "KL(q||p)": ok["kl"].map("{:.2e}".format),
-            "KL route": ok["kl_method"],
-            "residual (SE)": ok["residual_se"].map("{:+.2f}".format),
-            "opt. gap": ok["optimization_gap"].map("{:.1e}".format),
-            "converged": ok["converged"],
-            "wall s": ok["wall_seconds"].map("{:.1f}".format),
-            "steps/s": ok["steps_per_second"].map("{:,.0f}".format),
-            "compile s": ok["compile_seconds"].map("{:.2f}".format),
+            "ELBO ± SE": [pm(*v) for v in zip(column(ok, "elbo"), se, label, strict=True)],
+            "log p(x)": formatted(column(ok, "log_evidence"), "{:.4f}"),
+            "KL(q||p)": formatted(column(ok, "kl"), "{:.2e}"),
+            "KL route": text_column(ok, "kl_method"),
+            "residual (SE)": formatted(column(ok, "residual_se").where(label == RELIABLE), "{:+.2f}"),
+            "opt. gap": formatted(column(ok, "optimization_gap"), "{:.1e}"),
+            "converged": column(ok, "converged"),
+            "wall s": formatted(column(ok, "wall_seconds"), "{:.1f}"),
+            "steps/s": formatted(column(ok, "steps_per_second"), "{:,.0f}"),
+            "compile s": formatted(column(ok, "compile_seconds"), "{:.2f}"),
         }
     )
     return table.reset_index(drop=True)
@@ -119,11 +149,15 @@ def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per cell: exact log p(x), ELBO and its SE, KL(q || p(z|x)), residual in SE units.
 
     The residual (log p(x) - ELBO - KL) / SE is the store's ``residual_se``; cells that did not
-    finish keep their line with their status and empty numbers.
+    finish keep their line with their status and empty numbers. Where the ELBO's SE is not reliable
+    (``elbo_reliability``), the SE and the residual in SE units are left out and a column "ELBO
+    reliability" gives the label.
     """
     if rows.empty:
         return pd.DataFrame()
     rows = in_display_order(rows)
+    label = reliability(rows, "elbo_reliability").where(rows["status"] == "ok", "")
+    trusted = (label == RELIABLE) | (label == "")
     table = pd.DataFrame(
         {
             "model": model_labels(rows),
@@ -134,14 +168,16 @@ def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
             "status": rows["status"],
             "log p(x)": column(rows, "log_evidence"),
             "ELBO": column(rows, "elbo"),
-            "ELBO SE": column(rows, "elbo_se"),
+            "ELBO SE": column(rows, "elbo_se").where(trusted),
             "KL(q||p)": column(rows, "kl"),
-            "KL route": column(rows, "kl_method").fillna(""),
-            "residual (SE)": column(rows, "residual_se"),
+            "KL route": text_column(rows, "kl_method"),
+            "residual (SE)": column(rows, "residual_se").where(trusted),
             "opt. gap": column(rows, "optimization_gap"),
             "converged": column(rows, "converged"),
         }
     )
+    if not trusted.all():
+        table.insert(table.columns.get_loc("ELBO SE") + 1, "ELBO reliability", label.to_numpy())
     return table.reset_index(drop=True)
 
 
@@ -164,49 +200,53 @@ def decomposition(rows: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------ estimators
 def estimator_names(rows: pd.DataFrame) -> list[str]:
-    """Names of the log p(x) estimators with a column ``est_<name>`` in the store."""
+    """Names of the estimators of log p(x) in the store: ``est_<name>`` with ``est_<name>_quantity``
+    log_evidence (the others estimate an ELBO, a KL or a diagnostic such as PSIS k-hat)."""
     names = []
     for name in rows.columns:
-        if not name.startswith("est_") or name.endswith(ESTIMATE_SUFFIXES):
+        if not (name.startswith("est_") and name.endswith("_quantity")):
             continue
-        stem = name.removeprefix("est_")
-        if "." in stem or stem.endswith(("_skipped", "_error")):  # an extra or a note, not an estimate
-            continue
-        if stem in NOT_LOG_EVIDENCE or stem.startswith(NOT_LOG_EVIDENCE_PREFIXES):
-            continue
-        quantity = column(rows, f"est_{stem}_quantity").dropna()
-        if rows[name].dtype == object or (len(quantity) and quantity.iloc[0] != "log_evidence"):
-            continue
-        names.append(stem)
+        stem = name.removeprefix("est_").removesuffix("_quantity")
+        if f"est_{stem}" in rows and (rows[name] == "log_evidence").any():
+            names.append(stem)
     return names
 
 
 def estimator_kind(rows: pd.DataFrame, name: str) -> str:
-    """The estimator's kind when the store says (``est_<name>_kind``), else a known label, else ''."""
+    """The estimator's kind as stored (``est_<name>_kind``, e.g. lower_bound), or '' where absent."""
     stored = column(rows, f"est_{name}_kind").dropna()
-    return str(stored.iloc[0]).replace("_", " ") if len(stored) else KNOWN_KINDS.get(name, "")
+    return str(stored.iloc[0]) if len(stored) else ""
 
 
 def estimator_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Every log p(x) estimate of every ok cell: value, SE, error vs exact in nats and in SE units,
-    likelihood evaluations and seconds. Error in SE units is NaN for deterministic estimates (SE 0)."""
+    reliability, likelihood evaluations and seconds.
+
+    Only a reliable estimate shows an SE and an error in SE units: an unreliable one shows
+    "unreliable: <diagnostic>" (e.g. "unreliable: k-hat 0.81 > 0.70"), an approximation (Laplace)
+    "approximation" and its error in nats alone. Error in SE units is NaN for exact values (SE 0) too."""
     ok = in_display_order(ok_rows(rows))
     parts = []
     for name in estimator_names(ok):
+        kind = estimator_kind(ok, name)
+        label = reliability(ok, f"est_{name}_reliability", kind)
+        diagnostic = text_column(ok, f"est_{name}_diagnostic")
+        shown = label.where((label != UNRELIABLE) | (diagnostic == ""), label + ": " + diagnostic)
         value = ok[f"est_{name}"]
-        se = column(ok, f"est_{name}_se")
+        se = trusted_se(column(ok, f"est_{name}_se"), label)
         error = value - column(ok, "log_evidence")
         parts.append(
             pd.DataFrame(
                 {
                     "estimator": name,
-                    "kind": estimator_kind(ok, name),
+                    "kind": kind.replace("_", " "),
                     "cell": cell_labels(ok),
                     "log p(x)": column(ok, "log_evidence"),
                     "estimate": value,
                     "SE": se,
                     "error (nats)": error,
                     "error (SE)": error / se.where(se > 0),
+                    "reliability": shown,
                     "evaluations": column(ok, f"est_{name}_n_evals"),
                     "seconds": column(ok, f"est_{name}_seconds"),
                 }
@@ -261,12 +301,14 @@ AGREEMENT_KEYS = ["model", "guide", "data_seed", "seed"]
 def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Every pair of backends on the same (model, guide, data seed, seed): ELBO and KL differences in
     nats and in units of SE = sqrt(SE_a^2 + SE_b^2) of the two ELBO estimates (and of the Monte Carlo
-    KL estimates, where the KL is estimated), flagged when either |difference| > 4 SE."""
+    KL estimates, where the KL is estimated), flagged when either |difference| > 4 SE. A pair with an
+    ELBO whose SE is not reliable (``elbo_reliability``) has no differences in SE units, and says so."""
     ok = ok_rows(rows)
     if ok.empty:
         return pd.DataFrame()
     ok = ok.assign(
         model=model_labels(ok),
+        elbo_se=trusted_se(column(ok, "elbo_se"), reliability(ok, "elbo_reliability")),
         kl_noise=np.where(column(ok, "kl_method") == "monte_carlo", column(ok, "kl_mc_se"), 0.0),
     )
     lines = []
@@ -292,8 +334,15 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
     worst = table[["ΔELBO (SE)", "ΔKL (SE)"]].abs().max(axis=1)
-    table["flag"] = np.where(worst > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", "")
+    table["flag"] = _flags(worst)
     return table.rename(columns={"data_seed": "data"})
+
+
+def _flags(worst: pd.Series) -> np.ndarray:
+    """A difference's flag from its size in SE units: beyond AGREEMENT_FLAG_SE, or none (NaN: an SE
+    that is not reliable)."""
+    beyond = np.where(worst > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", "")
+    return np.where(worst.isna(), "no valid SE", beyond)
 
 
 def _rounding(a: Any, b: Any) -> Any:
@@ -303,6 +352,8 @@ def _rounding(a: Any, b: Any) -> Any:
 
 
 def _in_se(difference: float, se: float) -> float:
+    if np.isnan(se):
+        return np.nan
     if se > 0:
         return difference / se
     return 0.0 if difference == 0 else float(np.copysign(np.inf, difference))
@@ -310,11 +361,13 @@ def _in_se(difference: float, se: float) -> float:
 
 def library_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per ok cell with a library ELBO (Pyro's or NumPyro's own Trace_ELBO after the fit): the library
-    value minus the suite's ELBO estimate, in nats and in units of their combined SE."""
+    value minus the suite's ELBO estimate, in nats and in units of their combined SE (none where the
+    suite's SE is not reliable)."""
     ok = in_display_order(ok_rows(rows))
     ok = ok[column(ok, "library_elbo").notna() & column(ok, "elbo").notna()]
     if ok.empty:
         return pd.DataFrame()
+    ok = ok.assign(elbo_se=trusted_se(ok["elbo_se"], reliability(ok, "elbo_reliability")))
     se = np.hypot(np.hypot(ok["library_elbo_se"], ok["elbo_se"]), _rounding(ok["library_elbo"], ok["elbo"]))
     diff = ok["library_elbo"] - ok["elbo"]
     table = pd.DataFrame(
@@ -332,9 +385,7 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
             "difference (SE)": [_in_se(d, s) for d, s in zip(diff, se, strict=True)],
         }
     )
-    table["flag"] = np.where(
-        table["difference (SE)"].abs() > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", ""
-    )
+    table["flag"] = _flags(table["difference (SE)"].abs())
     return table.reset_index(drop=True)
 
 
@@ -344,7 +395,7 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     and total wall seconds (fit and evaluation) of its cells."""
     if rows.empty:
         return pd.DataFrame()
-    frame = rows.assign(model=model_labels(rows), _rank=_backend_rank(rows["backend"]))
+    frame = _with_costs(rows).assign(model=model_labels(rows))
     grouped = frame.groupby(["model", "_rank", "backend"], sort=True)
     table = grouped.agg(
         cells=("key", "size"),
@@ -358,11 +409,18 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().drop(columns="_rank")
 
 
+def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with every cost column (NaN where the store has none: cells that never fitted) and the
+    backends' rank."""
+    costs = ("steps_per_second", "compile_seconds", "fit_seconds", "wall_seconds")
+    return rows.assign(**{name: column(rows, name) for name in costs}, _rank=_backend_rank(rows["backend"]))
+
+
 def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per backend over all models: cells, median steps/s, median compile seconds, total wall seconds."""
     if rows.empty:
         return pd.DataFrame()
-    frame = rows.assign(_rank=_backend_rank(rows["backend"]))
+    frame = _with_costs(rows)
     table = frame.groupby(["_rank", "backend"], sort=True).agg(
         cells=("key", "size"),
         **{
@@ -401,15 +459,24 @@ def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.Dat
 
 
 # ---------------------------------------------------------------------------------- failures and facts
-def failures_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Cells that did not finish: key, status (failed or diverged) and the first line of the error."""
-    if rows.empty:
-        return pd.DataFrame(columns=["cell", "status", "error"])
-    bad = rows[rows["status"] != "ok"]
-    first_line = bad["error"].fillna("").map(lambda text: text.splitlines()[0] if text else "")
-    return pd.DataFrame({"cell": bad["key"], "status": bad["status"], "error": first_line}).reset_index(
-        drop=True
+def failures_table(rows: pd.DataFrame, planned: Sequence[str] = ()) -> pd.DataFrame:
+    """Cells that did not finish: key, status (failed, diverged, timeout...) and the first line of the
+    error; then the ``planned`` cell keys that have no row at all, with status NOT_RUN."""
+    bad = rows[rows["status"] != "ok"] if not rows.empty else rows
+    stored = set(rows["key"]) if not rows.empty else set()
+    first_line = text_column(bad, "error").map(lambda text: next(iter(text.splitlines()), ""))
+    table = pd.DataFrame({"cell": column(bad, "key"), "status": column(bad, "status"), "error": first_line})
+    missing = [key for key in dict.fromkeys(planned) if key not in stored]
+    not_run = pd.DataFrame(
+        {"cell": missing, "status": NOT_RUN, "error": "no result stored: the run ended before this cell did"}
     )
+    return pd.concat([table, not_run], ignore_index=True) if missing else table.reset_index(drop=True)
+
+
+def planned_cells(manifest: dict[str, Any]) -> list[str]:
+    """The keys of the cells the run planned (the manifest's ``cells``), [] where it does not say."""
+    cells = manifest.get("cells")
+    return [str(key) for key in cells] if isinstance(cells, list) else []
 
 
 def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
@@ -423,11 +490,10 @@ def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
         "jobs": manifest.get("jobs"),
         "command": " ".join(map(str, manifest.get("command") or [])) or None,
         "schema version": manifest.get("schema_version"),
-        "cells planned": len(manifest.get("cells") or []) or None,
+        "cells planned": len(planned_cells(manifest)) or None,
     }
-    if not rows.empty:
-        for status, count in rows["status"].value_counts().sort_index().items():
-            facts[f"cells {status}"] = int(count)
+    for status, count in status_counts(column(rows, "status")).items():
+        facts[f"cells {status}"] = count
     return pd.DataFrame([{"fact": k, "value": str(v)} for k, v in facts.items() if v is not None and v != ""])
 
 
