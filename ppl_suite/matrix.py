@@ -6,20 +6,23 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     backends = ["pyro", "numpyro", "handrolled"]
     guides = ["mean_field", ...]          # optional; default: each model's first guides_per_model
     guides_per_model = 2                  # 0 = every guide family the model declares
-    seeds = [0, 1]                        # each seed is a data set and an SVI seed
-    [svi]        steps, lr, final_lr, particles, eval_particles
+    seeds = [0, 1]                        # each seed is a data set and an SVI seed, in [0, 2**32)
+    cell_timeout = 1800                   # seconds one cell may run before it is stopped
+    [svi]        steps, lr, final_lr, hold, particles, eval_particles
     [evaluation] samples                  # Monte Carlo samples for ELBO and KL estimates
     [estimators] <name> = {setting = value}   # extra estimators run on every fitted guide
     [params.<model>] name = value         # model size and hyperparameter overrides
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
-until the whole matrix is valid.
+until the whole matrix is valid. Validation needs no data: model parameters are checked against their
+domains (``ModelSpec.check_params``) and backends are asked about each model's latent sites only.
 """
 
 from __future__ import annotations
 
+import numbers
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 from ppl_suite import backends, guides, registry
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell
-from ppl_suite.problem import Problem
+from ppl_suite.spec import Domain
 
 TOP_KEYS = {
     "models",
@@ -35,12 +38,18 @@ TOP_KEYS = {
     "guides",
     "guides_per_model",
     "seeds",
+    "cell_timeout",
     "svi",
     "evaluation",
     "params",
     "estimators",
 }
 MODEL_SETS = ("closed_form", "all")
+SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
+GUIDES_PER_MODEL = Domain.integer(low=0)
+EVAL_SAMPLES = Domain.integer(low=2)
+CELL_TIMEOUT = Domain.real(0.0, low_open=True)
+DEFAULT_CELL_TIMEOUT = 1800.0
 
 
 class ConfigError(Exception):
@@ -70,8 +79,8 @@ def load(profile: str | None = None, path: str | Path | None = None) -> dict[str
     """The config of a shipped profile (default ``quick``) or of a TOML file."""
     if path is not None:
         try:
-            return tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
+            return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise ConfigError([f"cannot read config {path}: {error}"]) from None
     name = profile or "quick"
     if name not in profiles():
@@ -99,24 +108,36 @@ def _models(value: Any, problems: list[str]) -> list[str]:
     return _names(value, "model", registry.names(), problems) if value is not None else []
 
 
-def _int_list(value: Any, kind: str, problems: list[str]) -> list[int]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 0 for v in value):
-        problems.append(f"{kind} must be a non-empty list of integers >= 0, got {value!r}")
+def _seeds(value: Any, problems: list[str]) -> list[int]:
+    if not isinstance(value, list) or not value or any(SEED.problem("seed", v) for v in value):
+        problems.append(f"seeds must be a non-empty list of integers >= 0 and < 2**32, got {value!r}")
         return []
     return list(dict.fromkeys(value))
 
 
-def _svi(table: Any, problems: list[str]) -> SVIConfig:
-    valid = [f.name for f in fields(SVIConfig)]
-    table = dict(table or {})
-    unknown = sorted(set(table) - set(valid))
-    if unknown:
-        problems.append(f"unknown svi setting {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    try:
-        return SVIConfig(**{k: v for k, v in table.items() if k in valid})
-    except (ValueError, TypeError) as error:
-        problems.append(f"svi: {error}")
-        return SVIConfig()
+def _table(config: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
+    """``config[key]`` when it is a table (a dict), {} when absent; otherwise a problem."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{key} must be a table ([{key}] in TOML), got {value!r}")
+        return {}
+    return value
+
+
+def _svi(table: dict[str, Any], problems: list[str]) -> SVIConfig:
+    found = [f"svi: {problem}" for problem in SVIConfig.problems(table)]
+    problems += found
+    return SVIConfig() if found else SVIConfig(**table)
+
+
+def _checked(domain: Domain, name: str, value: Any, problems: list[str]) -> Any:
+    """``value``, after adding a problem to ``problems`` when it lies outside ``domain``."""
+    problem = domain.problem(name, value)
+    if problem:
+        problems.append(problem)
+    return value
 
 
 def expand(config: dict[str, Any]) -> Matrix:
@@ -139,20 +160,18 @@ def expand(config: dict[str, Any]) -> Matrix:
     guide_names = config.get("guides")
     if guide_names is not None:
         guide_names = _names(guide_names, "guide", guides.names(), problems)
-    per_model = config.get("guides_per_model", 2)
-    if not isinstance(per_model, int) or per_model < 0:
-        problems.append(f"guides_per_model must be an integer >= 0, got {per_model!r}")
-        per_model = 0
-    seeds = _int_list(config.get("seeds", [0]), "seeds", problems)
-    svi = _svi(config.get("svi"), problems)
-    evaluation = dict(config.get("evaluation") or {})
-    samples = evaluation.pop("samples", 10_000)
+    per_model = _checked(GUIDES_PER_MODEL, "guides_per_model", config.get("guides_per_model", 2), problems)
+    seeds = _seeds(config.get("seeds", [0]), problems)
+    cell_timeout = _checked(
+        CELL_TIMEOUT, "cell_timeout (seconds)", config.get("cell_timeout", DEFAULT_CELL_TIMEOUT), problems
+    )
+    svi = _svi(_table(config, "svi", problems), problems)
+    evaluation = dict(_table(config, "evaluation", problems))
+    samples = _checked(EVAL_SAMPLES, "evaluation samples", evaluation.pop("samples", 10_000), problems)
     if evaluation:
         problems.append(f"unknown evaluation setting {', '.join(map(repr, evaluation))}; valid: 'samples'")
-    if not isinstance(samples, int) or samples < 2:
-        problems.append(f"evaluation samples must be an integer >= 2, got {samples!r}")
-    overrides = _overrides(config.get("params") or {}, problems)
-    chosen_estimators = _estimators(config.get("estimators") or {}, problems)
+    overrides = _overrides(_table(config, "params", problems), problems)
+    chosen_estimators = _estimators(_table(config, "estimators", problems), problems)
 
     if guide_names:
         for guide in guide_names:
@@ -169,10 +188,10 @@ def expand(config: dict[str, Any]) -> Matrix:
         if not guide_names and per_model:
             chosen = chosen[:per_model]
         model_overrides = tuple(sorted(overrides.get(model, {}).items()))
-        problem = Problem.build(model, 0, dict(model_overrides))
+        sites = spec.sites(spec.params(dict(model_overrides)))  # no data: the parameters are valid
         for guide in chosen:
             for backend in backend_names:
-                reason = backends.get(backend).unsupported(problem, guide)
+                reason = backends.get(backend).unsupported(spec, sites, guide)
                 if reason:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue
@@ -182,35 +201,109 @@ def expand(config: dict[str, Any]) -> Matrix:
                 ]
     if not cells:
         raise ConfigError(["no cell can run with this selection:", *skipped])
-    return Matrix(cells, skipped, config)
+    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout})
 
 
-def _overrides(table: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+def _frozen(value: Any) -> Any:
+    """TOML arrays as (nested) tuples, so that a cell stays hashable and matches tuple defaults."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _overrides(table: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-model parameter overrides, each checked against the model's parameter domains."""
     out = {}
-    for model, values in dict(table).items():
+    for model, values in table.items():
         if model not in registry.names():
             problems.append(f"params for unknown model {model!r}; valid: {', '.join(registry.names())}")
             continue
-        try:
-            registry.get(model).params(values)
-        except ValueError as error:
-            problems.append(str(error))
+        if not isinstance(values, dict):
+            problems.append(f"params.{model} must be a table of parameter values, got {values!r}")
             continue
-        out[model] = dict(values)
+        values = {name: _frozen(value) for name, value in values.items()}
+        found = registry.get(model).check_params(values)
+        problems += found
+        if not found:
+            out[model] = values
     return out
 
 
-def _estimators(table: Any, problems: list[str]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
-    """(name, settings) pairs, each checked by constructing the configured estimator."""
+def _setting_domain(default: Any) -> Domain | None:
+    """The type an estimator setting must have, read from its default: flag, integer or real."""
+    if isinstance(default, bool):
+        return Domain.flag()
+    if isinstance(default, numbers.Integral):
+        return Domain.integer()
+    if isinstance(default, numbers.Real):
+        return Domain.real()
+    return None
+
+
+def _typed(name: str, settings: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """One problem per setting whose type differs from its default's (``true`` for a count, 2.5 for an
+    integer, a number for a list...); a tuple setting's entries take the type of the default's entries."""
+    problems = []
+    for setting, value in settings.items():
+        if setting not in defaults:
+            continue  # unknown settings are named by estimators.get
+        default = defaults[setting]
+        if isinstance(default, tuple):
+            if not isinstance(value, tuple):
+                problems.append(f"estimator {name!r}: {setting} must be a list, got {value!r}")
+                continue
+            domain = _setting_domain(default[0]) if default else None
+            entries = [(f"{setting}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            domain, entries = _setting_domain(default), [(setting, value)]
+        if domain is not None:
+            problems += [f"estimator {name!r}: {p}" for key, v in entries if (p := domain.problem(key, v))]
+    return problems
+
+
+def _iwae_curve_computable(settings: dict[str, Any]) -> list[str]:
+    """The IWAE bound at K needs two disjoint blocks of K weights for a standard error: 2K <= n."""
+    n, ks = settings["n"], settings["ks"]
+    too_large = [k for k in ks if 2 * k > n]
+    if not too_large:
+        return []
+    return [
+        f"estimator 'importance': the IWAE curve at K = {', '.join(map(str, too_large))} needs n >= 2K = "
+        f"{2 * max(too_large)} importance samples (two blocks of K for a standard error), got n = {n}; "
+        "raise n or drop those K"
+    ]
+
+
+EstimatorSettings = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+def _estimators(table: dict[str, Any], problems: list[str]) -> EstimatorSettings:
+    """(name, settings) pairs, each typed against the estimator's defaults, then checked by constructing
+    the configured estimator."""
     from ppl_suite import estimators
 
     chosen = []
-    for name, settings in dict(table).items():
-        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(settings or {}).items()}
+    for name, settings in table.items():
+        if not isinstance(settings, dict):
+            problems.append(f"estimators.{name} must be a table of settings, got {settings!r}")
+            continue
+        settings = {k: _frozen(v) for k, v in settings.items()}
         try:
-            estimators.get(name, **settings)
+            defaults = estimators.settings_of(estimators.get(name))
+        except KeyError as error:
+            problems.append(str(error).strip("'\""))
+            continue
+        typed = _typed(name, settings, defaults)
+        if typed:
+            problems += typed
+            continue
+        try:
+            configured = estimators.settings_of(estimators.get(name, **settings))
         except (KeyError, ValueError, TypeError) as error:
             problems.append(str(error).strip("'\""))
             continue
+        if name == "importance":
+            found = _iwae_curve_computable(configured)
+            if found:
+                problems += found
+                continue
         chosen.append((name, tuple(sorted(settings.items()))))
     return tuple(chosen)

@@ -22,6 +22,8 @@ class Problem:
 
     @classmethod
     def build(cls, model: str, data_seed: int, overrides: Mapping[str, Any] | None = None) -> Problem:
+        """The model's data for ``data_seed``; parameters outside their domains are one ValueError,
+        raised before any data are made."""
         spec = registry.get(model)
         params = spec.params(overrides)
         return cls(spec, params, spec.data(data_seed, params), data_seed)

@@ -6,6 +6,8 @@ larger models) live in tests/models/.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyro
 import pyro.poutine as poutine
@@ -20,6 +22,7 @@ from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.problem import Problem
+from ppl_suite.spec import MAX_PROBLEM_SIZE
 from tests.latents import random_latents, take, transform
 
 MODELS = models.names()
@@ -149,6 +152,36 @@ def test_every_declared_guide_family_exists_and_initialises(name):
         assert family.unsupported(problem.sites) is None, guide
         phi = family.init_params(problem.sites, problem.data, problem.params)
         assert all(np.all(np.isfinite(v)) for v in phi.values())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_defaults_lie_in_their_domains_and_problem_size_counts_data_and_latents(name):
+    spec = models.get(name)
+    assert list(spec.domains) == list(spec.defaults)
+    assert spec.check_params() == []
+    params = spec.params()
+    data = spec.data(0, params)
+    counted = sum(np.size(v) for v in data.values()) + sum(site.size for site in spec.sites(params))
+    assert counted <= spec.problem_size(params) <= MAX_PROBLEM_SIZE
+
+
+def _first_entry_replaced(value, new):
+    """A nested tuple like ``value`` whose first scalar is ``new``."""
+    if isinstance(value, tuple | list):
+        return (_first_entry_replaced(value[0], new), *value[1:])
+    return new
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_numeric_parameter_accepts_a_boolean_or_a_non_finite_value(name):
+    spec = models.get(name)
+    numeric = {p: d for p, d in spec.domains.items() if d.kind in ("int", "real", "array")}
+    assert numeric
+    for param, domain in numeric.items():
+        for bad in (True, math.nan, math.inf):
+            value = _first_entry_replaced(spec.defaults[param], bad)
+            (problem,) = spec.check_params({param: value})
+            assert problem.startswith(f"model {name!r}: {param} must be {domain}, got "), problem
 
 
 def test_unknown_model_names_the_valid_ones():

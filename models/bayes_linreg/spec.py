@@ -23,7 +23,7 @@ import numpy as np
 from scipy import linalg, stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
-from ppl_suite.spec import Data, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, Domain, Latents, ModelSpec, Params, Site
 
 
 def sites(params: Params) -> tuple[Site, ...]:
@@ -67,10 +67,23 @@ def oracle(data: Data, params: Params) -> GaussianPosterior:
     return GaussianPosterior("w", loc, cov, float(log_evidence))
 
 
+def problem_size(params: Params) -> int:
+    """X (n, d), y (n,) and w (d,)."""
+    n, d = int(params["n"]), int(params["d"])
+    return n * (d + 1) + d
+
+
 SPEC = ModelSpec(
     name="bayes_linreg",
     description="Linear regression weights with known noise; Gaussian prior (conjugate, correlated).",
     defaults={"n": 1000, "d": 10, "prior_scale": 1.0, "noise_scale": 0.5},
+    domains={
+        "n": Domain.integer(low=1),
+        "d": Domain.integer(low=1),
+        "prior_scale": Domain.positive(),
+        "noise_scale": Domain.positive(),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

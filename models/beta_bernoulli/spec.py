@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 HERMITE_NODES = 128
 _nodes, _weights = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)
@@ -132,10 +132,21 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return None
 
 
+def problem_size(params: Params) -> int:
+    """x (n,) and p."""
+    return int(params["n"]) + 1
+
+
 SPEC = ModelSpec(
     name="beta_bernoulli",
     description="Success probability of Bernoulli data; Beta prior (conjugate).",
     defaults={"n": 100, "prior_concentration1": 2.0, "prior_concentration0": 2.0},
+    domains={
+        "n": Domain.integer(low=1),
+        "prior_concentration1": Domain.positive(),
+        "prior_concentration0": Domain.positive(),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 QUADRATURE_NODES = 96
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
@@ -136,10 +136,17 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return mean_field_optimum(data, params)[2] if guide == "mean_field" else None
 
 
+def problem_size(params: Params) -> int:
+    """x (n,) and pi (k,)."""
+    return int(params["n"]) + int(params["k"])
+
+
 SPEC = ModelSpec(
     name="dirichlet_categorical",
     description="Category probabilities of categorical data; symmetric Dirichlet prior (conjugate).",
     defaults={"n": 200, "k": 5, "alpha": 1.0},
+    domains={"n": Domain.integer(low=1), "k": Domain.integer(low=2), "alpha": Domain.positive()},
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

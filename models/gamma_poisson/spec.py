@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
 def sites(params: Params) -> tuple[Site, ...]:
@@ -117,10 +117,21 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return None
 
 
+def problem_size(params: Params) -> int:
+    """x (n,) and lambda."""
+    return int(params["n"]) + 1
+
+
 SPEC = ModelSpec(
     name="gamma_poisson",
     description="Rate of Poisson counts; Gamma prior (conjugate).",
     defaults={"n": 100, "prior_concentration": 2.0, "prior_rate": 0.5},
+    domains={
+        "n": Domain.integer(low=1),
+        "prior_concentration": Domain.positive(),
+        "prior_rate": Domain.positive(),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

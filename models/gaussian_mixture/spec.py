@@ -6,7 +6,7 @@
 
 ``means`` (K of them) and ``scale`` are fixed; ``logits`` (shape (K,)) are learned by SVI, started at 0
 (uniform weights), so maximizing the ELBO over them is EM's M-step done by gradient. The data are
-simulated with mixing weights ``data_weights``.
+simulated with mixing weights ``data_weights`` (positive, normalized to sum to 1).
 
 Evidence, by summing each z_n out (the points are independent given pi):
     log p(x) = sum_n logsumexp_k [log pi_k + log N(x_n; means_k, scale^2)].
@@ -25,7 +25,7 @@ from scipy import special, stats
 
 from models.gaussian_mixture.guides import CATEGORICAL, ENUMERATE
 from ppl_suite import guides
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 guides.register(CATEGORICAL)
 guides.register(ENUMERATE)
@@ -112,6 +112,16 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return 0.0 if guide in (CATEGORICAL.name, ENUMERATE.name) else None
 
 
+def n_components(params: Params) -> tuple[int]:
+    """(K,): data_weights and logits have one entry per component mean."""
+    return (len(params["means"]),)
+
+
+def problem_size(params: Params) -> int:
+    """x (n,), z (n,) and the responsibilities (n, K)."""
+    return int(params["n"]) * (len(params["means"]) + 2)
+
+
 SPEC = ModelSpec(
     name="gaussian_mixture",
     description="1-D Gaussian mixture, known components, learned weights; discrete local latents.",
@@ -122,6 +132,14 @@ SPEC = ModelSpec(
         "data_weights": (0.5, 0.3, 0.2),
         "logits": (0.0, 0.0, 0.0),
     },
+    domains={
+        "n": Domain.integer(low=1),
+        "means": Domain.array(lambda p: (None,), "(K,), K >= 1 components"),
+        "scale": Domain.positive(),
+        "data_weights": Domain.array(n_components, "(K,), K = the length of means", low=0.0, low_open=True),
+        "logits": Domain.array(n_components, "(K,), K = the length of means"),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

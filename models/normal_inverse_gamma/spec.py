@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
 def sites(params: Params) -> tuple[Site, ...]:
@@ -162,10 +162,23 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return None
 
 
+def problem_size(params: Params) -> int:
+    """x (n,), mu and sigma2."""
+    return int(params["n"]) + 2
+
+
 SPEC = ModelSpec(
     name="normal_inverse_gamma",
     description="Unknown mean and variance of Gaussian data; normal-inverse-gamma prior (conjugate).",
     defaults={"n": 100, "prior_loc": 0.0, "prior_kappa": 1.0, "prior_concentration": 3.0, "prior_rate": 2.0},
+    domains={
+        "n": Domain.integer(low=1),
+        "prior_loc": Domain.real(),
+        "prior_kappa": Domain.positive(),
+        "prior_concentration": Domain.positive(),
+        "prior_rate": Domain.positive(),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
 def sites(params: Params) -> tuple[Site, ...]:
@@ -53,10 +53,22 @@ def oracle(data: Data, params: Params) -> GaussianPosterior:
     return GaussianPosterior("mu", np.asarray(loc), np.asarray(1.0 / precision), float(log_evidence))
 
 
+def problem_size(params: Params) -> int:
+    """x (n,) and mu."""
+    return int(params["n"]) + 1
+
+
 SPEC = ModelSpec(
     name="normal_normal",
     description="Unknown mean of Gaussian data with known noise; Gaussian prior (conjugate).",
     defaults={"n": 100, "prior_loc": 0.0, "prior_scale": 2.0, "noise_scale": 1.0},
+    domains={
+        "n": Domain.integer(low=1),
+        "prior_loc": Domain.real(),
+        "prior_scale": Domain.positive(),
+        "noise_scale": Domain.positive(),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

@@ -38,7 +38,7 @@ import numpy as np
 from models.ppca.guides import AMORTIZED
 from models.ppca.posterior import oracle, theta
 from ppl_suite import guides
-from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 guides.register(AMORTIZED)
 
@@ -85,6 +85,12 @@ def kl_family_min(guide: str, data: Data, params: Params) -> float | None:
     return None
 
 
+def problem_size(params: Params) -> int:
+    """X (n, d) and z (n, k)."""
+    d, k = np.shape(params["W"])
+    return int(params["n"]) * (int(d) + int(k))
+
+
 SPEC = ModelSpec(
     name="ppca",
     description="Probabilistic PCA (linear VAE): local Gaussian latents; W, mu, noise learned by SVI.",
@@ -95,6 +101,14 @@ SPEC = ModelSpec(
         "log_sigma": 0.0,
         "data_noise": 0.5,
     },
+    domains={
+        "n": Domain.integer(low=1),
+        "W": Domain.array(lambda p: (None, None), "(d, k), any d, k >= 1"),
+        "mu": Domain.array(lambda p: (np.shape(p["W"])[0],), "(d,), d = the rows of W"),
+        "log_sigma": Domain.real(),
+        "data_noise": Domain.real(0.0),
+    },
+    problem_size=problem_size,
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -10,6 +11,16 @@ import numpy as np
 from ppl_suite import guides, registry
 from ppl_suite.estimate import Estimate
 from ppl_suite.problem import Problem
+from ppl_suite.spec import Domain, ModelSpec, Site
+
+SVI_DOMAINS = {
+    "steps": Domain.integer(low=1),
+    "lr": Domain.positive(),
+    "final_lr": Domain.positive(),
+    "hold": Domain.real(0.0, 1.0, high_open=True),
+    "particles": Domain.integer(low=1),
+    "eval_particles": Domain.integer(low=2),
+}
 
 
 @dataclass(frozen=True)
@@ -35,19 +46,21 @@ class SVIConfig:
     eval_particles: int = 10_000
 
     def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.steps, int) or self.steps < 1:
-            problems.append(f"steps must be an integer >= 1, got {self.steps}")
-        if not isinstance(self.particles, int) or self.particles < 1:
-            problems.append(f"particles must be an integer >= 1, got {self.particles}")
-        if not isinstance(self.eval_particles, int) or self.eval_particles < 2:
-            problems.append(f"eval_particles must be an integer >= 2, got {self.eval_particles}")
-        if not (self.lr > 0 and self.final_lr > 0):
-            problems.append(f"lr and final_lr must be > 0, got {self.lr} and {self.final_lr}")
-        if not 0 <= self.hold < 1:
-            problems.append(f"hold must be in [0, 1), got {self.hold}")
+        problems = self.problems({f.name: getattr(self, f.name) for f in fields(self)})
         if problems:
             raise ValueError("; ".join(problems))
+
+    @staticmethod
+    def problems(settings: Mapping[str, Any]) -> list[str]:
+        """One message per setting outside its domain (SVI_DOMAINS) or unknown, naming the valid ones."""
+        unknown = [name for name in settings if name not in SVI_DOMAINS]
+        out = [f"unknown svi setting {', '.join(map(repr, unknown))}; valid: {', '.join(SVI_DOMAINS)}"]
+        out = out if unknown else []
+        return out + [
+            problem
+            for name, value in settings.items()
+            if name in SVI_DOMAINS and (problem := SVI_DOMAINS[name].problem(name, value))
+        ]
 
     def learning_rate(self, t, xp=np):
         """lr_t for step t = 0..steps-1; ``xp`` is numpy or jax.numpy (t may be traced)."""
@@ -94,18 +107,20 @@ class Fit:
 class Backend(Protocol):
     name: str
 
-    def unsupported(self, problem: Problem, guide: str) -> str | None:
-        """Why this backend cannot fit ``guide`` on this problem, or None when it can."""
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        """Why this backend cannot fit ``guide`` to the model ``spec`` with latent ``sites``
+        (``spec.sites(params)``), or None when it can; needs no data."""
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         """Run SVI from the guide family's initial parameters; deterministic given ``seed``."""
 
 
-def unsupported_reason(problem: Problem, guide: str, implementation: str) -> str | None:
+def unsupported_reason(
+    spec: ModelSpec, sites: tuple[Site, ...], guide: str, implementation: str
+) -> str | None:
     """Shared skip reasons: the model lacks the ``implementation`` (pyro or numpyro) or the guide."""
-    spec = problem.spec
     if guide not in spec.guides:
         return f"model {spec.name!r} does not declare guide {guide!r} (it has {', '.join(spec.guides)})"
     if registry.implementation(spec.name, implementation) is None:
         return f"model {spec.name!r} has no {implementation} implementation"
-    return guides.get(guide).unsupported(problem.sites)
+    return guides.get(guide).unsupported(sites)

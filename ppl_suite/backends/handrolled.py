@@ -29,6 +29,7 @@ from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
+from ppl_suite.spec import ModelSpec, Site
 
 
 def elbo_terms(problem: Problem, guide: str, params, static):
@@ -69,15 +70,15 @@ def adam_step(config: SVIConfig):
 class HandRolledBackend:
     name = "handrolled"
 
-    def unsupported(self, problem: Problem, guide: str) -> str | None:
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
         if getattr(guides.get(guide), "elbo", "trace") != "trace":
             return (
                 f"guide {guide!r} is trained with TraceEnum_ELBO (enumeration or score-function "
                 "gradients of discrete latents); the hand-rolled ELBO is pathwise only"
             )
-        if any(site.support == "integer" for site in problem.sites):
+        if any(site.support == "integer" for site in sites):
             return "discrete latents have no reparameterized (pathwise) gradient"
-        return unsupported_reason(problem, guide, "numpyro")
+        return unsupported_reason(spec, sites, guide, "numpyro")
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         enable_float64()

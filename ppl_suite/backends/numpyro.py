@@ -20,7 +20,7 @@ from ppl_suite.estimate import Estimate
 from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE
+from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
 
 ELBO_EVAL_BATCH = 1000
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -57,8 +57,8 @@ def adam(config: SVIConfig) -> numpyro.optim.Adam:
 class NumPyroBackend:
     name = "numpyro"
 
-    def unsupported(self, problem: Problem, guide: str) -> str | None:
-        return unsupported_reason(problem, guide, "numpyro")
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        return unsupported_reason(spec, sites, guide, "numpyro")
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         enable_float64()

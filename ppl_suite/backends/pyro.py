@@ -35,7 +35,7 @@ from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE
+from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
 
 ELBO_EVAL_BATCH = 500
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -75,8 +75,8 @@ def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
 class PyroBackend:
     name = "pyro"
 
-    def unsupported(self, problem: Problem, guide: str) -> str | None:
-        return unsupported_reason(problem, guide, "pyro")
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        return unsupported_reason(spec, sites, guide, "pyro")
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         model = registry.implementation(problem.spec.name, "pyro")
