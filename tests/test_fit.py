@@ -26,7 +26,7 @@ CASES = [
     if models.get(name).oracle is not None
     for guide in models.get(name).guides
     for backend in backends.names()
-    if backends.get(backend).unsupported(Problem.build(name, 0), guide) is None
+    if backends.get(backend).unsupported(models.get(name), Problem.build(name, 0).sites, guide) is None
 ]
 
 
