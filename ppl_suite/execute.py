@@ -1,9 +1,15 @@
 """One cell of the comparison: fit a guide with a backend, then evaluate it. Pure: no files written.
 
-    log p(x) = ELBO(q) + KL(q || p(z | x))
+    log p(x) = ELBO + KL(q || p(z | x))
 
-Each cell reports the three terms and the residual log p(x) - ELBO - KL in units of the ELBO's
-standard error, which is ~N(0, 1) when every number is right.
+Each cell reports the three terms and the residual log p(x) - ELBO - KL in units of its noise,
+sqrt(SE_ELBO^2 + SE_KL^2 + floor^2), the floor being the float64 rounding of the terms
+(``estimators.rounding``): ~N(0, 1) when every number is right, even for q = the exact posterior.
+
+The evaluation is the estimators' own: the same functions, each on its own random stream of the cell
+seed (``estimators.streams``), with one ``EvaluationCache`` per cell for what several of them share,
+so the ``elbo`` column and the ``kl_identity`` plug-in are one computation, and IS, IWAE and PSIS
+share their weights.
 """
 
 from __future__ import annotations
@@ -20,11 +26,17 @@ import numpy as np
 from ppl_suite import backends, estimators
 from ppl_suite.cell import Cell, Record
 from ppl_suite.estimate import Estimate
+from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
+from ppl_suite.estimators.enumerated import enumerated_terms
 from ppl_suite.estimators.kl import kl_analytic, kl_family_minimum, kl_identity, kl_monte_carlo
-from ppl_suite.fitted_guide import FittedGuide
+from ppl_suite.estimators.rounding import rounding_floor
+from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.problem import Problem
 from ppl_suite.spec import ExactPosterior, Latents
+from ppl_suite.targets import GuideDensity, Target
+from ppl_suite.targets.build import target_for
+from ppl_suite.targets.fitted_guide import FittedGuide
 from ppl_suite.training_curve import training_curve
 
 CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged as not converged
@@ -55,11 +67,19 @@ def execute(cell: Cell) -> Record:
         if not np.all(np.isfinite(fit.losses)) or not all(np.all(np.isfinite(v)) for v in fit.phi.values()):
             row.update(status="diverged", error="non-finite loss or guide parameters during SVI")
         else:
-            columns, artifacts = evaluate(problem.with_params(fit.theta), fit, cell.eval_samples, cell.seed)
+            fitted = problem.with_params(fit.theta)
+            target, guide, cache = (
+                target_for(fitted),
+                FittedGuide(fitted, fit.guide, dict(fit.phi)),
+                EvaluationCache(),
+            )
+            columns, artifacts = evaluate(fitted, target, guide, cell.eval_samples, cell.seed, cache)
             if problem.spec.learned and problem.spec.oracle is not None:
                 artifacts |= training_artifacts(problem, fit, cell.eval_samples, cell.seed)
+            # guide-free estimates depend on the problem only, unless theta was learned by this fit
+            problem_key = None if problem.spec.learned else (cell.model, cell.overrides, cell.data_seed)
             for name, settings in cell.estimators:
-                estimated, arrays = run_estimator(problem.with_params(fit.theta), fit, name, settings, cell)
+                estimated, arrays = run_estimator(target, guide, name, settings, cell, cache, problem_key)
                 columns |= estimated
                 artifacts |= arrays
             row.update(columns, status="ok", error="")
@@ -87,6 +107,7 @@ def _empty_columns() -> dict[str, Any]:
         elbo=nan,
         elbo_se=nan,
         elbo_seconds=nan,
+        elbo_reliability="",
         log_evidence=nan,
         kl=nan,
         kl_method="",
@@ -95,6 +116,7 @@ def _empty_columns() -> dict[str, Any]:
         kl_mc_se=nan,
         kl_identity=nan,
         residual_se=nan,
+        residual_floor=nan,
         kl_family_min=nan,
         optimization_gap=nan,
         converged=None,
@@ -102,45 +124,51 @@ def _empty_columns() -> dict[str, Any]:
     )
 
 
-EVALUATION_STREAMS = ("elbo", "kl", "q_draws", "posterior_draws")
-
-
-def evaluation_seed(seed: int, stream: str) -> int:
-    """The seed of one of a cell's evaluation streams: distinct for every (seed, stream) pair, and
-    for seed 0 the seeds 0, 1, 2, 3 in EVALUATION_STREAMS order."""
-    return len(EVALUATION_STREAMS) * seed + EVALUATION_STREAMS.index(stream)
+def family_minimum(problem: Problem, family: str, exact: ExactPosterior) -> float | None:
+    """The family's best KL: the model's own answer (``ModelSpec.kl_family_min``) first, else the
+    generic closed forms of ``kl_family_minimum``."""
+    if problem.spec.kl_family_min is not None:
+        known = problem.spec.kl_family_min(family, problem.data, problem.params)
+        if known is not None:
+            return known
+    return kl_family_minimum(problem.sites, family, exact)
 
 
 def evaluate(
-    problem: Problem, fit: backends.Fit, n: int, seed: int = 0
+    problem: Problem,
+    target: Target,
+    guide: GuideDensity,
+    n: int,
+    seed: int = 0,
+    cache: EvaluationCache | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Columns (ELBO, exact log p(x), KL by every route that applies, optimization gap) and array
-    artifacts (draws of q and of the exact posterior for the first few latent coordinates).
+    """Columns (ELBO, exact log p(x), KL by every route that applies, identity residual, optimization
+    gap) and array artifacts (draws of q and of the exact posterior for the first few latent coordinates).
 
-    Monte Carlo seeds come from the cell's ``seed`` (``evaluation_seed``): cells with different
+    Monte Carlo draws come from the cell's ``seed``, one stream per quantity: cells with different
     seeds have independent noise, so their residuals are independent draws; cells that differ only
     in backend share it (common random numbers), so sqrt(SE_a^2 + SE_b^2) overstates the noise of a
     backend difference and the agreement check errs on the side of not flagging."""
     out = _empty_columns()
-    exact = problem.exact()
-    fitted = FittedGuide(problem, fit.guide, dict(fit.phi))
-    if not fitted.distributions:  # the guide samples nothing: the library summed every latent out
-        return _evaluate_enumerated(fit, exact, out), {}
-    estimate = elbo(fitted, n, seed=evaluation_seed(seed, "elbo"))
-    out.update(elbo=estimate.value, elbo_se=estimate.se, elbo_seconds=estimate.seconds)
-    # n draws (the batch size the ELBO already compiled for), the first MARGINAL_DRAWS kept
-    draws = fitted.sample(evaluation_seed(seed, "q_draws"), n)
-    draws = {name: value[:MARGINAL_DRAWS] for name, value in draws.items()}
-    labels, q_draws = marginal_draws(problem, draws)
+    exact = target.exact
+    if guide.samples_nothing:  # the library summed every latent out
+        return _evaluate_enumerated(problem, target, guide, out), {}
+    estimate = elbo(target, guide, n, seed, cache)
+    out.update(
+        elbo=estimate.value,
+        elbo_se=estimate.se,
+        elbo_seconds=estimate.seconds,
+        elbo_reliability=estimate.reliability,
+    )
+    labels, q_draws = marginal_draws(problem, guide.sample(stream_seed(seed, "q_draws"), MARGINAL_DRAWS))
     out["draw_labels"] = json.dumps(labels)
     artifacts = {"q_draws": q_draws}
     if exact is None:
         return out, artifacts
-    artifacts["posterior_draws"] = marginal_draws(
-        problem, exact.sample(np.random.default_rng(evaluation_seed(seed, "posterior_draws")), MARGINAL_DRAWS)
-    )[1]
-    analytic = kl_analytic(fitted, exact)
-    mc = kl_monte_carlo(fitted, exact, n, seed=evaluation_seed(seed, "kl"))
+    rng = np.random.default_rng(stream_seed(seed, "posterior_draws"))
+    artifacts["posterior_draws"] = marginal_draws(problem, exact.sample(rng, MARGINAL_DRAWS))[1]
+    analytic = kl_analytic(guide, exact)
+    mc = kl_monte_carlo(guide, exact, n, seed, cache)
     identity = kl_identity(estimate, exact.log_evidence)
     kl = analytic if analytic is not None else mc
     out.update(
@@ -152,64 +180,79 @@ def evaluate(
         kl_mc_se=mc.se,
         kl_identity=identity.value,
     )
-    # Residual of log p(x) = ELBO + KL; with an analytic KL the ELBO's SE is the only noise.
-    noise = math.hypot(estimate.se, 0.0 if kl.exact else kl.se)
-    out["residual_se"] = (exact.log_evidence - estimate.value - kl.value) / noise if noise > 0 else math.nan
-    family_min = kl_family_minimum(fitted, exact)
+    floor = rounding_floor(exact.log_evidence, estimate.value, estimate.extras["magnitude"], kl.value)
+    out.update(_residual(exact.log_evidence, estimate, kl, floor))
+    family_min = family_minimum(problem, guide.family, exact)
     if family_min is not None:
         gap = kl.value - family_min
         out.update(kl_family_min=family_min, optimization_gap=gap, converged=bool(gap < CONVERGED_GAP))
     return out, artifacts
 
 
+def _residual(log_evidence: float, elbo: Estimate, kl: Estimate, floor: float) -> dict[str, float]:
+    """residual_se = (log p(x) - ELBO - KL) / sqrt(SE_ELBO^2 + SE_KL^2 + floor^2), and the floor."""
+    noise = math.sqrt(elbo.se**2 + kl.se**2 + floor**2)
+    residual = log_evidence - elbo.value - kl.value
+    return {"residual_se": residual / noise if noise > 0 else math.nan, "residual_floor": floor}
+
+
 def _evaluate_enumerated(
-    fit: backends.Fit, exact: ExactPosterior | None, out: dict[str, Any]
+    problem: Problem, target: Target, guide: GuideDensity, out: dict[str, Any]
 ) -> dict[str, Any]:
-    """Enumeration sums the discrete latents out exactly: the implied q is the posterior, so the
-    library's enumerated ELBO is log p(x) and KL = log p(x) - ELBO is 0 up to rounding."""
-    library = fit.library_elbo
-    out.update(elbo=library.value, elbo_se=library.se, elbo_seconds=library.seconds)
-    if exact is not None:
-        kl = exact.log_evidence - library.value
-        out.update(
-            log_evidence=exact.log_evidence,
-            kl=kl,
-            kl_method="enumerated",
-            kl_identity=kl,
-            kl_family_min=0.0,
-            optimization_gap=kl,
-            converged=bool(kl < CONVERGED_GAP),
-        )
-        out["residual_se"] = (
-            0.0 if library.se == 0 else (exact.log_evidence - library.value - kl) / library.se
-        )
+    """Enumeration: the ELBO and KL of the implied q summed exactly over the discrete states by the
+    suite (``estimators.enumerated``), independently of the library's loss (kept as ``library_elbo``)."""
+    exact = target.exact
+    if exact is None:
+        return out
+    terms = enumerated_terms(target)
+    elbo_, kl = terms.elbo, terms.kl
+    out.update(
+        elbo=elbo_.value,
+        elbo_se=elbo_.se,
+        elbo_seconds=elbo_.seconds,
+        elbo_reliability=elbo_.reliability,
+        log_evidence=exact.log_evidence,
+        kl=kl.value,
+        kl_method="enumerated",
+        kl_identity=exact.log_evidence - elbo_.value,
+    )
+    out.update(_residual(exact.log_evidence, elbo_, kl, rounding_floor(exact.log_evidence, terms.magnitude)))
+    family_min = family_minimum(problem, guide.family, exact)
+    if family_min is not None:
+        gap = kl.value - family_min
+        out.update(kl_family_min=family_min, optimization_gap=gap, converged=bool(gap < CONVERGED_GAP))
     return out
 
 
 def run_estimator(
-    problem: Problem, fit: backends.Fit, name: str, settings: tuple[tuple[str, Any], ...], cell: Cell
+    target: Target,
+    guide: GuideDensity,
+    name: str,
+    settings: tuple[tuple[str, Any], ...],
+    cell: Cell,
+    cache: EvaluationCache,
+    problem_key: tuple | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One estimator on the fitted guide: columns est_<name>[_se|_n_evals|_seconds|_kind|_quantity],
-    scalar extras as columns est_<name>.<extra>, list extras as artifacts est_<name>.<extra>. A skip or
-    an error is recorded in est_<name>_skipped / est_<name>_error and never fails the cell. Guide-free
-    estimators (AIS, Laplace...) are computed once per problem in a process and reused by the other
-    cells of the same data."""
+    """One estimator on the fitted guide: columns est_<name>[_se|_n_evals|_seconds|_kind|_quantity|
+    _reliability|_diagnostic], scalar extras as columns est_<name>.<extra>, list extras as artifacts
+    est_<name>.<extra>. A skip or an error is recorded in est_<name>_skipped / est_<name>_error and
+    never fails the cell. Guide-based estimators draw from the cell seed's streams and share the
+    cell's cache; guide-free ones (AIS, Laplace...) run on the data seed and, given a
+    ``problem_key``, once per problem in a process, reused by the other cells of the same data."""
     prefix = f"est_{name}"
     estimator = estimators.get(name, **dict(settings))
-    exact = problem.exact()
-    fitted = FittedGuide(problem, fit.guide, dict(fit.phi)) if estimator.uses_guide else None
-    reason = estimator.applies(problem, exact, fit.guide)
-    if reason is None and fitted is not None and not fitted.distributions:
-        reason = "the guide samples nothing (enumeration)"
+    reason = estimator.applies(target, guide if estimator.uses_guide else None)
     if reason is not None:
         return {f"{prefix}_skipped": reason}, {}
     try:
-        if estimator.uses_guide or problem.spec.learned:
-            estimate = estimator.estimate(problem, fitted, exact, seed=cell.seed)
+        if estimator.uses_guide:
+            estimate = estimator.estimate(target, guide, cell.seed, cache)
+        elif problem_key is None:
+            estimate = estimator.estimate(target, None, cell.data_seed)
         else:
-            key = (cell.model, cell.overrides, cell.data_seed, name, settings)
+            key = (*problem_key, name, settings)
             if key not in _PROBLEM_ESTIMATES:
-                _PROBLEM_ESTIMATES[key] = estimator.estimate(problem, None, exact, seed=cell.data_seed)
+                _PROBLEM_ESTIMATES[key] = estimator.estimate(target, None, cell.data_seed)
             estimate = _PROBLEM_ESTIMATES[key]
     except Exception as error:  # one estimator failing leaves the fit and the other numbers standing
         return {f"{prefix}_error": f"{type(error).__name__}: {error}"}, {}
@@ -220,6 +263,8 @@ def run_estimator(
         f"{prefix}_seconds": estimate.seconds,
         f"{prefix}_kind": estimator.kind,
         f"{prefix}_quantity": estimator.quantity,
+        f"{prefix}_reliability": estimate.reliability,
+        f"{prefix}_diagnostic": estimate.diagnostic,
     }
     arrays = {}
     for key, value in estimate.extras.items():
@@ -240,7 +285,7 @@ def training_artifacts(problem: Problem, fit: backends.Fit, n: int, seed: int = 
         fit.guide,
         fit.trajectory,
         n=min(n, TRAINING_CURVE_SAMPLES),
-        seed=evaluation_seed(seed, "elbo"),
+        seed=seed,
     )
     columns = ("step", "elbo", "elbo_se", "log_evidence", "kl", "kl_se")
     return {f"training.{c}": curve[c].to_numpy(dtype=float) for c in columns}

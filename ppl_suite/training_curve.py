@@ -6,8 +6,10 @@ For every parameter snapshot (phi_c, theta_c) of ``Fit.trajectory``,
 
 with log p_theta_c(x) and the posterior exact from the model's oracle under theta_c
 (``problem.with_params(theta_c)``), the KL closed form where the library registry has the pair and
-Monte Carlo otherwise, and the ELBO by Monte Carlo. When theta is learned, raising the ELBO moves both
-terms: log p_theta(x) goes up (theta approaches maximum likelihood) and the KL goes down (q approaches
+Monte Carlo otherwise, and the ELBO by Monte Carlo, through the estimators' own functions and streams
+(every snapshot uses the same streams of ``seed``: common random numbers along the curve).
+When theta is learned, raising the ELBO moves both terms: log p_theta(x) goes up (theta approaches
+maximum likelihood) and the KL goes down (q approaches
 the posterior of the current theta). Without learned parameters log p(x) is constant and the ELBO rises
 only through the KL.
 """
@@ -24,8 +26,9 @@ import pandas as pd
 from ppl_suite import guides
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.kl import kl_to_posterior
-from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
+from ppl_suite.targets.build import target_for
+from ppl_suite.targets.fitted_guide import FittedGuide
 
 COLUMNS = ("step", "elbo", "elbo_se", "log_evidence", "kl", "kl_se", "kl_method")
 
@@ -87,12 +90,12 @@ def _row(
             step=step, elbo=value, elbo_se=0.0, log_evidence=value, kl=kl, kl_se=0.0, kl_method="enumerated"
         )
     fitted = FittedGuide(problem, guide, phi)
-    estimate = elbo(fitted, n, seed)
+    estimate = elbo(target_for(problem), fitted, n, seed)
     row = dict(
         step=step, elbo=estimate.value, elbo_se=estimate.se, log_evidence=nan, kl=nan, kl_se=nan, kl_method=""
     )
     if exact is None:
         return row
-    kl, route = kl_to_posterior(fitted, exact, n, seed + 1)
+    kl, route = kl_to_posterior(fitted, exact, n, seed)
     row.update(log_evidence=exact.log_evidence, kl=kl.value, kl_se=kl.se, kl_method=route)
     return row

@@ -17,6 +17,7 @@ from ppl_suite.backends.pyro import PyroBackend, as_torch
 from ppl_suite.backends.pyro import make_guide as pyro_guide
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.problem import Problem
+from ppl_suite.targets.numpyro_target import NumPyroTarget
 from tests.test_estimators_support import continuous_models_with_oracle, imperfect_guide
 
 MODELS = [m for m in continuous_models_with_oracle() if registry.implementation(m, "pyro") is not None]
@@ -27,15 +28,15 @@ N = 4000
 def case(request):
     problem = Problem.build(request.param, data_seed=0)
     guide = imperfect_guide(problem)
-    return problem, guide, elbo(guide, n=N, seed=0)
+    return problem, guide, elbo(NumPyroTarget(problem), guide, n=N, seed=0)
 
 
 def test_numpyro_trace_elbo_agrees_with_handrolled_elbo(case):
     problem, guide, ours = case
     model = registry.implementation(problem.spec.name, "numpyro")
     theirs = NumPyroBackend._library_elbo(
-        problem, "mean_field", model, numpyro_guide(problem, "mean_field", guide.phi),
-        as_jax(guide.phi), N, jax.random.PRNGKey(1),
+        problem, "mean_field", model, numpyro_guide(problem, "mean_field", guide.params),
+        as_jax(guide.params), N, jax.random.PRNGKey(1),
     )  # fmt: skip
     assert abs(theirs.value - ours.value) <= 4 * math.hypot(theirs.se, ours.se)
 
@@ -46,7 +47,7 @@ def test_pyro_trace_elbo_agrees_with_handrolled_elbo(case):
     pyro.get_param_store().clear()
     pyro.set_rng_seed(2)
     theirs = PyroBackend._library_elbo(
-        model, pyro_guide(problem, "mean_field", guide.phi), PyroTraceELBO,
+        model, pyro_guide(problem, "mean_field", guide.params), PyroTraceELBO,
         as_torch(problem.data), as_torch(problem.params), N,
     )  # fmt: skip
     pyro.get_param_store().clear()

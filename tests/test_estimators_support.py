@@ -12,9 +12,9 @@ import numpy as np
 
 import models
 from ppl_suite import registry
-from ppl_suite.estimators.target import Target
-from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
+from ppl_suite.targets.fitted_guide import FittedGuide
+from ppl_suite.targets.numpyro_target import NumPyroTarget
 
 SHIFT = 0.1
 INFLATE = 1.3
@@ -37,7 +37,7 @@ def continuous_models_with_oracle() -> list[str]:
 def imperfect_guide(problem: Problem, seed: int = 0) -> FittedGuide:
     """Mean-field guide from the posterior's unconstrained moments, shifted and inflated."""
     exact = problem.exact()
-    target = Target(problem)
+    target = NumPyroTarget(problem)
     u = target.unconstrain(exact.sample(np.random.default_rng(seed), MOMENT_DRAWS))
     loc, scale = u.mean(axis=0), u.std(axis=0, ddof=1)
     phi, offset = {}, 0

@@ -1,5 +1,8 @@
 """Hand-rolled estimators of ELBO, KL(q || p(z | x)) and log p(x), each returning an Estimate.
 
+Estimators see a problem through a ``Target`` and a fitted guide through a ``GuideDensity``
+(``ppl_suite.targets``) and import no torch, Pyro or NumPyro.
+
 Besides the functions of each module, every estimator is a plug-in found by discovery: a module of
 this package that defines ``ESTIMATORS`` (a tuple of objects following ``Estimator``) adds them here,
 so a new estimator is one new file. Settings (sample sizes, chains, temperatures) are dataclass fields
@@ -8,9 +11,13 @@ of the plug-in, validated on construction; ``get(name, **settings)`` makes a con
     from ppl_suite import estimators
     estimators.names()                               # ['ais', 'bdmc', 'elbo', ...]
     est = estimators.get("ais", chains=64, temperatures=1000)
-    reason = est.applies(problem, exact, guide_family)
+    reason = est.applies(target, guide)            # guide: a GuideDensity, or None
     if reason is None:
-        result = est.estimate(problem, fitted_guide, exact, seed)
+        result = est.estimate(target, guide, seed, cache)
+
+``seed`` is the cell's seed: each estimator draws from its own stream of it
+(``streams.stream_seed(seed, name)``); ``cache`` (an ``EvaluationCache``, or None) is the cell's
+memo of shared intermediates, such as the importance weights of IS, IWAE and PSIS.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ppl_suite.estimate import Estimate
-    from ppl_suite.fitted_guide import FittedGuide
-    from ppl_suite.problem import Problem
+    from ppl_suite.estimators.cache import EvaluationCache
     from ppl_suite.spec import ExactPosterior
+    from ppl_suite.targets import GuideDensity, Target
 
 QUANTITIES = {
     "log_evidence": "log p(x)",
@@ -44,9 +51,10 @@ class Estimator(Protocol):
       ``lower_bound``/``upper_bound`` holds in expectation, so within a few SE);
     - ``uses_guide``: False when the value does not depend on the fitted guide (AIS, Laplace...), so a
       runner may compute it once per problem and pass ``guide=None``;
-    - ``applies(problem, exact, guide)``: why it cannot run (a sentence), or None; ``guide`` is the
-      guide family's name when known;
-    - ``estimate(problem, guide, exact, seed)``: the Estimate, deterministic given ``seed``.
+    - ``applies(target, guide)``: why it cannot run (a sentence), or None; ``guide`` is the fitted
+      guide (a GuideDensity), None for a guide-free estimator;
+    - ``estimate(target, guide, seed, cache)``: the Estimate, deterministic given the cell's ``seed``;
+      ``cache`` is the cell's EvaluationCache (None: compute everything here).
     """
 
     name: str
@@ -54,12 +62,10 @@ class Estimator(Protocol):
     kind: str
     uses_guide: bool
 
-    def applies(
-        self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None
-    ) -> str | None: ...
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None: ...
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate: ...
 
 
@@ -124,20 +130,38 @@ def settings_of(estimator: Estimator) -> dict[str, Any]:
     return {f.name: getattr(estimator, f.name) for f in dataclasses.fields(estimator)}
 
 
-def need_guide(name: str, guide: Any) -> FittedGuide:
-    """``guide`` when it is a FittedGuide; otherwise a clear error naming the estimator."""
-    from ppl_suite.fitted_guide import FittedGuide
+def guide_reason(guide: GuideDensity | None) -> str | None:
+    """Why a guide-based estimator cannot run on ``guide``, or None when it can."""
+    if guide is None:
+        return "needs a fitted guide"
+    if guide.samples_nothing:
+        return "the guide samples nothing (enumeration)"
+    return None
 
-    if not isinstance(guide, FittedGuide):
-        raise TypeError(f"estimator {name!r} needs a FittedGuide, got {type(guide).__name__}")
+
+def need_guide(name: str, guide: GuideDensity | None) -> GuideDensity:
+    """``guide`` when it is a guide with draws; otherwise a clear error naming the estimator."""
+    if guide is None or not hasattr(guide, "log_q"):
+        raise TypeError(
+            f"estimator {name!r} needs a fitted guide (a GuideDensity), got {type(guide).__name__}"
+        )
+    if guide.samples_nothing:
+        raise ValueError(f"estimator {name!r} needs draws of q, and the guide samples nothing (enumeration)")
     return guide
 
 
-def need_exact(name: str, exact: Any) -> ExactPosterior:
+def need_exact(name: str, exact: ExactPosterior | None) -> ExactPosterior:
     """``exact`` when given; otherwise a clear error naming the estimator."""
     if exact is None or not hasattr(exact, "sample"):
         raise ValueError(f"estimator {name!r} needs the exact posterior (an oracle), got {exact!r}")
     return exact
+
+
+def need_continuous(name: str, target: Target) -> None:
+    """A clear error when the target has no unconstrained JAX density (``continuous_reason``)."""
+    reason = target.continuous_reason()
+    if reason is not None:
+        raise ValueError(f"estimator {name!r} needs an unconstrained differentiable target: {reason}")
 
 
 def need_positive_int(name: str, setting: str, value: Any, minimum: int = 1) -> None:

@@ -10,8 +10,10 @@ arbitrarily slowly, overestimates log p(x) (Jensen, in expectation) and its SE i
 Neal (2008), "The harmonic mean of the likelihood: worst Monte Carlo method ever" (blog post).
 
 The reported SE is the delta-method one, sd(1/L) / (sqrt(n) mean(1/L)), shown for how misleading it is;
-``extras["ess"]`` (Kish) of the weights 1/L tells how few draws carry the estimate.
-Draws are exact (the model's oracle); log p(x | z) is log p(x, z) - log p(z) from the NumPyro model.
+its reliability follows the PSIS k-hat of the weights 1/L with the threshold min(1 - 1/log10 n, 0.7)
+(Vehtari et al. 2024), and ``extras["ess"]`` (Kish) tells how few draws carry the estimate.
+Draws are exact (the model's oracle, ``harmonic_mean`` stream); log p(x | z) is the Target's
+Jacobian-free likelihood at u = T^-1(z) (``prior_and_likelihood``).
 """
 
 from __future__ import annotations
@@ -20,32 +22,43 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+import jax
 import numpy as np
 
 from ppl_suite.estimate import Estimate
-from ppl_suite.estimators import need_exact, need_positive_int
-from ppl_suite.estimators.target import constrained_log_densities, numpyro_reason
-from ppl_suite.estimators.weights import effective_sample_size, log_mean_exp_se
-from ppl_suite.fitted_guide import FittedGuide
-from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior
+from ppl_suite.estimators import need_continuous, need_exact, need_positive_int
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.streams import stream_seed
+from ppl_suite.estimators.weights import (
+    effective_sample_size,
+    khat_reliability,
+    log_mean_exp_se,
+    pareto_smoothed,
+)
+from ppl_suite.targets import GuideDensity, Target
+
+STREAM = "harmonic_mean"
 
 
-def harmonic_mean_log_evidence(
-    problem: Problem, exact: ExactPosterior, n: int = 10_000, seed: int = 0
-) -> Estimate:
+def harmonic_mean_log_evidence(target: Target, n: int = 10_000, seed: int = 0) -> Estimate:
     need_positive_int("harmonic_mean", "n (the SE needs two draws)", n, minimum=2)
-    need_exact("harmonic_mean", exact)
+    exact = need_exact("harmonic_mean", target.exact)
+    need_continuous("harmonic_mean", target)
     start = time.perf_counter()
-    z = exact.sample(np.random.default_rng(seed), n)
-    log_prior, log_joint = constrained_log_densities(problem, z)
-    inverse, se = log_mean_exp_se(-(log_joint - log_prior))
+    z = exact.sample(np.random.default_rng(stream_seed(seed, STREAM)), n)
+    u = target.unconstrain(z)
+    log_lik = np.asarray(jax.jit(jax.vmap(lambda v: target.prior_and_likelihood(v)[1]))(u))
+    inverse, se = log_mean_exp_se(-log_lik)
+    _, k_hat = pareto_smoothed(-log_lik)
+    reliability, diagnostic = khat_reliability(k_hat, n)
     return Estimate(
         -inverse,
         se,
         n_evals=n,
         seconds=time.perf_counter() - start,
-        extras={"ess": effective_sample_size(-(log_joint - log_prior)), "infinite_variance_warning": True},
+        extras={"ess": effective_sample_size(-log_lik), "k_hat": k_hat, "infinite_variance_warning": True},
+        reliability=reliability,
+        diagnostic=diagnostic,
     )
 
 
@@ -62,15 +75,15 @@ class HarmonicMean:
     def __post_init__(self) -> None:
         need_positive_int(self.name, "n", self.n, minimum=2)
 
-    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
-        if exact is None:
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        if target.exact is None:
             return "needs exact posterior draws, and the model has no oracle"
-        return numpyro_reason(problem)
+        return target.continuous_reason()
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        return harmonic_mean_log_evidence(problem, exact, self.n, seed)
+        return harmonic_mean_log_evidence(target, self.n, seed)
 
 
 ESTIMATORS = (HarmonicMean(),)

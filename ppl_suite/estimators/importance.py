@@ -9,57 +9,46 @@ Burda, Grosse and Salakhutdinov (2016), "Importance weighted autoencoders", ICLR
 The bound at K is estimated from R = floor(N / K) independent repetitions, each the log-mean-exp of
 its own block of K weights (blocks are disjoint): value = mean of the R block values and
 SE = sd / sqrt(R), which needs R >= 2. Every K of the curve reuses the same N weights, so the points of
-the curve are correlated with each other, but each point's SE is valid on its own. Log-mean-exp is
-max-shifted, so it is stable for weights spanning any range.
+the curve are correlated with each other, but each point's SE is valid on its own.
+
+Reliability: the delta-method SE assumes weights of finite variance. The PSIS k-hat of the same
+weights says whether that holds in practice: above min(1 - 1/log10 S, 0.7) for S weights (Vehtari et
+al. 2024, "Pareto smoothed importance sampling", JMLR 25) the estimate is labelled unreliable and
+its SE is not to be read as one. The weights come from the ``importance_weights`` stream through the
+cell's cache, so IS, IWAE and PSIS at the same N share them.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from ppl_suite.estimate import Estimate
-from ppl_suite.estimators import need_guide
-from ppl_suite.estimators.weights import effective_sample_size, log_mean_exp_se
-from ppl_suite.fitted_guide import FittedGuide
+from ppl_suite.estimators import guide_reason, need_guide, need_positive_int
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.draws import stream_draws
+from ppl_suite.estimators.weights import (
+    effective_sample_size,
+    khat_reliability,
+    log_mean_exp_se,
+    pareto_smoothed,
+)
 from ppl_suite.numerics import log_mean_exp
-from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior
+from ppl_suite.targets import GuideDensity, Target
 
 IWAE_KS = (1, 10, 100, 1000, 10_000)
-# samples x (data + latent scalars) per batch of the NumPy log joint: at most 320 MB of float64 should
-# a log joint hold a (samples, data) array; fewer, larger batches cost less per sample.
-CHUNK_ELEMENTS = 40_000_000
+STREAM = "importance_weights"
 
 
-def _chunk_size(problem: Problem) -> int:
-    size = sum(int(np.size(v)) for v in problem.data.values()) + sum(s.size for s in problem.sites)
-    return max(CHUNK_ELEMENTS // max(size, 1), 256)
-
-
-def chunk_seed(seed: int, index: int) -> int:
-    """A 31-bit seed for batch ``index`` of a run seeded with ``seed`` (no overlap between runs)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
-
-
-def log_weights(guide: FittedGuide, n: int, seed: int) -> np.ndarray:
-    """n i.i.d. log weights log p(x, z_i) - log q(z_i), z_i ~ q, in batches bounded in memory."""
+def log_weights(
+    target: Target, guide: GuideDensity, n: int, seed: int, cache: EvaluationCache | None = None
+) -> np.ndarray:
+    """n i.i.d. log weights log p(x, z_i) - log q(z_i), z_i ~ q, of the ``importance_weights`` stream
+    of the cell seeded ``seed`` (from ``cache`` when it holds them)."""
     need_guide("importance sampling", guide)
-    if not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"the number of importance samples must be an integer >= 1, got {n!r}")
-    problem = guide.problem
-    chunk = _chunk_size(problem)
-    out = np.empty(n)
-    for index, start in enumerate(range(0, n, chunk)):
-        m = min(chunk, n - start)
-        z = guide.sample(chunk_seed(seed, index), m)
-        out[start : start + m] = problem.spec.log_joint(z, problem.data, problem.params) - guide.log_density(
-            z
-        )
-    return out
+    return stream_draws(target, guide, n, seed, STREAM, cache).log_w
 
 
 def iwae_bound(log_w: np.ndarray, k: int) -> Estimate:
@@ -78,32 +67,47 @@ def iwae_bound(log_w: np.ndarray, k: int) -> Estimate:
     return Estimate.from_samples(blocks, k=int(k), repeats=int(repeats))
 
 
-def iwae_curve(log_w: np.ndarray, ks: tuple[int, ...] = IWAE_KS) -> dict[int, Estimate]:
-    """IWAE_K for every K in ``ks`` that has at least two repetitions in ``log_w``."""
-    return {int(k): iwae_bound(log_w, k) for k in ks if np.size(log_w) // k >= 2}
+def labelled(estimate: Estimate, log_w: np.ndarray, **extras) -> Estimate:
+    """``estimate`` with the reliability that the k-hat of its weights ``log_w`` gives, and k-hat,
+    its threshold's sample size and ``extras`` added to its extras."""
+    _, k_hat = pareto_smoothed(log_w)
+    reliability, diagnostic = khat_reliability(k_hat, log_w.size)
+    return Estimate(
+        estimate.value,
+        estimate.se,
+        estimate.n_evals,
+        estimate.seconds,
+        {**estimate.extras, "k_hat": k_hat, **extras},
+        reliability=reliability,
+        diagnostic=diagnostic,
+    )
 
 
 def importance_log_evidence(
-    guide: FittedGuide, n: int = 100_000, seed: int = 0, ks: tuple[int, ...] = IWAE_KS
+    target: Target,
+    guide: GuideDensity,
+    n: int = 100_000,
+    seed: int = 0,
+    ks: tuple[int, ...] = IWAE_KS,
+    cache: EvaluationCache | None = None,
 ) -> Estimate:
-    """log p(x) ~= log mean_i w_i over n guide draws, delta-method SE; extras: IWAE curve and ESS."""
-    if n < 2:
-        raise ValueError(f"importance sampling needs n >= 2 samples for a standard error, got {n}")
-    start = time.perf_counter()
-    log_w = log_weights(guide, n, seed)
+    """log p(x) ~= log mean_i w_i over n guide draws, delta-method SE, labelled by k-hat; extras: the
+    whole IWAE curve over ``ks`` (each K needs n >= 2K), Kish's ESS and k-hat."""
+    need_positive_int("importance", "n (the SE needs two samples)", n, minimum=2)
+    short = [k for k in ks if n < 2 * k]
+    if short:
+        raise ValueError(f"importance: IWAE at K = {short} needs n >= 2K weights, got n = {n}")
+    draws = stream_draws(target, need_guide("importance", guide), n, seed, STREAM, cache)
+    log_w = draws.log_w
     value, se = log_mean_exp_se(log_w)
-    curve = iwae_curve(log_w, ks)
-    return Estimate(
-        value,
-        se,
-        n_evals=n,
-        seconds=time.perf_counter() - start,
-        extras={
-            "ess": effective_sample_size(log_w),
-            "iwae_k": [k for k in curve],
-            "iwae": [e.value for e in curve.values()],
-            "iwae_se": [e.se for e in curve.values()],
-        },
+    curve = [iwae_bound(log_w, int(k)) for k in ks]
+    return labelled(
+        Estimate(value, se, n_evals=n, seconds=draws.seconds),
+        log_w,
+        ess=effective_sample_size(log_w),
+        iwae_k=[int(k) for k in ks],
+        iwae=[e.value for e in curve],
+        iwae_se=[e.se for e in curve],
     )
 
 
@@ -119,18 +123,22 @@ class Importance:
     uses_guide: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.n < 2:
-            raise ValueError(f"{self.name}: n must be >= 2, got {self.n}")
-        if any(k < 1 for k in self.ks):
-            raise ValueError(f"{self.name}: every K must be >= 1, got {self.ks}")
+        need_positive_int(self.name, "n (the SE needs two samples)", self.n, minimum=2)
+        for k in self.ks:
+            need_positive_int(self.name, "every K", k)
+        if self.ks and self.n < 2 * max(self.ks):
+            raise ValueError(
+                f"{self.name}: the IWAE curve up to K = {max(self.ks)} needs n >= 2K = "
+                f"{2 * max(self.ks)} weights, got n = {self.n}; raise n or drop the largest K"
+            )
 
-    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
-        return None
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        return guide_reason(guide)
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        return importance_log_evidence(need_guide(self.name, guide), self.n, seed, self.ks)
+        return importance_log_evidence(target, need_guide(self.name, guide), self.n, seed, self.ks, cache)
 
 
 @dataclass(frozen=True)
@@ -145,26 +153,20 @@ class IWAE:
     uses_guide: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"{self.name}: K must be >= 1, got {self.k}")
-        if self.repeats < 2:
-            raise ValueError(f"{self.name}: repeats must be >= 2 for a standard error, got {self.repeats}")
+        need_positive_int(self.name, "K", self.k)
+        need_positive_int(self.name, "repeats (the SE needs two)", self.repeats, minimum=2)
 
-    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
-        return None
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        return guide_reason(guide)
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        start = time.perf_counter()
-        log_w = log_weights(need_guide(self.name, guide), self.k * self.repeats, seed)
-        bound = iwae_bound(log_w, self.k)
-        return Estimate(
-            bound.value,
-            bound.se,
-            log_w.size,
-            time.perf_counter() - start,
-            {"k": self.k, "repeats": self.repeats},
+        n = self.k * self.repeats
+        draws = stream_draws(target, need_guide(self.name, guide), n, seed, STREAM, cache)
+        bound = iwae_bound(draws.log_w, self.k)
+        return labelled(
+            Estimate(bound.value, bound.se, n, draws.seconds), draws.log_w, k=self.k, repeats=self.repeats
         )
 
 

@@ -6,7 +6,8 @@
 VI minimizes the exclusive KL(q || p), which lets q drop posterior mass (mode seeking, variance
 under-estimated); KL(p || q) punishes exactly that, so the pair shows the asymmetry (Minka 2005,
 "Divergence measures and message passing", MSR-TR-2005-173). It is also the KL that makes q a good
-importance proposal (Kullback and Leibler 1951 for the divergence itself).
+importance proposal (Kullback and Leibler 1951 for the divergence itself). Draws come from the
+``inclusive_kl`` stream of the cell.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from typing import ClassVar
 import numpy as np
 
 from ppl_suite.estimate import Estimate
-from ppl_suite.estimators import need_exact, need_guide, need_positive_int
-from ppl_suite.fitted_guide import FittedGuide
-from ppl_suite.problem import Problem
+from ppl_suite.estimators import guide_reason, need_exact, need_guide, need_positive_int
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior
+from ppl_suite.targets import GuideDensity, Target
+
+STREAM = "inclusive_kl"
 
 
-def inclusive_kl(guide: FittedGuide, exact: ExactPosterior, n: int = 10_000, seed: int = 2) -> Estimate:
+def inclusive_kl(guide: GuideDensity, exact: ExactPosterior, n: int = 10_000, seed: int = 0) -> Estimate:
     need_guide("inclusive_kl", guide)
     need_exact("inclusive_kl", exact)
     need_positive_int("inclusive_kl", "n (the SE needs two draws)", n, minimum=2)
     start = time.perf_counter()
-    z = exact.sample(np.random.default_rng(seed), n)
-    terms = exact.log_density(z) - guide.log_density(z)
+    z = exact.sample(np.random.default_rng(stream_seed(seed, STREAM)), n)
+    terms = exact.log_density(z) - guide.log_q(z)
     return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
 
 
@@ -47,13 +51,15 @@ class InclusiveKL:
     def __post_init__(self) -> None:
         need_positive_int(self.name, "n", self.n, minimum=2)
 
-    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
-        return None if exact is not None else "needs exact posterior draws and density (an oracle)"
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        if target.exact is None:
+            return "needs exact posterior draws and density (an oracle)"
+        return guide_reason(guide)
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        return inclusive_kl(need_guide(self.name, guide), exact, self.n, seed)
+        return inclusive_kl(need_guide(self.name, guide), target.exact, self.n, seed)
 
 
 ESTIMATORS = (InclusiveKL(),)

@@ -42,3 +42,35 @@ def effective_sample_size(log_w: np.ndarray) -> float:
     log_w = check_log_weights(log_w)
     w = np.exp(log_w - log_w.max())
     return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def khat_threshold(samples: int) -> float:
+    """The largest k-hat at which an importance-sampling estimate from S draws is reliable:
+    min(1 - 1 / log10 S, 0.7) (Vehtari et al. 2024, "Pareto smoothed importance sampling", JMLR 25,
+    section 3.2.4: beyond it the pre-asymptotic error decreases too slowly for S draws to help)."""
+    if samples < 2:
+        raise ValueError(f"a k-hat threshold needs at least 2 draws, got {samples}")
+    return float(min(1.0 - 1.0 / np.log10(samples), 0.7))
+
+
+def pareto_smoothed(log_w: np.ndarray) -> tuple[np.ndarray, float]:
+    """(Pareto-smoothed unnormalized log weights, k-hat) by ``arviz.psislw`` with reff = 1
+    (independent draws): the generalized Pareto fit of Zhang and Stephens (2009), weakly regularized
+    towards 0.5, to the M = ceil(min(S / 5, 3 sqrt(S))) largest weights."""
+    import warnings
+
+    import arviz as az
+
+    log_w = check_log_weights(log_w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns when k-hat is high; the value says so already
+        smoothed, k_hat = az.psislw(log_w.copy(), reff=1.0, normalize=False)
+    return np.asarray(smoothed), float(k_hat)
+
+
+def khat_reliability(k_hat: float, samples: int) -> tuple[str, str]:
+    """("reliable", "") when k-hat <= khat_threshold(samples), else ("unreliable", the diagnostic)."""
+    threshold = khat_threshold(samples)
+    if k_hat <= threshold:  # False for NaN: no fit, no trust
+        return "reliable", ""
+    return "unreliable", f"k-hat {k_hat:.2f} > threshold {threshold:.2f} (S = {samples})"

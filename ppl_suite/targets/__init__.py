@@ -1,9 +1,10 @@
 """The two protocols between the estimators and the libraries: ``Target`` and ``GuideDensity``.
 
 Estimators see a problem only through these (they import no torch, Pyro or NumPyro); adapters that
-build them from a model's NumPy oracle, a NumPyro model or a Pyro model, and from a fitted guide of
-any backend, live beside this module. A model without an oracle, a user's own model and the zoo go
-through the same estimator code.
+build them from a model's NumPy oracle, a NumPyro model or a Pyro model (``oracle_target``,
+``numpyro_target``, ``pyro_target``; ``build.target_for`` picks the pipeline's), and from a fitted
+guide of any backend (``fitted_guide``), live beside this module. A model without an oracle, a
+user's own model and the zoo go through the same estimator code.
 
 Latents are constrained values keyed by site name with one leading batch axis (``ppl_suite.spec``);
 ``u`` is a point of the unconstrained space R^d, sites flattened and concatenated in declaration order,

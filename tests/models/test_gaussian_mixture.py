@@ -19,8 +19,9 @@ from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.kl import kl_analytic, kl_identity
-from ppl_suite.fitted_guide import FittedGuide
 from ppl_suite.problem import Problem
+from ppl_suite.targets.build import target_for
+from ppl_suite.targets.fitted_guide import FittedGuide
 
 NAME = "gaussian_mixture"
 # Sums of about 100 terms of size ~100 in float64: rounding is ~1e-13; 1e-8 leaves room for the
@@ -90,7 +91,7 @@ def test_categorical_guide_at_the_posterior_has_elbo_equal_to_log_evidence_with_
     problem = Problem.build(NAME, data_seed=0)
     exact = problem.exact()
     guide = FittedGuide(problem, "categorical", {"z.logits": exact.log_responsibilities})
-    estimate = elbo(guide, 1000, seed=0)
+    estimate = elbo(target_for(problem), guide, 1000, seed=0)
     assert estimate.value == pytest.approx(exact.log_evidence, abs=ATOL)
     assert estimate.se < ATOL
     assert kl_analytic(guide, exact).value == pytest.approx(0.0, abs=ATOL)
@@ -101,7 +102,7 @@ def test_categorical_guide_at_uniform_start_satisfies_the_identity_within_4_se()
     problem = Problem.build(NAME, data_seed=0)
     exact = problem.exact()
     guide = FittedGuide(problem, "categorical", {"z.logits": np.zeros((50, 3))})
-    estimate = elbo(guide, 10_000, seed=0)
+    estimate = elbo(target_for(problem), guide, 10_000, seed=0)
     kl = kl_analytic(guide, exact)
     assert kl is not None and kl.value > 1.0
     assert abs(kl_identity(estimate, exact.log_evidence).value - kl.value) < 4 * estimate.se

@@ -1,0 +1,31 @@
+"""The Target the evaluation pipeline uses for a problem: the fastest adapter that can serve it.
+
+1. the NumPyro model (``NumPyroTarget``): a compiled, vectorized log joint and every unconstrained
+   method, so every estimator applies;
+2. else the NumPy oracle's ``log_joint`` (``OracleTarget``): guide-based estimators only;
+3. else the Pyro model (``PyroTarget``): guide-based estimators only, one trace per draw.
+"""
+
+from __future__ import annotations
+
+from ppl_suite import registry
+from ppl_suite.problem import Problem
+from ppl_suite.targets import Target
+
+
+def target_for(problem: Problem) -> Target:
+    """The Target of ``problem`` (see the module docstring for the order)."""
+    name = problem.spec.name
+    if registry.implementation(name, "numpyro") is not None:
+        from ppl_suite.targets.numpyro_target import NumPyroTarget
+
+        return NumPyroTarget(problem)
+    if problem.spec.log_joint is not None:
+        from ppl_suite.targets.oracle_target import OracleTarget
+
+        return OracleTarget(problem)
+    if registry.implementation(name, "pyro") is not None:
+        from ppl_suite.targets.pyro_target import PyroTarget
+
+        return PyroTarget(problem)
+    raise ValueError(f"model {name!r} has neither a NumPyro or Pyro implementation nor a NumPy log joint")
