@@ -1,45 +1,52 @@
-"""ppl-suite: run the comparison matrix, list what can be run, write reports.
-
-Exit codes: 0 every cell ok; 1 some cell failed or diverged; 2 bad input (nothing ran);
-130 interrupted (finished cells are kept: rerun with --resume).
-"""
+"""ppl-suite: run the comparison matrix, list what can be run, write reports (exit codes: EXIT_CODES)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from ppl_suite import backends, executors, guides, matrix, registry
+from ppl_suite import __version__, backends, executors, guides, matrix, registry
+from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
+from ppl_suite.compilation_cache import cache_dir
 
-VERSIONED = (
-    "ppl-suite",
-    "torch",
-    "pyro-ppl",
-    "jax",
-    "jaxlib",
-    "numpyro",
-    "arviz",
-    "pandas",
-    "numpy",
-    "scipy",
-    "dask",
-)
+if TYPE_CHECKING:
+    import pandas as pd
 
+    from ppl_suite.cell import Cell
+    from ppl_suite.store import ResultsStore
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+EXIT_CODES = """\
+exit codes:
+  0    every cell ran and no correctness check failed
+  1    some cell failed, diverged or timed out (the others ran and were written)
+  2    bad input: nothing ran (every problem is listed), or the results folder is in use
+  3    every cell ran but a correctness check failed (the last lines name each)
+  4    internal error (one line; the traceback is in RESULTS/logs/)
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept"""
+
+OTHER_VERSIONED = ("ppl-suite", "pandas", "dask")  # in the manifest beside the numerical packages
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in VERSIONED:
+    """Python's and the packages' versions, for the manifest."""
+    from ppl_suite.store import package_versions
+
+    found = {"python": platform.python_version(), **package_versions()}
+    for package in OTHER_VERSIONED:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -68,24 +75,77 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.estimators is not None:  # the profile's settings where it has them, else the defaults
         configured = config.get("estimators", {})
         config["estimators"] = {name: configured.get(name, {}) for name in args.estimators}
+    if args.cell_timeout is not None:
+        config["cell_timeout"] = args.cell_timeout
     return config
 
 
-def load_plugins(modules: Sequence[str]) -> None:
-    """Import the user's modules (which register models) in this process, and check they exist."""
-    from ppl_suite.executors.worker import configure
+def plugin_problems(modules: Sequence[str]) -> list[str]:
+    """Import the user's modules (which register models) in this process; one problem per module that
+    cannot be imported, whatever it raised."""
+    problems = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            problems.append(f"cannot import plugin module {module!r}: {type(error).__name__}: {error}")
+    return problems
 
-    try:
-        configure(modules)
-    except ImportError as error:
-        raise matrix.ConfigError([f"cannot import plugin module: {error}"]) from None
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def report_dir(args: argparse.Namespace) -> Path:
+    return Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
+
+
+def run_problems(args: argparse.Namespace) -> list[str]:
+    """Every problem of the command line that the matrix does not check: flags, folders, plugins."""
+    from ppl_suite.store import ResultsStore, unwritable
+
+    problems = plugin_problems(args.plugins)
+    if args.jobs is not None and args.jobs < 1:
+        problems.append(f"--jobs must be >= 1, got {args.jobs}")
+    if args.scheduler is not None and args.executor != "dask":
+        problems.append(f"--scheduler needs --executor dask (the {args.executor} executor has no scheduler)")
+    if args.fresh and args.dry_run:
+        problems.append("--fresh removes stored cells, --dry-run runs nothing: choose one")
+    out = ResultsStore(args.out).problem()
+    if out is not None:
+        problems.append(f"--out: {out}")
+    if not args.no_report and (reason := unwritable(report_dir(args))) is not None:
+        problems.append(f"--report: {reason}")
+    cache = cache_dir()
+    if cache is not None and (reason := unwritable(cache)) is not None:
+        problems.append(f"compilation cache ({CACHE_VARIABLE}={cache}): {reason}; set {CACHE_VARIABLE}=off")
+    return problems
+
+
+def _jobs(requested: int | None) -> int | None:
+    """--jobs, capped at the number of cores with a warning (more workers only share the same cores)."""
+    available = cores()
+    if requested is not None and requested > available:
+        print(
+            f"warning: --jobs {requested} is more than the {available} cores; using {available}",
+            file=sys.stderr,
+        )
+        return available
+    return requested
 
 
 def command_run(args: argparse.Namespace) -> int:
-    load_plugins(args.plugins)
-    if args.jobs is not None and args.jobs < 1:
-        raise matrix.ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
-    plan = matrix.expand(config_from_args(args))
+    problems = run_problems(args)
+    plan = None
+    try:
+        config = config_from_args(args)
+        plan = matrix.expand(config)
+    except matrix.ConfigError as error:
+        problems += error.problems
+    if problems or plan is None:
+        raise matrix.ConfigError(problems)
+    jobs = _jobs(args.jobs)
     for reason in plan.skipped:
         print(f"skip {reason}")
     if args.dry_run:
@@ -93,50 +153,145 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"{len(plan.cells)} cells would run")
         return 0
 
-    from ppl_suite.store import ResultsStore
+    from ppl_suite.store import FolderBusy, ResultsStore
 
     store = ResultsStore(args.out)
-    if not args.resume:
-        store.clear()
-    todo = [cell for cell in plan.cells if not store.has(cell)]
+    timeout = plan.config.get("cell_timeout")
+    try:
+        with store.locked():
+            executor = executors.get(
+                args.executor, jobs=jobs, scheduler=args.scheduler, plugins=args.plugins, cell_timeout=timeout
+            )
+            return _run_locked(args, store, plan, executor, jobs, timeout)
+    except FolderBusy as error:
+        raise matrix.ConfigError([str(error)]) from None
+
+
+def _run_locked(
+    args: argparse.Namespace,
+    store: ResultsStore,
+    plan: matrix.Matrix,
+    executor: executors.Executor,
+    jobs: int | None,
+    timeout: float | None,
+) -> int:
+    """The run proper, under the folder's lock: clean up, choose the cells to run, run, finish."""
+    from ppl_suite.store import now
+
+    if removed := store.clean_temporary():
+        print(f"removed {removed} temporary files of interrupted writes in {store.path}")
+    if args.fresh and (removed := store.discard()):
+        print(f"--fresh: removed {removed} stored files of earlier runs from {store.path}")
+    stored = {cell: store.stored(cell) for cell in plan.cells}
+    damaged = [state.damage for state in stored.values() if state.damage]
+    if damaged:
+        print(f"warning: {len(damaged)} damaged cell files, rerunning their cells: {'; '.join(damaged)}")
+    todo = [cell for cell in plan.cells if not stored[cell].reusable]
+    reused = len(plan.cells) - len(todo)
+    if reused:
+        unfinished = sum(stored[cell].status not in (None, "ok") for cell in todo)
+        again = f" ({unfinished} of them failed, diverged or timed out before)" if unfinished else ""
+        print(f"reusing {reused} finished cells stored in {store.path}; running {len(todo)}{again}")
     manifest = {
         "command": sys.argv,
         "config": plan.config,
-        "cells": [c.key for c in plan.cells],
+        "cells": [cell.key for cell in plan.cells],
+        "digests": [stored[cell].digest for cell in plan.cells],
+        "reused": reused,
         "versions": versions(),
         "git_commit": git_commit(),
         "host": platform.node(),
         "executor": args.executor,
-        "jobs": args.jobs,
-        "started": _now(),
+        "jobs": jobs,
+        "cell_timeout": timeout,
+        "started": now(),
     }
     store.write_manifest(manifest)
-    if len(todo) < len(plan.cells):
-        print(f"resume: {len(plan.cells) - len(todo)} cells already done, {len(todo)} to run")
-    executor = executors.get(args.executor, jobs=args.jobs, scheduler=args.scheduler, plugins=args.plugins)
-    try:
-        _run_with_progress(executor, todo, store)
-    except KeyboardInterrupt:
-        store.finalize()
-        print(f"\ninterrupted: finished cells are kept in {args.out}; rerun with --resume", file=sys.stderr)
-        return 130
-    store.write_manifest(manifest | {"finished": _now()})
-    return _finish(args, store)
+    with StopSignals() as stop:
+        try:
+            _run_with_progress(executor, todo, store, jobs or cores())
+        except KeyboardInterrupt:
+            stop.ignore()  # a second Ctrl-C must not break the clean-up
+            rows = store.finalize()
+            name = signal.Signals(stop.received or signal.SIGINT).name
+            store.write_manifest(manifest | {"stopped": now(), "stopped_by": name})
+            print(
+                f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}; "
+                "rerun the same command to run the others",
+                file=sys.stderr,
+            )
+            return 128 + (stop.received or signal.SIGINT)
+    store.write_manifest(manifest | {"finished": now()})
+    return _finish(args, store, len(plan.cells))
 
 
-def _run_with_progress(executor, cells, store) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+class StopSignals:
+    """Within ``with``, SIGINT and SIGTERM raise KeyboardInterrupt in this (the main) thread, and
+    ``received`` says which came; the previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -> float | None:
+    """Seconds left: the finish time projected at the last finished cell at the run's mean rate so far,
+    elapsed_at_last * total / done, minus the time elapsed. It counts down between cells and moves only
+    by the change of a cumulative mean when a cell finishes, so it does not jump."""
+    if done == 0:
+        return None
+    return max(elapsed_at_last * total / done - elapsed, 0.0)
+
+
+def _run_with_progress(
+    executor: executors.Executor, cells: Sequence[Cell], store: ResultsStore, jobs: int
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class SteadyEta(ProgressColumn):
+        def render(self, task) -> Text:
+            if task.finished:
+                return Text("")
+            left = eta_seconds(
+                task.fields["at_last"], int(task.completed), int(task.total), task.elapsed or 0
+            )
+            return Text("eta --:--" if left is None else f"eta {int(left) // 60:d}:{int(left) % 60:02d}")
 
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        "eta",
-        TimeRemainingColumn(),
+        SteadyEta(),
     )
+    if not cells:
+        return
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("cells", total=len(cells))
+        first = (
+            "compiling and running" if jobs == 1 else f"starting {min(jobs, len(cells))} workers, compiling"
+        )
+        task = progress.add_task(first, total=len(cells), at_last=0.0)
 
         def on_record(cell, record) -> None:
             store.write(cell, record)
@@ -148,41 +303,74 @@ def _run_with_progress(executor, cells, store) -> None:
             else:
                 detail = (row.get("error") or "").splitlines()[0] if row.get("error") else ""
             progress.console.print(f"{row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)")
-            progress.advance(task)
+            elapsed = progress.tasks[task].elapsed or 0.0
+            progress.update(task, advance=1, description="running", at_last=elapsed)
 
         executor.run(cells, on_record)
 
 
-def _finish(args: argparse.Namespace, store) -> int:
+def _width() -> int:
+    return shutil.get_terminal_size().columns
+
+
+def summary(rows: pd.DataFrame, planned: int) -> str:
+    """'N cells: a ok, b not converged (optimization gap > 0.01 nats), c failed, ...'."""
+    from ppl_suite import checks
+
+    counts = rows["status"].value_counts().to_dict() if not rows.empty else {}
+    late = int(checks.not_converged(rows).sum()) if not rows.empty else 0
+    parts = [f"{counts.pop('ok', 0) - late} ok"]
+    if late:
+        parts.append(f"{late} not converged (optimization gap > {checks.CONVERGED_GAP:g} nats)")
+    words = {"failed": "failed", "diverged": "diverged", "timeout": "timed out"}
+    parts += [f"{count} {words.get(status, status)}" for status, count in sorted(counts.items())]
+    if planned > len(rows):
+        parts.append(f"{planned - len(rows)} missing")
+    return f"{planned} cell{'s' if planned != 1 else ''}: " + ", ".join(parts)
+
+
+def _finish(args: argparse.Namespace, store: ResultsStore, planned: int) -> int:
+    from ppl_suite import checks
     from ppl_suite.report.tables import failures_table, identity_table
 
+    print("writing rows.parquet")
     rows = store.finalize()
-    print()
-    print(identity_table(rows).to_string(index=False))
+    table = identity_table(rows)
+    if not table.empty:
+        print()
+        print(table.to_string(index=False, line_width=_width()))
     print(f"\nrows: {store.path / 'rows.parquet'}")
     if not args.no_report:
         from ppl_suite.report.render import write_report
 
-        written = write_report(store.path, args.report or Path("reports") / store.path.resolve().name)
-        for kind, path in written.items():
+        print("writing the report")
+        for kind, path in write_report(store.path, report_dir(args)).items():
             print(f"report ({kind}): {path}")
     failures = failures_table(rows)
-    if not failures.empty:
-        print(f"\n{len(failures)} cells did not finish:\n" + failures.to_string(index=False))
+    failed = checks.failed_checks(rows)
+    print("\n" + summary(rows, planned))
+    if failed:
+        print(f"{len(failed)} correctness checks failed:\n" + "\n".join(failed))
+    if not failures.empty or len(rows) < planned:
+        print(
+            f"\n{len(failures)} cells did not finish:\n"
+            + failures.to_string(index=False, line_width=_width())
+        )
         return 1
-    return 0
+    return 3 if failed else 0
 
 
 def command_report(args: argparse.Namespace) -> int:
     """Write the report (Markdown with PNGs, and/or one self-contained HTML page) of a results folder."""
     from ppl_suite.report.render import parse_formats, write_report
+    from ppl_suite.store import ResultsStore
 
     results = Path(args.results)
     try:
         formats = parse_formats(args.format)
     except ValueError as error:
         raise matrix.ConfigError([str(error)]) from None
-    if not (results / "manifest.json").is_file() and not (results / "cells").is_dir():
+    if not ResultsStore(results).is_results_folder() and not (results / "cells").is_dir():
         raise matrix.ConfigError([f"not a results folder (no manifest.json or cells/): {results}"])
     written = write_report(results, args.out or Path("reports") / results.resolve().name, formats)
     for kind, path in written.items():
@@ -191,7 +379,9 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_list(args: argparse.Namespace) -> int:
-    load_plugins(args.plugins)
+    problems = plugin_problems(args.plugins)
+    if problems:
+        raise matrix.ConfigError(problems)
     print("models:")
     for name in registry.names():
         spec = registry.get(name)
@@ -213,25 +403,46 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     top = argparse.ArgumentParser(
         prog="ppl-suite",
         description="Compare what SVI optimizes across Pyro, NumPyro and hand-rolled estimators.",
+        epilog=EXIT_CODES,
+        formatter_class=formatter,
     )
+    top.add_argument("--version", action="version", version=f"ppl-suite {__version__}")
     commands = top.add_subparsers(dest="command")
-    run = commands.add_parser("run", help="fit and evaluate the comparison matrix (default command)")
+    run = commands.add_parser(
+        "run", help="fit and evaluate the comparison matrix", epilog=EXIT_CODES, formatter_class=formatter
+    )
     run.add_argument("--profile", help=f"shipped profile: {', '.join(matrix.profiles())} (default: quick)")
     run.add_argument("--config", help="a TOML matrix config instead of a profile")
     run.add_argument("--models", nargs="+", help="model names (overrides the profile)")
     run.add_argument("--backends", nargs="+", help="backend names")
     run.add_argument("--guides", nargs="+", help="guide families (default: each model's own)")
-    run.add_argument("--seeds", nargs="+", type=int, help="seeds: each is a data set and an SVI seed")
+    run.add_argument(
+        "--seeds", nargs="+", type=int, help="seeds in [0, 2**32): each is a data set and an SVI seed"
+    )
     run.add_argument("--steps", type=int, help="SVI steps")
     run.add_argument("--estimators", nargs="*", help="estimators run on each fitted guide (see `list`)")
-    run.add_argument("--out", default="results/default", help="results folder (default: results/default)")
-    run.add_argument("--jobs", type=int, help="worker processes (default: number of cores)")
+    run.add_argument(
+        "--out",
+        default="results/default",
+        help="results folder (default: results/default); its finished cells of the same definition, "
+        "code and versions are reused, the others run",
+    )
+    run.add_argument(
+        "--fresh", action="store_true", help="first remove the cells stored in --out (only the suite's files)"
+    )
+    run.add_argument("--jobs", type=int, help="worker processes (default and maximum: the number of cores)")
     run.add_argument("--executor", default="local", choices=executors.names(), help="default: local")
     run.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a LocalCluster)")
-    run.add_argument("--resume", action="store_true", help="keep finished cells of --out, run the rest")
+    run.add_argument(
+        "--cell-timeout",
+        type=float,
+        help=f"seconds a cell may run before it is stopped and recorded as timed out (default: the "
+        f"config's cell_timeout, else {matrix.DEFAULT_CELL_TIMEOUT:g})",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the cells that would run, run nothing")
     run.add_argument("--no-report", action="store_true", help="do not write the report")
     run.add_argument("--report", help="report folder (default: reports/<results folder name>)")
@@ -248,17 +459,44 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _error_log(args: argparse.Namespace, text: str) -> Path:
+    """Write an internal error's traceback to the results folder's logs, else to the temp folder."""
+    from ppl_suite.store import ResultsStore
+
+    folder = getattr(args, "out", None) if args.command == "run" else getattr(args, "results", None)
+    store = ResultsStore(folder) if folder else None
+    if store is not None and store.is_results_folder():
+        try:
+            return store.log_error(text)
+        except OSError:
+            pass
+    with tempfile.NamedTemporaryFile("w", prefix="ppl-suite-error-", suffix=".log", delete=False) as log:
+        log.write(text)
+    return Path(log.name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in {"-h", "--help"}):
-        argv = ["run", *argv]
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command is None:
+        top.print_help()
+        return 0
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return args.handler(args)
+        return handler(args)
     except matrix.ConfigError as error:
         for problem in error.problems:
             print(f"ppl-suite: error: {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ppl-suite: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+    except Exception as error:
+        log = _error_log(args, traceback.format_exc())
+        print(
+            f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr
+        )
+        return 4
 
 
 if __name__ == "__main__":

@@ -1,24 +1,41 @@
-"""The results folder: the only writer of results, and the resume cache.
+"""The results folder: the only writer of results, and the cache of finished cells.
 
     RESULTS/
-      manifest.json          what was run: config, versions, commit, host, times
-      cells/<digest>.json    one row per finished cell, written atomically (temp file + rename)
+      manifest.json          what was run: schema version, config, this run's cells and digests,
+                             versions, commit, host, times; a folder is a results folder by this file
+      cells/<digest>.json    one row per cell, written atomically (temp file + rename)
       traces/<digest>.npy    the cell's training loss (-ELBO estimate) per SVI step
       artifacts/<digest>.npz named arrays for the report (draws of q and of the posterior, curves)
-      rows.parquet           all rows as one table, rewritten after every run
+      rows.parquet           this run's rows as one table
+      run.lock               held by the run writing the folder (one run per folder)
+      run.holder.json        the PID, host and start time of that run
+      logs/error-<time>.log  the traceback of an internal error
 
-``digest`` is a hash of the cell's full definition, so a changed cell gets a new digest and
-``--resume`` reruns exactly the missing or changed cells. A killed run loses at most the cells in flight.
+``digest`` hashes everything that changes a cell's numbers: its definition, the versions of the
+numerical packages and the source of the code it runs (its model, guide family, the backends, the
+estimators and the evaluation). A rerun reuses a stored cell only when its digest matches and it
+finished ok; anything else is run again. Nothing but the files named above is ever written or
+removed, so a user's own files in the folder are left alone.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import io
 import json
 import os
-import shutil
+import platform
+import re
+import sys
 import tempfile
-from dataclasses import asdict
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +44,175 @@ import pandas as pd
 
 from ppl_suite.cell import Cell, Record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MANIFEST = "manifest.json"
+ROWS = "rows.parquet"
+LOCK = "run.lock"
+HOLDER = "run.holder.json"
+LOGS = "logs"
+CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz"}  # folder -> suffix of <digest>.<suffix>
+DIGEST = re.compile(r"[0-9a-f]{16}")
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}")  # _atomic_write's .<name>.XXXXXXXX
+ERROR_LOG = re.compile(r"error-[0-9T:+-]+\.log")
+
+NUMERICAL_PACKAGES = ("torch", "pyro-ppl", "jax", "jaxlib", "numpyro", "numpy", "scipy", "arviz")
+# The code every cell runs: the evaluation (and what it imports), and the packages of plug-ins, whose
+# modules are chosen by name at run time (so following imports cannot tell which one runs): all count.
+EVALUATION_MODULES = ("ppl_suite.execute", "ppl_suite.executors.worker")
+PLUGIN_PACKAGES = ("ppl_suite.backends", "ppl_suite.estimators", "ppl_suite.targets")
+
+
+# ------------------------------------------------------------------------------------------ the digest
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that compute a cell's numbers ("absent" when not installed)."""
+    found = {}
+    for package in NUMERICAL_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+_module_files: dict[str, Path] = {}
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of module ``name`` when its top-level package (or module) is imported, found
+    by path so that nothing is imported: a module of the project, of the models or of a plug-in."""
+    if name not in _module_files and (path := _find_module_file(name)) is not None:
+        _module_files[name] = path
+    return _module_files.get(name)
+
+
+def _find_module_file(name: str) -> Path | None:
+    top, *rest = name.split(".")
+    module = sys.modules.get(top)
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        return None
+    origin = Path(origin)
+    if not rest:
+        return origin
+    if origin.name != "__init__.py":  # a plain module has no submodules
+        return None
+    base = origin.parent.joinpath(*rest)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _source(path: Path, module: str) -> tuple[str, tuple[str, ...]]:
+    """sha256 of a source file and the modules it imports (anywhere in it, relative ones resolved)."""
+    text = path.read_bytes()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    imported: list[str] = []
+    for node in _import_statements(ast.parse(text).body):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            imported += [base, *(f"{base}.{alias.name}" for alias in node.names)]  # a name may be a module
+    return hashlib.sha256(text).hexdigest(), tuple(imported)
+
+
+def _import_statements(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements of a block and of every block nested in it (functions, ifs, trys...)."""
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _import_statements(getattr(node, block, []))
+
+
+def _package_modules(package: str) -> list[str]:
+    """Every module of an imported package's folder (not its subpackages')."""
+    init = _module_file(package)
+    if init is None or init.name != "__init__.py":
+        return [package]
+    return [package] + [
+        f"{package}.{p.stem}" for p in sorted(init.parent.glob("*.py")) if p.stem != "__init__"
+    ]
+
+
+@functools.cache
+def source_hash(roots: tuple[str, ...]) -> str:
+    """sha256 of the source of ``roots`` and of every module they import that lives in their own
+    top-level packages (followed transitively); third-party modules count through their versions."""
+    follow = {root.partition(".")[0] for root in roots}
+    seen: dict[str, str] = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen or name.partition(".")[0] not in follow:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name], imported = _source(path, name)
+        parents = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)]
+        pending += [*imported, *parents]
+    return hashlib.sha256(json.dumps(sorted(seen.items())).encode()).hexdigest()
+
+
+def _model_modules(model: str) -> list[str]:
+    """The modules defining a model: its folder, or for a model registered by a plug-in, the modules
+    of its spec's functions and of its implementations."""
+    from ppl_suite import registry
+
+    try:
+        spec = registry.get(model)
+    except KeyError:
+        return []
+    if spec.module:
+        return _package_modules(spec.module)
+    functions = [getattr(spec, f.name) for f in fields(spec)]
+    functions += [registry.implementation(model, backend) for backend in registry.IMPLEMENTATION_MODULES]
+    return sorted({f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)})
+
+
+def _guide_modules(guide: str) -> list[str]:
+    from ppl_suite import guides
+
+    try:
+        return [type(guides.get(guide)).__module__]
+    except KeyError:
+        return []
+
+
+@functools.cache
+def code_hash(model: str, guide: str) -> str:
+    """sha256 of the source a cell of ``model`` fitted with ``guide`` runs: the model's modules, the
+    guide family's, the evaluation with everything it imports, every backend and every estimator."""
+    common = [*EVALUATION_MODULES, *(m for package in PLUGIN_PACKAGES for m in _package_modules(package))]
+    parts = (source_hash(tuple(roots)) for roots in (common, _model_modules(model), _guide_modules(guide)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def digest(cell: Cell) -> str:
-    """sha256 of the cell's definition (all fields, SVI settings included), 16 hex digits."""
-    text = json.dumps(asdict(cell), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """sha256 of the cell's definition, the numerical packages' versions and the code's source, 16 hex
+    digits: a change of any of them is a different cell."""
+    payload = {
+        "cell": asdict(cell),
+        "versions": package_versions(),
+        "code": code_hash(cell.model, cell.guide),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------- the files
+@functools.cache
+def _file_mode() -> int:
+    """Permissions of a new results file: 0o666 less the user's umask (mkstemp alone gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
@@ -41,6 +220,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _file_mode())
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
@@ -50,37 +230,191 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a folder cannot be created or written at ``path`` (a sentence), or None when it can."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create {path}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (
+            f"{path} is not writable"
+            if existing == path
+            else f"cannot create {path}: {existing} is read-only"
+        )
+    return None
+
+
+class FolderBusy(Exception):
+    """Another run holds the folder's lock; the message names it."""
+
+
+@dataclass(frozen=True)
+class StoredCell:
+    """What the folder holds for a cell: the stored row's status (None when it holds no row) and, when
+    its files cannot be used, why (``damage``)."""
+
+    digest: str
+    status: str | None
+    damage: str | None = None
+
+    @property
+    def reusable(self) -> bool:
+        return self.status == "ok" and self.damage is None
+
+
 class ResultsStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    # ------------------------------------------------------------------------------------ the folder
+    def is_results_folder(self) -> bool:
+        """True when the folder holds a manifest with a schema version (written by the suite)."""
+        try:
+            return "schema_version" in json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError, TypeError):
+            return False
+
+    def problem(self) -> str | None:
+        """Why a run cannot write this folder (a sentence), or None: it must be a results folder, an
+        empty or missing folder, and writable."""
+        reason = unwritable(self.path)
+        if reason is not None or not self.path.exists() or self.is_results_folder():
+            return reason
+        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in {LOCK, HOLDER})
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            return (
+                f"{self.path} is not empty ({shown}) and is not a results folder (no {MANIFEST}); "
+                "choose a new or empty folder for --out"
+            )
+        return None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock (an OS file lock, released by the kernel if the process dies, so a
+        killed run leaves no stale lock); raises FolderBusy naming the holder when another run has it."""
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise FolderBusy(f"{self.path} is in use by another run ({self._holder()})") from None
+        try:
+            holder = {"pid": os.getpid(), "host": platform.node(), "started": now()}
+            _atomic_write(self.path / HOLDER, json.dumps(holder).encode())
+            yield
+        finally:
+            (self.path / HOLDER).unlink(missing_ok=True)
+            lock.release()
+
+    def _holder(self) -> str:
+        try:
+            holder = json.loads((self.path / HOLDER).read_text())
+        except (OSError, ValueError):
+            return "its PID is not known yet"
+        return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+
+    def _own_files(self) -> Iterator[Path]:
+        """Cell files named by a digest, rows.parquet, error logs and temporary files of interrupted
+        writes: the files a fresh start removes."""
+        for folder, suffix in CELL_FILES.items():
+            for path in (self.path / folder).glob(f"*.{suffix}"):
+                if DIGEST.fullmatch(path.stem):
+                    yield path
+        yield from self.temporary_files()
+        yield self.path / ROWS
+        yield from (p for p in (self.path / LOGS).glob("error-*.log") if ERROR_LOG.fullmatch(p.name))
+
+    def temporary_files(self) -> list[Path]:
+        """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX`` beside a file the
+        suite writes (a cell file, the manifest, rows.parquet, the holder file)."""
+        found = []
+        for folder in (self.path, *(self.path / f for f in CELL_FILES)):
+            for path in folder.glob(".*"):
+                match = TEMPORARY.fullmatch(path.name)
+                if match and path.is_file() and self._is_own_name(folder, match["name"]):
+                    found.append(path)
+        return found
+
+    def _is_own_name(self, folder: Path, name: str) -> bool:
+        if folder == self.path:
+            return name in {MANIFEST, ROWS, HOLDER}
+        stem, _, suffix = name.partition(".")
+        return DIGEST.fullmatch(stem) is not None and suffix == CELL_FILES[folder.name]
+
+    def clean_temporary(self) -> int:
+        """Remove temporary files of killed writes; returns how many there were."""
+        found = self.temporary_files()
+        for path in found:
+            path.unlink(missing_ok=True)
+        return len(found)
+
+    def discard(self) -> int:
+        """Remove every cell, rows.parquet, error log and temporary file of the suite (``--fresh``),
+        and the suite's subfolders when that leaves them empty; nothing else. Returns the file count."""
+        removed = 0
+        for path in list(self._own_files()):
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        for folder in (*CELL_FILES, LOGS):
+            if (self.path / folder).is_dir() and not any((self.path / folder).iterdir()):
+                (self.path / folder).rmdir()
+        return removed
+
+    def log_error(self, text: str) -> Path:
+        """Write an internal error's traceback to logs/error-<time>.log; returns the file."""
+        path = self.path / LOGS / f"error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}.log"
+        _atomic_write(path, text.encode())
+        return path
+
+    # ---------------------------------------------------------------------------------- the manifest
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         payload = {"schema_version": SCHEMA_VERSION, **manifest}
-        _atomic_write(self.path / "manifest.json", json.dumps(payload, indent=2, default=str).encode())
+        _atomic_write(self.path / MANIFEST, json.dumps(payload, indent=2, default=str).encode())
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / "manifest.json").read_text())
+        return json.loads((self.path / MANIFEST).read_text())
 
-    def clear(self) -> None:
-        """Forget earlier cells of this folder (a fresh run, not a resumed one)."""
-        for part in ("cells", "traces", "artifacts"):
-            shutil.rmtree(self.path / part, ignore_errors=True)
-        (self.path / "rows.parquet").unlink(missing_ok=True)
-
-    def has(self, cell: Cell) -> bool:
-        return (self.path / "cells" / f"{digest(cell)}.json").exists()
+    # ------------------------------------------------------------------------------------- the cells
+    def stored(self, cell: Cell) -> StoredCell:
+        """The stored state of a cell: its row's status, and whether its files are whole."""
+        name = digest(cell)
+        path = self.path / "cells" / f"{name}.json"
+        if not path.exists():
+            return StoredCell(name, None)
+        try:
+            row = json.loads(path.read_text())
+            status = row["status"]
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            return StoredCell(name, None, f"cells/{name}.json is unreadable ({type(error).__name__})")
+        if status != "ok":
+            return StoredCell(name, status)
+        for folder in ("traces", "artifacts"):
+            relative = f"{folder}/{name}.{CELL_FILES[folder]}"
+            try:
+                _read_arrays(self.path / relative)
+            except FileNotFoundError:
+                return StoredCell(name, status, f"{relative} is missing")
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                return StoredCell(name, status, f"{relative} is unreadable ({type(error).__name__})")
+        return StoredCell(name, status)
 
     def write(self, cell: Cell, record: Record) -> None:
         """Trace and artifacts first, row last: a row on disk always has its arrays."""
         name = digest(cell)
-        with tempfile.TemporaryFile() as buffer:
-            np.save(buffer, np.asarray(record.losses, dtype=float))
-            buffer.seek(0)
-            _atomic_write(self.path / "traces" / f"{name}.npy", buffer.read())
-        with tempfile.TemporaryFile() as buffer:
-            np.savez(buffer, **record.artifacts)
-            buffer.seek(0)
-            _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.read())
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(record.losses, dtype=float))
+        _atomic_write(self.path / "traces" / f"{name}.npy", buffer.getvalue())
+        buffer = io.BytesIO()
+        np.savez(buffer, **record.artifacts)
+        _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.getvalue())
         row = {**record.row, "digest": name, "schema_version": SCHEMA_VERSION}
         _atomic_write(self.path / "cells" / f"{name}.json", json.dumps(row, default=_plain).encode())
 
@@ -91,20 +425,55 @@ class ResultsStore:
         with np.load(self.path / "artifacts" / f"{digest_}.npz") as arrays:
             return dict(arrays)
 
+    def _digests(self) -> list[str] | None:
+        """The digests of the folder's last run (its manifest's), or None when the manifest lists none."""
+        try:
+            return self.manifest().get("digests")
+        except (OSError, ValueError):
+            return None
+
     def rows(self) -> pd.DataFrame:
-        files = sorted((self.path / "cells").glob("*.json"))
-        rows = [json.loads(f.read_text()) for f in files]
+        """The last run's rows (each cell of its manifest that has a readable row), sorted by key; in a
+        folder whose manifest lists no digests, every stored row."""
+        names = self._digests()
+        files = (
+            [self.path / "cells" / f"{name}.json" for name in names]
+            if names is not None
+            else sorted((self.path / "cells").glob("*.json"))
+        )
+        rows = []
+        for path in files:
+            try:
+                rows.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # not (or not wholly) written: the cell is missing from this table
         frame = pd.DataFrame(rows)
         return frame.sort_values("key", kind="stable").reset_index(drop=True) if rows else frame
 
     def finalize(self) -> pd.DataFrame:
-        """Write rows.parquet from the per-cell rows and return the table."""
+        """Write rows.parquet from the last run's rows (remove it when there are none); return them."""
         frame = self.rows()
-        if not frame.empty:
-            with tempfile.NamedTemporaryFile(dir=self.path, suffix=".parquet", delete=False) as tmp:
-                frame.to_parquet(tmp.name, index=False)
-            os.replace(tmp.name, self.path / "rows.parquet")
+        if frame.empty:
+            (self.path / ROWS).unlink(missing_ok=True)
+        else:
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            _atomic_write(self.path / ROWS, buffer.getvalue())
         return frame
+
+
+def _read_arrays(path: Path) -> None:
+    """Read a .npy or every array of a .npz, raising if the file is missing, truncated or corrupt."""
+    if path.suffix == ".npz":
+        with np.load(path) as arrays:
+            dict(arrays)
+    else:
+        np.load(path)
+
+
+def now() -> str:
+    """The time in UTC, ISO 8601 to the second: the manifest's and the holder file's timestamps."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _plain(value: Any) -> Any:
@@ -116,5 +485,5 @@ def _plain(value: Any) -> Any:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """All finished cells of a results folder as a DataFrame, one row per cell."""
+    """The rows of a results folder's last run as a DataFrame, one row per cell."""
     return ResultsStore(path).rows()

@@ -1,4 +1,4 @@
-"""The matrix runner end to end: validation, determinism across executors, kill and resume, faults."""
+"""The matrix runner end to end: validation, determinism across executors, kill and rerun, faults."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(small_config, 
     pd.testing.assert_frame_equal(local, dask, check_exact=True)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_table(small_config, tmp_path):
+def test_a_killed_run_reruns_to_the_uninterrupted_table(small_config, tmp_path):
     full = run_cli(
         "run", "--config", str(small_config), "--out", str(tmp_path / "full"), "--jobs", "1", "--no-report"
     )
@@ -158,11 +158,9 @@ def test_killed_run_resumes_to_the_uninterrupted_table(small_config, tmp_path):
     process.wait()
     finished = len(list((out / "cells").glob("*.json")))
     assert 2 <= finished < 6
-    resumed = run_cli(
-        "run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--resume", "--no-report"
-    )
+    resumed = run_cli("run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resume: {finished} cells already done, {6 - finished} to run" in resumed.stdout
+    assert f"reusing {finished} finished cells stored in {out}; running {6 - finished}" in resumed.stdout
     pd.testing.assert_frame_equal(
         comparable(load(out)), comparable(load(tmp_path / "full")), check_exact=True
     )

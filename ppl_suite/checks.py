@@ -1,0 +1,117 @@
+"""Correctness checks over a run's rows: a failed one means some number is wrong, not merely noisy.
+
+Each check compares two computations of one quantity whose difference is zero in exact arithmetic,
+in units of the difference's standard error, and fails beyond FLAG_SE (4 SE: a false alarm about
+once in 16 000 comparisons of correct numbers):
+
+- identity: log p(x) = ELBO + KL(q || p(z | x)); the row's ``residual_se`` is
+  (log p(x) - ELBO - KL) / SE, with the exact log p(x) of the model's oracle, the suite's ELBO (the
+  NumPy log joint) and the KL, so the oracle and the NumPy log joint are checked against each other.
+- library ELBO: the library's own Trace_ELBO of the fitted guide (Pyro's or NumPyro's log joint)
+  minus the suite's ELBO of the same guide (the NumPy log joint), SE = sqrt(SE_lib^2 + SE_suite^2).
+  Every library log joint is checked against the NumPy one, so Pyro and NumPyro against each other.
+- exact ELBO across backends: where the library summed every latent out (enumeration), its ELBO is
+  exact (SE 0) and is log p(x) under the library's log joint; two backends' values on the same data
+  must agree to float64 rounding.
+
+Differences between backends' Monte Carlo ELBOs are not checks: two fits of one guide family reach
+different guides (more so when not converged), so their ELBOs differ for reasons other than a wrong
+number. A fit whose optimization gap exceeds CONVERGED_GAP is reported as not converged, not failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+
+FLAG_SE = 4.0
+# Relative float64 rounding allowed on top of the SE: an exact value computed by two libraries
+# differs by ~1e-13 relative, not by "infinite" SEs.
+ROUNDING = 1e-9
+CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged as not converged
+SAME_DATA = ("model", "guide", "data_seed", "seed")
+
+
+def rounding(a: float, b: float) -> float:
+    """The rounding allowance when comparing a and b: ROUNDING relative to the larger, at least ROUNDING."""
+    return ROUNDING * max(1.0, abs(a), abs(b))
+
+
+def in_se(difference: float, se: float) -> float:
+    """difference / se; with se 0, 0 for no difference and +-inf for any."""
+    if se > 0:
+        return difference / se
+    return 0.0 if difference == 0 else math.copysign(math.inf, difference)
+
+
+def _ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["status"] == "ok"] if "status" in rows else rows.iloc[0:0]
+
+
+def _number(row: pd.Series, name: str) -> float:
+    value = row.get(name)
+    return float(value) if isinstance(value, (int, float, np.number)) else math.nan
+
+
+def identity_failures(rows: pd.DataFrame) -> list[str]:
+    """Cells whose residual (log p(x) - ELBO - KL) / SE lies beyond FLAG_SE."""
+    failures = []
+    for _, row in _ok(rows).iterrows():
+        residual = _number(row, "residual_se")
+        if abs(residual) > FLAG_SE:  # NaN (no exact answer) compares False
+            failures.append(
+                f"identity: {row['key']}: log p(x) - ELBO - KL = {residual:+.1f} SE (beyond {FLAG_SE:g} SE)"
+            )
+    return failures
+
+
+def library_failures(rows: pd.DataFrame) -> list[str]:
+    """Cells whose library ELBO differs from the suite's ELBO of the same guide beyond FLAG_SE."""
+    failures = []
+    for _, row in _ok(rows).iterrows():
+        library, ours = _number(row, "library_elbo"), _number(row, "elbo")
+        if math.isnan(library) or math.isnan(ours):
+            continue
+        se = math.hypot(_number(row, "library_elbo_se"), _number(row, "elbo_se"), rounding(library, ours))
+        difference = library - ours
+        if abs(in_se(difference, se)) > FLAG_SE:
+            failures.append(
+                f"library ELBO: {row['key']}: the {row['backend']} ELBO minus the suite's is "
+                f"{difference:+.4g} nats = {in_se(difference, se):+.1f} SE (beyond {FLAG_SE:g} SE)"
+            )
+    return failures
+
+
+def exact_elbo_failures(rows: pd.DataFrame) -> list[str]:
+    """Pairs of backends whose exact (SE 0) ELBOs of the same model, guide and data differ beyond
+    float64 rounding."""
+    ok = _ok(rows)
+    if ok.empty or "elbo_se" not in ok:
+        return []
+    exact = ok[(ok["elbo_se"] == 0) & ok["elbo"].notna()]
+    exact = exact.assign(model=exact["key"].str.split("/").str[0])
+    failures = []
+    for _, group in exact.groupby(list(SAME_DATA), sort=True):
+        for (_, a), (_, b) in itertools.combinations(group.sort_values("backend").iterrows(), 2):
+            difference = float(a["elbo"] - b["elbo"])
+            if abs(difference) > rounding(a["elbo"], b["elbo"]):
+                failures.append(
+                    f"exact ELBO: {a['key']} vs {b['backend']}: the {a['backend']} and {b['backend']} "
+                    f"log joints give log p(x) differing by {difference:+.4g} nats (beyond float64 rounding)"
+                )
+    return failures
+
+
+def failed_checks(rows: pd.DataFrame) -> list[str]:
+    """Every failed check of the ok cells, one sentence each naming the cell and the numbers."""
+    return identity_failures(rows) + library_failures(rows) + exact_elbo_failures(rows)
+
+
+def not_converged(rows: pd.DataFrame) -> pd.Series:
+    """True for ok cells flagged as not converged (optimization gap above CONVERGED_GAP)."""
+    if "converged" not in rows:
+        return pd.Series(False, index=rows.index)
+    return (rows["status"] == "ok") & rows["converged"].map(lambda value: value is False or value == 0)
