@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-
 RELIABILITY = {
     "reliable": "the standard error is valid: (estimate - truth) / SE is about N(0, 1)",
     "unreliable": "a diagnostic says the SE cannot be trusted (``diagnostic`` names it): show no SE",

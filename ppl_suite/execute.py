@@ -25,6 +25,8 @@ import numpy as np
 
 from ppl_suite import backends, estimators
 from ppl_suite.cell import Cell, Record
+from ppl_suite.checks import CONVERGED_GAP
+from ppl_suite.conformance import DRAWS, log_joint_conformance
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
@@ -39,7 +41,6 @@ from ppl_suite.targets.build import target_for
 from ppl_suite.targets.fitted_guide import FittedGuide
 from ppl_suite.training_curve import training_curve
 
-CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged as not converged
 MARGINALS = 6  # latent coordinates whose draws are kept for the report's marginal plots
 MARGINAL_DRAWS = 4000
 TRAINING_CURVE_SAMPLES = 2000  # Monte Carlo draws per ELBO along the training curve
@@ -74,6 +75,7 @@ def execute(cell: Cell) -> Record:
                 EvaluationCache(),
             )
             columns, artifacts = evaluate(fitted, target, guide, cell.eval_samples, cell.seed, cache)
+            columns |= conformance_columns(fitted, guide, cell.seed)
             if problem.spec.learned and problem.spec.oracle is not None:
                 artifacts |= training_artifacts(problem, fit, cell.eval_samples, cell.seed)
             # guide-free estimates depend on the problem only, unless theta was learned by this fit
@@ -87,6 +89,20 @@ def execute(cell: Cell) -> Record:
         row.update(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
     row["wall_seconds"] = time.perf_counter() - start
     return Record(row, losses, artifacts)
+
+
+def conformance_columns(problem: Problem, guide: GuideDensity, seed: int) -> dict[str, Any]:
+    """The largest disagreement between the model's log-joint implementations (``conformance``) at
+    draws of the fitted guide, or of the exact posterior when the guide samples nothing."""
+    rng_seed = stream_seed(seed, "conformance")
+    if not guide.samples_nothing:
+        latents = guide.sample(rng_seed, DRAWS)
+    elif (exact := problem.exact()) is not None:
+        latents = exact.sample(np.random.default_rng(rng_seed), DRAWS)
+    else:
+        return {"log_joint_max_diff": math.nan, "log_joint_pair": ""}
+    result = log_joint_conformance(problem, latents)
+    return {"log_joint_max_diff": result.max_difference, "log_joint_pair": result.pair}
 
 
 def _fit_columns(fit: backends.Fit) -> dict[str, Any]:

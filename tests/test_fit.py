@@ -17,7 +17,8 @@ import pytest
 import models
 from ppl_suite import backends, guides
 from ppl_suite.cell import Cell
-from ppl_suite.execute import CONVERGED_GAP, execute
+from ppl_suite.checks import CONVERGED_GAP
+from ppl_suite.execute import execute
 from ppl_suite.problem import Problem
 
 CASES = [

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppl_suite import checks
 from ppl_suite.report import figures, tables
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, register
 
@@ -477,9 +478,9 @@ AGREEMENT = f"""\
 The same model, guide family and seed fitted by different backends. Differences are in units of
 SE = sqrt(SE_a² + SE_b²) of the two ELBO estimates (for the KL, the Monte Carlo KL's SE is added where
 the KL is estimated rather than analytic); with a fixed model, ΔKL = −ΔELBO up to that noise. The SE
-has a floor of {tables.ROUNDING:g} of the values compared, for float64 rounding: an exact value, such as
+has a floor of {checks.ROUNDING:g} of the values compared, for float64 rounding: an exact value, such as
 an enumerated ELBO, agrees when two libraries compute it to rounding. A
-difference beyond {tables.AGREEMENT_FLAG_SE:g} SE is flagged: the backends then reached different
+difference beyond {checks.FLAG_SE:g} SE is flagged: the backends then reached different
 fits (or one of them computes something else)."""
 
 
@@ -501,12 +502,12 @@ class Agreement:
                 comparison=table["model"] + " / " + table["guide"] + " / seed " + table["seed"].astype(str)
                 + ": " + table["pair"]
             )  # fmt: skip
-            path = context.draw("agreement", figures.agreement_dots, frame, tables.AGREEMENT_FLAG_SE)
+            path = context.draw("agreement", figures.agreement_dots, frame, checks.FLAG_SE)
             blocks.append(
                 Image(
                     path,
                     f"ΔELBO (blue) and ΔKL (orange) per backend pair in SE units; the green band is "
-                    f"±{tables.AGREEMENT_FLAG_SE:g} SE. Symmetric-log axis.",
+                    f"±{checks.FLAG_SE:g} SE. Symmetric-log axis.",
                     alt="backend differences in SE units",
                 )
             )

@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppl_suite.checks import FLAG_SE, in_se, rounding
+
 BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
 STATUS_ORDER = ("ok", "failed", "diverged", "timeout")  # a row's status; others are listed after these
 NOT_RUN = "not run"  # a planned cell (manifest) without a row: the run stopped before it finished
-AGREEMENT_FLAG_SE = 4.0  # backends disagree when |difference| > this many standard errors
-# Relative float64 rounding allowed on top of the SE when comparing values: an exact value (an
-# enumerated ELBO, SE 0) computed in two libraries differs by ~1e-13 relative, not by "infinite" SEs.
-ROUNDING = 1e-9
 RELIABLE = "reliable"  # the reliability label whose SE is valid (ppl_suite.estimate.RELIABILITY)
 UNRELIABLE = "unreliable"  # the label of an estimate whose SE a diagnostic says cannot be trusted
 APPROXIMATION = "approximation"  # the kind and the reliability label of a deterministic approximation
@@ -315,7 +313,7 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     for key, group in ok.groupby(AGREEMENT_KEYS, sort=True):
         group = group.assign(_rank=_backend_rank(group["backend"])).sort_values(["_rank", "backend"])
         for a, b in itertools.combinations(group.itertuples(), 2):
-            elbo_se = float(np.hypot(np.hypot(a.elbo_se, b.elbo_se), _rounding(a.elbo, b.elbo)))
+            elbo_se = float(np.hypot(np.hypot(a.elbo_se, b.elbo_se), rounding(a.elbo, b.elbo)))
             kl_se = float(np.hypot(elbo_se, np.hypot(a.kl_noise, b.kl_noise)))
             d_elbo, d_kl = a.elbo - b.elbo, a.kl - b.kl
             lines.append(
@@ -324,9 +322,9 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
                     pair=f"{a.backend} − {b.backend}",
                     **{
                         "ΔELBO": d_elbo,
-                        "ΔELBO (SE)": _in_se(d_elbo, elbo_se),
+                        "ΔELBO (SE)": in_se(d_elbo, elbo_se),
                         "ΔKL": d_kl,
-                        "ΔKL (SE)": _in_se(d_kl, kl_se),
+                        "ΔKL (SE)": in_se(d_kl, kl_se),
                     },
                 )
             )
@@ -339,24 +337,10 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _flags(worst: pd.Series) -> np.ndarray:
-    """A difference's flag from its size in SE units: beyond AGREEMENT_FLAG_SE, or none (NaN: an SE
+    """A difference's flag from its size in SE units: beyond FLAG_SE, or none (NaN: an SE
     that is not reliable)."""
-    beyond = np.where(worst > AGREEMENT_FLAG_SE, f"> {AGREEMENT_FLAG_SE:g} SE", "")
+    beyond = np.where(worst > FLAG_SE, f"> {FLAG_SE:g} SE", "")
     return np.where(worst.isna(), "no valid SE", beyond)
-
-
-def _rounding(a: Any, b: Any) -> Any:
-    """The rounding allowance for comparing a and b (numbers or arrays): ROUNDING relative to the
-    larger, at least ROUNDING nats."""
-    return ROUNDING * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
-
-
-def _in_se(difference: float, se: float) -> float:
-    if np.isnan(se):
-        return np.nan
-    if se > 0:
-        return difference / se
-    return 0.0 if difference == 0 else float(np.copysign(np.inf, difference))
 
 
 def library_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -368,7 +352,7 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     ok = ok.assign(elbo_se=trusted_se(ok["elbo_se"], reliability(ok, "elbo_reliability")))
-    se = np.hypot(np.hypot(ok["library_elbo_se"], ok["elbo_se"]), _rounding(ok["library_elbo"], ok["elbo"]))
+    se = np.hypot(np.hypot(ok["library_elbo_se"], ok["elbo_se"]), rounding(ok["library_elbo"], ok["elbo"]))
     diff = ok["library_elbo"] - ok["elbo"]
     table = pd.DataFrame(
         {
@@ -382,7 +366,7 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
             "suite ELBO": ok["elbo"],
             "suite SE": ok["elbo_se"],
             "difference": diff,
-            "difference (SE)": [_in_se(d, s) for d, s in zip(diff, se, strict=True)],
+            "difference (SE)": [in_se(d, s) for d, s in zip(diff, se, strict=True)],
         }
     )
     table["flag"] = _flags(table["difference (SE)"].abs())
