@@ -61,3 +61,13 @@ def test_problems_differ_by_model_and_by_size_overrides():
     plain, resized = cells("a", 1)[0], cells("a", 1, (("n", 7),))[0]
     assert problem_key(plain) != problem_key(resized)
     assert problem_key(plain) == problem_key(Cell("a", "pyro", "full_rank", 3, 3))
+
+
+def test_a_released_worker_frees_its_group_for_the_others():
+    """A worker that leaves (timed out and restarted under a new name) holds nothing: a newcomer
+    takes the group it left from the front, as a group nobody holds."""
+    group = cells("only", 4)
+    queue = AffinityQueue(group)
+    assert queue.next_for("old") == group[0]
+    queue.release("old")
+    assert [queue.next_for("new"), queue.next_for("new")] == group[1:3]

@@ -57,6 +57,11 @@ class AffinityQueue:
             self._held[worker], self._from_back[worker] = key, True
         return self._take(worker, key)
 
+    def release(self, worker: Hashable) -> None:
+        """``worker`` left (stopped, restarted under a new name): its group is free for the others."""
+        self._held.pop(worker, None)
+        self._from_back.pop(worker, None)
+
     def _take(self, worker: Hashable, key: Hashable) -> Cell:
         group = self._groups[key]
         return group.pop() if self._from_back[worker] else group.popleft()

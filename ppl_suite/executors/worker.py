@@ -1,8 +1,19 @@
-"""What runs inside a worker process: one-time set-up, then ``execute``."""
+"""What runs inside a worker process: guards, one-time set-up, then ``execute``; and the rows of cells
+that a worker did not finish (timed out, or the worker was lost)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +21,37 @@ import numpy as np
 from ppl_suite.cell import Cell, Record
 
 _configured: tuple[str, ...] | None = None
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PARENT_GONE_EXIT_CODE = 70  # os.EX_SOFTWARE: the worker ended itself because its parent died
+
+
+def guard() -> None:
+    """Make this process a worker that never outlives its parent and stays quiet on Ctrl-C:
+
+    - its own process group, so the parent can stop it together with anything it started
+      (``os.killpg``), and a terminal's Ctrl-C (sent to the foreground group) does not reach it;
+    - SIGINT ignored: the parent handles interrupts and stops its workers;
+    - on Linux the kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which works
+      even while it hangs in native code holding the GIL (strictly, when the parent's thread that
+      started it ends: the executors start workers from threads that outlive them);
+    - everywhere, a daemon thread waits on the parent's sentinel (a pipe the parent holds open) and
+      ends the process when the parent is gone: no polling, so the normal path pays nothing.
+    """
+    with contextlib.suppress(OSError):  # already a group or session leader
+        os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl
+            os._exit(PARENT_GONE_EXIT_CODE)
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(PARENT_GONE_EXIT_CODE)
 
 
 def configure(plugins: Sequence[str] = ()) -> None:
@@ -39,14 +81,30 @@ def configure(plugins: Sequence[str] = ()) -> None:
 
 
 def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
-    configure(plugins)
-    from ppl_suite.execute import execute  # torch and JAX: loaded in the workers, not in the parent
-
+    """``execute(cell)`` in a configured worker; a set-up error fails the cell, not the worker."""
+    start = time.perf_counter()
+    try:
+        configure(plugins)
+        from ppl_suite.execute import execute  # torch and JAX: loaded in the workers, not the parent
+    except Exception as error:
+        detail = f"worker set-up failed: {type(error).__name__}: {error}\n{traceback.format_exc()}"
+        return _unfinished_row(cell, "failed", detail, time.perf_counter() - start)
     return execute(cell)
 
 
-def failed_record(cell: Cell, error: BaseException) -> Record:
-    """The row of a cell whose worker died before returning (killed, out of memory, lost)."""
+def serve(connection: multiprocessing.connection.Connection, plugins: Sequence[str]) -> None:
+    """A local worker's main loop: receive a cell, send back its Record, until the parent closes the
+    connection."""
+    guard()
+    while True:
+        try:
+            cell = connection.recv()
+        except EOFError:
+            return
+        connection.send(run_cell(cell, plugins))
+
+
+def _unfinished_row(cell: Cell, status: str, error: str, seconds: float) -> Record:
     row = {
         "key": cell.key,
         "model": cell.model,
@@ -54,8 +112,19 @@ def failed_record(cell: Cell, error: BaseException) -> Record:
         "guide": cell.guide,
         "data_seed": cell.data_seed,
         "seed": cell.seed,
-        "status": "failed",
-        "error": f"worker lost: {type(error).__name__}: {error}",
-        "wall_seconds": float("nan"),
+        "status": status,
+        "error": error,
+        "wall_seconds": seconds,
     }
     return Record(row, np.empty(0))
+
+
+def lost_record(cell: Cell, reason: str, seconds: float) -> Record:
+    """The row of a cell whose worker died before returning (killed, out of memory, lost)."""
+    return _unfinished_row(cell, "failed", f"worker lost: {reason}", seconds)
+
+
+def timeout_record(cell: Cell, limit: float, seconds: float) -> Record:
+    """The row of a cell stopped at the per-cell time limit; ``seconds`` is how long it ran."""
+    error = f"timed out: still running after the cell timeout of {limit:g} s; its worker was stopped"
+    return _unfinished_row(cell, "timeout", error, seconds)

@@ -1,0 +1,304 @@
+"""Timeouts and clean stops of the executors, and the numbers they give. Each situation is a test:
+
+1. A hanging cell (``tests.plugins.hanging_models``: hung in native code, holding the GIL, SIGTERM
+   ignored) is recorded as ``timeout`` with its elapsed time and the limit named; its worker is
+   killed and replaced, and the run goes on: local executor (fast), and with a cell that finishes
+   beside it on the local executor and on Dask (slow).
+2. A worker killed from outside (as by the out-of-memory killer) records its cell as failed
+   ("worker lost") and is replaced; the run goes on (slow; tests/test_runner.py has a fast case of a
+   worker that exits).
+3. SIGINT to the run's process group (Ctrl-C at a terminal), SIGTERM and SIGKILL to a running
+   ``ppl-suite run`` whose workers hang: no process of the run survives it by 10 s; SIGINT prints no
+   worker traceback; the exit codes are 130, 143 and -9 (killed). Local executor with one worker:
+   SIGINT and SIGKILL fast; with two workers, and on Dask: slow.
+4. A run stopped by SIGINT, SIGTERM or SIGKILL after some cells finished, then run again, gives a
+   table bitwise equal to an uninterrupted run's (timing columns aside), and the cells finished
+   before the stop are reused exactly as stored (slow).
+5. The numbers do not depend on the executor: the same cells, Pyro included, give bitwise equal
+   rows in-process, on the local executor with one and two workers, and on Dask (slow).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from ppl_suite import executors
+from ppl_suite.backends import SVIConfig
+from ppl_suite.cell import Cell, Record
+from ppl_suite.results import load
+
+ROOT = Path(__file__).resolve().parent.parent
+HANGING = "tests.plugins.hanging_models"
+SURVIVAL_SECONDS = 10  # no process of a stopped run may outlive it by more
+TIMING = ("seconds", "steps_per_second", "digest")
+SVI = SVIConfig(steps=200, eval_particles=200)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def cell(model: str, backend: str = "numpyro", seed: int = 0) -> Cell:
+    return Cell(model, backend, "mean_field", seed, seed, (), SVI, 500)
+
+
+def run_cells(cells: list[Cell], **options) -> dict[str, Record]:
+    """Run cells on an executor in this process; the Records by cell key."""
+    records: dict[str, Record] = {}
+    executor = executors.get(options.pop("executor", "local"), plugins=[HANGING], **options)
+    executor.run(cells, lambda c, record: records.setdefault(c.key, record))
+    return records
+
+
+def spawned(process: psutil.Process) -> list[psutil.Process]:
+    """Worker processes below ``process``: interpreters started by multiprocessing's spawn."""
+    found = []
+    for child in process.children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def hung(pid: int) -> bool:
+    """Whether the process ignores SIGTERM, which the hanging model does once it hangs."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    return bool(ignored >> (signal.SIGTERM - 1) & 1)
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def kill_all(processes: list[psutil.Process]) -> None:
+    """Clean up after a failed test: no process of it may keep running."""
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows without timing columns, sorted by key: what must be identical between two runs."""
+    keep = [c for c in frame.columns if not any(part in c for part in TIMING)]
+    return frame[keep].sort_values("key").reset_index(drop=True)
+
+
+# 1. timeouts ----------------------------------------------------------------------------------
+
+
+def test_hanging_cells_time_out_in_fresh_workers_and_the_run_goes_on():
+    """Two hanging cells on one worker slot: each is stopped at the limit; the second one runs in a
+    replacement worker (sent to the stopped one it would come back as "worker lost")."""
+    cells = [cell("hanging", seed=0), cell("hanging", seed=1)]
+    start = time.monotonic()
+    records = run_cells(cells, jobs=1, cell_timeout=2.0)
+    assert [records[c.key].row["status"] for c in cells] == ["timeout", "timeout"]
+    for c in cells:
+        row = records[c.key].row
+        assert 2.0 <= row["wall_seconds"] < 10 and "cell timeout of 2 s" in row["error"]
+    assert time.monotonic() - start < 30
+    assert spawned(psutil.Process()) == []  # the stopped workers are gone, none left behind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_hanging_cell_times_out_while_the_others_finish(executor):
+    """The limit must exceed a normal cell's time, worker start included: 60 s on a loaded machine."""
+    cells = [cell("hanging"), cell("normal_normal"), cell("normal_normal", seed=1)]
+    records = run_cells(cells, executor=executor, jobs=2, cell_timeout=60.0)
+    assert records[cells[0].key].row["status"] == "timeout"
+    assert "cell timeout of 60 s" in records[cells[0].key].row["error"]
+    assert [records[c.key].row["status"] for c in cells[1:]] == ["ok", "ok"]
+
+
+# 2. a worker killed from outside ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_cell_and_is_replaced():
+    cells = [cell("hanging", seed=0), cell("hanging", seed=1)]
+    killed: list[int] = []
+
+    def kill_each_worker() -> None:
+        """SIGKILL each worker once it hangs, as the out-of-memory killer would."""
+        deadline = time.monotonic() + 120
+        while len(killed) < len(cells) and time.monotonic() < deadline:
+            for worker in spawned(psutil.Process()):
+                if worker.pid not in killed and hung(worker.pid):
+                    worker.kill()
+                    killed.append(worker.pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_each_worker)
+    killer.start()
+    records = run_cells(cells, jobs=1)
+    killer.join()
+    assert len(killed) == 2
+    for c in cells:
+        row = records[c.key].row
+        assert row["status"] == "failed"
+        assert row["error"] == "worker lost: its process was killed by SIGKILL"
+        assert row["wall_seconds"] > 0
+
+
+# 3. signals to a running `ppl-suite run` -------------------------------------------------------
+
+
+def start_run(out: Path, *args: str) -> subprocess.Popen:
+    """``ppl-suite run`` in its own session (so signals to its group reach nothing else)."""
+    log = (out.parent / f"{out.name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ppl_suite.cli", "run", "--out", str(out), "--no-report", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_hanging_run(tmp_path: Path, signum: int, executor: str, workers: int) -> tuple[int, str]:
+    """Start a run of hanging cells on ``workers`` workers, wait until each hangs, send ``signum``
+    (SIGINT to the whole process group, as a terminal's Ctrl-C does) and check that no process of the
+    run outlives it by SURVIVAL_SECONDS. Returns the exit code and the run's output."""
+    out = tmp_path / "run"
+    seeds = [str(seed) for seed in range(workers)]
+    run = start_run(
+        out,
+        *("--plugins", HANGING, "--models", "hanging", "--backends", "numpyro", "--seeds", *seeds),
+        *("--steps", "200", "--jobs", str(workers), "--executor", executor),
+    )
+    parent = psutil.Process(run.pid)
+    tree: list[psutil.Process] = []
+    try:
+
+        def hanging() -> bool:
+            assert run.poll() is None, (tmp_path / "run.log").read_text()
+            found = spawned(parent)
+            return len(found) >= workers and all(hung(worker.pid) for worker in found)
+
+        wait_until(hanging, 300, f"{workers} hanging workers")
+        tree = parent.children(recursive=True)
+        if signum == signal.SIGINT:
+            os.killpg(run.pid, signum)
+        else:
+            run.send_signal(signum)
+        code = run.wait(timeout=60)
+        wait_until(lambda: gone(tree), SURVIVAL_SECONDS, "every process of the stopped run gone")
+    finally:
+        kill_all([parent, *tree])
+        run.wait()
+    return code, (tmp_path / "run.log").read_text()
+
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+
+
+@pytest.mark.parametrize(
+    ("executor", "signum", "workers"),
+    [
+        ("local", signal.SIGINT, 1),
+        ("local", signal.SIGKILL, 1),
+        pytest.param("local", signal.SIGINT, 2, marks=pytest.mark.slow),
+        pytest.param("local", signal.SIGTERM, 2, marks=pytest.mark.slow),
+        pytest.param("local", signal.SIGKILL, 2, marks=pytest.mark.slow),
+        pytest.param("dask", signal.SIGINT, 2, marks=pytest.mark.slow),
+        pytest.param("dask", signal.SIGTERM, 2, marks=pytest.mark.slow),
+        pytest.param("dask", signal.SIGKILL, 2, marks=pytest.mark.slow),
+    ],
+    ids=lambda value: value.name if isinstance(value, signal.Signals) else str(value),
+)
+def test_a_stopped_run_leaves_no_worker_alive(tmp_path, executor, signum, workers):
+    code, output = stop_hanging_run(tmp_path, signum, executor, workers)
+    assert code == EXIT_CODES[signum], output
+    if signum == signal.SIGINT:
+        assert "Traceback" not in output, output
+
+
+# 4. stopped, then run again ---------------------------------------------------------------------
+
+
+def normal_run(out: Path, wait: bool = True) -> subprocess.Popen:
+    run = start_run(
+        out,
+        *("--models", "normal_normal", "--backends", "numpyro", "pyro"),
+        *("--seeds", "0", "1", "--steps", "200", "--jobs", "1"),
+    )
+    if wait:
+        assert run.wait(timeout=600) == 0, (out.parent / f"{out.name}.log").read_text()
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_stopped_run_completes_on_the_next_run_to_the_uninterrupted_table(tmp_path, signum):
+    normal_run(tmp_path / "full")
+    out = tmp_path / "stopped"
+    run = normal_run(out, wait=False)
+    try:
+        wait_until(lambda: len(list((out / "cells").glob("*.json"))) >= 1, 600, "a finished cell")
+        run.send_signal(signum)
+        assert run.wait(timeout=60) == EXIT_CODES[signum]
+    finally:
+        run.kill()
+        run.wait()
+    kept = load(out).set_index("key")
+    assert 1 <= len(kept) < 4
+    normal_run(out)
+    rows = pd.read_parquet(out / "rows.parquet")
+    full = pd.read_parquet(tmp_path / "full" / "rows.parquet")
+    pd.testing.assert_frame_equal(comparable(rows), comparable(full), check_exact=True)
+    reused = rows.set_index("key").loc[kept.index]
+    assert (reused["wall_seconds"] == kept["wall_seconds"]).all()  # returned exactly as stored
+
+
+# 5. the same numbers on every executor ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pyro_and_numpyro_cells_give_bitwise_equal_rows_on_every_executor():
+    from ppl_suite.execute import execute
+
+    cells = [cell("normal_normal", backend, seed) for backend in ["pyro", "numpyro"] for seed in (0, 1)]
+    in_process = {c.key: execute(c) for c in cells}
+    runs = {
+        "local, one worker": run_cells(cells, jobs=1),
+        "local, two workers": run_cells(cells, jobs=2),
+        "dask, two workers": run_cells(cells, executor="dask", jobs=2),
+    }
+    expected = comparable(pd.DataFrame([in_process[c.key].row for c in cells]))
+    for name, records in runs.items():
+        got = comparable(pd.DataFrame([records[c.key].row for c in cells]))
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=name)
+        for c in cells:
+            np.testing.assert_array_equal(records[c.key].losses, in_process[c.key].losses, err_msg=name)
