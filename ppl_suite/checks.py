@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppl_suite import schema
+
 FLAG_SE = 4.0
 # Relative float64 rounding allowed on top of the SE: an exact value computed by two libraries
 # differs by ~1e-13 relative, not by "infinite" SEs.
@@ -51,7 +53,7 @@ def in_se(difference: float, se: float) -> float:
 
 
 def _ok(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["status"] == "ok"] if "status" in rows else rows.iloc[0:0]
+    return rows[rows[schema.STATUS] == "ok"] if schema.STATUS in rows else rows.iloc[0:0]
 
 
 def _number(row: pd.Series, name: str) -> float:
@@ -63,10 +65,11 @@ def identity_failures(rows: pd.DataFrame) -> list[str]:
     """Cells whose residual (log p(x) - ELBO - KL) / SE lies beyond FLAG_SE."""
     failures = []
     for _, row in _ok(rows).iterrows():
-        residual = _number(row, "residual_se")
+        residual = _number(row, schema.RESIDUAL_SE)
         if abs(residual) > FLAG_SE:  # NaN (no exact answer) compares False
             failures.append(
-                f"identity: {row['key']}: log p(x) - ELBO - KL = {residual:+.1f} SE (beyond {FLAG_SE:g} SE)"
+                f"identity: {row[schema.KEY]}: log p(x) - ELBO - KL = {residual:+.1f} SE "
+                f"(beyond {FLAG_SE:g} SE)"
             )
     return failures
 
@@ -75,14 +78,16 @@ def library_failures(rows: pd.DataFrame) -> list[str]:
     """Cells whose library ELBO differs from the suite's ELBO of the same guide beyond FLAG_SE."""
     failures = []
     for _, row in _ok(rows).iterrows():
-        library, ours = _number(row, "library_elbo"), _number(row, "elbo")
+        library, ours = _number(row, schema.LIBRARY_ELBO), _number(row, schema.ELBO)
         if math.isnan(library) or math.isnan(ours):
             continue
-        se = math.hypot(_number(row, "library_elbo_se"), _number(row, "elbo_se"), rounding(library, ours))
+        se = math.hypot(
+            _number(row, schema.LIBRARY_ELBO_SE), _number(row, schema.ELBO_SE), rounding(library, ours)
+        )
         difference = library - ours
         if abs(in_se(difference, se)) > FLAG_SE:
             failures.append(
-                f"library ELBO: {row['key']}: the {row['backend']} ELBO minus the suite's is "
+                f"library ELBO: {row[schema.KEY]}: the {row[schema.BACKEND]} ELBO minus the suite's is "
                 f"{difference:+.4g} nats = {in_se(difference, se):+.1f} SE (beyond {FLAG_SE:g} SE)"
             )
     return failures
@@ -93,11 +98,11 @@ def log_joint_failures(rows: pd.DataFrame) -> list[str]:
     than the conformance tolerance at the same latents (``ppl_suite.conformance``)."""
     failures = []
     for _, row in _ok(rows).iterrows():
-        difference = _number(row, "log_joint_max_diff")
+        difference = _number(row, schema.LOG_JOINT_MAX_DIFF)
         if difference > LOG_JOINT_TOLERANCE:  # NaN (not compared) compares False
             failures.append(
-                f"log joint: {row['key']}: {row['log_joint_pair']} differ by up to {difference:.4g} nats "
-                f"at the same latents (beyond {LOG_JOINT_TOLERANCE:g})"
+                f"log joint: {row[schema.KEY]}: {row[schema.LOG_JOINT_PAIR]} differ by up to "
+                f"{difference:.4g} nats at the same latents (beyond {LOG_JOINT_TOLERANCE:g})"
             )
     return failures
 
@@ -109,6 +114,8 @@ def failed_checks(rows: pd.DataFrame) -> list[str]:
 
 def not_converged(rows: pd.DataFrame) -> pd.Series:
     """True for ok cells flagged as not converged (optimization gap above CONVERGED_GAP)."""
-    if "converged" not in rows:
+    if schema.CONVERGED not in rows:
         return pd.Series(False, index=rows.index)
-    return (rows["status"] == "ok") & rows["converged"].map(lambda value: value is False or value == 0)
+    return (rows[schema.STATUS] == "ok") & rows[schema.CONVERGED].map(
+        lambda value: value is False or value == 0
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import platform
 import shutil
@@ -19,14 +20,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ppl_suite import __version__, backends, executors, guides, matrix, registry
+from ppl_suite import __version__, backends, executors, guides, matrix, registry, schema
+from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ppl_suite.cell import Cell
     from ppl_suite.store import ResultsStore
 
 EXIT_CODES = """\
@@ -149,8 +150,9 @@ def command_run(args: argparse.Namespace) -> int:
     for reason in plan.skipped:
         print(f"skip {reason}")
     if args.dry_run:
-        print("\n".join(cell.key for cell in plan.cells))
-        print(f"{len(plan.cells)} cells would run")
+        print("\n".join(unit.key for unit in plan.units))
+        problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
+        print(f"{len(plan.cells)} cells would run{problems}")
         return 0
 
     from ppl_suite.store import FolderBusy, ResultsStore
@@ -182,22 +184,27 @@ def _run_locked(
         print(f"removed {removed} temporary files of interrupted writes in {store.path}")
     if args.fresh and (removed := store.discard()):
         print(f"--fresh: removed {removed} stored files of earlier runs from {store.path}")
-    stored = {cell: store.stored(cell) for cell in plan.cells}
+    stored = {unit: store.stored(unit) for unit in plan.units}
     damaged = [state.damage for state in stored.values() if state.damage]
     if damaged:
         print(f"warning: {len(damaged)} damaged cell files, rerunning their cells: {'; '.join(damaged)}")
-    todo = [cell for cell in plan.cells if not stored[cell].reusable]
-    reused = len(plan.cells) - len(todo)
-    if reused:
-        unfinished = sum(stored[cell].status not in (None, "ok") for cell in todo)
+    todo = [unit for unit in plan.units if not stored[unit].reusable]
+    reused = len(plan.cells) - sum(isinstance(unit, Cell) for unit in todo)
+    reused_problems = len(plan.problems) - sum(not isinstance(unit, Cell) for unit in todo)
+    if reused or reused_problems:
+        unfinished = sum(stored[unit].status not in (None, "ok") for unit in todo)
         again = f" ({unfinished} of them failed, diverged or timed out before)" if unfinished else ""
-        print(f"reusing {reused} finished cells stored in {store.path}; running {len(todo)}{again}")
+        problems = f" and {_count(reused_problems, 'problem unit')}" if reused_problems else ""
+        print(f"reusing {reused} finished cells{problems} stored in {store.path}; running {len(todo)}{again}")
     manifest = {
         "command": sys.argv,
         "config": plan.config,
         "cells": [cell.key for cell in plan.cells],
         "digests": [stored[cell].digest for cell in plan.cells],
+        "problems": [unit.key for unit in plan.problems],
+        "problem_digests": [stored[unit].digest for unit in plan.problems],
         "reused": reused,
+        "reused_problems": reused_problems,
         "versions": versions(),
         "git_commit": git_commit(),
         "host": platform.node(),
@@ -264,7 +271,7 @@ def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -
 
 
 def _run_with_progress(
-    executor: executors.Executor, cells: Sequence[Cell], store: ResultsStore, jobs: int
+    executor: executors.Executor, units: Sequence[Unit], store: ResultsStore, jobs: int
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
     from rich.text import Text
@@ -285,39 +292,59 @@ def _run_with_progress(
         TimeElapsedColumn(),
         SteadyEta(),
     )
-    if not cells:
+    if not units:
         return
     with Progress(*columns, transient=False) as progress:
         first = (
-            "compiling and running" if jobs == 1 else f"starting {min(jobs, len(cells))} workers, compiling"
+            "compiling and running" if jobs == 1 else f"starting {min(jobs, len(units))} workers, compiling"
         )
-        task = progress.add_task(first, total=len(cells), at_last=0.0)
+        task = progress.add_task(first, total=len(units), at_last=0.0)
 
-        def on_record(cell, record) -> None:
-            store.write(cell, record)
+        def on_record(unit: Unit, record: Record) -> None:
+            store.write(unit, record)
             row = record.row
-            if record.ok:
-                detail = f"ELBO {row['elbo']:.4f} ± {row['elbo_se']:.1e}"
-                if row.get("residual_se") == row.get("residual_se"):  # not NaN
-                    detail += f", residual {row['residual_se']:+.2f} SE, KL {row['kl']:.2e}"
-            else:
-                detail = (row.get("error") or "").splitlines()[0] if row.get("error") else ""
-            progress.console.print(f"{row['status']:8s} {cell.key}  {detail}  ({row['wall_seconds']:.1f} s)")
+            line = (
+                f"{row[schema.STATUS]:8s} {unit.key}  {_detail(record)}  ({row[schema.WALL_SECONDS]:.1f} s)"
+            )
+            progress.console.print(line)
             elapsed = progress.tasks[task].elapsed or 0.0
             progress.update(task, advance=1, description="running", at_last=elapsed)
 
-        executor.run(cells, on_record)
+        executor.run(units, on_record)
+
+
+def _detail(record: Record) -> str:
+    """What a finished unit's progress line says: a cell's ELBO, residual and KL; a problem unit's
+    estimates; the first line of the error of a unit that did not finish."""
+    row = record.row
+    if not record.ok:
+        return (row.get(schema.ERROR) or "").splitlines()[0] if row.get(schema.ERROR) else ""
+    if schema.ELBO not in row:  # a problem unit
+        return ", ".join(
+            f"{e[schema.ESTIMATOR]} {e[schema.VALUE]:.4f}" if e[schema.STATUS] == schema.ESTIMATE_OK
+            else f"{e[schema.ESTIMATOR]} {e[schema.STATUS]}"
+            for e in record.estimates
+        )  # fmt: skip
+    detail = f"ELBO {row[schema.ELBO]:.4f} ± {row[schema.ELBO_SE]:.1e}"
+    if not math.isnan(row.get(schema.RESIDUAL_SE, math.nan)):
+        detail += f", residual {row[schema.RESIDUAL_SE]:+.2f} SE, KL {row[schema.KL]:.2e}"
+    return detail
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def _width() -> int:
     return shutil.get_terminal_size().columns
 
 
-def summary(rows: pd.DataFrame, planned: int) -> str:
-    """'N cells: a ok, b not converged (optimization gap > 0.01 nats), c failed, ...'."""
+def summary(rows: pd.DataFrame, planned: int, problems: pd.DataFrame | None = None) -> str:
+    """'N cells: a ok, b not converged (optimization gap > 0.01 nats), c failed, ...', then the problem
+    units that did not finish, if any."""
     from ppl_suite import checks
 
-    counts = rows["status"].value_counts().to_dict() if not rows.empty else {}
+    counts = rows[schema.STATUS].value_counts().to_dict() if not rows.empty else {}
     late = int(checks.not_converged(rows).sum()) if not rows.empty else 0
     parts = [f"{counts.pop('ok', 0) - late} ok"]
     if late:
@@ -326,29 +353,37 @@ def summary(rows: pd.DataFrame, planned: int) -> str:
     parts += [f"{count} {words.get(status, status)}" for status, count in sorted(counts.items())]
     if planned > len(rows):
         parts.append(f"{planned - len(rows)} missing")
-    return f"{planned} cell{'s' if planned != 1 else ''}: " + ", ".join(parts)
+    text = f"{_count(planned, 'cell')}: " + ", ".join(parts)
+    unfinished = (
+        int((problems[schema.STATUS] != "ok").sum()) if problems is not None and not problems.empty else 0
+    )
+    if unfinished:
+        text += f"; {unfinished} of {_count(len(problems), 'problem unit')} did not finish"
+    return text
 
 
 def _finish(args: argparse.Namespace, store: ResultsStore, planned: int) -> int:
     from ppl_suite import checks
-    from ppl_suite.report.tables import failures_table, identity_table
+    from ppl_suite.report.tables import failures_table, identity_table, units
+    from ppl_suite.store import ESTIMATES, ROWS
 
-    print("writing rows.parquet")
+    print(f"writing {ROWS} and {ESTIMATES}")
     rows = store.finalize()
+    problems = store.problems()
     table = identity_table(rows)
     if not table.empty:
         print()
         print(table.to_string(index=False, line_width=_width()))
-    print(f"\nrows: {store.path / 'rows.parquet'}")
+    print(f"\nrows: {store.path / ROWS}\nestimates: {store.path / ESTIMATES}")
     if not args.no_report:
         from ppl_suite.report.render import write_report
 
         print("writing the report")
         for kind, path in write_report(store.path, report_dir(args)).items():
             print(f"report ({kind}): {path}")
-    failures = failures_table(rows)
+    failures = failures_table(units(rows, problems))
     failed = checks.failed_checks(rows)
-    print("\n" + summary(rows, planned))
+    print("\n" + summary(rows, planned, problems))
     if failed:
         print(f"{len(failed)} correctness checks failed:\n" + "\n".join(failed))
     if not failures.empty or len(rows) < planned:

@@ -1,4 +1,5 @@
-"""One cell of the comparison: fit a guide with a backend, then evaluate it. Pure: no files written.
+"""One unit of work: a cell fits a guide with a backend, then evaluates it; a problem unit runs the
+guide-free estimators of one problem. Pure: no files written.
 
     log p(x) = ELBO + KL(q || p(z | x))
 
@@ -10,6 +11,10 @@ The evaluation is the estimators' own: the same functions, each on its own rando
 seed (``estimators.streams``), with one ``EvaluationCache`` per cell for what several of them share,
 so the ``elbo`` column and the ``kl_identity`` plug-in are one computation, and IS, IWAE and PSIS
 share their weights.
+
+A ``ProblemUnit`` runs the guide-free estimators of one problem once (``execute_problem``); a cell of
+a model with learned theta runs them itself, at its fitted theta. Every estimator's result is a row of
+the long estimates table (``schema.estimate_record``); column names come from ``ppl_suite.schema``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import backends, estimators
-from ppl_suite.cell import Cell, Record
+from ppl_suite import backends, estimators, schema
+from ppl_suite.cell import Cell, ProblemUnit, Record, Unit
 from ppl_suite.checks import CONVERGED_GAP
 from ppl_suite.conformance import DRAWS, log_joint_conformance
 from ppl_suite.estimate import Estimate
@@ -46,27 +51,32 @@ MARGINAL_DRAWS = 4000
 TRAINING_CURVE_SAMPLES = 2000  # Monte Carlo draws per ELBO along the training curve
 
 
-def execute(cell: Cell) -> Record:
-    """Run one cell; any exception or non-finite result becomes a failed/diverged row, never a raise."""
+def execute(unit: Unit) -> Record:
+    """Run one unit of work (a Cell or a ProblemUnit); any exception or non-finite result becomes a
+    failed/diverged row, never a raise."""
+    if isinstance(unit, ProblemUnit):
+        return execute_problem(unit)
+    return execute_cell(unit)
+
+
+def execute_cell(cell: Cell) -> Record:
+    """Fit the cell's guide, evaluate it, run its estimators; φ and θ go into its artifacts."""
     start = time.perf_counter()
     row: dict[str, Any] = {
-        "key": cell.key,
-        "model": cell.model,
-        "backend": cell.backend,
-        "guide": cell.guide,
-        "data_seed": cell.data_seed,
-        "seed": cell.seed,
-        "params": json.dumps(dict(cell.overrides), sort_keys=True),
-        **{f"svi_{k}": v for k, v in asdict(cell.svi).items()},
+        **cell.identity(),
+        **{f"{schema.SVI_PREFIX}{k}": v for k, v in asdict(cell.svi).items()},
     }
-    losses, artifacts = np.empty(0), {}
+    losses, artifacts, estimated = np.empty(0), {}, []
     try:
         problem = Problem.build(cell.model, cell.data_seed, dict(cell.overrides))
         fit = backends.get(cell.backend).fit(problem, cell.guide, cell.svi, cell.seed)
         losses = fit.losses
+        artifacts = schema.fitted_arrays(fit.phi, fit.theta)
         row.update(_fit_columns(fit))
         if not np.all(np.isfinite(fit.losses)) or not all(np.all(np.isfinite(v)) for v in fit.phi.values()):
-            row.update(status="diverged", error="non-finite loss or guide parameters during SVI")
+            row.update(
+                {schema.STATUS: "diverged", schema.ERROR: "non-finite loss or guide parameters during SVI"}
+            )
         else:
             fitted = problem.with_params(fit.theta)
             target, guide, cache = (
@@ -74,21 +84,51 @@ def execute(cell: Cell) -> Record:
                 FittedGuide(fitted, fit.guide, dict(fit.phi)),
                 EvaluationCache(),
             )
-            columns, artifacts = evaluate(fitted, target, guide, cell.eval_samples, cell.seed, cache)
+            columns, drawn = evaluate(fitted, target, guide, cell.eval_samples, cell.seed, cache)
             columns |= conformance_columns(fitted, guide, cell.seed)
+            artifacts |= drawn
             if problem.spec.learned and problem.spec.oracle is not None:
                 artifacts |= training_artifacts(problem, fit, cell.eval_samples, cell.seed)
-            # guide-free estimates depend on the problem only, unless theta was learned by this fit
-            problem_key = None if problem.spec.learned else (cell.model, cell.overrides, cell.data_seed)
             for name, settings in cell.estimators:
-                estimated, arrays = run_estimator(target, guide, name, settings, cell, cache, problem_key)
-                columns |= estimated
-                artifacts |= arrays
-            row.update(columns, status="ok", error="")
+                estimator = estimators.get(name, **dict(settings))
+                # guide-free estimators listed in a cell (learned theta) run at its fitted theta, seeded
+                # by the data seed as a problem unit would be
+                seed = cell.seed if estimator.uses_guide else cell.data_seed
+                estimated.append(
+                    run_estimator(estimator, target, guide, seed, cache, cell.key, schema.SCOPE_CELL)
+                )
+            row.update(columns, **{schema.STATUS: "ok", schema.ERROR: ""})
     except Exception as error:  # a failing cell is recorded, never raised: the matrix goes on
-        row.update(status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
-    row["wall_seconds"] = time.perf_counter() - start
-    return Record(row, losses, artifacts)
+        row.update({schema.STATUS: "failed", schema.ERROR: _failure(error)})
+    row[schema.WALL_SECONDS] = time.perf_counter() - start
+    return Record(row, losses, artifacts, estimated)
+
+
+def execute_problem(unit: ProblemUnit) -> Record:
+    """The guide-free estimators of one problem, each once, on its data seed's stream; the row carries
+    the exact log p(x) where the model has an oracle."""
+    start = time.perf_counter()
+    row: dict[str, Any] = {**unit.identity(), schema.LOG_EVIDENCE: math.nan}
+    estimated = []
+    try:
+        problem = Problem.build(unit.model, unit.data_seed, dict(unit.overrides))
+        target = target_for(problem)
+        if target.exact is not None:
+            row[schema.LOG_EVIDENCE] = target.exact.log_evidence
+        for name, settings in unit.estimators:
+            estimator = estimators.get(name, **dict(settings))
+            estimated.append(
+                run_estimator(estimator, target, None, unit.data_seed, None, unit.key, schema.SCOPE_PROBLEM)
+            )
+        row.update({schema.STATUS: "ok", schema.ERROR: ""})
+    except Exception as error:  # recorded like a cell's failure
+        row.update({schema.STATUS: "failed", schema.ERROR: _failure(error)})
+    row[schema.WALL_SECONDS] = time.perf_counter() - start
+    return Record(row, np.empty(0), {}, estimated)
+
+
+def _failure(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
 
 def conformance_columns(problem: Problem, guide: GuideDensity, seed: int) -> dict[str, Any]:
@@ -100,44 +140,44 @@ def conformance_columns(problem: Problem, guide: GuideDensity, seed: int) -> dic
     elif (exact := problem.exact()) is not None:
         latents = exact.sample(np.random.default_rng(rng_seed), DRAWS)
     else:
-        return {"log_joint_max_diff": math.nan, "log_joint_pair": ""}
+        return {schema.LOG_JOINT_MAX_DIFF: math.nan, schema.LOG_JOINT_PAIR: ""}
     result = log_joint_conformance(problem, latents)
-    return {"log_joint_max_diff": result.max_difference, "log_joint_pair": result.pair}
+    return {schema.LOG_JOINT_MAX_DIFF: result.max_difference, schema.LOG_JOINT_PAIR: result.pair}
 
 
 def _fit_columns(fit: backends.Fit) -> dict[str, Any]:
     library = fit.library_elbo
     return {
-        "compile_seconds": fit.compile_seconds,
-        "fit_seconds": fit.run_seconds,
-        "steps_per_second": fit.steps_per_second,
-        "final_loss": float(np.mean(fit.losses[-max(len(fit.losses) // 10, 1) :])),
-        "library_elbo": library.value if library else math.nan,
-        "library_elbo_se": library.se if library else math.nan,
+        schema.COMPILE_SECONDS: fit.compile_seconds,
+        schema.FIT_SECONDS: fit.run_seconds,
+        schema.STEPS_PER_SECOND: fit.steps_per_second,
+        schema.FINAL_LOSS: float(np.mean(fit.losses[-max(len(fit.losses) // 10, 1) :])),
+        schema.LIBRARY_ELBO: library.value if library else math.nan,
+        schema.LIBRARY_ELBO_SE: library.se if library else math.nan,
     }
 
 
 def _empty_columns() -> dict[str, Any]:
     nan = math.nan
-    return dict(
-        elbo=nan,
-        elbo_se=nan,
-        elbo_seconds=nan,
-        elbo_reliability="",
-        log_evidence=nan,
-        kl=nan,
-        kl_method="",
-        kl_analytic=nan,
-        kl_mc=nan,
-        kl_mc_se=nan,
-        kl_identity=nan,
-        residual_se=nan,
-        residual_floor=nan,
-        kl_family_min=nan,
-        optimization_gap=nan,
-        converged=None,
-        draw_labels="[]",
-    )
+    return {
+        schema.ELBO: nan,
+        schema.ELBO_SE: nan,
+        schema.ELBO_SECONDS: nan,
+        schema.ELBO_RELIABILITY: "",
+        schema.LOG_EVIDENCE: nan,
+        schema.KL: nan,
+        schema.KL_METHOD: "",
+        schema.KL_ANALYTIC: nan,
+        schema.KL_MC: nan,
+        schema.KL_MC_SE: nan,
+        schema.KL_IDENTITY: nan,
+        schema.RESIDUAL_SE: nan,
+        schema.RESIDUAL_FLOOR: nan,
+        schema.KL_FAMILY_MIN: nan,
+        schema.OPTIMIZATION_GAP: nan,
+        schema.CONVERGED: None,
+        schema.DRAW_LABELS: "[]",
+    }
 
 
 def family_minimum(problem: Problem, family: str, exact: ExactPosterior) -> float | None:
@@ -170,46 +210,60 @@ def evaluate(
     if guide.samples_nothing:  # the library summed every latent out
         return _evaluate_enumerated(problem, target, guide, out), {}
     estimate = elbo(target, guide, n, seed, cache)
-    out.update(
-        elbo=estimate.value,
-        elbo_se=estimate.se,
-        elbo_seconds=estimate.seconds,
-        elbo_reliability=estimate.reliability,
-    )
+    out |= _elbo_columns(estimate)
     labels, q_draws = marginal_draws(problem, guide.sample(stream_seed(seed, "q_draws"), MARGINAL_DRAWS))
-    out["draw_labels"] = json.dumps(labels)
-    artifacts = {"q_draws": q_draws}
+    out[schema.DRAW_LABELS] = json.dumps(labels)
+    artifacts = {schema.Q_DRAWS: q_draws}
     if exact is None:
         return out, artifacts
     rng = np.random.default_rng(stream_seed(seed, "posterior_draws"))
-    artifacts["posterior_draws"] = marginal_draws(problem, exact.sample(rng, MARGINAL_DRAWS))[1]
+    artifacts[schema.POSTERIOR_DRAWS] = marginal_draws(problem, exact.sample(rng, MARGINAL_DRAWS))[1]
     analytic = kl_analytic(guide, exact)
     mc = kl_monte_carlo(guide, exact, n, seed, cache)
     identity = kl_identity(estimate, exact.log_evidence)
     kl = analytic if analytic is not None else mc
-    out.update(
-        log_evidence=exact.log_evidence,
-        kl=kl.value,
-        kl_method="analytic" if analytic is not None else "monte_carlo",
-        kl_analytic=analytic.value if analytic is not None else math.nan,
-        kl_mc=mc.value,
-        kl_mc_se=mc.se,
-        kl_identity=identity.value,
-    )
+    out |= {
+        schema.LOG_EVIDENCE: exact.log_evidence,
+        schema.KL: kl.value,
+        schema.KL_METHOD: "analytic" if analytic is not None else "monte_carlo",
+        schema.KL_ANALYTIC: analytic.value if analytic is not None else math.nan,
+        schema.KL_MC: mc.value,
+        schema.KL_MC_SE: mc.se,
+        schema.KL_IDENTITY: identity.value,
+    }
     floor = rounding_floor(exact.log_evidence, estimate.value, estimate.extras["magnitude"], kl.value)
-    out.update(_residual(exact.log_evidence, estimate, kl, floor))
-    family_min = family_minimum(problem, guide.family, exact)
-    if family_min is not None:
-        gap = kl.value - family_min
-        out.update(kl_family_min=family_min, optimization_gap=gap, converged=bool(gap < CONVERGED_GAP))
+    out |= _residual(exact.log_evidence, estimate, kl, floor)
+    out |= _gap_columns(problem, guide.family, exact, kl.value)
     return out, artifacts
+
+
+def _elbo_columns(estimate: Estimate) -> dict[str, Any]:
+    return {
+        schema.ELBO: estimate.value,
+        schema.ELBO_SE: estimate.se,
+        schema.ELBO_SECONDS: estimate.seconds,
+        schema.ELBO_RELIABILITY: estimate.reliability,
+    }
+
+
+def _gap_columns(problem: Problem, family: str, exact: ExactPosterior, kl: float) -> dict[str, Any]:
+    """The family's smallest KL, the optimization gap KL - that, and whether it is below CONVERGED_GAP."""
+    family_min = family_minimum(problem, family, exact)
+    if family_min is None:
+        return {}
+    gap = kl - family_min
+    return {
+        schema.KL_FAMILY_MIN: family_min,
+        schema.OPTIMIZATION_GAP: gap,
+        schema.CONVERGED: bool(gap < CONVERGED_GAP),
+    }
 
 
 def _residual(log_evidence: float, elbo: Estimate, kl: Estimate, floor: float) -> dict[str, float]:
     """residual_se = (log p(x) - ELBO - KL) / sqrt(SE_ELBO^2 + SE_KL^2 + floor^2), and the floor."""
     noise = math.sqrt(elbo.se**2 + kl.se**2 + floor**2)
     residual = log_evidence - elbo.value - kl.value
-    return {"residual_se": residual / noise if noise > 0 else math.nan, "residual_floor": floor}
+    return {schema.RESIDUAL_SE: residual / noise if noise > 0 else math.nan, schema.RESIDUAL_FLOOR: floor}
 
 
 def _evaluate_enumerated(
@@ -222,76 +276,40 @@ def _evaluate_enumerated(
         return out
     terms = enumerated_terms(target)
     elbo_, kl = terms.elbo, terms.kl
-    out.update(
-        elbo=elbo_.value,
-        elbo_se=elbo_.se,
-        elbo_seconds=elbo_.seconds,
-        elbo_reliability=elbo_.reliability,
-        log_evidence=exact.log_evidence,
-        kl=kl.value,
-        kl_method="enumerated",
-        kl_identity=exact.log_evidence - elbo_.value,
-    )
-    out.update(_residual(exact.log_evidence, elbo_, kl, rounding_floor(exact.log_evidence, terms.magnitude)))
-    family_min = family_minimum(problem, guide.family, exact)
-    if family_min is not None:
-        gap = kl.value - family_min
-        out.update(kl_family_min=family_min, optimization_gap=gap, converged=bool(gap < CONVERGED_GAP))
+    out |= _elbo_columns(elbo_) | {
+        schema.LOG_EVIDENCE: exact.log_evidence,
+        schema.KL: kl.value,
+        schema.KL_METHOD: "enumerated",
+        schema.KL_IDENTITY: exact.log_evidence - elbo_.value,
+    }
+    out |= _residual(exact.log_evidence, elbo_, kl, rounding_floor(exact.log_evidence, terms.magnitude))
+    out |= _gap_columns(problem, guide.family, exact, kl.value)
     return out
 
 
 def run_estimator(
+    estimator: estimators.Estimator,
     target: Target,
-    guide: GuideDensity,
-    name: str,
-    settings: tuple[tuple[str, Any], ...],
-    cell: Cell,
-    cache: EvaluationCache,
-    problem_key: tuple | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One estimator on the fitted guide: columns est_<name>[_se|_n_evals|_seconds|_kind|_quantity|
-    _reliability|_diagnostic], scalar extras as columns est_<name>.<extra>, list extras as artifacts
-    est_<name>.<extra>. A skip or an error is recorded in est_<name>_skipped / est_<name>_error and
-    never fails the cell. Guide-based estimators draw from the cell seed's streams and share the
-    cell's cache; guide-free ones (AIS, Laplace...) run on the data seed and, given a
-    ``problem_key``, once per problem in a process, reused by the other cells of the same data."""
-    prefix = f"est_{name}"
-    estimator = estimators.get(name, **dict(settings))
-    reason = estimator.applies(target, guide if estimator.uses_guide else None)
+    guide: GuideDensity | None,
+    seed: int,
+    cache: EvaluationCache | None,
+    key: str,
+    scope: str,
+) -> dict[str, Any]:
+    """One estimator as a row of the estimates table for unit ``key``. A guide-based estimator sees the
+    fitted ``guide`` and the cell's ``cache``; a guide-free one sees neither. A skip (``applies`` says
+    why) or an error is recorded in the row and never fails the unit."""
+    given = guide if estimator.uses_guide else None
+    reason = estimator.applies(target, given)
     if reason is not None:
-        return {f"{prefix}_skipped": reason}, {}
+        return schema.unfinished_record(key, scope, estimator, schema.ESTIMATE_SKIPPED, reason)
     try:
-        if estimator.uses_guide:
-            estimate = estimator.estimate(target, guide, cell.seed, cache)
-        elif problem_key is None:
-            estimate = estimator.estimate(target, None, cell.data_seed)
-        else:
-            key = (*problem_key, name, settings)
-            if key not in _PROBLEM_ESTIMATES:
-                _PROBLEM_ESTIMATES[key] = estimator.estimate(target, None, cell.data_seed)
-            estimate = _PROBLEM_ESTIMATES[key]
+        estimate = estimator.estimate(target, given, seed, cache if estimator.uses_guide else None)
     except Exception as error:  # one estimator failing leaves the fit and the other numbers standing
-        return {f"{prefix}_error": f"{type(error).__name__}: {error}"}, {}
-    columns = {
-        prefix: estimate.value,
-        f"{prefix}_se": estimate.se,
-        f"{prefix}_n_evals": estimate.n_evals,
-        f"{prefix}_seconds": estimate.seconds,
-        f"{prefix}_kind": estimator.kind,
-        f"{prefix}_quantity": estimator.quantity,
-        f"{prefix}_reliability": estimate.reliability,
-        f"{prefix}_diagnostic": estimate.diagnostic,
-    }
-    arrays = {}
-    for key, value in estimate.extras.items():
-        if isinstance(value, (list, tuple, np.ndarray)):
-            arrays[f"{prefix}.{key}"] = np.asarray(value, dtype=float)
-        elif isinstance(value, (int, float, str, bool, np.generic)):
-            columns[f"{prefix}.{key}"] = value
-    return columns, arrays
-
-
-_PROBLEM_ESTIMATES: dict[tuple, Estimate] = {}
+        return schema.unfinished_record(
+            key, scope, estimator, schema.ESTIMATE_FAILED, f"{type(error).__name__}: {error}"
+        )
+    return schema.estimate_record(key, scope, estimator, estimate)
 
 
 def training_artifacts(problem: Problem, fit: backends.Fit, n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -304,7 +322,7 @@ def training_artifacts(problem: Problem, fit: backends.Fit, n: int, seed: int = 
         seed=seed,
     )
     columns = ("step", "elbo", "elbo_se", "log_evidence", "kl", "kl_se")
-    return {f"training.{c}": curve[c].to_numpy(dtype=float) for c in columns}
+    return {schema.training_artifact(c): curve[c].to_numpy(dtype=float) for c in columns}
 
 
 def marginal_draws(problem: Problem, latents: Latents) -> tuple[list[str], np.ndarray]:

@@ -1,4 +1,7 @@
-"""The comparison matrix: a TOML profile plus command-line overrides, validated, expanded into Cells.
+"""The comparison matrix: a TOML profile plus command-line overrides, validated, expanded into units of
+work: Cells (problem x backend x guide x seed) and ProblemUnits (the guide-free estimators of one
+problem, run once and referred to by its cells; none for models with learned theta, whose cells run
+them at their own fitted theta).
 
 A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has these keys:
 
@@ -10,7 +13,8 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     cell_timeout = 1800                   # seconds one cell may run before it is stopped
     [svi]        steps, lr, final_lr, hold, particles, eval_particles
     [evaluation] samples                  # Monte Carlo samples for ELBO and KL estimates
-    [estimators] <name> = {setting = value}   # extra estimators run on every fitted guide
+    [estimators] <name> = {setting = value}   # extra estimators: on every fitted guide, or, for a
+                                          # guide-free one (AIS, BDMC, Laplace...), once per problem
     [params.<model>] name = value         # model size and hyperparameter overrides
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
@@ -22,14 +26,14 @@ from __future__ import annotations
 
 import numbers
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ppl_suite import backends, guides, registry
 from ppl_suite.backends import SVIConfig
-from ppl_suite.cell import Cell
+from ppl_suite.cell import Cell, EstimatorSettings, ProblemUnit
 from ppl_suite.spec import Domain
 
 TOP_KEYS = {
@@ -65,6 +69,13 @@ class Matrix:
     cells: list[Cell]
     skipped: list[str]
     config: dict[str, Any]
+    problems: list[ProblemUnit] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[ProblemUnit | Cell]:
+        """Every unit of work, each problem unit before the cells: a worker holding a problem (the
+        affinity queue) runs its guide-free estimators first."""
+        return [*self.problems, *self.cells]
 
 
 def profiles() -> list[str]:
@@ -181,7 +192,8 @@ def expand(config: dict[str, Any]) -> Matrix:
     if problems:
         raise ConfigError(problems)
 
-    cells, skipped = [], []
+    guide_free = _guide_free(chosen_estimators)
+    cells, skipped, problems = [], [], {}
     for model in model_names:
         spec = registry.get(model)
         chosen = [g for g in guide_names if g in spec.guides] if guide_names else list(spec.guides)
@@ -189,19 +201,46 @@ def expand(config: dict[str, Any]) -> Matrix:
             chosen = chosen[:per_model]
         model_overrides = tuple(sorted(overrides.get(model, {}).items()))
         sites = spec.sites(spec.params(dict(model_overrides)))  # no data: the parameters are valid
+        # with learned theta, guide-free estimates depend on each fit: the cells run them
+        per_cell = (
+            chosen_estimators if spec.learned else tuple(e for e in chosen_estimators if e not in guide_free)
+        )
+        shared = () if spec.learned else guide_free
         for guide in chosen:
             for backend in backend_names:
                 reason = backends.get(backend).unsupported(spec, sites, guide)
                 if reason:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue
-                cells += [
-                    Cell(model, backend, guide, seed, seed, model_overrides, svi, samples, chosen_estimators)
-                    for seed in seeds
-                ]
+                for seed in seeds:
+                    unit = ProblemUnit(model, seed, model_overrides, shared) if shared else None
+                    if unit is not None:
+                        problems.setdefault(unit.key, unit)
+                    problem_key = unit.key if unit is not None else None
+                    cells.append(
+                        Cell(
+                            model,
+                            backend,
+                            guide,
+                            seed,
+                            seed,
+                            model_overrides,
+                            svi,
+                            samples,
+                            per_cell,
+                            problem_key,
+                        )
+                    )
     if not cells:
         raise ConfigError(["no cell can run with this selection:", *skipped])
-    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout})
+    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()))
+
+
+def _guide_free(chosen: EstimatorSettings) -> EstimatorSettings:
+    """The chosen estimators whose value does not depend on the fitted guide (``uses_guide`` False)."""
+    from ppl_suite import estimators
+
+    return tuple((name, settings) for name, settings in chosen if not estimators.get(name).uses_guide)
 
 
 def _frozen(value: Any) -> Any:
@@ -259,22 +298,6 @@ def _typed(name: str, settings: dict[str, Any], defaults: dict[str, Any]) -> lis
     return problems
 
 
-def _iwae_curve_computable(settings: dict[str, Any]) -> list[str]:
-    """The IWAE bound at K needs two disjoint blocks of K weights for a standard error: 2K <= n."""
-    n, ks = settings["n"], settings["ks"]
-    too_large = [k for k in ks if 2 * k > n]
-    if not too_large:
-        return []
-    return [
-        f"estimator 'importance': the IWAE curve at K = {', '.join(map(str, too_large))} needs n >= 2K = "
-        f"{2 * max(too_large)} importance samples (two blocks of K for a standard error), got n = {n}; "
-        "raise n or drop those K"
-    ]
-
-
-EstimatorSettings = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
-
-
 def _estimators(table: dict[str, Any], problems: list[str]) -> EstimatorSettings:
     """(name, settings) pairs, each typed against the estimator's defaults, then checked by constructing
     the configured estimator."""
@@ -296,14 +319,9 @@ def _estimators(table: dict[str, Any], problems: list[str]) -> EstimatorSettings
             problems += typed
             continue
         try:
-            configured = estimators.settings_of(estimators.get(name, **settings))
+            estimators.get(name, **settings)  # each plug-in validates its settings on construction
         except (KeyError, ValueError, TypeError) as error:
             problems.append(str(error).strip("'\""))
             continue
-        if name == "importance":
-            found = _iwae_curve_computable(configured)
-            if found:
-                problems += found
-                continue
         chosen.append((name, tuple(sorted(settings.items()))))
     return tuple(chosen)

@@ -1,19 +1,24 @@
-"""The results folder: the only writer of results, and the cache of finished cells.
+"""The results folder: the only writer of results, and the cache of finished units of work.
 
     RESULTS/
-      manifest.json          what was run: schema version, config, this run's cells and digests,
-                             versions, commit, host, times; a folder is a results folder by this file
-      cells/<digest>.json    one row per cell, written atomically (temp file + rename)
-      traces/<digest>.npy    the cell's training loss (-ELBO estimate) per SVI step
-      artifacts/<digest>.npz named arrays for the report (draws of q and of the posterior, curves)
-      rows.parquet           this run's rows as one table
-      run.lock               held by the run writing the folder (one run per folder)
-      run.holder.json        the PID, host and start time of that run
-      logs/error-<time>.log  the traceback of an internal error
+      manifest.json            what was run: schema version, config, this run's cells and problem
+                               units with their digests, versions, commit, host, times; a folder is a
+                               results folder by this file
+      cells/<digest>.json      one row per cell, written atomically (temp file + rename)
+      traces/<digest>.npy      the cell's training loss (-ELBO estimate) per SVI step
+      artifacts/<digest>.npz   the cell's named arrays: fitted phi and theta, draws, curves
+      problems/<digest>.json   one row per problem unit (guide-free estimators, once per problem)
+      estimates/<digest>.json  the unit's rows of the long estimates table
+      rows.parquet             this run's cells as one table (``schema.CELL_COLUMNS``)
+      estimates.parquet        this run's estimates, cells' and problem units' (``schema.ESTIMATE_COLUMNS``)
+      problems.parquet         this run's problem units (``schema.PROBLEM_COLUMNS``)
+      run.lock                 held by the run writing the folder (one run per folder)
+      run.holder.json          the PID, host and start time of that run
+      logs/error-<time>.log    the traceback of an internal error
 
-``digest`` hashes everything that changes a cell's numbers: its definition, the versions of the
+``digest`` hashes everything that changes a unit's numbers: its definition, the versions of the
 numerical packages and the source of the code it runs (its model, guide family, the backends, the
-estimators and the evaluation). A rerun reuses a stored cell only when its digest matches and it
+estimators and the evaluation). A rerun reuses a stored unit only when its digest matches and it
 finished ok; anything else is run again. Nothing but the files named above is ever written or
 removed, so a user's own files in the folder are left alone.
 """
@@ -42,15 +47,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite.cell import Cell, Record
+from ppl_suite import schema
+from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.schema import SCHEMA_VERSION
 
-SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 ROWS = "rows.parquet"
+ESTIMATES = "estimates.parquet"
+PROBLEMS = "problems.parquet"
+TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
-CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz"}  # folder -> suffix of <digest>.<suffix>
+# folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last
+CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates": "json"}
+PROBLEM_FILES = {"problems": "json", "estimates": "json"}
+UNIT_FILES = CELL_FILES | PROBLEM_FILES
 DIGEST = re.compile(r"[0-9a-f]{16}")
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}")  # _atomic_write's .<name>.XXXXXXXX
 ERROR_LOG = re.compile(r"error-[0-9T:+-]+\.log")
@@ -177,9 +189,11 @@ def _model_modules(model: str) -> list[str]:
     return sorted({f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)})
 
 
-def _guide_modules(guide: str) -> list[str]:
+def _guide_modules(guide: str | None) -> list[str]:
     from ppl_suite import guides
 
+    if guide is None:
+        return []
     try:
         return [type(guides.get(guide)).__module__]
     except KeyError:
@@ -187,21 +201,26 @@ def _guide_modules(guide: str) -> list[str]:
 
 
 @functools.cache
-def code_hash(model: str, guide: str) -> str:
-    """sha256 of the source a cell of ``model`` fitted with ``guide`` runs: the model's modules, the
-    guide family's, the evaluation with everything it imports, every backend and every estimator."""
+def code_hash(model: str, guide: str | None) -> str:
+    """sha256 of the source a unit of ``model`` fitted with ``guide`` (None: a problem unit, no guide)
+    runs: the model's modules, the guide family's, the evaluation with everything it imports, every
+    backend and every estimator."""
     common = [*EVALUATION_MODULES, *(m for package in PLUGIN_PACKAGES for m in _package_modules(package))]
     parts = (source_hash(tuple(roots)) for roots in (common, _model_modules(model), _guide_modules(guide)))
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
-def digest(cell: Cell) -> str:
-    """sha256 of the cell's definition, the numerical packages' versions and the code's source, 16 hex
-    digits: a change of any of them is a different cell."""
+def digest(unit: Unit) -> str:
+    """sha256 of the unit's definition, the numerical packages' versions and the code's source, 16 hex
+    digits: a change of any of them is a different unit."""
+    if isinstance(unit, Cell):
+        definition, guide = {"cell": asdict(unit)}, unit.guide
+    else:
+        definition, guide = {"problem": asdict(unit)}, None
     payload = {
-        "cell": asdict(cell),
+        **definition,
         "versions": package_versions(),
-        "code": code_hash(cell.model, cell.guide),
+        "code": code_hash(unit.model, guide),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -274,7 +293,7 @@ class ResultsStore:
     def is_results_folder(self) -> bool:
         """True when the folder holds a manifest with a schema version (written by the suite)."""
         try:
-            return "schema_version" in json.loads((self.path / MANIFEST).read_text())
+            return schema.VERSION in json.loads((self.path / MANIFEST).read_text())
         except (OSError, ValueError, TypeError):
             return False
 
@@ -321,21 +340,21 @@ class ResultsStore:
         return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
     def _own_files(self) -> Iterator[Path]:
-        """Cell files named by a digest, rows.parquet, error logs and temporary files of interrupted
+        """Unit files named by a digest, the tables, error logs and temporary files of interrupted
         writes: the files a fresh start removes."""
-        for folder, suffix in CELL_FILES.items():
+        for folder, suffix in UNIT_FILES.items():
             for path in (self.path / folder).glob(f"*.{suffix}"):
                 if DIGEST.fullmatch(path.stem):
                     yield path
         yield from self.temporary_files()
-        yield self.path / ROWS
+        yield from (self.path / table for table in TABLES)
         yield from (p for p in (self.path / LOGS).glob("error-*.log") if ERROR_LOG.fullmatch(p.name))
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX`` beside a file the
-        suite writes (a cell file, the manifest, rows.parquet, the holder file)."""
+        suite writes (a unit file, the manifest, a table, the holder file)."""
         found = []
-        for folder in (self.path, *(self.path / f for f in CELL_FILES)):
+        for folder in (self.path, *(self.path / f for f in UNIT_FILES)):
             for path in folder.glob(".*"):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and path.is_file() and self._is_own_name(folder, match["name"]):
@@ -344,9 +363,9 @@ class ResultsStore:
 
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
-            return name in {MANIFEST, ROWS, HOLDER}
+            return name in {MANIFEST, HOLDER, *TABLES}
         stem, _, suffix = name.partition(".")
-        return DIGEST.fullmatch(stem) is not None and suffix == CELL_FILES[folder.name]
+        return DIGEST.fullmatch(stem) is not None and suffix == UNIT_FILES[folder.name]
 
     def clean_temporary(self) -> int:
         """Remove temporary files of killed writes; returns how many there were."""
@@ -356,14 +375,14 @@ class ResultsStore:
         return len(found)
 
     def discard(self) -> int:
-        """Remove every cell, rows.parquet, error log and temporary file of the suite (``--fresh``),
-        and the suite's subfolders when that leaves them empty; nothing else. Returns the file count."""
+        """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
+        the suite's subfolders when that leaves them empty; nothing else. Returns the file count."""
         removed = 0
         for path in list(self._own_files()):
             if path.is_file():
                 path.unlink()
                 removed += 1
-        for folder in (*CELL_FILES, LOGS):
+        for folder in (*UNIT_FILES, LOGS):
             if (self.path / folder).is_dir() and not any((self.path / folder).iterdir()):
                 (self.path / folder).rmdir()
         return removed
@@ -376,47 +395,52 @@ class ResultsStore:
 
     # ---------------------------------------------------------------------------------- the manifest
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        payload = {"schema_version": SCHEMA_VERSION, **manifest}
+        payload = {schema.VERSION: SCHEMA_VERSION, **manifest}
         _atomic_write(self.path / MANIFEST, json.dumps(payload, indent=2, default=str).encode())
 
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / MANIFEST).read_text())
 
-    # ------------------------------------------------------------------------------------- the cells
-    def stored(self, cell: Cell) -> StoredCell:
-        """The stored state of a cell: its row's status, and whether its files are whole."""
-        name = digest(cell)
-        path = self.path / "cells" / f"{name}.json"
+    # ------------------------------------------------------------------------------------- the units
+    def stored(self, unit: Unit) -> StoredCell:
+        """The stored state of a unit: its row's status, and whether its files are whole."""
+        name = digest(unit)
+        row_folder, *array_folders = _files(unit)
+        path = self.path / row_folder / f"{name}.json"
         if not path.exists():
             return StoredCell(name, None)
         try:
             row = json.loads(path.read_text())
-            status = row["status"]
+            status = row[schema.STATUS]
         except (OSError, ValueError, TypeError, KeyError) as error:
-            return StoredCell(name, None, f"cells/{name}.json is unreadable ({type(error).__name__})")
+            return StoredCell(name, None, f"{row_folder}/{name}.json is unreadable ({type(error).__name__})")
         if status != "ok":
             return StoredCell(name, status)
-        for folder in ("traces", "artifacts"):
-            relative = f"{folder}/{name}.{CELL_FILES[folder]}"
+        for folder in array_folders:
+            relative = f"{folder}/{name}.{UNIT_FILES[folder]}"
             try:
-                _read_arrays(self.path / relative)
+                _read_file(self.path / relative)
             except FileNotFoundError:
                 return StoredCell(name, status, f"{relative} is missing")
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
                 return StoredCell(name, status, f"{relative} is unreadable ({type(error).__name__})")
         return StoredCell(name, status)
 
-    def write(self, cell: Cell, record: Record) -> None:
-        """Trace and artifacts first, row last: a row on disk always has its arrays."""
-        name = digest(cell)
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(record.losses, dtype=float))
-        _atomic_write(self.path / "traces" / f"{name}.npy", buffer.getvalue())
-        buffer = io.BytesIO()
-        np.savez(buffer, **record.artifacts)
-        _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.getvalue())
-        row = {**record.row, "digest": name, "schema_version": SCHEMA_VERSION}
-        _atomic_write(self.path / "cells" / f"{name}.json", json.dumps(row, default=_plain).encode())
+    def write(self, unit: Unit, record: Record) -> None:
+        """The unit's files, its row last: a row on disk always has its arrays and estimates. A cell's
+        row says where its fitted parameters are (``schema.FITTED_PARAMS``)."""
+        name = digest(unit)
+        row = {**record.row, schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
+        if isinstance(unit, Cell):
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(record.losses, dtype=float))
+            _atomic_write(self.path / "traces" / f"{name}.npy", buffer.getvalue())
+            buffer = io.BytesIO()
+            np.savez(buffer, **record.artifacts)
+            _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.getvalue())
+            row[schema.FITTED_PARAMS] = f"artifacts/{name}.npz"
+        _atomic_write(self.path / "estimates" / f"{name}.json", _json(record.estimates))
+        _atomic_write(self.path / _files(unit)[0] / f"{name}.json", _json(row))
 
     def trace(self, digest_: str) -> np.ndarray:
         return np.load(self.path / "traces" / f"{digest_}.npy")
@@ -425,48 +449,90 @@ class ResultsStore:
         with np.load(self.path / "artifacts" / f"{digest_}.npz") as arrays:
             return dict(arrays)
 
-    def _digests(self) -> list[str] | None:
-        """The digests of the folder's last run (its manifest's), or None when the manifest lists none."""
+    def _digests(self, kind: str) -> list[str] | None:
+        """The digests of the folder's last run (its manifest's ``kind``: "digests" for cells,
+        "problem_digests" for problem units), or None when the manifest lists none."""
         try:
-            return self.manifest().get("digests")
+            return self.manifest().get(kind)
         except (OSError, ValueError):
             return None
 
-    def rows(self) -> pd.DataFrame:
-        """The last run's rows (each cell of its manifest that has a readable row), sorted by key; in a
-        folder whose manifest lists no digests, every stored row."""
-        names = self._digests()
+    def _records(self, folder: str, kind: str) -> list[Any]:
+        """The JSON of every file of the last run's units in ``folder`` (every stored one where the
+        manifest lists no digests); files not (or not wholly) written are left out."""
+        names = self._digests(kind)
         files = (
-            [self.path / "cells" / f"{name}.json" for name in names]
+            [self.path / folder / f"{name}.json" for name in names]
             if names is not None
-            else sorted((self.path / "cells").glob("*.json"))
+            else sorted((self.path / folder).glob("*.json"))
         )
-        rows = []
+        found = []
         for path in files:
             try:
-                rows.append(json.loads(path.read_text()))
+                found.append(json.loads(path.read_text()))
             except (OSError, ValueError):
-                continue  # not (or not wholly) written: the cell is missing from this table
-        frame = pd.DataFrame(rows)
-        return frame.sort_values("key", kind="stable").reset_index(drop=True) if rows else frame
+                continue  # this unit is missing from the table
+        return found
+
+    def rows(self) -> pd.DataFrame:
+        """The cell table of the last run (each cell of its manifest that has a readable row), sorted by
+        key; in a folder whose manifest lists no digests, every stored row."""
+        return _table(self._records("cells", "digests"))
+
+    def problems(self) -> pd.DataFrame:
+        """The problem-unit table of the last run, sorted by key."""
+        return _table(self._records("problems", "problem_digests"))
+
+    def estimates(self) -> pd.DataFrame:
+        """The long estimates table (``schema.ESTIMATE_COLUMNS``) of the last run's cells and problem
+        units; in a folder whose manifest lists no digests, of every stored unit."""
+        records = []
+        for folder, kind in (("cells", "digests"), ("problems", "problem_digests")):
+            names = self._digests(kind)
+            if names is None:
+                names = [path.stem for path in sorted((self.path / folder).glob("*.json"))]
+            for name in names:
+                try:
+                    records += json.loads((self.path / "estimates" / f"{name}.json").read_text())
+                except (OSError, ValueError):
+                    continue  # not (or not wholly) written: its estimates are missing from the table
+        return schema.estimates_frame(records)
 
     def finalize(self) -> pd.DataFrame:
-        """Write rows.parquet from the last run's rows (remove it when there are none); return them."""
-        frame = self.rows()
-        if frame.empty:
-            (self.path / ROWS).unlink(missing_ok=True)
-        else:
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer, index=False)
-            _atomic_write(self.path / ROWS, buffer.getvalue())
-        return frame
+        """Write rows.parquet, estimates.parquet and problems.parquet from the last run (each removed
+        when it would be empty); return the cell table."""
+        rows = self.rows()
+        for table, frame in ((ROWS, rows), (ESTIMATES, self.estimates()), (PROBLEMS, self.problems())):
+            if frame.empty:
+                (self.path / table).unlink(missing_ok=True)
+            else:
+                buffer = io.BytesIO()
+                frame.to_parquet(buffer, index=False)
+                _atomic_write(self.path / table, buffer.getvalue())
+        return rows
 
 
-def _read_arrays(path: Path) -> None:
-    """Read a .npy or every array of a .npz, raising if the file is missing, truncated or corrupt."""
+def _files(unit: Unit) -> list[str]:
+    """The folders of a unit's files, its row's first."""
+    return list(CELL_FILES if isinstance(unit, Cell) else PROBLEM_FILES)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, default=_plain).encode()
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(schema.KEY, kind="stable").reset_index(drop=True) if rows else frame
+
+
+def _read_file(path: Path) -> None:
+    """Read a .npy, every array of a .npz or a .json, raising if the file is missing, truncated or corrupt."""
     if path.suffix == ".npz":
         with np.load(path) as arrays:
             dict(arrays)
+    elif path.suffix == ".json":
+        json.loads(path.read_text())
     else:
         np.load(path)
 
@@ -482,8 +548,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
-
-
-def load(path: str | Path) -> pd.DataFrame:
-    """The rows of a results folder's last run as a DataFrame, one row per cell."""
-    return ResultsStore(path).rows()

@@ -2,10 +2,11 @@
 browser, and the numbers shown are the results table's.
 
 The fixture results folder holds one real cell (normal_normal, hand-rolled backend, few steps), a real
-failed cell (an unknown guide family), and cells derived from the real one with the columns and
-artifacts other parts of the suite add (other backends, log p(x) estimators, PSIS k-hat, IWAE over K,
-ppca-like cells with training curves and a posterior per backend, as learned θ gives), so every
-section has data.
+failed cell (an unknown guide family), a real problem unit (Laplace, with AIS and BDMC estimates added),
+and cells derived from the real one with the columns, estimates and artifacts other parts of the suite
+add (other backends, log p(x) estimators, PSIS k-hat, IWAE over K, ppca-like cells with training curves,
+a posterior per backend and guide-free estimates per cell, as learned θ gives), so every section has
+data.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ppl_suite import cli
+from ppl_suite import cli, estimators, schema
 from ppl_suite.backends import SVIConfig
-from ppl_suite.cell import Cell, Record
+from ppl_suite.cell import Cell, ProblemUnit, Record
+from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
 from ppl_suite.store import ResultsStore
 
@@ -55,52 +57,41 @@ MODEL_PARTS = (
 
 
 # ------------------------------------------------------------------------------------------ fixture
-def _estimates(row: dict, rng: np.random.Generator, n: int) -> dict:
-    """Columns for log p(x) estimators and guide diagnostics, near the row's exact log p(x), named as
-    ``execute.run_estimator`` names them. No reliability columns: as in folders written before them."""
-    exact = row["log_evidence"]
-    columns = {}
-    for name, kind, offset, se in (
-        ("iwae", "lower_bound", -0.002, 0.001),
-        ("ais", "lower_bound", -0.001, 0.002),
-        ("bdmc", "upper_bound", 0.001, 0.002),
-    ):
-        columns |= {
-            f"est_{name}": exact + offset + se * rng.normal(),
-            f"est_{name}_se": se,
-            f"est_{name}_n_evals": n,
-            f"est_{name}_seconds": 0.01 * n / 100,
-            f"est_{name}_kind": kind,
-            f"est_{name}_quantity": "log_evidence",
-        }
-    columns |= {
-        "est_laplace": exact + 0.003,
-        "est_laplace_se": 0.0,
-        "est_laplace_n_evals": 1,
-        "est_laplace_seconds": 0.0,
-        "est_laplace_kind": "approximation",
-        "est_laplace_quantity": "log_evidence",
-    }
-    columns |= {
-        "est_psis": 0.21,
-        "est_psis_kind": "diagnostic",
-        "est_psis_quantity": "pareto_k",
-        "est_psis.interpretation": "good",
-        "est_inclusive_kl": 0.01,
-        "est_inclusive_kl_se": 0.001,
-        "est_inclusive_kl_kind": "unbiased",
-        "est_inclusive_kl_quantity": "kl_from_posterior",
-    }
-    return {k: v for k, v in columns.items() if k not in row}  # columns the suite writes itself win
+def _estimate(key: str, scope: str, name: str, value: float, se: float, n: int, **extras) -> dict:
+    """A row of the estimates table by the estimator ``name`` (its registered quantity and kind)."""
+    estimate = Estimate(value, se, n_evals=n, seconds=0.01 * n / 100, extras=extras)
+    return schema.estimate_record(key, scope, estimators.get(name), estimate)
 
 
-def _iwae_artifacts(exact: float) -> dict[str, np.ndarray]:
+def _cell_estimates(row: dict, rng: np.random.Generator, n: int, khat: float = 0.21) -> list[dict]:
+    """Estimates of a cell's fitted guide near its exact log p(x): IWAE, the importance estimate with
+    its IWAE curve over K, PSIS k-hat with its reading, the inclusive KL. An IWAE above the k-hat
+    threshold is labelled unreliable, as the estimator labels it."""
+    key, exact = row[schema.KEY], row[schema.LOG_EVIDENCE]
     k = 2.0 ** np.arange(0, 8)
-    return {
-        "est_importance.iwae_k": k,
-        "est_importance.iwae": exact - 0.05 / k,
-        "est_importance.iwae_se": 0.01 / np.sqrt(k),
+    iwae = _estimate(key, schema.SCOPE_CELL, "iwae", exact - 0.002 + 0.001 * rng.normal(), 0.001, n)
+    if khat > 0.7:
+        iwae |= {schema.RELIABILITY: "unreliable", schema.DIAGNOSTIC: UNRELIABLE_IWAE}
+    curve = {
+        "iwae_k": k.tolist(),
+        "iwae": (exact - 0.05 / k).tolist(),
+        "iwae_se": (0.01 / np.sqrt(k)).tolist(),
     }
+    reading = "good" if khat < 0.5 else "ok" if khat < 0.7 else "unreliable"
+    return [
+        iwae,
+        _estimate(key, schema.SCOPE_CELL, "importance", exact + 0.001 * rng.normal(), 0.001, n, **curve),
+        _estimate(key, schema.SCOPE_CELL, "psis", khat, math.nan, n, interpretation=reading),
+        _estimate(key, schema.SCOPE_CELL, "inclusive_kl", 0.01, 0.001, n),
+    ]
+
+
+def _guide_free(key: str, scope: str, exact: float, rng: np.random.Generator, n: int) -> list[dict]:
+    """AIS and BDMC sandwiching the exact log p(x)."""
+    return [
+        _estimate(key, scope, "ais", exact - 0.001 + 0.002 * rng.normal(), 0.002, n),
+        _estimate(key, scope, "bdmc", exact + 0.001 + 0.002 * rng.normal(), 0.002, n),
+    ]
 
 
 def _training_artifacts(exact: float) -> dict[str, np.ndarray]:
@@ -117,7 +108,7 @@ def _training_artifacts(exact: float) -> dict[str, np.ndarray]:
 
 
 def build_results(path: Path) -> ResultsStore:
-    """A small results folder: real cells first, then cells derived from them (see module docstring)."""
+    """A small results folder: real units first, then cells derived from them (see module docstring)."""
     store = ResultsStore(path)
     store.write_manifest(
         {
@@ -131,8 +122,18 @@ def build_results(path: Path) -> ResultsStore:
             "finished": "2000-01-01T00:01:00+00:00",
         }
     )
+    rng = np.random.default_rng(0)
+    problem = ProblemUnit("normal_normal", estimators=(("laplace", ()),))
+    shared = execute(problem)
+    assert shared.ok, shared.row["error"]
+    shared.estimates += _guide_free(
+        problem.key, schema.SCOPE_PROBLEM, shared.row[schema.LOG_EVIDENCE], rng, 1000
+    )
+    store.write(problem, shared)
     svi = SVIConfig(steps=60, eval_particles=200)
-    real = Cell("normal_normal", "handrolled", "mean_field", svi=svi, eval_samples=1000)
+    real = Cell(
+        "normal_normal", "handrolled", "mean_field", svi=svi, eval_samples=1000, problem_key=problem.key
+    )
     record = execute(real)
     assert record.ok, record.row["error"]
     failing = Cell("normal_normal", "handrolled", "no_such_guide", svi=svi, eval_samples=1000)
@@ -140,10 +141,9 @@ def build_results(path: Path) -> ResultsStore:
     assert failed.row["status"] == "failed"
     store.write(failing, failed)
 
-    rng = np.random.default_rng(0)
-    base = record.row | _estimates(record.row, rng, 1000)
+    base = record.row
     exact = base["log_evidence"]
-    derived = [(real, base, record.losses)]
+    derived = [(real, base, _cell_estimates(base, rng, 1000))]
     for backend, shift in (("pyro", 0.0001), ("numpyro", -0.0002)):
         cell = replace(real, backend=backend)
         row = base | {
@@ -156,28 +156,25 @@ def build_results(path: Path) -> ResultsStore:
             "steps_per_second": base["steps_per_second"] / 50,
         }
         khat = {"pyro": 0.62, "numpyro": 0.93}[backend]  # one cell per PSIS reading with the real one
-        row |= {"est_psis": khat, "est_psis.interpretation": "ok" if khat < 0.7 else "unreliable"}
-        if khat > 0.7:  # an importance estimate with k-hat above its threshold has no valid SE
-            row |= {"est_iwae_reliability": "unreliable", "est_iwae_diagnostic": UNRELIABLE_IWAE}
-        derived.append((cell, row, record.losses))
-    for backend in PPCA_SHIFTS:  # learned θ: each backend's exact posterior is its own
+        derived.append((cell, row, _cell_estimates(row, rng, 1000, khat)))
+    for backend in PPCA_SHIFTS:  # learned θ: each backend's exact posterior is its own, AIS and BDMC too
         ppca = Cell("ppca", backend, "amortized", svi=svi)
-        derived.append(
-            (
-                ppca,
-                base | {"key": ppca.key, "model": "ppca", "backend": backend, "guide": "amortized"},
-                record.losses,
-            )
+        row = base | {"key": ppca.key, "model": "ppca", "backend": backend, "guide": "amortized"}
+        row |= {"problem_key": None}
+        estimates = _cell_estimates(row, rng, 1000) + _guide_free(
+            ppca.key, schema.SCOPE_CELL, exact, rng, 1000
         )
-    for cell, row, losses in derived:
-        arrays = dict(record.artifacts) | _iwae_artifacts(row["log_evidence"])
+        derived.append((ppca, row, estimates))
+    for cell, row, estimates in derived:
+        arrays = dict(record.artifacts)
         if cell.model == "ppca":
             shift = PPCA_SHIFTS[cell.backend]
             arrays |= _training_artifacts(exact) | {
                 "q_draws": arrays["q_draws"] + shift,
                 "posterior_draws": arrays["posterior_draws"] + shift,
             }
-        store.write(cell, Record(row, losses + rng.normal(0, 0.01, losses.shape), arrays))
+        losses = record.losses + rng.normal(0, 0.01, record.losses.shape)
+        store.write(cell, Record(row, losses, arrays, estimates))
     store.finalize()
     return store
 
@@ -192,6 +189,8 @@ def report(tmp_path_factory) -> dict:
     return {
         "store": store,
         "rows": store.rows(),
+        "estimates": store.estimates(),
+        "problems": store.problems(),
         "out": out,
         "md": (out / "report.md").read_text(encoding="utf-8"),
         "html": (out / "report.html").read_text(encoding="utf-8"),
@@ -251,12 +250,20 @@ def parse(text: str) -> Page:
     return page
 
 
+def tables_with(page: Page, *header: str) -> list[list[dict[str, str]]]:
+    """Every table whose header has all the given columns, each as dicts by column name."""
+    return [
+        [dict(zip(table[0], row, strict=True)) for row in table[1:]]
+        for table in page.tables
+        if table and all(h in table[0] for h in header)
+    ]
+
+
 def table_with(page: Page, *header: str) -> list[dict[str, str]]:
     """The first table whose header has all the given columns, as dicts by column name."""
-    for table in page.tables:
-        if table and all(h in table[0] for h in header):
-            return [dict(zip(table[0], row, strict=True)) for row in table[1:]]
-    raise AssertionError(f"no table with columns {header}")
+    found = tables_with(page, *header)
+    assert found, f"no table with columns {header}"
+    return found[0]
 
 
 def close_to_shown(shown: str, value: float) -> bool:
@@ -362,18 +369,43 @@ def test_evidence_table_shows_the_results_table_numbers(report):
         assert close_to_shown(line["residual (SE)"], row["residual_se"])
 
 
+def _estimates_by(report: dict, name: str) -> pd.DataFrame:
+    """The stored estimates of estimator ``name``, by key."""
+    estimates = report["estimates"]
+    return estimates[estimates[schema.ESTIMATOR] == name].set_index(schema.KEY)
+
+
 def test_estimator_table_shows_the_stored_estimates(report):
-    rows = report["rows"]
-    ok = rows[rows["status"] == "ok"]
-    shown = table_with(parse(report["html"]), "estimator", "estimate ± SE", "error (SE)")
-    ais = [line for line in shown if line["estimator"] == "ais"]
-    normal = ok[ok["model"] == "normal_normal"]
-    assert len(ais) == len(normal)
-    for line in ais:
-        backend = line["cell"].split(" / ")[0]
-        row = normal[normal["backend"] == backend].iloc[0]
-        assert close_to_shown(line["estimate ± SE"], row["est_ais"])
-        assert close_to_shown(line["error (SE)"], (row["est_ais"] - row["log_evidence"]) / row["est_ais_se"])
+    """Guide-free estimates of a fixed-θ model are one line per problem unit, whatever the number of
+    cells, with the problem's own cost; with learned θ (ppca) they are one line per cell."""
+    normal, ppca = tables_with(parse(report["html"]), "estimator", "estimate ± SE", "error (SE)")
+    stored = _estimates_by(report, "ais")
+    (problem,) = report["problems"].itertuples()
+    (line,) = [line for line in normal if line["estimator"] == "ais"]
+    assert line["cell"] == "data 0 (once per problem)"
+    ais = stored.loc[problem.key]
+    assert ais[schema.SCOPE] == schema.SCOPE_PROBLEM
+    assert close_to_shown(line["estimate ± SE"], ais[schema.VALUE])
+    assert close_to_shown(line["error (SE)"], (ais[schema.VALUE] - problem.log_evidence) / ais[schema.SE])
+    assert close_to_shown(line["seconds"], ais[schema.SECONDS])
+    rows = report["rows"].set_index("key")
+    ppca_lines = {line["cell"].split(" / ")[0]: line for line in ppca if line["estimator"] == "ais"}
+    assert set(ppca_lines) == set(PPCA_SHIFTS)
+    for backend, line in ppca_lines.items():
+        key = f"ppca/{backend}/amortized/data0/seed0"
+        assert stored.loc[key, schema.SCOPE] == schema.SCOPE_CELL and pd.isna(rows.loc[key, "problem_key"])
+        assert close_to_shown(line["estimate ± SE"], stored.loc[key, schema.VALUE])
+
+
+def test_guide_free_estimates_are_counted_once_in_the_cost_section(report):
+    """Laplace ran once for normal_normal's problem unit; AIS once there and per cell for ppca."""
+    lines = table_with(parse(report["html"]), "estimator", "computed", "runs")
+    cost = {(line["estimator"], line["computed"]): line for line in lines}
+    assert cost[("laplace", "once per problem")]["runs"] == "1" and ("laplace", "per cell") not in cost
+    assert cost[("ais", "once per problem")]["runs"] == "1"
+    assert cost[("ais", "per cell")]["runs"] == str(len(PPCA_SHIFTS))
+    seconds = _estimates_by(report, "laplace")[schema.SECONDS].sum()
+    assert close_to_shown(cost[("laplace", "once per problem")]["seconds (total)"], seconds)
 
 
 def test_failed_cell_is_listed_with_its_error(report):
@@ -507,35 +539,29 @@ def test_unreliable_estimates_show_their_diagnostic_and_no_standard_error(report
 
 
 def test_an_approximation_shows_its_error_in_nats_and_never_plus_minus_zero(report):
-    rows = report["rows"].query("model == 'normal_normal' and status == 'ok'").set_index("backend")
     shown = table_with(parse(report["html"]), "estimator", "estimate ± SE", "error (nats)", "reliability")
-    laplace = [line for line in shown if line["estimator"] == "laplace"]
-    assert len(laplace) == len(rows)
-    for line in laplace:
-        assert "±" not in line["estimate ± SE"] and line["error (SE)"] == "—"
-        assert line["reliability"] == "approximation"
-        row = rows.loc[line["cell"].split(" / ")[0]]
-        assert close_to_shown(line["error (nats)"], row["est_laplace"] - row["log_evidence"])
+    (line,) = [line for line in shown if line["estimator"] == "laplace"]  # once, for the problem
+    assert "±" not in line["estimate ± SE"] and line["error (SE)"] == "—"
+    assert line["reliability"] == "approximation"
+    (problem,) = report["problems"].itertuples()
+    laplace = _estimates_by(report, "laplace").loc[problem.key]
+    assert close_to_shown(line["error (nats)"], laplace[schema.VALUE] - problem.log_evidence)
     assert not re.search(r"± 0(?![.\d])", report["md"] + report["html"])
 
 
-def test_folders_without_reliability_columns_read_as_reliable_except_approximations():
-    """Folders written before reliability labels: every estimate is reliable but an approximation."""
+def test_estimates_without_a_reliability_label_read_as_reliable_except_approximations():
     from ppl_suite.report import tables
 
     row = {"key": "m/pyro/g/data0/seed0", "model": "m", "backend": "pyro", "guide": "g", "data_seed": 0}
     row |= {"seed": 0, "status": "ok", "log_evidence": -10.0}
-    row |= {
-        "est_ais": -10.2,
-        "est_ais_se": 0.1,
-        "est_ais_kind": "lower_bound",
-        "est_ais_quantity": "log_evidence",
-    }
-    row |= {"est_laplace": -9.9, "est_laplace_se": 0.0, "est_laplace_kind": "approximation"}
-    row |= {"est_laplace_quantity": "log_evidence"}
-    row |= {"est_psis": 0.3, "est_psis_kind": "diagnostic", "est_psis_quantity": "pareto_k"}
-    rows = pd.DataFrame([row])
-    table = tables.estimator_table(rows).set_index("estimator")
+    key = row["key"]
+    estimates = [
+        _estimate(key, schema.SCOPE_CELL, "ais", -10.2, 0.1, 100),
+        _estimate(key, schema.SCOPE_CELL, "laplace", -9.9, 0.0, 1),
+        _estimate(key, schema.SCOPE_CELL, "psis", 0.3, math.nan, 100),
+    ]
+    estimates = schema.estimates_frame([e | {schema.RELIABILITY: ""} for e in estimates])
+    table = tables.estimator_table(pd.DataFrame([row]), estimates, pd.DataFrame()).set_index("estimator")
     assert list(table.index) == ["ais", "laplace"]  # k-hat is no estimate of log p(x)
     assert table.loc["ais", "reliability"] == "reliable"
     assert table.loc["ais", "error (SE)"] == pytest.approx(-2.0)

@@ -85,7 +85,7 @@ def test_bad_model_parameter_is_refused_naming_parameter_value_and_domain(params
         ({"estimators": {"psis": 3}}, r"estimators.psis must be a table of settings, got 3"),
         (
             {"estimators": {"importance": {"n": 10_000, "ks": [1, 1000, 10_000]}}},
-            r"IWAE curve at K = 10000 needs n >= 2K = 20000 importance samples .* got n = 10000",
+            r"IWAE curve up to K = 10000 needs n >= 2K = 20000 weights, got n = 10000",
         ),
     ],
 )

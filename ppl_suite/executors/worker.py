@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ppl_suite.cell import Cell, Record
+from ppl_suite import schema
+from ppl_suite.cell import Cell, Record, Unit
 
 _configured: tuple[str, ...] | None = None
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -104,18 +105,10 @@ def serve(connection: multiprocessing.connection.Connection, plugins: Sequence[s
         connection.send(run_cell(cell, plugins))
 
 
-def _unfinished_row(cell: Cell, status: str, error: str, seconds: float) -> Record:
-    row = {
-        "key": cell.key,
-        "model": cell.model,
-        "backend": cell.backend,
-        "guide": cell.guide,
-        "data_seed": cell.data_seed,
-        "seed": cell.seed,
-        "status": status,
-        "error": error,
-        "wall_seconds": seconds,
-    }
+def _unfinished_row(unit: Unit, status: str, error: str, seconds: float) -> Record:
+    """The row of any unit of work (cell or problem unit) that did not finish: its identity columns,
+    status, error and seconds."""
+    row = {**unit.identity(), schema.STATUS: status, schema.ERROR: error, schema.WALL_SECONDS: seconds}
     return Record(row, np.empty(0))
 
 

@@ -73,7 +73,8 @@ Block = Heading | Text | Code | Table | Image
 
 @dataclass
 class Context:
-    """What sections read: the results folder (rows, manifest, traces, artifacts) and where to draw.
+    """What sections read: the results folder (cells, estimates, problem units, manifest, traces,
+    artifacts) and where to draw.
 
     With a ``pool`` (an executor of processes), figures are drawn there while the sections go on, and
     by this process too once they are done (``drawn``)."""
@@ -86,7 +87,18 @@ class Context:
 
     @cached_property
     def rows(self) -> pd.DataFrame:
+        """The cell table (``schema.CELL_COLUMNS``)."""
         return self.store.rows()
+
+    @cached_property
+    def estimates(self) -> pd.DataFrame:
+        """The long estimates table of cells and problem units (``schema.ESTIMATE_COLUMNS``)."""
+        return self.store.estimates()
+
+    @cached_property
+    def problems(self) -> pd.DataFrame:
+        """The problem units, one row each (``schema.PROBLEM_COLUMNS``)."""
+        return self.store.problems()
 
     @cached_property
     def manifest(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite import checks
+from ppl_suite import checks, schema
 from ppl_suite.report import figures, tables
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, register
 
@@ -79,7 +79,7 @@ class Opening:
         blocks: list[Block] = [Text(OPENING), Code(IDENTITY), Text(AFTER_IDENTITY), Text(EVIDENCE)]
         if rows.empty:
             return [*blocks, _absent("any finished cell")]
-        blocks.append(Text(f"{len(rows)} cells: {_counts(rows['status'])}."))
+        blocks.append(Text(f"{len(rows)} cells: {_counts(rows[schema.STATUS])}."))
         missing = tables.failures_table(rows, tables.planned_cells(context.manifest))
         if not missing.empty:
             blocks.append(
@@ -134,21 +134,21 @@ def decomposition_part(context: Context, model: str, rows: pd.DataFrame) -> list
 def traces_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """The stored training loss of every cell as log p(x) − ELBO_t over SVI steps, per guide."""
     curves = []
-    seeds = sorted(set(zip(rows["data_seed"], rows["seed"], strict=True)))
-    for row in tables.in_display_order(rows).itertuples():
-        loss = context.trace(row.digest)
-        log_evidence = getattr(row, "log_evidence", np.nan)
+    seeds = _seeds(rows)
+    for _, row in tables.in_display_order(rows).iterrows():
+        loss = context.trace(row[schema.DIGEST])
+        log_evidence = row.get(schema.LOG_EVIDENCE, np.nan)
         if loss is None or loss.size == 0 or not np.isfinite(log_evidence):
             continue
         gap = pd.Series(log_evidence + loss)  # log p(x) − ELBO_t, since the loss is −ELBO_t
         window = max(len(gap) // SMOOTHING_WINDOWS, 1)
-        index = seeds.index((row.data_seed, row.seed))
+        backend, seed = row[schema.BACKEND], row[schema.SEED]
         curves.append(
             {
-                "panel": row.guide,
-                "backend": row.backend,
-                "seed_index": index,
-                "label": row.backend if len(seeds) == 1 else f"{row.backend}, seed {row.seed}",
+                "panel": row[schema.GUIDE],
+                "backend": backend,
+                "seed_index": seeds.index((row[schema.DATA_SEED], seed)),
+                "label": backend if len(seeds) == 1 else f"{backend}, seed {seed}",
                 "step": np.arange(1, len(gap) + 1),
                 "raw": gap.to_numpy(),
                 "smooth": gap.rolling(window, min_periods=1).mean().to_numpy(),
@@ -173,19 +173,14 @@ def traces_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]
 def training_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """For learned θ (artifacts training.*): log p_θ(x), ELBO and KL along training, per cell."""
     panels = []
-    for row in tables.in_display_order(tables.ok_rows(rows)).itertuples():
-        arrays = context.artifacts(row.digest)
-        if not all(f"training.{name}" in arrays for name in ("step", "log_evidence", "elbo", "kl")):
+    curve = ("step", "log_evidence", "elbo", "elbo_se", "kl")  # the training curve's columns
+    for index, row in tables.in_display_order(tables.ok_rows(rows)).iterrows():
+        arrays = context.artifacts(row[schema.DIGEST])
+        if not all(schema.training_artifact(name) in arrays for name in curve if name != "elbo_se"):
             continue
         panels.append(
-            {
-                "title": tables.cell_labels(rows.loc[[row.Index]]).iloc[0],
-                "step": arrays["training.step"],
-                "log_evidence": arrays.get("training.log_evidence"),
-                "elbo": arrays.get("training.elbo"),
-                "elbo_se": arrays.get("training.elbo_se"),
-                "kl": arrays.get("training.kl"),
-            }
+            {"title": tables.cell_labels(rows.loc[[index]]).iloc[0]}
+            | {name: arrays.get(schema.training_artifact(name)) for name in curve}
         )
     if not panels:
         return []  # fixed-θ models have no training curve: nothing to say
@@ -208,20 +203,20 @@ def training_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bloc
 
 
 def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
-    """Stored log p(x) estimates (est_<name>) vs the exact value, and the IWAE bound over K."""
-    table = tables.estimator_table(rows)
+    """Stored log p(x) estimates vs the exact value (the cells' own, and their problem units' once),
+    and the IWAE bound over K."""
+    table = tables.estimator_table(rows, context.estimates, context.problems)
     blocks: list[Block] = []
     if table.empty:
-        blocks.append(_absent("estimators of log p(x) (columns est_<name>)"))
+        blocks.append(_absent("estimators of log p(x)"))
     else:
-        ok = tables.in_display_order(tables.ok_rows(rows))
-        backend_of = dict(zip(tables.cell_labels(ok), ok["backend"], strict=True))
+        backends = tables.estimate_backends(rows, context.problems)
         frame = pd.DataFrame(
             {
                 "estimator": table["estimator"],
                 "kind": table["kind"],
                 "cell": table["cell"],
-                "backend": table["cell"].map(backend_of),
+                "backend": table["cell"].map(backends),
                 "error": table["error (nats)"],
                 "se": table["SE"],
                 "reliable": table["reliability"] == tables.RELIABLE,
@@ -237,8 +232,9 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
             blocks.append(
                 Image(
                     path,
-                    "Each estimate minus the exact log p(x), ±SE, one marker per cell (colour: backend); "
-                    "an open marker has no valid SE (an approximation, or an estimate a diagnostic marks "
+                    "Each estimate minus the exact log p(x), ±SE, one marker per cell (colour: backend) "
+                    f"and one per data set for the guide-free estimators ({tables.GUIDE_FREE}); an open "
+                    "marker has no valid SE (an approximation, or an estimate a diagnostic marks "
                     "unreliable). A lower bound sits left of the dashed line and an upper bound right of "
                     "it, within a few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
                     alt=f"{model}: estimator errors",
@@ -248,7 +244,12 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
             Table(
                 table,
                 caption="Estimator values with their SE, the error vs the exact log p(x) in nats and "
-                "in SE units, likelihood evaluations and seconds. Only a reliable estimate has an SE: "
+                "in SE units, likelihood evaluations and seconds. Guide-free estimators (AIS, BDMC, "
+                "Laplace, harmonic mean) do not depend on the fit: they ran once per data set "
+                f'("{tables.GUIDE_FREE}"), and that line holds for every cell of the data set, at its '
+                "own cost; with learned model "
+                "parameters (ppca, gaussian_mixture) they depend on each fit's θ and ran per cell. "
+                "Only a reliable estimate has an SE: "
                 "an approximation (Laplace's) shows its error in nats alone, and an estimate whose "
                 "diagnostic says its SE cannot be trusted (e.g. PSIS k-hat above its threshold) shows "
                 '"unreliable" with that diagnostic instead of an SE. SE 0 marks an exact value, '
@@ -268,28 +269,21 @@ def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bl
     return blocks
 
 
+def _seeds(rows: pd.DataFrame) -> list[tuple[int, int]]:
+    """The (data seed, seed) pairs of ``rows``, sorted: a cell's line style is its pair's index."""
+    return sorted(set(zip(rows[schema.DATA_SEED], rows[schema.SEED], strict=True)))
+
+
 def _iwae_blocks(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
-    """The stored IWAE curve (artifacts est_importance.iwae_k/iwae/iwae_se) of every cell, below the
-    exact log p(x)."""
-    curves = []
-    ok = tables.in_display_order(tables.ok_rows(rows))
-    seeds = sorted(set(zip(ok["data_seed"], ok["seed"], strict=True)))
-    for row, label in zip(ok.itertuples(), tables.cell_labels(ok), strict=True):
-        arrays = context.artifacts(row.digest)
-        if "est_importance.iwae_k" not in arrays or not np.isfinite(row.log_evidence):
-            continue
-        curves.append(
-            {
-                "label": label,
-                "backend": row.backend,
-                "seed_index": seeds.index((row.data_seed, row.seed)),
-                "k": arrays["est_importance.iwae_k"],
-                "gap": row.log_evidence - arrays["est_importance.iwae"],
-                "se": arrays.get("est_importance.iwae_se"),
-            }
-        )
+    """The stored IWAE curve (the importance estimate's extras iwae_k, iwae, iwae_se) of every cell,
+    below the exact log p(x)."""
+    seeds = _seeds(tables.ok_rows(rows))
+    curves = [
+        {**curve, "seed_index": seeds.index((curve["data_seed"], curve["seed"]))}
+        for curve in tables.iwae_curves(rows, context.estimates)
+    ]
     if not curves:
-        return [_absent("the IWAE bound over K (artifacts est_importance.iwae_k, est_importance.iwae)")]
+        return [_absent("the IWAE bound over K (an estimate with extras iwae_k, iwae, iwae_se)")]
     path = context.draw(f"{model}-iwae", figures.iwae_curves, curves, f"{model}: IWAE bound over K")
     return [
         Image(
@@ -310,26 +304,27 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
     the q's; where they differ (θ learned, as in ppca), each backend's q is shown against its own."""
     ok = tables.in_display_order(tables.ok_rows(rows))
     blocks: list[Block] = []
-    for guide, group in ok.groupby("guide", sort=False):
+    for guide, group in ok.groupby(schema.GUIDE, sort=False):
         first = group.iloc[0]
-        same_seed = group[(group["data_seed"] == first["data_seed"]) & (group["seed"] == first["seed"])]
+        data_seed, seed = first[schema.DATA_SEED], first[schema.SEED]
+        same_seed = group[(group[schema.DATA_SEED] == data_seed) & (group[schema.SEED] == seed)]
         labels: list[str] = []
         fitted: dict[str, np.ndarray] = {}
         references: dict[str, np.ndarray] = {}
         for _, row in same_seed.iterrows():
-            arrays = context.artifacts(row["digest"])
-            if "q_draws" not in arrays:
+            arrays = context.artifacts(row[schema.DIGEST])
+            if schema.Q_DRAWS not in arrays:
                 continue
             labels = labels or tables.draw_labels(row)
-            fitted[row["backend"]] = arrays["q_draws"]
-            if "posterior_draws" in arrays:
-                references[row["backend"]] = arrays["posterior_draws"]
+            fitted[row[schema.BACKEND]] = arrays[schema.Q_DRAWS]
+            if schema.POSTERIOR_DRAWS in arrays:
+                references[row[schema.BACKEND]] = arrays[schema.POSTERIOR_DRAWS]
         if not fitted or not labels:
             blocks.append(
                 Text(f"Guide {guide}: no draws of q stored (an enumerated guide has no q).", note=True)
             )
             continue
-        seed = f"data seed {first['data_seed']}, seed {first['seed']}"
+        seed = f"data seed {data_seed}, seed {seed}"
         title = f"{model}, guide {guide} ({seed})"
         shared = _shared_reference(references, fitted)
         if shared is not None or not references:
@@ -384,16 +379,12 @@ def _shared_reference(references: dict[str, np.ndarray], fitted: dict[str, np.nd
 
 def diagnostics_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """Stored PSIS k-hat with its reading, and the inclusive KL(p || q), per cell."""
-    table = tables.diagnostics_table(rows)
+    table = tables.diagnostics_table(rows, context.estimates)
     if table.empty:
-        return [_absent("PSIS k-hat (est_psis) or inclusive KL (est_inclusive_kl)")]
+        return [_absent("PSIS k-hat or inclusive KL (estimates of pareto_k or kl_from_posterior)")]
     blocks: list[Block] = []
     if "k-hat" in table:
-        ok = tables.in_display_order(tables.ok_rows(rows))
-        frame = pd.DataFrame(
-            {"cell": tables.cell_labels(ok), "k-hat": tables.column(ok, "est_psis"),
-             "reading": tables.column(ok, "est_psis.interpretation")}
-        ).dropna(subset=["k-hat"])  # fmt: skip
+        frame = table[["cell", "k-hat", "reading"]].dropna(subset=["k-hat"])
         path = context.draw(
             f"{model}-khat", figures.khat_dots, frame, PSIS_THRESHOLDS, f"{model}: PSIS k-hat per cell"
         )
@@ -408,7 +399,7 @@ def diagnostics_part(context: Context, model: str, rows: pd.DataFrame) -> list[B
         )
     blocks.append(
         Table(
-            table,
+            table.drop(columns="cell"),
             caption="PSIS k-hat and its reading; KL(p || q), the inclusive divergence, where estimated.",
             formats={"k-hat": "{:.2f}", "KL(p||q)": SIG3},
             pm={"KL(p||q)": "KL(p||q) SE"} if "KL(p||q) SE" in table else {},
@@ -438,7 +429,8 @@ class Models:
         if rows.empty:
             return [_absent("any cell")]
         blocks: list[Block] = []
-        with_training = [d for d in tables.ok_rows(rows)["digest"] if "training.step" in context.artifacts(d)]
+        step = schema.training_artifact("step")
+        with_training = [d for d in tables.ok_rows(rows)[schema.DIGEST] if step in context.artifacts(d)]
         if not with_training:
             blocks.append(
                 _absent(
@@ -462,10 +454,10 @@ class Models:
 
 
 def _describe(rows: pd.DataFrame) -> str:
-    counts = _counts(rows["status"])
-    backends = ", ".join(dict.fromkeys(rows["backend"]))
-    guides = ", ".join(dict.fromkeys(rows["guide"]))
-    stored = [text for text in tables.column(rows, "params") if isinstance(text, str) and text]
+    counts = _counts(rows[schema.STATUS])
+    backends = ", ".join(dict.fromkeys(rows[schema.BACKEND]))
+    guides = ", ".join(dict.fromkeys(rows[schema.GUIDE]))
+    stored = [text for text in tables.column(rows, schema.PARAMS) if isinstance(text, str) and text]
     params = json.loads(stored[0]) if stored else {}
     text = f"{len(rows)} cells ({counts}): backends {backends}; guide families {guides}."
     if params:
@@ -499,7 +491,8 @@ class Agreement:
             flagged = int((table["flag"] != "").sum())
             blocks.append(Text(f"{len(table)} comparisons, {flagged} flagged."))
             frame = table.assign(
-                comparison=table["model"] + " / " + table["guide"] + " / seed " + table["seed"].astype(str)
+                comparison=table[schema.MODEL] + " / " + table[schema.GUIDE] + " / seed "
+                + table[schema.SEED].astype(str)
                 + ": " + table["pair"]
             )  # fmt: skip
             path = context.draw("agreement", figures.agreement_dots, frame, checks.FLAG_SE)
@@ -560,7 +553,9 @@ class Cost:
         blocks: list[Block] = [
             Text(
                 "Steps per second count SVI steps after compilation; compile seconds are the first "
-                "(tracing/JIT) call; wall seconds cover a whole cell: fit, evaluation and estimators."
+                "(tracing/JIT) call; wall seconds cover a whole cell: fit, evaluation and the estimators "
+                "of its fitted guide. Guide-free estimators ran once per data set, in problem units of "
+                "their own, and are counted there, once."
             ),
             Table(tables.backend_cost_table(rows), caption="Per backend, all models.", formats=cost_formats),
         ]
@@ -577,15 +572,27 @@ class Cost:
                 )
             )
         blocks.append(Table(per_model, caption="Per model and backend.", formats=cost_formats))
+        problems = tables.problem_cost_table(context.problems)
+        if not problems.empty:
+            blocks.append(
+                Table(
+                    problems,
+                    caption="Problem units per model: the guide-free estimators, once per data set "
+                    "(data, target and every estimator).",
+                    formats={"wall s (total)": "{:.1f}"},
+                )
+            )
         blocks.append(Heading("Estimators", 3))
-        estimator_cost = tables.estimator_cost_table(rows)
+        estimator_cost = tables.estimator_cost_table(context.estimates)
         if estimator_cost.empty:
-            blocks.append(_absent("estimator costs (est_<name>_n_evals, est_<name>_seconds)"))
+            blocks.append(_absent("estimator costs (evaluations and seconds of the stored estimates)"))
         else:
             blocks.append(
                 Table(
                     estimator_cost,
-                    caption="Per estimator: likelihood evaluations and seconds per cell, and in total.",
+                    caption="Per estimator: where it ran (per cell, or once per problem), how many "
+                    "times, likelihood evaluations and seconds per run, and in total; an estimate "
+                    "shared by a problem's cells is counted once.",
                     formats={
                         "evaluations (median)": COUNT,
                         "seconds (median)": SECONDS,
@@ -602,28 +609,33 @@ ERROR_LINES = 25  # the last lines of a traceback are shown
 
 @dataclass(frozen=True)
 class Failures:
-    """Cells that failed, diverged or timed out, with their errors, and planned cells with no result."""
+    """Cells (and problem units) that failed, diverged or timed out, with their errors, and planned
+    ones with no result."""
 
     title: str = "Cells that did not finish"
 
     def build(self, context: Context) -> list[Block]:
-        rows = context.rows
-        failures = tables.failures_table(rows, tables.planned_cells(context.manifest))
+        units = tables.units(context.rows, context.problems)
+        problems = tables.planned_problems(context.manifest)
+        planned = problems + tables.planned_cells(context.manifest)
+        noun = "cells and problem units" if problems or not context.problems.empty else "cells"
+        failures = tables.failures_table(units, planned)
         if failures.empty:
-            return [Text(f"None: all {len(rows)} cells finished with status ok.")]
-        total = len(rows) + int((failures["status"] == tables.NOT_RUN).sum())
+            return [Text(f"None: all {len(units)} {noun} finished with status ok.")]
+        total = len(units) + int((failures["status"] == tables.NOT_RUN).sum())
         counts = _counts(failures["status"])
         blocks: list[Block] = [
             Text(
-                f"{len(failures)} of {total} cells did not finish ({counts}); their numbers are absent above."
+                f"{len(failures)} of {total} {noun} did not finish ({counts}); their numbers are "
+                "absent above."
             ),
             Table(failures, caption="Status and first line of each error; the full errors follow."),
         ]
-        for _, row in rows[rows["status"] != "ok"].iterrows():
-            error = row.get("error")
+        for _, row in units[units[schema.STATUS] != "ok"].iterrows():
+            error = row.get(schema.ERROR)
             lines = (error if isinstance(error, str) and error else "(no error text)").rstrip().splitlines()
             shown = lines if len(lines) <= ERROR_LINES else ["...", *lines[-ERROR_LINES:]]
-            blocks += [Heading(f"{row['key']} ({row['status']})", 4), Code("\n".join(shown))]
+            blocks += [Heading(f"{row[schema.KEY]} ({row[schema.STATUS]})", 4), Code("\n".join(shown))]
         return blocks
 
 

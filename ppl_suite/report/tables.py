@@ -1,12 +1,13 @@
-"""Tables of a results folder as DataFrames; every number is a column of the store or a pandas operation.
+"""Tables of a results folder as DataFrames; every number is a stored value or a pandas operation on them.
 
 Nothing here draws, and nothing here estimates: the only arithmetic is differences, ratios and
 group-wise medians/sums of stored columns. Tables keep numbers as numbers; the renderer formats them.
-Estimator columns follow the store's convention ``est_<name>``, ``est_<name>_se``, ``est_<name>_n_evals``,
-``est_<name>_seconds``, ``est_<name>_kind``, ``est_<name>_quantity``, ``est_<name>_reliability`` and
-``est_<name>_diagnostic``. Every row has its identity (key, model, backend, guide, data_seed, seed) and
-status; a cell that did not finish may have nothing else (a timed-out cell: error and wall_seconds), so
-every other column is read through ``column``, and a table whose columns are absent comes back empty.
+Column names are the results schema's (``ppl_suite.schema``): the cell table (``rows``), the long
+estimates table (``estimates``: one row per cell or problem unit and estimator) and the problem units
+(``problems``). A cell's guide-free estimates are its problem unit's (``problem_key``), shown once.
+Every cell row has its identity and status; a cell that did not finish may have nothing else (a
+timed-out cell: error and wall_seconds), so every other column is read through ``column``, and a
+table whose columns are absent comes back empty.
 """
 
 from __future__ import annotations
@@ -19,7 +20,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ppl_suite import schema
 from ppl_suite.checks import FLAG_SE, in_se, rounding
+from ppl_suite.schema import (
+    BACKEND,
+    CONVERGED,
+    DATA_SEED,
+    ELBO,
+    ELBO_RELIABILITY,
+    ELBO_SE,
+    ERROR,
+    GUIDE,
+    KEY,
+    KL,
+    KL_IDENTITY,
+    KL_MC_SE,
+    KL_METHOD,
+    LIBRARY_ELBO,
+    LIBRARY_ELBO_SE,
+    LOG_EVIDENCE,
+    MODEL,
+    OPTIMIZATION_GAP,
+    PROBLEM_KEY,
+    RESIDUAL_SE,
+    SEED,
+    STATUS,
+    WALL_SECONDS,
+)
 
 BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
 STATUS_ORDER = ("ok", "failed", "diverged", "timeout")  # a row's status; others are listed after these
@@ -27,12 +54,16 @@ NOT_RUN = "not run"  # a planned cell (manifest) without a row: the run stopped 
 RELIABLE = "reliable"  # the reliability label whose SE is valid (ppl_suite.estimate.RELIABILITY)
 UNRELIABLE = "unreliable"  # the label of an estimate whose SE a diagnostic says cannot be trusted
 APPROXIMATION = "approximation"  # the kind and the reliability label of a deterministic approximation
+GUIDE_FREE = "once per problem"  # in place of a backend: a guide-free estimate, shared by the problem's cells
+LOG_EVIDENCE_QUANTITY = "log_evidence"  # the estimators' quantity names (ppl_suite.estimators.QUANTITIES)
+PARETO_K_QUANTITY = "pareto_k"
+INCLUSIVE_KL_QUANTITY = "kl_from_posterior"
 
 
 # --------------------------------------------------------------------------------------------- helpers
 def model_labels(rows: pd.DataFrame) -> pd.Series:
     """The model part of each cell key: ``model`` or ``model[k=v,...]`` when parameters were overridden."""
-    return rows["key"].str.split("/").str[0]
+    return rows[KEY].str.split("/").str[0]
 
 
 def models(rows: pd.DataFrame) -> list[str]:
@@ -45,7 +76,7 @@ def of_model(rows: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["status"] == "ok"] if not rows.empty else rows
+    return rows[rows[STATUS] == "ok"] if not rows.empty else rows
 
 
 def column(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -59,8 +90,8 @@ def text_column(rows: pd.DataFrame, name: str) -> pd.Series:
 
 
 def reliability(rows: pd.DataFrame, name: str, kind: str = "") -> pd.Series:
-    """The stored reliability label of each row (column ``name``, e.g. ``est_ais_reliability``); where a
-    folder has none (older runs), "approximation" for an estimator of that kind and "reliable" otherwise."""
+    """The stored reliability label of each row (column ``name``, e.g. ``elbo_reliability``); where it
+    has none, "approximation" for an estimator of that kind and "reliable" otherwise."""
     stored = column(rows, name)
     default = APPROXIMATION if kind == APPROXIMATION else RELIABLE
     return stored.where(stored.notna() & (stored != ""), default).astype(object)
@@ -89,20 +120,26 @@ def in_display_order(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by model, guide, backend (pyro, numpyro, handrolled, others), data seed, seed."""
     if rows.empty:
         return rows
-    keyed = rows.assign(_model=model_labels(rows), _rank=_backend_rank(rows["backend"]))
-    keyed = keyed.sort_values(["_model", "guide", "_rank", "backend", "data_seed", "seed"], kind="stable")
+    keyed = rows.assign(_model=model_labels(rows), _rank=_backend_rank(rows[BACKEND]))
+    keyed = keyed.sort_values(["_model", GUIDE, "_rank", BACKEND, DATA_SEED, SEED], kind="stable")
     return keyed.drop(columns=["_model", "_rank"])
 
 
 def cell_labels(rows: pd.DataFrame, with_model: bool = False) -> pd.Series:
     """Short cell names: ``backend / guide / seed s`` (data seed too when it differs from the seed)."""
 
-    def label(row: Any) -> str:
-        seed = f"seed {row.seed}" if row.data_seed == row.seed else f"data {row.data_seed}, seed {row.seed}"
-        text = f"{row.backend} / {row.guide} / {seed}"
-        return f"{row.key.split('/')[0]}: {text}" if with_model else text
+    def label(row: pd.Series) -> str:
+        data, seed = row[DATA_SEED], row[SEED]
+        seeds = f"seed {seed}" if data == seed else f"data {data}, seed {seed}"
+        text = f"{row[BACKEND]} / {row[GUIDE]} / {seeds}"
+        return f"{row[KEY].split('/')[0]}: {text}" if with_model else text
 
-    return pd.Series([label(r) for r in rows.itertuples()], index=rows.index, dtype=object)
+    return pd.Series([label(row) for _, row in rows.iterrows()], index=rows.index, dtype=object)
+
+
+def problem_labels(problems: pd.DataFrame) -> pd.Series:
+    """Short names of problem units, in the place of a cell's: ``data d (once for its cells)``."""
+    return problems[DATA_SEED].map(lambda seed: f"data {seed} ({GUIDE_FREE})").astype(object)
 
 
 # --------------------------------------------------------------------------------- the identity tables
@@ -113,8 +150,8 @@ def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
     ok = ok_rows(rows)
     if ok.empty:
         return pd.DataFrame()
-    label = reliability(ok, "elbo_reliability")
-    se = trusted_se(column(ok, "elbo_se"), label)
+    label = reliability(ok, ELBO_RELIABILITY)
+    se = trusted_se(column(ok, ELBO_SE), label)
 
     def pm(value: float, se: float, label: str) -> str:
         return f"{value:.4f} ± {se:.4f}" if label == RELIABLE else f"{value:.4f} ({label})"
@@ -125,19 +162,19 @@ def identity_table(rows: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "model": model_labels(ok),
-            "backend": ok["backend"],
-            "guide": ok["guide"],
-            "seed": ok["seed"],
-            "ELBO ± SE": [pm(*v) for v in zip(column(ok, "elbo"), se, label, strict=True)],
-            "log p(x)": formatted(column(ok, "log_evidence"), "{:.4f}"),
-            "KL(q||p)": formatted(column(ok, "kl"), "{:.2e}"),
-            "KL route": text_column(ok, "kl_method"),
-            "residual (SE)": formatted(column(ok, "residual_se").where(label == RELIABLE), "{:+.2f}"),
-            "opt. gap": formatted(column(ok, "optimization_gap"), "{:.1e}"),
-            "converged": column(ok, "converged"),
-            "wall s": formatted(column(ok, "wall_seconds"), "{:.1f}"),
-            "steps/s": formatted(column(ok, "steps_per_second"), "{:,.0f}"),
-            "compile s": formatted(column(ok, "compile_seconds"), "{:.2f}"),
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "seed": ok[SEED],
+            "ELBO ± SE": [pm(*v) for v in zip(column(ok, ELBO), se, label, strict=True)],
+            "log p(x)": formatted(column(ok, LOG_EVIDENCE), "{:.4f}"),
+            "KL(q||p)": formatted(column(ok, KL), "{:.2e}"),
+            "KL route": text_column(ok, KL_METHOD),
+            "residual (SE)": formatted(column(ok, RESIDUAL_SE).where(label == RELIABLE), "{:+.2f}"),
+            "opt. gap": formatted(column(ok, OPTIMIZATION_GAP), "{:.1e}"),
+            "converged": column(ok, CONVERGED),
+            "wall s": formatted(column(ok, WALL_SECONDS), "{:.1f}"),
+            "steps/s": formatted(column(ok, schema.STEPS_PER_SECOND), "{:,.0f}"),
+            "compile s": formatted(column(ok, schema.COMPILE_SECONDS), "{:.2f}"),
         }
     )
     return table.reset_index(drop=True)
@@ -154,24 +191,24 @@ def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     rows = in_display_order(rows)
-    label = reliability(rows, "elbo_reliability").where(rows["status"] == "ok", "")
+    label = reliability(rows, ELBO_RELIABILITY).where(rows[STATUS] == "ok", "")
     trusted = (label == RELIABLE) | (label == "")
     table = pd.DataFrame(
         {
             "model": model_labels(rows),
-            "backend": rows["backend"],
-            "guide": rows["guide"],
-            "data": rows["data_seed"],
-            "seed": rows["seed"],
-            "status": rows["status"],
-            "log p(x)": column(rows, "log_evidence"),
-            "ELBO": column(rows, "elbo"),
-            "ELBO SE": column(rows, "elbo_se").where(trusted),
-            "KL(q||p)": column(rows, "kl"),
-            "KL route": text_column(rows, "kl_method"),
-            "residual (SE)": column(rows, "residual_se").where(trusted),
-            "opt. gap": column(rows, "optimization_gap"),
-            "converged": column(rows, "converged"),
+            "backend": rows[BACKEND],
+            "guide": rows[GUIDE],
+            "data": rows[DATA_SEED],
+            "seed": rows[SEED],
+            "status": rows[STATUS],
+            "log p(x)": column(rows, LOG_EVIDENCE),
+            "ELBO": column(rows, ELBO),
+            "ELBO SE": column(rows, ELBO_SE).where(trusted),
+            "KL(q||p)": column(rows, KL),
+            "KL route": text_column(rows, KL_METHOD),
+            "residual (SE)": column(rows, RESIDUAL_SE).where(trusted),
+            "opt. gap": column(rows, OPTIMIZATION_GAP),
+            "converged": column(rows, CONVERGED),
         }
     )
     if not trusted.all():
@@ -185,115 +222,210 @@ def decomposition(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "cell": cell_labels(ok),
-            "backend": ok["backend"],
-            "guide": ok["guide"],
-            "log_evidence": column(ok, "log_evidence"),
-            "elbo": column(ok, "elbo"),
-            "elbo_se": column(ok, "elbo_se"),
-            "kl": column(ok, "kl"),
-            "gap": column(ok, "kl_identity"),
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "log_evidence": column(ok, LOG_EVIDENCE),
+            "elbo": column(ok, ELBO),
+            "elbo_se": column(ok, ELBO_SE),
+            "kl": column(ok, KL),
+            "gap": column(ok, KL_IDENTITY),
         }
     ).reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------ estimators
-def estimator_names(rows: pd.DataFrame) -> list[str]:
-    """Names of the estimators of log p(x) in the store: ``est_<name>`` with ``est_<name>_quantity``
-    log_evidence (the others estimate an ELBO, a KL or a diagnostic such as PSIS k-hat)."""
-    names = []
-    for name in rows.columns:
-        if not (name.startswith("est_") and name.endswith("_quantity")):
-            continue
-        stem = name.removeprefix("est_").removesuffix("_quantity")
-        if f"est_{stem}" in rows and (rows[name] == "log_evidence").any():
-            names.append(stem)
-    return names
+def finished(estimates: pd.DataFrame, quantity: str | None = None) -> pd.DataFrame:
+    """The estimates that finished (not skipped, not failed), of ``quantity`` when given."""
+    keep = estimates[schema.STATUS] == schema.ESTIMATE_OK
+    if quantity is not None:
+        keep &= estimates[schema.QUANTITY] == quantity
+    return estimates[keep]
 
 
-def estimator_kind(rows: pd.DataFrame, name: str) -> str:
-    """The estimator's kind as stored (``est_<name>_kind``, e.g. lower_bound), or '' where absent."""
-    stored = column(rows, f"est_{name}_kind").dropna()
-    return str(stored.iloc[0]) if len(stored) else ""
+def estimates_of(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """The finished estimates that belong to the cells ``rows``: each cell's own and, once each, those
+    of the problem units the cells refer to (``problem_key``)."""
+    keys = set(rows[KEY]) | set(column(rows, PROBLEM_KEY).dropna()) if not rows.empty else set()
+    done = finished(estimates)
+    return done[done[KEY].isin(keys)]
 
 
-def estimator_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Every log p(x) estimate of every ok cell: value, SE, error vs exact in nats and in SE units,
-    reliability, likelihood evaluations and seconds.
+def _estimate_labels(estimates: pd.DataFrame) -> pd.Series:
+    """Each estimate's reliability label; where none is stored, "approximation" for an estimator of that
+    kind and "reliable" otherwise."""
+    stored = estimates[schema.RELIABILITY]
+    default = estimates[schema.KIND].map(lambda kind: APPROXIMATION if kind == APPROXIMATION else RELIABLE)
+    return stored.where(stored.notna() & (stored != ""), default).astype(object)
+
+
+def _subjects(rows: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    """What an estimate is of, by key: the label, backend and exact log p(x) of each ok cell (display
+    order), then of each problem unit (backend GUIDE_FREE)."""
+    ok = in_display_order(ok_rows(rows))
+    cells = pd.DataFrame(
+        {"label": cell_labels(ok), "backend": ok[BACKEND], "log p(x)": column(ok, LOG_EVIDENCE)}
+    ).set_axis(ok[KEY] if not ok.empty else [])
+    if problems.empty:
+        return cells
+    shared = pd.DataFrame(
+        {"label": problem_labels(problems), "backend": GUIDE_FREE, "log p(x)": column(problems, LOG_EVIDENCE)}
+    ).set_axis(problems[KEY])
+    return pd.concat([shared, cells])
+
+
+def estimator_table(rows: pd.DataFrame, estimates: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    """Every log p(x) estimate of the ok cells ``rows`` and, once each, of their problem units: value,
+    SE, error vs exact in nats and in SE units, reliability, likelihood evaluations and seconds.
 
     Only a reliable estimate shows an SE and an error in SE units: an unreliable one shows
     "unreliable: <diagnostic>" (e.g. "unreliable: k-hat 0.81 > 0.70"), an approximation (Laplace)
-    "approximation" and its error in nats alone. Error in SE units is NaN for exact values (SE 0) too."""
-    ok = in_display_order(ok_rows(rows))
-    parts = []
-    for name in estimator_names(ok):
-        kind = estimator_kind(ok, name)
-        label = reliability(ok, f"est_{name}_reliability", kind)
-        diagnostic = text_column(ok, f"est_{name}_diagnostic")
-        shown = label.where((label != UNRELIABLE) | (diagnostic == ""), label + ": " + diagnostic)
-        value = ok[f"est_{name}"]
-        se = trusted_se(column(ok, f"est_{name}_se"), label)
-        error = value - column(ok, "log_evidence")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "estimator": name,
-                    "kind": kind.replace("_", " "),
-                    "cell": cell_labels(ok),
-                    "log p(x)": column(ok, "log_evidence"),
-                    "estimate": value,
-                    "SE": se,
-                    "error (nats)": error,
-                    "error (SE)": error / se.where(se > 0),
-                    "reliability": shown,
-                    "evaluations": column(ok, f"est_{name}_n_evals"),
-                    "seconds": column(ok, f"est_{name}_seconds"),
-                }
-            )
-        )
-    if not parts:
+    "approximation" and its error in nats alone. Error in SE units is NaN for exact values (SE 0) too.
+    A guide-free estimate (AIS, BDMC, Laplace...) is one line for its problem, "data d (once per
+    problem)", with its own cost; a model with learned theta has them per cell."""
+    subjects = _subjects(rows, problems)
+    chosen = finished(estimates_of(ok_rows(rows), estimates), LOG_EVIDENCE_QUANTITY)
+    chosen = chosen[chosen[KEY].isin(subjects.index)]
+    if chosen.empty:
         return pd.DataFrame()
-    return pd.concat(parts).dropna(subset=["estimate"]).reset_index(drop=True)
-
-
-def diagnostics_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per ok cell: PSIS k-hat with its reading, and the inclusive KL(p || q) ± SE, where stored."""
-    ok = in_display_order(ok_rows(rows))
+    order = {key: i for i, key in enumerate(subjects.index)}
+    names = {name: i for i, name in enumerate(dict.fromkeys(chosen[schema.ESTIMATOR]))}
+    chosen = chosen.assign(_name=chosen[schema.ESTIMATOR].map(names), _subject=chosen[KEY].map(order))
+    chosen = chosen.sort_values(["_name", "_subject"], kind="stable")
+    subject = subjects.loc[chosen[KEY]].set_axis(chosen.index)
+    label = _estimate_labels(chosen)
+    diagnostic = text_column(chosen, schema.DIAGNOSTIC)
+    se = trusted_se(chosen[schema.SE], label)
+    error = chosen[schema.VALUE] - subject["log p(x)"]
     table = pd.DataFrame(
         {
-            "backend": ok["backend"],
-            "guide": ok["guide"],
-            "data": ok["data_seed"],
-            "seed": ok["seed"],
-            "k-hat": column(ok, "est_psis"),
-            "reading": column(ok, "est_psis.interpretation"),
-            "KL(p||q)": column(ok, "est_inclusive_kl"),
-            "KL(p||q) SE": column(ok, "est_inclusive_kl_se"),
+            "estimator": chosen[schema.ESTIMATOR],
+            "kind": chosen[schema.KIND].str.replace("_", " "),
+            "cell": subject["label"],
+            "log p(x)": subject["log p(x)"],
+            "estimate": chosen[schema.VALUE],
+            "SE": se,
+            "error (nats)": error,
+            "error (SE)": error / se.where(se > 0),
+            "reliability": label.where((label != UNRELIABLE) | (diagnostic == ""), label + ": " + diagnostic),
+            "evaluations": chosen[schema.N_EVALS],
+            "seconds": chosen[schema.SECONDS],
+        }
+    )
+    return table.reset_index(drop=True)
+
+
+def estimate_backends(rows: pd.DataFrame, problems: pd.DataFrame) -> dict[str, str]:
+    """The backend of each subject label of ``estimator_table`` (GUIDE_FREE for a problem unit's)."""
+    subjects = _subjects(rows, problems)
+    return dict(zip(subjects["label"], subjects["backend"], strict=True))
+
+
+def _per_cell(ok: pd.DataFrame, estimates: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """The first finished estimate of ``quantity`` of each cell of ``ok``, aligned to its index (NaN
+    where it has none): value, se and extras (a dict)."""
+    aligned = finished(estimates, quantity).drop_duplicates(KEY).set_index(KEY).reindex(ok[KEY])
+    return pd.DataFrame(
+        {
+            "value": aligned[schema.VALUE].to_numpy(dtype=float),
+            "se": aligned[schema.SE].to_numpy(dtype=float),
+            "extras": [schema.extras(text) for text in aligned[schema.EXTRAS]],
+        },
+        index=ok.index,
+    )
+
+
+def diagnostics_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell: PSIS k-hat with its reading, and the inclusive KL(p || q) ± SE, where stored."""
+    ok = in_display_order(ok_rows(rows))
+    khat = _per_cell(ok, estimates, PARETO_K_QUANTITY)
+    inclusive = _per_cell(ok, estimates, INCLUSIVE_KL_QUANTITY)
+    table = pd.DataFrame(
+        {
+            "cell": cell_labels(ok),
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "data": ok[DATA_SEED],
+            "seed": ok[SEED],
+            "k-hat": khat["value"],
+            "reading": khat["extras"].map(lambda extras: extras.get("interpretation", np.nan)),
+            "KL(p||q)": inclusive["value"],
+            "KL(p||q) SE": inclusive["se"],
         }
     )
     table = table.dropna(subset=["k-hat", "KL(p||q)"], how="all")
     return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
 
 
-def estimator_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per estimator: cells, median evaluations and seconds per cell, and total seconds."""
-    ok = ok_rows(rows)
+def iwae_curves(rows: pd.DataFrame, estimates: pd.DataFrame) -> list[dict[str, Any]]:
+    """The IWAE curve of every ok cell that stored one (an estimate whose extras hold iwae_k, iwae and
+    iwae_se), as exact log p(x) minus the bound: dicts with label, backend, data_seed, seed, k, gap, se."""
+    ok = in_display_order(ok_rows(rows))
+    done = finished(estimates)
+    curves = []
+    for (_, row), label in zip(ok.iterrows(), cell_labels(ok), strict=True):
+        log_evidence = row.get(LOG_EVIDENCE, np.nan)
+        for text in done[done[KEY] == row[KEY]][schema.EXTRAS]:
+            curve = schema.extras(text)
+            if not {"iwae_k", "iwae", "iwae_se"} <= curve.keys() or not np.isfinite(log_evidence):
+                continue
+            curves.append(
+                {
+                    "label": label,
+                    "backend": row[BACKEND],
+                    "data_seed": row[DATA_SEED],
+                    "seed": row[SEED],
+                    "k": np.asarray(curve["iwae_k"], dtype=float),
+                    "gap": log_evidence - np.asarray(curve["iwae"], dtype=float),
+                    "se": np.asarray(curve["iwae_se"], dtype=float),
+                }
+            )
+    return curves
+
+
+def estimator_cost_table(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator: where it ran (per cell, or once per problem), how many times, median evaluations
+    and seconds per run, and total seconds; a guide-free estimate is stored, and counted, once."""
     lines = []
-    for name in estimator_names(ok):
-        evals, seconds = column(ok, f"est_{name}_n_evals"), column(ok, f"est_{name}_seconds")
+    for (name, scope), group in finished(estimates).groupby([schema.ESTIMATOR, schema.SCOPE], sort=False):
         lines.append(
             {
                 "estimator": name,
-                "cells": int(ok[f"est_{name}"].notna().sum()),
-                "evaluations (median)": evals.median(),
-                "seconds (median)": seconds.median(),
-                "seconds (total)": seconds.sum(min_count=1),
+                "computed": GUIDE_FREE if scope == schema.SCOPE_PROBLEM else "per cell",
+                "runs": len(group),
+                "evaluations (median)": group[schema.N_EVALS].median(),
+                "seconds (median)": group[schema.SECONDS].median(),
+                "seconds (total)": group[schema.SECONDS].sum(min_count=1),
             }
         )
     return pd.DataFrame(lines)
 
 
+def _names_in(texts: pd.Series) -> str:
+    """The estimator names of JSON lists, each once, in order."""
+    return ", ".join(dict.fromkeys(name for text in texts for name in json.loads(text)))
+
+
+def problem_cost_table(problems: pd.DataFrame) -> pd.DataFrame:
+    """Per model: problem units (guide-free estimators, once per data set), their estimators and total
+    wall seconds."""
+    if problems.empty:
+        return pd.DataFrame()
+    frame = problems.assign(model=model_labels(problems), wall=column(problems, WALL_SECONDS))
+    table = frame.groupby(MODEL, sort=True).agg(
+        **{
+            "problem units": (KEY, "size"),
+            "estimators": (
+                schema.ESTIMATORS,
+                lambda texts: ", ".join(dict.fromkeys(n for t in texts for n in json.loads(t))),
+            ),
+            "wall s (total)": ("wall", "sum"),
+        }
+    )
+    return table.reset_index()
+
+
 # ---------------------------------------------------------------------------------- backend agreement
-AGREEMENT_KEYS = ["model", "guide", "data_seed", "seed"]
+AGREEMENT_KEYS = [MODEL, GUIDE, DATA_SEED, SEED]
 
 
 def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -306,12 +438,12 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     ok = ok.assign(
         model=model_labels(ok),
-        elbo_se=trusted_se(column(ok, "elbo_se"), reliability(ok, "elbo_reliability")),
-        kl_noise=np.where(column(ok, "kl_method") == "monte_carlo", column(ok, "kl_mc_se"), 0.0),
+        elbo_se=trusted_se(column(ok, ELBO_SE), reliability(ok, ELBO_RELIABILITY)),
+        kl_noise=np.where(column(ok, KL_METHOD) == "monte_carlo", column(ok, KL_MC_SE), 0.0),
     )
     lines = []
     for key, group in ok.groupby(AGREEMENT_KEYS, sort=True):
-        group = group.assign(_rank=_backend_rank(group["backend"])).sort_values(["_rank", "backend"])
+        group = group.assign(_rank=_backend_rank(group[BACKEND])).sort_values(["_rank", BACKEND])
         for a, b in itertools.combinations(group.itertuples(), 2):
             elbo_se = float(np.hypot(np.hypot(a.elbo_se, b.elbo_se), rounding(a.elbo, b.elbo)))
             kl_se = float(np.hypot(elbo_se, np.hypot(a.kl_noise, b.kl_noise)))
@@ -333,7 +465,7 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
         return table
     worst = table[["ΔELBO (SE)", "ΔKL (SE)"]].abs().max(axis=1)
     table["flag"] = _flags(worst)
-    return table.rename(columns={"data_seed": "data"})
+    return table.rename(columns={DATA_SEED: "data"})
 
 
 def _flags(worst: pd.Series) -> np.ndarray:
@@ -348,23 +480,23 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
     value minus the suite's ELBO estimate, in nats and in units of their combined SE (none where the
     suite's SE is not reliable)."""
     ok = in_display_order(ok_rows(rows))
-    ok = ok[column(ok, "library_elbo").notna() & column(ok, "elbo").notna()]
+    ok = ok[column(ok, LIBRARY_ELBO).notna() & column(ok, ELBO).notna()]
     if ok.empty:
         return pd.DataFrame()
-    ok = ok.assign(elbo_se=trusted_se(ok["elbo_se"], reliability(ok, "elbo_reliability")))
-    se = np.hypot(np.hypot(ok["library_elbo_se"], ok["elbo_se"]), rounding(ok["library_elbo"], ok["elbo"]))
-    diff = ok["library_elbo"] - ok["elbo"]
+    ok = ok.assign(elbo_se=trusted_se(ok[ELBO_SE], reliability(ok, ELBO_RELIABILITY)))
+    se = np.hypot(np.hypot(ok[LIBRARY_ELBO_SE], ok[ELBO_SE]), rounding(ok[LIBRARY_ELBO], ok[ELBO]))
+    diff = ok[LIBRARY_ELBO] - ok[ELBO]
     table = pd.DataFrame(
         {
             "model": model_labels(ok),
-            "backend": ok["backend"],
-            "guide": ok["guide"],
-            "data": ok["data_seed"],
-            "seed": ok["seed"],
-            "library ELBO": ok["library_elbo"],
-            "library SE": ok["library_elbo_se"],
-            "suite ELBO": ok["elbo"],
-            "suite SE": ok["elbo_se"],
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "data": ok[DATA_SEED],
+            "seed": ok[SEED],
+            "library ELBO": ok[LIBRARY_ELBO],
+            "library SE": ok[LIBRARY_ELBO_SE],
+            "suite ELBO": ok[ELBO],
+            "suite SE": ok[ELBO_SE],
             "difference": diff,
             "difference (SE)": [in_se(d, s) for d, s in zip(diff, se, strict=True)],
         }
@@ -380,14 +512,14 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     frame = _with_costs(rows).assign(model=model_labels(rows))
-    grouped = frame.groupby(["model", "_rank", "backend"], sort=True)
+    grouped = frame.groupby([MODEL, "_rank", BACKEND], sort=True)
     table = grouped.agg(
-        cells=("key", "size"),
+        cells=(KEY, "size"),
         **{
-            "steps/s (median)": ("steps_per_second", "median"),
-            "compile s (median)": ("compile_seconds", "median"),
-            "fit s (median)": ("fit_seconds", "median"),
-            "wall s (total)": ("wall_seconds", "sum"),
+            "steps/s (median)": (schema.STEPS_PER_SECOND, "median"),
+            "compile s (median)": (schema.COMPILE_SECONDS, "median"),
+            "fit s (median)": (schema.FIT_SECONDS, "median"),
+            "wall s (total)": (WALL_SECONDS, "sum"),
         },
     )
     return table.reset_index().drop(columns="_rank")
@@ -396,8 +528,8 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
 def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows with every cost column (NaN where the store has none: cells that never fitted) and the
     backends' rank."""
-    costs = ("steps_per_second", "compile_seconds", "fit_seconds", "wall_seconds")
-    return rows.assign(**{name: column(rows, name) for name in costs}, _rank=_backend_rank(rows["backend"]))
+    costs = (schema.STEPS_PER_SECOND, schema.COMPILE_SECONDS, schema.FIT_SECONDS, WALL_SECONDS)
+    return rows.assign(**{name: column(rows, name) for name in costs}, _rank=_backend_rank(rows[BACKEND]))
 
 
 def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -405,12 +537,12 @@ def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     frame = _with_costs(rows)
-    table = frame.groupby(["_rank", "backend"], sort=True).agg(
-        cells=("key", "size"),
+    table = frame.groupby(["_rank", BACKEND], sort=True).agg(
+        cells=(KEY, "size"),
         **{
-            "steps/s (median)": ("steps_per_second", "median"),
-            "compile s (median)": ("compile_seconds", "median"),
-            "wall s (total)": ("wall_seconds", "sum"),
+            "steps/s (median)": (schema.STEPS_PER_SECOND, "median"),
+            "compile s (median)": (schema.COMPILE_SECONDS, "median"),
+            "wall s (total)": (WALL_SECONDS, "sum"),
         },
     )
     return table.reset_index().drop(columns="_rank")
@@ -419,7 +551,7 @@ def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- posterior
 def draw_labels(row: pd.Series) -> list[str]:
     """The latent coordinates of a cell's stored draws (the row's JSON ``draw_labels``)."""
-    text = row.get("draw_labels")
+    text = row.get(schema.DRAW_LABELS)
     return json.loads(text) if isinstance(text, str) and text else []
 
 
@@ -444,12 +576,13 @@ def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.Dat
 
 # ---------------------------------------------------------------------------------- failures and facts
 def failures_table(rows: pd.DataFrame, planned: Sequence[str] = ()) -> pd.DataFrame:
-    """Cells that did not finish: key, status (failed, diverged, timeout...) and the first line of the
-    error; then the ``planned`` cell keys that have no row at all, with status NOT_RUN."""
-    bad = rows[rows["status"] != "ok"] if not rows.empty else rows
-    stored = set(rows["key"]) if not rows.empty else set()
-    first_line = text_column(bad, "error").map(lambda text: next(iter(text.splitlines()), ""))
-    table = pd.DataFrame({"cell": column(bad, "key"), "status": column(bad, "status"), "error": first_line})
+    """Units (cells, or cells and problem units) that did not finish: key, status (failed, diverged,
+    timeout...) and the first line of the error; then the ``planned`` keys that have no row at all,
+    with status NOT_RUN."""
+    bad = rows[rows[STATUS] != "ok"] if not rows.empty else rows
+    stored = set(rows[KEY]) if not rows.empty else set()
+    first_line = text_column(bad, ERROR).map(lambda text: next(iter(text.splitlines()), ""))
+    table = pd.DataFrame({"cell": column(bad, KEY), "status": column(bad, STATUS), "error": first_line})
     missing = [key for key in dict.fromkeys(planned) if key not in stored]
     not_run = pd.DataFrame(
         {"cell": missing, "status": NOT_RUN, "error": "no result stored: the run ended before this cell did"}
@@ -459,8 +592,24 @@ def failures_table(rows: pd.DataFrame, planned: Sequence[str] = ()) -> pd.DataFr
 
 def planned_cells(manifest: dict[str, Any]) -> list[str]:
     """The keys of the cells the run planned (the manifest's ``cells``), [] where it does not say."""
-    cells = manifest.get("cells")
-    return [str(key) for key in cells] if isinstance(cells, list) else []
+    return _planned(manifest, "cells")
+
+
+def planned_problems(manifest: dict[str, Any]) -> list[str]:
+    """The keys of the problem units the run planned (the manifest's ``problems``)."""
+    return _planned(manifest, "problems")
+
+
+def _planned(manifest: dict[str, Any], name: str) -> list[str]:
+    keys = manifest.get(name)
+    return [str(key) for key in keys] if isinstance(keys, list) else []
+
+
+def units(rows: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
+    """Problem units and cells in one table (their common columns: key, status, error...)."""
+    if problems.empty:
+        return rows
+    return problems if rows.empty else pd.concat([problems, rows], ignore_index=True)
 
 
 def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
@@ -473,10 +622,11 @@ def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
         "executor": manifest.get("executor"),
         "jobs": manifest.get("jobs"),
         "command": " ".join(map(str, manifest.get("command") or [])) or None,
-        "schema version": manifest.get("schema_version"),
+        "schema version": manifest.get(schema.VERSION),
         "cells planned": len(planned_cells(manifest)) or None,
+        "problem units planned": len(planned_problems(manifest)) or None,
     }
-    for status, count in status_counts(column(rows, "status")).items():
+    for status, count in status_counts(column(rows, STATUS)).items():
         facts[f"cells {status}"] = count
     return pd.DataFrame([{"fact": k, "value": str(v)} for k, v in facts.items() if v is not None and v != ""])
 
