@@ -5,9 +5,11 @@ log p(x, z), evaluated at the same latents.
 
 A model is written once per library (and once in NumPy where it has an oracle); the estimators use
 one of them (``ppl_suite.targets.build``), the libraries' own ELBOs use theirs. Every cell checks
-all that exist at a few draws of its fitted guide (or of the exact posterior when the guide samples
-nothing), so a wrong implementation fails the run's correctness checks (``ppl_suite.checks``)
-instead of passing unnoticed. The tolerance is the project's: 1e-6 nats (``checks.LOG_JOINT_TOLERANCE``).
+the ones its numbers come from: the NumPy log joint, the NumPyro one (the estimators' and the
+NumPyro and hand-rolled backends'), and Pyro's in Pyro cells, at a few draws of its fitted guide
+(or of the exact posterior when the guide samples nothing). A wrong implementation fails the run's
+correctness checks (``ppl_suite.checks``) instead of passing unnoticed, and a broken Pyro model
+fails the Pyro cells only. The tolerance is the project's: 1e-6 nats (``checks.LOG_JOINT_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -38,30 +40,41 @@ class Conformance:
         return self.max_difference <= LOG_JOINT_TOLERANCE
 
 
-def implementations(problem: Problem) -> dict[str, object]:
-    """The log-joint implementations the model has, as Targets keyed by their source."""
+SOURCES = ("numpy", "numpyro", "pyro")
+
+
+def implementations(problem: Problem, sources: tuple[str, ...] = SOURCES) -> dict[str, object]:
+    """The model's log-joint implementations among ``sources``, as Targets keyed by their source."""
     found: dict[str, object] = {}
     name = problem.spec.name
-    if problem.spec.log_joint is not None:
+    if "numpy" in sources and problem.spec.log_joint is not None:
         from ppl_suite.targets.oracle_target import OracleTarget
 
         found["numpy"] = OracleTarget(problem)
-    if registry.implementation(name, "numpyro") is not None:
+    if "numpyro" in sources and registry.implementation(name, "numpyro") is not None:
         from ppl_suite.targets.numpyro_target import NumPyroTarget
 
         found["numpyro"] = NumPyroTarget(problem)
-    if registry.implementation(name, "pyro") is not None:
+    if "pyro" in sources and registry.implementation(name, "pyro") is not None:
         from ppl_suite.targets.pyro_target import PyroTarget
 
         found["pyro"] = PyroTarget(problem)
     return found
 
 
-def log_joint_conformance(problem: Problem, latents: Latents) -> Conformance:
-    """Compare every implementation's log p(x, z) at ``latents`` (the first DRAWS of them)."""
+def sources_for(backend: str) -> tuple[str, ...]:
+    """The implementations a cell of ``backend`` relies on: NumPy and NumPyro always, Pyro's in Pyro cells."""
+    return SOURCES if backend == "pyro" else ("numpy", "numpyro")
+
+
+def log_joint_conformance(
+    problem: Problem, latents: Latents, sources: tuple[str, ...] = SOURCES
+) -> Conformance:
+    """Compare the implementations' log p(x, z) at ``latents`` (the first DRAWS of them)."""
     latents = {site: np.asarray(value)[:DRAWS] for site, value in latents.items()}
     values = {
-        source: np.asarray(t.log_joint(latents), float) for source, t in implementations(problem).items()
+        source: np.asarray(t.log_joint(latents), float)
+        for source, t in implementations(problem, sources).items()
     }
     worst, pair = 0.0, ""  # a single implementation has nothing to disagree with
     for (a, va), (b, vb) in itertools.combinations(values.items(), 2):

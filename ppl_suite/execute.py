@@ -31,7 +31,7 @@ import numpy as np
 from ppl_suite import backends, estimators, schema
 from ppl_suite.cell import Cell, ProblemUnit, Record, Unit
 from ppl_suite.checks import CONVERGED_GAP
-from ppl_suite.conformance import DRAWS, log_joint_conformance
+from ppl_suite.conformance import DRAWS, log_joint_conformance, sources_for
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
@@ -85,7 +85,7 @@ def execute_cell(cell: Cell) -> Record:
                 EvaluationCache(),
             )
             columns, drawn = evaluate(fitted, target, guide, cell.eval_samples, cell.seed, cache)
-            columns |= conformance_columns(fitted, guide, cell.seed)
+            columns |= conformance_columns(fitted, guide, cell.seed, sources_for(cell.backend))
             artifacts |= drawn
             if problem.spec.learned and problem.spec.oracle is not None:
                 artifacts |= training_artifacts(problem, fit, cell.eval_samples, cell.seed)
@@ -131,7 +131,9 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
 
-def conformance_columns(problem: Problem, guide: GuideDensity, seed: int) -> dict[str, Any]:
+def conformance_columns(
+    problem: Problem, guide: GuideDensity, seed: int, sources: tuple[str, ...]
+) -> dict[str, Any]:
     """The largest disagreement between the model's log-joint implementations (``conformance``) at
     draws of the fitted guide, or of the exact posterior when the guide samples nothing."""
     rng_seed = stream_seed(seed, "conformance")
@@ -141,7 +143,7 @@ def conformance_columns(problem: Problem, guide: GuideDensity, seed: int) -> dic
         latents = exact.sample(np.random.default_rng(rng_seed), DRAWS)
     else:
         return {schema.LOG_JOINT_MAX_DIFF: math.nan, schema.LOG_JOINT_PAIR: ""}
-    result = log_joint_conformance(problem, latents)
+    result = log_joint_conformance(problem, latents, sources)
     return {schema.LOG_JOINT_MAX_DIFF: result.max_difference, schema.LOG_JOINT_PAIR: result.pair}
 
 
