@@ -10,13 +10,22 @@ Grosse, Ghahramani and Adams (2015), "Sandwiching the marginal likelihood using 
 Carlo", arXiv:1511.02543. The exact posterior draws come from the model's oracle (in practice BDMC
 is run on data simulated from the model, where the simulating latents are such a draw).
 
-Both passes share the temperatures, step sizes and scales of ``ppl_suite.estimators.ais`` (a pilot
-run, then frozen), and one compiled runner. The value is the upper bound, with the delta-method SE
-over chains, sd(w_r) / (sqrt(C) mean(w_r)); extras hold the forward (lower) bound and the gap.
+Both passes share one schedule tuned by its own pilot (``ppl_suite.estimators.ais``: adaptive
+tempering, temperature count checked against the target chain ESS, then frozen), all on the "bdmc"
+random stream: the forward pass is a run independent of the ``ais`` estimator's. The value is the
+upper bound with the delta-method SE over reverse chains, sd(w_r) / (sqrt(C) mean(w_r)); extras hold
+the forward (lower) bound, both passes' chain ESS, the gap and its SE.
+
+Reliability: unreliable when either pass's chain ESS is below the threshold of ``ais``, or when the
+sandwich is inverted, upper < lower, by more than INVERSION_SE combined standard errors
+sqrt(SE_lower^2 + SE_upper^2). With valid SEs, upper - lower has mean >= 0 (the true gap, plus the
+bounds' Jensen biases, which widen it) and sd the combined SE, so an inversion beyond 3 of them has
+probability <= 0.13 % (one-sided normal): it says the SEs cannot be trusted.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,33 +34,46 @@ import jax
 import numpy as np
 
 from ppl_suite.estimate import Estimate
-from ppl_suite.estimators import need_exact
-from ppl_suite.estimators.ais import AISConfig, AISRun
-from ppl_suite.estimators.target import Target, continuous_reason
-from ppl_suite.estimators.weights import log_mean_exp_se
-from ppl_suite.fitted_guide import FittedGuide
-from ppl_suite.problem import Problem
+from ppl_suite.estimators import need_continuous, need_exact
+from ppl_suite.estimators.ais import AISConfig, Annealer, stream_key, transitions_of
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior
+from ppl_suite.targets import GuideDensity, Target
+
+STREAM = "bdmc"
+INVERSION_SE = 3.0  # an inversion beyond this many combined SEs makes the sandwich unreliable
 
 
-def bdmc_bounds(
-    problem: Problem, exact: ExactPosterior, config: AISConfig | None = None, seed: int = 0
-) -> Estimate:
-    """Upper bound by reverse AIS (value, SE); extras: ``lower``/``lower_se`` by forward AIS, ``gap``."""
-    config = config or AISConfig()
-    config.check("bdmc")
-    need_exact("bdmc", exact)
+def sandwich(annealer: Annealer, exact: ExactPosterior, seed: int) -> Estimate:
+    """Upper bound by reverse AIS (value, SE); extras: ``lower``/``lower_se`` by forward AIS, ``gap``,
+    ``gap_se``, each pass's chain ESS; labelled unreliable as the module docstring says."""
     start = time.perf_counter()
-    run = AISRun(Target(problem), config)
-    key_pilot, key_prior, key_fwd, key_rev = jax.random.split(jax.random.PRNGKey(seed), 4)
-    schedule = run.schedule(key_pilot)
-    log_w_fwd, _, acc_fwd = run.run(schedule, run.target.sample_prior(key_prior, config.chains), key_fwd)
-    posterior = exact.sample(np.random.default_rng(seed), config.chains)
-    log_w_rev, _, acc_rev = run.run(schedule.reversed(), run.target.unconstrain(posterior), key_rev)
-    lower, lower_se = log_mean_exp_se(log_w_fwd)
-    inverse, upper_se = log_mean_exp_se(log_w_rev)
+    config = annealer.config
+    key_tune, key_prior, key_forward, key_reverse = jax.random.split(stream_key(seed, STREAM), 4)
+    rng = np.random.default_rng(stream_seed(seed, f"{STREAM}.posterior"))
+
+    def posterior(n: int) -> np.ndarray:
+        return annealer.target.unconstrain(exact.sample(rng, n))
+
+    tuning = annealer.tune(key_tune, posterior)
+    forward = annealer.run(
+        tuning.schedule, annealer.target.sample_prior(key_prior, config.chains), key_forward
+    )
+    reverse = annealer.run(tuning.schedule.reversed(), posterior(config.chains), key_reverse)
+    lower, lower_se = forward.log_mean_exp_se()
+    inverse, upper_se = reverse.log_mean_exp_se()
     upper = -inverse
-    transitions = 2 * config.chains * config.temperatures
+    gap, gap_se = upper - lower, math.hypot(lower_se, upper_se)
+    reasons = [
+        f"{name} {r}"
+        for name, r in (("reverse", reverse.unreliable_reason()), ("forward", forward.unreliable_reason()))
+        if r
+    ]
+    if gap < -INVERSION_SE * gap_se:
+        reasons.append(f"sandwich inverted by {-gap:.3g} nats ({-gap / gap_se:.1f} SE)")
+    diagnostic = tuning.explain("; ".join(reasons), config.temperatures)
+    transitions = transitions_of(tuning, 2, config.chains)
     return Estimate(
         upper,
         upper_se,
@@ -60,15 +82,27 @@ def bdmc_bounds(
         extras={
             "lower": lower,
             "lower_se": lower_se,
-            "gap": upper - lower,
-            # Grosse et al.'s own stochastic bounds: mean log weights, each a bound in expectation.
-            "lower_mean_log_weight": float(np.mean(log_w_fwd)),
-            "upper_mean_log_weight": float(-np.mean(log_w_rev)),
-            "acceptance_forward": float(np.mean(acc_fwd)),
-            "acceptance_reverse": float(np.mean(acc_rev)),
+            "gap": gap,
+            "gap_se": gap_se,
             "transitions": transitions,
+            **tuning.extras(),
+            **forward.extras("lower_"),
+            **reverse.extras(),
         },
+        reliability="unreliable" if diagnostic else "reliable",
+        diagnostic=diagnostic,
     )
+
+
+def bdmc_bounds(
+    target: Target, exact: ExactPosterior, config: AISConfig | None = None, seed: int = 0
+) -> Estimate:
+    """BDMC on ``target`` with exact posterior draws from ``exact`` (module docstring)."""
+    config = config or AISConfig()
+    config.check("bdmc")
+    need_exact("bdmc", exact)
+    need_continuous("bdmc", target)
+    return sandwich(Annealer(target, config), exact, seed)
 
 
 @dataclass(frozen=True)
@@ -83,15 +117,15 @@ class BDMC(AISConfig):
     def __post_init__(self) -> None:
         self.check(self.name)
 
-    def applies(self, problem: Problem, exact: ExactPosterior | None, guide: str | None = None) -> str | None:
-        if exact is None:
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        if target.exact is None:
             return "reverse AIS starts from exact posterior draws, and the model has no oracle"
-        return continuous_reason(problem)
+        return target.continuous_reason()
 
     def estimate(
-        self, problem: Problem, guide: FittedGuide | None, exact: ExactPosterior | None, seed: int = 0
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        return bdmc_bounds(problem, exact, self, seed)
+        return bdmc_bounds(target, target.exact, self, seed)
 
 
 ESTIMATORS = (BDMC(),)
