@@ -486,6 +486,28 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--plugins", nargs="+", default=[], help="modules to import first (user models)")
     run.set_defaults(handler=command_run)
     listing.set_defaults(handler=command_list)
+    calibration = commands.add_parser(
+        "calibrate",
+        help="run estimators many times on fixed guides and check their SEs against exact answers",
+        description="Is (estimate - exact) / SE a standard normal draw? Each estimator runs R times on "
+        "fixed guides (the exact posterior, a slightly-off and a badly-off guide); writes "
+        "DIR/calibration.csv and DIR/calibration.png. Exit 0, or 3 when an estimator that did not "
+        "label itself unreliable fails calibration.",
+    )
+    calibration.add_argument(
+        "--models", nargs="+", help="models (default: every model calibration applies to)"
+    )
+    calibration.add_argument(
+        "--estimators", nargs="+", help="estimators (default: all, and both library ELBOs)"
+    )
+    calibration.add_argument("--replicates", type=int, help="R, runs per estimator and guide (default 200)")
+    calibration.add_argument(
+        "--level", type=float, help="probability of each acceptance interval (default 0.99)"
+    )
+    calibration.add_argument(
+        "--out", default="results/calibration", help="folder for calibration.csv and .png"
+    )
+    calibration.set_defaults(handler=command_calibrate)
     report = commands.add_parser("report", help="write the report of a results folder (Markdown, HTML)")
     report.add_argument("results", help="results folder written by `ppl-suite run`")
     report.add_argument("--out", help="report folder (default: reports/<results folder name>)")
@@ -494,11 +516,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    from ppl_suite import calibrate  # torch and JAX: loaded only when calibrating
+
+    return calibrate.command(args)
+
+
 def _error_log(args: argparse.Namespace, text: str) -> Path:
     """Write an internal error's traceback to the results folder's logs, else to the temp folder."""
     from ppl_suite.store import ResultsStore
 
-    folder = getattr(args, "out", None) if args.command == "run" else getattr(args, "results", None)
+    folder = (
+        getattr(args, "out", None) if args.command in ("run", "calibrate") else getattr(args, "results", None)
+    )
     store = ResultsStore(folder) if folder else None
     if store is not None and store.is_results_folder():
         try:

@@ -18,8 +18,8 @@ from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.execute import evaluate, execute
 from ppl_suite.problem import Problem
 from ppl_suite.targets.build import target_for
+from ppl_suite.targets.exact_guide import exact_guide
 from ppl_suite.targets.fitted_guide import FittedGuide
-from tests.exact_guides import exact_guide
 from tests.test_estimators_support import imperfect_guide
 
 EXACT = [name for name in models.names() if exact_guide(Problem.build(name, 0)) is not None]

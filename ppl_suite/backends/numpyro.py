@@ -132,3 +132,15 @@ class NumPyroBackend:
         program, _ = compiled(program_key(problem, *key_parts), build, fitted, arrays, key, optimize=False)
         terms = np.asarray(jax.block_until_ready(program(fitted, arrays, key)))
         return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
+
+
+def library_elbo(problem: Problem, family: str, phi: Mapping[str, np.ndarray], n: int, seed: int) -> Estimate:
+    """NumPyro's own Trace_ELBO (TraceEnum_ELBO for enumerated families) of the guide of ``family`` with
+    parameters ``phi``, at the model parameters of ``problem`` (passed as ``fit`` passes its fitted
+    theta): the number ``fit`` reports for its final guide, for any phi; n particles keyed by ``seed``."""
+    enable_float64()
+    model = registry.implementation(problem.spec.name, "numpyro")
+    fitted = as_jax({**{name: np.asarray(problem.params[name]) for name in problem.spec.learned}, **phi})
+    return NumPyroBackend._library_elbo(
+        problem, family, model, make_guide(problem, family, phi), fitted, n, jax.random.PRNGKey(seed)
+    )

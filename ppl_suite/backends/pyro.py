@@ -173,3 +173,22 @@ class PyroBackend:
             n_evals=batches * ELBO_EVAL_BATCH,
             seconds=seconds,
         )
+
+
+def library_elbo(problem: Problem, family: str, phi: Mapping[str, np.ndarray], n: int, seed: int) -> Estimate:
+    """Pyro's own Trace_ELBO (TraceEnum_ELBO for enumerated families) of the guide of ``family`` with
+    parameters ``phi``, at the model parameters of ``problem``: the number ``fit`` reports for its final
+    guide, for any phi. Draws depend on ``seed`` alone (torch's global generator is forked)."""
+    model = registry.implementation(problem.spec.name, "pyro")
+    kind = getattr(guides.get(family), "elbo", "trace")
+    store = pyro.get_param_store()
+    store.clear()
+    try:
+        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+            torch.manual_seed(seed)
+            return PyroBackend._library_elbo(
+                model, make_guide(problem, family, phi), ELBO_CLASSES[kind], as_torch(problem.data),
+                as_torch(problem.params), n,
+            )  # fmt: skip
+    finally:
+        store.clear()

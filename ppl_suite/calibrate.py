@@ -1,0 +1,469 @@
+"""Calibration of the suite's standard errors: is (estimate - exact) / SE a standard normal draw?
+
+    ppl-suite calibrate --models normal_normal bayes_linreg ppca --replicates 200 --out results/calibration
+
+Each estimator runs R times, each replicate with its own seed (the estimator draws from its own
+stream of it), on fixed guides built from the oracle's exact Gaussian posterior N(m, S)
+(``targets.exact_guide``):
+
+    exact         q = N(m, S), the posterior itself
+    slightly_off  q = N(m, 0.8^2 S): narrower in every direction, as VI's mode seeking makes guides
+                  (PSIS k-hat about 1 - 0.8^2 = 0.36 in the limit of many draws)
+    badly_off     q = N(m, 0.3^2 S): k-hat about 1 - 0.3^2 = 0.91 > 0.7, importance sampling breaks
+
+in the model's Gaussian family that holds N(m, S) (full_rank, else mean_field). A guide regime's
+``khat`` is its guide's PSIS k-hat from one run of 100 000 draws. Guide-free estimators
+(AIS, BDMC, Laplace, the harmonic mean) run once per replicate on the model alone: regime "none".
+The i-th regime of a model (exact, slightly_off, badly_off, none) uses seeds i R .. (i + 1) R - 1, so
+its rows are independent of the other regimes' (with one seed for all, the ELBO's z's would be the
+same numbers in every regime: for q = N(m, s^2 S) its terms are affine in |eps|^2 of the same eps).
+The exact values, with d the latent dimension and s the scale factor:
+
+    log p(x)                  the oracle's
+    KL(q || p(z | x))         d/2 (s^2 - 1 - 2 log s)     (Gaussians of one mean, covariances s^2 S, S)
+    KL(p(z | x) || q)         d/2 (1/s^2 - 1 + 2 log s)
+    ELBO                      log p(x) - KL(q || p(z | x))
+
+Models that learn theta are calibrated at their maximum-likelihood theta where it is known in closed
+form (``AT_MAXIMUM_LIKELIHOOD``: PPCA, Tipping and Bishop 1999), data seed 0.
+
+Per model x estimator x regime, z_r = (estimate_r - exact) / SE_r over the replicates; if R z's are
+i.i.d. N(0, 1), their sd s satisfies (R - 1) s^2 ~ chi^2(R - 1) and their mean ~ N(0, 1 / R), so
+with probability ``level`` (default 0.99) each lies in
+
+    s      in [sqrt(chi2_{(1-level)/2}(R - 1) / (R - 1)), sqrt(chi2_{(1+level)/2}(R - 1) / (R - 1))]
+    mean   in [-z_{(1+level)/2} / sqrt(R), +z_{(1+level)/2} / sqrt(R)]     (one side only for a bound:
+           a lower bound may sit below its exact value, an upper bound above)
+
+Verdicts: "ok" when both hold, "fail: ..." otherwise; "unreliable (labelled in F of replicates)" when
+the estimator labels at least half its replicates unreliable (its z statistics are still shown);
+below half, the replicates it calls reliable are judged and the others left out (``judged``).
+"approximation" (Laplace: its error in nats, no z), "diagnostic" (PSIS k-hat), and "exact" for an
+estimator with SE 0 (the closed-form KL), whose errors must stay within 4 float64 rounding floors.
+Each verdict tests two statistics at ``level``: a correct estimator fails about 2 (1 - level) of its
+rows by chance (2% at 0.99), so a table of m rows holds about 0.02 m chance failures.
+
+Besides the registered estimators, ``pyro_trace_elbo`` and ``numpyro_trace_elbo``: each library's own
+Trace_ELBO of the same guide (``backends.pyro.library_elbo``, ``backends.numpyro.library_elbo``), the
+number a fit reports as ``library_elbo``. Writes DIR/calibration.csv and DIR/calibration.png, prints
+the table; exit 0 when every verdict is ok, labelled, an approximation or a diagnostic, 3 when an
+estimator that did not label itself unreliable fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ppl_suite import estimators, registry
+from ppl_suite.backends.base import SVIConfig
+from ppl_suite.estimate import Estimate
+from ppl_suite.estimators import Estimator
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.rounding import rounding_floor
+from ppl_suite.estimators.streams import stream_seed
+from ppl_suite.matrix import ConfigError
+from ppl_suite.problem import Problem
+from ppl_suite.targets import GuideDensity, Target
+from ppl_suite.targets.build import target_for
+from ppl_suite.targets.exact_guide import gaussian_family, gaussian_guide
+from ppl_suite.targets.fitted_guide import FittedGuide
+
+REGIMES = {"exact": 1.0, "slightly_off": 0.8, "badly_off": 0.3}  # guide sd / posterior sd
+NO_REGIME = "none"
+DEFAULT_REPLICATES = 200
+LEVEL = 0.99
+DATA_SEED = 0
+EXACT_TOLERANCE = 4  # rounding floors an SE-0 estimate may be off by
+EXIT_FAILED = 3
+KHAT_DRAWS = 100_000  # draws of the one PSIS run that gives a regime its k-hat
+COLUMNS = (
+    "model", "estimator", "regime", "replicates", "z_mean", "z_sd", "frac_abs_z_gt_2", "frac_abs_z_gt_3",
+    "khat", "verdict", "judged", "fraction_unreliable", "z_sd_low", "z_sd_high", "z_mean_limit",
+    "exact", "mean_estimate", "mean_se", "error_nats", "seconds",
+)  # fmt: skip
+
+
+def _ppca_at_maximum_likelihood(problem: Problem) -> Problem:
+    """PPCA at its closed-form maximum-likelihood theta (Tipping and Bishop 1999, section 3.2)."""
+    from models.ppca.posterior import maximum_likelihood
+
+    ml = maximum_likelihood(problem.data["x"], np.shape(problem.params["W"])[1])
+    return problem.with_params({"W": ml.W, "mu": ml.mu, "log_sigma": float(np.log(ml.sigma))})
+
+
+AT_MAXIMUM_LIKELIHOOD: dict[str, Callable[[Problem], Problem]] = {"ppca": _ppca_at_maximum_likelihood}
+
+
+def calibration_problem(model: str) -> Problem:
+    """The model on data seed 0, at its maximum-likelihood theta where ``AT_MAXIMUM_LIKELIHOOD`` has it."""
+    problem = Problem.build(model, DATA_SEED)
+    return AT_MAXIMUM_LIKELIHOOD.get(model, lambda p: p)(problem)
+
+
+@dataclass(frozen=True)
+class LibraryELBO:
+    """A library's own Trace_ELBO of a fixed guide, as an estimator (n particles, the library's SE)."""
+
+    backend: str
+    n: int = SVIConfig.eval_particles  # what a fit's library_elbo uses by default
+    quantity: ClassVar[str] = "elbo"
+    kind: ClassVar[str] = "unbiased"
+    uses_guide: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}_trace_elbo"
+
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        if not isinstance(guide, FittedGuide):
+            return "needs a guide of a suite family (a FittedGuide)"
+        if registry.implementation(guide.problem.spec.name, self.backend) is None:
+            return f"model {guide.problem.spec.name!r} has no {self.backend} implementation"
+        return None
+
+    def estimate(
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
+    ) -> Estimate:
+        from importlib import import_module
+
+        library_elbo = import_module(f"ppl_suite.backends.{self.backend}").library_elbo
+        return library_elbo(guide.problem, guide.family, guide.params, self.n, stream_seed(seed, self.name))
+
+
+LIBRARY_ESTIMATORS = {e.name: e for e in (LibraryELBO("pyro"), LibraryELBO("numpyro"))}
+
+
+def estimator_names() -> list[str]:
+    return [*estimators.names(), *LIBRARY_ESTIMATORS]
+
+
+def get_estimator(name: str) -> Estimator:
+    return LIBRARY_ESTIMATORS[name] if name in LIBRARY_ESTIMATORS else estimators.get(name)
+
+
+def calibratable_models() -> list[str]:
+    """Models whose exact posterior is Gaussian and held by one of their guide families."""
+    return [m for m in registry.names() if gaussian_family(calibration_problem(m)) is not None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the acceptance intervals and verdicts
+
+
+def sd_interval(replicates: int, level: float = LEVEL) -> tuple[float, float]:
+    """The interval the sd (ddof 1) of R i.i.d. N(0, 1) draws falls in with probability ``level``:
+    (R - 1) s^2 ~ chi^2(R - 1)."""
+    if replicates < 2:
+        raise ValueError(f"an sd needs at least 2 replicates, got {replicates}")
+    dof = replicates - 1
+    tail = (1 - level) / 2
+    return (math.sqrt(stats.chi2.ppf(tail, dof) / dof), math.sqrt(stats.chi2.ppf(1 - tail, dof) / dof))
+
+
+def mean_limit(replicates: int, level: float = LEVEL) -> float:
+    """The half-width of the interval the mean of R i.i.d. N(0, 1) draws falls in with probability
+    ``level``: z_{(1 + level) / 2} / sqrt(R)."""
+    return float(stats.norm.ppf((1 + level) / 2) / math.sqrt(replicates))
+
+
+def z_summary(z: np.ndarray) -> dict[str, float]:
+    """Mean, sd (ddof 1) and the fractions beyond 2 and 3 of the z's."""
+    z = np.asarray(z, dtype=float)
+    if z.size == 0:
+        return {
+            "z_mean": math.nan,
+            "z_sd": math.nan,
+            "frac_abs_z_gt_2": math.nan,
+            "frac_abs_z_gt_3": math.nan,
+        }
+    with np.errstate(invalid="ignore"):  # an infinite z (SE 0, error not 0) makes the sd NaN: a fail
+        sd = float(np.std(z, ddof=1)) if z.size > 1 else math.nan
+    return {
+        "z_mean": float(np.mean(z)),
+        "z_sd": sd,
+        "frac_abs_z_gt_2": float(np.mean(np.abs(z) > 2)),
+        "frac_abs_z_gt_3": float(np.mean(np.abs(z) > 3)),
+    }
+
+
+def calibration_verdict(z: np.ndarray, kind: str = "unbiased", level: float = LEVEL) -> str:
+    """The verdict on R z's: "ok" when their sd lies in ``sd_interval`` and their mean within
+    ``mean_limit`` (only the side a bound may not cross for a lower_bound / upper_bound ``kind``);
+    else "fail: " and why."""
+    z = np.asarray(z, dtype=float)
+    if z.size < 2:
+        return f"fail: {z.size} replicate(s) to judge, need 2"
+    summary = z_summary(z)
+    low, high = sd_interval(z.size, level)
+    limit = mean_limit(z.size, level)
+    reasons = []
+    if not low <= summary["z_sd"] <= high:  # NaN (an infinite z) fails too
+        reasons.append(f"z_sd {summary['z_sd']:.3g} outside [{low:.2f}, {high:.2f}]")
+    mean = summary["z_mean"]
+    if not mean <= limit and kind != "upper_bound":  # a lower bound may sit below, never above
+        reasons.append(f"z_mean {mean:+.3g} above +{limit:.2f}")
+    if not mean >= -limit and kind != "lower_bound":
+        reasons.append(f"z_mean {mean:+.3g} below -{limit:.2f}")
+    return "ok" if not reasons else "fail: " + "; ".join(reasons)
+
+
+def failed(verdict: str) -> bool:
+    return verdict.startswith("fail")
+
+
+# ---------------------------------------------------------------------------------------------------
+# regimes and exact values
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A fixed guide (None for guide-free estimators) and the exact value of each quantity under it."""
+
+    name: str
+    guide: FittedGuide | None
+    exact: dict[str, float]
+    kl_floor: float  # float64 rounding floor of a closed-form Gaussian KL under this guide
+
+
+def regimes(problem: Problem) -> list[Regime]:
+    """The three guide regimes of ``problem`` (see the module docstring)."""
+    exact = problem.exact()
+    family = gaussian_family(problem)
+    if exact is None or family is None:
+        raise ValueError(f"model {problem.spec.name!r}: no guide family holds an exact Gaussian posterior")
+    d = exact.covariance().shape[0]
+    log_det = abs(np.linalg.slogdet(exact.covariance())[1])
+    out = []
+    for name, s in REGIMES.items():
+        kl = 0.5 * d * (s**2 - 1 - 2 * math.log(s))
+        values = {
+            "log_evidence": exact.log_evidence,
+            "kl_to_posterior": kl,
+            "kl_from_posterior": 0.5 * d * (1 / s**2 - 1 + 2 * math.log(s)),
+            "elbo": exact.log_evidence - kl,
+        }
+        # a closed-form KL adds log dets of both Gaussians, a trace and the dimension
+        floor = rounding_floor(log_det, log_det + 2 * d * abs(math.log(s)), d * s**2, d)
+        out.append(Regime(name, gaussian_guide(problem, family, s), values, floor))
+    return out
+
+
+def guide_free_regime(problem: Problem) -> Regime:
+    return Regime(NO_REGIME, None, {"log_evidence": problem.exact().log_evidence}, math.nan)
+
+
+# ---------------------------------------------------------------------------------------------------
+# running and summarizing
+
+
+def run_replicates(
+    target: Target, regime: Regime, chosen: Sequence[Estimator], seeds: Sequence[int]
+) -> dict[str, list[Estimate]]:
+    """Every estimator of ``chosen`` at each seed; one EvaluationCache per replicate, as one cell's."""
+    results: dict[str, list[Estimate]] = {e.name: [] for e in chosen}
+    for seed in seeds:
+        cache = EvaluationCache()
+        for estimator in chosen:
+            results[estimator.name].append(estimator.estimate(target, regime.guide, seed, cache))
+    return results
+
+
+def summarize(
+    estimator: Estimator, regime: Regime, results: list[Estimate], level: float = LEVEL
+) -> dict[str, object]:
+    """One row of the calibration table (``COLUMNS`` but model and khat)."""
+    exact = regime.exact.get(estimator.quantity, math.nan)
+    value = np.array([r.value for r in results], dtype=float)
+    se = np.array([r.se for r in results], dtype=float)
+    unreliable = np.array([r.reliability == "unreliable" for r in results])
+    fraction = float(unreliable.mean())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (value - exact) / se
+    row: dict[str, object] = {
+        "estimator": estimator.name,
+        "regime": regime.name,
+        "replicates": len(results),
+        "fraction_unreliable": fraction,
+        "exact": exact,
+        "mean_estimate": float(np.mean(value)),
+        "mean_se": float(np.mean(se)),
+        "error_nats": float(np.mean(value) - exact),
+        "seconds": float(np.mean([r.seconds for r in results])),
+    }
+    no_z = {"judged": 0, **z_summary(np.array([]))}
+    if estimator.kind == "diagnostic":
+        return row | no_z | {"verdict": f"diagnostic (median {np.median(value):.2f})"}
+    if estimator.kind == "approximation":
+        spread = np.max(np.abs(value - exact))
+        return (
+            row
+            | no_z
+            | {
+                "verdict": f"approximation (error {np.mean(value) - exact:+.2g} nats, "
+                f"max |error| {spread:.2g})"
+            }
+        )
+    if estimator.kind == "exact":
+        worst = float(np.max(np.abs(value - exact)))
+        within = worst <= EXACT_TOLERANCE * regime.kl_floor
+        floors = f"{EXACT_TOLERANCE} rounding floors {regime.kl_floor:.2g}"
+        verdict = (
+            f"exact (max |error| {worst:.2g} <= {floors})"
+            if within
+            else f"fail: an SE-0 value off by {worst:.3g} nats, beyond {floors}"
+        )
+        return row | no_z | {"verdict": verdict}
+    low, high = sd_interval(max(len(results), 2), level)
+    if fraction >= 0.5:
+        judged = z
+        verdict = f"unreliable (labelled in {fraction:.0%} of replicates)"
+    else:
+        judged = z[~unreliable]
+        verdict = calibration_verdict(judged, estimator.kind, level)
+        low, high = sd_interval(max(judged.size, 2), level)
+    return (
+        row
+        | z_summary(judged)
+        | {
+            "judged": int(judged.size),
+            "verdict": verdict,
+            "z_sd_low": low,
+            "z_sd_high": high,
+            "z_mean_limit": mean_limit(max(judged.size, 1), level),
+        }
+    )
+
+
+def not_applicable(estimator: Estimator, regime: str, reason: str) -> dict[str, object]:
+    return {
+        "estimator": estimator.name,
+        "regime": regime,
+        "replicates": 0,
+        "judged": 0,
+        "verdict": f"not applicable: {reason}",
+    }
+
+
+def regime_khat(target: Target, guide: GuideDensity, seed: int) -> float:
+    """The guide's PSIS k-hat as importance proposal, from KHAT_DRAWS draws."""
+    return estimators.get("psis", n=KHAT_DRAWS).estimate(target, guide, seed).value
+
+
+def calibrate_regime(
+    target: Target, regime: Regime, group: Sequence[Estimator], seeds: Sequence[int], level: float = LEVEL
+) -> list[dict[str, object]]:
+    """The rows of one regime (``COLUMNS`` but model): each estimator of ``group`` at every seed, and
+    for a guide regime its k-hat (``regime_khat`` at the first seed)."""
+    reasons = {e.name: e.applies(target, regime.guide) for e in group}
+    running = [e for e in group if reasons[e.name] is None]
+    results = run_replicates(target, regime, running, seeds)
+    khat = math.nan if regime.guide is None else regime_khat(target, regime.guide, seeds[0])
+    rows = []
+    for estimator in group:
+        reason = reasons[estimator.name]
+        if reason is not None:
+            rows.append(not_applicable(estimator, regime.name, reason))
+        else:
+            rows.append(summarize(estimator, regime, results[estimator.name], level) | {"khat": khat})
+    return rows
+
+
+def calibrate(
+    models: Sequence[str],
+    chosen: Sequence[Estimator],
+    replicates: int = DEFAULT_REPLICATES,
+    level: float = LEVEL,
+    progress: Callable[[str], None] = lambda line: None,
+) -> pd.DataFrame:
+    """The calibration table: one row per model x estimator x regime (``COLUMNS``)."""
+    rows = []
+    for model in models:
+        problem = calibration_problem(model)
+        target = target_for(problem)
+        guided = [e for e in chosen if e.uses_guide]
+        free = [e for e in chosen if not e.uses_guide]
+        plan = [(r, guided) for r in regimes(problem)] if guided else []
+        if free:
+            plan.append((guide_free_regime(problem), free))
+        for regime, group in plan:
+            start = time.perf_counter()
+            index = [*REGIMES, NO_REGIME].index(regime.name)
+            seeds = range(index * replicates, (index + 1) * replicates)
+            rows += [{"model": model} | row for row in calibrate_regime(target, regime, group, seeds, level)]
+            progress(
+                f"{model} {regime.name}: {len(group)} estimators x {replicates} replicates in "
+                f"{time.perf_counter() - start:.1f} s"
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line
+
+
+def validate(args: argparse.Namespace) -> tuple[list[str], list[Estimator]]:
+    """The models and estimators to run; every problem with the arguments is one ConfigError message."""
+    problems = []
+    valid_models = calibratable_models()
+    models = list(dict.fromkeys(args.models or valid_models))
+    unknown = [m for m in models if m not in valid_models]
+    if unknown:
+        problems.append(
+            f"cannot calibrate on model(s) {', '.join(map(repr, unknown))} (calibration needs an exact "
+            f"Gaussian posterior that a guide family of the model holds); valid: {', '.join(valid_models)}"
+        )
+    names = list(dict.fromkeys(args.estimators or estimator_names()))
+    unknown = [n for n in names if n not in estimator_names()]
+    if unknown:
+        problems.append(
+            f"unknown estimator(s) {', '.join(map(repr, unknown))}; valid: {', '.join(estimator_names())}"
+        )
+    if args.replicates is None:
+        args.replicates = DEFAULT_REPLICATES
+    if args.level is None:
+        args.level = LEVEL
+    if args.replicates < 2:
+        problems.append(f"--replicates must be at least 2 (an sd needs two), got {args.replicates}")
+    if not 0 < args.level < 1:
+        problems.append(f"--level must lie in (0, 1), got {args.level}")
+    if problems:
+        raise ConfigError(problems)
+    return models, [get_estimator(n) for n in names]
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run, write DIR/calibration.csv and DIR/calibration.png, print the table; 0, or 3 on a failure."""
+    from ppl_suite.numerics import setup
+
+    setup()
+    models, chosen = validate(args)
+    out = Path(args.out)
+    table = calibrate(models, chosen, args.replicates, args.level, progress=print)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "calibration.csv", index=False)
+    from ppl_suite.report.calibration_figure import draw_calibration
+
+    draw_calibration(table, out / "calibration.png", args.level)
+    shown = table[list(COLUMNS[:10])]
+    print(
+        shown.to_string(
+            index=False, line_width=shutil.get_terminal_size().columns, float_format="{:.3g}".format
+        )
+    )
+    failures = table[table["verdict"].map(failed)]
+    print(
+        f"{len(table)} rows: {len(failures)} failed calibration; written {out / 'calibration.csv'}, "
+        f"{out / 'calibration.png'}"
+    )
+    return EXIT_FAILED if len(failures) else 0
