@@ -124,10 +124,13 @@ def run_problems(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def _jobs(requested: int | None) -> int | None:
-    """--jobs, capped at the number of cores with a warning (more workers only share the same cores)."""
+def _jobs(requested: int | None) -> int:
+    """--jobs (default: the cores this process may run on), capped at that number with a warning
+    (more workers only share the same cores)."""
     available = cores()
-    if requested is not None and requested > available:
+    if requested is None:
+        return available
+    if requested > available:
         print(
             f"warning: --jobs {requested} is more than the {available} cores; using {available}",
             file=sys.stderr,
@@ -174,7 +177,7 @@ def _run_locked(
     store: ResultsStore,
     plan: matrix.Matrix,
     executor: executors.Executor,
-    jobs: int | None,
+    jobs: int,
     timeout: float | None,
 ) -> int:
     """The run proper, under the folder's lock: clean up, choose the cells to run, run, finish."""
@@ -216,7 +219,7 @@ def _run_locked(
     store.write_manifest(manifest)
     with StopSignals() as stop:
         try:
-            _run_with_progress(executor, todo, store, jobs or cores())
+            _run_with_progress(executor, todo, store, jobs)
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()

@@ -740,3 +740,13 @@ def test_markdown_escapes_model_and_error_strings_as_html_does(tmp_path):
     markdown = _markdown_as_html(written["md"])
     assert (ODD_MODEL in markdown.headings) and f"{cells[-1].key} (failed)" in markdown.headings
     _assert_markdown_shows_what_html_shows(written)
+
+
+def test_a_rewritten_report_removes_only_its_own_stale_figures(tmp_path):
+    from ppl_suite.report.render import forget_stale_figures
+
+    for name in ("old.png", "kept.png", "users.png"):
+        (tmp_path / name).write_bytes(b"png")
+    forget_stale_figures(tmp_path, {"old.png", "kept.png"})  # an earlier report drew these two
+    forget_stale_figures(tmp_path, {"kept.png", "new.png"})  # this one no longer draws old.png
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["kept.png", "users.png"]

@@ -84,6 +84,7 @@ class Context:
     pool: Executor | None = None
     _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _drawing: list[tuple[Future[Path], Callable[[], Path]]] = field(default_factory=list, repr=False)
+    figures: list[Path] = field(default_factory=list, repr=False)  # every figure this report draws
 
     @cached_property
     def rows(self) -> pd.DataFrame:
@@ -132,6 +133,7 @@ class Context:
         the pool (``function`` and ``args`` then travel by pickle, so ``function`` is a module-level
         one) and written by the time ``drawn`` returns."""
         path = self.figure(name)
+        self.figures.append(path)
         if self.pool is None:
             return function(*args, path)
         self._drawing.append((self.pool.submit(function, *args, path), partial(function, *args, path)))

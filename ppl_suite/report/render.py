@@ -298,6 +298,20 @@ def _figure_pool(processes: int) -> contextlib.AbstractContextManager[Executor |
     return ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"))
 
 
+FIGURE_LIST = "figures.txt"  # the figures the last report drew: the only files it may remove later
+
+
+def forget_stale_figures(figure_dir: Path, drawn: set[str]) -> None:
+    """Remove the figures an earlier report listed as its own and this one no longer draws (nothing a
+    user put in the folder), then list this report's."""
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    listing = figure_dir / FIGURE_LIST
+    earlier = set(listing.read_text().split()) if listing.is_file() else set()
+    for name in sorted(earlier - drawn):
+        (figure_dir / name).unlink(missing_ok=True)
+    listing.write_text("".join(f"{name}\n" for name in sorted(drawn)))
+
+
 def write_report(
     results: str | Path,
     out: str | Path,
@@ -324,9 +338,6 @@ def write_report(
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as scratch, _figure_pool(processes) as pool:
         figure_dir = out / "figures" if "md" in chosen else Path(scratch)
-        if "md" in chosen:
-            for old in figure_dir.glob("*.png"):
-                old.unlink()
         context = Context(ResultsStore(results), figure_dir, pool)
         manifest = context.manifest
         subtitle = (
@@ -335,6 +346,8 @@ def write_report(
         )
         parts = build(context)
         context.drawn()
+        if "md" in chosen:
+            forget_stale_figures(figure_dir, {path.name for path in context.figures})
         if "md" in chosen:
             written["md"] = out / "report.md"
             written["md"].write_text(to_markdown(title, subtitle, parts, out), encoding="utf-8")
