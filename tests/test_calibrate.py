@@ -40,16 +40,6 @@ CASES = [
 ]
 # each row is two checks; at this level the whole set of rows fails by chance with probability 1%
 FAMILY_LEVEL = 1 - 0.01 / (2 * len(CASES))
-# with q = p(z | x) every term is log p(x) up to float64 rounding: an SE of the Monte Carlo spread
-# alone (about 1e-16) is far below the rounding error (about 1e-14), and only the ELBO routes say so
-ROUNDING_UNLABELLED = pytest.mark.xfail(
-    strict=True, reason="SE below the float64 rounding floor, not labelled unreliable (only the ELBO is)"
-)
-
-
-def _mark(model: str, regime: str, name: str):
-    unlabelled = regime == "exact" and name not in {"elbo", "kl_identity"}
-    return pytest.param(model, regime, name, marks=[ROUNDING_UNLABELLED] if unlabelled else [])
 
 
 @functools.cache
@@ -92,7 +82,7 @@ def test_verdict_passes_standard_normal_z_and_fails_when_the_se_is_halved():
     assert calibrate.failed(calibrate.calibration_verdict(z - 1, "upper_bound"))
 
 
-@pytest.mark.parametrize(("model", "regime", "name"), [_mark(*case) for case in CASES])
+@pytest.mark.parametrize(("model", "regime", "name"), CASES)
 def test_standard_errors_are_calibrated_or_labelled(model, regime, name):
     row = rows(model, name in calibrate.LIBRARY_ESTIMATORS)[regime, name]
     assert row["replicates"] == R

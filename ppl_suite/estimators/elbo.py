@@ -7,7 +7,7 @@ Jordan et al. (1999), "An introduction to variational methods for graphical mode
 
 The SE describes the Monte Carlo error only. When q is (nearly) the posterior every term equals
 log p(x) up to float64 rounding, the SE collapses towards 0 while the rounding of each term's log
-densities stays (``rounding.rounding_floor``); an SE below that floor does not describe the error,
+densities stays (``rounding.labelled_by_floor``); an SE below that floor does not describe the error,
 and the estimate says so (reliability "unreliable").
 """
 
@@ -20,7 +20,7 @@ from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.draws import stream_draws
-from ppl_suite.estimators.rounding import rounding_floor
+from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.targets import GuideDensity, Target
 
 STREAM = "elbo"
@@ -34,18 +34,8 @@ def elbo(
     need_guide("elbo", guide)
     need_positive_int("elbo", "n (the SE needs two samples)", n, minimum=2)
     draws = stream_draws(target, guide, n, seed, STREAM, cache)
-    estimate = Estimate.from_samples(draws.log_w, seconds=draws.seconds)
-    floor = rounding_floor(draws.magnitude)
-    below = estimate.se < floor
-    return Estimate(
-        estimate.value,
-        estimate.se,
-        estimate.n_evals,
-        estimate.seconds,
-        {"magnitude": draws.magnitude, "rounding_floor": floor},
-        reliability="unreliable" if below else "reliable",
-        diagnostic=f"SE {estimate.se:.2g} below the float64 rounding floor {floor:.2g}" if below else "",
-    )
+    estimate = Estimate.from_samples(draws.log_w, seconds=draws.seconds, magnitude=draws.magnitude)
+    return labelled_by_floor(estimate, draws.magnitude)
 
 
 @dataclass(frozen=True)

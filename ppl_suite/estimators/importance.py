@@ -28,7 +28,8 @@ import numpy as np
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
-from ppl_suite.estimators.draws import stream_draws
+from ppl_suite.estimators.draws import Draws, stream_draws
+from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.estimators.weights import (
     effective_sample_size,
     khat_reliability,
@@ -67,12 +68,12 @@ def iwae_bound(log_w: np.ndarray, k: int) -> Estimate:
     return Estimate.from_samples(blocks, k=int(k), repeats=int(repeats))
 
 
-def labelled(estimate: Estimate, log_w: np.ndarray, **extras) -> Estimate:
-    """``estimate`` with the reliability that the k-hat of its weights ``log_w`` gives, and k-hat,
-    its threshold's sample size and ``extras`` added to its extras."""
-    _, k_hat = pareto_smoothed(log_w)
-    reliability, diagnostic = khat_reliability(k_hat, log_w.size)
-    return Estimate(
+def labelled(estimate: Estimate, draws: Draws, **extras) -> Estimate:
+    """``estimate`` with the reliability that the k-hat of its weights gives (then, where k-hat finds
+    no fault, that of its rounding floor), and k-hat and ``extras`` added to its extras."""
+    _, k_hat = pareto_smoothed(draws.log_w)
+    reliability, diagnostic = khat_reliability(k_hat, draws.log_w.size)
+    estimate = Estimate(
         estimate.value,
         estimate.se,
         estimate.n_evals,
@@ -81,6 +82,7 @@ def labelled(estimate: Estimate, log_w: np.ndarray, **extras) -> Estimate:
         reliability=reliability,
         diagnostic=diagnostic,
     )
+    return labelled_by_floor(estimate, draws.magnitude)
 
 
 def importance_log_evidence(
@@ -103,7 +105,7 @@ def importance_log_evidence(
     curve = [iwae_bound(log_w, int(k)) for k in ks]
     return labelled(
         Estimate(value, se, n_evals=n, seconds=draws.seconds),
-        log_w,
+        draws,
         ess=effective_sample_size(log_w),
         iwae_k=[int(k) for k in ks],
         iwae=[e.value for e in curve],
@@ -166,7 +168,7 @@ class IWAE:
         draws = stream_draws(target, need_guide(self.name, guide), n, seed, STREAM, cache)
         bound = iwae_bound(draws.log_w, self.k)
         return labelled(
-            Estimate(bound.value, bound.se, n, draws.seconds), draws.log_w, k=self.k, repeats=self.repeats
+            Estimate(bound.value, bound.se, n, draws.seconds), draws, k=self.k, repeats=self.repeats
         )
 
 

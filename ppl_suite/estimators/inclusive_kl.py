@@ -21,6 +21,7 @@ import numpy as np
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_exact, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior
 from ppl_suite.targets import GuideDensity, Target
@@ -34,8 +35,9 @@ def inclusive_kl(guide: GuideDensity, exact: ExactPosterior, n: int = 10_000, se
     need_positive_int("inclusive_kl", "n (the SE needs two draws)", n, minimum=2)
     start = time.perf_counter()
     z = exact.sample(np.random.default_rng(stream_seed(seed, STREAM)), n)
-    terms = exact.log_density(z) - guide.log_q(z)
-    return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
+    log_p, log_q = exact.log_density(z), guide.log_q(z)
+    estimate = Estimate.from_samples(log_p - log_q, seconds=time.perf_counter() - start)
+    return labelled_by_floor(estimate, float(np.mean(np.abs(log_p) + np.abs(log_q))))
 
 
 @dataclass(frozen=True)

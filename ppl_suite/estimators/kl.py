@@ -22,6 +22,7 @@ from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_exact, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
+from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior, Site
 from ppl_suite.targets import GuideDensity, Target
@@ -53,8 +54,9 @@ def kl_monte_carlo(
     def compute() -> Estimate:
         start = time.perf_counter()
         z = guide.sample(stream_seed(seed, MONTE_CARLO_STREAM), n)
-        terms = guide.log_q(z) - exact.log_density(z)
-        return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
+        log_q, log_p = guide.log_q(z), exact.log_density(z)
+        estimate = Estimate.from_samples(log_q - log_p, seconds=time.perf_counter() - start)
+        return labelled_by_floor(estimate, float(np.mean(np.abs(log_q) + np.abs(log_p))))
 
     if cache is None:
         return compute()

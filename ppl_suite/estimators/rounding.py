@@ -22,7 +22,11 @@ and |max| 2.3. It is the noise that remains when every standard error is 0, adde
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+
+from ppl_suite.estimate import Estimate
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -30,3 +34,18 @@ EPS = float(np.finfo(np.float64).eps)
 def rounding_floor(*magnitudes: float) -> float:
     """eps * sum |m|: the sd of the float64 rounding of a result computed from these magnitudes."""
     return EPS * float(sum(abs(m) for m in magnitudes))
+
+
+def labelled_by_floor(estimate: Estimate, *magnitudes: float) -> Estimate:
+    """``estimate`` with its rounding floor in its extras, and labelled unreliable when its SE is below
+    that floor: then rounding, not the Monte Carlo spread the SE measures, sets its error (a guide equal
+    to the posterior makes every term the same number). An estimate already labelled keeps its label."""
+    floor = rounding_floor(*magnitudes)
+    estimate = replace(estimate, extras={**estimate.extras, "rounding_floor": floor})
+    if estimate.reliability != "reliable" or not estimate.se < floor:
+        return estimate
+    return replace(
+        estimate,
+        reliability="unreliable",
+        diagnostic=f"SE {estimate.se:.2g} below the float64 rounding floor {floor:.2g}",
+    )
