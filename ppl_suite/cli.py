@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,27 @@ def report_dir(args: argparse.Namespace) -> Path:
     return Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
 
 
+SCHEDULER_TIMEOUT = 5.0  # seconds to open a connection to a Dask scheduler during validation
+
+
+def unreachable(address: str) -> str | None:
+    """Why no connection can be opened to a scheduler at ``tcp://HOST:PORT`` (a sentence), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError as error:
+        return f"not an address tcp://HOST:PORT ({error})"
+    if parts.scheme != "tcp" or not host or port is None:
+        return "not an address tcp://HOST:PORT"
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT).close()
+    except OSError as error:
+        return f"cannot connect within {SCHEDULER_TIMEOUT:g} s ({error.strerror or error})"
+    return None
+
+
 def run_problems(args: argparse.Namespace) -> list[str]:
     """Every problem of the command line that the matrix does not check: flags, folders, plugins."""
     from ppl_suite.store import ResultsStore, unwritable
@@ -111,6 +133,8 @@ def run_problems(args: argparse.Namespace) -> list[str]:
         problems.append(f"--jobs must be >= 1, got {args.jobs}")
     if args.scheduler is not None and args.executor != "dask":
         problems.append(f"--scheduler needs --executor dask (the {args.executor} executor has no scheduler)")
+    elif args.scheduler is not None and (reason := unreachable(args.scheduler)) is not None:
+        problems.append(f"--scheduler {args.scheduler}: {reason}")
     if args.fresh and args.dry_run:
         problems.append("--fresh removes stored cells, --dry-run runs nothing: choose one")
     out = ResultsStore(args.out).problem()

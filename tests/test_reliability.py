@@ -472,3 +472,10 @@ def test_the_eta_counts_down_between_cells_and_is_exact_at_a_constant_rate():
     assert cli.eta_seconds(0.0, 0, 10, 5.0) is None
     assert cli.eta_seconds(20.0, 2, 10, 20.0) == 80.0  # 10 s a cell
     assert cli.eta_seconds(20.0, 2, 10, 25.0) == 75.0  # five seconds later, five seconds less
+
+
+def test_an_unreachable_scheduler_is_bad_input(capsys):
+    argv = ["run", "--models", "normal_normal", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1"]
+    code = cli.main([*argv, "--dry-run"])
+    assert code == 2
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect" in capsys.readouterr().err
