@@ -70,7 +70,9 @@ def enumerated_terms(target: Target) -> EnumeratedTerms:
     kl = float(np.sum(q * log_q) - log_posterior[0] - np.sum(q * b))
     seconds = time.perf_counter() - start
     evals = int(z.shape[0])
-    magnitude = abs(log_joint[0]) + abs(log_posterior[0]) + float(np.sum(np.abs(normalizer)))
+    # each of the n normalizers and KL terms is computed from differences of log densities of the
+    # size of log_joint[0] and log_posterior[0], each difference rounded at that size
+    magnitude = (1 + n) * (abs(log_joint[0]) + abs(log_posterior[0])) + float(np.sum(np.abs(normalizer)))
     return EnumeratedTerms(
         Estimate(elbo, 0.0, evals, seconds), Estimate(kl, 0.0, evals, seconds), float(magnitude)
     )
