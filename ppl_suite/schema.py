@@ -216,7 +216,7 @@ def estimate_record(key: str, scope: str, estimator: Any, estimate: Estimate) ->
         DIAGNOSTIC: estimate.diagnostic,
         N_EVALS: int(estimate.n_evals),
         SECONDS: float(estimate.seconds),
-        EXTRAS: json.dumps(estimate.extras, sort_keys=True, default=_plain),
+        EXTRAS: json.dumps(estimate.extras, sort_keys=True, default=plain),
         REASON: "",
     }
 
@@ -250,8 +250,8 @@ def estimates_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(KEY, kind="stable").reset_index(drop=True) if records else frame
 
 
-def _plain(value: Any) -> Any:
-    """JSON for NumPy values in extras."""
+def plain(value: Any) -> Any:
+    """JSON for NumPy values (``json.dumps(..., default=plain)``)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -518,7 +518,7 @@ def _files(unit: Unit) -> list[str]:
 
 
 def _json(value: Any) -> bytes:
-    return json.dumps(value, default=_plain).encode()
+    return json.dumps(value, default=schema.plain).encode()
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -540,11 +540,3 @@ def _read_file(path: Path) -> None:
 def now() -> str:
     """The time in UTC, ISO 8601 to the second: the manifest's and the holder file's timestamps."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
