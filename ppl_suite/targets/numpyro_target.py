@@ -40,7 +40,8 @@ from ppl_suite.backends.programs import compiled
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior, Latents, Site
+from ppl_suite.spec import Latents, Site
+from ppl_suite.targets.of_problem import OfProblem
 
 # Batch of draws per call of the compiled log joint: a power of two (few distinct programs), at
 # most BATCH_ELEMENTS draws x (data + latent scalars), so a (batch, data) intermediate stays within
@@ -96,7 +97,7 @@ def _shapes(values: dict[str, Any]) -> tuple:
 
 
 @dataclass(frozen=True)
-class NumPyroTarget:
+class NumPyroTarget(OfProblem):
     """log p(x, z) and its unconstrained forms for one problem, from its NumPyro model."""
 
     problem: Problem
@@ -107,18 +108,6 @@ class NumPyroTarget:
             raise ValueError(f"cannot build a NumPyro target: {reason}")
         enable_float64()
         _ = self._args  # JAX constants made now, outside any trace, so no tracer is ever cached
-
-    @property
-    def name(self) -> str:
-        return self.problem.spec.name
-
-    @cached_property
-    def sites(self) -> tuple[Site, ...]:
-        return self.problem.sites
-
-    @cached_property
-    def exact(self) -> ExactPosterior | None:
-        return self.problem.exact()
 
     def continuous_reason(self) -> str | None:
         return discrete_reason(self.sites)

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior, Latents, Site
+from ppl_suite.spec import Latents
 from ppl_suite.targets.numpyro_target import NumPyroTarget, discrete_reason, numpyro_reason
+from ppl_suite.targets.of_problem import OfProblem
 
 # samples x (data + latent scalars) per chunk of the NumPy log joint: at most 320 MB of float64
 # should a log joint hold a (samples, data) array; fewer, larger chunks cost less per sample.
@@ -30,7 +31,7 @@ CHUNK_ELEMENTS = 40_000_000
 
 
 @dataclass(frozen=True)
-class OracleTarget:
+class OracleTarget(OfProblem):
     """log p(x, z) from ``problem.spec.log_joint``; unconstrained methods from the NumPyro target."""
 
     problem: Problem
@@ -38,18 +39,6 @@ class OracleTarget:
     def __post_init__(self) -> None:
         if self.problem.spec.log_joint is None:
             raise ValueError(f"model {self.name!r} declares no NumPy log joint")
-
-    @property
-    def name(self) -> str:
-        return self.problem.spec.name
-
-    @cached_property
-    def sites(self) -> tuple[Site, ...]:
-        return self.problem.sites
-
-    @cached_property
-    def exact(self) -> ExactPosterior | None:
-        return self.problem.exact()
 
     def log_joint(self, latents: Latents) -> np.ndarray:
         """log p(x, z), shape (n,), from the model's NumPy formula in memory-bounded chunks."""

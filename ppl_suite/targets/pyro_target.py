@@ -26,14 +26,15 @@ import torch
 from ppl_suite import registry
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior, Latents, Site
+from ppl_suite.spec import Latents
 from ppl_suite.targets.numpyro_target import discrete_reason
+from ppl_suite.targets.of_problem import OfProblem
 
 NOT_TRACEABLE = "a Pyro model's density is torch code, which JAX cannot trace or differentiate"
 
 
 @dataclass(frozen=True)
-class PyroTarget:
+class PyroTarget(OfProblem):
     """log p(x, z) of one problem from its Pyro model, one trace per draw."""
 
     problem: Problem
@@ -41,18 +42,6 @@ class PyroTarget:
     def __post_init__(self) -> None:
         if registry.implementation(self.problem.spec.name, "pyro") is None:
             raise ValueError(f"model {self.name!r} has no pyro implementation")
-
-    @property
-    def name(self) -> str:
-        return self.problem.spec.name
-
-    @cached_property
-    def sites(self) -> tuple[Site, ...]:
-        return self.problem.sites
-
-    @cached_property
-    def exact(self) -> ExactPosterior | None:
-        return self.problem.exact()
 
     @cached_property
     def _model(self) -> Callable[..., Any]:
