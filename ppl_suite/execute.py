@@ -36,7 +36,13 @@ from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.enumerated import enumerated_terms
-from ppl_suite.estimators.kl import kl_analytic, kl_family_minimum, kl_identity, kl_monte_carlo
+from ppl_suite.estimators.kl import (
+    kl_analytic,
+    kl_family_minimum,
+    kl_identity,
+    kl_monte_carlo,
+    kl_reference,
+)
 from ppl_suite.estimators.rounding import rounding_floor
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.problem import Problem
@@ -44,6 +50,7 @@ from ppl_suite.spec import ExactPosterior, Latents
 from ppl_suite.targets import GuideDensity, Target
 from ppl_suite.targets.build import target_for
 from ppl_suite.targets.fitted_guide import FittedGuide
+from ppl_suite.targets.reference_posterior import ReferencePosterior
 from ppl_suite.training_curve import training_curve
 
 MARGINALS = 6  # latent coordinates whose draws are kept for the report's marginal plots
@@ -79,8 +86,9 @@ def execute_cell(cell: Cell) -> Record:
             )
         else:
             fitted = problem.with_params(fit.theta)
+            reference, row[schema.REFERENCE] = reference_of(problem)
             target, guide, cache = (
-                target_for(fitted),
+                target_for(fitted, reference),
                 FittedGuide(fitted, fit.guide, dict(fit.phi)),
                 EvaluationCache(),
             )
@@ -127,6 +135,22 @@ def execute_problem(unit: ProblemUnit) -> Record:
     return Record(row, np.empty(0), {}, estimated)
 
 
+def reference_of(problem: Problem) -> tuple[ReferencePosterior | None, str]:
+    """The NUTS reference of a model without an oracle (``ppl_suite.references``: built once per
+    problem, cached on disk and shared by every cell and later run), and one line describing it or
+    saying why there is none. Models with an oracle, or with learned theta (the posterior moves with
+    each fit), get none."""
+    if problem.spec.oracle is not None or problem.spec.learned:
+        return None, ""
+    from ppl_suite.references import reference_for  # deferred: ArviZ and NUTS, only for these models
+
+    try:
+        reference = reference_for(problem)
+    except Exception as error:  # a failed gate or sampler: the fit and its ELBO still stand
+        return None, f"no reference: {type(error).__name__}: {error}"
+    return ReferencePosterior.of(reference), ReferencePosterior.describe(reference)
+
+
 def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
@@ -167,7 +191,10 @@ def _empty_columns() -> dict[str, Any]:
         schema.ELBO_SECONDS: nan,
         schema.ELBO_RELIABILITY: "",
         schema.LOG_EVIDENCE: nan,
+        schema.LOG_EVIDENCE_SE: nan,
         schema.KL: nan,
+        schema.KL_SE: nan,
+        schema.KL_RELIABILITY: "",
         schema.KL_METHOD: "",
         schema.KL_ANALYTIC: nan,
         schema.KL_MC: nan,
@@ -217,6 +244,10 @@ def evaluate(
     out[schema.DRAW_LABELS] = json.dumps(labels)
     artifacts = {schema.Q_DRAWS: q_draws}
     if exact is None:
+        if target.reference is not None:
+            out |= _reference_columns(estimate, target.reference)
+            posterior = {k: np.asarray(v)[:MARGINAL_DRAWS] for k, v in target.reference.draws.items()}
+            artifacts[schema.POSTERIOR_DRAWS] = marginal_draws(problem, posterior)[1]
         return out, artifacts
     rng = np.random.default_rng(stream_seed(seed, "posterior_draws"))
     artifacts[schema.POSTERIOR_DRAWS] = marginal_draws(problem, exact.sample(rng, MARGINAL_DRAWS))[1]
@@ -226,7 +257,10 @@ def evaluate(
     kl = analytic if analytic is not None else mc
     out |= {
         schema.LOG_EVIDENCE: exact.log_evidence,
+        schema.LOG_EVIDENCE_SE: 0.0,
         schema.KL: kl.value,
+        schema.KL_SE: kl.se if kl.reliability == "reliable" else math.nan,
+        schema.KL_RELIABILITY: kl.reliability,
         schema.KL_METHOD: "analytic" if analytic is not None else "monte_carlo",
         schema.KL_ANALYTIC: analytic.value if analytic is not None else math.nan,
         schema.KL_MC: mc.value,
@@ -237,6 +271,20 @@ def evaluate(
     out |= _residual(exact.log_evidence, estimate, kl, floor)
     out |= _gap_columns(problem, guide.family, exact, kl.value)
     return out, artifacts
+
+
+def _reference_columns(elbo_: Estimate, reference: ReferencePosterior) -> dict[str, Any]:
+    """Without an oracle: log p(x) from the reference's AIS and KL = that - ELBO (``kl_reference``)."""
+    kl = kl_reference(elbo_, reference)
+    se = reference.log_evidence_se
+    return {
+        schema.LOG_EVIDENCE: reference.log_evidence,
+        schema.LOG_EVIDENCE_SE: se if se is not None else math.nan,
+        schema.KL: kl.value,
+        schema.KL_SE: kl.se if kl.reliability == "reliable" else math.nan,
+        schema.KL_RELIABILITY: kl.reliability,
+        schema.KL_METHOD: "reference",
+    }
 
 
 def _elbo_columns(estimate: Estimate) -> dict[str, Any]:
@@ -280,7 +328,10 @@ def _evaluate_enumerated(
     elbo_, kl = terms.elbo, terms.kl
     out |= _elbo_columns(elbo_) | {
         schema.LOG_EVIDENCE: exact.log_evidence,
+        schema.LOG_EVIDENCE_SE: 0.0,
         schema.KL: kl.value,
+        schema.KL_SE: kl.se,
+        schema.KL_RELIABILITY: kl.reliability,
         schema.KL_METHOD: "enumerated",
         schema.KL_IDENTITY: exact.log_evidence - elbo_.value,
     }

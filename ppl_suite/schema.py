@@ -79,6 +79,10 @@ CONVERGED = "converged"
 DRAW_LABELS = "draw_labels"
 LOG_JOINT_MAX_DIFF = "log_joint_max_diff"
 LOG_JOINT_PAIR = "log_joint_pair"
+LOG_EVIDENCE_SE = "log_evidence_se"
+KL_SE = "kl_se"
+KL_RELIABILITY = "kl_reliability"
+REFERENCE = "reference"
 
 CELL_COLUMNS: dict[str, str] = {
     KEY: "model[k=v,...]/backend/guide/data<data seed>/seed<seed>",
@@ -106,9 +110,13 @@ CELL_COLUMNS: dict[str, str] = {
     ELBO_SE: "its standard error (0 when exact)",
     ELBO_SECONDS: "seconds of the ELBO estimate",
     ELBO_RELIABILITY: "reliable, unreliable or approximation (ppl_suite.estimate.RELIABILITY)",
-    LOG_EVIDENCE: "exact log p(x) at the fitted theta (NaN without an oracle)",
+    LOG_EVIDENCE: "exact log p(x) at the fitted theta; without an oracle, the reference's AIS estimate",
+    LOG_EVIDENCE_SE: "its standard error (0 when exact; NaN when the AIS estimate is unreliable)",
     KL: "KL(q || p(z | x)) by the route KL_METHOD",
-    KL_METHOD: "analytic, monte_carlo or enumerated",
+    KL_METHOD: "analytic, monte_carlo, enumerated, or reference (AIS log p(x) - ELBO: never exact)",
+    KL_SE: "standard error of KL (NaN when not reliable)",
+    KL_RELIABILITY: "reliable, unreliable or approximation, of KL",
+    REFERENCE: "without an oracle: the NUTS reference's diagnostics and evidence, or why none was built",
     KL_ANALYTIC: "closed-form KL (NaN where none)",
     KL_MC: "Monte Carlo KL",
     KL_MC_SE: "its standard error",

@@ -40,6 +40,8 @@ QUANTITIES = {
     "kl_to_posterior": "KL(q || p(z | x))",
     "kl_from_posterior": "KL(p(z | x) || q)",
     "pareto_k": "PSIS k-hat of q as importance proposal for p(z | x)",
+    "posterior_mean_error": "(E_q[z_j] - E_ref[z_j]) / sd_ref[z_j], the worst coordinate j",
+    "wasserstein_to_reference": "2-Wasserstein distance between q and the reference posterior",
 }
 KINDS = ("exact", "unbiased", "consistent", "lower_bound", "upper_bound", "approximation", "diagnostic")
 

@@ -6,12 +6,14 @@
 - Monte Carlo: E_q[log q(z) - log p(z | x)] with SE = sd / sqrt(n), when the posterior density is
   known, from the ``kl_monte_carlo`` stream of the cell;
 - identity: log p(x) - ELBO, with the ELBO's SE (the ELBO of the ``elbo`` stream: the same numbers
-  as the cell's ``elbo`` column).
+  as the cell's ``elbo`` column);
+- reference: without an oracle, log p(x) estimated by the reference's AIS - ELBO, with both SEs.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,7 +27,7 @@ from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior, Site
-from ppl_suite.targets import GuideDensity, Target
+from ppl_suite.targets import GuideDensity, PosteriorReference, Target
 
 MONTE_CARLO_STREAM = "kl_monte_carlo"
 
@@ -79,6 +81,25 @@ def kl_identity(elbo: Estimate, log_evidence: float) -> Estimate:
     return Estimate(
         log_evidence - elbo.value,
         elbo.se,
+        elbo.n_evals,
+        elbo.seconds,
+        reliability=elbo.reliability,
+        diagnostic=elbo.diagnostic,
+    )
+
+
+def kl_reference(elbo: Estimate, reference: PosteriorReference) -> Estimate:
+    """KL = log p(x)_ref - ELBO without an oracle: the reference's evidence (AIS) carries its own
+    error, SE = sqrt(SE_ELBO^2 + SE_ref^2). Never exact: an unreliable evidence or ELBO makes the
+    KL unreliable, with the diagnostic that says so."""
+    se = reference.log_evidence_se
+    value = reference.log_evidence - elbo.value
+    if se is None:
+        return Estimate(value, math.nan, elbo.n_evals, elbo.seconds, reliability="unreliable",
+                        diagnostic=f"reference evidence: {reference.evidence_diagnostic}")  # fmt: skip
+    return Estimate(
+        value,
+        math.sqrt(elbo.se**2 + se**2),
         elbo.n_evals,
         elbo.seconds,
         reliability=elbo.reliability,

@@ -26,6 +26,8 @@ class Target(Protocol):
 
     - ``name``: the model's name, for messages; ``sites``: its latent sites; ``dim``: d.
     - ``exact``: the exact posterior and evidence where the model has an oracle, else None.
+    - ``reference``: a ``PosteriorReference`` (NUTS draws and AIS evidence) for a model without an
+      oracle, when the pipeline built one, else None.
     - ``log_joint(latents)``: log p(x, z) for a batch of constrained latents, shape (n,), float64.
     - ``log_joint_u(u)``: log p(x, T(u)) + log |det dT/du| at one u of shape (d,); a JAX function
       (traceable, differentiable). ``prior_and_likelihood(u)``: (log p(u) with its Jacobian,
@@ -39,6 +41,7 @@ class Target(Protocol):
     sites: tuple[Site, ...]
     dim: int
     exact: ExactPosterior | None
+    reference: PosteriorReference | None
 
     def log_joint(self, latents: Latents) -> np.ndarray: ...
 
@@ -53,6 +56,24 @@ class Target(Protocol):
     def unconstrain(self, latents: Latents) -> np.ndarray: ...
 
     def continuous_reason(self) -> str | None: ...
+
+
+class PosteriorReference(Protocol):
+    """Where no closed form exists: draws of the posterior from a diagnosed sampler and an estimate of
+    log p(x), each with its own uncertainty (``ppl_suite.references`` builds them).
+
+    - ``draws``: constrained posterior draws per site, (n, *site.shape), chains concatenated;
+    - ``ess``: the smallest bulk effective sample size over latent coordinates (the draws are
+      autocorrelated: n draws carry about this much information);
+    - ``log_evidence``, ``log_evidence_se``: log p(x) and its standard error; the SE is None when
+      the evidence is not reliable, and ``evidence_diagnostic`` then says why.
+    """
+
+    draws: Latents
+    ess: float
+    log_evidence: float
+    log_evidence_se: float | None
+    evidence_diagnostic: str
 
 
 class GuideDensity(Protocol):

@@ -4,28 +4,31 @@
    method, so every estimator applies;
 2. else the NumPy oracle's ``log_joint`` (``OracleTarget``): guide-based estimators only;
 3. else the Pyro model (``PyroTarget``): guide-based estimators only, one trace per draw.
+
+A ``reference`` (NUTS draws and AIS evidence, for a model without an oracle) rides along on the
+Target, so the estimators that compare a guide with it need nothing else.
 """
 
 from __future__ import annotations
 
 from ppl_suite import registry
 from ppl_suite.problem import Problem
-from ppl_suite.targets import Target
+from ppl_suite.targets import PosteriorReference, Target
 
 
-def target_for(problem: Problem) -> Target:
-    """The Target of ``problem`` (see the module docstring for the order)."""
+def target_for(problem: Problem, reference: PosteriorReference | None = None) -> Target:
+    """The Target of ``problem`` (see the module docstring for the order), carrying ``reference``."""
     name = problem.spec.name
     if registry.implementation(name, "numpyro") is not None:
         from ppl_suite.targets.numpyro_target import NumPyroTarget
 
-        return NumPyroTarget(problem)
+        return NumPyroTarget(problem, reference)
     if problem.spec.log_joint is not None:
         from ppl_suite.targets.oracle_target import OracleTarget
 
-        return OracleTarget(problem)
+        return OracleTarget(problem, reference)
     if registry.implementation(name, "pyro") is not None:
         from ppl_suite.targets.pyro_target import PyroTarget
 
-        return PyroTarget(problem)
+        return PyroTarget(problem, reference)
     raise ValueError(f"model {name!r} has neither a NumPyro or Pyro implementation nor a NumPy log joint")

@@ -41,6 +41,7 @@ from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents, Site
+from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.of_problem import OfProblem
 
 # Batch of draws per call of the compiled log joint: a power of two (few distinct programs), at
@@ -101,6 +102,7 @@ class NumPyroTarget(OfProblem):
     """log p(x, z) and its unconstrained forms for one problem, from its NumPyro model."""
 
     problem: Problem
+    reference: PosteriorReference | None = None
 
     def __post_init__(self) -> None:
         reason = numpyro_reason(self.problem)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
+from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import NumPyroTarget, discrete_reason, numpyro_reason
 from ppl_suite.targets.of_problem import OfProblem
 
@@ -35,6 +36,7 @@ class OracleTarget(OfProblem):
     """log p(x, z) from ``problem.spec.log_joint``; unconstrained methods from the NumPyro target."""
 
     problem: Problem
+    reference: PosteriorReference | None = None
 
     def __post_init__(self) -> None:
         if self.problem.spec.log_joint is None:

@@ -27,6 +27,7 @@ from ppl_suite import registry
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
+from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
 
@@ -38,6 +39,7 @@ class PyroTarget(OfProblem):
     """log p(x, z) of one problem from its Pyro model, one trace per draw."""
 
     problem: Problem
+    reference: PosteriorReference | None = None
 
     def __post_init__(self) -> None:
         if registry.implementation(self.problem.spec.name, "pyro") is None:
