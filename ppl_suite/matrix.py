@@ -5,11 +5,14 @@ them at their own fitted theta).
 
 A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has these keys:
 
-    models = "closed_form" | "all" | ["name", ...]
+    models = "closed_form" | "reference" | "all" | ["name", ...]
+                                          # closed_form: models with an exact oracle; reference: the
+                                          # others, compared with a NUTS reference instead
     backends = ["pyro", "numpyro", "handrolled"]
     guides = ["mean_field", ...]          # optional; default: each model's first guides_per_model
     guides_per_model = 2                  # 0 = every guide family the model declares
     seeds = [0, 1]                        # each seed is a data set and an SVI seed, in [0, 2**32)
+                                          # (a model with a fixed data set has one: data seed 0)
     cell_timeout = 1800                   # seconds one cell may run before it is stopped
     [svi]        steps, lr, final_lr, hold, particles, eval_particles
     [evaluation] samples                  # Monte Carlo samples for ELBO and KL estimates
@@ -48,7 +51,7 @@ TOP_KEYS = {
     "params",
     "estimators",
 }
-MODEL_SETS = ("closed_form", "all")
+MODEL_SETS = ("closed_form", "reference", "all")
 SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
 GUIDES_PER_MODEL = Domain.integer(low=0)
 EVAL_SAMPLES = Domain.integer(low=2)
@@ -112,8 +115,9 @@ def _names(value: Any, kind: str, valid: list[str], problems: list[str]) -> list
 def _models(value: Any, problems: list[str]) -> list[str]:
     if value == "all":
         return registry.names()
-    if value == "closed_form":
-        return [n for n in registry.names() if registry.get(n).oracle is not None]
+    if value in ("closed_form", "reference"):
+        with_oracle = value == "closed_form"
+        return [n for n in registry.names() if (registry.get(n).oracle is not None) == with_oracle]
     if isinstance(value, str):
         value = [value]
     return _names(value, "model", registry.names(), problems) if value is not None else []
@@ -213,7 +217,9 @@ def expand(config: dict[str, Any]) -> Matrix:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue
                 for seed in seeds:
-                    unit = ProblemUnit(model, seed, model_overrides, shared) if shared else None
+                    # a fixed data set is one problem whatever the seed: its cells share data seed 0
+                    data_seed = 0 if spec.fixed_data else seed
+                    unit = ProblemUnit(model, data_seed, model_overrides, shared) if shared else None
                     if unit is not None:
                         problems.setdefault(unit.key, unit)
                     problem_key = unit.key if unit is not None else None
@@ -222,7 +228,7 @@ def expand(config: dict[str, Any]) -> Matrix:
                             model,
                             backend,
                             guide,
-                            seed,
+                            data_seed,
                             seed,
                             model_overrides,
                             svi,

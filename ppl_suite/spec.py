@@ -301,8 +301,12 @@ class ModelSpec:
       n (d + 1) + d for a regression), computed from the sizes alone; at most MAX_PROBLEM_SIZE.
     - ``sites(params)``: the latent sites, in a fixed order.
     - ``generate_data(rng, params)``: simulated observations (NumPy, so every backend sees the same arrays).
-    - ``log_joint(latents, data, params)``: log p(x, z) in NumPy/SciPy, batched over latents, shape (n,).
+    - ``log_joint(latents, data, params)``: log p(x, z) in NumPy/SciPy, batched over latents, shape (n,);
+      optional (None): a third implementation, beside Pyro's and NumPyro's, that conformance checks use
+      where it exists.
     - ``oracle(data, params)``: the exact posterior and evidence, or None when intractable.
+    - ``fixed_data``: the data set is fixed (a classic or real data set shipped with the model):
+      ``generate_data`` ignores its generator, so every data seed gives the same arrays.
     - ``guides``: names of the guide families this model supports (see ``ppl_suite.guides``).
     - ``learned``: names of entries of ``params`` that SVI learns (model parameters theta); their
       values in ``params`` are the initial values. Learned parameters are unconstrained reals
@@ -321,9 +325,10 @@ class ModelSpec:
     defaults: Mapping[str, Any]
     sites: Callable[[Params], tuple[Site, ...]]
     generate_data: Callable[[np.random.Generator, Params], dict[str, np.ndarray]]
-    log_joint: Callable[[Latents, Data, Params], np.ndarray]
     guides: tuple[str, ...]
+    log_joint: Callable[[Latents, Data, Params], np.ndarray] | None = None
     oracle: Callable[[Data, Params], ExactPosterior] | None = None
+    fixed_data: bool = False
     learned: tuple[str, ...] = ()
     kl_family_min: Callable[[str, Data, Params], float | None] | None = None
     module: str = field(default="", compare=False)

@@ -58,6 +58,9 @@ GUIDE_FREE = "once per problem"  # in place of a backend: a guide-free estimate,
 LOG_EVIDENCE_QUANTITY = "log_evidence"  # the estimators' quantity names (ppl_suite.estimators.QUANTITIES)
 PARETO_K_QUANTITY = "pareto_k"
 INCLUSIVE_KL_QUANTITY = "kl_from_posterior"
+MEAN_ERROR_QUANTITY = "posterior_mean_error"
+WASSERSTEIN_QUANTITY = "wasserstein_to_reference"
+REFERENCE_METHOD = "reference"  # the kl_method of a cell compared with a NUTS reference
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -353,6 +356,51 @@ def diagnostics_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFra
         }
     )
     table = table.dropna(subset=["k-hat", "KL(p||q)"], how="all")
+    return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
+
+
+def reference_lines(rows: pd.DataFrame) -> list[str]:
+    """The distinct descriptions of the NUTS references (or why none was built) of ``rows``."""
+    return [text for text in dict.fromkeys(text_column(rows, schema.REFERENCE)) if text]
+
+
+def reference_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell compared with a NUTS reference: KL = AIS log p(x) - ELBO ± SE, the worst
+    standardized errors of q's posterior means and sds (with their coordinates), the 2-Wasserstein
+    distance to the reference draws ± SE beside the reference's own floor, and the PSIS k-hat."""
+    ok = in_display_order(ok_rows(rows))
+    ok = ok[text_column(ok, KL_METHOD) == REFERENCE_METHOD]
+    if ok.empty:
+        return pd.DataFrame()
+    moments = _per_cell(ok, estimates, MEAN_ERROR_QUANTITY)
+    distance = _per_cell(ok, estimates, WASSERSTEIN_QUANTITY)
+    khat = _per_cell(ok, estimates, PARETO_K_QUANTITY)
+
+    def extra(frame: pd.DataFrame, name: str) -> pd.Series:
+        return frame["extras"].map(lambda extras: extras.get(name, np.nan))
+
+    table = pd.DataFrame(
+        {
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "seed": ok[SEED],
+            "KL(q||p)": column(ok, KL),
+            "KL SE": column(ok, schema.KL_SE),
+            "KL reliability": text_column(ok, schema.KL_RELIABILITY),
+            "worst mean error (sd)": moments["value"],
+            "mean error SE": moments["se"],
+            "at": extra(moments, "coordinate"),
+            "worst sd error": extra(moments, "worst_sd_error"),
+            "sd error SE": extra(moments, "worst_sd_error_se"),
+            "sd at": extra(moments, "worst_sd_coordinate"),
+            "W2": distance["value"],
+            "W2 SE": distance["se"],
+            "W2 floor": extra(distance, "floor"),
+            "k-hat": khat["value"],
+        }
+    )
+    if (table["KL reliability"] == RELIABLE).all():
+        table = table.drop(columns="KL reliability")
     return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
 
 

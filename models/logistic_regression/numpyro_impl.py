@@ -1,0 +1,12 @@
+"""Bayesian logistic regression in NumPyro (see spec.py for the maths)."""
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+
+def model(data, params):
+    X = data["X"]
+    beta = numpyro.sample("beta", dist.Normal(jnp.zeros(X.shape[-1] + 1), params["prior_scale"]).to_event(1))
+    with numpyro.plate("data", X.shape[0]):
+        numpyro.sample("y", dist.Bernoulli(logits=beta[0] + X @ beta[1:]), obs=data["y"])
