@@ -333,3 +333,21 @@ def test_bad_shapes_and_foreign_guides_are_rejected():
         estimators.get("importance").estimate(target, None, seed=0)
     with pytest.raises(ValueError, match=r"integer >= 1"):
         log_weights(target, imperfect_guide(problem), 0, seed=0)
+
+
+@pytest.mark.parametrize("model", ["normal_normal", "bayes_linreg", "gamma_poisson"])
+def test_khat_of_an_exact_guide_is_minus_infinity_on_every_model(model):
+    """q = p makes every log weight log p(x) up to float64 rounding: no tail to fit. The k-hat is the
+    same on every model (-inf, "good"), not whatever a fit to rounding noise returns."""
+    from ppl_suite.estimators.cache import EvaluationCache
+    from ppl_suite.estimators.psis import psis_diagnostic
+    from ppl_suite.targets.build import target_for
+    from ppl_suite.targets.exact_guide import exact_guide
+
+    problem = Problem.build(model, 0, {})
+    target, guide, cache = target_for(problem), exact_guide(problem), EvaluationCache()
+    estimate = psis_diagnostic(target, guide, 2000, seed=1, cache=cache)
+    assert estimate.value == -math.inf and estimate.extras["interpretation"] == "good"
+    assert estimate.reliability == "reliable"
+    again = psis_diagnostic(target, guide, 2000, seed=1, cache=cache)  # the same draws, fitted once
+    assert again.value == estimate.value and len(cache) == 1

@@ -51,7 +51,7 @@ MODEL_PARTS = (
     "log p(x) split into ELBO and KL",
     "ELBO during training",
     "Estimators of log p(x)",
-    "Posterior marginals: q vs exact",
+    "Posterior marginals: q vs the exact or reference posterior",
     "Guide diagnostics: PSIS k-hat",
 )
 

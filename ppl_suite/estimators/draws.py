@@ -11,15 +11,19 @@ SeedSequence([stream seed, j]), so the weights depend on (stream seed, n) only. 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.streams import stream_seed
+from ppl_suite.estimators.weights import pareto_smoothed
 from ppl_suite.targets import GuideDensity, Target
 
+CONSTANT_RANGE = math.sqrt(np.finfo(np.float64).eps)  # log weights within this range are equal (``pareto``)
 # draws x latent scalars per chunk: at most 320 MB of float64 latents at once
 CHUNK_ELEMENTS = 40_000_000
 
@@ -46,6 +50,22 @@ class Draws:
     def magnitude(self) -> float:
         """mean_i (|log p(x, z_i)| + |log q(z_i)|): the size of what each log w_i is the difference of."""
         return float(np.mean(np.abs(self.log_joint) + np.abs(self.log_q)))
+
+    @cached_property
+    def pareto(self) -> tuple[np.ndarray, float]:
+        """(Pareto-smoothed log weights, k-hat) of these draws, fitted once (IS, every K of IWAE and
+        PSIS share them through the cell's cache).
+
+        Log weights whose whole range lies below sqrt(eps) ~ 1.5e-8 are constant for every purpose:
+        any average of such weights (IS, IWAE, PSIS) lies within that range of each of them, so its
+        error is below 1.5e-8 nats whatever the shape of their tail, and a generalized Pareto fit to
+        what is then rounding noise would return any k-hat (q = p gave -5 on one model, +inf on
+        another). Their k-hat is -inf, the limit of ever lighter tails: nothing for k-hat to predict.
+        """
+        log_w = self.log_w
+        if np.ptp(log_w) <= CONSTANT_RANGE:
+            return log_w.copy(), -math.inf
+        return pareto_smoothed(log_w)
 
 
 def guide_draws(target: Target, guide: GuideDensity, n: int, seed: int) -> Draws:

@@ -34,7 +34,6 @@ from ppl_suite.estimators.weights import (
     effective_sample_size,
     khat_reliability,
     log_mean_exp_se,
-    pareto_smoothed,
 )
 from ppl_suite.numerics import log_mean_exp
 from ppl_suite.targets import GuideDensity, Target
@@ -71,7 +70,7 @@ def iwae_bound(log_w: np.ndarray, k: int) -> Estimate:
 def labelled(estimate: Estimate, draws: Draws, **extras) -> Estimate:
     """``estimate`` with the reliability that the k-hat of its weights gives (then, where k-hat finds
     no fault, that of its rounding floor), and k-hat and ``extras`` added to its extras."""
-    _, k_hat = pareto_smoothed(draws.log_w)
+    _, k_hat = draws.pareto
     reliability, diagnostic = khat_reliability(k_hat, draws.log_w.size)
     estimate = Estimate(
         estimate.value,

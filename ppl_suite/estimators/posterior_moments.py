@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache

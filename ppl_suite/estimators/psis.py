@@ -31,7 +31,7 @@ from ppl_suite.estimators import guide_reason, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.draws import stream_draws
 from ppl_suite.estimators.importance import STREAM
-from ppl_suite.estimators.weights import khat_reliability, khat_threshold, pareto_smoothed
+from ppl_suite.estimators.weights import khat_reliability, khat_threshold
 from ppl_suite.numerics import log_mean_exp
 from ppl_suite.targets import GuideDensity, Target
 
@@ -53,7 +53,7 @@ def psis_diagnostic(
     need_guide("psis", guide)
     need_positive_int("psis", "n (the tail fit needs many draws)", n, minimum=100)
     draws = stream_draws(target, guide, n, seed, STREAM, cache)
-    smoothed, k_hat = pareto_smoothed(draws.log_w)
+    smoothed, k_hat = draws.pareto
     reliability, diagnostic = khat_reliability(k_hat, n)
     extras = {
         "interpretation": interpret(k_hat, n),

@@ -114,7 +114,7 @@ ModelPart = Callable[[Context, str, pd.DataFrame], list[Block]]
 
 def decomposition_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """Per cell, log p(x) as ELBO + KL, and the distance of each fit below log p(x)."""
-    frame = tables.decomposition(rows).dropna(subset=["log_evidence", "elbo", "kl"])
+    frame = tables.decomposition(tables.with_exact(rows)).dropna(subset=["log_evidence", "elbo", "kl"])
     if frame.empty:
         return [_absent("exact log p(x), ELBO and KL for a finished cell")]
     path = context.draw(f"{model}-split", figures.decomposition_bars, frame, f"{model}: log p(x) = ELBO + KL")
@@ -204,7 +204,9 @@ def training_part(context: Context, model: str, rows: pd.DataFrame) -> list[Bloc
 
 def estimators_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """Stored log p(x) estimates vs the exact value (the cells' own, and their problem units' once),
-    and the IWAE bound over K."""
+    and the IWAE bound over K. Cells measured against a NUTS reference have no exact value: their
+    numbers are in the reference part."""
+    rows = tables.with_exact(rows)
     table = tables.estimator_table(rows, context.estimates, context.problems)
     blocks: list[Block] = []
     if table.empty:
@@ -327,12 +329,17 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
         seed = f"data seed {data_seed}, seed {seed}"
         title = f"{model}, guide {guide} ({seed})"
         shared = _shared_reference(references, fitted)
+        by_nuts = (tables.text_column(same_seed, schema.KL_METHOD) == tables.REFERENCE_METHOD).any()
+        posterior = "NUTS reference posterior" if by_nuts else "exact posterior"
         if shared is not None or not references:
             path = context.draw(
                 f"{model}-{guide}-marginals", figures.marginals, labels, shared, fitted, title
             )
-            reference = "the exact posterior (grey, filled) and each backend's fitted q (lines)"
-            sources = ({"exact posterior": shared} if shared is not None else {}) | {
+            if shared is not None:
+                reference = f"the {posterior} (grey, filled) and each backend's fitted q (lines)"
+            else:
+                reference = "each backend's fitted q (lines); no posterior draws to compare with"
+            sources = ({posterior: shared} if shared is not None else {}) | {
                 f"q ({backend})": draws for backend, draws in fitted.items()
             }
         else:
@@ -459,7 +466,7 @@ MODEL_PARTS: list[tuple[str, ModelPart]] = [
     ("", training_part),  # titled by itself, and only for models with learned parameters
     ("Estimators of log p(x)", estimators_part),
     ("Against the NUTS reference (no closed form)", reference_part),
-    ("Posterior marginals: q vs exact", marginals_part),
+    ("Posterior marginals: q vs the exact or reference posterior", marginals_part),
     ("Guide diagnostics: PSIS k-hat", diagnostics_part),
 ]
 

@@ -359,6 +359,11 @@ def diagnostics_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFra
     return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
 
 
+def with_exact(rows: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose log p(x) is exact: all but those measured against a NUTS reference."""
+    return rows[text_column(rows, KL_METHOD) != REFERENCE_METHOD] if not rows.empty else rows
+
+
 def reference_lines(rows: pd.DataFrame) -> list[str]:
     """The distinct descriptions of the NUTS references (or why none was built) of ``rows``."""
     return [text for text in dict.fromkeys(text_column(rows, schema.REFERENCE)) if text]
