@@ -39,7 +39,9 @@ Verdicts: "ok" when both hold, "fail: ..." otherwise; "unreliable (labelled in F
 the estimator labels at least half its replicates unreliable (its z statistics are still shown);
 below half, the replicates it calls reliable are judged and the others left out (``judged``).
 "approximation" (Laplace: its error in nats, no z), "diagnostic" (PSIS k-hat), and "exact" for an
-estimator with SE 0 (the closed-form KL), whose errors must stay within 4 float64 rounding floors.
+estimator with SE 0 (the closed-form KL), whose errors must stay within 4 float64 rounding floors;
+likewise "rounding-limited" where the replicates spread less than their own rounding floor (q = the
+posterior: every draw gives the same number, so rounding, not sampling, sets the error).
 Each verdict tests two statistics at ``level``: a correct estimator fails about 2 (1 - level) of its
 rows by chance (2% at 0.99), so a table of m rows holds about 0.02 m chance failures.
 
@@ -262,6 +264,8 @@ def regimes(problem: Problem) -> list[Regime]:
             "kl_to_posterior": kl,
             "kl_from_posterior": 0.5 * d * (1 / s**2 - 1 + 2 * math.log(s)),
             "elbo": exact.log_evidence - kl,
+            "identity_residual": 0.0,
+            "optimization_gap": kl,  # the family holds the posterior: its smallest KL is 0
         }
         # a closed-form KL adds log dets of both Gaussians, a trace and the dimension
         floor = rounding_floor(log_det, log_det + 2 * d * abs(math.log(s)), d * s**2, d)
@@ -324,7 +328,20 @@ def summarize(
                 f"max |error| {spread:.2g})"
             }
         )
-    if estimator.kind == "exact":
+    floors = [r.extras.get("floor", r.extras.get("rounding_floor")) for r in results]
+    if all(f is not None for f in floors) and np.std(value) <= np.mean(floors):
+        # float64 rounding, not sampling, sets the error (q = the posterior: every draw gives the same
+        # number), so the replicates' spread says nothing about the SE: judged like an SE-0 value
+        worst, floor = float(np.max(np.abs(value - exact))), float(np.max(floors))
+        within = worst <= EXACT_TOLERANCE * floor
+        floors_text = f"{EXACT_TOLERANCE} rounding floors {floor:.2g}"
+        verdict = (
+            f"rounding-limited (max |error| {worst:.2g} <= {floors_text})"
+            if within
+            else f"fail: off by {worst:.3g} nats with no sampling spread, beyond {floors_text}"
+        )
+        return row | no_z | {"verdict": verdict}
+    if estimator.kind == "exact" or bool(np.all(se == 0)):  # a closed form in every replicate
         worst = float(np.max(np.abs(value - exact)))
         within = worst <= EXACT_TOLERANCE * regime.kl_floor
         floors = f"{EXACT_TOLERANCE} rounding floors {regime.kl_floor:.2g}"

@@ -120,4 +120,4 @@ class Record:
 
     @property
     def ok(self) -> bool:
-        return self.row[schema.STATUS] == "ok"
+        return self.row[schema.STATUS] == schema.OK

@@ -28,19 +28,21 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import schema
+from ppl_suite.estimators.rounding import rounding_floor
 
 FLAG_SE = 4.0
-# Relative float64 rounding allowed on top of the SE: an exact value computed by two libraries
-# differs by ~1e-13 relative, not by "infinite" SEs.
-ROUNDING = 1e-9
 LOG_JOINT_TOLERANCE = 1e-6  # nats, as the model contract tests require
 CONVERGED_GAP = 0.01  # nats: a fit whose optimization gap is larger is flagged as not converged
 
 
-def rounding(a: Any, b: Any) -> Any:
-    """The rounding allowance when comparing a and b (numbers or arrays): ROUNDING relative to the
-    larger, at least ROUNDING nats."""
-    return ROUNDING * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
+def implementation_allowance(a: Any, b: Any) -> Any:
+    """How far a and b (numbers or arrays: two averages of log densities, such as two libraries'
+    ELBOs of one guide) may differ when computed by different implementations of the same model,
+    on top of their standard errors: the log-joint contract's LOG_JOINT_TOLERANCE (each averaged term
+    may differ by that much between conforming implementations, so their mean may too) plus the
+    float64 rounding floor of both (``estimators.rounding``). An exact value, such as an enumerated
+    ELBO, then agrees across libraries instead of differing by "infinite" SEs."""
+    return LOG_JOINT_TOLERANCE + rounding_floor(1.0) * (np.abs(a) + np.abs(b))
 
 
 def in_se(difference: float, se: float) -> float:
@@ -53,7 +55,7 @@ def in_se(difference: float, se: float) -> float:
 
 
 def _ok(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows[schema.STATUS] == "ok"] if schema.STATUS in rows else rows.iloc[0:0]
+    return rows[rows[schema.STATUS] == schema.OK] if schema.STATUS in rows else rows.iloc[0:0]
 
 
 def _number(row: pd.Series, name: str) -> float:
@@ -82,7 +84,9 @@ def library_failures(rows: pd.DataFrame) -> list[str]:
         if math.isnan(library) or math.isnan(ours):
             continue
         se = math.hypot(
-            _number(row, schema.LIBRARY_ELBO_SE), _number(row, schema.ELBO_SE), rounding(library, ours)
+            _number(row, schema.LIBRARY_ELBO_SE),
+            _number(row, schema.ELBO_SE),
+            implementation_allowance(library, ours),
         )
         difference = library - ours
         if abs(in_se(difference, se)) > FLAG_SE:
@@ -116,6 +120,6 @@ def not_converged(rows: pd.DataFrame) -> pd.Series:
     """True for ok cells flagged as not converged (optimization gap above CONVERGED_GAP)."""
     if schema.CONVERGED not in rows:
         return pd.Series(False, index=rows.index)
-    return (rows[schema.STATUS] == "ok") & rows[schema.CONVERGED].map(
+    return (rows[schema.STATUS] == schema.OK) & rows[schema.CONVERGED].map(
         lambda value: value is False or value == 0
     )

@@ -35,18 +35,16 @@ from ppl_suite.conformance import DRAWS, log_joint_conformance, sources_for
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
-from ppl_suite.estimators.enumerated import enumerated_terms
+from ppl_suite.estimators.identity import identity_terms
 from ppl_suite.estimators.kl import (
-    kl_analytic,
-    kl_family_minimum,
     kl_identity,
     kl_monte_carlo,
     kl_reference,
 )
-from ppl_suite.estimators.rounding import rounding_floor
+from ppl_suite.estimators.optimization_gap import optimization_gap
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.problem import Problem
-from ppl_suite.spec import ExactPosterior, Latents
+from ppl_suite.spec import Latents
 from ppl_suite.targets import GuideDensity, Target
 from ppl_suite.targets.build import target_for
 from ppl_suite.targets.fitted_guide import FittedGuide
@@ -82,7 +80,10 @@ def execute_cell(cell: Cell) -> Record:
         row.update(_fit_columns(fit))
         if not np.all(np.isfinite(fit.losses)) or not all(np.all(np.isfinite(v)) for v in fit.phi.values()):
             row.update(
-                {schema.STATUS: "diverged", schema.ERROR: "non-finite loss or guide parameters during SVI"}
+                {
+                    schema.STATUS: schema.DIVERGED,
+                    schema.ERROR: "non-finite loss or guide parameters during SVI",
+                }
             )
         else:
             fitted = problem.with_params(fit.theta)
@@ -105,9 +106,9 @@ def execute_cell(cell: Cell) -> Record:
                 estimated.append(
                     run_estimator(estimator, target, guide, seed, cache, cell.key, schema.SCOPE_CELL)
                 )
-            row.update(columns, **{schema.STATUS: "ok", schema.ERROR: ""})
+            row.update(columns, **{schema.STATUS: schema.OK, schema.ERROR: ""})
     except Exception as error:  # a failing cell is recorded, never raised: the matrix goes on
-        row.update({schema.STATUS: "failed", schema.ERROR: _failure(error)})
+        row.update({schema.STATUS: schema.FAILED, schema.ERROR: _failure(error)})
     row[schema.WALL_SECONDS] = time.perf_counter() - start
     return Record(row, losses, artifacts, estimated)
 
@@ -128,9 +129,9 @@ def execute_problem(unit: ProblemUnit) -> Record:
             estimated.append(
                 run_estimator(estimator, target, None, unit.data_seed, None, unit.key, schema.SCOPE_PROBLEM)
             )
-        row.update({schema.STATUS: "ok", schema.ERROR: ""})
+        row.update({schema.STATUS: schema.OK, schema.ERROR: ""})
     except Exception as error:  # recorded like a cell's failure
-        row.update({schema.STATUS: "failed", schema.ERROR: _failure(error)})
+        row.update({schema.STATUS: schema.FAILED, schema.ERROR: _failure(error)})
     row[schema.WALL_SECONDS] = time.perf_counter() - start
     return Record(row, np.empty(0), {}, estimated)
 
@@ -209,16 +210,6 @@ def _empty_columns() -> dict[str, Any]:
     }
 
 
-def family_minimum(problem: Problem, family: str, exact: ExactPosterior) -> float | None:
-    """The family's best KL: the model's own answer (``ModelSpec.kl_family_min``) first, else the
-    generic closed forms of ``kl_family_minimum``."""
-    if problem.spec.kl_family_min is not None:
-        known = problem.spec.kl_family_min(family, problem.data, problem.params)
-        if known is not None:
-            return known
-    return kl_family_minimum(problem.sites, family, exact)
-
-
 def evaluate(
     problem: Problem,
     target: Target,
@@ -237,7 +228,7 @@ def evaluate(
     out = _empty_columns()
     exact = target.exact
     if guide.samples_nothing:  # the library summed every latent out
-        return _evaluate_enumerated(problem, target, guide, out), {}
+        return _evaluate_enumerated(target, guide, out), {}
     estimate = elbo(target, guide, n, seed, cache)
     out |= _elbo_columns(estimate)
     labels, q_draws = marginal_draws(problem, guide.sample(stream_seed(seed, "q_draws"), MARGINAL_DRAWS))
@@ -251,25 +242,22 @@ def evaluate(
         return out, artifacts
     rng = np.random.default_rng(stream_seed(seed, "posterior_draws"))
     artifacts[schema.POSTERIOR_DRAWS] = marginal_draws(problem, exact.sample(rng, MARGINAL_DRAWS))[1]
-    analytic = kl_analytic(guide, exact)
+    terms = identity_terms(target, guide, n, seed, cache)  # the ELBO above, through the cache
     mc = kl_monte_carlo(guide, exact, n, seed, cache)
-    identity = kl_identity(estimate, exact.log_evidence)
-    kl = analytic if analytic is not None else mc
+    kl = terms.kl
     out |= {
         schema.LOG_EVIDENCE: exact.log_evidence,
         schema.LOG_EVIDENCE_SE: 0.0,
         schema.KL: kl.value,
         schema.KL_SE: kl.se if kl.reliability == "reliable" else math.nan,
         schema.KL_RELIABILITY: kl.reliability,
-        schema.KL_METHOD: "analytic" if analytic is not None else "monte_carlo",
-        schema.KL_ANALYTIC: analytic.value if analytic is not None else math.nan,
+        schema.KL_METHOD: terms.kl_method,
+        schema.KL_ANALYTIC: kl.value if terms.kl_method == "analytic" else math.nan,
         schema.KL_MC: mc.value,
         schema.KL_MC_SE: mc.se,
-        schema.KL_IDENTITY: identity.value,
+        schema.KL_IDENTITY: kl_identity(estimate, exact.log_evidence).value,
     }
-    floor = rounding_floor(exact.log_evidence, estimate.value, estimate.extras["magnitude"], kl.value)
-    out |= _residual(exact.log_evidence, estimate, kl, floor)
-    out |= _gap_columns(problem, guide.family, exact, kl.value)
+    out |= _residual_columns(terms.residual) | _gap_columns(target, guide.family, kl)
     return out, artifacts
 
 
@@ -296,12 +284,12 @@ def _elbo_columns(estimate: Estimate) -> dict[str, Any]:
     }
 
 
-def _gap_columns(problem: Problem, family: str, exact: ExactPosterior, kl: float) -> dict[str, Any]:
+def _gap_columns(target: Target, family: str, kl: Estimate) -> dict[str, Any]:
     """The family's smallest KL, the optimization gap KL - that, and whether it is below CONVERGED_GAP."""
-    family_min = family_minimum(problem, family, exact)
+    family_min = target.family_minimum(family)
     if family_min is None:
         return {}
-    gap = kl - family_min
+    gap = optimization_gap(kl, family_min).value
     return {
         schema.KL_FAMILY_MIN: family_min,
         schema.OPTIMIZATION_GAP: gap,
@@ -309,35 +297,28 @@ def _gap_columns(problem: Problem, family: str, exact: ExactPosterior, kl: float
     }
 
 
-def _residual(log_evidence: float, elbo: Estimate, kl: Estimate, floor: float) -> dict[str, float]:
+def _residual_columns(residual: Estimate) -> dict[str, float]:
     """residual_se = (log p(x) - ELBO - KL) / sqrt(SE_ELBO^2 + SE_KL^2 + floor^2), and the floor."""
-    noise = math.sqrt(elbo.se**2 + kl.se**2 + floor**2)
-    residual = log_evidence - elbo.value - kl.value
-    return {schema.RESIDUAL_SE: residual / noise if noise > 0 else math.nan, schema.RESIDUAL_FLOOR: floor}
+    return {schema.RESIDUAL_SE: residual.extras["z"], schema.RESIDUAL_FLOOR: residual.extras["floor"]}
 
 
-def _evaluate_enumerated(
-    problem: Problem, target: Target, guide: GuideDensity, out: dict[str, Any]
-) -> dict[str, Any]:
+def _evaluate_enumerated(target: Target, guide: GuideDensity, out: dict[str, Any]) -> dict[str, Any]:
     """Enumeration: the ELBO and KL of the implied q summed exactly over the discrete states by the
     suite (``estimators.enumerated``), independently of the library's loss (kept as ``library_elbo``)."""
     exact = target.exact
     if exact is None:
         return out
-    terms = enumerated_terms(target)
-    elbo_, kl = terms.elbo, terms.kl
-    out |= _elbo_columns(elbo_) | {
+    terms = identity_terms(target, guide, 0, 0)
+    out |= _elbo_columns(terms.elbo) | {
         schema.LOG_EVIDENCE: exact.log_evidence,
         schema.LOG_EVIDENCE_SE: 0.0,
-        schema.KL: kl.value,
-        schema.KL_SE: kl.se,
-        schema.KL_RELIABILITY: kl.reliability,
-        schema.KL_METHOD: "enumerated",
-        schema.KL_IDENTITY: exact.log_evidence - elbo_.value,
+        schema.KL: terms.kl.value,
+        schema.KL_SE: terms.kl.se,
+        schema.KL_RELIABILITY: terms.kl.reliability,
+        schema.KL_METHOD: terms.kl_method,
+        schema.KL_IDENTITY: exact.log_evidence - terms.elbo.value,
     }
-    out |= _residual(exact.log_evidence, elbo_, kl, rounding_floor(exact.log_evidence, terms.magnitude))
-    out |= _gap_columns(problem, guide.family, exact, kl.value)
-    return out
+    return out | _residual_columns(terms.residual) | _gap_columns(target, guide.family, terms.kl)
 
 
 def run_estimator(

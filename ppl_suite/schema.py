@@ -44,6 +44,8 @@ SEED = "seed"
 PARAMS = "params"
 PROBLEM_KEY = "problem_key"
 STATUS = "status"
+# a unit's status: finished, raised, SVI went non-finite, stopped by its timeout
+OK, FAILED, DIVERGED, TIMEOUT = "ok", "failed", "diverged", "timeout"
 ERROR = "error"
 WALL_SECONDS = "wall_seconds"
 DIGEST = "digest"
@@ -94,7 +96,7 @@ CELL_COLUMNS: dict[str, str] = {
     PARAMS: "model parameter overrides, JSON",
     PROBLEM_KEY: "key of the problem unit holding this cell's guide-free estimates; None when there is "
     "none (no guide-free estimator, or learned theta: then they are the cell's own)",
-    STATUS: "ok, failed, diverged or timeout",
+    STATUS: f"{OK}, {FAILED}, {DIVERGED} or {TIMEOUT}",
     ERROR: "why the cell did not finish ('' when ok)",
     WALL_SECONDS: "the whole cell: fit, evaluation and its estimators",
     DIGEST: "hash of definition, package versions and code: the cell's file names",
@@ -139,7 +141,7 @@ PROBLEM_COLUMNS: dict[str, str] = {
     PARAMS: "model parameter overrides, JSON",
     ESTIMATORS: "JSON list of the estimators run",
     LOG_EVIDENCE: "exact log p(x) (NaN without an oracle)",
-    STATUS: "ok, failed or timeout",
+    STATUS: f"{OK}, {FAILED} or {TIMEOUT}",
     ERROR: "why the unit did not finish ('' when ok)",
     WALL_SECONDS: "the whole unit: data, target and every estimator",
     DIGEST: "hash of definition, package versions and code",

@@ -282,7 +282,7 @@ class StoredCell:
 
     @property
     def reusable(self) -> bool:
-        return self.status == "ok" and self.damage is None
+        return self.status == schema.OK and self.damage is None
 
 
 class ResultsStore:
@@ -414,7 +414,7 @@ class ResultsStore:
             status = row[schema.STATUS]
         except (OSError, ValueError, TypeError, KeyError) as error:
             return StoredCell(name, None, f"{row_folder}/{name}.json is unreadable ({type(error).__name__})")
-        if status != "ok":
+        if status != schema.OK:
             return StoredCell(name, status)
         for folder in array_folders:
             relative = f"{folder}/{name}.{UNIT_FILES[folder]}"

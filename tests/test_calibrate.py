@@ -86,7 +86,11 @@ def test_verdict_passes_standard_normal_z_and_fails_when_the_se_is_halved():
 def test_standard_errors_are_calibrated_or_labelled(model, regime, name):
     row = rows(model, name in calibrate.LIBRARY_ESTIMATORS)[regime, name]
     assert row["replicates"] == R
-    assert row["verdict"] == "ok" or row["verdict"].startswith("unreliable (labelled"), row
+    assert (
+        row["verdict"] == "ok"
+        or row["verdict"].startswith("unreliable (labelled")
+        or row["verdict"].startswith("rounding-limited")  # q = p: checked against the rounding floor
+    ), row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,3 +204,17 @@ def test_library_elbos_of_a_fixed_guide_depend_on_the_seed_alone(library):
     estimator = calibrate.LIBRARY_ESTIMATORS[library]
     first, again, other = (estimator.estimate(target, guide, seed) for seed in (0, 0, 1))
     assert (first.value, first.se) == (again.value, again.se) and first.value != other.value
+
+
+def test_a_rounding_limited_estimate_off_beyond_its_floors_fails():
+    """Replicates that spread less than their rounding floor (q = p) are judged against the floor: a
+    constant error of 1e-10 nats with a floor of 1e-14 is a failure, 1e-14 is not."""
+    regime = calibrate.Regime("exact", None, {"elbo": -10.0}, math.nan)
+    estimator = estimators.get("elbo")
+
+    def verdict(error: float) -> str:
+        results = [Estimate(-10.0 + error, 1e-16, extras={"rounding_floor": 1e-14}) for _ in range(R)]
+        return str(calibrate.summarize(estimator, regime, results)["verdict"])
+
+    assert verdict(1e-14).startswith("rounding-limited")
+    assert calibrate.failed(verdict(1e-10))

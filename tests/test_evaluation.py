@@ -69,6 +69,37 @@ def test_elbo_column_and_kl_identity_plugin_are_one_computation(normal_normal):
     assert mc.value == columns["kl_mc"] and mc.value != identity.value
 
 
+@pytest.mark.parametrize("model", ["normal_normal", "gamma_poisson", "gaussian_mixture"])
+def test_identity_and_gap_columns_are_the_plugins(model):
+    """The cell's residual, KL, family minimum and optimization gap are the ``identity`` and
+    ``optimization_gap`` plug-ins' numbers (one computation, through the cell's cache)."""
+    problem = Problem.build(model, 0)
+    target, guide, cache = target_for(problem), exact_guide(problem), EvaluationCache()
+    columns, _ = evaluate(problem, target, guide, 2000, seed=4, cache=cache)
+    identity = estimators.get("identity", n=2000).estimate(target, guide, 4, cache)
+    assert identity.extras["z"] == columns["residual_se"]
+    assert identity.extras["floor"] == columns["residual_floor"]
+    gap = estimators.get("optimization_gap", n=2000)
+    if gap.applies(target, guide) is None:
+        estimate = gap.estimate(target, guide, 4, cache)
+        assert estimate.value == columns["optimization_gap"]
+        assert estimate.extras["family_min"] == columns["kl_family_min"]
+        assert estimate.extras["kl"] == columns["kl"]
+
+
+def test_optimization_gap_of_a_narrowed_gaussian_is_its_closed_form_kl(normal_normal):
+    """q = N(m, (kappa s)^2) against the posterior N(m, s^2) in the mean-field family, whose minimum is
+    0 (it holds the posterior): gap = KL = log(1 / kappa) + (kappa^2 - 1) / 2, exactly."""
+    from ppl_suite.targets.exact_guide import gaussian_guide
+
+    problem, target, _ = normal_normal
+    kappa = 0.5
+    guide = gaussian_guide(problem, "mean_field", kappa)
+    estimate = estimators.get("optimization_gap").estimate(target, guide, 0)
+    assert estimate.se == 0.0  # the closed-form KL: no Monte Carlo
+    assert estimate.value == pytest.approx(math.log(1 / kappa) + (kappa**2 - 1) / 2, rel=1e-12)
+
+
 @pytest.mark.parametrize("model", EXACT)
 def test_identity_residual_of_an_exact_guide_is_within_4_with_the_rounding_floor(model):
     """q = p(z | x): every ELBO term is log p(x) up to rounding, the SE collapses to ~1e-16 and the

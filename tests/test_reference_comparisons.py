@@ -73,7 +73,9 @@ def test_kl_by_reference_matches_the_closed_form(posterior):
 
 def test_kl_by_reference_is_unreliable_without_a_reliable_evidence(posterior):
     problem, exact, m, s = posterior
-    estimate = kl_reference(elbo(target_for(problem), ShiftedGaussian(m, s), 1000), reference(exact, 0, se=None))
+    estimate = kl_reference(
+        elbo(target_for(problem), ShiftedGaussian(m, s), 1000), reference(exact, 0, se=None)
+    )
     assert estimate.reliability == "unreliable" and "AIS unreliable" in estimate.diagnostic
     assert math.isnan(estimate.se)
 

@@ -42,6 +42,8 @@ QUANTITIES = {
     "pareto_k": "PSIS k-hat of q as importance proposal for p(z | x)",
     "posterior_mean_error": "(E_q[z_j] - E_ref[z_j]) / sd_ref[z_j], the worst coordinate j",
     "wasserstein_to_reference": "2-Wasserstein distance between q and the reference posterior",
+    "identity_residual": "log p(x) - ELBO - KL(q || p(z | x)), 0 up to its noise",
+    "optimization_gap": "KL(q || p(z | x)) minus the smallest KL the guide family can reach",
 }
 KINDS = ("exact", "unbiased", "consistent", "lower_bound", "upper_bound", "approximation", "diagnostic")
 

@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Iterable, Sequence
 
+from ppl_suite import schema
 from ppl_suite.cell import Cell, Record
 from ppl_suite.executors import OnRecord
 from ppl_suite.executors.affinity import AffinityQueue
@@ -115,7 +116,7 @@ class LocalExecutor:
                     if record is None:
                         continue
                     cell, worker.cell = worker.cell, None
-                    if record.row["status"] == "timeout" or not worker.process.is_alive():
+                    if record.row[schema.STATUS] == schema.TIMEOUT or not worker.process.is_alive():
                         stop([workers.pop(slot)])  # replaced by a fresh worker for the next cell
                     on_record(cell, record)
                     give_next(slot)

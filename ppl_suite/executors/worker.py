@@ -89,7 +89,7 @@ def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
         from ppl_suite.execute import execute  # torch and JAX: loaded in the workers, not the parent
     except Exception as error:
         detail = f"worker set-up failed: {type(error).__name__}: {error}\n{traceback.format_exc()}"
-        return _unfinished_row(cell, "failed", detail, time.perf_counter() - start)
+        return _unfinished_row(cell, schema.FAILED, detail, time.perf_counter() - start)
     return execute(cell)
 
 
@@ -114,10 +114,10 @@ def _unfinished_row(unit: Unit, status: str, error: str, seconds: float) -> Reco
 
 def lost_record(cell: Cell, reason: str, seconds: float) -> Record:
     """The row of a cell whose worker died before returning (killed, out of memory, lost)."""
-    return _unfinished_row(cell, "failed", f"worker lost: {reason}", seconds)
+    return _unfinished_row(cell, schema.FAILED, f"worker lost: {reason}", seconds)
 
 
 def timeout_record(cell: Cell, limit: float, seconds: float) -> Record:
     """The row of a cell stopped at the per-cell time limit; ``seconds`` is how long it ran."""
     error = f"timed out: still running after the cell timeout of {limit:g} s; its worker was stopped"
-    return _unfinished_row(cell, "timeout", error, seconds)
+    return _unfinished_row(cell, schema.TIMEOUT, error, seconds)

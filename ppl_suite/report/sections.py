@@ -523,8 +523,9 @@ AGREEMENT = f"""\
 The same model, guide family and seed fitted by different backends. Differences are in units of
 SE = sqrt(SE_a² + SE_b²) of the two ELBO estimates (for the KL, the Monte Carlo KL's SE is added where
 the KL is estimated rather than analytic); with a fixed model, ΔKL = −ΔELBO up to that noise. The SE
-has a floor of {checks.ROUNDING:g} of the values compared, for float64 rounding: an exact value, such as
-an enumerated ELBO, agrees when two libraries compute it to rounding. A
+has a floor of {checks.LOG_JOINT_TOLERANCE:g} nats plus float64 rounding, what two conforming
+implementations of the model's log joint may differ by: an exact value, such as an enumerated ELBO,
+agrees when two libraries compute it that closely. A
 difference beyond {checks.FLAG_SE:g} SE is flagged: the backends then reached different
 fits (or one of them computes something else)."""
 
@@ -684,7 +685,7 @@ class Failures:
             ),
             Table(failures, caption="Status and first line of each error; the full errors follow."),
         ]
-        for _, row in units[units[schema.STATUS] != "ok"].iterrows():
+        for _, row in units[units[schema.STATUS] != schema.OK].iterrows():
             error = row.get(schema.ERROR)
             lines = (error if isinstance(error, str) and error else "(no error text)").rstrip().splitlines()
             shown = lines if len(lines) <= ERROR_LINES else ["...", *lines[-ERROR_LINES:]]

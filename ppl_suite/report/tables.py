@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import schema
-from ppl_suite.checks import FLAG_SE, in_se, rounding
+from ppl_suite.checks import FLAG_SE, implementation_allowance, in_se
 from ppl_suite.schema import (
     BACKEND,
     CONVERGED,
@@ -49,7 +49,8 @@ from ppl_suite.schema import (
 )
 
 BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
-STATUS_ORDER = ("ok", "failed", "diverged", "timeout")  # a row's status; others are listed after these
+# a row's status; others are listed after these
+STATUS_ORDER = (schema.OK, schema.FAILED, schema.DIVERGED, schema.TIMEOUT)
 NOT_RUN = "not run"  # a planned cell (manifest) without a row: the run stopped before it finished
 RELIABLE = "reliable"  # the reliability label whose SE is valid (ppl_suite.estimate.RELIABILITY)
 UNRELIABLE = "unreliable"  # the label of an estimate whose SE a diagnostic says cannot be trusted
@@ -79,7 +80,7 @@ def of_model(rows: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows[STATUS] == "ok"] if not rows.empty else rows
+    return rows[rows[STATUS] == schema.OK] if not rows.empty else rows
 
 
 def column(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -194,7 +195,7 @@ def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     rows = in_display_order(rows)
-    label = reliability(rows, ELBO_RELIABILITY).where(rows[STATUS] == "ok", "")
+    label = reliability(rows, ELBO_RELIABILITY).where(rows[STATUS] == schema.OK, "")
     trusted = (label == RELIABLE) | (label == "")
     table = pd.DataFrame(
         {
@@ -498,7 +499,9 @@ def agreement_table(rows: pd.DataFrame) -> pd.DataFrame:
     for key, group in ok.groupby(AGREEMENT_KEYS, sort=True):
         group = group.assign(_rank=_backend_rank(group[BACKEND])).sort_values(["_rank", BACKEND])
         for a, b in itertools.combinations(group.itertuples(), 2):
-            elbo_se = float(np.hypot(np.hypot(a.elbo_se, b.elbo_se), rounding(a.elbo, b.elbo)))
+            elbo_se = float(
+                np.hypot(np.hypot(a.elbo_se, b.elbo_se), implementation_allowance(a.elbo, b.elbo))
+            )
             kl_se = float(np.hypot(elbo_se, np.hypot(a.kl_noise, b.kl_noise)))
             d_elbo, d_kl = a.elbo - b.elbo, a.kl - b.kl
             lines.append(
@@ -537,7 +540,9 @@ def library_table(rows: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     ok = ok.assign(elbo_se=trusted_se(ok[ELBO_SE], reliability(ok, ELBO_RELIABILITY)))
-    se = np.hypot(np.hypot(ok[LIBRARY_ELBO_SE], ok[ELBO_SE]), rounding(ok[LIBRARY_ELBO], ok[ELBO]))
+    se = np.hypot(
+        np.hypot(ok[LIBRARY_ELBO_SE], ok[ELBO_SE]), implementation_allowance(ok[LIBRARY_ELBO], ok[ELBO])
+    )
     diff = ok[LIBRARY_ELBO] - ok[ELBO]
     table = pd.DataFrame(
         {
@@ -632,7 +637,7 @@ def failures_table(rows: pd.DataFrame, planned: Sequence[str] = ()) -> pd.DataFr
     """Units (cells, or cells and problem units) that did not finish: key, status (failed, diverged,
     timeout...) and the first line of the error; then the ``planned`` keys that have no row at all,
     with status NOT_RUN."""
-    bad = rows[rows[STATUS] != "ok"] if not rows.empty else rows
+    bad = rows[rows[STATUS] != schema.OK] if not rows.empty else rows
     stored = set(rows[KEY]) if not rows.empty else set()
     first_line = text_column(bad, ERROR).map(lambda text: next(iter(text.splitlines()), ""))
     table = pd.DataFrame({"cell": column(bad, KEY), "status": column(bad, STATUS), "error": first_line})

@@ -35,6 +35,8 @@ class Target(Protocol):
     - ``sample_prior(key, n)``: n prior draws u ~ p(u), a JAX array (n, d).
     - ``constrain(u)`` (n, d) -> Latents and ``unconstrain(latents)`` -> (n, d), NumPy.
     - ``continuous_reason()``: why no unconstrained space exists (discrete sites...), or None.
+    - ``family_minimum(family)``: the smallest KL(q || p(z | x)) a member of the guide family can
+      reach, where the model or a closed form knows it; None otherwise (always without an oracle).
     """
 
     name: str
@@ -56,6 +58,8 @@ class Target(Protocol):
     def unconstrain(self, latents: Latents) -> np.ndarray: ...
 
     def continuous_reason(self) -> str | None: ...
+
+    def family_minimum(self, family: str) -> float | None: ...
 
 
 class PosteriorReference(Protocol):

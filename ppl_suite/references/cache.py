@@ -1,0 +1,129 @@
+"""Where references are stored, and the key that says when a stored one may be reused.
+
+The folder is ``PPL_SUITE_REFERENCE_CACHE``, by default ``$XDG_CACHE_HOME/ppl-suite/references``
+(``~/.cache/ppl-suite/references``); deleting it is always safe. A reference is one NetCDF file
+``<model>-<key>.nc`` and a copy of its summary, ``<model>-<key>.json`` (read by ``stored_summary``
+without importing ArviZ, JAX or NumPyro), each written to a temporary file and renamed (a reader never
+sees half a file), the summary last, under a file lock ``<model>-<key>.lock`` so that two processes do
+not build the same reference at once.
+
+The key hashes everything that can change a reference's numbers: the model's source (every file of
+its folder, and of the folder of the model it is mapped from), its data arrays and parameters, the
+NUTS settings, the numerical packages' versions and the source of the code that builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from ppl_suite import registry, schema
+from ppl_suite.problem import Problem
+from ppl_suite.references.reparametrized import reference_from
+from ppl_suite.references.settings import NUTSSettings
+from ppl_suite.store import package_versions, source_hash
+
+VARIABLE = "PPL_SUITE_REFERENCE_CACHE"
+SUMMARY_FILE = "reference.json"  # a model folder's committed summary: not part of its source
+# The code that builds a reference: this package and what it imports, and the estimators it runs
+# (found by discovery, so not reached by following imports).
+CODE_ROOTS = ("ppl_suite.references.reference", "ppl_suite.estimators.ais", "ppl_suite.estimators.bdmc")
+
+
+def cache_dir() -> Path:
+    """The cache folder chosen by the environment."""
+    setting = os.environ.get(VARIABLE, "").strip()
+    if setting:
+        return Path(setting).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ppl-suite" / "references"
+
+
+def model_source_hash(model: str) -> str:
+    """sha256 of every file of the model's folder (its committed reference summary and bytecode
+    aside), or, for a model registered by a plug-in, of the modules of its functions."""
+    spec = registry.get(model)
+    found = importlib.util.find_spec(spec.module) if spec.module else None
+    if found is None or not found.submodule_search_locations:
+        functions = [getattr(spec, f.name) for f in fields(spec)]
+        functions += [registry.implementation(model, b) for b in registry.IMPLEMENTATION_MODULES]
+        modules = {f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)}
+        return source_hash(tuple(sorted(modules)))
+    folder = Path(next(iter(found.submodule_search_locations)))
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.name != SUMMARY_FILE:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _array_hash(values: dict) -> dict[str, str]:
+    out = {}
+    for name, value in sorted(values.items()):
+        array = np.ascontiguousarray(value)
+        out[name] = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+    return out
+
+
+def reference_key(problem: Problem, settings: NUTSSettings, models: tuple[str, ...]) -> str:
+    """16 hex digits of sha256 over what can change the reference (module docstring); ``models``: the
+    model sampled and the model whose reference it is."""
+    payload = {
+        "model": problem.spec.name,
+        "models": {name: model_source_hash(name) for name in models},
+        "data": _array_hash(dict(problem.data)),
+        "params": json.dumps(dict(problem.params), sort_keys=True, default=schema.plain),
+        "settings": asdict(settings),
+        "versions": package_versions(),
+        "code": source_hash(CODE_ROOTS),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_path(problem: Problem, settings: NUTSSettings, folder: Path | None = None) -> Path:
+    """Where the reference of ``problem`` under ``settings`` is stored (``folder``: the cache folder,
+    by default ``cache_dir()``); its key covers the model it is mapped from, when there is one."""
+    source = reference_from(problem.spec.name)
+    models = (problem.spec.name,) + ((source.model,) if source else ())
+    key = reference_key(problem, settings, models)
+    return (folder or cache_dir()) / f"{problem.spec.name}-{key}.nc"
+
+
+def summary_path(path: Path) -> Path:
+    """The JSON copy of the summary of the reference stored at ``path``."""
+    return path.with_suffix(".json")
+
+
+def stored_summary(path: Path) -> dict | None:
+    """The summary of the reference stored at ``path``, or None when none is stored."""
+    summary = summary_path(path)
+    if not (summary.exists() and path.exists()):
+        return None
+    return json.loads(summary.read_text())
+
+
+@contextmanager
+def building(path: Path) -> Iterator[None]:
+    """Hold the lock of the reference file ``path`` (one builder at a time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):
+        yield
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(temporary_path)``, then rename it to ``path`` (same folder, so the rename is atomic)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,217 @@
+"""A model's reference posterior (NumPyro NUTS, gated) and evidence (AIS), built once and cached.
+
+    reference = reference_for(problem)          # cached: a second call loads the stored one
+    reference.draws["tau"], reference.summary["tau"]["mean"], reference.log_evidence
+
+The summary (``Reference.summary``, what ``ppl-suite reference --json`` prints) is one JSON object:
+
+- one entry per latent coordinate, named as ArviZ names them (``"mu"``, ``"theta[0]"``,
+  ``"W[0, 1]"``): ``{"mean", "sd", "mcse_mean", "mcse_sd", "r_hat", "ess_bulk", "ess_tail"}``;
+- ``"latents"``: those coordinate names in order; ``"model"``, ``"data_seed"``, ``"overrides"``;
+- ``"chains"``, ``"draws_per_chain"``, ``"draws"`` (all chains), ``"divergences"``;
+- ``"gates"``: the worst R-hat, bulk and tail ESS (each with its coordinate), the divergences, the
+  thresholds, ``"passed"`` and ``"failures"``;
+- ``"seconds"`` (building it all), ``"nuts_seconds"``, ``"evidence_seconds"``;
+- ``"evidence"``: ``{"model", "log_evidence", "se", "reliability", "diagnostic", "chain_ess", "ais",
+  "bdmc", "bdmc_skipped"}`` (``ppl_suite.references.evidence``; ``se`` None unless reliable);
+- ``"mapped_from"``: None, or ``{"model", "why", "direct"}`` when the reference is another
+  parametrization's mapped into this one, ``direct`` being one cheap NUTS run on this
+  parametrization itself (its divergences, worst R-hat and ESS): the reason for mapping;
+- ``"settings"``, ``"versions"``, ``"command"``, ``"key"`` (the cache key).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+
+from ppl_suite.problem import Problem
+from ppl_suite.references import cache, nuts
+from ppl_suite.references import settings as settings_module
+from ppl_suite.references.evidence import log_evidence
+from ppl_suite.references.gates import GateResult, ReferenceGateError
+from ppl_suite.references.reparametrized import reference_from
+from ppl_suite.references.settings import NUTSSettings
+from ppl_suite.spec import Latents
+from ppl_suite.store import package_versions
+
+ATTRIBUTE = "ppl_suite_reference"  # the posterior group's attribute holding the summary as JSON
+RESERVED = (
+    "latents", "model", "data_seed", "overrides", "chains", "draws_per_chain", "draws", "divergences",
+    "gates", "seconds", "nuts_seconds", "evidence_seconds", "evidence", "mapped_from", "settings",
+    "versions", "command", "key",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A stored reference: draws per site (constrained, chains flattened: (n, *site.shape)), the
+    InferenceData they came from, the summary (module docstring) and where the file lies."""
+
+    model: str
+    data_seed: int
+    overrides: dict
+    draws: dict[str, np.ndarray]
+    idata: az.InferenceData
+    summary: dict
+    gates: GateResult
+    seconds: float
+    settings: NUTSSettings
+    versions: dict
+    command: str
+    log_evidence: float | None
+    log_evidence_se: float | None
+    evidence: dict
+    path: Path
+    cached: bool
+
+    @classmethod
+    def load(cls, path: Path, problem: Problem, cached: bool = True) -> Reference:
+        idata = az.from_netcdf(path)
+        summary = json.loads(idata.posterior.attrs[ATTRIBUTE])
+        draws = _draws(idata, problem)
+        evidence = summary["evidence"]
+        return cls(
+            model=summary["model"],
+            data_seed=summary["data_seed"],
+            overrides=summary["overrides"],
+            draws=draws,
+            idata=idata,
+            summary=summary,
+            gates=GateResult.from_dict(summary["gates"]),
+            seconds=summary["seconds"],
+            settings=NUTSSettings(**summary["settings"]),
+            versions=summary["versions"],
+            command=summary["command"],
+            log_evidence=evidence["log_evidence"],
+            log_evidence_se=evidence["se"],
+            evidence=evidence,
+            path=path,
+            cached=cached,
+        )
+
+
+def _draws(idata: az.InferenceData, problem: Problem) -> Latents:
+    """The posterior draws of ``problem``'s sites, chains flattened: (n, *site.shape)."""
+    posterior = idata.posterior
+    return {site.name: np.asarray(posterior[site.name]).reshape(-1, *site.shape) for site in problem.sites}
+
+
+def _overrides(problem: Problem) -> dict[str, Any]:
+    """The parameters that differ from the model's defaults."""
+    defaults = problem.spec.defaults
+    return {
+        k: v for k, v in problem.params.items() if k not in defaults or not np.array_equal(v, defaults[k])
+    }
+
+
+def _direct(problem: Problem, settings: NUTSSettings) -> dict[str, Any]:
+    """One NUTS run (no extension) on the parametrization itself: why its reference is mapped."""
+    run = nuts.run(problem, settings, extend=False)
+    return {
+        "draws_per_chain": run.draws_per_chain,
+        "divergences": run.gates.divergences,
+        "r_hat_max": run.gates.rhat_max,
+        "ess_bulk_min": run.gates.ess_bulk_min,
+        "ess_tail_min": run.gates.ess_tail_min,
+        "seconds": run.seconds,
+    }
+
+
+def _evidence(problem: Problem, seed: int, draws: Latents | None) -> dict[str, Any]:
+    found = log_evidence(problem, seed, draws)
+    ais = found["ais"]
+    return {
+        "model": found["model"],
+        "log_evidence": ais["value"],
+        "se": ais["se"],
+        "reliability": ais["reliability"],
+        "diagnostic": ais["diagnostic"],
+        "chain_ess": ais["chain_ess"],
+        **found,
+    }
+
+
+def build(problem: Problem, settings: NUTSSettings, key: str, command: str) -> az.InferenceData:
+    """Run NUTS (on the source parametrization when there is one) and AIS; the InferenceData with the
+    summary in its posterior attributes. Raises ReferenceGateError when a gate fails."""
+    start = time.perf_counter()
+    source = reference_from(problem.spec.name)
+    sampled, mapping, mapped = problem, None, None
+    if source is not None:
+        from ppl_suite import registry
+
+        sampled = Problem(registry.get(source.model), problem.params, problem.data, problem.data_seed)
+        mapping = lambda draws: source.latents(draws, problem.params)  # noqa: E731
+    run = nuts.run(sampled, settings, mapping)
+    if not run.gates.passed:
+        raise ReferenceGateError(
+            f"the NUTS reference of {problem.spec.name!r} (data seed {problem.data_seed}, "
+            f"{settings.chains} chains x {run.draws_per_chain} draws) failed its gates: "
+            + "; ".join(run.gates.failures())
+            + "; nothing was stored"
+        )
+    if source is not None:
+        mapped = {"model": source.model, "why": source.why, "direct": _direct(problem, settings)}
+    evidence_start = time.perf_counter()
+    # BDMC may start its reverse chains at the NUTS draws only where they are draws of ``sampled``.
+    draws = None if source is not None else _draws(run.idata, problem)
+    evidence = _evidence(sampled, settings.seed, draws)
+    clash = sorted(set(run.coordinates) & set(RESERVED))
+    if clash:
+        raise ValueError(f"latent coordinates {clash} clash with the summary's own keys")
+    summary = {
+        **run.coordinates,
+        "latents": list(run.coordinates),
+        "model": problem.spec.name,
+        "data_seed": problem.data_seed,
+        "overrides": json.loads(json.dumps(_overrides(problem), default=lambda v: np.asarray(v).tolist())),
+        "chains": settings.chains,
+        "draws_per_chain": run.draws_per_chain,
+        "draws": settings.chains * run.draws_per_chain,
+        "divergences": run.gates.divergences,
+        "gates": run.gates.as_dict(),
+        "seconds": time.perf_counter() - start,
+        "nuts_seconds": run.seconds,
+        "evidence_seconds": time.perf_counter() - evidence_start,
+        "evidence": evidence,
+        "mapped_from": mapped,
+        "settings": asdict(settings),
+        "versions": package_versions(),
+        "command": command or f"reference_for({problem.spec.name!r}, data_seed={problem.data_seed})",
+        "key": key,
+    }
+    idata = run.idata
+    idata.posterior.attrs[ATTRIBUTE] = json.dumps(summary)
+    return idata
+
+
+def reference_for(
+    problem: Problem,
+    settings: NUTSSettings | None = None,
+    *,
+    cache_dir: Path | None = None,
+    command: str = "",
+    rebuild: bool = False,
+) -> Reference:
+    """The stored reference of ``problem`` under ``settings`` (None: ``settings.DEFAULT``) when its key
+    matches (``rebuild``: build it anew regardless), else built, stored and returned. A reference
+    failing a gate raises ReferenceGateError and is not stored."""
+    settings = settings or settings_module.DEFAULT
+    path = cache.reference_path(problem, settings, cache_dir)
+    if path.exists() and not rebuild:
+        return Reference.load(path, problem)
+    with cache.building(path):
+        if path.exists() and not rebuild:  # another process built it while this one waited
+            return Reference.load(path, problem)
+        idata = build(problem, settings, path.stem.rpartition("-")[2], command)
+        cache.write_atomically(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
+        summary = idata.posterior.attrs[ATTRIBUTE]
+        cache.write_atomically(cache.summary_path(path), lambda temporary: temporary.write_text(summary))
+    return Reference.load(path, problem, cached=False)

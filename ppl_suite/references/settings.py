@@ -1,0 +1,45 @@
+"""The settings of a NUTS reference: sampler, draws and the gates a reference must pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NUTSSettings:
+    """NumPyro NUTS, ``chains`` chains run together (vectorized), and posteriordb's gates.
+
+    The first attempt keeps ``draws`` draws per chain after ``warmup``; while a gate fails the chains
+    run on until the draws per chain double, up to ``max_draws``. Gates: rank-normalized split R-hat
+    below ``rhat_max`` and bulk and tail ESS at least ``ess_min`` for every latent coordinate, and no
+    divergent transition (Vehtari, Gelman, Simpson, Carpenter and Buerkner 2021, "Rank-normalization,
+    folding, and localization: an improved R-hat", Bayesian Analysis 16; posteriordb's reference
+    posterior rules).
+    """
+
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    max_draws: int = 8000
+    target_accept: float = 0.9
+    max_tree_depth: int = 10
+    seed: int = 0
+    rhat_max: float = 1.01
+    ess_min: float = 1000.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.chains < 2:
+            problems.append(f"chains must be >= 2 (split R-hat compares chains), got {self.chains}")
+        for name in ("warmup", "draws", "max_draws", "max_tree_depth"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_draws < self.draws:
+            problems.append(f"max_draws ({self.max_draws}) must be >= draws ({self.draws})")
+        if not 0.0 < self.target_accept < 1.0:
+            problems.append(f"target_accept must lie in (0, 1), got {self.target_accept}")
+        if problems:
+            raise ValueError("NUTSSettings: " + "; ".join(problems))
+
+
+DEFAULT = NUTSSettings()  # what ``reference_for`` and ``ppl-suite reference`` use when given none
