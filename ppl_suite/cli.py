@@ -219,26 +219,26 @@ def _run_locked(
     reused = len(plan.cells) - sum(isinstance(unit, Cell) for unit in todo)
     reused_problems = len(plan.problems) - sum(not isinstance(unit, Cell) for unit in todo)
     if reused or reused_problems:
-        unfinished = sum(stored[unit].status not in (None, "ok") for unit in todo)
+        unfinished = sum(stored[unit].status not in (None, schema.OK) for unit in todo)
         again = f" ({unfinished} of them failed, diverged or timed out before)" if unfinished else ""
         problems = f" and {_count(reused_problems, 'problem unit')}" if reused_problems else ""
         print(f"reusing {reused} finished cells{problems} stored in {store.path}; running {len(todo)}{again}")
     manifest = {
-        "command": sys.argv,
-        "config": plan.config,
-        "cells": [cell.key for cell in plan.cells],
-        "digests": [stored[cell].digest for cell in plan.cells],
-        "problems": [unit.key for unit in plan.problems],
-        "problem_digests": [stored[unit].digest for unit in plan.problems],
-        "reused": reused,
-        "reused_problems": reused_problems,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "host": platform.node(),
-        "executor": args.executor,
-        "jobs": jobs,
-        "cell_timeout": timeout,
-        "started": now(),
+        schema.MANIFEST_COMMAND: sys.argv,
+        schema.MANIFEST_CONFIG: plan.config,
+        schema.MANIFEST_CELLS: [cell.key for cell in plan.cells],
+        schema.MANIFEST_DIGESTS: [stored[cell].digest for cell in plan.cells],
+        schema.MANIFEST_PROBLEMS: [unit.key for unit in plan.problems],
+        schema.MANIFEST_PROBLEM_DIGESTS: [stored[unit].digest for unit in plan.problems],
+        schema.MANIFEST_REUSED: reused,
+        schema.MANIFEST_REUSED_PROBLEMS: reused_problems,
+        schema.MANIFEST_VERSIONS: versions(),
+        schema.MANIFEST_GIT_COMMIT: git_commit(),
+        schema.MANIFEST_HOST: platform.node(),
+        schema.MANIFEST_EXECUTOR: args.executor,
+        schema.MANIFEST_JOBS: jobs,
+        schema.MANIFEST_CELL_TIMEOUT: timeout,
+        schema.MANIFEST_STARTED: now(),
     }
     store.write_manifest(manifest)
     with StopSignals() as stop:
@@ -248,14 +248,16 @@ def _run_locked(
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()
             name = signal.Signals(stop.received or signal.SIGINT).name
-            store.write_manifest(manifest | {"stopped": now(), "stopped_by": name})
+            store.write_manifest(
+                manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
+            )
             print(
                 f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}; "
                 "rerun the same command to run the others",
                 file=sys.stderr,
             )
             return 128 + (stop.received or signal.SIGINT)
-    store.write_manifest(manifest | {"finished": now()})
+    store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
     return _finish(args, store, len(plan.cells))
 
 

@@ -188,11 +188,14 @@ def expand(config: dict[str, Any]) -> Matrix:
     overrides = _overrides(_table(config, "params", problems), problems)
     chosen_estimators = _estimators(_table(config, "estimators", problems), problems)
 
-    if guide_names:
-        for guide in guide_names:
-            if not any(guide in registry.get(m).guides for m in model_names):
-                supported = "; ".join(f"{m}: {', '.join(registry.get(m).guides)}" for m in model_names)
-                problems.append(f"guide {guide!r} is supported by none of the selected models ({supported})")
+    if guide_names:  # a list (a profile's, say) may name families some models lack; none may get none
+        for model in model_names:
+            supported = registry.get(model).guides
+            if not any(guide in supported for guide in guide_names):
+                problems.append(
+                    f"model {model!r} supports none of the guides {', '.join(guide_names)} "
+                    f"(it supports {', '.join(supported)})"
+                )
     if problems:
         raise ConfigError(problems)
 

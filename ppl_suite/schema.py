@@ -86,6 +86,47 @@ KL_SE = "kl_se"
 KL_RELIABILITY = "kl_reliability"
 REFERENCE = "reference"
 
+# manifest.json: what a run ran (``store.ResultsStore.write_manifest``, read by the report)
+MANIFEST_COMMAND = "command"
+MANIFEST_CONFIG = "config"
+MANIFEST_CELLS = "cells"
+MANIFEST_DIGESTS = "digests"
+MANIFEST_PROBLEMS = "problems"
+MANIFEST_PROBLEM_DIGESTS = "problem_digests"
+MANIFEST_REUSED = "reused"
+MANIFEST_REUSED_PROBLEMS = "reused_problems"
+MANIFEST_VERSIONS = "versions"
+MANIFEST_GIT_COMMIT = "git_commit"
+MANIFEST_HOST = "host"
+MANIFEST_EXECUTOR = "executor"
+MANIFEST_JOBS = "jobs"
+MANIFEST_CELL_TIMEOUT = "cell_timeout"
+MANIFEST_STARTED = "started"
+MANIFEST_FINISHED = "finished"
+MANIFEST_STOPPED = "stopped"
+MANIFEST_STOPPED_BY = "stopped_by"
+MANIFEST_KEYS: dict[str, str] = {
+    VERSION: "SCHEMA_VERSION of the writer",
+    MANIFEST_COMMAND: "the command line, as a list",
+    MANIFEST_CONFIG: "the validated configuration as run",
+    MANIFEST_CELLS: "keys of this run's cells, in order",
+    MANIFEST_DIGESTS: "their digests (the file names under cells/, artifacts/...)",
+    MANIFEST_PROBLEMS: "keys of this run's problem units",
+    MANIFEST_PROBLEM_DIGESTS: "their digests",
+    MANIFEST_REUSED: "cells reused from an earlier run",
+    MANIFEST_REUSED_PROBLEMS: "problem units reused",
+    MANIFEST_VERSIONS: "Python's and the packages' versions",
+    MANIFEST_GIT_COMMIT: "the suite's git commit, where known",
+    MANIFEST_HOST: "the machine's name",
+    MANIFEST_EXECUTOR: "local or dask",
+    MANIFEST_JOBS: "workers",
+    MANIFEST_CELL_TIMEOUT: "seconds a cell may run",
+    MANIFEST_STARTED: "start time (ISO 8601)",
+    MANIFEST_FINISHED: "end time, when the run finished",
+    MANIFEST_STOPPED: "stop time, when a signal stopped the run",
+    MANIFEST_STOPPED_BY: "the signal's name",
+}
+
 CELL_COLUMNS: dict[str, str] = {
     KEY: "model[k=v,...]/backend/guide/data<data seed>/seed<seed>",
     MODEL: "model name",

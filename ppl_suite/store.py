@@ -477,17 +477,20 @@ class ResultsStore:
     def rows(self) -> pd.DataFrame:
         """The cell table of the last run (each cell of its manifest that has a readable row), sorted by
         key; in a folder whose manifest lists no digests, every stored row."""
-        return _table(self._records("cells", "digests"))
+        return _table(self._records("cells", schema.MANIFEST_DIGESTS))
 
     def problems(self) -> pd.DataFrame:
         """The problem-unit table of the last run, sorted by key."""
-        return _table(self._records("problems", "problem_digests"))
+        return _table(self._records("problems", schema.MANIFEST_PROBLEM_DIGESTS))
 
     def estimates(self) -> pd.DataFrame:
         """The long estimates table (``schema.ESTIMATE_COLUMNS``) of the last run's cells and problem
         units; in a folder whose manifest lists no digests, of every stored unit."""
         records = []
-        for folder, kind in (("cells", "digests"), ("problems", "problem_digests")):
+        for folder, kind in (
+            ("cells", schema.MANIFEST_DIGESTS),
+            ("problems", schema.MANIFEST_PROBLEM_DIGESTS),
+        ):
             names = self._digests(kind)
             if names is None:
                 names = [path.stem for path in sorted((self.path / folder).glob("*.json"))]

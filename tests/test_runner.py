@@ -67,7 +67,7 @@ def run_cli(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProce
         (["--models", "nope"], "unknown model 'nope'; valid: .*normal_normal"),
         (["--backends", "stan"], "unknown backend 'stan'; valid: pyro, numpyro, handrolled"),
         (["--guides", "flow"], "unknown guide 'flow'; valid: .*mean_field"),
-        (["--models", "normal_normal", "--guides", "full_rank"], "guide 'full_rank' is supported by none"),
+        (["--models", "normal_normal", "--guides", "amortized"], "model 'normal_normal' supports none of"),
         (["--steps", "-5"], "steps must be an integer >= 1, got -5"),
         (["--seeds", "-1"], "seeds must be a non-empty list of integers >= 0"),
         (["--profile", "huge"], "unknown profile 'huge'; valid: full, quick"),

@@ -650,12 +650,12 @@ def failures_table(rows: pd.DataFrame, planned: Sequence[str] = ()) -> pd.DataFr
 
 def planned_cells(manifest: dict[str, Any]) -> list[str]:
     """The keys of the cells the run planned (the manifest's ``cells``), [] where it does not say."""
-    return _planned(manifest, "cells")
+    return _planned(manifest, schema.MANIFEST_CELLS)
 
 
 def planned_problems(manifest: dict[str, Any]) -> list[str]:
     """The keys of the problem units the run planned (the manifest's ``problems``)."""
-    return _planned(manifest, "problems")
+    return _planned(manifest, schema.MANIFEST_PROBLEMS)
 
 
 def _planned(manifest: dict[str, Any], name: str) -> list[str]:
@@ -673,13 +673,13 @@ def units(rows: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
 def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
     """When, where and how the run ran: the manifest's scalar facts and the count of cells by status."""
     facts = {
-        "started": manifest.get("started"),
-        "finished": manifest.get("finished"),
-        "git commit": manifest.get("git_commit"),
-        "host": manifest.get("host"),
-        "executor": manifest.get("executor"),
-        "jobs": manifest.get("jobs"),
-        "command": " ".join(map(str, manifest.get("command") or [])) or None,
+        "started": manifest.get(schema.MANIFEST_STARTED),
+        "finished": manifest.get(schema.MANIFEST_FINISHED),
+        "git commit": manifest.get(schema.MANIFEST_GIT_COMMIT),
+        "host": manifest.get(schema.MANIFEST_HOST),
+        "executor": manifest.get(schema.MANIFEST_EXECUTOR),
+        "jobs": manifest.get(schema.MANIFEST_JOBS),
+        "command": " ".join(map(str, manifest.get(schema.MANIFEST_COMMAND) or [])) or None,
         "schema version": manifest.get(schema.VERSION),
         "cells planned": len(planned_cells(manifest)) or None,
         "problem units planned": len(planned_problems(manifest)) or None,
@@ -691,7 +691,7 @@ def run_table(manifest: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
 
 def versions_table(manifest: dict[str, Any]) -> pd.DataFrame:
     """Package versions recorded in the manifest."""
-    versions = manifest.get("versions") or {}
+    versions = manifest.get(schema.MANIFEST_VERSIONS) or {}
     return pd.DataFrame([{"package": k, "version": str(v)} for k, v in versions.items()])
 
 
@@ -707,5 +707,5 @@ def config_table(manifest: dict[str, Any]) -> pd.DataFrame:
             text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
             lines.append({"setting": prefix, "value": text})
 
-    walk("", manifest.get("config") or {})
+    walk("", manifest.get(schema.MANIFEST_CONFIG) or {})
     return pd.DataFrame(lines)

@@ -40,7 +40,14 @@ class ReferencePosterior:
         se = reference.log_evidence_se
         error = f"± {se:.3f}" if se is not None else f"({evidence['reliability']}: {evidence['diagnostic']})"
         mapped = reference.summary.get("mapped_from")
-        source = f", sampled as {mapped['model']}" if mapped else ""
+        source = ""
+        if mapped:
+            direct = mapped.get("direct") or {}
+            rhat, ess = direct.get("r_hat_max", float("nan")), direct.get("ess_bulk_min", float("nan"))
+            source = (
+                f", sampled as {mapped['model']} and mapped (NUTS on this parametrization itself: "
+                f"{direct.get('divergences')} divergences, R-hat {rhat:.3f}, bulk ESS {ess:.0f})"
+            )
         return (
             f"NUTS {reference.summary['chains']} x {reference.summary['draws_per_chain']} draws{source}: "
             f"R-hat <= {gates.rhat_max:.3f}, bulk ESS >= {gates.ess_bulk_min:.0f}, tail ESS >= "
