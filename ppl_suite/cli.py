@@ -442,24 +442,32 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows of text as lines, every column but the last padded to its longest entry."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    return [
+        "  " + " ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in rows
+    ]
+
+
 def command_list(args: argparse.Namespace) -> int:
     problems = plugin_problems(args.plugins)
     if problems:
         raise matrix.ConfigError(problems)
     print("models:")
-    for name in registry.names():
-        spec = registry.get(name)
-        oracle = "exact oracle" if spec.oracle else "no oracle"
-        print(f"  {name:24s} guides: {', '.join(spec.guides):28s} {oracle:12s} {spec.description}")
+    specs = [registry.get(name) for name in registry.names()]
+    rows = [(s.name, "exact oracle" if s.oracle else "no oracle", s.description) for s in specs]
+    for line, spec in zip(_aligned(rows), specs, strict=True):
+        print(line)
+        print(f"      guides: {', '.join(spec.guides)}")
     print("guide families:")
-    for name in guides.names():
-        print(f"  {name:12s} {guides.get(name).description}")
+    print("\n".join(_aligned([(name, guides.get(name).description) for name in guides.names()])))
     from ppl_suite import estimators
 
     print("estimators:")
-    for name in estimators.names():
-        estimator = estimators.get(name)
-        print(f"  {name:14s} {estimator.kind:12s} {estimators.QUANTITIES[estimator.quantity]}")
+    chosen = [estimators.get(name) for name in estimators.names()]
+    print("\n".join(_aligned([(e.name, e.kind, estimators.QUANTITIES[e.quantity]) for e in chosen])))
     print("backends:\n  " + ", ".join(backends.names()))
     print("executors:\n  " + ", ".join(executors.names()))
     print("profiles:\n  " + ", ".join(matrix.profiles()))

@@ -9,8 +9,10 @@ sqrt(SE_ELBO^2 + SE_KL^2 + floor^2), the floor being the float64 rounding of the
 
 The evaluation is the estimators' own: the same functions, each on its own random stream of the cell
 seed (``estimators.streams``), with one ``EvaluationCache`` per cell for what several of them share,
-so the ``elbo`` column and the ``kl_identity`` plug-in are one computation, and IS, IWAE and PSIS
-share their weights.
+so the ``elbo`` column and the ``kl_identity`` plug-in are one computation, the residual and gap
+columns are the ``identity`` and ``optimization_gap`` plug-ins' numbers, and IS, IWAE and PSIS share
+their weights. A model without an oracle is measured against its NUTS reference (``reference_of``):
+KL = the reference's AIS log p(x) - ELBO, and the plug-ins that compare q with reference draws.
 
 A ``ProblemUnit`` runs the guide-free estimators of one problem once (``execute_problem``); a cell of
 a model with learned theta runs them itself, at its fitted theta. Every estimator's result is a row of
@@ -228,7 +230,7 @@ def evaluate(
     out = _empty_columns()
     exact = target.exact
     if guide.samples_nothing:  # the library summed every latent out
-        return _evaluate_enumerated(target, guide, out), {}
+        return _evaluate_enumerated(target, guide, n, seed, out), {}
     estimate = elbo(target, guide, n, seed, cache)
     out |= _elbo_columns(estimate)
     labels, q_draws = marginal_draws(problem, guide.sample(stream_seed(seed, "q_draws"), MARGINAL_DRAWS))
@@ -302,13 +304,15 @@ def _residual_columns(residual: Estimate) -> dict[str, float]:
     return {schema.RESIDUAL_SE: residual.extras["z"], schema.RESIDUAL_FLOOR: residual.extras["floor"]}
 
 
-def _evaluate_enumerated(target: Target, guide: GuideDensity, out: dict[str, Any]) -> dict[str, Any]:
+def _evaluate_enumerated(
+    target: Target, guide: GuideDensity, n: int, seed: int, out: dict[str, Any]
+) -> dict[str, Any]:
     """Enumeration: the ELBO and KL of the implied q summed exactly over the discrete states by the
     suite (``estimators.enumerated``), independently of the library's loss (kept as ``library_elbo``)."""
     exact = target.exact
     if exact is None:
         return out
-    terms = identity_terms(target, guide, 0, 0)
+    terms = identity_terms(target, guide, n, seed)  # exact sums: n and seed go unused
     out |= _elbo_columns(terms.elbo) | {
         schema.LOG_EVIDENCE: exact.log_evidence,
         schema.LOG_EVIDENCE_SE: 0.0,
