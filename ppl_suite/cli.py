@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppl_suite import __version__, backends, executors, guides, matrix, registry, schema
 from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.checking import command as check_command
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
 
@@ -357,6 +358,12 @@ def _detail(record: Record) -> str:
     detail = f"ELBO {row[schema.ELBO]:.4f} ± {row[schema.ELBO_SE]:.1e}"
     if not math.isnan(row.get(schema.RESIDUAL_SE, math.nan)):
         detail += f", residual {row[schema.RESIDUAL_SE]:+.2f} SE, KL {row[schema.KL]:.2e}"
+    elif row.get(schema.KL_METHOD) == "reference":  # no oracle: KL from the reference's AIS
+        se = row.get(schema.KL_SE, math.nan)
+        error = f"± {se:.1e}" if not math.isnan(se) else f"({row.get(schema.KL_RELIABILITY)})"
+        detail += f", KL {row[schema.KL]:.3f} {error} (vs NUTS/AIS reference)"
+    elif str(row.get(schema.REFERENCE, "")).startswith("no reference"):
+        detail += f", {row[schema.REFERENCE].splitlines()[0]}"
     return detail
 
 
@@ -572,6 +579,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="report folder (default: reports/<results folder name>)")
     report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
     report.set_defaults(handler=command_report)
+    check_command.add_parser(commands, epilog=EXIT_CODES)
     return top
 
 
@@ -592,7 +600,9 @@ def _error_log(args: argparse.Namespace, text: str) -> Path:
     from ppl_suite.store import ResultsStore
 
     folder = (
-        getattr(args, "out", None) if args.command in ("run", "calibrate") else getattr(args, "results", None)
+        getattr(args, "out", None)
+        if args.command in ("run", "calibrate", "check")
+        else getattr(args, "results", None)
     )
     store = ResultsStore(folder) if folder else None
     if store is not None and store.is_results_folder():

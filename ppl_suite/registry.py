@@ -1,8 +1,21 @@
-"""Models by name: discovery of the ``models`` package and registration of user models.
+"""Models by name: discovery of the ``models`` package, of installed packages' entry points, and
+registration of user models.
 
 A discovered model is a folder ``models/<name>/`` with ``spec.py`` defining ``SPEC`` and, optionally,
 ``pyro_impl.py`` and ``numpyro_impl.py`` each defining ``model(data, params)``. Implementations are
 imported only when a backend asks for them, so listing models never imports torch or JAX.
+
+An installed package adds models without ``--plugins`` or ``PYTHONPATH`` through the entry-point group
+``ppl_suite.models``: each entry point names a model's ``spec`` module (defining ``SPEC``) or the
+``ModelSpec`` itself, in a folder laid out as the zoo's (``SPEC.module`` names the package holding
+``pyro_impl`` and ``numpyro_impl``). In ``pyproject.toml``:
+
+    [project.entry-points."ppl_suite.models"]
+    my_model = "my_package.my_model.spec"
+
+The zoo is loaded from its folder beside ``ppl_suite``, so a user's own ``models.py`` or ``models/``
+in the working directory cannot stand in for it. An entry point that fails to load, or whose name is
+taken, is skipped with a warning naming it: one broken package does not hide the other models.
 """
 
 from __future__ import annotations
@@ -10,16 +23,73 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+import sys
+import warnings
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ppl_suite.spec import ModelSpec
 
 IMPLEMENTATION_MODULES = {"pyro": "pyro_impl", "numpyro": "numpyro_impl"}
+ENTRY_POINT_GROUP = "ppl_suite.models"
+ZOO_PACKAGE = "models"
+ZOO = Path(__file__).resolve().parent.parent / ZOO_PACKAGE
 
 _specs: dict[str, ModelSpec] = {}
 _implementations: dict[tuple[str, str], Callable[..., Any] | None] = {}
+_registered: set[str] = set()  # names added by ``register`` (the ones ``replace`` may replace)
 _discovered = False
+
+
+def _zoo() -> ModuleType:
+    """The suite's ``models`` package, imported from ``ZOO`` whatever ``sys.path`` finds first under
+    that name; an unrelated module already imported as ``models`` is an ImportError naming both."""
+    loaded = sys.modules.get(ZOO_PACKAGE)
+    if loaded is not None:
+        if ZOO in [Path(p).resolve() for p in getattr(loaded, "__path__", [])]:
+            return loaded
+        raise ImportError(
+            f"a module named {ZOO_PACKAGE!r} ({getattr(loaded, '__file__', None) or loaded}) was imported "
+            f"before the suite's model package ({ZOO}); rename it, or import ppl_suite's models first"
+        )
+    spec = importlib.util.spec_from_file_location(
+        ZOO_PACKAGE, ZOO / "__init__.py", submodule_search_locations=[str(ZOO)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[ZOO_PACKAGE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[ZOO_PACKAGE]
+        raise
+    return module
+
+
+def _entry_point_spec(entry_point: metadata.EntryPoint) -> ModelSpec:
+    """The ModelSpec an entry point names: a ``spec`` module's ``SPEC``, or the spec itself."""
+    loaded = entry_point.load()
+    spec = getattr(loaded, "SPEC", None) if isinstance(loaded, ModuleType) else loaded
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"it names {type(loaded).__name__}, not a spec module (with SPEC) or a ModelSpec")
+    return spec
+
+
+def _discover_entry_points() -> None:
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        where = f"entry point {entry_point.name!r} = {entry_point.value!r} of group {ENTRY_POINT_GROUP!r}"
+        try:
+            spec = _entry_point_spec(entry_point)
+        except Exception as error:
+            warnings.warn(f"{where} skipped: {type(error).__name__}: {error}", stacklevel=3)
+            continue
+        if spec.name in _specs:
+            warnings.warn(f"{where} skipped: a model named {spec.name!r} is already registered", stacklevel=3)
+            continue
+        _specs[spec.name] = spec
 
 
 def _discover() -> None:
@@ -27,30 +97,34 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    import models
-
-    for info in sorted(pkgutil.iter_modules(models.__path__), key=lambda m: m.name):
-        if not info.ispkg or importlib.util.find_spec(f"models.{info.name}.spec") is None:
+    zoo = _zoo()
+    for info in sorted(pkgutil.iter_modules(zoo.__path__), key=lambda m: m.name):
+        if not info.ispkg or importlib.util.find_spec(f"{ZOO_PACKAGE}.{info.name}.spec") is None:
             continue  # a folder that is not (yet) a model
-        module = importlib.import_module(f"models.{info.name}.spec")
+        module = importlib.import_module(f"{ZOO_PACKAGE}.{info.name}.spec")
         spec = getattr(module, "SPEC", None)
         if isinstance(spec, ModelSpec) and spec.name not in _specs:
             _specs[spec.name] = spec
+    _discover_entry_points()
 
 
 def register(
     spec: ModelSpec,
     pyro_model: Callable[..., Any] | None = None,
     numpyro_model: Callable[..., Any] | None = None,
+    *,
+    replace: bool = False,
 ) -> ModelSpec:
     """Add a model defined outside the ``models`` package; returns the spec.
 
-    Registering a name twice is an error, so a user model cannot silently replace a shipped one.
+    Registering a taken name is an error, so a user model cannot silently replace a shipped one;
+    with ``replace`` a model added earlier by ``register`` (never a discovered one) is replaced.
     """
     _discover()
-    if spec.name in _specs:
+    if spec.name in _specs and not (replace and spec.name in _registered):
         raise ValueError(f"a model named {spec.name!r} is already registered")
     _specs[spec.name] = spec
+    _registered.add(spec.name)
     _implementations[(spec.name, "pyro")] = pyro_model
     _implementations[(spec.name, "numpyro")] = numpyro_model
     return spec

@@ -314,6 +314,9 @@ class ModelSpec:
     - ``kl_family_min(guide, data, params)``: the smallest KL(q || p(z | x)) reachable in a guide
       family, for families where the model knows it and the generic rules of
       ``ppl_suite.estimators.kl.kl_family_minimum`` do not (e.g. by coordinate ascent); None otherwise.
+    - ``reference_settings``: fields of ``ppl_suite.references.NUTSSettings`` that this model's NUTS
+      reference uses instead of the defaults (e.g. fewer draws for a quick ``ppl-suite check``);
+      empty: the defaults.
 
     The Pyro and NumPyro implementations live beside the spec in ``pyro_impl.py`` and
     ``numpyro_impl.py``, each with ``model(data, params)``; a missing file means that backend does
@@ -334,6 +337,7 @@ class ModelSpec:
     module: str = field(default="", compare=False)
     domains: Mapping[str, Domain] = field(default_factory=dict)
     problem_size: Callable[[Params], int] | None = None
+    reference_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """A spec whose parameters lack domains, or whose defaults lie outside them, is refused."""

@@ -70,7 +70,10 @@ def training_curve(
                 {name: np.asarray(thetas[name][c]) for name in learned},
             )
         )
-    enumerated = not family.init_params(problem.sites, problem.data, problem.params)  # samples nothing
+    # a family without parameters samples nothing (enumeration); an autoguide's live in its library
+    enumerated = not guides.is_autoguide(guide) and not family.init_params(
+        problem.sites, problem.data, problem.params
+    )
     rows = [
         _row(problem.with_params(theta), guide, phi, step, n, seed, enumerated)
         for step, phi, theta in snapshots

@@ -178,3 +178,18 @@ def test_fitted_guide_samples_deterministically_and_kl_to_matches_monte_carlo(no
     se = terms.std(ddof=1) / np.sqrt(terms.size)
     assert abs(guide.kl_to(exact.factors()) - terms.mean()) < 4 * se
     assert guide.kl_to({}) is None  # a site without a factor: no closed form
+
+
+def test_autoguide_families_have_the_minimum_of_the_covariance_they_can_hold():
+    """AutoNormal and AutoDiagonalNormal are mean-field; AutoMultivariateNormal holds a Gaussian
+    posterior (0); a flow or Laplace has no closed-form minimum."""
+    from ppl_suite.estimators.kl import kl_family_minimum
+
+    problem = Problem.build("bayes_linreg", 0)
+    exact, sites = problem.exact(), problem.sites
+    mean_field = kl_family_minimum(sites, "mean_field", exact)
+    assert mean_field > 0
+    for family in ("auto_normal", "auto_normal_matched", "auto_diagonal_normal"):
+        assert kl_family_minimum(sites, family, exact) == mean_field
+    assert kl_family_minimum(sites, "auto_multivariate_normal_matched", exact) == 0.0
+    assert kl_family_minimum(sites, "auto_iaf_normal", exact) is None

@@ -26,6 +26,7 @@ CASES = [
     for name in models.names()
     if models.get(name).oracle is not None
     for guide in models.get(name).guides
+    if not guides.is_autoguide(guide)  # the libraries' autoguides: tests/test_autoguides.py
     for backend in backends.names()
     if backends.get(backend).unsupported(models.get(name), Problem.build(name, 0).sites, guide) is None
 ]

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from ppl_suite import cli, matrix
+from ppl_suite import cli, matrix, schema
 from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,3 +224,23 @@ def test_a_worker_that_dies_fails_its_cell_and_is_replaced(tmp_path):
     assert set(pyro_rows["status"]) == {"failed"}
     assert all(error.startswith("worker lost") for error in pyro_rows["error"])
     assert set(rows.loc[[k for k in rows.index if "/numpyro/" in k], "status"]) == {"ok"}
+
+
+def test_progress_line_of_a_cell_without_an_oracle_gives_its_reference_kl():
+    from ppl_suite.cell import Record
+
+    row = {
+        schema.STATUS: schema.OK,
+        schema.ELBO: -31.6,
+        schema.ELBO_SE: 0.007,
+        schema.RESIDUAL_SE: float("nan"),
+        schema.KL_METHOD: "reference",
+        schema.KL: 0.29,
+        schema.KL_SE: 0.067,
+    }
+    line = cli._detail(Record(row, np.empty(0), {}, []))
+    assert line == "ELBO -31.6000 ± 7.0e-03, KL 0.290 ± 6.7e-02 (vs NUTS/AIS reference)"
+    failed = row | {schema.KL_METHOD: "", schema.REFERENCE: "no reference: ReferenceGateError: gates"}
+    assert cli._detail(Record(failed, np.empty(0), {}, [])).endswith(
+        "no reference: ReferenceGateError: gates"
+    )

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import linalg, stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, Domain, Latents, ModelSpec, Params, Site
 
 
@@ -88,6 +89,6 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("full_rank", "mean_field"),
+    guides=("full_rank", "mean_field", *autoguide_names()),
     module=__package__,
 )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 HERMITE_NODES = 128
@@ -151,7 +152,7 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("conjugate", "mean_field"),
+    guides=("conjugate", "mean_field", *autoguide_names(flows=False)),
     kl_family_min=kl_family_min,
     module=__package__,
 )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 QUADRATURE_NODES = 96
@@ -151,7 +152,7 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("conjugate", "mean_field"),
+    guides=("conjugate", "mean_field", *autoguide_names()),
     kl_family_min=kl_family_min,
     module=__package__,
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 EFFECTS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
@@ -80,7 +81,7 @@ SPEC = ModelSpec(
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,
-    guides=("mean_field",),
+    guides=("mean_field", "full_rank", *autoguide_names(laplace=False)),
     fixed_data=True,
     module=__package__,
 )

@@ -29,6 +29,7 @@ from models.eight_schools_centered.spec import (
     hyperprior_sites,
     problem_size,
 )
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
 
 
@@ -54,7 +55,7 @@ SPEC = ModelSpec(
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,
-    guides=("mean_field",),
+    guides=("mean_field", "full_rank", *autoguide_names()),
     fixed_data=True,
     module=__package__,
 )

@@ -21,6 +21,7 @@ from importlib import resources
 import numpy as np
 from scipy import stats
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 DATA_FILE = "breast_cancer_wisconsin.csv"
@@ -85,7 +86,7 @@ SPEC = ModelSpec(
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,
-    guides=("full_rank", "mean_field"),
+    guides=("full_rank", "mean_field", *autoguide_names()),
     fixed_data=True,
     module=__package__,
 )

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
@@ -183,7 +184,7 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("mean_field", "conjugate"),
+    guides=("mean_field", "conjugate", *autoguide_names()),
     kl_family_min=kl_family_min,
     module=__package__,
 )

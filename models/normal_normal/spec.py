@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
@@ -73,6 +74,6 @@ SPEC = ModelSpec(
     generate_data=generate_data,
     log_joint=log_joint,
     oracle=oracle,
-    guides=("mean_field", "conjugate"),
+    guides=("mean_field", "conjugate", *autoguide_names(flows=False)),
     module=__package__,
 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ppl_suite.guides.autoguides import autoguide_names
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
 
 
@@ -93,6 +94,6 @@ SPEC = ModelSpec(
     sites=sites,
     generate_data=generate_data,
     log_joint=log_joint,
-    guides=("mean_field",),
+    guides=("mean_field", "full_rank", *autoguide_names()),
     module=__package__,
 )

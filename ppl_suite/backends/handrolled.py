@@ -71,6 +71,11 @@ class HandRolledBackend:
     name = "handrolled"
 
     def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        if guides.is_autoguide(guide):
+            return (
+                f"guide {guide!r} is a library autoguide: Pyro or NumPyro builds, fits and renders it; "
+                "the hand-rolled backend fits the suite's own families"
+            )
         if getattr(guides.get(guide), "elbo", "trace") != "trace":
             return (
                 f"guide {guide!r} is trained with TraceEnum_ELBO (enumeration or score-function "

@@ -10,13 +10,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, autoguide, init_to_feasible
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
+from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
 from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
@@ -54,6 +57,95 @@ def adam(config: SVIConfig) -> numpyro.optim.Adam:
     )
 
 
+def autoguide_phi(values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """phi of a NumPyro autoguide: its parameters (constrained, as ``SVI.get_params`` gives them)
+    named numpyro.<name>, the leaves of a pytree parameter (a flow's network) numpyro.<name>.<i>."""
+    phi = {}
+    for name, value in values.items():
+        leaves, _ = jax.tree.flatten(value)
+        if len(leaves) == 1 and leaves[0] is value:
+            phi[f"numpyro.{name}"] = np.asarray(value)
+        else:
+            phi |= {f"numpyro.{name}.{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    return phi
+
+
+def set_up_autoguide(problem: Problem, family: guides.AutoGuide, model) -> tuple[Any, dict[str, Any]]:
+    """A fresh NumPyro autoguide of ``family``, set up by one call outside any compiled program, and
+    its initial parameters (the structure phi is unflattened into).
+
+    Set up eagerly, an AutoContinuous guide packs the sites in trace order; set up inside a compiled
+    program (``SVI.init`` under jit) it packs them in sorted order. Training and evaluation both use
+    guides set up here, so phi always means the same packing."""
+    guide = family.build("numpyro", model, problem.sites)
+    trace = handlers.trace(handlers.seed(guide, 0)).get_trace(problem.data, as_jax(problem.params))
+    return guide, {name: site["value"] for name, site in trace.items() if site["type"] == "param"}
+
+
+def unflatten_phi(phi: Mapping[str, np.ndarray], initial: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of ``autoguide_phi``, given parameters of the same structure."""
+    out = {}
+    for name, value in initial.items():
+        if f"numpyro.{name}" in phi:
+            out[name] = jnp.asarray(phi[f"numpyro.{name}"])
+            continue
+        leaves, tree = jax.tree.flatten(value)
+        out[name] = jax.tree.unflatten(
+            tree, [jnp.asarray(phi[f"numpyro.{name}.{i}"]) for i in range(len(leaves))]
+        )
+    return out
+
+
+def autoguide_evaluation(
+    problem: Problem, family: guides.AutoGuide, model, guide, fitted: Mapping[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """The guide and parameters whose Trace_ELBO is the library's ELBO of the fitted autoguide
+    ``guide``: itself, except for the Laplace family: an AutoMultivariateNormal holding the Normal at
+    the MAP (the fitted guide is that Normal, not the MAP's Delta)."""
+    if family.cls != LAPLACE:
+        return guide, fitted
+    q = guide.get_posterior(fitted)
+    mvn = autoguide.AutoMultivariateNormal(model, init_loc_fn=init_to_feasible)
+    learned = {name: fitted[name] for name in problem.spec.learned}
+    return mvn, {**learned, "auto_loc": q.loc, "auto_scale_tril": q.scale_tril}
+
+
+def autoguide_posterior(
+    problem: Problem, family: guides.AutoGuide, phi: Mapping[str, np.ndarray]
+) -> FlatPosterior:
+    """q_u of the NumPyro autoguide of ``family`` with parameters ``phi`` (``autoguide_phi``), on the
+    sites in the guide's packing order (read from its unpacking of 0..d-1: NumPyro exposes the order
+    no other way). AutoNormal's q_u is its per-site Normals concatenated in trace order."""
+    enable_float64()
+    model = registry.implementation(problem.spec.name, "numpyro")
+    guide, initial = set_up_autoguide(problem, family, model)
+    params = unflatten_phi(phi, initial)
+    if family.cls == "AutoNormal":
+        order = tuple(
+            name
+            for name, site in guide.prototype_trace.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        )
+        loc = jnp.concatenate([jnp.ravel(params[f"{name}_{guide.prefix}_loc"]) for name in order])
+        scale = jnp.concatenate([jnp.ravel(params[f"{name}_{guide.prefix}_scale"]) for name in order])
+        q = dist.Normal(loc, scale).to_event(1)
+    else:
+        unpacked = guide._unpack_latent(jnp.arange(guide.latent_dim, dtype=jnp.float64))
+        order = tuple(sorted(unpacked, key=lambda name: float(jnp.ravel(unpacked[name])[0])))
+        q = guide.get_posterior(params)
+        q = q.to_event(1) if q.event_shape == () else q
+    draw = jax.jit(lambda key, n: q.sample(key, (n,)), static_argnums=1)
+    density = jax.jit(q.log_prob)
+
+    def sample(seed: int, n: int) -> np.ndarray:
+        return np.array(draw(jax.random.PRNGKey(seed), n))  # writable, for torch
+
+    def log_prob(u: np.ndarray) -> np.ndarray:
+        return np.asarray(density(jnp.asarray(u)))
+
+    return FlatPosterior(order, sample, log_prob)
+
+
 class NumPyroBackend:
     name = "numpyro"
 
@@ -63,10 +155,19 @@ class NumPyroBackend:
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         enable_float64()
         model = registry.implementation(problem.spec.name, "numpyro")
-        phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
-        numpyro_guide = make_guide(problem, guide, phi0)
+        family = guides.get(guide)
+        if isinstance(family, guides.AutoGuide):
+            numpyro_guide, _ = set_up_autoguide(problem, family, model)
+            phi_of = autoguide_phi
+        else:
+            phi0 = family.init_params(problem.sites, problem.data, problem.params)
+            numpyro_guide = make_guide(problem, guide, phi0)
+
+            def phi_of(values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+                return {name: np.asarray(values[name]) for name in phi0}
+
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
-        elbo = ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")]
+        elbo = ELBO_CLASSES[getattr(family, "elbo", "trace")]
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
 
         def build():
@@ -88,13 +189,17 @@ class NumPyroBackend:
         fitted, losses, snapshots = jax.block_until_ready(train(init_key, arrays))
         run_seconds = time.perf_counter() - start
 
-        phi = {name: np.asarray(fitted[name]) for name in phi0}
-        theta = {name: np.asarray(fitted[name]) for name in problem.spec.learned}
+        learned = problem.spec.learned
+        guide_params = {name: value for name, value in fitted.items() if name not in learned}
+        phi = phi_of(guide_params)
+        theta = {name: np.asarray(fitted[name]) for name in learned}
         trajectory = {
             "step": checkpoint_steps(config.steps),
-            "phi": {name: np.asarray(snapshots[name]) for name in phi0},
-            "theta": {name: np.asarray(snapshots[name]) for name in problem.spec.learned},
+            "phi": phi_of({name: value for name, value in snapshots.items() if name not in learned}),
+            "theta": {name: np.asarray(snapshots[name]) for name in learned},
         }
+        if isinstance(family, guides.AutoGuide):
+            numpyro_guide, fitted = autoguide_evaluation(problem, family, model, numpyro_guide, fitted)
         library_elbo = self._library_elbo(
             problem, guide, model, numpyro_guide, fitted, config.eval_particles, eval_key
         )

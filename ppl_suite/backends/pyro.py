@@ -21,19 +21,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
+from pyro.distributions import constraints
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_ELBO
+from torch.distributions import transform_to
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.estimate import Estimate
+from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
 from ppl_suite.guides.base import per_point, plated_sites
+from ppl_suite.guides.mean_field import INIT_SCALE
 from ppl_suite.problem import Problem
 from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
 
@@ -72,6 +78,133 @@ def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
     return pyro_guide
 
 
+@dataclass(frozen=True)
+class _SVIRun:
+    """What the SVI loop needs of a guide: one step's ``loss_and_grads()`` (-ELBO, gradients filled),
+    the module holding parameters outside the param store (None when all are in it), the current
+    ``phi()``, and the model and guide whose Trace_ELBO is the library's ELBO of the final fit."""
+
+    model: Callable
+    loss_and_grads: Callable[[], float]
+    module: torch.nn.Module | None
+    phi: Callable[[], dict[str, np.ndarray]]
+    evaluation_guide: Callable[[], Callable]
+
+
+def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params) -> _SVIRun:
+    """A suite family: its guide written in Pyro, the loss compiled (JitTrace_ELBO)."""
+    model = registry.implementation(problem.spec.name, "pyro")
+    phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
+    pyro_guide = make_guide(problem, guide, phi0)
+    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    fixed = {k: v for k, v in data.items() if k not in tensors}
+
+    def traced_model(tensors):
+        return model({**fixed, **tensors}, params)
+
+    def traced_guide(tensors):
+        return pyro_guide({**fixed, **tensors}, params)
+
+    elbo = JIT_ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")](
+        num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True
+    )
+    store = pyro.get_param_store()
+    return _SVIRun(
+        model=model,
+        loss_and_grads=lambda: elbo.loss_and_grads(traced_model, traced_guide, tensors),
+        module=None,
+        phi=lambda: PyroBackend._read(store, phi0),
+        evaluation_guide=lambda: pyro_guide,
+    )
+
+
+def _autoguide_run(problem: Problem, family: guides.AutoGuide, config: SVIConfig, data, params) -> _SVIRun:
+    """A Pyro autoguide with plain Trace_ELBO (its modules cannot be traced by JitTrace_ELBO: the
+    compiled loss asserts on the parameters PyroModule creates)."""
+    model = registry.implementation(problem.spec.name, "pyro")
+    guide = build_autoguide(family, model, problem.sites, data, params)
+    elbo = Trace_ELBO(num_particles=config.particles, vectorize_particles=True)
+
+    def evaluation_guide():
+        if family.cls == LAPLACE:  # the fitted guide is the Normal at the MAP, not the MAP's Delta
+            return guide.laplace_approximation(data, params)
+        return guide
+
+    return _SVIRun(
+        model=model,
+        loss_and_grads=lambda: elbo.loss_and_grads(model, guide, data, params),
+        module=guide,
+        phi=lambda: autoguide_phi(guide),
+        evaluation_guide=evaluation_guide,
+    )
+
+
+def build_autoguide(family: guides.AutoGuide, model: Callable, sites, data, params) -> torch.nn.Module:
+    """The family's Pyro autoguide with its parameters created (one call of the guide) and, for the
+    matched low-rank family, started where NumPyro starts: factor 0, scale init_scale."""
+    guide = family.build("pyro", model, sites)
+    with poutine.block():
+        guide(data, params)
+    if family.matched and family.cls == LOW_RANK:
+        scale = transform_to(constraints.softplus_positive).inv(torch.full_like(guide.loc, INIT_SCALE))
+        with torch.no_grad():
+            guide.cov_factor.zero_()
+            guide.scale_unconstrained.copy_(scale)
+    return guide
+
+
+def autoguide_phi(guide: torch.nn.Module) -> dict[str, np.ndarray]:
+    """phi of a Pyro autoguide: its ``state_dict`` (unconstrained values and buffers), named pyro.<key>."""
+    return {f"pyro.{key}": value.detach().numpy().copy() for key, value in guide.state_dict().items()}
+
+
+def _parameters(store, module: torch.nn.Module | None) -> list[torch.Tensor]:
+    """Every trainable tensor once: the param store's (unconstrained) and the module's own."""
+    found = [value for _, value in store.named_parameters()]
+    found += list(module.parameters()) if module is not None else []
+    return list({id(t): t for t in found}.values())
+
+
+def autoguide_posterior(
+    problem: Problem, family: guides.AutoGuide, phi: Mapping[str, np.ndarray]
+) -> FlatPosterior:
+    """q_u of the Pyro autoguide of ``family`` with parameters ``phi`` (``autoguide_phi``), on the
+    sites packed in the guide's order (its prototype trace's). AutoNormal's q_u is its per-site
+    Normals concatenated; the Laplace family's is the Normal at its MAP."""
+    model = registry.implementation(problem.spec.name, "pyro")
+    data, params = as_torch(problem.data), as_torch(problem.params)
+    store = pyro.get_param_store()
+    store.clear()
+    try:
+        # gradients on (the Laplace family's Hessian), whatever the caller's mode
+        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False), torch.enable_grad():
+            torch.manual_seed(0)  # the draws of the set-up call are discarded
+            guide = build_autoguide(family, model, problem.sites, data, params)
+            guide.load_state_dict({k.removeprefix("pyro."): torch.as_tensor(v) for k, v in phi.items()})
+            order = tuple(name for name, _ in guide.prototype_trace.iter_stochastic_nodes())
+            if family.cls == "AutoNormal":
+                loc = torch.cat([getattr(guide.locs, name).reshape(-1) for name in order])
+                scale = torch.cat([getattr(guide.scales, name).reshape(-1) for name in order])
+                q = pyro.distributions.Normal(loc, scale).to_event(1)
+            elif family.cls == LAPLACE:
+                q = guide.laplace_approximation(data, params).get_posterior()
+            else:
+                q = guide.get_posterior()
+    finally:
+        store.clear()
+
+    def sample(seed: int, n: int) -> np.ndarray:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            return q.sample((n,)).numpy()
+
+    def log_prob(u: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q.log_prob(torch.as_tensor(u)).numpy()
+
+    return FlatPosterior(order, sample, log_prob)
+
+
 class PyroBackend:
     name = "pyro"
 
@@ -79,28 +212,17 @@ class PyroBackend:
         return unsupported_reason(spec, sites, guide, "pyro")
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
-        model = registry.implementation(problem.spec.name, "pyro")
-        phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
-        pyro_guide = make_guide(problem, guide, phi0)
         data, params = as_torch(problem.data), as_torch(problem.params)
-
         pyro.enable_validation(False)
         pyro.set_rng_seed(seed)
         store = pyro.get_param_store()
         store.clear()
-        tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-        fixed = {k: v for k, v in data.items() if k not in tensors}
+        family = guides.get(guide)
+        if isinstance(family, guides.AutoGuide):
+            run = _autoguide_run(problem, family, config, data, params)
+        else:
+            run = _family_run(problem, guide, config, data, params)
 
-        def traced_model(tensors):
-            return model({**fixed, **tensors}, params)
-
-        def traced_guide(tensors):
-            return pyro_guide({**fixed, **tensors}, params)
-
-        kind = getattr(guides.get(guide), "elbo", "trace")
-        elbo = JIT_ELBO_CLASSES[kind](
-            num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True
-        )
         optimizer = scheduler = None
         snapshot_at = set(checkpoint_steps(config.steps).tolist())
         trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
@@ -108,9 +230,9 @@ class PyroBackend:
         run_seconds = 0.0
         for step in range(config.steps):
             start = time.perf_counter()
-            losses[step] = elbo.loss_and_grads(traced_model, traced_guide, tensors)
+            losses[step] = run.loss_and_grads()
             if optimizer is None:  # the first step created the parameters
-                optimizer, scheduler = self._adam(store, config)
+                optimizer, scheduler = self._adam(_parameters(store, run.module), config)
             optimizer.step()
             optimizer.zero_grad()
             scheduler.step()
@@ -120,14 +242,19 @@ class PyroBackend:
             else:
                 run_seconds += elapsed
             if step + 1 in snapshot_at:
-                trajectory["phi"].append(self._read(store, phi0))
+                trajectory["phi"].append(run.phi())
                 trajectory["theta"].append(self._read(store, problem.spec.learned))
 
-        phi, theta = self._read(store, phi0), self._read(store, problem.spec.learned)
+        phi, theta = run.phi(), self._read(store, problem.spec.learned)
         for part in ("phi", "theta"):
             trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
         library_elbo = self._library_elbo(
-            model, pyro_guide, ELBO_CLASSES[kind], data, params, config.eval_particles
+            run.model,
+            run.evaluation_guide(),
+            ELBO_CLASSES[getattr(family, "elbo", "trace")],
+            data,
+            params,
+            config.eval_particles,
         )
         store.clear()
         return Fit(
@@ -144,9 +271,10 @@ class PyroBackend:
         )
 
     @staticmethod
-    def _adam(store, config: SVIConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-        """One Adam over every parameter (unconstrained values), lr_t = config.learning_rate(t)."""
-        parameters = [value for _, value in store.named_parameters()]
+    def _adam(
+        parameters: list[torch.Tensor], config: SVIConfig
+    ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+        """One Adam over ``parameters`` (unconstrained values), lr_t = config.learning_rate(t)."""
         optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda t: float(config.learning_rate(t)) / config.lr

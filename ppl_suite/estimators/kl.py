@@ -30,6 +30,13 @@ from ppl_suite.spec import ExactPosterior, Site
 from ppl_suite.targets import GuideDensity, PosteriorReference, Target
 
 MONTE_CARLO_STREAM = "kl_monte_carlo"
+JOINT = "joint_gaussian"  # one Gaussian over every unconstrained coordinate
+# the libraries' Gaussian autoguides by the covariance blocks they can represent
+AUTOGUIDE_BLOCKS = {
+    "auto_normal": "mean_field",
+    "auto_diagonal_normal": "mean_field",
+    "auto_multivariate_normal": JOINT,
+}
 
 
 def kl_analytic(guide: GuideDensity, exact: ExactPosterior) -> Estimate | None:
@@ -114,8 +121,12 @@ def kl_family_minimum(sites: tuple[Site, ...], family: str, exact: ExactPosterio
     - Gaussian posterior N(m, Lambda^-1) on real sites, Gaussian family with block-diagonal covariance
       (``mean_field``: 1x1 blocks; ``full_rank``: one block per site): the optimum matches the
       posterior's precision blocks and reaches 0.5 (sum_b log det Lambda_bb - log det Lambda).
+    - The libraries' Gaussian autoguides on the same posterior: ``auto_normal`` and
+      ``auto_diagonal_normal`` (with their ``_matched`` twins) are mean-field; ``auto_multivariate_normal``
+      has one block over every coordinate, so it holds the posterior: 0.
     Otherwise None. (A model may know more, ``ModelSpec.kl_family_min``; the pipeline asks it first.)
     """
+    family = AUTOGUIDE_BLOCKS.get(family.removesuffix("_matched"), family)
     factors = exact.factors()
     if family == "conjugate":
         if factors and all(s.prior and factors[s.name].family == s.prior.family for s in sites):
@@ -124,10 +135,12 @@ def kl_family_minimum(sites: tuple[Site, ...], family: str, exact: ExactPosterio
     gaussian = factors is not None and all(
         f.family in {"Normal", "MultivariateNormal"} for f in factors.values()
     )
-    if family not in {"mean_field", "full_rank"} or not gaussian:
+    if family not in {"mean_field", "full_rank", JOINT} or not gaussian:
         return None
     if any(s.support != "real" for s in sites):
         return None
+    if family == JOINT:
+        return 0.0
     precision = np.linalg.inv(exact.covariance())
     if family == "mean_field":
         blocks = [np.array([i]) for i in range(precision.shape[0])]

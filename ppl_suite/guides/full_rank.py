@@ -3,7 +3,10 @@
 q(z) = prod_sites T_site#N(u_site; loc_site, L_site L_site^T), with
 L = tril(raw, -1) + diag(exp(log_diag)) over the flattened site. Sites are independent of each other
 (block-diagonal covariance); within a site every pair of coordinates is correlated. For a model with a
-single vector site (Bayesian linear regression) this is the whole full-rank family.
+single vector site (Bayesian linear regression) this is the whole full-rank family; for a model with
+several sites it cannot hold correlations between them (eight schools' tau and theta): the libraries'
+AutoMultivariateNormal (``autoguides``) can. A scalar site is a vector of length 1 (its 1 x 1 Cholesky
+factor is its scale, so q is a Normal on it, as in ``mean_field``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ class FullRank:
     description = "multivariate Normal per site in unconstrained space (Cholesky-parametrized)"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
-        bad = [s.name for s in sites if s.support == "integer" or len(unconstrained_shape(s)) != 1]
-        return f"sites {bad} are discrete or not vectors (use mean_field)" if bad else None
+        bad = [s.name for s in sites if s.support == "integer" or len(unconstrained_shape(s)) > 1]
+        return f"sites {bad} are discrete or matrices (use mean_field)" if bad else None
 
     def init_params(self, sites: tuple[Site, ...], data: Data, params: Params) -> dict[str, np.ndarray]:
         phi = {}
@@ -44,11 +47,13 @@ class FullRank:
     ) -> dict[str, Any]:
         out = {}
         for site in sites:
-            d = _size(site)
-            strict_lower = ops.asarray(np.tril(np.ones((d, d)), -1))
-            eye = ops.asarray(np.eye(d))
-            scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(phi[f"{site.name}.log_diag"])
-            base = ops.dist.MultivariateNormal(phi[f"{site.name}.loc"], scale_tril=scale_tril)
+            d, loc, log_diag = _size(site), phi[f"{site.name}.loc"], phi[f"{site.name}.log_diag"]
+            if site.shape == ():
+                base = ops.dist.Normal(loc[0], ops.exp(log_diag[0]))
+            else:
+                strict_lower, eye = ops.asarray(np.tril(np.ones((d, d)), -1)), ops.asarray(np.eye(d))
+                scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(log_diag)
+                base = ops.dist.MultivariateNormal(loc, scale_tril=scale_tril)
             if site.support != "real":
                 base = ops.dist.TransformedDistribution(base, ops.biject_to(constraint(site, ops)))
             out[site.name] = base

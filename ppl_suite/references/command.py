@@ -116,7 +116,7 @@ def command(args: argparse.Namespace) -> int:
     if problems:
         raise matrix.ConfigError(problems)
     problem = Problem.build(args.model, args.data_seed, overrides)
-    path = cache.reference_path(problem, settings.DEFAULT)
+    path = cache.reference_path(problem, settings.settings_for(problem.spec))
     summary = None if args.rebuild else cache.stored_summary(path)
     cached = summary is not None
     if not cached:

@@ -200,10 +200,10 @@ def reference_for(
     command: str = "",
     rebuild: bool = False,
 ) -> Reference:
-    """The stored reference of ``problem`` under ``settings`` (None: ``settings.DEFAULT``) when its key
+    """The stored reference of ``problem`` under ``settings`` (None: ``settings.settings_for``) when its key
     matches (``rebuild``: build it anew regardless), else built, stored and returned. A reference
     failing a gate raises ReferenceGateError and is not stored."""
-    settings = settings or settings_module.DEFAULT
+    settings = settings or settings_module.settings_for(problem.spec)
     path = cache.reference_path(problem, settings, cache_dir)
     if path.exists() and not rebuild:
         return Reference.load(path, problem)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ppl_suite.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,9 @@ class NUTSSettings:
 
 
 DEFAULT = NUTSSettings()  # what ``reference_for`` and ``ppl-suite reference`` use when given none
+
+
+def settings_for(spec: ModelSpec) -> NUTSSettings:
+    """A model's reference settings: DEFAULT updated by its ``ModelSpec.reference_settings`` (a user's
+    model checked with smaller NUTS settings gets them in every worker, not only where it was asked)."""
+    return replace(DEFAULT, **dict(spec.reference_settings))

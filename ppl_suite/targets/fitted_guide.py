@@ -9,6 +9,9 @@ factors over sites:
 
 with each term from Pyro's KL registry (torch's, extended by ``pyro.distributions``).
 
+A library autoguide (``guides.autoguides``) is rendered by the library that fitted it: every method
+passes to its ``AutoGuideDensity``.
+
 The rendering uses the same guide-family code as the Pyro backend (``guides.torch_ops``). Torch runs
 these few vectorized operations eagerly with no compilation; JAX compiles every eager operation for
 each new shape, which on the shipped models cost more than the estimators' arithmetic itself.
@@ -31,6 +34,7 @@ from ppl_suite import guides
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
 from ppl_suite.spec import DistSpec, Latents
+from ppl_suite.targets.autoguide_density import AutoGuideDensity
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class FittedGuide:
     params: dict[str, np.ndarray]
 
     def __post_init__(self) -> None:
+        if self.autoguide is not None:
+            return  # checked by AutoGuideDensity
         expected = guides.get(self.family).init_params(
             self.problem.sites, self.problem.data, self.problem.params
         )
@@ -59,6 +65,13 @@ class FittedGuide:
             )
 
     @cached_property
+    def autoguide(self) -> AutoGuideDensity | None:
+        """The density of a library autoguide family, None for the suite's own families."""
+        if not guides.is_autoguide(self.family):
+            return None
+        return AutoGuideDensity(self.problem, self.family, self.params)
+
+    @cached_property
     def distributions(self) -> dict[str, Any]:
         """q(z_site) per site as Pyro (torch) distributions; argument checks off, as in training."""
         with pyro.validation_enabled(False):
@@ -69,17 +82,23 @@ class FittedGuide:
     @property
     def samples_nothing(self) -> bool:
         """True when q has no sampled site (the library summed every latent out by enumeration)."""
+        if self.autoguide is not None:
+            return self.autoguide.samples_nothing
         return not self.distributions
 
     def sample(self, seed: int, n: int) -> Latents:
         """n independent draws z ~ q, each site an array of shape (n, *event_shape); the same seed
         gives the same draws (torch's global generator is forked, seeded and restored)."""
+        if self.autoguide is not None:
+            return self.autoguide.sample(seed, n)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             return {name: q.sample((n,)).numpy() for name, q in self.distributions.items()}
 
     def log_q(self, latents: Latents) -> np.ndarray:
         """log q(z) for a batch of latents, shape (n,)."""
+        if self.autoguide is not None:
+            return self.autoguide.log_q(latents)
         with torch.no_grad():
             return sum(
                 q.log_prob(torch.as_tensor(latents[name])) for name, q in self.distributions.items()
@@ -88,6 +107,8 @@ class FittedGuide:
     def kl_to(self, factors: dict[str, DistSpec]) -> float | None:
         """KL(q || p) in closed form, p = prod_sites factors[site]; None when some site has no factor
         or Pyro's registry knows no closed form for the pair."""
+        if self.autoguide is not None:
+            return self.autoguide.kl_to(factors)
         total = 0.0
         with torch.no_grad():
             for name, q in self.distributions.items():

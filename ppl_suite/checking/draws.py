@@ -1,0 +1,73 @@
+"""Draws of any cell of a results folder as ArviZ InferenceData: q's, rebuilt from the stored fitted
+parameters phi, and the posterior the cell was compared with (exact draws where the model has an
+oracle, else its NUTS reference, with its chains), each savable as NetCDF.
+
+    draws = cell_draws("results/mine", key)
+    draws.q.posterior["mu"], draws.reference.posterior["mu"]
+    draws.to_netcdf("out/")          # out/q.nc, out/reference.nc
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+from ppl_suite import results, schema
+from ppl_suite.problem import Problem
+from ppl_suite.spec import Latents
+
+DRAWS = 4000
+
+
+@dataclass(frozen=True)
+class CellDraws:
+    """q's draws (one chain) and the reference posterior's, as InferenceData."""
+
+    q: az.InferenceData
+    reference: az.InferenceData
+
+    def to_netcdf(self, folder: str | Path) -> dict[str, Path]:
+        """Write ``q.nc`` and ``reference.nc`` into ``folder``; returns their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, data in (("q", self.q), ("reference", self.reference)):
+            written[name] = folder / f"{name}.nc"
+            data.to_netcdf(str(written[name]))
+        return written
+
+
+def _one_chain(latents: Latents) -> az.InferenceData:
+    return az.from_dict(posterior={name: np.asarray(value)[None] for name, value in latents.items()})
+
+
+def cell_draws(folder: str | Path, key: str, n: int = DRAWS, seed: int = 0) -> CellDraws:
+    """q's n draws (seeded by ``seed``) and the reference draws of cell ``key`` of a results folder.
+    A results folder of ``ppl-suite check`` registers its model first (``checking.stored``)."""
+    from ppl_suite.checking.stored import register_stored
+    from ppl_suite.targets.fitted_guide import FittedGuide
+
+    register_stored(folder)
+    rows = results.load(folder)
+    match = rows[rows[schema.KEY] == key] if not rows.empty else rows
+    if match.empty:
+        raise KeyError(
+            f"no cell {key!r} in {folder}; cells: {', '.join(rows[schema.KEY]) if not rows.empty else 'none'}"
+        )
+    row = match.iloc[0]
+    phi, theta = results.fitted_params(folder, key)
+    problem = Problem.build(row[schema.MODEL], int(row[schema.DATA_SEED]), json.loads(row[schema.PARAMS]))
+    problem = problem.with_params(theta)
+    q = _one_chain(FittedGuide(problem, row[schema.GUIDE], phi).sample(seed, n))
+    exact = problem.exact()
+    if exact is not None:
+        reference = _one_chain(exact.sample(np.random.default_rng(seed), n))
+    else:
+        from ppl_suite.references import reference_for
+
+        reference = reference_for(problem).idata
+    return CellDraws(q, reference)
