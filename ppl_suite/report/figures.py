@@ -209,9 +209,10 @@ def decomposition_bars(frame: pd.DataFrame, title: str, path: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------- traces
 @_styled
-def elbo_traces(curves: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
+def elbo_traces(curves: Sequence[dict[str, Any]], title: str, evidence: str, path: Path) -> Path:
     """Training curves, one panel per guide: log p(x) − ELBO_t (−loss_t) over SVI steps per backend
-    on a symmetric-log axis, raw (faint) and smoothed (solid); the dashed line at 0 is exact log p(x).
+    on a symmetric-log axis, raw (faint) and smoothed (solid); the dashed line at 0 is log p(x), named
+    by ``evidence`` (exact, or a reference's estimate).
 
     ``curves``: dicts with panel, backend, seed_index, label, step, raw, smooth (arrays)."""
     panels = list(dict.fromkeys(c["panel"] for c in curves))
@@ -231,7 +232,7 @@ def elbo_traces(curves: Sequence[dict[str, Any]], title: str, path: Path) -> Pat
             )
             axis.plot(c["step"], c["smooth"], color=color, linewidth=1.6, linestyle=style, label=c["label"])
             values.append(np.abs(np.asarray(c["raw"])[-max(len(c["raw"]) // 5, 1) :]))
-        axis.axhline(0.0, **EXACT_STYLE, label="exact log p(x)")
+        axis.axhline(0.0, **EXACT_STYLE, label=evidence)
         # linear within the per-step noise of the late steps, logarithmic beyond it
         noise = [np.nanpercentile(np.concatenate(values), 75)] if values else [1.0]
         _symlog(axis, "y", noise, floor=1e-4, up=True)
@@ -359,11 +360,16 @@ def iwae_curves(curves: Sequence[dict[str, Any]], title: str, path: Path) -> Pat
 # ---------------------------------------------------------------------------------------- posterior
 @_styled
 def marginals(
-    labels: Sequence[str], exact: np.ndarray | None, fitted: dict[str, np.ndarray], title: str, path: Path
+    labels: Sequence[str],
+    exact: np.ndarray | None,
+    fitted: dict[str, np.ndarray],
+    title: str,
+    posterior: str,
+    path: Path,
 ) -> Path:
-    """Posterior marginals per latent coordinate: the exact posterior's draws (grey, filled) and each
-    backend's fitted q (coloured lines), densities drawn by ArviZ (``az.plot_dist``). For a posterior
-    that all backends share (θ fixed by the model).
+    """Posterior marginals per latent coordinate: the posterior's draws (grey, filled; named by
+    ``posterior``: exact, or a NUTS reference) and each backend's fitted q (coloured lines), densities
+    drawn by ArviZ (``az.plot_dist``). For a posterior that all backends share (θ fixed by the model).
 
     ``exact``: draws x coordinates or None; ``fitted``: backend -> draws x coordinates."""
     import arviz as az  # deferred: heavy, and only this figure needs it
@@ -376,7 +382,7 @@ def marginals(
         _plot_marginal(axis, i, label, exact, fitted, az)
     for axis in axes[len(labels) :]:
         axis.set_visible(False)
-    _marginals_legend(figure, fitted, exact is not None, "exact posterior")
+    _marginals_legend(figure, fitted, exact is not None, posterior)
     figure.suptitle(title, fontweight="bold")
     return _save(figure, path)
 
