@@ -676,8 +676,13 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
         )
     assert not np.array_equal(references["pyro"], references["handrolled"])
     sections.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
-    _, exact, fitted, _, _ = calls.pop("marginals")
+    _, exact, fitted, _, posterior, _ = calls.pop("marginals")
     assert exact is not None and set(fitted) == {"pyro", "numpyro", "handrolled"}
+    assert posterior == "exact posterior"
+    sections.marginals_part(
+        context, "eight_schools_noncentered", tables.of_model(rows, "eight_schools_noncentered")
+    )
+    assert calls.pop("marginals")[4] == "NUTS reference posterior"  # measured against a reference
 
 
 # -------------------------------------------------------------------------------- partial results
