@@ -208,11 +208,12 @@ def test_list_shows_every_model_with_its_guides_and_oracle(capsys):
 
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
+    lines = out.splitlines()
     for name in models.names():
         spec = models.get(name)
-        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
-        assert ", ".join(spec.guides) in line
-        assert ("exact oracle" if spec.oracle else "no oracle") in line
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(name + " "))
+        assert ("exact oracle" if spec.oracle else "no oracle") in lines[at]
+        assert lines[at + 1].strip() == f"guides: {', '.join(spec.guides)}"  # the line below it
     assert "quick" in out and "handrolled" in out
 
 
