@@ -111,9 +111,30 @@ def log_joint_failures(rows: pd.DataFrame) -> list[str]:
     return failures
 
 
+def reference_kl_failures(rows: pd.DataFrame) -> list[str]:
+    """Cells measured against a NUTS reference whose KL = log p(x)_AIS - ELBO lies below 0 beyond
+    FLAG_SE of its SE: a KL is never negative, so the reference's evidence or the ELBO is wrong."""
+    failures = []
+    for _, row in _ok(rows).iterrows():
+        if row.get(schema.KL_METHOD) != "reference":
+            continue
+        kl, se = _number(row, schema.KL), _number(row, schema.KL_SE)
+        if in_se(kl, se) < -FLAG_SE:  # NaN SE (unreliable evidence) compares False
+            failures.append(
+                f"reference KL: {row[schema.KEY]}: log p(x) by AIS - ELBO = {kl:+.4g} nats = "
+                f"{in_se(kl, se):+.1f} SE (a KL below 0 beyond {FLAG_SE:g} SE)"
+            )
+    return failures
+
+
 def failed_checks(rows: pd.DataFrame) -> list[str]:
     """Every failed check of the ok cells, one sentence each naming the cell and the numbers."""
-    return identity_failures(rows) + library_failures(rows) + log_joint_failures(rows)
+    return (
+        identity_failures(rows)
+        + library_failures(rows)
+        + log_joint_failures(rows)
+        + reference_kl_failures(rows)
+    )
 
 
 def not_converged(rows: pd.DataFrame) -> pd.Series:

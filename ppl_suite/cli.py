@@ -362,8 +362,6 @@ def _detail(record: Record) -> str:
         se = row.get(schema.KL_SE, math.nan)
         error = f"± {se:.1e}" if not math.isnan(se) else f"({row.get(schema.KL_RELIABILITY)})"
         detail += f", KL {row[schema.KL]:.3f} {error} (vs NUTS/AIS reference)"
-    elif str(row.get(schema.REFERENCE, "")).startswith("no reference"):
-        detail += f", {row[schema.REFERENCE].splitlines()[0]}"
     return detail
 
 

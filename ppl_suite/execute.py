@@ -53,6 +53,7 @@ from ppl_suite.targets.fitted_guide import FittedGuide
 from ppl_suite.targets.reference_posterior import ReferencePosterior
 from ppl_suite.training_curve import training_curve
 
+NO_REFERENCE = "no reference: "  # how reference_of starts the line when none could be built
 MARGINALS = 6  # latent coordinates whose draws are kept for the report's marginal plots
 MARGINAL_DRAWS = 4000
 TRAINING_CURVE_SAMPLES = 2000  # Monte Carlo draws per ELBO along the training curve
@@ -90,6 +91,8 @@ def execute_cell(cell: Cell) -> Record:
         else:
             fitted = problem.with_params(fit.theta)
             reference, row[schema.REFERENCE] = reference_of(problem)
+            if row[schema.REFERENCE].startswith(NO_REFERENCE):  # nothing to measure the fit against
+                raise RuntimeError(row[schema.REFERENCE])
             target, guide, cache = (
                 target_for(fitted, reference),
                 FittedGuide(fitted, fit.guide, dict(fit.phi)),
@@ -150,7 +153,7 @@ def reference_of(problem: Problem) -> tuple[ReferencePosterior | None, str]:
     try:
         reference = reference_for(problem)
     except Exception as error:  # a failed gate or sampler: the fit and its ELBO still stand
-        return None, f"no reference: {type(error).__name__}: {error}"
+        return None, f"{NO_REFERENCE}{type(error).__name__}: {error}"
     return ReferencePosterior.of(reference), ReferencePosterior.describe(reference)
 
 
@@ -239,7 +242,10 @@ def evaluate(
     if exact is None:
         if target.reference is not None:
             out |= _reference_columns(estimate, target.reference)
-            posterior = {k: np.asarray(v)[:MARGINAL_DRAWS] for k, v in target.reference.draws.items()}
+            draws = target.reference.draws
+            n = len(next(iter(draws.values())))
+            every = np.linspace(0, n - 1, min(n, MARGINAL_DRAWS)).astype(int)  # all chains, evenly
+            posterior = {k: np.asarray(v)[every] for k, v in draws.items()}
             artifacts[schema.POSTERIOR_DRAWS] = marginal_draws(problem, posterior)[1]
         return out, artifacts
     rng = np.random.default_rng(stream_seed(seed, "posterior_draws"))

@@ -129,5 +129,57 @@ def test_wasserstein_to_the_reference(posterior, delta, kappa):
 
 def test_wasserstein_needs_enough_reference_draws(posterior):
     problem, exact, m, s = posterior
-    with pytest.raises(ValueError, match="need 4000 reference draws"):
-        wasserstein_to_reference(target_for(problem), ShiftedGaussian(m, s), reference(exact, 0, n=1000))
+    with pytest.raises(ValueError, match="reference draws each after thinning"):
+        wasserstein_to_reference(target_for(problem), ShiftedGaussian(m, s), reference(exact, 0, n=300))
+
+
+def test_wasserstein_floor_holds_for_autocorrelated_reference_draws(posterior):
+    """Reference draws from 4 AR(1) chains (rho 0.95) with the posterior as stationary law: thinned
+    to their effective sample size, q = p reads at its floor (within the two SEs), where subsets of
+    neighbouring draws would put the floor too low."""
+    problem, exact, m, s = posterior
+    rho, chains, length = 0.95, 4, 8000
+    rng = np.random.default_rng(7)
+    draws = np.empty((chains, length))
+    draws[:, 0] = rng.normal(0, 1, chains)
+    for t in range(1, length):
+        draws[:, t] = rho * draws[:, t - 1] + np.sqrt(1 - rho**2) * rng.normal(0, 1, chains)
+    ess = chains * length * (1 - rho) / (1 + rho)  # of an AR(1) chain
+    ar = ReferencePosterior({"mu": m + s * draws.reshape(-1)}, ess, exact.log_evidence, 0.01, "")
+    estimate = wasserstein_to_reference(target_for(problem), ShiftedGaussian(m, s), ar, batches=4, seed=3)
+    assert estimate.extras["thinned_every"] == math.ceil(chains * length / ess)
+    floor, floor_se = estimate.extras["floor"], estimate.extras["floor_se"]
+    assert abs(estimate.value - floor) <= 4 * math.hypot(estimate.se, floor_se)
+
+
+def test_a_reference_kl_below_zero_beyond_its_se_is_a_failed_check():
+    """KL = log p(x)_AIS - ELBO can dip below 0 by noise, never beyond 4 of its SEs."""
+    import pandas as pd
+
+    from ppl_suite import checks, schema
+
+    def row(kl: float, se: float) -> dict:
+        return {schema.KEY: "m/b/g", schema.STATUS: schema.OK, schema.KL_METHOD: "reference",
+                schema.KL: kl, schema.KL_SE: se}  # fmt: skip
+
+    rows = pd.DataFrame([row(-0.1, 0.05), row(-0.5, 0.05), row(-0.5, math.nan)])
+    (failure,) = checks.reference_kl_failures(rows)
+    assert "-0.5 nats = -10.0 SE" in failure
+
+
+def test_a_cell_without_a_buildable_reference_fails_with_the_reason(monkeypatch):
+    """No oracle and no reference: nothing to measure the fit against, so the cell is failed (rerun
+    next time), with the reference's error, instead of an ok row whose KL is NaN."""
+    from ppl_suite import references, schema
+    from ppl_suite.backends import SVIConfig
+    from ppl_suite.cell import Cell
+    from ppl_suite.execute import execute
+
+    def gate_fails(problem, *args, **kwargs):
+        raise references.ReferenceGateError("bulk ESS 12 < 1000")
+
+    monkeypatch.setattr(references, "reference_for", gate_fails)
+    cell = Cell("eight_schools_noncentered", "handrolled", "mean_field", svi=SVIConfig(steps=20))
+    record = execute(cell)
+    assert record.row[schema.STATUS] == schema.FAILED
+    assert "no reference: ReferenceGateError: bulk ESS 12 < 1000" in record.row[schema.ERROR]

@@ -12,12 +12,18 @@ the value alone does not say whether q differs from the reference. Each of K dis
 therefore gives two distances at the same m: q against the reference, and the reference against
 another part of itself (the ``floor``: the distance sampling noise alone produces). The value is the
 mean over batches, SE = sd / sqrt(K); q is indistinguishable from the reference at this m when the
-value is within a few SE of the floor. Reference draws are shuffled (seeded) before batching, so
-each batch mixes chains and positions in them.
+value is within a few SE of the floor.
+
+MCMC draws are autocorrelated: two subsets of one chain's neighbouring draws are closer to each other
+than independent draws would be, which would put the floor too low. The reference is therefore
+thinned to about its effective sample size first (every ceil(n / ESS)-th draw, from a seeded offset),
+then shuffled (seeded) so that each batch mixes chains, and m is capped at what the thinned draws
+allow: m = min(m, n_thinned // (2 K)), at least MIN_M.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -33,6 +39,7 @@ from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.targets import GuideDensity, PosteriorReference, Target
 
 STREAM = "wasserstein"
+MIN_M = 50  # draws per side below which an empirical W2 says little
 
 
 def empirical_w2(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,12 +60,15 @@ def wasserstein_to_reference(
     """Mean W2(q, reference) over ``batches`` batches of m draws each, its SE, and the floor."""
     start = time.perf_counter()
     ref = target.unconstrain(reference.draws)
-    if ref.shape[0] < 2 * m * batches:
-        raise ValueError(
-            f"wasserstein: {batches} batches of m = {m} need {2 * m * batches} reference draws "
-            f"(against q, and against the reference itself), the reference has {ref.shape[0]}"
-        )
     rng = np.random.default_rng(stream_seed(seed, STREAM))
+    stride = max(1, math.ceil(ref.shape[0] / max(reference.ess, 1.0)))
+    ref = ref[rng.integers(stride) :: stride]  # about one draw per effective sample
+    m = min(m, ref.shape[0] // (2 * batches))
+    if m < MIN_M:
+        raise ValueError(
+            f"wasserstein: {batches} batches need 2 x {MIN_M} reference draws each after thinning to the "
+            f"effective sample size (every {stride}th draw), the reference leaves {ref.shape[0]}"
+        )
     ref = ref[rng.permutation(ref.shape[0])]
     q = target.unconstrain(guide.sample(stream_seed(seed, f"{STREAM}.q"), m * batches))
     distances, floors = [], []
@@ -81,6 +91,7 @@ def wasserstein_to_reference(
             "floor_se": float(floors.std(ddof=1) / np.sqrt(batches)),
             "m": m,
             "batches": batches,
+            "thinned_every": stride,
             "space": "unconstrained",
         },
     )

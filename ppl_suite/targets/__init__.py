@@ -67,8 +67,8 @@ class PosteriorReference(Protocol):
     log p(x), each with its own uncertainty (``ppl_suite.references`` builds them).
 
     - ``draws``: constrained posterior draws per site, (n, *site.shape), chains concatenated;
-    - ``ess``: the smallest bulk effective sample size over latent coordinates (the draws are
-      autocorrelated: n draws carry about this much information);
+    - ``ess``: the smallest bulk or tail effective sample size over latent coordinates (the draws
+      are autocorrelated: n draws carry about this much information);
     - ``log_evidence``, ``log_evidence_se``: log p(x) and its standard error; the SE is None when
       the evidence is not reliable, and ``evidence_diagnostic`` then says why.
     """
