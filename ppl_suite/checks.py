@@ -116,7 +116,7 @@ def reference_kl_failures(rows: pd.DataFrame) -> list[str]:
     FLAG_SE of its SE: a KL is never negative, so the reference's evidence or the ELBO is wrong."""
     failures = []
     for _, row in _ok(rows).iterrows():
-        if row.get(schema.KL_METHOD) != "reference":
+        if row.get(schema.KL_METHOD) != schema.KL_BY_REFERENCE:
             continue
         kl, se = _number(row, schema.KL), _number(row, schema.KL_SE)
         if in_se(kl, se) < -FLAG_SE:  # NaN SE (unreliable evidence) compares False

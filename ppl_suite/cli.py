@@ -358,7 +358,7 @@ def _detail(record: Record) -> str:
     detail = f"ELBO {row[schema.ELBO]:.4f} ± {row[schema.ELBO_SE]:.1e}"
     if not math.isnan(row.get(schema.RESIDUAL_SE, math.nan)):
         detail += f", residual {row[schema.RESIDUAL_SE]:+.2f} SE, KL {row[schema.KL]:.2e}"
-    elif row.get(schema.KL_METHOD) == "reference":  # no oracle: KL from the reference's AIS
+    elif row.get(schema.KL_METHOD) == schema.KL_BY_REFERENCE:  # no oracle: KL from the reference's AIS
         se = row.get(schema.KL_SE, math.nan)
         error = f"± {se:.1e}" if not math.isnan(se) else f"({row.get(schema.KL_RELIABILITY)})"
         detail += f", KL {row[schema.KL]:.3f} {error} (vs NUTS/AIS reference)"

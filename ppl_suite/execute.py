@@ -279,7 +279,7 @@ def _reference_columns(elbo_: Estimate, reference: ReferencePosterior) -> dict[s
         schema.KL: kl.value,
         schema.KL_SE: kl.se if kl.reliability == "reliable" else math.nan,
         schema.KL_RELIABILITY: kl.reliability,
-        schema.KL_METHOD: "reference",
+        schema.KL_METHOD: schema.KL_BY_REFERENCE,
     }
 
 

@@ -85,6 +85,7 @@ LOG_EVIDENCE_SE = "log_evidence_se"
 KL_SE = "kl_se"
 KL_RELIABILITY = "kl_reliability"
 REFERENCE = "reference"
+KL_BY_REFERENCE = "reference"  # the kl_method of a cell measured against a NUTS reference (no oracle)
 
 # manifest.json: what a run ran (``store.ResultsStore.write_manifest``, read by the report)
 MANIFEST_COMMAND = "command"

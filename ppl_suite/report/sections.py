@@ -101,7 +101,8 @@ class Opening:
                 tables.evidence_table(rows),
                 caption="One row per cell. KL route: analytic (closed form), monte_carlo (estimated "
                 "from draws of q), enumerated (discrete latents summed out) or reference (AIS "
-                "log p(x) − ELBO, no oracle). Residual in units of the ELBO's standard error.",
+                "log p(x) − ELBO, no oracle). Residual in units of sqrt(SE_ELBO² + SE_KL² + "
+                "rounding floor²).",
                 formats={
                     "log p(x)": F6,
                     "ELBO": F4,

@@ -61,7 +61,7 @@ PARETO_K_QUANTITY = "pareto_k"
 INCLUSIVE_KL_QUANTITY = "kl_from_posterior"
 MEAN_ERROR_QUANTITY = "posterior_mean_error"
 WASSERSTEIN_QUANTITY = "wasserstein_to_reference"
-REFERENCE_METHOD = "reference"  # the kl_method of a cell compared with a NUTS reference
+REFERENCE_METHOD = schema.KL_BY_REFERENCE
 
 
 # --------------------------------------------------------------------------------------------- helpers
