@@ -26,6 +26,7 @@ from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.checking import command as check_command
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.vae import command as vae_command
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -180,7 +181,8 @@ def command_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(unit.key for unit in plan.units))
         problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
-        print(f"{len(plan.cells)} cells would run{problems}")
+        vae = " and the VAE study" if plan.vae is not None else ""
+        print(f"{len(plan.cells)} cells would run{problems}{vae}")
         return 0
 
     from ppl_suite.store import FolderBusy, ResultsStore
@@ -245,6 +247,7 @@ def _run_locked(
     with StopSignals() as stop:
         try:
             _run_with_progress(executor, todo, store, jobs)
+            vae_failed = plan.vae is not None and vae_command.run_after_cells(plan.vae, store)
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()
@@ -259,7 +262,8 @@ def _run_locked(
             )
             return 128 + (stop.received or signal.SIGINT)
     store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
-    return _finish(args, store, len(plan.cells))
+    code = _finish(args, store, len(plan.cells))
+    return 1 if vae_failed and code in (0, 3) else code
 
 
 class StopSignals:
@@ -578,6 +582,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
     report.set_defaults(handler=command_report)
     check_command.add_parser(commands, epilog=EXIT_CODES)
+    vae_command.add_parser(commands, epilog=EXIT_CODES)
     return top
 
 
@@ -599,7 +604,7 @@ def _error_log(args: argparse.Namespace, text: str) -> Path:
 
     folder = (
         getattr(args, "out", None)
-        if args.command in ("run", "calibrate", "check")
+        if args.command in ("run", "calibrate", "check", "vae")
         else getattr(args, "results", None)
     )
     store = ResultsStore(folder) if folder else None

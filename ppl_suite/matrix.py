@@ -19,6 +19,9 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     [estimators] <name> = {setting = value}   # extra estimators: on every fitted guide, or, for a
                                           # guide-free one (AIS, BDMC, Laplace...), once per problem
     [params.<model>] name = value         # model size and hyperparameter overrides
+    [vae]        the VAE study (``ppl_suite.vae.settings``), run after the cells into the same folder;
+                 with a [vae] table, models default to none (the VAE alone), and backends default to
+                 the config's backends
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
 until the whole matrix is valid. Validation needs no data: model parameters are checked against their
@@ -50,6 +53,7 @@ TOP_KEYS = {
     "evaluation",
     "params",
     "estimators",
+    "vae",
 }
 MODEL_SETS = ("closed_form", "reference", "all")
 SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
@@ -73,6 +77,7 @@ class Matrix:
     skipped: list[str]
     config: dict[str, Any]
     problems: list[ProblemUnit] = field(default_factory=list)
+    vae: Any = None  # the VAE study's settings (ppl_suite.vae.settings.VAEStudySettings), or None
 
     @property
     def units(self) -> list[ProblemUnit | Cell]:
@@ -163,7 +168,8 @@ def expand(config: dict[str, Any]) -> Matrix:
         problems.append(
             f"unknown config key {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(TOP_KEYS))}"
         )
-    models = config.get("models", "closed_form")
+    vae = _vae(config, problems)
+    models = config.get("models", "closed_form" if "vae" not in config else [])
     if isinstance(models, str) and models not in MODEL_SETS and models not in registry.names():
         problems.append(
             f"unknown model set {models!r}; valid: {', '.join(MODEL_SETS)} or a list of models "
@@ -240,9 +246,26 @@ def expand(config: dict[str, Any]) -> Matrix:
                             problem_key,
                         )
                     )
-    if not cells:
+    if not cells and vae is None:
         raise ConfigError(["no cell can run with this selection:", *skipped])
-    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()))
+    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()), vae)
+
+
+def _vae(config: dict[str, Any], problems: list[str]) -> Any:
+    """The VAE study's settings from the ``[vae]`` table (None without one); its backends default to
+    the config's."""
+    if "vae" not in config:
+        return None
+    from ppl_suite.vae import settings
+
+    table = config["vae"]
+    if isinstance(table, dict) and "backends" not in table and "backends" in config:
+        table = {**table, "backends": config["backends"]}
+    try:
+        return settings.from_table(table)
+    except settings.SettingsError as error:
+        problems.extend(error.problems)
+        return None
 
 
 def _guide_free(chosen: EstimatorSettings) -> EstimatorSettings:

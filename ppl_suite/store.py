@@ -50,6 +50,7 @@ import pandas as pd
 from ppl_suite import schema
 from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.schema import SCHEMA_VERSION
+from ppl_suite.vae.results import TABLES as VAE_TABLES
 
 MANIFEST = "manifest.json"
 ROWS = "rows.parquet"
@@ -59,6 +60,7 @@ TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
+VAE = "vae"  # the VAE study's tables (ppl_suite.vae.results)
 # folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last
 CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates": "json"}
 PROBLEM_FILES = {"problems": "json", "estimates": "json"}
@@ -349,12 +351,13 @@ class ResultsStore:
         yield from self.temporary_files()
         yield from (self.path / table for table in TABLES)
         yield from (p for p in (self.path / LOGS).glob("error-*.log") if ERROR_LOG.fullmatch(p.name))
+        yield from (self.path / VAE / f"{name}.parquet" for name in VAE_TABLES)
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX`` beside a file the
         suite writes (a unit file, the manifest, a table, the holder file)."""
         found = []
-        for folder in (self.path, *(self.path / f for f in UNIT_FILES)):
+        for folder in (self.path, self.path / VAE, *(self.path / f for f in UNIT_FILES)):
             for path in folder.glob(".*"):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and path.is_file() and self._is_own_name(folder, match["name"]):
@@ -364,6 +367,8 @@ class ResultsStore:
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
             return name in {MANIFEST, HOLDER, *TABLES}
+        if folder == self.path / VAE:
+            return name in {f"{table}.parquet" for table in VAE_TABLES}
         stem, _, suffix = name.partition(".")
         return DIGEST.fullmatch(stem) is not None and suffix == UNIT_FILES[folder.name]
 
@@ -382,7 +387,7 @@ class ResultsStore:
             if path.is_file():
                 path.unlink()
                 removed += 1
-        for folder in (*UNIT_FILES, LOGS):
+        for folder in (*UNIT_FILES, LOGS, VAE):
             if (self.path / folder).is_dir() and not any((self.path / folder).iterdir()):
                 (self.path / folder).rmdir()
         return removed
@@ -500,6 +505,18 @@ class ResultsStore:
                 except (OSError, ValueError):
                     continue  # not (or not wholly) written: its estimates are missing from the table
         return schema.estimates_frame(records)
+
+    # --------------------------------------------------------------------------- the VAE study
+    def write_vae_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Write one table of the VAE study (``ppl_suite.vae.results``) as vae/<name>.parquet, atomically."""
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        _atomic_write(self.path / VAE / f"{name}.parquet", buffer.getvalue())
+
+    def vae_tables(self) -> dict[str, pd.DataFrame]:
+        """The VAE study's tables by name ({} when the folder holds none)."""
+        paths = {name: self.path / VAE / f"{name}.parquet" for name in VAE_TABLES}
+        return {name: pd.read_parquet(path) for name, path in paths.items() if path.exists()}
 
     def finalize(self) -> pd.DataFrame:
         """Write rows.parquet, estimates.parquet and problems.parquet from the last run (each removed

@@ -62,20 +62,33 @@ def model(data):
     assert "'k'" in problem and "discrete" in problem and "valid: real, positive" in problem
 
 
-def test_latent_site_inside_a_plate_is_refused_with_its_event_form(tmp_path, data_file):
-    model = write(
-        tmp_path,
-        "plated.py",
-        NUMPYRO_HEADER
-        + """
+PLATED = (
+    NUMPYRO_HEADER
+    + """
 def model(data):
     with numpyro.plate("groups", 3):
         theta = numpyro.sample("theta", dist.Normal(0.0, 1.0))
     numpyro.sample("x", dist.Normal(theta.sum(), 1.0), obs=data["x"])
-""",
-    )
+"""
+)
+
+
+def test_latent_site_inside_a_plate_is_refused_for_the_suites_families_naming_what_takes_it(
+    tmp_path, data_file
+):
+    model = write(tmp_path, "plated.py", PLATED)
     (problem,) = problems_of(tmp_path, data_file, numpyro=f"{model}:model")
-    assert "'theta' is sampled inside plate 'groups'" in problem and ".expand([3]).to_event(1)" in problem
+    assert "'theta' is sampled inside plate 'groups'" in problem
+    assert "mean_field, full_rank cannot take" in problem
+    assert "--guides auto_normal" in problem and ".expand([3]).to_event(1)" in problem
+
+
+def test_latent_site_inside_a_plate_is_a_site_of_the_plates_shape_for_the_autoguides(tmp_path, data_file):
+    model = write(tmp_path, "plated_auto.py", PLATED)
+    spec, _ = build(
+        UserModel(name="plated", data=data_file, numpyro=f"{model}:model", guides=("auto_normal",))
+    )
+    assert [(s.name, s.shape, s.support) for s in spec.sites(spec.params())] == [("theta", (3,), "real")]
 
 
 def test_model_that_fails_to_trace_is_refused_with_its_error(tmp_path, data_file):
@@ -328,9 +341,34 @@ def test_the_examples_of_docs_api_run(tmp_path, monkeypatch):
     """Every ```python block of docs/api.md, in order, in one namespace (``scratch``: a temporary folder)."""
     text = (ROOT / "docs" / "api.md").read_text()
     blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(ROOT)
     namespace = {"scratch": tmp_path}
     for block in blocks:
         exec(compile(block, "docs/api.md", "exec"), namespace)
     assert set(namespace["files"]) == {"q", "reference"}
+
+
+@pytest.mark.slow
+def test_a_plated_latent_site_is_checked_with_an_autoguide_in_both_libraries(tmp_path):
+    """theta_j ~ N(0, 1), x_j ~ N(theta_j, 1) in one plate: the posterior is independent Normals, which
+    AutoNormal holds exactly, so its KL is 0 within its SE in both libraries."""
+    import ppl_suite
+
+    body = """
+def model(data):
+    with {lib}.plate("groups", 3):
+        theta = {lib}.sample("theta", dist.Normal(0.0, 1.0))
+        {lib}.sample("x", dist.Normal(theta, 1.0), obs=data["x"])
+"""
+    numpyro_model = write(tmp_path, "plated_np.py", NUMPYRO_HEADER + body.format(lib="numpyro"))
+    pyro_model = write(tmp_path, "plated_py.py", PYRO_HEADER + body.format(lib="pyro"))
+    result = ppl_suite.check(
+        numpyro=f"{numpyro_model}:model", pyro=f"{pyro_model}:model", data={"x": np.array([0.5, -1.0, 2.0])},
+        guides=["auto_normal"], name="plated_check", steps=1000, nuts={"draws": 500, "ess_min": 400},
+        out=tmp_path / "results", report=False, jobs=1,
+    )  # fmt: skip
+    assert result.exit_code == 0
+    table = result.table
+    assert sorted(table["backend"]) == ["numpyro", "pyro"]
+    assert all(abs(row.kl) <= 4 * row.kl_se for row in table.itertuples())

@@ -33,6 +33,7 @@ from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, ProblemUnit, Record
 from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
+from ppl_suite.report.render import _md_escape
 from ppl_suite.store import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -40,21 +41,21 @@ UNRELIABLE_IWAE = "k-hat 0.93 > 0.70"
 PPCA_SHIFTS = {"handrolled": 0.0, "pyro": 1.0}  # the ppca-like cells' posteriors apart by this much
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = (
-    "What SVI optimizes, and this run's evidence",
-    "Per model",
+    "Maximize the ELBO, or minimize KL(q || p(z|x)): the same?",
+    "Reading this report",
+    "The identity, cell by cell",
+    "Training: how the ELBO rises",
+    "Estimators of log p(x)",
+    "q against the posterior",
+    "Against the NUTS reference (no closed form)",
     "Backend agreement",
     "Cost",
     "Cells that did not finish",
     "Run facts",
 )
-MODEL_PARTS = (
-    "log p(x) split into ELBO and KL",
-    "ELBO during training",
-    "Estimators of log p(x)",
-    "Posterior marginals: q vs the exact or reference posterior",
-    "Guide diagnostics: PSIS k-hat",
-)
-REFERENCE_PART = "Against the NUTS reference (no closed form)"
+OPENING, _, _, TRAINING, ESTIMATORS, POSTERIOR, REFERENCES = SECTIONS[:7]
+# the sections with a part (a level-3 heading) per model; estimators only for models with an exact value
+PER_MODEL = (TRAINING, ESTIMATORS, POSTERIOR)
 REFERENCE_LINE = "NUTS 4 x 1000 draws: R-hat <= 1.004, bulk ESS >= 2632; AIS log p(x) -31.313 ± 0.066"
 
 
@@ -239,21 +240,28 @@ class Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.headings: list[str] = []
+        self.levels: list[tuple[int, str]] = []  # (heading level, text)
+        self.all_ids: list[str] = []  # every id, repeats included
+        self.alts: list[str] = []
         self.images: list[str] = []
         self.links: list[str] = []
         self.ids: set[str] = set()
         self.tables: list[list[list[str]]] = []
         self._heading: list[str] | None = None
+        self._level = 0
         self._cell: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if "id" in attrs:
             self.ids.add(attrs["id"])
+            self.all_ids.append(attrs["id"])
         if tag in ("h1", "h2", "h3", "h4"):
             self._heading = []
+            self._level = int(tag[1])
         elif tag == "img":
             self.images.append(attrs.get("src", ""))
+            self.alts.append(attrs.get("alt") or "")
         elif tag in ("a", "link", "script") and (attrs.get("href") or attrs.get("src")):
             self.links.append(attrs.get("href") or attrs.get("src"))
         elif tag == "table":
@@ -266,6 +274,7 @@ class Page(HTMLParser):
     def handle_endtag(self, tag):
         if tag in ("h1", "h2", "h3", "h4") and self._heading is not None:
             self.headings.append("".join(self._heading).strip())
+            self.levels.append((self._level, self.headings[-1]))
             self._heading = None
         elif tag in ("td", "th") and self._cell is not None:
             self.tables[-1][-1].append("".join(self._cell).strip())
@@ -310,19 +319,30 @@ def close_to_shown(shown: str, value: float) -> bool:
 
 
 # -------------------------------------------------------------------------------------------- tests
-def test_report_has_every_section_and_model_part(report):
+def section_headings(page: Page) -> dict[str, list[str]]:
+    """The level-3 headings of each section (its per-model parts), by section title."""
+    parts: dict[str, list[str]] = {}
+    current = None
+    for level, text in page.levels:
+        if level == 2:
+            current = parts.setdefault(text, [])
+        elif level == 3 and current is not None:
+            current.append(text)
+    return parts
+
+
+def test_report_has_every_section_and_a_part_per_model(report):
     page = parse(report["html"])
     for title in SECTIONS:
         assert title in page.headings
-        assert f"## {title}" in report["md"]
-    for model in ("normal_normal", "ppca", "eight_schools_noncentered"):
-        assert model in page.headings
-    for part in MODEL_PARTS:  # a model without an oracle has no exact-value parts
-        exact_only = part in ("log p(x) split into ELBO and KL", "Estimators of log p(x)")
-        assert page.headings.count(part) == (2 if exact_only else 3), part
-    assert page.headings.count(REFERENCE_PART) == 1  # only the model without an oracle
-    assert "Learning the model's parameters" in page.headings  # ppca-like cell: training curves
-    assert "Not in this results folder" not in report["md"]  # the fixture has every kind of data
+        assert f"## {_md_escape(title)}" in report["md"]
+    parts = section_headings(page)
+    models = {"normal_normal", "ppca", "eight_schools_noncentered"}
+    assert set(parts[TRAINING]) == set(parts[POSTERIOR]) == models
+    assert set(parts[ESTIMATORS]) == models - {"eight_schools_noncentered"}  # no exact value there
+    assert parts[REFERENCES] == ["eight_schools_noncentered"]  # only the model without an oracle
+    for title in SECTIONS:  # the fixture has every kind of data these sections show
+        assert "Not in this results folder" not in section_text(report["html"], title), title
 
 
 def test_a_model_without_an_oracle_is_measured_against_its_reference_and_never_called_exact(report):
@@ -364,16 +384,25 @@ def test_no_figure_reaches_its_edge(report):
         assert (_edge(pixels) == 255).all(), figure.name
 
 
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")  # the point of the test
 def test_a_label_wider_than_its_axes_is_drawn_whole(tmp_path):
     """Long cell names leave the axes narrower than its x label, which the constrained layout does not
     make room for: the figure is then drawn onto its tight bounding box instead of clipping the label."""
-    from ppl_suite.report import figures
+    from ppl_suite.report import drawing, training
 
-    name = "a model with a long name / a guide with a long name / seed {}: pyro − numpyro"
-    names = [name.format(seed) for seed in range(3)]
-    frame = pd.DataFrame({"comparison": names, "ΔELBO (SE)": [1.5, 0.2, -3.0], "ΔKL (SE)": [-2.0, 0.1, 5.0]})
-    pixels = np.asarray(Image.open(figures.agreement_dots(frame, 4.0, tmp_path / "wide.png")).convert("RGB"))
-    assert pixels.shape[1] > figures.WIDTH * figures.DPI + 2 * figures.MARGIN  # wider than the figure
+    name = "a model with a long name / a guide with a long name and a longer one still / seed {}"
+    frame = pd.DataFrame(
+        {
+            "model": "m",
+            "cell": [name.format(seed) * 2 for seed in range(3)],
+            "gain": [3.0, 2.0, 1.0],
+            "gain_se": 0.1,
+            "evidence": [2.0, 1.0, 0.5],
+            "kl_drop": [1.0, 1.0, 0.5],
+        }
+    )
+    pixels = np.asarray(Image.open(training.draw_gains(frame, tmp_path / "wide.png")).convert("RGB"))
+    assert pixels.shape[1] > drawing.WIDTH * drawing.DPI + 2 * drawing.MARGIN  # wider than the figure
     assert (_edge(pixels) == 255).all()
 
 
@@ -382,7 +411,7 @@ def test_the_report_is_the_same_whatever_the_number_of_drawing_processes(report,
     from ppl_suite.report.render import write_report
 
     expected = {p.relative_to(report["out"]): p.read_bytes() for p in report["out"].rglob("*") if p.is_file()}
-    for processes in (1, 3):
+    for processes in (1,):  # the fixture was drawn by this process and a spawned one
         out = tmp_path / str(processes)
         write_report(report["store"].path, out, processes=processes)
         written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -498,40 +527,81 @@ window.addEventListener("load", function () {
   var out = document.createElement("pre");
   out.id = "__check";
   out.textContent = JSON.stringify({images: images.length, broken: broken.map(function (i) { return i.alt; }),
-                                    errors: window.__errors});
+                                    errors: window.__errors, height: document.documentElement.scrollHeight,
+                                    unnamed: images.filter(function (i) { return !i.alt.trim(); }).length});
   document.body.appendChild(out);
 });
 </script>"""
 
 
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+VIEWPORT = (1280, 900)  # a laptop's window: the first screen
+SCROLL_POSITIONS = 3  # the top, the middle and the end of the page are screenshot
+
+
+def test_a_white_screen_is_blank_and_a_figure_is_not():
+    white = np.full((90, 128, 3), 255, dtype=np.uint8)
+    assert not _not_blank(white)
+    drawn = white.copy()
+    drawn[10:30, 10:60] = (31, 111, 180)
+    drawn[40:42, 10:90] = 0
+    assert _not_blank(drawn)
+
+
+def _not_blank(pixels: np.ndarray) -> bool:
+    """An RGB screenshot shows something: more than 1% of its pixels are not white, in more than two
+    colours (text, a figure or a table, not an empty or single-colour page)."""
+    ink = (pixels < 245).any(axis=2)
+    return ink.mean() > 0.01 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 2
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package: chromium)")
 def test_html_shows_every_image_in_headless_chromium_without_console_errors(report, tmp_path):
+    """In Chromium: every image loads and has alt text, there is no console error, and screenshots at
+    three scroll positions (top, middle, end of the page) are not blank."""
     page = tmp_path / "page.html"
     page.write_text(report["html"].replace("<head>", "<head>" + CHECK, 1), encoding="utf-8")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-    ]
+    profile = f"--user-data-dir={tmp_path / 'profile'}"
+    flags = [*CHROMIUM_FLAGS, profile, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000"]
     done = subprocess.run(
-        [CHROMIUM, *flags, page.as_uri()], capture_output=True, text=True, timeout=60, check=False
+        [CHROMIUM, *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     start = done.stdout.find('<pre id="__check">')
     assert start >= 0, f"page did not load: {done.stderr[-2000:]}"
     check = json.loads(html.unescape(done.stdout[start:].split(">", 1)[1].split("</pre>", 1)[0]))
     assert check["images"] == len(parse(report["html"]).images) > 0
-    assert check["broken"] == []
+    assert check["broken"] == [] and check["unnamed"] == 0
     assert check["errors"] == []
     assert "Uncaught" not in done.stderr
+    # the whole page in one window as tall as the page, then one viewport at each scroll position
+    height = int(check["height"])
+    shot, plain = tmp_path / "page.png", tmp_path / "plain.html"
+    plain.write_text(report["html"], encoding="utf-8")  # the page as shipped, without the check script
+    window = f"--window-size={VIEWPORT[0]},{height}"
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, profile, window, f"--screenshot={shot}", plain.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[0] >= min(height, VIEWPORT[1])
+    tops = np.linspace(0, max(pixels.shape[0] - VIEWPORT[1], 0), SCROLL_POSITIONS).astype(int)
+    for top in tops:
+        assert _not_blank(pixels[top : top + VIEWPORT[1]]), f"blank screen at scroll position {top}"
 
 
 def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
@@ -542,7 +612,7 @@ def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
     written = write_report(store.path, tmp_path / "out", "md")
     text = written["md"].read_text(encoding="utf-8")
     assert set(written) == {"md"} and not (tmp_path / "out" / "report.html").exists()
-    assert all(f"## {title}" in text for title in SECTIONS)
+    assert all(f"## {_md_escape(title)}" in text for title in SECTIONS)
     assert "Not in this results folder: any finished cell" in text
 
 
@@ -658,31 +728,33 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
 ):
     """The figure is handed each backend's own posterior draws where they differ, one shared
     reference where every backend stored the same draws (fixed θ)."""
-    from ppl_suite.report import figures, sections, tables
+    from ppl_suite.report import posterior, tables
     from ppl_suite.report.document import Context
 
-    calls: dict[str, tuple] = {}
-    for name in ("marginals", "marginals_by_backend"):
-        monkeypatch.setattr(figures, name, lambda *args, name=name: calls.setdefault(name, args)[-1])
+    calls: list[tuple] = []
+    monkeypatch.setattr(posterior, "draw_marginals", lambda *args: calls.append(args) or args[-1])
     context = Context(report["store"], tmp_path)
     rows = context.rows
-    sections.marginals_part(context, "ppca", tables.of_model(rows, "ppca"))
-    _, references, fitted, _, _ = calls.pop("marginals_by_backend")
-    assert set(references) == set(fitted) == set(PPCA_SHIFTS)
+    posterior.marginals_part(context, "ppca", tables.of_model(rows, "ppca"))
+    _, panel_rows, _, _, _ = calls.pop()
+    references = {row["name"]: row["reference"] for row in panel_rows}
+    assert set(references) == set(PPCA_SHIFTS)
+    for row in panel_rows:  # each backend's q beside its own posterior
+        assert list(row["fitted"]) == [row["name"]]
     for backend in PPCA_SHIFTS:
         digest = rows[(rows["model"] == "ppca") & (rows["backend"] == backend)]["digest"].iloc[0]
         np.testing.assert_array_equal(
             references[backend], report["store"].artifacts(digest)["posterior_draws"]
         )
     assert not np.array_equal(references["pyro"], references["handrolled"])
-    sections.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
-    _, exact, fitted, _, posterior, _ = calls.pop("marginals")
-    assert exact is not None and set(fitted) == {"pyro", "numpyro", "handrolled"}
-    assert posterior == "exact posterior"
-    sections.marginals_part(
+    posterior.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
+    _, (shared,), name, _, _ = calls.pop()
+    assert shared["reference"] is not None and set(shared["fitted"]) == {"pyro", "numpyro", "handrolled"}
+    assert name == "exact posterior"
+    posterior.marginals_part(
         context, "eight_schools_noncentered", tables.of_model(rows, "eight_schools_noncentered")
     )
-    assert calls.pop("marginals")[4] == "NUTS reference posterior"  # measured against a reference
+    assert calls.pop()[2] == "NUTS reference posterior"  # measured against a reference
 
 
 # -------------------------------------------------------------------------------- partial results
@@ -745,8 +817,8 @@ def test_a_folder_where_no_cell_finished_gets_a_report_listing_every_cell(tmp_pa
     assert sorted((f["cell"], f["status"], f["error"]) for f in listed) == sorted(
         (cell.key, status, first_line) for cell in cells
     )
-    assert f"{len(cells)} cells: {len(cells)} {status}." in written["md"]
-    assert html.escape(f"No cell of {ODD_MODEL} finished") in written["html"]
+    assert f"This run: {len(cells)} cells ({len(cells)} {status})" in written["md"]
+    assert f"{len(cells)} units did not finish ({len(cells)} {status})" in written["md"]  # first screen
     _assert_markdown_shows_what_html_shows(written)
 
 
@@ -775,8 +847,8 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
         never.key: ("not run", listed[never.key][1]),
     }
     assert all(title in page.headings for title in SECTIONS)
-    assert all(page.headings.count(part) == 1 for part in MODEL_PARTS)  # normal_normal's, from its ok cell
-    assert ODD_MODEL in page.headings
+    parts = section_headings(page)
+    assert parts[TRAINING] == parts[POSTERIOR] == ["normal_normal"]  # from its ok cell
     _assert_markdown_shows_what_html_shows(written)
 
 
@@ -795,10 +867,10 @@ def test_markdown_escapes_model_and_error_strings_as_html_does(tmp_path):
     cells = _unfinished_folder(results, "failed", error)
     written = _report_of(results, tmp_path / "out")
     assert f"| {_md_escape(cells[-1].key)} | failed | {_md_escape(error.splitlines()[0])} |" in written["md"]
-    assert f"### {_md_escape(ODD_MODEL)}" in written["md"]
+    assert f"normal_normal and {_md_escape(ODD_MODEL)})" in written["md"]  # the run line of the first screen
     assert "````\n" + error + "\n````" in written["md"]
     markdown = _markdown_as_html(written["md"])
-    assert (ODD_MODEL in markdown.headings) and f"{cells[-1].key} (failed)" in markdown.headings
+    assert f"{cells[-1].key} (failed)" in markdown.headings
     _assert_markdown_shows_what_html_shows(written)
 
 
@@ -810,3 +882,146 @@ def test_a_rewritten_report_removes_only_its_own_stale_figures(tmp_path):
     forget_stale_figures(tmp_path, {"old.png", "kept.png"})  # an earlier report drew these two
     forget_stale_figures(tmp_path, {"kept.png", "new.png"})  # this one no longer draws old.png
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["kept.png", "users.png"]
+
+
+# ------------------------------------------------------------------------------------ the first screen
+def section_text(page_html: str, title: str) -> str:
+    """The plain text of the section titled ``title`` (tags removed, entities unescaped)."""
+    start = page_html.index(f"<h2>{html.escape(title)}</h2>")
+    body = page_html[start + len(f"<h2>{html.escape(title)}</h2>") : page_html.index("</section>", start)]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+def test_first_screen_answers_with_this_runs_identity_residuals(report):
+    """The opening states the count of residuals and the largest |z|, as the store has them, and
+    comes before the table of contents."""
+    rows = report["rows"]
+    ok = rows[rows["status"] == "ok"]
+    z = ok["residual_se"].to_numpy(dtype=float)
+    z = z[np.isfinite(z)]
+    text = section_text(report["html"], OPENING)
+    assert text.startswith("For a fixed model, yes. For every q, the evidence splits exactly into two terms:")
+    assert f"In the {z.size} cells of " in text and f"largest |z| = {np.abs(z).max():.2f}" in text
+    assert f"This run: {len(rows)} cells" in text
+    assert report["html"].index(f"<h2>{html.escape(OPENING)}</h2>") < report["html"].index("class='toc'")
+
+
+def test_first_screen_splits_the_elbo_gain_of_learned_theta_as_the_store_has_it(report):
+    """For ppca (learned θ): ELBO gain = Δlog p_θ(x) + (−ΔKL), first to last checkpoint, with SEs from
+    the stored training curve (exact log p_θ(x) and closed-form KL: SE 0, shown as exact)."""
+    from ppl_suite.report.render import format_pm
+
+    rows = report["rows"]
+    first = rows[rows["model"] == "ppca"].sort_values(
+        "backend", key=lambda b: b.map({"handrolled": 2, "pyro": 0})
+    )
+    arrays = report["store"].artifacts(first["digest"].iloc[0])
+    curve = {name: arrays[f"training.{name}"] for name in ("elbo", "elbo_se", "log_evidence", "kl")}
+    gain = curve["elbo"][-1] - curve["elbo"][0]
+    gain_se = math.hypot(curve["elbo_se"][0], curve["elbo_se"][-1])
+    evidence = curve["log_evidence"][-1] - curve["log_evidence"][0]
+    kl_drop = curve["kl"][0] - curve["kl"][-1]
+    assert evidence + kl_drop == pytest.approx(gain, abs=4 * gain_se)  # the identity at both ends
+    text = section_text(report["html"], OPENING)
+    expected = (
+        f"the ELBO rose by {format_pm(gain, gain_se)} nats = Δlog p_θ(x) {evidence:.4g} nats (exact) + "
+        f"(−ΔKL) {kl_drop:.4g} nats (exact)"
+    )
+    assert expected in text
+    assert "In this run ppca learns θ" in text
+    assert (report["out"] / "figures" / "training-gains.png").is_file()
+
+
+def test_ids_are_unique_every_image_has_alt_text_and_the_contents_reach_each_model(report):
+    page = parse(report["html"])
+    assert len(page.all_ids) == len(set(page.all_ids))
+    assert page.alts and all(alt.strip() for alt in page.alts)
+    for model in ("normal_normal", "ppca", "eight_schools_noncentered"):
+        assert f"#training-how-the-elbo-rises-{model.replace('_', '-')}" in page.links
+
+
+def _subset(report: dict, path: Path, models: set[str]) -> Path:
+    """A results folder holding the fixture's cells of ``models`` (rows, traces, artifacts, estimates)."""
+    store = ResultsStore(path)
+    rows, estimates = report["rows"], report["estimates"]
+    chosen = rows[rows["model"].isin(models) & (rows["status"] == "ok")]
+    for _, row in chosen.iterrows():
+        cell = Cell(row["model"], row["backend"], row["guide"], row["data_seed"], row["seed"])
+        stored = {k: v for k, v in row.items() if k not in ("digest", "schema_version") and not _missing(v)}
+        own = estimates[estimates["key"] == row["key"]].to_dict("records")
+        arrays = report["store"].artifacts(row["digest"])
+        store.write(cell, Record(stored, report["store"].trace(row["digest"]), arrays, own))
+    _manifest(store, list(chosen["key"]))
+    store.finalize()
+    return store.path
+
+
+def test_a_run_of_one_fixed_model_reads_right(report, tmp_path):
+    """Only normal_normal: no learned θ, no reference; every section still present, and the first
+    screen names this run's model alone."""
+    written = _report_of(_subset(report, tmp_path / "results", {"normal_normal"}), tmp_path / "out")
+    page = parse(written["html"])
+    assert all(title in page.headings for title in SECTIONS)
+    text = section_text(written["html"], OPENING)
+    assert "of 1 model (normal_normal)" in text and "ppca" not in written["html"]
+    assert "No model of this run learns its parameters." in text
+    assert "The identity holds in this run. In the 3 cells of every model" in text
+    assert "no NUTS reference was needed" in section_text(written["html"], REFERENCES)
+
+
+def test_a_run_of_reference_models_only_reads_right(report, tmp_path):
+    """Only the model without an oracle: the first screen says the identity cannot be checked term by
+    term and gives the reference KL; nothing calls its log p(x) exact."""
+    written = _report_of(
+        _subset(report, tmp_path / "results", {"eight_schools_noncentered"}), tmp_path / "out"
+    )
+    page = parse(written["html"])
+    assert all(title in page.headings for title in SECTIONS)
+    text = section_text(written["html"], OPENING)
+    assert "No cell of this run has an exact log p(x)" in text
+    assert "eight_schools_noncentered has no closed form: in its 1 cell the KL" in text
+    assert "1.250 ± 0.070 nats" in text
+    assert "exact log p(x) (flat" not in written["html"]  # its traces' flat line is the AIS estimate
+    assert section_headings(page)[REFERENCES] == ["eight_schools_noncentered"]
+
+
+def test_sections_are_found_by_discovery_and_ordered_in_one_place():
+    """Every module of the report package is imported; a section from a module ORDER does not name
+    goes where ORDER has "*" (before backend agreement)."""
+    from ppl_suite.report import document, order
+
+    found = document.sections()
+    ranks = [order.rank(type(section).__module__) for section in found]
+    assert ranks == sorted(ranks)
+    assert [s.title for s in found][:3] == [OPENING, "Reading this report", "The identity, cell by cell"]
+    assert order.rank("ppl_suite.report.a_new_topic") < order.rank("ppl_suite.report.agreement")
+
+
+def test_normal_quantiles_are_blooms_plotting_positions_of_the_standard_normal():
+    from scipy import stats
+
+    from ppl_suite.report import numbers
+
+    n = 58
+    expected = stats.norm.ppf((np.arange(1, n + 1) - 0.375) / (n + 0.25))
+    np.testing.assert_allclose(numbers.normal_quantiles(n), expected, rtol=0, atol=1e-12)
+
+
+def test_the_gain_split_is_the_two_ends_differences_with_their_ses_in_quadrature():
+    from ppl_suite.report import numbers
+
+    curve = {
+        "step": np.array([0.0, 10.0, 100.0]),
+        "elbo": np.array([-50.0, -20.0, -10.5]),
+        "elbo_se": np.array([0.3, 0.2, 0.4]),
+        "log_evidence": np.array([-40.0, -15.0, -10.0]),
+        "log_evidence_se": np.array([0.6, 0.1, 0.8]),
+        "kl": np.array([10.0, 5.0, 0.5]),
+        "kl_se": np.array([0.0, 0.0, 0.0]),
+    }
+    split = numbers.gain_split(curve)
+    assert split["gain"] == pytest.approx(39.5) and split["gain_se"] == pytest.approx(0.5)
+    assert split["evidence"] == pytest.approx(30.0) and split["evidence_se"] == pytest.approx(1.0)
+    assert split["kl_drop"] == pytest.approx(9.5) and split["kl_drop_se"] == 0.0
+    assert split["evidence"] + split["kl_drop"] == pytest.approx(split["gain"])
+    assert (split["start"], split["end"]) == (0.0, 100.0)

@@ -5,8 +5,9 @@
 
 ``api`` (``check``, ``CheckResult``), ``command`` (``ppl-suite check``), ``sources`` (files, functions
 and data), ``sites`` (latent sites from a trace), ``user_model`` (the spec built on the fly),
-``agreement`` (NumPyro vs Pyro, site by site), ``draws`` (InferenceData of any cell), ``stored``
-(what a check keeps in its results folder), ``table`` (the headline table). Names are imported on
+``agreement`` (NumPyro vs Pyro, site by site), ``user_guide`` (a user's own guide as a guide family),
+``draws`` (InferenceData of any cell, written as NetCDF), ``stored`` (what a check keeps in its
+results folder), ``table`` (the headline table). Names are imported on
 first use, so that ``import ppl_suite`` stays light.
 """
 

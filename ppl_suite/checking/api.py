@@ -9,7 +9,9 @@ NUTS reference and AIS evidence (``ppl_suite.references``, cached on disk), comp
 Pyro versions' log joints at reference draws when both are given (``checking.agreement``), then run
 the cells exactly as ``ppl-suite run`` does (the ``references`` profile's estimators and SVI settings:
 ELBO, KL = AIS log p(x) - ELBO, importance sampling, PSIS k-hat, posterior moment errors,
-2-Wasserstein), into a results folder that ``ppl_suite.results`` reads, with its report.
+2-Wasserstein), into a results folder that ``ppl_suite.results`` reads; then q's and the reference's
+draws of every finished cell are written there as NetCDF (``checking.draws.write_draws``) and the
+report, which links them, is written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ppl_suite.checking import sites as sites_module
-from ppl_suite.checking import stored
+from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.sources import InputProblem, load_data, split_reference
 from ppl_suite.checking.user_model import (
     ENVIRONMENT,
@@ -164,7 +166,7 @@ def prepare(
     *,
     pyro: Model | None = None,
     numpyro: Model | None = None,
-    guides: Sequence[str] | None = None,
+    guides: Sequence[str | Callable[..., Any]] | None = None,
     backends: Sequence[str] | None = None,
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
@@ -187,8 +189,17 @@ def prepare(
         loaded = load_data(data)
     except InputProblem as error:
         problems += error.problems
-    chosen_guides = list(guides or DEFAULT_GUIDES)
-    unknown = [g for g in chosen_guides if g not in guide_registry.names()]
+    own_guides = {}
+    try:
+        own_guides = user_guide.declare(
+            [reference_text(g, "guide") for g in guides or () if user_guide.is_user_guide(g)]
+        )
+    except InputProblem as error:
+        problems += error.problems
+    chosen_guides = [g for g in guides or DEFAULT_GUIDES if not user_guide.is_user_guide(g)] + list(
+        own_guides
+    )
+    unknown = [g for g in chosen_guides if g not in guide_registry.names() and g not in own_guides]
     if unknown:
         problems.append(
             f"unknown guide {', '.join(map(repr, unknown))}; valid: {', '.join(guide_registry.names())}"
@@ -199,6 +210,14 @@ def prepare(
         problems.append(
             f"unknown backend {', '.join(map(repr, unknown))}; valid: {', '.join(backend_registry.names())}"
         )
+    for guide, programs in own_guides.items():
+        unfit = [b for b in chosen_backends if b not in programs]
+        if unfit:
+            problems.append(
+                f"guide {guide!r} is written for {', '.join(programs)} only: the {', '.join(unfit)} backend "
+                f"cannot fit it; choose --backends {' '.join(programs)}, or give a version for each library "
+                f"under the same name"
+            )
     if name is not None and not name.isidentifier():
         problems.append(f"--name {name!r}: a model name is letters, digits and underscores")
     if nuts:
@@ -219,6 +238,7 @@ def prepare(
         pyro=models.get("pyro"),
         params=dict(params or {}),
         guides=tuple(chosen_guides),
+        own_guides=own_guides,
         reference=dict(nuts or {}),
         description=f"checked with ppl-suite check: {origin}",
     )
@@ -290,7 +310,7 @@ def check(
     *,
     pyro: Model | None = None,
     numpyro: Model | None = None,
-    guides: Sequence[str] | None = None,
+    guides: Sequence[str | Callable[..., Any]] | None = None,
     backend: str | Sequence[str] | None = None,
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
@@ -310,8 +330,11 @@ def check(
         top of a file or as ``"FILE.py:NAME"``; or give ``numpyro=`` and/or ``pyro=`` (both: their log
         joints are compared at reference draws first).
     data: a dict of arrays, a ``.npz`` or ``.json`` file, or ``"FILE.py:FUNCTION"`` returning a dict.
-    guides: guide families (default mean_field and full_rank); backend: one or several backends
-        (default: the library of each model given); params: fixed values passed as ``params``;
+    guides: guide families (default mean_field and full_rank) and/or the user's own guides, each a
+        NumPyro or Pyro ``guide(data)`` / ``guide(data, params)`` sampling exactly the model's latent
+        sites (a top-level function or ``"FILE.py:NAME"``; ``checking.user_guide``); backend: one or
+        several backends (default: the library of each model given); params: fixed values passed as
+        ``params``;
     seeds, steps, estimators: as ``ppl-suite run`` (default: the ``references`` profile's settings);
     nuts: ``NUTSSettings`` fields for the reference (e.g. ``{"draws": 500, "ess_min": 400}``);
     out: the results folder (default ``results/check-<name>``); report: its folder (default
@@ -320,6 +343,7 @@ def check(
     Raises InputProblem (a ValueError-like list of problems, nothing run) or CheckFailed (the reference
     failed its gates, or the two versions disagree); cells that fail are in the result (exit code 1).
     """
+    from ppl_suite.checking.draws import write_draws
     from ppl_suite.cli import command_run, run_problems
 
     backends = [backend] if isinstance(backend, str) else backend
@@ -344,10 +368,14 @@ def check(
             raise InputProblem(*problems)
         verify(user)
         with _environment([user]):
-            code = command_run(arguments)
+            code = command_run(argparse.Namespace(**{**vars(arguments), "no_report": True, "report": None}))
         stored.store(folder, user)
+    write_draws(folder)  # before the report, which links them
     files = {}
     if report_folder is not False:
-        candidates = {kind: Path(report_folder) / f"report.{kind}" for kind in ("md", "html")}
-        files = {kind: path for kind, path in candidates.items() if path.is_file()}
+        from ppl_suite.report.render import write_report
+
+        files = write_report(folder, Path(report_folder))
+        for kind, path in files.items():
+            print(f"report ({kind}): {path}")
     return CheckResult(folder, code, user.name, files)

@@ -46,6 +46,14 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
         help="values passed as params (TOML: n=50, w=[1.0, 2.0])",
     )
     check.add_argument("--guides", nargs="+", help="guide families (default: mean_field full_rank)")
+    check.add_argument(
+        "--guide",
+        action="append",
+        default=[],
+        metavar="FILE.py:GUIDE",
+        help="your own NumPyro or Pyro guide(data), sampling the model's latent sites (repeatable; "
+        "with no --guides, only your guides are fitted)",
+    )
     check.add_argument("--backends", nargs="+", help="backends (default: the library of each model given)")
     check.add_argument("--seeds", nargs="+", type=int, default=[0], help="SVI seeds (default: 0)")
     check.add_argument("--steps", type=int, help="SVI steps (default: the references profile's, 3000)")
@@ -84,7 +92,8 @@ def command(args: argparse.Namespace) -> int:
         raise matrix.ConfigError(problems)
     try:
         result = check(
-            args.model, args.data, pyro=args.pyro, numpyro=args.numpyro, guides=args.guides,
+            args.model, args.data, pyro=args.pyro, numpyro=args.numpyro,
+            guides=[*(args.guides or ()), *args.guide] or None,
             backend=args.backends, name=args.name, params=params, seeds=args.seeds, steps=args.steps,
             estimators=args.estimators, nuts=nuts, out=args.out,
             report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh,

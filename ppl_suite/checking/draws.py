@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 
 from ppl_suite import results, schema
-from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
+
+if TYPE_CHECKING:
+    import arviz as az
 
 DRAWS = 4000
 
@@ -42,6 +44,8 @@ class CellDraws:
 
 
 def _one_chain(latents: Latents) -> az.InferenceData:
+    import arviz as az
+
     return az.from_dict(posterior={name: np.asarray(value)[None] for name, value in latents.items()})
 
 
@@ -49,6 +53,7 @@ def cell_draws(folder: str | Path, key: str, n: int = DRAWS, seed: int = 0) -> C
     """q's n draws (seeded by ``seed``) and the reference draws of cell ``key`` of a results folder.
     A results folder of ``ppl-suite check`` registers its model first (``checking.stored``)."""
     from ppl_suite.checking.stored import register_stored
+    from ppl_suite.problem import Problem
     from ppl_suite.targets.fitted_guide import FittedGuide
 
     register_stored(folder)
@@ -71,3 +76,21 @@ def cell_draws(folder: str | Path, key: str, n: int = DRAWS, seed: int = 0) -> C
 
         reference = reference_for(problem).idata
     return CellDraws(q, reference)
+
+
+def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, dict[str, Path]]:
+    """Write the draws of every finished cell of a results folder as NetCDF (``stored.draws_files``),
+    skipping a cell whose files were drawn from the same cell digest (nothing is imported or drawn
+    then: a re-check pays nothing here); returns the files by cell key."""
+    from ppl_suite.checking import stored
+
+    rows = results.load(folder)
+    written = {}
+    for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
+        key, place = row[schema.KEY], stored.draws_folder(folder, row[schema.KEY])
+        marker = place / stored.DRAWS_DIGEST
+        if not (marker.is_file() and marker.read_text() == row[schema.DIGEST]):
+            cell_draws(folder, key, n, seed).to_netcdf(place)
+            marker.write_text(row[schema.DIGEST])
+        written[key] = stored.draws_files(folder, key)
+    return written

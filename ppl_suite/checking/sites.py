@@ -8,8 +8,11 @@ axes included) and its support, read from the site's distribution:
     unit_interval, interval(0,1) -> "unit_interval"
     simplex                      -> "simplex"
 
-A latent site sampled inside a plate is refused too: the guide families render each latent site as
-one event, so a vector of latents is one site, ``dist.Normal(mu, tau).expand([J]).to_event(1)``.
+A latent site sampled inside a plate (``with numpyro.plate("J", 8): theta = sample(...)``) is a site
+of the plate's shape. The libraries' autoguides and a user's own guide take it as it is; the suite's
+own families (``mean_field``, ``full_rank``) render each latent site as one event and cannot, so with
+them it is refused, naming the autoguides and the event form that works
+(``dist.Normal(mu, tau).expand([J]).to_event(1)``).
 Anything else (discrete sites, other intervals, matrices with constraints such as Cholesky factors,
 ``param`` sites) cannot be checked: the NUTS reference and the guides need continuous latents on one
 of these supports. Such a site, a model that fails to trace and a data name the model reads but the
@@ -18,7 +21,7 @@ data lack are each one problem naming the site or key and what is valid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,15 +132,16 @@ def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapp
     ]
 
 
-def trace_sites(
-    model: Callable[..., Any], library: str, data: Mapping[str, Any], params: Mapping[str, Any], what: str
-) -> tuple[Site, ...]:
-    """The latent sites of one trace of ``model`` (a ``model(data, params)`` of ``library``); raises
-    InputProblem naming every site or data key that cannot be handled."""
+def trace_program(
+    function: Callable[..., Any], library: str, data: Mapping[str, Any], params: Mapping[str, Any], what: str
+) -> list[dict]:
+    """The sites of one trace of a ``function(data, params)`` of ``library`` (a model or a guide), each
+    a dict of name, type, observed, value, fn and plates; raises InputProblem naming the data keys the
+    function reads and the data lack, or the error it fails with."""
     tracked = _ReadData(data)
     tracer = _numpyro_trace if library == "numpyro" else _pyro_trace
     try:
-        traced = tracer(model, tracked, params)
+        return tracer(function, tracked, params)
     except Exception as error:
         if tracked.missing:
             raise InputProblem(
@@ -145,6 +149,20 @@ def trace_sites(
                 f"lack; the data have: {', '.join(sorted(data)) or 'nothing'}"
             ) from None
         raise InputProblem(f"{what} fails to trace: {type(error).__name__}: {error}") from None
+
+
+def trace_sites(
+    model: Callable[..., Any],
+    library: str,
+    data: Mapping[str, Any],
+    params: Mapping[str, Any],
+    what: str,
+    plated_guides: Sequence[str] = (),
+) -> tuple[Site, ...]:
+    """The latent sites of one trace of ``model`` (a ``model(data, params)`` of ``library``); raises
+    InputProblem naming every site or data key that cannot be handled. ``plated_guides``: the chosen
+    guide families that cannot take a latent site sampled inside a plate (the suite's own)."""
+    traced = trace_program(model, library, data, params, what)
     problems, sites = [], []
     for site in traced:
         if site["type"] == "param":
@@ -156,12 +174,15 @@ def trace_sites(
         if site["type"] != "sample" or site["observed"]:
             continue
         distribution = site["fn"]
-        if site["plates"]:
+        if site["plates"] and plated_guides:
+            shape = list(site["value"].shape)
             problems.append(
                 f"{what}: latent site {site['name']!r} is sampled inside plate "
-                f"{', '.join(map(repr, site['plates']))}; the guide families treat a latent site as one "
-                f"event: sample it outside the plate, dist.<Family>(...).expand({list(site['value'].shape)})"
-                f".to_event({len(site['value'].shape)})"
+                f"{', '.join(map(repr, site['plates']))}, which the guide families "
+                f"{', '.join(plated_guides)} cannot take (they treat a latent site as one event): use the "
+                "libraries' autoguides (--guides auto_normal auto_multivariate_normal ...) or your own guide "
+                f"(--guide FILE.py:GUIDE), or sample it outside the plate, dist.<Family>(...).expand({shape})"
+                f".to_event({len(shape)})"
             )
             continue
         support = support_of(distribution.support)

@@ -2,7 +2,8 @@
 reread, redrawn and compared later in any process: ``check/model.json`` (the UserModel, its data
 pointing at ``check/data.npz``), ``check/data.npz`` (the data as checked) and
 ``check/fingerprint.json`` (model files' sha256 and the data digest: when they change, the folder's
-stored cells are not reused)."""
+stored cells are not reused), and ``draws/<cell key>/`` (q's and the reference's draws of each
+finished cell as NetCDF, with the digest of the cell they were drawn from)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ def register_stored(results: str | Path) -> UserModel | None:
     user = replace(user, data=str(Path(results).resolve() / FOLDER / DATA))
     register(user)
     return user
+
+
+DRAWS = "draws"  # draws/<cell key>/q.nc, reference.nc, digest: written by ``checking.draws.write_draws``
+DRAWS_KINDS = ("q", "reference")
+DRAWS_DIGEST = "digest"
+
+
+def draws_folder(results: str | Path, key: str) -> Path:
+    """Where the draws of cell ``key`` are kept: ``draws/<key>/`` (the key's parts as folders)."""
+    return Path(results) / DRAWS / Path(*key.split("/"))
+
+
+def draws_files(results: str | Path, key: str) -> dict[str, Path]:
+    """The NetCDF files of cell ``key`` that exist: ``q`` (q's draws) and ``reference`` (the posterior
+    it was compared with), each InferenceData (``arviz.from_netcdf``)."""
+    folder = draws_folder(results, key)
+    return {kind: folder / f"{kind}.nc" for kind in DRAWS_KINDS if (folder / f"{kind}.nc").is_file()}

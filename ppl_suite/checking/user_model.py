@@ -2,7 +2,8 @@
 
 A ``UserModel`` is plain JSON data: the model's name, its NumPyro and/or Pyro function
 (``FILE.py:NAME``, absolute paths), the file holding its data (``.npz``), its fixed ``params``, the
-guide families to fit and NUTS settings for its reference. ``register`` turns it into a spec and
+guide families to fit, the user's own guides among them (``checking.user_guide``: name -> {library:
+``FILE.py:NAME``}) and NUTS settings for its reference. ``register`` turns it into a spec and
 registers it; the latent sites come from one trace of the model (``checking.sites``), there is no
 oracle and no NumPy log joint (the target is the NumPyro model's), and the data set is fixed.
 
@@ -23,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import registry
+from ppl_suite import guides, registry
 from ppl_suite.checking import sites as sites_module
+from ppl_suite.checking import user_guide
 from ppl_suite.checking.sources import InputProblem, data_digest, load_data, load_function, with_params
 from ppl_suite.spec import MAX_PROBLEM_SIZE, Domain, ModelSpec, Site
 
@@ -42,6 +44,7 @@ class UserModel:
     pyro: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     guides: tuple[str, ...] = ("mean_field", "full_rank")
+    own_guides: dict[str, dict[str, str]] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -86,6 +89,8 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
     """(spec, implementations by backend) of a UserModel; raises InputProblem listing every problem
     (missing data names, sites that cannot be handled, Pyro and NumPyro versions whose sites differ)."""
     data = load_data(user.data)
+    user_guide.register(user.own_guides)
+    plated_guides = [g for g in user.guides if g in guides.names() and not guides.is_autoguide(g)]
     implementations, traced, problems = {}, {}, []
     for library in sites_module.LIBRARIES:
         text = getattr(user, library)
@@ -94,7 +99,7 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
         try:
             model = with_params(load_function(text, f"--{library}"), f"--{library}")
             traced[library] = sites_module.trace_sites(
-                model, library, data, user.params, f"{library} model {text}"
+                model, library, data, user.params, f"{library} model {text}", plated_guides
             )
             implementations[library] = model
         except InputProblem as error:
@@ -106,6 +111,13 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
     if problems:
         raise InputProblem(*problems)
     sites = traced.get("numpyro") or traced["pyro"]
+    for name, programs in user.own_guides.items():
+        for library, text in programs.items():
+            problems += user_guide.site_problems(
+                name, library, text, data, user.params, traced.get(library, sites)
+            )
+    if problems:
+        raise InputProblem(*problems)
     size = _size(data, sites)
     if size > MAX_PROBLEM_SIZE:
         raise InputProblem(
@@ -179,7 +191,12 @@ def environment_value(users: list[UserModel]) -> str:
 def fingerprint(user: UserModel) -> dict[str, Any]:
     """What a check's cells are computed from: the declaration, the sha256 of its model files and the
     digest of its data (``sources.data_digest``), not where the data lie."""
-    files = [Path(text.rpartition(":")[0]) for text in (user.numpyro, user.pyro) if text]
+    texts = [
+        user.numpyro,
+        user.pyro,
+        *(t for programs in user.own_guides.values() for t in programs.values()),
+    ]
+    files = [Path(text.rpartition(":")[0]) for text in texts if text]
     values = {
         **user.to_json(),
         "data": data_digest(load_data(user.data)),

@@ -99,14 +99,23 @@ def stream_key(seed: int, stream: str) -> jax.Array:
 
 
 def hmc_kernel(target: Target, leapfrog_steps: int) -> Callable[..., Any]:
-    """One Metropolis-corrected HMC transition of a single chain, leaving p(u) p(x | u)^beta invariant.
+    """One Metropolis-corrected HMC transition of a single chain, leaving p(u) p(x | u)^beta invariant
+    (``hmc_step`` of the target's ``prior_and_likelihood``)."""
+    return hmc_step(target.prior_and_likelihood, leapfrog_steps)
+
+
+def hmc_step(
+    prior_and_likelihood: Callable[[Any], tuple[Any, Any]], leapfrog_steps: int
+) -> Callable[..., Any]:
+    """One Metropolis-corrected HMC transition of a single chain, leaving p(u) p(x | u)^beta invariant,
+    for any traceable u -> (log p(u), log p(x | u)).
 
     step(key, u, beta, step_size, scale) -> (u', log p(x | u'), acceptance probability); ``scale`` is
     the diagonal of the inverse mass matrix's square root (the leapfrog runs in coordinates u / scale).
     """
 
     def log_f(u, beta):
-        log_prior, log_lik = target.prior_and_likelihood(u)
+        log_prior, log_lik = prior_and_likelihood(u)
         return log_prior + beta * log_lik, log_lik
 
     value_and_grad = jax.value_and_grad(log_f, has_aux=True)
@@ -422,29 +431,49 @@ class Annealer:
         drawn from its first distribution. The move after the last weight increment is skipped; the
         last chunk is padded with steps that neither weigh nor move."""
         u = jnp.asarray(u0)
-        temperatures = schedule.temperatures
-        steps = -(-temperatures // CHUNK) * CHUNK
-
-        def padded(x: np.ndarray, fill: np.ndarray) -> np.ndarray:
-            return np.concatenate([x, np.repeat(fill[None], steps - x.shape[0], axis=0)])
-
-        end = schedule.betas[-1]
-        beta_from, beta_to = padded(schedule.betas[:-1], end), padded(schedule.betas[1:], end)
-        step_sizes = padded(schedule.step_sizes[1:], schedule.step_sizes[-1])
-        scales = padded(schedule.scales[1:], schedule.scales[-1])
-        move = np.arange(steps) < temperatures - 1
         log_lik, log_w, log_eps = self._log_likelihoods(u), jnp.zeros(u.shape[0]), jnp.zeros(())
         acceptance = []
-        for start in range(0, steps, CHUNK):
-            key, key_chunk = jax.random.split(key)
-            part = slice(start, start + CHUNK)
+        for key_chunk, (beta_from, beta_to, step_sizes, scales, move) in zip(
+            chunk_keys(key, schedule), schedule_chunks(schedule), strict=True
+        ):
             u, log_lik, log_w, _, acc = self._anneal(
-                u, log_lik, log_w, log_eps, beta_from[part], beta_to[part], step_sizes[part], scales[part],
-                jax.random.split(key_chunk, CHUNK), move[part], False,
+                u, log_lik, log_w, log_eps, beta_from, beta_to, step_sizes, scales,
+                jax.random.split(key_chunk, CHUNK), move, False,
             )  # fmt: skip
             acceptance.append(np.asarray(acc))
-        moved = np.concatenate(acceptance)[: temperatures - 1]
+        moved = np.concatenate(acceptance)[: schedule.temperatures - 1]
         return ChainWeights(np.asarray(log_w), float(moved.mean()) if moved.size else math.nan)
+
+
+def schedule_chunks(schedule: Schedule) -> list[tuple[np.ndarray, ...]]:
+    """A frozen schedule as the main run's chunks of CHUNK steps, each (beta_from, beta_to, step_sizes,
+    scales, move): step t weighs by (beta_to - beta_from) log p(x | u) at the incoming state, then,
+    where ``move``, makes one HMC move at beta_to. The move after the last weight increment is
+    skipped; the last chunk is padded with steps that neither weigh nor move."""
+    temperatures = schedule.temperatures
+    steps = -(-temperatures // CHUNK) * CHUNK
+
+    def padded(x: np.ndarray, fill: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, np.repeat(fill[None], steps - x.shape[0], axis=0)])
+
+    end = schedule.betas[-1]
+    arrays = (
+        padded(schedule.betas[:-1], end),
+        padded(schedule.betas[1:], end),
+        padded(schedule.step_sizes[1:], schedule.step_sizes[-1]),
+        padded(schedule.scales[1:], schedule.scales[-1]),
+        np.arange(steps) < temperatures - 1,
+    )
+    return [tuple(a[start : start + CHUNK] for a in arrays) for start in range(0, steps, CHUNK)]
+
+
+def chunk_keys(key: jax.Array, schedule: Schedule) -> list[jax.Array]:
+    """The key of each chunk of ``schedule_chunks``, split off ``key`` in turn."""
+    keys = []
+    for _ in range(-(-schedule.temperatures // CHUNK)):
+        key, key_chunk = jax.random.split(key)
+        keys.append(key_chunk)
+    return keys
 
 
 def transitions_of(tuning: Tuning, passes: int, chains: int) -> int:

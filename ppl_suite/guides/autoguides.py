@@ -175,3 +175,69 @@ def autoguide_names(*, flows: bool = True, laplace: bool = True) -> tuple[str, .
     with one unconstrained coordinate) or the Laplace family (where the MAP does not exist) if asked."""
     left_out = (() if flows else FLOWS) + (() if laplace else (LAPLACE,))
     return tuple(g.name for g in AUTOGUIDES if g.cls not in left_out)
+
+
+@dataclass(frozen=True)
+class GuideProgram(AutoGuide):
+    """A guide written as a program of a library (a user's own guide): the library fits it as it
+    stands, like an autoguide, and its density is read from the library's trace of it
+    (``targets.autoguide_density``): log q(z) = sum over the guide's sample sites of log q(z_site | ...)
+    with its fitted parameters substituted.
+
+    ``programs`` holds ``(library, guide)`` pairs, each ``guide(data, params)`` (one per library it is
+    written for: a NumPyro guide is fitted by the numpyro backend only). Its parameters are the
+    guide's ``param`` sites, stored constrained (their values as the program reads them), named
+    ``numpyro.<name>`` or ``pyro.<name>`` as for the autoguides.
+    """
+
+    cls: str = "GuideProgram"
+    matched: bool = False
+    programs: tuple[tuple[str, Callable], ...] = ()
+
+    def unsupported(self, sites: tuple[Site, ...]) -> str | None:
+        discrete = [s.name for s in sites if s.support == "integer"]
+        return f"discrete sites {discrete}: a guide program is fitted by Trace_ELBO" if discrete else None
+
+    def program(self, library: str) -> Callable:
+        """The guide ``guide(data, params)`` written for ``library``."""
+        found = dict(self.programs)
+        if library not in found:
+            raise ValueError(
+                f"guide {self.name!r} is written for {', '.join(found) or 'no library'}, not {library}"
+            )
+        return found[library]
+
+    def build(self, library: str, model: Callable, sites: tuple[Site, ...]) -> Any:
+        """The program as the backend drives an autoguide: NumPyro's as it is, Pyro's wrapped
+        (``PyroGuideProgram``)."""
+        program = self.program(library)
+        return PyroGuideProgram(program) if library == "pyro" else program
+
+
+class PyroGuideProgram:
+    """A Pyro guide function with what the Pyro backend asks of an autoguide module: called as
+    ``guide(data, params)``; ``parameters()`` its trainable tensors outside Pyro's param store (none:
+    its ``pyro.param`` sites live in the store, which the backend optimizes); ``state_dict()`` its
+    parameters' constrained values by name (read from the store, names found by tracing the first
+    call)."""
+
+    def __init__(self, function: Callable) -> None:
+        self.function = function
+        self.names: tuple[str, ...] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        if self.names is not None:
+            return self.function(*args)
+        from pyro import poutine
+
+        traced = poutine.trace(self.function).get_trace(*args)
+        self.names = tuple(name for name, site in traced.nodes.items() if site["type"] == "param")
+        return traced.nodes["_RETURN"]["value"]
+
+    def parameters(self) -> list[Any]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        import pyro
+
+        return {name: pyro.get_param_store()[name] for name in self.names or ()}

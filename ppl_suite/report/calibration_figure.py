@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ppl_suite.report.figures import DPI, STYLE, WIDTH
+from ppl_suite.report.drawing import DPI, STYLE, WIDTH
 
 REGIME_COLORS = {"exact": "#2e9e44", "slightly_off": "#1f6fb4", "badly_off": "#c62828", "none": "#555555"}
 PANEL_HEIGHT = 3.2  # inches per model

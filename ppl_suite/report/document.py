@@ -1,8 +1,11 @@
 """What a report is made of: blocks, the context sections read, and the section protocol.
 
 A section is a plug-in: an object with a ``title`` and ``build(context) -> list[Block]``, registered
-in order with ``register``. The renderer turns the blocks into Markdown or HTML; sections never
-format for one output. A section whose data are absent says so in a ``Text`` block. Sections draw
+with ``register`` by its module; ``order.sections()`` finds every module of this package and puts the
+sections in report order. A section may also have ``headline(context) -> list[Block]``: what it adds to
+the report's first screen (the opening gathers every section's headline, in report order). The
+renderer turns the blocks into Markdown or HTML; sections never format for one output. A section
+whose data are absent says so in a ``Text`` block. Sections draw
 figures through ``Context.draw``, which may hand the drawing to other processes: a figure's PNG
 exists once ``Context.drawn`` has returned.
 """
@@ -57,11 +60,13 @@ class Table:
     caption: str = ""
     formats: Mapping[str, str | Callable[[Any], str]] = field(default_factory=dict)
     pm: Mapping[str, str] = field(default_factory=dict)
+    details: bool = False  # folded (HTML <details>) under its caption: a long table a reader opens
 
 
 @dataclass(frozen=True)
 class Image:
-    """A PNG drawn by the figures module, with its caption (which says what it shows)."""
+    """A PNG drawn by a section's figure function, with its caption (which says what it shows) and its
+    alternative text (what it shows, for a reader who cannot see it)."""
 
     path: Path
     caption: str
@@ -153,7 +158,9 @@ class Context:
 
 
 class Section(Protocol):
-    """A report section: a title, and blocks built from the context."""
+    """A report section: a title, and blocks built from the context. Optionally also
+    ``headline(context) -> list[Block]``: a few sentences (and at most a small figure) with this run's
+    numbers, shown on the report's first screen."""
 
     title: str
 
@@ -173,11 +180,16 @@ def register(section: Section) -> Section:
     return section
 
 
-def sections() -> list[Section]:
-    """Registered sections in report order (the built-in ones are registered on first call)."""
-    import ppl_suite.report.sections  # noqa: F401  (registers the built-in sections)
-
+def registered() -> list[Section]:
+    """The sections registered so far, in registration order."""
     return list(_sections)
+
+
+def sections() -> list[Section]:
+    """Every section of this package's modules, in report order (``order.sections``)."""
+    from ppl_suite.report import order  # deferred: order imports every module, which import this one
+
+    return order.sections()
 
 
 def slug(text: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from ppl_suite.report import figures  # noqa: F401  (first: selects matplotlib's Agg backend)
+from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, sections, slug
 from ppl_suite.store import ResultsStore
 
@@ -61,6 +61,11 @@ a { color: var(--accent); }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: .22rem .45rem; border-bottom: 1px solid var(--rule); text-align: left;
          white-space: nowrap; }
+td.long { white-space: normal; min-width: 40ch; }
+details { margin: .4rem 0 1rem; }
+details > summary { cursor: pointer; color: var(--muted); font-size: 13px; max-width: 90ch; }
+details > summary strong { color: var(--accent); font-weight: 600; }
+nav.toc ul ul { display: flex; flex-wrap: wrap; gap: 0 .9rem; list-style: none; padding-left: .6rem; }
 th { background: var(--band); position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.flag td { background: #fdecea; }
@@ -68,6 +73,7 @@ caption { caption-side: top; text-align: left; color: var(--muted); padding: .2r
           white-space: normal; max-width: 80ch; font-size: 13px; }
 figure { margin: 1rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; display: block; border: 1px solid var(--rule); }
+figure.small { display: inline-block; vertical-align: top; margin-right: 1rem; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: .35rem; max-width: 90ch; }
 """
 
@@ -97,7 +103,7 @@ def format_pm(value: Any, se: Any) -> str:
     if se is None or not math.isfinite(float(se)):
         return f"{value:.4f}"
     if se == 0:
-        return f"{value:.4f} ± 0"
+        return f"{value:.4f} (exact)"
     decimals = min(max(1 - math.floor(math.log10(abs(se))), 0), 10)
     return f"{value:.{decimals}f} ± {se:.{decimals}f}"
 
@@ -155,14 +161,19 @@ def _md_fence(text: str) -> str:
 
 
 def to_markdown(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]], base: Path) -> str:
-    """The report as Markdown; images are referenced relative to ``base`` (the report's folder).
-    Every text is escaped (``_md_escape``) but for its `code` spans."""
+    """The report as Markdown: the first section, the contents, the other sections; images are
+    referenced relative to ``base`` (the report's folder). Every text is escaped (``_md_escape``) but
+    for its `code` spans."""
     lines = [f"# {_md_escape(title)}", "", _md_inline(subtitle), ""]
-    lines += ["## Contents", ""] + [f"- [{_md_escape(t)}](#{_md_anchor(t)})" for t, _ in parts] + [""]
-    for section_title, blocks in parts:
+    contents = ["## Contents", ""] + [f"- [{_md_escape(t)}](#{_md_anchor(t)})" for t, _ in parts] + [""]
+    for i, (section_title, blocks) in enumerate(parts):
+        if i == 1:
+            lines += contents
         lines += [f"## {_md_escape(section_title)}", ""]
         for block in blocks:
             lines += [*_md_block(block, base), ""]
+    if len(parts) < 2:
+        lines += contents
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -177,13 +188,17 @@ def _md_block(block: Block, base: Path) -> list[str]:
         return [fence, block.text, fence]
     if isinstance(block, Table):
         header, body, numeric = table_cells(block)
-        out = [f"*{_md_inline(block.caption)}*", ""] if block.caption else []
+        if block.details and header:
+            summary = f"{html.escape(block.caption)} ({len(body)} rows)"
+            out = [f"<details><summary>{summary}</summary>", ""]
+        else:
+            out = [f"*{_md_inline(block.caption)}*", ""] if block.caption else []
         if not header:
             return [*out, "*(empty table)*"]
         out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
         out.append("|" + "|".join("---:" if n else ":---" for n in numeric) + "|")
         out += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in body]
-        return out
+        return [*out, "", "</details>"] if block.details else out
     if isinstance(block, Image):
         relative = block.path.relative_to(base).as_posix()
         return [
@@ -201,23 +216,54 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
 
+class Anchors:
+    """Unique HTML ids: a section's slug, a sub-heading's prefixed by its section's (and a level-4
+    heading's by its level-3 heading's), numbered where they would repeat."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def new(self, *parts: str) -> str:
+        anchor = "-".join(slug(part) for part in parts if part)
+        unique, n = anchor, 1
+        while unique in self.used:
+            n += 1
+            unique = f"{anchor}-{n}"
+        self.used.add(unique)
+        return unique
+
+
 def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]]) -> str:
-    """The report as one HTML page: inline CSS, figures as base64 data URIs, no scripts."""
+    """The report as one HTML page: inline CSS, figures as base64 data URIs, no scripts. The first
+    section comes first; then the table of contents, listing every section and, under it, its level-3
+    headings (one per model); then the other sections."""
+    anchors = Anchors()
+    opening = 0  # the first section (the answer) comes before the contents: it is the first screen
     toc = ["<nav class='toc'><strong>Contents</strong><ul>"]
     body = []
     for section_title, blocks in parts:
-        anchor = slug(section_title)
-        subs = [b for b in blocks if isinstance(b, Heading) and b.level == 3]
+        anchor = anchors.new(section_title)
+        body.append(f"<section id='{anchor}'><h2>{html.escape(section_title)}</h2>")
+        subs: list[tuple[str, str]] = []
+        parent = anchor
+        for block in blocks:
+            if isinstance(block, Heading):
+                if block.level <= 3:
+                    ident = anchors.new(anchor, block.text)
+                    parent = ident
+                    subs.append((ident, block.text))
+                else:
+                    ident = anchors.new(parent, block.text)
+                body.append(_html_heading(block, ident))
+            else:
+                body.append(_html_block(block))
+        body.append("</section>")
+        opening = opening or len(body)
         toc.append(f"<li><a href='#{anchor}'>{html.escape(section_title)}</a>")
-        if subs and len(subs) <= 20:
-            items = "".join(
-                f"<li><a href='#{anchor}-{slug(b.text)}'>{html.escape(b.text)}</a></li>" for b in subs
-            )
+        if subs:
+            items = "".join(f"<li><a href='#{i}'>{html.escape(text)}</a></li>" for i, text in subs)
             toc.append(f"<ul>{items}</ul>")
         toc.append("</li>")
-        body.append(f"<section id='{anchor}'><h2>{html.escape(section_title)}</h2>")
-        body += [_html_block(block, anchor) for block in blocks]
-        body.append("</section>")
     toc.append("</ul></nav>")
     return "\n".join(
         [
@@ -227,18 +273,34 @@ def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]])
             f"<title>{html.escape(title)}</title>",
             f"<style>{CSS}</style></head><body><main>",
             f"<h1>{html.escape(title)}</h1><p class='subtitle'>{_inline(subtitle)}</p>",
+            *body[:opening],
             *toc,
-            *body,
+            *body[opening:],
             "</main></body></html>",
             "",
         ]
     )
 
 
-def _html_block(block: Block, anchor: str) -> str:
-    if isinstance(block, Heading):
-        level = min(max(block.level, 3), 6)
-        return f"<h{level} id='{anchor}-{slug(block.text)}'>{html.escape(block.text)}</h{level}>"
+def _html_heading(block: Heading, ident: str) -> str:
+    level = min(max(block.level, 3), 6)
+    return f"<h{level} id='{ident}'>{html.escape(block.text)}</h{level}>"
+
+
+LONG_CELL = 60  # characters: a table cell longer than this wraps
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG, from its header."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _cell_class(text: str, numeric: bool) -> str:
+    """A table cell's CSS class: right-aligned numbers, wrapping long text."""
+    return "num" if numeric else "long" if len(text) > LONG_CELL else "text"
+
+
+def _html_block(block: Block) -> str:
     if isinstance(block, Text):
         css = " class='note'" if block.note else ""
         return f"<p{css}>{_inline(' '.join(block.text.split()))}</p>"
@@ -247,28 +309,38 @@ def _html_block(block: Block, anchor: str) -> str:
         return f"<pre{css}>{html.escape(block.text)}</pre>"
     if isinstance(block, Table):
         header, body, numeric = table_cells(block)
-        caption = f"<caption>{_inline(block.caption)}</caption>" if block.caption else ""
         if not header:
             return f"<p class='note'>{_inline(block.caption)} (empty table)</p>"
+        caption = (
+            f"<caption>{_inline(block.caption)}</caption>" if block.caption and not block.details else ""
+        )
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         flag = header.index("flag") if "flag" in header else None
         lines = []
         for cells in body:
             css = " class='flag'" if flag is not None and cells[flag] not in ("", MISSING) else ""
             tds = "".join(
-                f"<td class='num'>{html.escape(c)}</td>" if n else f"<td>{html.escape(c)}</td>"
+                f"<td class='{_cell_class(c, n)}'>{html.escape(c)}</td>"
                 for c, n in zip(cells, numeric, strict=True)
             )
             lines.append(f"<tr{css}>{tds}</tr>")
-        return (
+        table = (
             f"<div class='table-wrap'><table>{caption}<thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(lines)}</tbody></table></div>"
         )
+        if block.details:
+            summary = f"<strong>{len(body)} rows</strong>: {_inline(block.caption)}"
+            return f"<details><summary>{summary}</summary>{table}</details>"
+        return table
     if isinstance(block, Image):
-        data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+        raw = block.path.read_bytes()
+        width, height = png_size(raw)
+        data = base64.b64encode(raw).decode("ascii")
         alt = html.escape(block.alt or block.caption, quote=True)
+        size = f"width='{width // drawing.SCALE}' height='{height // drawing.SCALE}'"
+        small = " class='small'" if width // drawing.SCALE < 600 else ""
         return (
-            f"<figure><img src='data:image/png;base64,{data}' alt='{alt}'>"
+            f"<figure{small}><img src='data:image/png;base64,{data}' alt='{alt}' {size}>"
             f"<figcaption>{_inline(' '.join(block.caption.split()))}</figcaption></figure>"
         )
     raise TypeError(f"unknown block {block!r}")

@@ -11,11 +11,22 @@ q_u is rebuilt by the library that fitted the guide (``backends.pyro.autoguide_p
 ``backends.numpyro.autoguide_posterior``) from the family and phi alone, so a stored fit can be
 evaluated again. The transforms are torch's, the same functions of u as the libraries' (identity, exp,
 sigmoid, stick-breaking); the tests check log q against each library's own density of its guide.
+
+A guide program (``guides.autoguides.GuideProgram``, a user's own guide) is no q_u: its density is
+read from a trace of the program by the library that fitted it, with the fitted parameters
+substituted for its ``param`` sites,
+
+    log q(z) = sum over the guide's sample sites of log q(z_site | z_earlier sites; phi),
+
+NumPyro's by ``numpyro.infer.util.log_density`` (vectorized with ``jax.vmap``), Pyro's by
+``poutine.trace(...).compute_log_prob()`` under one plate over the draws; draws are the program run
+under a seed (``ProgramDensity``).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -25,10 +36,109 @@ import torch
 from torch.distributions import biject_to, constraints
 
 from ppl_suite import guides
-from ppl_suite.guides.autoguides import FlatPosterior, library_of
+from ppl_suite.guides.autoguides import FlatPosterior, GuideProgram, library_of
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.problem import Problem
 from ppl_suite.spec import DistSpec, Latents, Site
+
+
+@dataclass(frozen=True)
+class ProgramDensity:
+    """q of a fitted guide program on constrained latents: ``sample(seed, n)`` and ``log_q(latents)``."""
+
+    sample: Callable[[int, int], Latents]
+    log_q: Callable[[Latents], np.ndarray]
+
+
+def numpyro_program(problem: Problem, family: GuideProgram, phi: dict[str, np.ndarray]) -> ProgramDensity:
+    """A NumPyro guide program with parameters phi: draws by ``seed`` + ``trace``, log q by
+    ``log_density``, each vectorized over draws with ``jax.vmap`` and compiled once."""
+    import jax
+    from numpyro import handlers
+    from numpyro.infer.util import log_density
+
+    from ppl_suite import registry
+    from ppl_suite.backends.numpyro import as_jax, set_up_autoguide, unflatten_phi
+    from ppl_suite.numerics import enable_float64
+
+    enable_float64()
+    model = registry.implementation(problem.spec.name, "numpyro")
+    guide, initial = set_up_autoguide(problem, family, model)
+    values, data, fixed = unflatten_phi(phi, initial), problem.data, as_jax(problem.params)
+    names = [site.name for site in problem.sites]
+
+    def one_draw(key):
+        program = handlers.substitute(handlers.seed(guide, key), data=values)
+        traced = handlers.trace(program).get_trace(data, fixed)
+        return {name: traced[name]["value"] for name in names}
+
+    draw = jax.jit(lambda key, n: jax.vmap(one_draw)(jax.random.split(key, n)), static_argnums=1)
+    density = jax.jit(jax.vmap(lambda z: log_density(guide, (data, fixed), {}, {**values, **z})[0]))
+
+    def sample(seed: int, n: int) -> Latents:
+        return {name: np.array(value) for name, value in draw(jax.random.PRNGKey(seed), n).items()}
+
+    def log_q(latents: Latents) -> np.ndarray:
+        return np.asarray(density({name: np.asarray(latents[name], dtype=float) for name in names}))
+
+    return ProgramDensity(sample, log_q)
+
+
+def pyro_program(problem: Problem, family: GuideProgram, phi: dict[str, np.ndarray]) -> ProgramDensity:
+    """A Pyro guide program with parameters phi (substituted for its ``param`` sites): n draws at once
+    under a plate over draws outside the program's own plates; log q from the trace conditioned on
+    the latents. Each call under an empty, restored param store and a forked, seeded generator."""
+    import pyro
+    from pyro import poutine
+
+    from ppl_suite.backends.pyro import as_torch
+
+    guide = family.program("pyro")
+    values = {name.removeprefix("pyro."): torch.as_tensor(value) for name, value in phi.items()}
+    data, fixed = as_torch(problem.data), as_torch(problem.params)
+    store = pyro.get_param_store()
+
+    def traced(seed: int, n: int | None, latents: dict[str, torch.Tensor] | None = None):
+        """The program's trace (n draws under a plate; None: one, unplated) with its log-probabilities."""
+        with (
+            store.scope(),
+            torch.random.fork_rng(devices=[]),
+            torch.no_grad(),
+            pyro.validation_enabled(False),
+        ):
+            store.clear()
+            torch.manual_seed(seed)
+            program = poutine.substitute(guide, data=values)
+            if latents is not None:
+                program = poutine.condition(program, data=latents)
+            if n is None:
+                return poutine.trace(program).get_trace(data, fixed)
+            with pyro.plate("ppl_suite_draws", n, dim=-(nesting + 1)):
+                found = poutine.trace(program).get_trace(data, fixed)
+            found.compute_log_prob()
+            return found
+
+    frames = (frame for site in traced(0, None).nodes.values() for frame in site.get("cond_indep_stack", ()))
+    nesting = max((-frame.dim for frame in frames if frame.vectorized), default=0)  # the program's plates
+    sites = problem.sites
+
+    def sample(seed: int, n: int) -> Latents:
+        found = traced(seed, n)
+        return {s.name: found.nodes[s.name]["value"].reshape(n, *s.shape).numpy() for s in sites}
+
+    def log_q(latents: Latents) -> np.ndarray:
+        n = len(next(iter(latents.values())))
+        drawn = traced(0, n).nodes
+        shapes = {s.name: drawn[s.name]["value"].shape for s in sites}
+        given = {s.name: torch.as_tensor(np.asarray(latents[s.name], dtype=float)).reshape(shapes[s.name])
+                 for s in sites}  # fmt: skip
+        found = traced(0, n, given).nodes  # the guide samples the latents alone (checked when declared)
+        return sum(found[s.name]["log_prob"].reshape(n, -1).sum(1) for s in sites).numpy()
+
+    return ProgramDensity(sample, log_q)
+
+
+PROGRAM_DENSITIES = {"numpyro": numpyro_program, "pyro": pyro_program}
 
 
 @dataclass(frozen=True)
@@ -43,6 +153,14 @@ class AutoGuideDensity:
         if not guides.is_autoguide(self.family):
             raise ValueError(f"guide family {self.family!r} is not a library autoguide")
         library_of(self.params)
+
+    @cached_property
+    def program(self) -> ProgramDensity | None:
+        """The density of a guide program, read from its library's trace; None for an autoguide."""
+        family = guides.get(self.family)
+        if not isinstance(family, GuideProgram):
+            return None
+        return PROGRAM_DENSITIES[library_of(self.params)](self.problem, family, dict(self.params))
 
     @cached_property
     def posterior(self) -> FlatPosterior:
@@ -68,6 +186,8 @@ class AutoGuideDensity:
 
     def sample(self, seed: int, n: int) -> Latents:
         """n independent draws z = T(u), u ~ q_u; the same seed gives the same draws."""
+        if self.program is not None:
+            return self.program.sample(seed, n)
         u = torch.as_tensor(self.posterior.sample(seed, n))
         with torch.no_grad():
             return {
@@ -77,6 +197,8 @@ class AutoGuideDensity:
 
     def log_q(self, latents: Latents) -> np.ndarray:
         """log q(z) = log q_u(T^-1(z)) - sum_sites log|det dT/du| for a batch of latents, shape (n,)."""
+        if self.program is not None:
+            return self.program.log_q(latents)
         parts, log_det = [], 0.0
         with torch.no_grad():
             for site, transform, _ in self._layout:

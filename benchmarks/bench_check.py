@@ -1,0 +1,55 @@
+"""Wall time of ``ppl-suite check`` on the example (``examples/hierarchical_poisson``, NumPyro and Pyro
+versions, mean_field and full_rank, 4 cells) in three states, each a fresh process (targets on 2
+cores: cold under 3 minutes, NUTS and AIS included; under 30 s with the references cached):
+
+    cold       an empty reference cache and an empty results folder: NUTS, AIS, every fit
+    refit      the reference cached, every cell refit (``--fresh``)
+    cached     the reference and every fit cached (the results folder's manifest counts the reuse)
+
+    .venv/bin/python benchmarks/bench_check.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ppl_suite.references.cache import VARIABLE
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "hierarchical_poisson"
+TARGETS = {"cold": 180.0, "refit": 30.0, "cached": 30.0}
+
+
+def check_seconds(out: Path, cache: Path, *extra: str) -> tuple[float, int]:
+    """Wall time of one ``ppl-suite check`` of the example into ``out`` and the cells it reused."""
+    command = [
+        sys.executable, "-m", "ppl_suite.cli", "check",
+        "--numpyro", f"{EXAMPLE / 'numpyro_model.py'}:model", "--pyro", f"{EXAMPLE / 'pyro_model.py'}:model",
+        "--data", f"{EXAMPLE / 'data.py'}:simulate", "--name", "hierarchical_poisson",
+        "--out", str(out / "results"), "--report", str(out / "report"), *extra,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(
+        command, env={**os.environ, VARIABLE: str(cache)}, check=True, capture_output=True, cwd=ROOT
+    )
+    seconds = time.perf_counter() - start
+    return seconds, json.loads((out / "results" / "manifest.json").read_text())["reused"]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        out, cache = Path(scratch) / "check", Path(scratch) / "references"
+        for state, extra in (("cold", ()), ("refit", ("--fresh",)), ("cached", ())):
+            seconds, reused = check_seconds(out, cache, *extra)
+            verdict = "ok" if seconds <= TARGETS[state] else f"over its {TARGETS[state]:.0f} s"
+            print(f"{state:7s} {seconds:6.1f} s  cells reused: {reused}  ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

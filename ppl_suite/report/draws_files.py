@@ -1,0 +1,57 @@
+"""Draws as files: per cell, where its q draws and its reference draws lie as NetCDF (ArviZ
+InferenceData, ``arviz.from_netcdf``), for a researcher who keeps working with them. ``ppl-suite
+check`` writes them into its results folder (``checking.stored.draws_files``); ``ppl_suite.check``'s
+``CheckResult.draws`` and ``checking.draws.cell_draws`` make them for any cell of any results folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ppl_suite import schema
+from ppl_suite.checking.stored import DRAWS_KINDS, draws_files
+from ppl_suite.report import tables
+from ppl_suite.report.document import Block, Context, Table, Text, register
+
+CAPTION = (
+    "q: draws of the fitted guide (one chain); reference: the posterior the cell was compared with (the "
+    "NUTS reference with its chains and sampler statistics, or exact draws). Paths relative to the "
+    "results folder; open with `arviz.from_netcdf`."
+)
+
+
+@dataclass(frozen=True)
+class DrawsFiles:
+    title: str = "Draws as files"
+
+    def build(self, context: Context) -> list[Block]:
+        root = context.store.path
+        listed = []
+        for _, row in tables.ok_rows(context.rows).iterrows():
+            files = draws_files(root, row[schema.KEY])
+            if files:
+                listed.append(
+                    {
+                        "cell": row[schema.KEY],
+                        **{
+                            kind: files[kind].relative_to(root).as_posix() if kind in files else ""
+                            for kind in DRAWS_KINDS
+                        },
+                    }
+                )
+        if not listed:
+            return [
+                Text(
+                    "No cell of this run has its draws written as files (`ppl-suite check` writes them; "
+                    "`ppl_suite.checking.cell_draws` makes them for any cell).",
+                    note=True,
+                )
+            ]
+        return [
+            Text(f"In the results folder `{root.resolve().name}`, under `draws/<cell>/`:"),
+            Table(pd.DataFrame(listed, columns=["cell", *DRAWS_KINDS]), CAPTION),
+        ]
+
+
+register(DrawsFiles())

@@ -1,0 +1,80 @@
+"""Reading this report: the words and the backends, defined once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ppl_suite.report import words
+from ppl_suite.report.document import Block, Context, Table, register
+
+TERMS = (
+    ("cell", "one fit: a model, a data set (data seed), a backend, a guide family and an SVI seed"),
+    (
+        "backend",
+        "who fits q: pyro (Pyro's SVI, torch), numpyro (NumPyro's SVI, JAX), handrolled (the "
+        "suite's own JAX implementation of the model's log joint and of the ELBO's gradient, no PPL)",
+    ),
+    (
+        "guide family",
+        "the form of q: mean_field (independent normals), full_rank (one multivariate "
+        "normal), amortized (an encoder from data to q's parameters), enumerate (discrete latents summed "
+        "out exactly), auto_* (the libraries' autoguides)",
+    ),
+    ("ELBO", "E_q[log p(x, z) − log q(z)], estimated from draws of q, ± its standard error (SE)"),
+    (
+        "log p(x)",
+        "the evidence: exact from the model's oracle, or (no closed form) estimated by AIS "
+        "against a NUTS reference",
+    ),
+    (
+        "KL route",
+        "how KL(q || p(z|x)) was computed: analytic (closed form), monte_carlo (from draws of "
+        "q), enumerated (0 by construction), reference (AIS log p(x) − ELBO)",
+    ),
+    (
+        "residual z",
+        "(log p(x) − ELBO − KL) / SE: a standard normal draw when all three are right; beyond "
+        "±4 one is wrong",
+    ),
+    (
+        "optimization gap",
+        "the fitted KL minus the smallest KL the guide family can reach: family vs optimizer",
+    ),
+    (
+        "θ, learned θ",
+        "the model's own parameters; where SVI learns them too (a VAE's decoder, say), log p_θ(x) "
+        "changes during training",
+    ),
+    (
+        "data, once per problem",
+        "guide-free estimators (AIS, BDMC, Laplace) run once per data set and are shared by its cells",
+    ),
+    (
+        "k-hat",
+        "PSIS's Pareto shape of the importance weights p(x, z)/q(z): below 0.5 good, above 0.7 "
+        "unreliable; noisy itself when q is nearly exact",
+    ),
+    ("SE units", "a difference divided by its standard error; within ±4 is noise"),
+    ("folded tables", "long tables open with a click on their caption (HTML)"),
+)
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """The report's words, one line each."""
+
+    title: str = words.GLOSSARY_TITLE
+
+    def build(self, context: Context) -> list[Block]:
+        return [
+            Table(
+                pd.DataFrame(TERMS, columns=["term", "meaning"]),
+                details=False,
+                caption="The words of this report, one line each.",
+            )
+        ]
+
+
+register(Glossary())

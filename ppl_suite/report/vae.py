@@ -1,0 +1,301 @@
+"""The VAE: evidence by AIS, the inference-gap decomposition, the ELBO rising through both terms, BDMC
+and the backends' agreement. Reads the tables the VAE study stored (``ppl_suite.vae.results``) and
+draws them; every number shown is stored, none is computed here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ppl_suite.report import drawing
+from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.vae import results as r
+
+TITLE = "The VAE: evidence by AIS and the inference gaps"
+
+
+def _tables(context: Context) -> dict[str, pd.DataFrame]:
+    return context.store.vae_tables()
+
+
+def _pm(value: float, se: float) -> str:
+    from ppl_suite.report.render import format_pm  # deferred: render imports the drawing layer
+
+    return format_pm(value, se)
+
+
+@drawing.styled
+def draw_gaps(backends: pd.DataFrame, path: Path) -> Path:
+    """Per backend, KL(q || p(z|x)) = log p - ELBO[encoder] as a stacked bar: the approximation gap
+    (the diagonal Gaussian family) under the amortization gap (the encoder), each with its SE."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(drawing.WIDTH, 1.4 + 0.5 * len(backends)), layout="constrained")
+    axis = figure.subplots()
+    y = np.arange(len(backends))
+    approximation, amortization = backends[r.APPROXIMATION].to_numpy(), backends[r.AMORTIZATION].to_numpy()
+    axis.barh(y, approximation, color="#7f9fbf", label="approximation gap: log p − ELBO[q*]")
+    axis.barh(
+        y,
+        amortization,
+        left=approximation,
+        color="#e0a100",
+        label="amortization gap: ELBO[q*] − ELBO[encoder]",
+    )
+    axis.errorbar(
+        approximation, y, xerr=2 * backends[r.se(r.APPROXIMATION)], fmt="none", color="black", capsize=3
+    )
+    axis.errorbar(
+        approximation + amortization, y, xerr=2 * backends[r.se(r.KL)], fmt="none", color="black", capsize=3
+    )
+    axis.set_yticks(y, backends[r.BACKEND])
+    axis.invert_yaxis()
+    axis.set_xlabel("nats per test image (bars: ± 2 SE)")
+    figure.legend(loc="outside lower center", ncol=2, frameon=False)
+    figure.suptitle("KL(q(z|x) || p(z|x)) = approximation gap + amortization gap", fontweight="bold")
+    return drawing.save(figure, path)
+
+
+@drawing.styled
+def draw_training(checkpoints: pd.DataFrame, intervals: pd.DataFrame, path: Path) -> Path:
+    """Top left: log p(x) and the ELBO at each checkpoint; top right: the KL between them (steps on a
+    symmetric-log axis, 0 included). Bottom: each interval's ELBO gain split into Δlog p (solid) and
+    −ΔKL (hatched), side by side per backend, ± 2 SE."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(drawing.WIDTH, 6.6), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1.0, 1.1])
+    left, middle = top.subplots(1, 2)
+    right = bottom.subplots()
+    for backend, rows in checkpoints.groupby(r.BACKEND, sort=False):
+        rows = rows.sort_values(r.STEP)
+        color = drawing.backend_color(backend)
+        left.errorbar(rows[r.STEP], rows[r.LOG_P], yerr=2 * rows[r.se(r.LOG_P)], color=color, marker="o",
+                      ms=3, label=f"{backend}: log p(x)")  # fmt: skip
+        left.errorbar(rows[r.STEP], rows[r.ELBO], yerr=2 * rows[r.se(r.ELBO)], color=color, marker="s", ms=3,
+                      linestyle="--", label=f"{backend}: ELBO")  # fmt: skip
+        middle.errorbar(rows[r.STEP], rows[r.KL], yerr=2 * rows[r.se(r.KL)], color=color, marker="o", ms=3,
+                        label=backend)  # fmt: skip
+    for axis, title, label in (
+        (left, "log p(x) (AIS, solid) and the ELBO (dashed)", "nats per image"),
+        (middle, "KL(q(z|x) || p(z|x)) = log p(x) − ELBO", "nats per image"),
+    ):
+        axis.set_xscale("symlog", linthresh=1.0)
+        axis.set_xlabel("training step")
+        axis.set_ylabel(label)
+        axis.set_title(title)
+    middle.set_ylim(bottom=0.0)
+    middle.legend(frameon=False)
+    backends = list(dict.fromkeys(intervals[r.BACKEND]))
+    width = 0.8 / max(2 * len(backends), 1)
+    labels: list[str] = []
+    for j, backend in enumerate(backends):
+        rows = intervals[intervals[r.BACKEND] == backend].sort_values(r.STEP_FROM)
+        labels = [f"{a}–{b}" for a, b in zip(rows[r.STEP_FROM], rows[r.STEP_TO], strict=True)]
+        x = np.arange(len(rows)) - 0.4 + width * (2 * j + 0.5)
+        color = drawing.backend_color(backend)
+        for offset, column, style in ((0, r.LOG_P_GAIN, {}), (1, r.KL_FALL, {"hatch": "///", "alpha": 0.45})):
+            right.bar(x + offset * width, rows[column], width, color=color, **style,
+                      label=f"{backend}: {'Δlog p' if offset == 0 else '−ΔKL'}")  # fmt: skip
+            right.errorbar(x + offset * width, rows[column], yerr=2 * rows[r.se(column)], fmt="none",
+                           color="black", capsize=1.5, linewidth=0.8)  # fmt: skip
+    right.set_xticks(np.arange(len(labels)), labels)
+    right.set_xlabel("training steps of the interval")
+    right.axhline(0.0, color="black", linewidth=0.8)
+    right.set_yscale("symlog", linthresh=0.1)
+    right.set_ylabel("nats per image (symlog)")
+    right.set_title("Each interval's ELBO gain = Δlog p(x) (solid) + (−ΔKL) (hatched)")
+    right.legend(fontsize=7, frameon=False, ncol=len(backends))
+    return drawing.save(figure, path)
+
+
+def backend_table(backends: pd.DataFrame) -> pd.DataFrame:
+    """The per-backend table as shown (stored columns, renamed)."""
+    ok = backends[backends[r.STATUS] == r.OK]
+    return pd.DataFrame(
+        {
+            "backend": ok[r.BACKEND],
+            "log p(x) (AIS)": ok[r.LOG_P],
+            "log p SE": ok[r.se(r.LOG_P)],
+            "IWAE-K": ok[r.IWAE],
+            "IWAE SE": ok[r.se(r.IWAE)],
+            "ELBO": ok[r.ELBO],
+            "ELBO SE": ok[r.se(r.ELBO)],
+            "KL": ok[r.KL],
+            "KL SE": ok[r.se(r.KL)],
+            "approximation gap": ok[r.APPROXIMATION],
+            "approximation SE": ok[r.se(r.APPROXIMATION)],
+            "amortization gap": ok[r.AMORTIZATION],
+            "amortization SE": ok[r.se(r.AMORTIZATION)],
+            "k-hat median": ok[r.KHAT_MEDIAN],
+            "k-hat above threshold": ok[r.KHAT_ABOVE],
+            "AIS unreliable images": ok[r.AIS_UNRELIABLE],
+            "q* converged": ok[r.QSTAR_CONVERGED],
+            "training s": ok[r.TRAINING_SECONDS],
+            "AIS s": ok[r.AIS_SECONDS],
+        }
+    )
+
+
+PM = {
+    "log p(x) (AIS)": "log p SE",
+    "IWAE-K": "IWAE SE",
+    "ELBO": "ELBO SE",
+    "KL": "KL SE",
+    "approximation gap": "approximation SE",
+    "amortization gap": "amortization SE",
+}
+
+
+@dataclass(frozen=True)
+class VAE:
+    """The VAE study of this results folder (section title ``TITLE``)."""
+
+    title: str = TITLE
+
+    def build(self, context: Context) -> list[Block]:
+        tables = _tables(context)
+        if "backends" not in tables:
+            return [Text("Not in this results folder: the VAE study (`ppl-suite vae`).", note=True)]
+        backends = tables["backends"]
+        ok = backends[backends[r.STATUS] == r.OK]
+        blocks: list[Block] = [
+            Text(
+                "The digits VAE trained with each backend from the same initial weights and minibatch "
+                f"order, evaluated on {int(ok[r.N_IMAGES].max()) if not ok.empty else 0} test images. "
+                "log p(x) by AIS per image; SEs of averages are the Monte Carlo error for these images, "
+                "sqrt(Σ SE_i²)/n. KL = log p − ELBO[encoder] = approximation gap (log p − ELBO[q*], q* the "
+                "best diagonal Gaussian per image) + amortization gap (ELBO[q*] − ELBO[encoder]); Cremer, "
+                "Li and Duvenaud (2018)."
+            )
+        ]
+        failed = backends[backends[r.STATUS] != r.OK]
+        for row in failed.itertuples(index=False):
+            first = str(getattr(row, r.ERROR)).splitlines()[0] if getattr(row, r.ERROR) else ""
+            blocks.append(Text(f"Backend {getattr(row, r.BACKEND)} failed: {first}", note=True))
+        if ok.empty:
+            return blocks
+        k = int(ok[r.IWAE_K].iloc[0])
+        blocks += [
+            Table(
+                backend_table(backends),
+                caption=f"Per backend, averages over the test images (IWAE with K = {k} encoder draws; "
+                "k-hat: PSIS of the encoder's q per image, the fraction above the threshold for K draws).",
+                formats={
+                    "k-hat above threshold": "{:.0%}",
+                    "q* converged": "{:.0%}",
+                    "training s": "{:.1f}",
+                    "AIS s": "{:.1f}",
+                },
+                pm=PM,
+            ),
+            Image(
+                context.draw("vae-gaps", draw_gaps, ok),
+                "The inference gaps per backend: the approximation gap (the diagonal Gaussian family) "
+                "and the amortization gap (the encoder) add up to the KL.",
+                alt="Stacked horizontal bars per backend: approximation gap and amortization gap.",
+            ),
+        ]
+        blocks += self._training(context, tables)
+        blocks += self._bdmc(tables)
+        blocks += self._agreement(tables)
+        return blocks
+
+    def _training(self, context: Context, tables: dict[str, pd.DataFrame]) -> list[Block]:
+        checkpoints, intervals = tables.get("checkpoints"), tables.get("intervals")
+        if checkpoints is None or checkpoints.empty or intervals is None or intervals.empty:
+            return []
+        consecutive = intervals[intervals[r.SPAN] == r.INTERVAL]
+        shown = intervals.rename(
+            columns={
+                r.BACKEND: "backend", r.SPAN: "span", r.STEP_FROM: "from step", r.STEP_TO: "to step",
+                r.ELBO_GAIN: "ELBO gain", r.se(r.ELBO_GAIN): "ELBO gain SE", r.LOG_P_GAIN: "Δlog p",
+                r.se(r.LOG_P_GAIN): "Δlog p SE", r.KL_FALL: "−ΔKL", r.se(r.KL_FALL): "−ΔKL SE",
+            }
+        )  # fmt: skip
+        return [
+            Heading("The ELBO rises through both terms"),
+            Text(
+                f"At each training checkpoint, on the first {int(checkpoints[r.N_IMAGES].iloc[0])} test "
+                "images: log p(x) by AIS, the ELBO and their difference, the KL. Each interval's ELBO gain "
+                "is Δlog p + (−ΔKL) exactly; SEs add in quadrature (independent estimates per checkpoint)."
+            ),
+            Image(
+                context.draw("vae-training", draw_training, checkpoints, consecutive),
+                "Top: log p(x) and the ELBO during training, and the KL between them. Bottom: each "
+                "interval's ELBO gain split into Δlog p (solid) and −ΔKL (hatched), ± 2 SE.",
+                alt="Line plot of log p and ELBO against training step; bars of the gain split per interval.",
+            ),
+            Table(
+                shown,
+                caption="The split of the ELBO's gain per interval, and over the whole of training.",
+                pm={"ELBO gain": "ELBO gain SE", "Δlog p": "Δlog p SE", "−ΔKL": "−ΔKL SE"},
+                details=True,
+            ),
+        ]
+
+    def _bdmc(self, tables: dict[str, pd.DataFrame]) -> list[Block]:
+        bdmc = tables.get("bdmc")
+        if bdmc is None or bdmc.empty:
+            return []
+        shown = bdmc.rename(
+            columns={
+                r.BACKEND: "backend", r.TEMPERATURES: "temperatures", r.N_IMAGES: "images",
+                r.LOWER: "lower (forward AIS)", r.se(r.LOWER): "lower SE", r.UPPER: "upper (reverse AIS)",
+                r.se(r.UPPER): "upper SE", r.GAP: "gap", r.se(r.GAP): "gap SE",
+            }
+        )[["backend", "temperatures", "images", "lower (forward AIS)", "lower SE", "upper (reverse AIS)",
+           "upper SE", "gap", "gap SE"]]  # fmt: skip
+        return [
+            Heading("BDMC: how far AIS is from log p(x)"),
+            Text(
+                "On images simulated from each trained decoder, whose simulating latents are exact "
+                "posterior draws: forward AIS bounds log p from below and reverse AIS from above (Grosse "
+                "et al. 2015; Wu et al. 2017); the gap bounds the AIS error at that schedule length. Upper "
+                "bound and gap take the between-image SE (the bound holds on average over the exact draws)."
+            ),
+            Table(
+                shown,
+                pm={"lower (forward AIS)": "lower SE", "upper (reverse AIS)": "upper SE", "gap": "gap SE"},
+            ),
+        ]
+
+    def _agreement(self, tables: dict[str, pd.DataFrame]) -> list[Block]:
+        agreement = tables.get("agreement")
+        if agreement is None or agreement.empty:
+            return []
+        flagged = agreement[agreement[r.FLAGGED]]
+        verdict = (
+            "No difference beyond 4 SE."
+            if flagged.empty
+            else f"{len(flagged)} differences beyond 4 SE (flagged): there the trained models differ by more "
+            "than the evaluation's noise. The SEs do not contain the training's randomness: each backend "
+            "draws its own reparametrization noise, so from the same initial weights and minibatches the "
+            "trained weights agree in distribution, not draw for draw."
+        )
+        return [
+            Heading("Backend agreement"),
+            Text(f"Pairwise differences of the backends' averages, z = difference / SE. {verdict}"),
+            Table(agreement, formats={r.Z: "{:+.1f}"}, pm={r.DIFFERENCE: "se"}),
+        ]
+
+    def headline(self, context: Context) -> list[Block]:
+        """One sentence per trained backend: how much the ELBO rose over training, and through what."""
+        intervals = _tables(context).get("intervals")
+        if intervals is None or intervals.empty:
+            return []
+        whole = intervals[intervals[r.SPAN] == r.WHOLE]
+        parts = [
+            f"{row[r.BACKEND]}: the ELBO rose by {_pm(row[r.ELBO_GAIN], row[r.se(r.ELBO_GAIN)])} nats per "
+            f"image from step {row[r.STEP_FROM]} to {row[r.STEP_TO]}; "
+            f"Δlog p = {_pm(row[r.LOG_P_GAIN], row[r.se(r.LOG_P_GAIN)])}, "
+            f"−ΔKL = {_pm(row[r.KL_FALL], row[r.se(r.KL_FALL)])}"
+            for _, row in whole.iterrows()
+        ]
+        return [Text("VAE (θ learned too): " + "; ".join(parts) + ".")] if parts else []
+
+
+register(VAE())

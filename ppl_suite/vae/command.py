@@ -1,0 +1,174 @@
+"""``ppl-suite vae``: train the digits VAE with each backend and evaluate it (``ppl_suite.vae.study``).
+
+Exit codes are the runner's: 0 every backend trained and was evaluated, 1 some backend failed (the
+others were written), 2 bad input (every problem listed, nothing run) or the folder is in use, 4
+internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Trains the VAE of binarized 8x8 digits (models/vae_digits) with Pyro, NumPyro and the hand-rolled
+backend from the same initial weights and minibatch order, then evaluates each on the test images:
+log p(x) by AIS per image (± SE), IWAE-K, the encoder's ELBO, KL = log p - ELBO, PSIS k-hat, the
+approximation and amortization gaps (q* fitted per image), log p, ELBO and KL at training checkpoints,
+BDMC on simulated images, and the backends' agreement in SE units. Writes the tables under
+RESULTS/vae/ (ppl_suite.vae.results reads them) and the report."""
+
+
+def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
+    """Add the ``vae`` subcommand to ``subparsers`` (of the ``ppl-suite`` parser); returns it."""
+    vae = subparsers.add_parser(
+        "vae",
+        help="train and evaluate the digits VAE: evidence by AIS, the inference-gap decomposition",
+        description=DESCRIPTION,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    vae.add_argument("--out", default="results/vae", help="results folder (default: results/vae)")
+    vae.add_argument("--backends", nargs="+", help="backends (default: pyro numpyro handrolled)")
+    vae.add_argument("--latent-dim", type=int, help="latent dimension d (default: the vae profile's)")
+    vae.add_argument("--steps", type=int, help="training steps (default: the vae profile's)")
+    vae.add_argument("--n-test", type=int, help="test images evaluated (default: 500)")
+    vae.add_argument("--quick", action="store_true", help="a small study for a first look (a few minutes)")
+    vae.add_argument("--report", help="report folder (default: reports/<results folder name>)")
+    vae.add_argument("--no-report", action="store_true", help="do not write the report")
+    vae.set_defaults(handler=command)
+    return vae
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The vae profile's settings with the command line's overrides; SettingsError lists every problem."""
+    from ppl_suite import matrix
+    from ppl_suite.vae import settings as vae_settings
+
+    table = dict(matrix.load("vae").get("vae", {}))
+    training = dict(table.get("training", {}))
+    if args.backends is not None:
+        table["backends"] = args.backends
+    if args.n_test is not None:  # the checkpoint subset is the first test images: at most n_test
+        table["n_test"] = args.n_test
+        table["checkpoint_images"] = min(table.get("checkpoint_images", args.n_test), args.n_test)
+    if args.latent_dim is not None:
+        training["latent_dim"] = args.latent_dim
+    if args.steps is not None:
+        training["steps"] = args.steps
+    table["training"] = training
+    settings = vae_settings.from_table(table)
+    if args.quick:
+        quick = vae_settings.quick(settings)
+        if args.n_test is not None:
+            quick = dataclasses.replace(
+                quick, n_test=settings.n_test, checkpoint_images=min(quick.checkpoint_images, settings.n_test)
+            )
+        if args.steps is not None:
+            quick = dataclasses.replace(quick, training={**quick.training, "steps": args.steps})
+        settings = quick.checked()
+    return settings
+
+
+def run_in(store: Any, settings: Any, command: list[str]) -> dict[str, Any]:
+    """Run the study into ``store`` (held locked by the caller). A new folder gets a manifest of its
+    own; a results folder of an earlier run keeps its manifest, with the study's entry added."""
+    from ppl_suite import schema
+    from ppl_suite.cli import git_commit, versions
+    from ppl_suite.store import now
+    from ppl_suite.vae import results as r
+    from ppl_suite.vae.study import run_study
+
+    existing = store.manifest() if store.is_results_folder() else {}
+    entry = {
+        schema.MANIFEST_COMMAND: command,
+        schema.MANIFEST_CONFIG: {"vae": dataclasses.asdict(settings)},
+        schema.MANIFEST_STARTED: now(),
+    }
+    base = existing or {
+        **entry,
+        schema.MANIFEST_VERSIONS: versions(),
+        schema.MANIFEST_GIT_COMMIT: git_commit(),
+    }
+    store.write_manifest(base | {r.MANIFEST_VAE: entry})
+    tables = run_study(settings, store.path)
+    finished = {} if existing else {schema.MANIFEST_FINISHED: now()}
+    store.write_manifest(base | {r.MANIFEST_VAE: entry | {schema.MANIFEST_FINISHED: now()}} | finished)
+    return tables
+
+
+def summary_lines(tables: dict[str, Any]) -> list[str]:
+    """The backends' table and the flagged disagreements, as printed lines."""
+    from ppl_suite.vae import results as r
+
+    backends = tables["backends"]
+    shown = [
+        r.BACKEND,
+        r.STATUS,
+        r.LOG_P,
+        r.se(r.LOG_P),
+        r.IWAE,
+        r.ELBO,
+        r.KL,
+        r.se(r.KL),
+        r.APPROXIMATION,
+        r.AMORTIZATION,
+    ]
+    lines = [backends[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+    agreement = tables["agreement"]
+    flagged = agreement[agreement[r.FLAGGED]] if not agreement.empty else agreement
+    for row in flagged.itertuples(index=False):
+        lines.append(
+            f"backends differ beyond noise: {getattr(row, r.QUANTITY)} {getattr(row, r.BACKEND_A)} - "
+            f"{getattr(row, r.BACKEND_B)} = {getattr(row, r.DIFFERENCE):.3f} ({getattr(row, r.Z):.1f} SE)"
+        )
+    return lines
+
+
+def run_after_cells(settings: Any, store: Any) -> bool:
+    """The study in ``ppl-suite run`` (a profile with a [vae] table), into the run's results folder,
+    after its cells; prints its summary and returns whether some backend failed."""
+    from ppl_suite.numerics import setup
+    from ppl_suite.vae import results as r
+    from ppl_suite.vae.study import run_study
+
+    setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
+    print("\nrunning the VAE study")
+    tables = run_study(settings, store.path)
+    print("\n".join(summary_lines(tables)))
+    return bool((tables["backends"][r.STATUS] != r.OK).any())
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``ppl-suite vae``; bad input is a ``matrix.ConfigError`` (exit 2)."""
+    from ppl_suite import matrix
+    from ppl_suite.numerics import setup
+    from ppl_suite.store import FolderBusy, ResultsStore
+    from ppl_suite.vae import results as r
+    from ppl_suite.vae.settings import SettingsError
+
+    setup(one_thread=False)  # float64 in JAX and torch before anything computes; XLA's threads left alone
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as error:
+        raise matrix.ConfigError(error.problems) from None
+    store = ResultsStore(args.out)
+    if (problem := store.problem()) is not None:
+        raise matrix.ConfigError([problem])
+    try:
+        with store.locked():
+            tables = run_in(store, settings, sys.argv)
+    except FolderBusy as error:
+        raise matrix.ConfigError([str(error)]) from None
+    print("\n".join(summary_lines(tables)))
+    print(f"\nVAE tables: {Path(store.path) / r.FOLDER}")
+    if not args.no_report:
+        from ppl_suite.report.render import write_report
+
+        folder = Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
+        for kind, path in write_report(store.path, folder).items():
+            print(f"report ({kind}): {path}")
+    return 1 if (tables["backends"][r.STATUS] != r.OK).any() else 0

@@ -1,0 +1,191 @@
+"""The VAE study's settings: one table (``[vae]`` in a profile, or the ``ppl-suite vae`` flags), checked
+with one message per problem. Light to import: the runner validates it before anything runs.
+
+    [vae]
+    backends = ["pyro", "numpyro", "handrolled"]
+    n_test = 500               # test images evaluated (the first n of the fixed test split)
+    iwae_k = 5000              # encoder draws per image: IWAE-K, the encoder's ELBO and k-hat
+    checkpoint_images = 100    # the fixed subset (the first images) evaluated at training checkpoints
+    bdmc_images = 100          # images simulated from each trained decoder for BDMC
+    bdmc_lengths = [0.5, 1.0, 2.0]   # BDMC schedule lengths, as multiples of the tuned AIS schedule's
+    seed = 0                   # the evaluation's random streams
+    [vae.training]             # ppl_suite.vae.training.TrainingSettings fields (its defaults otherwise)
+    [vae.ais]                  # temperatures (the adaptive schedule's cap), chains, leapfrog_steps,
+                               # pilot_images (images the schedule is tuned on)
+    [vae.qstar]                # lr, draws, window, max_steps of the per-image q* fit (best_guide.FitSettings)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppl_suite.estimators.ais import AISConfig
+from ppl_suite.vae.best_guide import FitSettings
+
+BACKENDS = ("pyro", "numpyro", "handrolled")
+TEST_IMAGES = 500
+
+
+class SettingsError(ValueError):
+    """One or more problems with the VAE study's settings; ``problems`` holds one message each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class VAEAISSettings(AISConfig):
+    """The suite's AIS settings, and how many images its pilot tunes the shared schedule on."""
+
+    temperatures: int = 4000
+    chains: int = 64
+    leapfrog_steps: int = 5
+    pilot_images: int = 2
+
+
+@dataclass(frozen=True)
+class VAEStudySettings:
+    """Everything the study runs (module docstring); ``training`` holds TrainingSettings overrides."""
+
+    backends: tuple[str, ...] = BACKENDS
+    n_test: int = TEST_IMAGES
+    iwae_k: int = 5000
+    checkpoint_images: int = 100
+    bdmc_images: int = 100
+    bdmc_lengths: tuple[float, ...] = (0.5, 1.0, 2.0)
+    seed: int = 0
+    training: dict[str, Any] = field(default_factory=dict)
+    ais: VAEAISSettings = field(default_factory=VAEAISSettings)
+    qstar: FitSettings = field(default_factory=FitSettings)
+
+    def problems(self) -> list[str]:
+        """One message per problem (empty when the settings are valid)."""
+        found = []
+        if not self.backends:
+            found.append(f"vae: backends must name at least one of {', '.join(BACKENDS)}")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            found.append(
+                f"vae: unknown backends {', '.join(map(repr, unknown))}; valid: {', '.join(BACKENDS)}"
+            )
+        counts = {
+            "n_test": (self.n_test, 2, TEST_IMAGES),
+            "iwae_k": (self.iwae_k, 2, None),
+            "checkpoint_images": (self.checkpoint_images, 2, None),
+            "bdmc_images": (self.bdmc_images, 2, None),
+            "seed": (self.seed, 0, 2**32 - 1),
+        }
+        bad = set()
+        for name, (value, low, high) in counts.items():
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < low
+                or (high and value > high)
+            ):
+                bound = f"between {low} and {high}" if high else f">= {low}"
+                found.append(f"vae: {name} must be an integer {bound}, got {value!r}")
+                bad.add(name)
+        if not bad & {"n_test", "checkpoint_images"} and self.checkpoint_images > self.n_test:
+            found.append(
+                f"vae: checkpoint_images ({self.checkpoint_images}) must not exceed n_test ({self.n_test})"
+            )
+        if not self.bdmc_lengths or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in self.bdmc_lengths
+        ):
+            found.append(
+                f"vae: bdmc_lengths must be positive multiples of the schedule length, "
+                f"got {self.bdmc_lengths!r}"
+            )
+        try:
+            self.ais.check("vae.ais")
+        except ValueError as error:
+            found.append(str(error))
+        if not (isinstance(self.ais.pilot_images, int) and self.ais.pilot_images >= 1):
+            found.append(f"vae.ais: pilot_images must be an integer >= 1, got {self.ais.pilot_images!r}")
+        found += self.qstar.problems()
+        found += self.training_problems()
+        return found
+
+    def training_problems(self) -> list[str]:
+        """The problems of the ``training`` overrides, as TrainingSettings reports them."""
+        try:
+            self.training_settings()
+        except (TypeError, ValueError) as error:
+            return [f"vae.training: {part}" for part in str(error).split("; ")]
+        return []
+
+    def training_settings(self) -> Any:
+        """``ppl_suite.vae.training.TrainingSettings`` with the ``training`` overrides."""
+        from ppl_suite.vae.training import TrainingSettings
+
+        return TrainingSettings(**self.training)
+
+    def checked(self) -> VAEStudySettings:
+        """These settings, or SettingsError listing every problem."""
+        found = self.problems()
+        if found:
+            raise SettingsError(found)
+        return self
+
+
+def _sub(cls: type, table: Any, name: str, found: list[str]) -> Any:
+    """``cls(**table)``, or its default with a problem for a non-table or unknown keys."""
+    if table is None:
+        return cls()
+    if not isinstance(table, dict):
+        found.append(f"vae.{name} must be a table, got {table!r}")
+        return cls()
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        found.append(
+            f"vae.{name}: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+        )
+    return cls(**{k: v for k, v in table.items() if k in valid})
+
+
+def from_table(table: dict[str, Any]) -> VAEStudySettings:
+    """Settings from a ``[vae]`` table (TOML), checked; SettingsError lists every problem."""
+    found: list[str] = []
+    if not isinstance(table, dict):
+        raise SettingsError([f"vae must be a table ([vae] in TOML), got {table!r}"])
+    table = dict(table)
+    ais = _sub(VAEAISSettings, table.pop("ais", None), "ais", found)
+    qstar = _sub(FitSettings, table.pop("qstar", None), "qstar", found)
+    training = table.pop("training", {})
+    if not isinstance(training, dict):
+        found.append(f"vae.training must be a table, got {training!r}")
+        training = {}
+    valid = {f.name for f in dataclasses.fields(VAEStudySettings)} - {"ais", "qstar", "training"}
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        found.append(
+            f"vae: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k in valid}
+    settings = VAEStudySettings(**values, training=dict(training), ais=ais, qstar=qstar)
+    found += settings.problems()
+    if found:
+        raise SettingsError(found)
+    return settings
+
+
+def quick(settings: VAEStudySettings) -> VAEStudySettings:
+    """A small version of ``settings`` for a first look in a few minutes: fewer images, draws,
+    temperatures and training steps (``ppl-suite vae --quick``)."""
+    training = {"steps": 300, **{k: v for k, v in settings.training.items() if k != "steps"}}
+    return dataclasses.replace(
+        settings,
+        n_test=50,
+        iwae_k=1000,
+        checkpoint_images=20,
+        bdmc_images=20,
+        bdmc_lengths=(0.5, 1.0),
+        training=training,
+        ais=dataclasses.replace(settings.ais, temperatures=min(settings.ais.temperatures, 400), chains=32),
+        qstar=dataclasses.replace(settings.qstar, max_steps=min(settings.qstar.max_steps, 2000)),
+    )

@@ -1,0 +1,219 @@
+"""The VAE study's runner, settings and wiring, on a tiny stand-in for the digits VAE: a 1-D latent,
+a small Bernoulli decoder and encoder in the digits network's form, and a trainer that returns fixed
+weights (the real training has its own tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ppl_suite import matrix
+from ppl_suite.store import ResultsStore
+from ppl_suite.vae import results as r
+from ppl_suite.vae.latent import LatentModel
+from ppl_suite.vae.settings import FitSettings, SettingsError, VAEAISSettings, VAEStudySettings, from_table
+from ppl_suite.vae.study import run_study
+
+PIXELS, HIDDEN, DIM = 12, 4, 1
+DECODER = ("dec_w1", "dec_b1", "dec_w2", "dec_b2")
+
+
+def logits(theta, z):
+    return jnp.tanh(z @ theta["dec_w1"] + theta["dec_b1"]) @ theta["dec_w2"] + theta["dec_b2"]
+
+
+def log_likelihood(theta, z, x):
+    value = logits(theta, z)
+    return jnp.sum(x * value - jnp.logaddexp(0.0, value), axis=-1)
+
+
+def simulate(theta, key, z):
+    return (jax.random.uniform(key, (*z.shape[:-1], PIXELS)) < jax.nn.sigmoid(logits(theta, z))).astype(float)
+
+
+def encode(weights, x):
+    hidden = np.tanh(x @ weights["enc_w1"])
+    return hidden @ weights["enc_w_loc"], np.logaddexp(0.0, hidden @ weights["enc_w_scale"])
+
+
+def weights_at(scale: float) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "dec_w1": scale * rng.normal(size=(DIM, HIDDEN)),
+        "dec_b1": rng.normal(size=HIDDEN),
+        "dec_w2": scale * rng.normal(size=(HIDDEN, PIXELS)),
+        "dec_b2": rng.normal(size=PIXELS),
+        "enc_w1": 0.3 * rng.normal(size=(PIXELS, HIDDEN)),
+        "enc_w_loc": rng.normal(size=(HIDDEN, DIM)),
+        "enc_w_scale": rng.normal(size=(HIDDEN, DIM)) - 1.0,
+    }
+
+
+def trainer(backend: str, data, settings):
+    if backend == "pyro":
+        raise RuntimeError("this backend is broken on purpose")
+    checkpoints = {0: weights_at(0.5), 10: weights_at(1.5), 100: weights_at(2.5)}
+    return SimpleNamespace(
+        weights=checkpoints[100], checkpoints=checkpoints, losses=np.linspace(50, 20, 100), seconds=0.1
+    )
+
+
+IMAGES = 8
+SETTINGS = VAEStudySettings(
+    backends=("pyro", "numpyro", "handrolled"),
+    n_test=IMAGES,
+    iwae_k=200,
+    checkpoint_images=IMAGES,
+    bdmc_images=IMAGES,
+    bdmc_lengths=(0.5, 1.0),
+    ais=VAEAISSettings(temperatures=300, chains=32, leapfrog_steps=2, pilot_images=1),
+    qstar=FitSettings(lr=0.05, draws=64, window=50, max_steps=300),
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    model = LatentModel(DIM, log_likelihood, simulate)
+    theta = {k: jnp.asarray(v) for k, v in weights_at(2.5).items() if k in DECODER}
+    z = jax.random.normal(jax.random.PRNGKey(0), (IMAGES, DIM))
+    data = SimpleNamespace(train=None, test=np.asarray(simulate(theta, jax.random.PRNGKey(1), z)))
+    folder = tmp_path_factory.mktemp("vae")
+    tables = run_study(
+        SETTINGS,
+        folder,
+        trainer=trainer,
+        data=data,
+        model=model,
+        encode=encode,
+        decoder=DECODER,
+        log=lambda _: None,
+    )
+    return folder, tables
+
+
+def test_the_study_writes_every_table_and_a_failed_backend_leaves_the_others_whole(study):
+    folder, _tables = study
+    stored = ResultsStore(folder).vae_tables()
+    assert set(stored) == set(r.TABLES)
+    for name, columns in r.TABLES.items():
+        assert list(stored[name].columns) == list(columns)
+    backends = stored["backends"].set_index(r.BACKEND)
+    assert backends.at["pyro", r.STATUS] == r.FAILED
+    assert "broken on purpose" in backends.at["pyro", r.ERROR]
+    assert (backends.loc[["numpyro", "handrolled"], r.STATUS] == r.OK).all()
+    assert len(stored["images"]) == 2 * IMAGES
+    assert set(stored["checkpoints"][r.STEP]) == {0, 10, 100}
+    assert len(stored["intervals"]) == 2 * (2 + 1)  # two intervals and the whole, per backend
+    assert len(stored["bdmc"]) == 2 * 2
+    assert len(stored["agreement"]) == len(r.AGREEMENT_QUANTITIES)  # one pair of backends that ran
+
+
+def test_the_backend_table_is_the_average_of_the_image_table_with_consistent_gaps(study):
+    _, tables = study
+    ok = tables["backends"][tables["backends"][r.STATUS] == r.OK].set_index(r.BACKEND)
+    images = tables["images"]
+    for backend, row in ok.iterrows():
+        mine = images[images[r.BACKEND] == backend]
+        for quantity in (r.LOG_P, r.ELBO, r.KL, r.APPROXIMATION, r.AMORTIZATION):
+            assert row[quantity] == pytest.approx(mine[quantity].mean(), abs=1e-12)
+            assert row[r.se(quantity)] == pytest.approx(np.sqrt((mine[r.se(quantity)] ** 2).sum()) / IMAGES)
+        assert row[r.APPROXIMATION] + row[r.AMORTIZATION] == pytest.approx(row[r.KL], abs=1e-12)
+        assert row[r.KL] == pytest.approx(row[r.LOG_P] - row[r.ELBO], abs=1e-12)
+
+
+def test_the_training_split_adds_up_at_the_checkpoints(study):
+    _, tables = study
+    checkpoints, intervals = tables["checkpoints"], tables["intervals"]
+    for backend, rows in checkpoints.groupby(r.BACKEND):
+        rows = rows.sort_values(r.STEP)
+        mine = intervals[intervals[r.BACKEND] == backend]
+        consecutive = mine[mine[r.SPAN] == r.INTERVAL].sort_values(r.STEP_FROM)
+        np.testing.assert_allclose(consecutive[r.ELBO_GAIN], np.diff(rows[r.ELBO]), atol=1e-12)
+        np.testing.assert_allclose(mine[r.LOG_P_GAIN] + mine[r.KL_FALL], mine[r.ELBO_GAIN], atol=1e-12)
+        whole = mine[mine[r.SPAN] == r.WHOLE].iloc[0]
+        assert whole[r.ELBO_GAIN] == pytest.approx(consecutive[r.ELBO_GAIN].sum(), abs=1e-10)
+        assert whole[r.se(r.KL_FALL)] ** 2 == pytest.approx(
+            sum(rows.iloc[i][r.se(q)] ** 2 for i in (0, -1) for q in (r.LOG_P, r.ELBO))
+        )
+
+
+def test_identical_backends_agree_within_noise(study):
+    """numpyro and handrolled here evaluate the same weights with independent draws: |z| < 4."""
+    _, tables = study
+    agreement = tables["agreement"]
+    assert not agreement[r.FLAGGED].any()
+    assert (agreement[r.Z].abs() < 4.0).all()
+
+
+def test_bad_settings_are_each_named_once():
+    with pytest.raises(SettingsError) as error:
+        from_table(
+            {
+                "backends": ["pyro", "stan"],
+                "n_test": 0,
+                "iwae_k": 1,
+                "bogus": 1,
+                "ais": {"chains": 1, "nonsense": 2},
+                "qstar": {"draws": 3},
+            }
+        )
+    problems = error.value.problems
+    assert any("'stan'" in p for p in problems)
+    assert any("n_test" in p for p in problems)
+    assert any("iwae_k" in p for p in problems)
+    assert any("'bogus'" in p for p in problems)
+    assert any("chains" in p for p in problems)
+    assert any("'nonsense'" in p for p in problems)
+    assert any("draws" in p for p in problems)
+    assert len(problems) == len(set(problems)) == 7
+
+
+def test_profiles_wire_the_study_in_and_quick_leaves_it_out():
+    assert matrix.expand(matrix.load("vae")).vae is not None
+    assert matrix.expand(matrix.load("vae")).cells == []
+    assert matrix.expand(matrix.load("full")).vae is not None
+    assert matrix.expand(matrix.load("quick")).vae is None
+    with pytest.raises(matrix.ConfigError) as error:
+        matrix.expand({"vae": {"n_test": -1}})
+    assert any("n_test" in p for p in error.value.problems)
+    only_numpyro = matrix.expand({"backends": ["numpyro"], "vae": {}})
+    assert only_numpyro.vae.backends == ("numpyro",)
+    assert dataclasses.replace(only_numpyro.vae).checked() == only_numpyro.vae
+
+
+def test_the_report_section_shows_the_study_and_its_headline(study, tmp_path):
+    from ppl_suite.report.document import Context, Image, Table, Text
+    from ppl_suite.report.vae import VAE
+
+    folder, tables = study
+    context = Context(ResultsStore(folder), tmp_path / "figures")
+    blocks = VAE().build(context)
+    context.drawn()
+    images = [block for block in blocks if isinstance(block, Image)]
+    assert len(images) == 2 and all(image.path.exists() for image in images)
+    assert sum(isinstance(block, Table) for block in blocks) == 4  # backends, intervals, BDMC, agreement
+    assert any("pyro failed" in block.text for block in blocks if isinstance(block, Text))
+    (headline,) = VAE().headline(context)
+    whole = tables["intervals"][tables["intervals"][r.SPAN] == r.WHOLE]
+    assert headline.text.count("the ELBO rose by") == len(whole) == 2
+    empty = Context(ResultsStore(tmp_path / "nothing"), tmp_path / "figures")
+    assert VAE().headline(empty) == []
+    assert "Not in this results folder" in VAE().build(empty)[0].text
+
+
+def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_path):
+    store = ResultsStore(tmp_path)
+    frame = r.frame("losses", [{r.BACKEND: "numpyro", r.STEP: 0, r.LOSS: 1.5}])
+    store.write_vae_table("losses", frame)
+    assert store.vae_tables()["losses"].equals(frame)
+    (tmp_path / r.FOLDER / ".losses.parquet.abcd1234").write_bytes(b"half")  # a killed write
+    (tmp_path / r.FOLDER / "mine.csv").write_text("the user's own file")
+    assert store.clean_temporary() == 1
+    assert store.discard() == 1
+    assert store.vae_tables() == {}
+    assert (tmp_path / r.FOLDER / "mine.csv").exists()
