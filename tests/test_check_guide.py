@@ -6,7 +6,9 @@ the report naming them, and a re-check that reuses every fit."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -270,10 +272,9 @@ def test_the_draws_files_open_with_arviz_and_the_report_names_each(checked):
         assert set(az.from_netcdf(folder / "q.nc").posterior.data_vars) == {"mu"}
         assert az.from_netcdf(folder / "reference.nc").posterior["mu"].shape[0] >= 1
         for report in first.report_files.values():
-            assert (
-                f"draws/{key}/q.nc" in report.read_text()
-                and f"draws/{key}/reference.nc" in report.read_text()
-            )
+            links = re.findall(r"(?:\]\(|href=')([^)']+\.nc)", report.read_text())
+            targets = {(report.parent / urllib.parse.unquote(link)).resolve() for link in links}
+            assert {(folder / "q.nc").resolve(), (folder / "reference.nc").resolve()} <= targets
 
 
 @pytest.mark.slow

@@ -1025,3 +1025,22 @@ def test_the_gain_split_is_the_two_ends_differences_with_their_ses_in_quadrature
     assert split["kl_drop"] == pytest.approx(9.5) and split["kl_drop_se"] == 0.0
     assert split["evidence"] + split["kl_drop"] == pytest.approx(split["gain"])
     assert (split["start"], split["end"]) == (0.0, 100.0)
+
+
+def test_links_are_relative_to_the_report_folder_and_resolve(tmp_path):
+    import re
+    import urllib.parse
+
+    from ppl_suite.report.document import Links
+    from ppl_suite.report.render import to_html, to_markdown
+
+    target = tmp_path / "results" / "draws" / "a b" / "q.nc"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    report = tmp_path / "reports" / "mine"
+    report.mkdir(parents=True)
+    parts = [("Files", [Links((("cell", (("q.nc", target),)),), "caption")])]
+    for text in (to_markdown("t", "s", parts, report), to_html("t", "s", parts, report)):
+        (link,) = re.findall(r"(?:\]\(|href=')([^)']+\.nc)", text)
+        assert not link.startswith("/")
+        assert (report / urllib.parse.unquote(link)).resolve() == target.resolve()

@@ -73,7 +73,16 @@ class Image:
     alt: str = ""
 
 
-Block = Heading | Text | Code | Table | Image
+@dataclass(frozen=True)
+class Links:
+    """Files a reader opens, one line per item: its label and its (name, path) links. Paths are
+    rendered relative to the report's folder, so the links work wherever the two folders move together."""
+
+    items: tuple[tuple[str, tuple[tuple[str, Path], ...]], ...]
+    caption: str = ""
+
+
+Block = Heading | Text | Code | Table | Image | Links
 
 
 @dataclass

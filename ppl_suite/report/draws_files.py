@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from ppl_suite import schema
 from ppl_suite.checking.stored import DRAWS_KINDS, draws_files
 from ppl_suite.report import tables
-from ppl_suite.report.document import Block, Context, Table, Text, register
+from ppl_suite.report.document import Block, Context, Links, Text, register
 
 CAPTION = (
     "q: draws of the fitted guide (one chain); reference: the posterior the cell was compared with (the "
-    "NUTS reference with its chains and sampler statistics, or exact draws). Paths relative to the "
-    "results folder; open with `arviz.from_netcdf`."
+    "NUTS reference with its chains and sampler statistics, or exact draws). Open with "
+    "`arviz.from_netcdf`."
 )
 
 
@@ -31,15 +29,8 @@ class DrawsFiles:
         for _, row in tables.ok_rows(context.rows).iterrows():
             files = draws_files(root, row[schema.KEY])
             if files:
-                listed.append(
-                    {
-                        "cell": row[schema.KEY],
-                        **{
-                            kind: files[kind].relative_to(root).as_posix() if kind in files else ""
-                            for kind in DRAWS_KINDS
-                        },
-                    }
-                )
+                links = tuple((f"{kind}.nc", files[kind]) for kind in DRAWS_KINDS if kind in files)
+                listed.append((f"`{row[schema.KEY]}`", links))
         if not listed:
             return [
                 Text(
@@ -50,7 +41,7 @@ class DrawsFiles:
             ]
         return [
             Text(f"In the results folder `{root.resolve().name}`, under `draws/<cell>/`:"),
-            Table(pd.DataFrame(listed, columns=["cell", *DRAWS_KINDS]), CAPTION),
+            Links(tuple(listed), CAPTION),
         ]
 
 

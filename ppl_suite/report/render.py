@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
-from ppl_suite.report.document import Block, Code, Context, Heading, Image, Table, Text, sections, slug
+from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, sections, slug
 from ppl_suite.store import ResultsStore
 
 FORMATS = ("md", "html")
@@ -199,6 +200,13 @@ def _md_block(block: Block, base: Path) -> list[str]:
         out.append("|" + "|".join("---:" if n else ":---" for n in numeric) + "|")
         out += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in body]
         return [*out, "", "</details>"] if block.details else out
+    if isinstance(block, Links):
+        caption = [f"*{_md_inline(block.caption)}*", ""] if block.caption else []
+        return caption + [
+            f"- {_md_inline(label)}: "
+            + " · ".join(f"[{_md_escape(name)}]({_relative_link(path, base)})" for name, path in links)
+            for label, links in block.items
+        ]
     if isinstance(block, Image):
         relative = block.path.relative_to(base).as_posix()
         return [
@@ -207,6 +215,11 @@ def _md_block(block: Block, base: Path) -> list[str]:
             f"*{_md_inline(block.caption)}*",
         ]
     raise TypeError(f"unknown block {block!r}")
+
+
+def _relative_link(path: Path, base: Path) -> str:
+    """``path`` as a URL relative to the folder ``base`` (the report's)."""
+    return urllib.parse.quote(Path(os.path.relpath(path.resolve(), base.resolve())).as_posix())
 
 
 # ---------------------------------------------------------------------------------------------- html
@@ -233,10 +246,11 @@ class Anchors:
         return unique
 
 
-def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]]) -> str:
+def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]], base: Path) -> str:
     """The report as one HTML page: inline CSS, figures as base64 data URIs, no scripts. The first
     section comes first; then the table of contents, listing every section and, under it, its level-3
-    headings (one per model); then the other sections."""
+    headings (one per model); then the other sections. Links to files are relative to ``base``, the
+    report's folder."""
     anchors = Anchors()
     opening = 0  # the first section (the answer) comes before the contents: it is the first screen
     toc = ["<nav class='toc'><strong>Contents</strong><ul>"]
@@ -256,7 +270,7 @@ def to_html(title: str, subtitle: str, parts: Sequence[tuple[str, list[Block]]])
                     ident = anchors.new(parent, block.text)
                 body.append(_html_heading(block, ident))
             else:
-                body.append(_html_block(block))
+                body.append(_html_block(block, base))
         body.append("</section>")
         opening = opening or len(body)
         toc.append(f"<li><a href='#{anchor}'>{html.escape(section_title)}</a>")
@@ -300,7 +314,19 @@ def _cell_class(text: str, numeric: bool) -> str:
     return "num" if numeric else "long" if len(text) > LONG_CELL else "text"
 
 
-def _html_block(block: Block) -> str:
+def _html_block(block: Block, base: Path) -> str:
+    if isinstance(block, Links):
+        caption = f"<p>{_inline(block.caption)}</p>" if block.caption else ""
+        items = "".join(
+            f"<li>{_inline(label)}: "
+            + " · ".join(
+                f"<a href='{html.escape(_relative_link(path, base), quote=True)}'>{html.escape(name)}</a>"
+                for name, path in links
+            )
+            + "</li>"
+            for label, links in block.items
+        )
+        return f"{caption}<ul class='links'>{items}</ul>"
     if isinstance(block, Text):
         css = " class='note'" if block.note else ""
         return f"<p{css}>{_inline(' '.join(block.text.split()))}</p>"
@@ -425,5 +451,5 @@ def write_report(
             written["md"].write_text(to_markdown(title, subtitle, parts, out), encoding="utf-8")
         if "html" in chosen:
             written["html"] = out / "report.html"
-            written["html"].write_text(to_html(title, subtitle, parts), encoding="utf-8")
+            written["html"].write_text(to_html(title, subtitle, parts, out), encoding="utf-8")
     return written
