@@ -74,6 +74,20 @@ def write(folder: Path, name: str, source: str) -> str:
     return str(path)
 
 
+@pytest.fixture(autouse=True)
+def registrations_leave_with_their_test(monkeypatch):
+    """Models a test registers are forgotten after it: profiles expand over every registered model, and
+    these take only their own guides."""
+    from ppl_suite import registry
+    from ppl_suite.checking import user_model
+
+    registry.names()  # the zoo is discovered first, so the restored registry still holds it
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    monkeypatch.setattr(registry, "_implementations", dict(registry._implementations))
+    monkeypatch.setattr(registry, "_registered", set(registry._registered))
+    monkeypatch.setattr(user_model, "_registered", dict(user_model._registered))
+
+
 @pytest.fixture
 def data_file(tmp_path: Path) -> str:
     path = tmp_path / "data.npz"
