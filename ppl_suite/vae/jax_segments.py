@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ppl_suite.vae.training import TrainedVAE, TrainingSettings
+
 CHUNK = 100
 
 
@@ -37,6 +39,19 @@ class SegmentedRun:
     compile_seconds: float
     run_seconds: float
     cpu_seconds: float
+
+    def trained(self, backend: str, settings: TrainingSettings) -> TrainedVAE:
+        """The run as a TrainedVAE: the last checkpoint's weights are the final ones."""
+        return TrainedVAE(
+            backend=backend,
+            settings=settings,
+            weights=self.snapshots[settings.steps],
+            checkpoints=self.snapshots,
+            losses=self.losses,
+            seconds=self.run_seconds,
+            compile_seconds=self.compile_seconds,
+            cpu_seconds=self.cpu_seconds,
+        )
 
 
 def run_segments(

@@ -49,13 +49,4 @@ def fit(
     zeros = jax.tree.map(jnp.zeros_like, weights)
     state = (weights, zeros, zeros, jax.random.PRNGKey(settings.seed), jnp.asarray(0))
     run = run_segments(update, lambda state: state[0], state, x, batches, settings.checkpoints)
-    return TrainedVAE(
-        backend="handrolled",
-        settings=settings,
-        weights=run.snapshots[settings.steps],
-        checkpoints=run.snapshots,
-        losses=run.losses,
-        seconds=run.run_seconds,
-        compile_seconds=run.compile_seconds,
-        cpu_seconds=run.cpu_seconds,
-    )
+    return run.trained("handrolled", settings)

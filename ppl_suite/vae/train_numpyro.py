@@ -31,13 +31,4 @@ def fit(
     )
     state = svi.init(jax.random.PRNGKey(settings.seed), x, batches[0])
     run = run_segments(svi.update, svi.get_params, state, x, batches, settings.checkpoints)
-    return TrainedVAE(
-        backend="numpyro",
-        settings=settings,
-        weights=run.snapshots[settings.steps],
-        checkpoints=run.snapshots,
-        losses=run.losses,
-        seconds=run.run_seconds,
-        compile_seconds=run.compile_seconds,
-        cpu_seconds=run.cpu_seconds,
-    )
+    return run.trained("numpyro", settings)
