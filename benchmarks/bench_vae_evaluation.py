@@ -51,11 +51,11 @@ import numpy as np  # noqa: E402
 from models.vae_digits import data as digits_data  # noqa: E402
 from models.vae_digits import network  # noqa: E402
 from ppl_suite.vae.best_guide import FitSettings, GuideFitter  # noqa: E402
+from ppl_suite.vae.evaluation import digits_model  # noqa: E402
 from ppl_suite.vae.image_ais import ImageAnnealer, forward_with_reruns, tune_schedule  # noqa: E402
 from ppl_suite.vae.image_iwae import ImageWeights, proposal_estimates  # noqa: E402
 from ppl_suite.vae.latent import as_jax  # noqa: E402
 from ppl_suite.vae.settings import VAEAISSettings  # noqa: E402
-from ppl_suite.vae.study import digits_model  # noqa: E402
 from ppl_suite.vae.training import TrainingSettings, train  # noqa: E402
 
 

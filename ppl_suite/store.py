@@ -61,6 +61,8 @@ LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
 VAE = "vae"  # the VAE study's tables (ppl_suite.vae.results)
+VAE_PARTS = f"{VAE}/parts"  # each backend's finished work, kept for reruns (ppl_suite.vae.stored)
+VAE_PART = re.compile(r"[0-9a-f]{16}\.[a-z_]+\.(parquet|npz)")  # <digest>.<kind>.<suffix>
 # folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last
 CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates": "json"}
 PROBLEM_FILES = {"problems": "json", "estimates": "json"}
@@ -351,13 +353,23 @@ class ResultsStore:
         yield from self.temporary_files()
         yield from (self.path / table for table in TABLES)
         yield from (p for p in (self.path / LOGS).glob("error-*.log") if ERROR_LOG.fullmatch(p.name))
+        yield from self._vae_files()
+
+    def _vae_files(self) -> Iterator[Path]:
+        """The VAE study's tables and kept parts."""
         yield from (self.path / VAE / f"{name}.parquet" for name in VAE_TABLES)
+        yield from (p for p in (self.path / VAE_PARTS).glob("*") if VAE_PART.fullmatch(p.name))
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX`` beside a file the
         suite writes (a unit file, the manifest, a table, the holder file)."""
         found = []
-        for folder in (self.path, self.path / VAE, *(self.path / f for f in UNIT_FILES)):
+        for folder in (
+            self.path,
+            self.path / VAE,
+            self.path / VAE_PARTS,
+            *(self.path / f for f in UNIT_FILES),
+        ):
             for path in folder.glob(".*"):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and path.is_file() and self._is_own_name(folder, match["name"]):
@@ -369,6 +381,8 @@ class ResultsStore:
             return name in {MANIFEST, HOLDER, *TABLES}
         if folder == self.path / VAE:
             return name in {f"{table}.parquet" for table in VAE_TABLES}
+        if folder == self.path / VAE_PARTS:
+            return VAE_PART.fullmatch(name) is not None
         stem, _, suffix = name.partition(".")
         return DIGEST.fullmatch(stem) is not None and suffix == UNIT_FILES[folder.name]
 
@@ -379,15 +393,16 @@ class ResultsStore:
             path.unlink(missing_ok=True)
         return len(found)
 
-    def discard(self) -> int:
+    def discard(self, *, vae_only: bool = False) -> int:
         """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
-        the suite's subfolders when that leaves them empty; nothing else. Returns the file count."""
+        the suite's subfolders when that leaves them empty; nothing else. ``vae_only``: only the VAE
+        study's tables and kept parts (``ppl-suite vae --fresh``). Returns the file count."""
         removed = 0
-        for path in list(self._own_files()):
+        for path in list(self._vae_files() if vae_only else self._own_files()):
             if path.is_file():
                 path.unlink()
                 removed += 1
-        for folder in (*UNIT_FILES, LOGS, VAE):
+        for folder in (*UNIT_FILES, LOGS, VAE_PARTS, VAE):
             if (self.path / folder).is_dir() and not any((self.path / folder).iterdir()):
                 (self.path / folder).rmdir()
         return removed
@@ -512,6 +527,22 @@ class ResultsStore:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         _atomic_write(self.path / VAE / f"{name}.parquet", buffer.getvalue())
+
+    def write_vae_part(self, digest_: str, kind: str, payload: bytes) -> None:
+        """Write one part of a VAE backend's finished work (``ppl_suite.vae.stored``) as
+        vae/parts/<digest>.<kind>, atomically."""
+        _atomic_write(self._vae_part_path(digest_, kind), payload)
+
+    def vae_part(self, digest_: str, kind: str) -> bytes | None:
+        """The bytes of a stored part (``write_vae_part``), or None when it is not stored."""
+        path = self._vae_part_path(digest_, kind)
+        return path.read_bytes() if path.is_file() else None
+
+    def _vae_part_path(self, digest_: str, kind: str) -> Path:
+        name = f"{digest_}.{kind}"
+        if not VAE_PART.fullmatch(name):
+            raise ValueError(f"a VAE part is <16 hex digits>.<kind>.<parquet|npz>, got {name!r}")
+        return self.path / VAE_PARTS / name
 
     def vae_tables(self) -> dict[str, pd.DataFrame]:
         """The VAE study's tables by name ({} when the folder holds none)."""

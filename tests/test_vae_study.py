@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from ppl_suite import matrix
@@ -78,21 +79,8 @@ SETTINGS = VAEStudySettings(
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    model = LatentModel(DIM, log_likelihood, simulate)
-    theta = {k: jnp.asarray(v) for k, v in weights_at(2.5).items() if k in DECODER}
-    z = jax.random.normal(jax.random.PRNGKey(0), (IMAGES, DIM))
-    data = SimpleNamespace(train=None, test=np.asarray(simulate(theta, jax.random.PRNGKey(1), z)))
     folder = tmp_path_factory.mktemp("vae")
-    tables = run_study(
-        SETTINGS,
-        folder,
-        trainer=trainer,
-        data=data,
-        model=model,
-        encode=encode,
-        decoder=DECODER,
-        log=lambda _: None,
-    )
+    tables, _, _ = small_study(folder)
     return folder, tables
 
 
@@ -213,7 +201,85 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     assert store.vae_tables()["losses"].equals(frame)
     (tmp_path / r.FOLDER / ".losses.parquet.abcd1234").write_bytes(b"half")  # a killed write
     (tmp_path / r.FOLDER / "mine.csv").write_text("the user's own file")
-    assert store.clean_temporary() == 1
-    assert store.discard() == 1
+    store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
+    assert store.vae_part("0123456789abcdef", "losses.parquet") == b"kept rows"
+    assert store.vae_part("fedcba9876543210", "losses.parquet") is None
+    with pytest.raises(ValueError, match="VAE part"):
+        store.write_vae_part("../../elsewhere", "losses.parquet", b"")
+    (tmp_path / r.FOLDER / "parts" / ".0123456789abcdef.trained.npz.abcd1234").write_bytes(b"half")
+    (tmp_path / r.FOLDER / "parts" / "notes.txt").write_text("the user's own file")
+    assert store.clean_temporary() == 2
+    assert store.discard() == 2
     assert store.vae_tables() == {}
+    assert store.vae_part("0123456789abcdef", "losses.parquet") is None
     assert (tmp_path / r.FOLDER / "mine.csv").exists()
+    assert (tmp_path / r.FOLDER / "parts" / "notes.txt").exists()
+
+
+class StopAt(BaseException):
+    """Stands for a stop (Ctrl-C, a killed process) part way through a study: not an error of a backend."""
+
+
+def small_study(folder, settings=SETTINGS, stop_when=None):
+    """Run the tiny study into ``folder``; returns its tables, the backends trained and the log lines.
+    ``stop_when``: a log line's prefix at which the study is stopped (raises StopAt)."""
+    trained, lines = [], []
+
+    def counting_trainer(backend, data, training):
+        trained.append(backend)
+        return trainer(backend, data, training)
+
+    def log(line):
+        lines.append(line)
+        if stop_when is not None and line.startswith(stop_when):
+            raise StopAt(line)
+
+    model = LatentModel(DIM, log_likelihood, simulate)
+    theta = {k: jnp.asarray(v) for k, v in weights_at(2.5).items() if k in DECODER}
+    z = jax.random.normal(jax.random.PRNGKey(0), (IMAGES, DIM))
+    test = np.asarray(simulate(theta, jax.random.PRNGKey(1), z))
+    data = SimpleNamespace(train=test[::-1].copy(), test=test)
+    tables = run_study(
+        settings,
+        folder,
+        trainer=counting_trainer,
+        data=data,
+        model=model,
+        encode=encode,
+        decoder=DECODER,
+        log=log,
+    )
+    return tables, trained, lines
+
+
+def test_a_stopped_study_keeps_each_finished_backend_and_a_rerun_redoes_only_the_rest(study, tmp_path):
+    _, whole = study
+    with pytest.raises(StopAt):  # stopped while the third backend evaluates, after its training
+        small_study(tmp_path, stop_when="vae handrolled: trained")
+    written = ResultsStore(tmp_path).vae_tables()
+    assert written["backends"][r.BACKEND].tolist() == ["pyro", "numpyro"]  # the finished ones, written
+    assert written["backends"][r.STATUS].tolist() == [r.FAILED, r.OK]
+
+    tables, trained, lines = small_study(tmp_path)
+    assert trained == ["pyro"]  # the failed backend runs again; the others' training is kept
+    assert any(line.startswith("vae numpyro: its stored evaluation reused") for line in lines)
+    assert any(line.startswith("vae handrolled: its stored training reused") for line in lines)
+    for name in ("backends", "images", "checkpoints", "intervals", "bdmc", "losses", "agreement"):
+        # every number but the times; the error's traceback passes through another caller here
+        same = [c for c in tables[name].columns if c != r.ERROR and not c.endswith("seconds")]
+        pd.testing.assert_frame_equal(tables[name][same], whole[name][same], check_exact=True, obj=name)
+
+    _, trained, lines = small_study(tmp_path)
+    assert trained == ["pyro"]
+    assert sum("stored evaluation reused" in line for line in lines) == 2
+
+
+def test_a_changed_setting_redoes_what_it_changes_and_no_more(tmp_path):
+    small_study(tmp_path)
+    _, trained, lines = small_study(tmp_path, dataclasses.replace(SETTINGS, iwae_k=150))
+    assert trained == ["pyro"]  # an evaluation setting: the training is kept, the evaluation redone
+    assert sum("stored training reused" in line for line in lines) == 2
+    changed = dataclasses.replace(SETTINGS, iwae_k=150, training={"steps": 50})
+    _, trained, lines = small_study(tmp_path, changed)
+    assert trained == ["pyro", "numpyro", "handrolled"]  # a training setting: everything redone
+    assert not any("reused" in line for line in lines)

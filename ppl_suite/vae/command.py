@@ -37,6 +37,11 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
     vae.add_argument("--steps", type=int, help="training steps (default: the vae profile's)")
     vae.add_argument("--n-test", type=int, help="test images evaluated (default: 500)")
     vae.add_argument("--quick", action="store_true", help="a small study for a first look (a few minutes)")
+    vae.add_argument(
+        "--fresh",
+        action="store_true",
+        help="first remove the study's tables and kept work from --out (trained weights, evaluated rows)",
+    )
     vae.add_argument("--report", help="report folder (default: reports/<results folder name>)")
     vae.add_argument("--no-report", action="store_true", help="do not write the report")
     vae.set_defaults(handler=command)
@@ -160,6 +165,8 @@ def command(args: argparse.Namespace) -> int:
         raise matrix.ConfigError([problem])
     try:
         with store.locked():
+            if args.fresh and (removed := store.discard(vae_only=True)):
+                print(f"--fresh: removed {removed} files of earlier VAE studies from {store.path}")
             tables = run_in(store, settings, sys.argv)
     except FolderBusy as error:
         raise matrix.ConfigError([str(error)]) from None

@@ -1,21 +1,10 @@
-"""The VAE study: train the digits VAE with each backend, then evaluate every trained model on the
-test images and write the tables of ``ppl_suite.vae.results``.
+"""The VAE study: train the digits VAE with each backend, evaluate every trained model on the test
+images (``ppl_suite.vae.evaluation``), and write the tables of ``ppl_suite.vae.results``.
 
-Per backend (a backend that fails is recorded as failed, with its error, and the others go on):
-
-1. train (``ppl_suite.vae.training.train``): the same initial weights and minibatch order everywhere;
-2. log p_theta(x_i) by AIS per test image (``image_ais``), the schedule tuned on pilot images;
-3. with K encoder draws per image: the encoder's ELBO, IWAE-K and k-hat (``image_iwae``);
-4. q*_i per image (``best_guide``) and ELBO[q*] from fresh draws; KL = log p - ELBO and the
-   approximation and amortization gaps (``gaps``);
-5. at each training checkpoint, on the first ``checkpoint_images`` test images: AIS log p (on the
-   final weights' schedule, with the reruns of ``image_ais``), the ELBO and the KL; per interval the
-   split of the ELBO's gain (``training_split``);
-6. BDMC on images simulated from the trained decoder, at several schedule lengths (``image_bdmc``).
-
-Then the backends' agreement (``agreement``). Every random stream is keyed by the study's seed, the
-backend and the quantity (``ppl_suite.estimators.streams``), so each estimate is independent of the
-others and reproducible.
+Backend by backend: train, keep the trained weights, evaluate, keep the backend's rows
+(``ppl_suite.vae.stored``), so a study stopped part way, or run again, redoes only what is missing or
+changed. A backend that fails is recorded as failed, with its error, and the others go on. Then the
+backends' agreement (``agreement``), and the tables are written from every backend's rows.
 """
 
 from __future__ import annotations
@@ -23,218 +12,78 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ppl_suite.estimators.ais import stream_key
-from ppl_suite.estimators.weights import khat_threshold
 from ppl_suite.vae import results as r
+from ppl_suite.vae import stored
 from ppl_suite.vae.agreement import pairwise
-from ppl_suite.vae.best_guide import GuideFitter
-from ppl_suite.vae.gaps import decompose
-from ppl_suite.vae.image_ais import ImageAnnealer, ais_per_image, forward_with_reruns, mean_over_images
-from ppl_suite.vae.image_bdmc import sandwiches
-from ppl_suite.vae.image_iwae import ImageWeights, elbo_estimates, proposal_estimates
-from ppl_suite.vae.latent import LatentModel, as_jax
+from ppl_suite.vae.evaluation import Evaluator, digits_encode, digits_model
+from ppl_suite.vae.latent import LatentModel
 from ppl_suite.vae.settings import VAEStudySettings
-from ppl_suite.vae.training_split import split
 
 Trainer = Callable[[str, Any, Any], Any]  # (backend, data, TrainingSettings) -> TrainedVAE
+# the digits VAE's code, whose imports are inside functions (the source hash follows them from here)
+DIGITS_MODULES = ("models.vae_digits.network", "models.vae_digits.data")
 
 
-def digits_model(latent_dim: int) -> LatentModel:
-    """The digits VAE's decoder (``models/vae_digits/network.py``) as a ``LatentModel``: Bernoulli pixels."""
-    from models.vae_digits import network
+@dataclass
+class _Study:
+    """What every backend of one study shares: where it keeps its work, its data and its programs."""
 
-    def log_likelihood(theta, z, x):
-        return network.log_likelihood(theta, z, x, xp=jnp)
+    settings: VAEStudySettings
+    store: Any  # ResultsStore
+    trainer: Trainer
+    training_code: Callable[[str], tuple[str, ...]]  # backend -> the modules its training runs
+    evaluation_code: tuple[str, ...]
+    evaluator: Evaluator
+    data: Any
+    test: np.ndarray
+    decoder: tuple[str, ...]
+    log: Callable[[str], None]
 
-    def simulate(theta, key, z):
-        probabilities = jax.nn.sigmoid(network.decoder_logits(theta, z, xp=jnp))
-        return (jax.random.uniform(key, probabilities.shape) < probabilities).astype(jnp.float64)
-
-    return LatentModel(latent_dim, log_likelihood, simulate)
-
-
-class Evaluator:
-    """The compiled evaluation programs of one model (shared by every backend and checkpoint)."""
-
-    def __init__(self, model: LatentModel, settings: VAEStudySettings, encode: Callable[..., Any]) -> None:
-        self.model, self.settings, self.encode = model, settings, encode
-        self.annealer = ImageAnnealer(model, settings.ais.leapfrog_steps)
-        self.weights = ImageWeights(model)
-        self.fitter = GuideFitter(model, settings.qstar)
-
-    def key(self, backend: str, what: str) -> jax.Array:
-        return stream_key(self.settings.seed, f"vae.{backend}.{what}")
-
-    def evaluate(
-        self, backend: str, trained: Any, test: np.ndarray, decoder: tuple[str, ...]
-    ) -> dict[str, list[dict]]:
-        """Every table's rows for one trained backend (module docstring, steps 2 to 6)."""
-        s = self.settings
-        theta = as_jax(trained.weights, decoder)
-        loc, scale = (np.asarray(a) for a in self.encode(trained.weights, test))
-        evidence = ais_per_image(
-            self.annealer, theta, test, s.ais, self.key(backend, "ais"), s.ais.pilot_images
-        )
-        proposal = proposal_estimates(
-            self.weights, theta, test, loc, scale, s.iwae_k, self.key(backend, "iwae")
-        )
-        best = self.fitter.fit(theta, test, loc, scale, self.key(backend, "qstar.fit"))
+    def backend_rows(self, backend: str) -> dict[str, list[dict]]:
+        """One backend's rows of the per-backend tables: kept ones when the digests match, else
+        trained (or the kept training read) and evaluated, each part kept as soon as it is done; a
+        failure is one ``failed`` row."""
         start = time.perf_counter()
-        elbo_best, elbo_best_se = elbo_estimates(
-            self.weights, theta, test, best.loc, best.scale, s.iwae_k, self.key(backend, "qstar.elbo")
-        )
-        fit_seconds = best.seconds + time.perf_counter() - start
-        log_p, log_p_se = evidence.estimates.value, evidence.estimates.se
-        gaps = decompose(log_p, log_p_se, elbo_best, elbo_best_se, proposal.elbo, proposal.elbo_se)
-        per_image = {
-            r.LOG_P: (log_p, log_p_se),
-            r.IWAE: (proposal.iwae, proposal.iwae_se),
-            r.ELBO: (proposal.elbo, proposal.elbo_se),
-            r.ELBO_BEST: (elbo_best, elbo_best_se),
-            r.KL: (gaps.kl, gaps.kl_se),
-            r.APPROXIMATION: (gaps.approximation, gaps.approximation_se),
-            r.AMORTIZATION: (gaps.amortization, gaps.amortization_se),
-        }
-        summary = {r.BACKEND: backend, r.STATUS: r.OK, r.ERROR: "", r.N_IMAGES: test.shape[0]}
-        for name, (value, se) in per_image.items():
-            summary[name], summary[r.se(name)], spread = mean_over_images(value, se)
-            if name == r.LOG_P:
-                summary[r.LOG_P_SPREAD_SE] = spread
-        summary |= {
-            r.IWAE_K: s.iwae_k,
-            r.KHAT_MEDIAN: float(np.median(proposal.khat)),
-            r.KHAT_ABOVE: float(np.mean(proposal.khat > khat_threshold(s.iwae_k))),
-            r.QSTAR_CONVERGED: float(np.mean(best.converged)),
-            r.QSTAR_STEPS: best.steps,
-            r.AIS_TEMPERATURES: evidence.schedule.temperatures,
-            r.AIS_CHAINS: s.ais.chains,
-            r.AIS_UNRELIABLE: int(evidence.estimates.unreliable.sum()),
-            r.FINAL_LOSS: float(np.asarray(trained.losses)[-1]),
-            r.TRAINING_SECONDS: float(trained.seconds),
-            r.AIS_SECONDS: evidence.seconds,
-            r.AIS_TUNING_SECONDS: evidence.tuning_seconds,
-            r.IWAE_SECONDS: proposal.seconds,
-            r.FIT_SECONDS: fit_seconds,
-        }
-        images = [
-            {
+        training = self.settings.training_settings()
+        try:
+            trained_key = stored.training_digest(
+                backend, training, np.asarray(self.data.train), self.training_code(backend)
+            )
+            evaluated_key = stored.evaluation_digest(
+                trained_key, self.settings, self.test, self.evaluation_code
+            )
+            kept = stored.load_rows(self.store, evaluated_key)
+            if kept is not None:
+                self.log(f"vae {backend}: its stored evaluation reused (vae/parts/{evaluated_key}.*)")
+                return kept
+            trained = stored.load_trained(self.store, trained_key, backend, training)
+            if trained is None:
+                trained = self.trainer(backend, self.data, training)
+                stored.save_trained(self.store, trained_key, trained)
+                done = f"trained in {trained.seconds:.1f} s"
+            else:
+                done = f"its stored training reused (vae/parts/{trained_key}.{stored.TRAINED})"
+            self.log(f"vae {backend}: {done}; evaluating {self.test.shape[0]} test images")
+            rows = self.evaluator.evaluate(backend, trained, self.test, self.decoder)
+            stored.save_rows(self.store, evaluated_key, rows)
+            self.log(f"vae {backend}: done in {time.perf_counter() - start:.1f} s")
+            return rows
+        except Exception as error:  # a failed backend is recorded; the others go on
+            message = f"{type(error).__name__}: {error}"
+            self.log(f"vae {backend}: failed: {message}")
+            failed = {
                 r.BACKEND: backend,
-                r.IMAGE: i,
-                **{
-                    c: float(v[i])
-                    for name, (value, se) in per_image.items()
-                    for c, v in ((name, value), (r.se(name), se))
-                },
-                r.KHAT: float(proposal.khat[i]),
-                r.AIS_ESS: float(evidence.estimates.ess[i]),
-                r.AIS_UNRELIABLE_IMAGE: bool(evidence.estimates.unreliable[i]),
-                r.QSTAR_CONVERGED: bool(best.converged[i]),
-                r.AIS_TEMPERATURES: int(evidence.temperatures[i]),
+                r.STATUS: r.FAILED,
+                r.ERROR: message + "\n" + traceback.format_exc(limit=-3),
             }
-            for i in range(test.shape[0])
-        ]
-        checkpoints, intervals = self.checkpoints(
-            backend, trained, test[: s.checkpoint_images], decoder, evidence.schedule
-        )
-        lengths = tuple(sorted({max(1, round(m * evidence.schedule.temperatures)) for m in s.bdmc_lengths}))
-        bdmc = [
-            {r.BACKEND: backend, r.N_IMAGES: s.bdmc_images, **sandwich.summary()}
-            for sandwich in sandwiches(
-                self.annealer,
-                theta,
-                evidence.schedule,
-                lengths,
-                s.bdmc_images,
-                s.ais.chains,
-                self.key(backend, "bdmc"),
-            )
-        ]
-        losses = [
-            {r.BACKEND: backend, r.STEP: i, r.LOSS: float(v)}
-            for i, v in enumerate(np.asarray(trained.losses))
-        ]
-        return {
-            "backends": [summary],
-            "images": images,
-            "checkpoints": checkpoints,
-            "intervals": intervals,
-            "bdmc": bdmc,
-            "losses": losses,
-        }
-
-    def checkpoints(
-        self, backend: str, trained: Any, images: np.ndarray, decoder: tuple[str, ...], schedule: Any
-    ) -> tuple[list[dict], list[dict]]:
-        """Per checkpoint: AIS log p, ELBO and KL averaged over ``images``; per interval: the split."""
-        rows = []
-        for step in sorted(trained.checkpoints):
-            weights = trained.checkpoints[step]
-            theta = as_jax(weights, decoder)
-            loc, scale = (np.asarray(a) for a in self.encode(weights, images))
-            estimates, _, _ = forward_with_reruns(
-                self.annealer,
-                theta,
-                images,
-                schedule,
-                self.settings.ais,
-                self.key(backend, f"checkpoint.{step}.ais"),
-            )
-            elbo, elbo_se = elbo_estimates(
-                self.weights,
-                theta,
-                images,
-                loc,
-                scale,
-                self.settings.iwae_k,
-                self.key(backend, f"checkpoint.{step}.elbo"),
-            )
-            log_p, log_p_se, _ = mean_over_images(estimates.value, estimates.se)
-            elbo_mean, elbo_mean_se, _ = mean_over_images(elbo, elbo_se)
-            rows.append(
-                {
-                    r.BACKEND: backend,
-                    r.STEP: int(step),
-                    r.N_IMAGES: images.shape[0],
-                    r.LOG_P: log_p,
-                    r.se(r.LOG_P): log_p_se,
-                    r.ELBO: elbo_mean,
-                    r.se(r.ELBO): elbo_mean_se,
-                    r.KL: log_p - elbo_mean,
-                    r.se(r.KL): float(np.hypot(log_p_se, elbo_mean_se)),
-                    r.AIS_UNRELIABLE: int(estimates.unreliable.sum()),
-                }
-            )
-        if len(rows) < 2:
-            return rows, []
-        frame = pd.DataFrame(rows)
-        columns = [r.STEP, r.LOG_P, r.se(r.LOG_P), r.ELBO, r.se(r.ELBO)]
-        consecutive = split(*(frame[c].to_numpy() for c in columns))
-        whole = split(*(frame[c].to_numpy()[[0, -1]] for c in columns))
-        intervals = [
-            {
-                r.BACKEND: backend,
-                r.SPAN: span,
-                r.STEP_FROM: int(parts.step_from[k]),
-                r.STEP_TO: int(parts.step_to[k]),
-                r.ELBO_GAIN: float(parts.elbo_gain[k]),
-                r.se(r.ELBO_GAIN): float(parts.elbo_gain_se[k]),
-                r.LOG_P_GAIN: float(parts.log_p_gain[k]),
-                r.se(r.LOG_P_GAIN): float(parts.log_p_gain_se[k]),
-                r.KL_FALL: float(parts.kl_fall[k]),
-                r.se(r.KL_FALL): float(parts.kl_fall_se[k]),
-            }
-            for span, parts in ((r.INTERVAL, consecutive), (r.WHOLE, whole))
-            for k in range(parts.elbo_gain.size)
-        ]
-        return rows, intervals
+            return {"backends": [failed]}
 
 
 def run_study(
@@ -249,53 +98,66 @@ def run_study(
     log: Callable[[str], None] = print,
 ) -> dict[str, pd.DataFrame]:
     """Train and evaluate every backend of ``settings`` (module docstring) and write the tables into
-    the results folder ``folder`` (``ResultsStore.write_vae_table``); returns them.
+    the results folder ``folder`` (``ResultsStore.write_vae_table``) after each backend; returns them.
 
     ``trainer``, ``data``, ``model``, ``encode`` and ``decoder`` default to the digits VAE
     (``ppl_suite.vae.training.train``, ``models.vae_digits``); tests pass small ones."""
     from ppl_suite.numerics import enable_float64
     from ppl_suite.store import ResultsStore
+    from ppl_suite.vae.training import BACKEND_MODULES, train
 
     enable_float64()  # a no-op where the caller set the numerics up already (the CLI, workers, tests)
     settings = settings.checked()
-    training_settings = settings.training_settings()
-    if trainer is None or data is None or model is None or encode is None or decoder is None:
+    latent_dim = settings.training_settings().latent_dim
+    if data is None:
         from models.vae_digits import data as digits_data
-        from models.vae_digits import network
-        from ppl_suite.vae.training import train
 
-        trainer = trainer or train
-        data = data if data is not None else digits_data.load()
-        model = model or digits_model(training_settings.latent_dim)
-        encode = encode or (lambda weights, x: network.encode(weights, x, xp=np))
-        decoder = decoder or network.DECODER
+        data = digits_data.load()
+    if decoder is None:
+        from models.vae_digits import network
+
+        decoder = network.DECODER
+    trainer = trainer or train
+    model = model or digits_model(latent_dim)
+    encode = encode or digits_encode
+
+    def training_code(backend: str) -> tuple[str, ...]:
+        # the default trainer imports its backend's module by name, where imports cannot be followed
+        chosen = [BACKEND_MODULES[backend]] if trainer is train else []
+        return tuple(dict.fromkeys([trainer.__module__, *chosen, *DIGITS_MODULES]))
+
+    functions = (model.log_likelihood, model.simulate, encode)
+    evaluation_code = tuple(
+        dict.fromkeys([Evaluator.__module__, *(f.__module__ for f in functions), *DIGITS_MODULES])
+    )
     test = np.asarray(data.test)[: settings.n_test]
-    evaluator = Evaluator(model, settings, encode)
+    study = _Study(
+        settings,
+        ResultsStore(folder),
+        trainer,
+        training_code,
+        evaluation_code,
+        Evaluator(model, settings, encode),
+        data,
+        test,
+        decoder,
+        log,
+    )
     rows: dict[str, list[dict]] = {name: [] for name in r.TABLES}
     for backend in settings.backends:
-        start = time.perf_counter()
-        try:
-            trained = trainer(backend, data, training_settings)
-            log(f"vae {backend}: trained in {trained.seconds:.1f} s; evaluating {test.shape[0]} test images")
-            for name, new in evaluator.evaluate(backend, trained, test, decoder).items():
-                rows[name] += new
-            log(f"vae {backend}: done in {time.perf_counter() - start:.1f} s")
-        except Exception as error:  # a failed backend is recorded; the others go on
-            message = f"{type(error).__name__}: {error}"
-            log(f"vae {backend}: failed: {message}")
-            rows["backends"].append(
-                {
-                    r.BACKEND: backend,
-                    r.STATUS: r.FAILED,
-                    r.ERROR: message + "\n" + traceback.format_exc(limit=-3),
-                }
-            )
+        for name, new in study.backend_rows(backend).items():
+            rows[name] += new
+        tables = _tables(rows, latent_dim)
+        for name, frame in tables.items():
+            study.store.write_vae_table(name, frame)
+    return tables
+
+
+def _tables(rows: dict[str, list[dict]], latent_dim: int) -> dict[str, pd.DataFrame]:
+    """Every table from the backends' rows, with their agreement."""
     backends = r.frame("backends", rows["backends"])
-    backends[r.LATENT_DIM] = training_settings.latent_dim
+    backends[r.LATENT_DIM] = latent_dim
     tables = {name: r.frame(name, rows[name]) for name in r.TABLES if name not in ("backends", "agreement")}
     tables["backends"] = backends
     tables["agreement"] = pairwise(backends[backends[r.STATUS] == r.OK])
-    store = ResultsStore(folder)
-    for name, frame in tables.items():
-        store.write_vae_table(name, frame)
     return tables

@@ -1,0 +1,139 @@
+"""Each backend's finished work in the results folder, so that a stopped or repeated study reuses it.
+
+A backend's work is kept in two parts (``ResultsStore.write_vae_part``, under vae/parts/), each named by
+a digest of everything that can change it:
+
+    <digest>.trained.npz       the trained weights, checkpoints, losses and times (``TrainedVAE``); the
+                               digest covers the backend, the training settings, the training images,
+                               the numerical packages' versions and the training code's source;
+    <digest>.<table>.parquet   the backend's rows of each per-backend table (``results``); the digest
+                               covers the training digest, the evaluation's settings, the test
+                               images, the versions and the evaluation code's source. The ``backends``
+                               table is written last: a part without it is not whole and is redone.
+
+A study whose digests match reads a part instead of training or evaluating again: a run stopped during
+the third backend's evaluation keeps the first two backends and the third one's training. A backend
+that failed keeps nothing and runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ppl_suite.store import ResultsStore, package_versions, source_hash
+from ppl_suite.vae import results as r
+from ppl_suite.vae.settings import VAEStudySettings
+from ppl_suite.vae.training import TrainedVAE, TrainingSettings
+
+TRAINED = "trained.npz"
+# the tables written per backend, ``backends`` last (it marks the part whole)
+PER_BACKEND = ("images", "checkpoints", "intervals", "bdmc", "losses", "backends")
+_CHECKPOINT = "checkpoint"
+_TIMES = ("seconds", "compile_seconds", "cpu_seconds")
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def array_digest(values: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes."""
+    array = np.ascontiguousarray(values)
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def training_digest(
+    backend: str, settings: TrainingSettings, train_images: np.ndarray, code: tuple[str, ...]
+) -> str:
+    """The digest of one backend's training (module docstring); ``code``: the training's modules."""
+    return _digest(
+        {
+            "backend": backend,
+            "training": dataclasses.asdict(settings),
+            "train_images": array_digest(train_images),
+            "versions": package_versions(),
+            "code": source_hash(code),
+        }
+    )
+
+
+def evaluation_digest(
+    trained: str, settings: VAEStudySettings, test_images: np.ndarray, code: tuple[str, ...]
+) -> str:
+    """The digest of one trained backend's evaluation; the study's backend list and training settings
+    do not enter (the training digest ``trained`` holds what matters of them)."""
+    evaluation = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("backends", "training")}
+    return _digest(
+        {
+            "trained": trained,
+            "evaluation": evaluation,
+            "test_images": array_digest(test_images),
+            "versions": package_versions(),
+            "code": source_hash(code),
+        }
+    )
+
+
+def save_trained(store: ResultsStore, digest: str, trained: Any) -> None:
+    """Keep a trained backend: final weights, the weights at every checkpoint, losses and times."""
+    arrays = {f"weights.{name}": value for name, value in trained.weights.items()}
+    for step, weights in trained.checkpoints.items():
+        arrays |= {f"{_CHECKPOINT}.{int(step)}.{name}": value for name, value in weights.items()}
+    arrays["losses"] = np.asarray(trained.losses)
+    arrays |= {name: np.float64(getattr(trained, name, 0.0)) for name in _TIMES}
+    buffer = io.BytesIO()
+    np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
+    store.write_vae_part(digest, TRAINED, buffer.getvalue())
+
+
+def load_trained(
+    store: ResultsStore, digest: str, backend: str, settings: TrainingSettings
+) -> TrainedVAE | None:
+    """The trained backend kept under ``digest``, or None."""
+    payload = store.vae_part(digest, TRAINED)
+    if payload is None:
+        return None
+    with np.load(io.BytesIO(payload)) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    checkpoints: dict[int, dict[str, np.ndarray]] = {}
+    weights = {}
+    for key, value in arrays.items():
+        kind, _, rest = key.partition(".")
+        if kind == "weights":
+            weights[rest] = value
+        elif kind == _CHECKPOINT:
+            step, _, name = rest.partition(".")
+            checkpoints.setdefault(int(step), {})[name] = value
+    return TrainedVAE(
+        backend,
+        settings,
+        weights,
+        dict(sorted(checkpoints.items())),
+        arrays["losses"],
+        **{name: float(arrays[name]) for name in _TIMES},
+    )
+
+
+def save_rows(store: ResultsStore, digest: str, rows: dict[str, list[dict]]) -> None:
+    """Keep an evaluated backend's rows of every per-backend table, ``backends`` last."""
+    for name in PER_BACKEND:
+        buffer = io.BytesIO()
+        r.frame(name, rows[name]).to_parquet(buffer, index=False)
+        store.write_vae_part(digest, f"{name}.parquet", buffer.getvalue())
+
+
+def load_rows(store: ResultsStore, digest: str) -> dict[str, list[dict]] | None:
+    """The rows kept under ``digest``, or None when the part is missing or not whole."""
+    payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in PER_BACKEND}
+    if any(payload is None for payload in payloads.values()):
+        return None
+    return {
+        name: pd.read_parquet(io.BytesIO(payload)).to_dict("records") for name, payload in payloads.items()
+    }
