@@ -255,8 +255,9 @@ def _run_locked(
             store.write_manifest(
                 manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
             )
+            vae = "; the VAE study's finished backends and runs are kept too" if plan.vae is not None else ""
             print(
-                f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}; "
+                f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}{vae}; "
                 "rerun the same command to run the others",
                 file=sys.stderr,
             )

@@ -16,6 +16,7 @@ import pytest
 from ppl_suite import matrix
 from ppl_suite.store import ResultsStore
 from ppl_suite.vae import results as r
+from ppl_suite.vae.agreement import FLAG_P, between_procedures
 from ppl_suite.vae.latent import LatentModel
 from ppl_suite.vae.settings import FitSettings, SettingsError, VAEAISSettings, VAEStudySettings, from_table
 from ppl_suite.vae.study import run_study
@@ -59,6 +60,9 @@ def trainer(backend: str, data, settings):
     if backend == "pyro":
         raise RuntimeError("this backend is broken on purpose")
     checkpoints = {0: weights_at(0.5), 10: weights_at(1.5), 100: weights_at(2.5)}
+    if settings.noise_seed is not None:  # another training run: its decoder lands elsewhere
+        rng = np.random.default_rng(settings.noise_seed)
+        checkpoints[100] = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in checkpoints[100].items()}
     return SimpleNamespace(
         weights=checkpoints[100], checkpoints=checkpoints, losses=np.linspace(50, 20, 100), seconds=0.1
     )
@@ -283,3 +287,68 @@ def test_a_changed_setting_redoes_what_it_changes_and_no_more(tmp_path):
     _, trained, lines = small_study(tmp_path, changed)
     assert trained == ["pyro", "numpyro", "handrolled"]  # a training setting: everything redone
     assert not any("reused" in line for line in lines)
+
+
+def test_other_training_runs_are_kept_compared_as_procedures_and_extended_without_redoing(tmp_path):
+    three = dataclasses.replace(SETTINGS, training_runs=3)
+    tables, trained, _ = small_study(tmp_path, three)
+    runs = tables["runs"]
+    assert trained == ["pyro", "numpyro", "numpyro", "numpyro", "handrolled", "handrolled", "handrolled"]
+    assert runs.groupby(r.BACKEND)[r.RUN].apply(list).to_dict() == {
+        "numpyro": [0, 1, 2],
+        "handrolled": [0, 1, 2],
+    }
+    backends = tables["backends"].set_index(r.BACKEND)
+    first = runs[runs[r.RUN] == 0].set_index(r.BACKEND)
+    for backend in ("numpyro", "handrolled"):  # run 0 is the run evaluated in full
+        assert first.at[backend, r.ELBO] == backends.at[backend, r.ELBO]
+        assert first.at[backend, r.IWAE] == backends.at[backend, r.IWAE]
+    assert runs[r.ELBO].nunique() == len(runs)  # other noise seeds, other weights
+    procedures = tables["procedures"]
+    assert sorted(procedures[r.QUANTITY]) == sorted(r.RUN_QUANTITIES)
+    row = procedures[procedures[r.QUANTITY] == r.ELBO].iloc[0]
+    a, b = (runs.loc[runs[r.BACKEND] == k, r.ELBO].to_numpy() for k in (row[r.BACKEND_A], row[r.BACKEND_B]))
+    assert row[r.DIFFERENCE] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+    assert row[r.T] == pytest.approx(row[r.DIFFERENCE] / row["se"])
+    assert not row[r.FLAGGED]  # the same training procedure (this stand-in's) under two names
+
+    from ppl_suite.report.document import Context, Heading, Image, Table
+    from ppl_suite.report.vae import VAE
+
+    context = Context(ResultsStore(tmp_path), tmp_path / "figures")
+    blocks = VAE().build(context)
+    context.drawn()
+    assert sum(isinstance(block, Image) for block in blocks) == 3  # gaps, training, runs
+    assert sum(isinstance(block, Table) for block in blocks) == 5  # and the procedures' table
+    assert any(isinstance(b, Heading) and "training procedures" in b.text for b in blocks)
+    sds = pd.concat([procedures[r.SD_A], procedures[r.SD_B]])
+    assert any(f"{sds.min():.3f} to {sds.max():.3f}" in getattr(b, "text", "") for b in blocks)
+
+    _, trained, _ = small_study(tmp_path, dataclasses.replace(SETTINGS, training_runs=4))
+    assert trained == ["pyro", "numpyro", "handrolled"]  # only run 3 is new
+
+
+def test_the_procedures_test_keeps_its_level_with_few_runs():
+    """Same procedure, five runs a side, different spreads: Welch's t rejects at its level. With the
+    normal in place of Student's t (a z on the runs' sds) the rate at 5% would be about 9%."""
+    rng = np.random.default_rng(7)
+    trials, level = 2000, 0.05
+    rejected = 0
+    for _ in range(trials):
+        values = np.concatenate([rng.normal(-20.0, 0.02, 5), rng.normal(-20.0, 0.04, 5)])
+        runs = pd.DataFrame({r.BACKEND: ["a"] * 5 + ["b"] * 5, r.RUN: list(range(5)) * 2, r.ELBO: values})
+        runs[r.IWAE] = values
+        rejected += between_procedures(runs, (r.ELBO,)).iloc[0][r.P] < level
+    rate, se = rejected / trials, np.sqrt(level * (1 - level) / trials)
+    assert abs(rate - level) < 4 * se, f"rejection rate {rate:.3f} at level {level}"
+
+
+def test_the_procedures_test_sees_a_shift_of_a_few_run_sds():
+    rng = np.random.default_rng(8)
+    values = np.concatenate([rng.normal(-20.0, 0.02, 8), rng.normal(-20.1, 0.02, 8)])
+    runs = pd.DataFrame({r.BACKEND: ["a"] * 8 + ["b"] * 8, r.RUN: list(range(8)) * 2, r.ELBO: values})
+    row = between_procedures(runs, (r.ELBO,)).iloc[0]
+    assert row[r.FLAGGED] and row[r.P] < FLAG_P
+    sd_a, sd_b = values[:8].std(ddof=1), values[8:].std(ddof=1)
+    welch_df = (sd_a**2 / 8 + sd_b**2 / 8) ** 2 / ((sd_a**2 / 8) ** 2 / 7 + (sd_b**2 / 8) ** 2 / 7)
+    assert row[r.DF] == pytest.approx(welch_df)

@@ -8,8 +8,16 @@ the same minibatch order, but each draws the reparametrization noise eps from it
 (``ppl_suite.vae.training``), so their trained weights agree in distribution, not draw for draw: a
 |z| beyond FLAG (4: two-sided normal probability 6e-5) says the two trained models differ, which
 stochastic optimization alone can produce (besides summation order and the libraries' scaling of
-subsampled plates), not that an evaluation is wrong. Telling the backends apart as training
-procedures needs several training seeds per backend.
+subsampled plates), not that an evaluation is wrong.
+
+Telling the backends apart as training procedures takes several training runs per backend (the same
+weights and minibatches, different noise seeds; ``runs``): Welch's t-test of their run means,
+
+    t = (mean_a - mean_b) / sqrt(sd_a^2 / R_a + sd_b^2 / R_b),  df by Welch-Satterthwaite,
+
+(Welch 1947, "The generalization of 'Student's' problem when several different population variances
+are involved", Biometrika 34), its p-value from Student's t (``scipy.stats.ttest_ind``, not the normal:
+with a few runs the sd is itself uncertain), flagged at the p-value of |z| > FLAG.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ import itertools
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ppl_suite.vae import results as r
 
 FLAG = 4.0
+FLAG_P = float(2 * stats.norm.sf(FLAG))  # the two-sided p-value of |z| > FLAG
 
 
 def pairwise(values: pd.DataFrame, quantities: tuple[str, ...] = r.AGREEMENT_QUANTITIES) -> pd.DataFrame:
@@ -46,3 +56,36 @@ def pairwise(values: pd.DataFrame, quantities: tuple[str, ...] = r.AGREEMENT_QUA
                 }
             )
     return r.frame("agreement", rows)
+
+
+def between_procedures(runs: pd.DataFrame, quantities: tuple[str, ...] = r.RUN_QUANTITIES) -> pd.DataFrame:
+    """The ``procedures`` table: one row per (quantity, pair of backends with two or more runs each) of
+    ``runs`` (a ``runs`` table): run means and sds, their difference, Welch's t, df, p, flagged."""
+    rows = []
+    counts = runs.groupby(r.BACKEND, sort=False).size()
+    compared = [backend for backend, count in counts.items() if count >= 2]
+    for quantity in quantities:
+        for a, b in itertools.combinations(compared, 2):
+            va, vb = (runs.loc[runs[r.BACKEND] == k, quantity].to_numpy(float) for k in (a, b))
+            se = float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
+            test = stats.ttest_ind(va, vb, equal_var=False)
+            rows.append(
+                {
+                    r.QUANTITY: quantity,
+                    r.BACKEND_A: a,
+                    r.BACKEND_B: b,
+                    r.RUNS_A: va.size,
+                    r.RUNS_B: vb.size,
+                    r.MEAN_A: float(va.mean()),
+                    r.SD_A: float(va.std(ddof=1)),
+                    r.MEAN_B: float(vb.mean()),
+                    r.SD_B: float(vb.std(ddof=1)),
+                    r.DIFFERENCE: float(va.mean() - vb.mean()),
+                    "se": se,
+                    r.T: float(test.statistic),
+                    r.DF: float(test.df),
+                    r.P: float(test.pvalue),
+                    r.FLAGGED: bool(test.pvalue < FLAG_P),
+                }
+            )
+    return r.frame("procedures", rows)

@@ -9,6 +9,9 @@
    split of the ELBO's gain (``training_split``);
 5. BDMC on images simulated from the trained decoder, at several schedule lengths (``image_bdmc``).
 
+Another training run of the same backend (another noise seed) gets step 2 alone (``run_row``): its
+encoder's test ELBO and IWAE-K, for the spread between runs.
+
 Every random stream is keyed by the study's seed, the backend and the quantity
 (``ppl_suite.estimators.streams``), so each estimate is independent of the others and reproducible.
 """
@@ -158,13 +161,32 @@ class Evaluator:
             {r.BACKEND: backend, r.STEP: i, r.LOSS: float(v)}
             for i, v in enumerate(np.asarray(trained.losses))
         ]
+        run = {name: summary[name] for name in (r.ELBO, r.se(r.ELBO), r.IWAE, r.se(r.IWAE), r.FINAL_LOSS)}
         return {
+            "runs": [{r.BACKEND: backend, r.RUN: 0, **run, r.TRAINING_SECONDS: summary[r.TRAINING_SECONDS]}],
             "backends": [summary],
             "images": images,
             "checkpoints": checkpoints,
             "intervals": intervals,
             "bdmc": bdmc,
             "losses": losses,
+        }
+
+    def run_row(
+        self, backend: str, run: int, trained: Any, test: np.ndarray, decoder: tuple[str, ...]
+    ) -> dict:
+        """The ``runs`` row of another training run: the encoder's ELBO and IWAE-K on ``test``, averaged
+        over images with their SEs (``mean_over_images``), from draws of this run's own stream."""
+        theta = as_jax(trained.weights, decoder)
+        loc, scale = (np.asarray(a) for a in self.encode(trained.weights, test))
+        key = self.key(backend, f"run{run}.iwae")
+        found = proposal_estimates(self.weights, theta, test, loc, scale, self.settings.iwae_k, key)
+        row = {r.BACKEND: backend, r.RUN: run}
+        for name, value, se in ((r.ELBO, found.elbo, found.elbo_se), (r.IWAE, found.iwae, found.iwae_se)):
+            row[name], row[r.se(name)], _ = mean_over_images(value, se)
+        return row | {
+            r.FINAL_LOSS: float(np.asarray(trained.losses)[-1]),
+            r.TRAINING_SECONDS: float(trained.seconds),
         }
 
     def checkpoints(

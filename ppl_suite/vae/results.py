@@ -14,6 +14,11 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
     bdmc         one row per backend and schedule length: the BDMC sandwich on simulated images
     agreement    one row per quantity and pair of backends: difference, SE, z, flagged (|z| > 4)
     losses       one row per backend and training step: the training loss (-ELBO per image)
+    runs         one row per backend and training run (runs differ only in their reparametrization
+                 noise; run 0 is the one evaluated in full): the encoder's test ELBO and IWAE-K
+    procedures   one row per quantity and pair of backends: the difference of their run means, Welch's
+                 t, its degrees of freedom and p-value, flagged (p below |z| > 4's): whether the
+                 backends differ as training procedures, beyond the training runs' spread
 """
 
 from __future__ import annotations
@@ -119,6 +124,18 @@ AGREEMENT_QUANTITIES = (ELBO, LOG_P, KL, APPROXIMATION, AMORTIZATION)
 LOSS = "loss"
 LOSS_COLUMNS = (BACKEND, STEP, LOSS)
 
+# runs and procedures
+RUN = "run"  # the training run's noise seed (TrainingSettings.noise_seed); 0: the run evaluated in full
+RUN_COLUMNS = (BACKEND, RUN, ELBO, se(ELBO), IWAE, se(IWAE), FINAL_LOSS, TRAINING_SECONDS)
+RUN_QUANTITIES = (ELBO, IWAE)
+RUNS_A, RUNS_B = "runs_a", "runs_b"
+MEAN_A, MEAN_B, SD_A, SD_B = "mean_a", "mean_b", "sd_a", "sd_b"
+T, DF, P = "t", "df", "p"
+PROCEDURE_COLUMNS = (
+    QUANTITY, BACKEND_A, BACKEND_B, RUNS_A, RUNS_B, MEAN_A, SD_A, MEAN_B, SD_B, DIFFERENCE, "se", T, DF, P,
+    FLAGGED,
+)  # fmt: skip
+
 TABLES = {
     "backends": BACKEND_COLUMNS,
     "images": IMAGE_COLUMNS,
@@ -127,6 +144,8 @@ TABLES = {
     "bdmc": BDMC_COLUMNS,
     "agreement": AGREEMENT_COLUMNS,
     "losses": LOSS_COLUMNS,
+    "runs": RUN_COLUMNS,
+    "procedures": PROCEDURE_COLUMNS,
 }
 
 

@@ -9,6 +9,9 @@ with one message per problem. Light to import: the runner validates it before an
     bdmc_images = 100          # images simulated from each trained decoder for BDMC
     bdmc_lengths = [0.5, 1.0, 2.0]   # BDMC schedule lengths, as multiples of the tuned AIS schedule's
     seed = 0                   # the evaluation's random streams
+    training_runs = 5          # training runs per backend, differing only in their noise seed (0, 1, ...):
+                               # run 0 is evaluated in full, the others give the encoder's ELBO and
+                               # IWAE-K, whose spread says whether the backends differ as procedures
     [vae.training]             # ppl_suite.vae.training.TrainingSettings fields (its defaults otherwise)
     [vae.ais]                  # temperatures (the adaptive schedule's cap), chains, leapfrog_steps,
                                # pilot_images (images the schedule is tuned on)
@@ -57,6 +60,7 @@ class VAEStudySettings:
     bdmc_images: int = 100
     bdmc_lengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     seed: int = 0
+    training_runs: int = 1
     training: dict[str, Any] = field(default_factory=dict)
     ais: VAEAISSettings = field(default_factory=VAEAISSettings)
     qstar: FitSettings = field(default_factory=FitSettings)
@@ -77,6 +81,7 @@ class VAEStudySettings:
             "checkpoint_images": (self.checkpoint_images, 2, None),
             "bdmc_images": (self.bdmc_images, 2, None),
             "seed": (self.seed, 0, 2**32 - 1),
+            "training_runs": (self.training_runs, 1, 100),
         }
         bad = set()
         for name, (value, low, high) in counts.items():
@@ -185,6 +190,7 @@ def quick(settings: VAEStudySettings) -> VAEStudySettings:
         checkpoint_images=20,
         bdmc_images=20,
         bdmc_lengths=(0.5, 1.0),
+        training_runs=min(settings.training_runs, 3),
         training=training,
         ais=dataclasses.replace(settings.ais, temperatures=min(settings.ais.temperatures, 400), chains=32),
         qstar=dataclasses.replace(settings.qstar, max_steps=min(settings.qstar.max_steps, 2000)),

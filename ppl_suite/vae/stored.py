@@ -10,6 +10,8 @@ a digest of everything that can change it:
                                covers the training digest, the evaluation's settings, the test
                                images, the versions and the evaluation code's source. The ``backends``
                                table is written last: a part without it is not whole and is redone.
+                               Another training run of the backend (another noise seed) keeps its
+                               trained weights the same way and its one ``runs`` row.
 
 A study whose digests match reads a part instead of training or evaluating again: a run stopped during
 the third backend's evaluation keeps the first two backends and the third one's training. A backend
@@ -34,7 +36,7 @@ from ppl_suite.vae.training import TrainedVAE, TrainingSettings
 
 TRAINED = "trained.npz"
 # the tables written per backend, ``backends`` last (it marks the part whole)
-PER_BACKEND = ("images", "checkpoints", "intervals", "bdmc", "losses", "backends")
+PER_BACKEND = ("images", "checkpoints", "intervals", "bdmc", "losses", "runs", "backends")
 _CHECKPOINT = "checkpoint"
 _TIMES = ("seconds", "compile_seconds", "cpu_seconds")
 
@@ -67,9 +69,10 @@ def training_digest(
 def evaluation_digest(
     trained: str, settings: VAEStudySettings, test_images: np.ndarray, code: tuple[str, ...]
 ) -> str:
-    """The digest of one trained backend's evaluation; the study's backend list and training settings
-    do not enter (the training digest ``trained`` holds what matters of them)."""
-    evaluation = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("backends", "training")}
+    """The digest of one trained backend's evaluation; the study's backend list, training settings and
+    number of training runs do not enter (the training digest ``trained`` holds what matters)."""
+    left_out = ("backends", "training", "training_runs")
+    evaluation = {k: v for k, v in dataclasses.asdict(settings).items() if k not in left_out}
     return _digest(
         {
             "trained": trained,
@@ -121,17 +124,21 @@ def load_trained(
     )
 
 
-def save_rows(store: ResultsStore, digest: str, rows: dict[str, list[dict]]) -> None:
-    """Keep an evaluated backend's rows of every per-backend table, ``backends`` last."""
-    for name in PER_BACKEND:
+def save_rows(
+    store: ResultsStore, digest: str, rows: dict[str, list[dict]], tables: tuple[str, ...] = PER_BACKEND
+) -> None:
+    """Keep an evaluated backend's rows of ``tables`` (every per-backend table, ``backends`` last)."""
+    for name in tables:
         buffer = io.BytesIO()
         r.frame(name, rows[name]).to_parquet(buffer, index=False)
         store.write_vae_part(digest, f"{name}.parquet", buffer.getvalue())
 
 
-def load_rows(store: ResultsStore, digest: str) -> dict[str, list[dict]] | None:
-    """The rows kept under ``digest``, or None when the part is missing or not whole."""
-    payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in PER_BACKEND}
+def load_rows(
+    store: ResultsStore, digest: str, tables: tuple[str, ...] = PER_BACKEND
+) -> dict[str, list[dict]] | None:
+    """The rows of ``tables`` kept under ``digest``, or None when the part is missing or not whole."""
+    payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in tables}
     if any(payload is None for payload in payloads.values()):
         return None
     return {

@@ -2,13 +2,17 @@
 images (``ppl_suite.vae.evaluation``), and write the tables of ``ppl_suite.vae.results``.
 
 Backend by backend: train, keep the trained weights, evaluate, keep the backend's rows
-(``ppl_suite.vae.stored``), so a study stopped part way, or run again, redoes only what is missing or
-changed. A backend that fails is recorded as failed, with its error, and the others go on. Then the
-backends' agreement (``agreement``), and the tables are written from every backend's rows.
+(``ppl_suite.vae.stored``); then its other training runs (``training_runs``: the same weights and
+minibatches, other noise seeds), each trained, kept, and its encoder's ELBO and IWAE-K evaluated. So a
+study stopped part way, or run again, redoes only what is missing or changed. A backend that fails is
+recorded as failed, with its error, and the others go on. Then the backends' agreement (``agreement``:
+first runs, in evaluation SEs; procedures: run means, against the runs' spread), and the tables are
+written from every backend's rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -21,7 +25,7 @@ import pandas as pd
 
 from ppl_suite.vae import results as r
 from ppl_suite.vae import stored
-from ppl_suite.vae.agreement import pairwise
+from ppl_suite.vae.agreement import between_procedures, pairwise
 from ppl_suite.vae.evaluation import Evaluator, digits_encode, digits_model
 from ppl_suite.vae.latent import LatentModel
 from ppl_suite.vae.settings import VAEStudySettings
@@ -47,32 +51,25 @@ class _Study:
     log: Callable[[str], None]
 
     def backend_rows(self, backend: str) -> dict[str, list[dict]]:
-        """One backend's rows of the per-backend tables: kept ones when the digests match, else
-        trained (or the kept training read) and evaluated, each part kept as soon as it is done; a
-        failure is one ``failed`` row."""
+        """One backend's rows of the per-backend tables: its first training run evaluated in full, the
+        others' ``runs`` rows; a failure is one ``failed`` row."""
         start = time.perf_counter()
-        training = self.settings.training_settings()
         try:
-            trained_key = stored.training_digest(
-                backend, training, np.asarray(self.data.train), self.training_code(backend)
+            rows = self._evaluated(
+                backend,
+                0,
+                stored.PER_BACKEND,
+                lambda trained: self.evaluator.evaluate(backend, trained, self.test, self.decoder),
             )
-            evaluated_key = stored.evaluation_digest(
-                trained_key, self.settings, self.test, self.evaluation_code
-            )
-            kept = stored.load_rows(self.store, evaluated_key)
-            if kept is not None:
-                self.log(f"vae {backend}: its stored evaluation reused (vae/parts/{evaluated_key}.*)")
-                return kept
-            trained = stored.load_trained(self.store, trained_key, backend, training)
-            if trained is None:
-                trained = self.trainer(backend, self.data, training)
-                stored.save_trained(self.store, trained_key, trained)
-                done = f"trained in {trained.seconds:.1f} s"
-            else:
-                done = f"its stored training reused (vae/parts/{trained_key}.{stored.TRAINED})"
-            self.log(f"vae {backend}: {done}; evaluating {self.test.shape[0]} test images")
-            rows = self.evaluator.evaluate(backend, trained, self.test, self.decoder)
-            stored.save_rows(self.store, evaluated_key, rows)
+            for run in range(1, self.settings.training_runs):
+                rows["runs"] += self._evaluated(
+                    backend,
+                    run,
+                    ("runs",),
+                    lambda trained, run=run: {
+                        "runs": [self.evaluator.run_row(backend, run, trained, self.test, self.decoder)]
+                    },
+                )["runs"]
             self.log(f"vae {backend}: done in {time.perf_counter() - start:.1f} s")
             return rows
         except Exception as error:  # a failed backend is recorded; the others go on
@@ -84,6 +81,43 @@ class _Study:
                 r.ERROR: message + "\n" + traceback.format_exc(limit=-3),
             }
             return {"backends": [failed]}
+
+    def training_settings(self, run: int) -> Any:
+        """Training run ``run``'s settings: the study's, with the noise seed moved on by ``run``."""
+        settings = self.settings.training_settings()
+        base = settings.seed if settings.noise_seed is None else settings.noise_seed
+        return settings if run == 0 else dataclasses.replace(settings, noise_seed=base + run)
+
+    def _evaluated(
+        self,
+        backend: str,
+        run: int,
+        tables: tuple[str, ...],
+        evaluate: Callable[[Any], dict[str, list[dict]]],
+    ) -> dict[str, list[dict]]:
+        """The rows of ``tables`` for one training run: kept ones when the digests match, else trained
+        (or the kept training read) and evaluated, each part kept as soon as it is done."""
+        label = f"vae {backend}" + (f" run {run}" if run else "")
+        training = self.training_settings(run)
+        trained_key = stored.training_digest(
+            backend, training, np.asarray(self.data.train), self.training_code(backend)
+        )
+        evaluated_key = stored.evaluation_digest(trained_key, self.settings, self.test, self.evaluation_code)
+        kept = stored.load_rows(self.store, evaluated_key, tables)
+        if kept is not None:
+            self.log(f"{label}: its stored evaluation reused (vae/parts/{evaluated_key}.*)")
+            return kept
+        trained = stored.load_trained(self.store, trained_key, backend, training)
+        if trained is None:
+            trained = self.trainer(backend, self.data, training)
+            stored.save_trained(self.store, trained_key, trained)
+            done = f"trained in {trained.seconds:.1f} s"
+        else:
+            done = f"its stored training reused (vae/parts/{trained_key}.{stored.TRAINED})"
+        self.log(f"{label}: {done}; evaluating {self.test.shape[0]} test images")
+        rows = evaluate(trained)
+        stored.save_rows(self.store, evaluated_key, rows, tables)
+        return rows
 
 
 def run_study(
@@ -157,7 +191,12 @@ def _tables(rows: dict[str, list[dict]], latent_dim: int) -> dict[str, pd.DataFr
     """Every table from the backends' rows, with their agreement."""
     backends = r.frame("backends", rows["backends"])
     backends[r.LATENT_DIM] = latent_dim
-    tables = {name: r.frame(name, rows[name]) for name in r.TABLES if name not in ("backends", "agreement")}
+    tables = {
+        name: r.frame(name, rows[name])
+        for name in r.TABLES
+        if name not in ("backends", "agreement", "procedures")
+    }
     tables["backends"] = backends
     tables["agreement"] = pairwise(backends[backends[r.STATUS] == r.OK])
+    tables["procedures"] = between_procedures(tables["runs"])
     return tables

@@ -47,6 +47,6 @@ def fit(
 
     weights = {name: jnp.asarray(value) for name, value in init.items()}
     zeros = jax.tree.map(jnp.zeros_like, weights)
-    state = (weights, zeros, zeros, jax.random.PRNGKey(settings.seed), jnp.asarray(0))
+    state = (weights, zeros, zeros, jax.random.PRNGKey(settings.noise), jnp.asarray(0))
     run = run_segments(update, lambda state: state[0], state, x, batches, settings.checkpoints)
     return run.trained("handrolled", settings)

@@ -29,6 +29,6 @@ def fit(
         optimizer,
         Trace_ELBO(num_particles=settings.particles),
     )
-    state = svi.init(jax.random.PRNGKey(settings.seed), x, batches[0])
+    state = svi.init(jax.random.PRNGKey(settings.noise), x, batches[0])
     run = run_segments(svi.update, svi.get_params, state, x, batches, settings.checkpoints)
     return run.trained("numpyro", settings)

@@ -6,7 +6,7 @@ Each step is what ``pyro.infer.SVI.step`` does, written out as the suite's Pyro 
 ``Trace_ELBO.loss_and_grads`` fills the gradients, then one ``torch.optim.Adam`` over all parameters
 steps (``pyro.optim.Adam`` would hold one optimizer per parameter: the same update, and a slower
 step). The parameter store is cleared before and after the fit, and torch's global generator is
-forked, so a fit leaves no state behind and depends on the seed alone.
+forked, so a fit leaves no state behind and depends on its seeds alone.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def fit(
     losses = np.empty(settings.steps)
     try:
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            torch.manual_seed(settings.seed)
+            torch.manual_seed(settings.noise)
             elbo = Trace_ELBO(num_particles=settings.particles, vectorize_particles=True, max_plate_nesting=1)
             model, guide = pyro_impl.make_model(init), pyro_impl.make_guide(init)
             optimizer, seconds, cpu_seconds = None, 0.0, 0.0

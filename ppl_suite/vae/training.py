@@ -39,6 +39,7 @@ TRAINING_DOMAINS = {
     "lr": Domain.positive(),
     "seed": Domain.integer(low=0),
     "particles": Domain.integer(low=1),
+    "noise_seed": Domain.integer(low=0),  # or None: the seed
 }
 
 
@@ -53,7 +54,9 @@ class TrainingSettings:
     """What a training run depends on, besides the data and the backend.
 
     ``seed`` draws the initial weights (``network.init_weights(seed, latent_dim, hidden)``) and the
-    minibatch order (``minibatches``); ``particles`` reparametrized draws per image per step;
+    minibatch order (``minibatches``); ``noise_seed`` the reparametrization noise eps (``noise``: the
+    seed when None), so runs that differ in it alone share weights and minibatches; ``particles``
+    reparametrized draws per image per step;
     ``checkpoints`` the steps (numbers of updates done, 0 = the initial weights) at which the weights
     are kept: log-spaced by default (``default_checkpoints``); 0 and ``steps`` are always added. The
     field holds the resolved steps, so ``dataclasses.replace`` with a new ``steps`` keeps the old
@@ -74,6 +77,7 @@ class TrainingSettings:
     lr: float = 1e-3
     seed: int = 0
     particles: int = 1
+    noise_seed: int | None = None
     checkpoints: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -83,6 +87,11 @@ class TrainingSettings:
             raise ValueError("; ".join(problems))
         steps = {0, self.steps} | set(self.checkpoints or default_checkpoints(self.steps))  # () = default
         object.__setattr__(self, "checkpoints", tuple(sorted(int(step) for step in steps)))
+
+    @property
+    def noise(self) -> int:
+        """The seed of the reparametrization noise's stream: ``noise_seed``, or ``seed`` when None."""
+        return self.seed if self.noise_seed is None else self.noise_seed
 
     @staticmethod
     def problems(settings: Mapping[str, Any]) -> list[str]:
@@ -94,7 +103,9 @@ class TrainingSettings:
         out += [
             problem
             for name, value in settings.items()
-            if name in TRAINING_DOMAINS and (problem := TRAINING_DOMAINS[name].problem(name, value))
+            if name in TRAINING_DOMAINS
+            and not (name == "noise_seed" and value is None)
+            and (problem := TRAINING_DOMAINS[name].problem(name, value))
         ]
         marks = settings.get("checkpoints", ())
         if not isinstance(marks, tuple | list):
