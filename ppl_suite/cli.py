@@ -244,10 +244,12 @@ def _run_locked(
         schema.MANIFEST_STARTED: now(),
     }
     store.write_manifest(manifest)
+    in_vae = False  # the stop came during the VAE study (after the cells)
     with StopSignals() as stop:
         try:
             _run_with_progress(executor, todo, store, jobs)
-            vae_failed = plan.vae is not None and vae_command.run_after_cells(plan.vae, store)
+            in_vae = plan.vae is not None
+            vae_failed = in_vae and vae_command.run_after_cells(plan.vae, store)
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()
@@ -255,7 +257,7 @@ def _run_locked(
             store.write_manifest(
                 manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
             )
-            vae = "; the VAE study's finished backends and runs are kept too" if plan.vae is not None else ""
+            vae = "; the VAE study's finished backends and runs are kept too" if in_vae else ""
             print(
                 f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}{vae}; "
                 "rerun the same command to run the others",
@@ -514,7 +516,10 @@ def parser() -> argparse.ArgumentParser:
         "code and versions are reused, the others run",
     )
     run.add_argument(
-        "--fresh", action="store_true", help="first remove the cells stored in --out (only the suite's files)"
+        "--fresh",
+        action="store_true",
+        help="first remove what earlier runs stored in --out: cells, tables, the VAE study's kept work "
+        "(only the suite's files)",
     )
     run.add_argument("--jobs", type=int, help="worker processes (default and maximum: the number of cores)")
     run.add_argument("--executor", default="local", choices=executors.names(), help="default: local")

@@ -5,6 +5,7 @@ cells = results.load("results/default")          # one row per cell (schema.CELL
 long = results.estimates("results/default")      # one row per (cell or problem unit, estimator)
 problems = results.problems("results/default")   # one row per problem unit (guide-free estimators)
 phi, theta = results.fitted_params("results/default", cells["key"][0])
+vae = results.vae_tables("results/vae")          # the VAE study's tables by name (ppl_suite.vae.results)
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from ppl_suite.store import ResultsStore
 def load(path: str | Path) -> pd.DataFrame:
     """The cell table of a results folder's last run, one row per cell."""
     return ResultsStore(path).rows()
+
+
+def vae_tables(path: str | Path) -> dict[str, pd.DataFrame]:
+    """The VAE study's tables by name (columns: ``ppl_suite.vae.results``); {} when the folder has none."""
+    return ResultsStore(path).vae_tables()
 
 
 def estimates(path: str | Path) -> pd.DataFrame:

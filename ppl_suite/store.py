@@ -356,7 +356,7 @@ class ResultsStore:
         yield from self._vae_files()
 
     def _vae_files(self) -> Iterator[Path]:
-        """The VAE study's tables and kept parts."""
+        """The VAE study's tables and kept parts (temporary files of their killed writes apart)."""
         yield from (self.path / VAE / f"{name}.parquet" for name in VAE_TABLES)
         yield from (p for p in (self.path / VAE_PARTS).glob("*") if VAE_PART.fullmatch(p.name))
 
@@ -398,7 +398,12 @@ class ResultsStore:
         the suite's subfolders when that leaves them empty; nothing else. ``vae_only``: only the VAE
         study's tables and kept parts (``ppl-suite vae --fresh``). Returns the file count."""
         removed = 0
-        for path in list(self._vae_files() if vae_only else self._own_files()):
+        if vae_only:
+            vae = {self.path / VAE, self.path / VAE_PARTS}
+            found = [*self._vae_files(), *(p for p in self.temporary_files() if p.parent in vae)]
+        else:
+            found = list(self._own_files())
+        for path in found:
             if path.is_file():
                 path.unlink()
                 removed += 1

@@ -17,7 +17,10 @@ weights and minibatches, different noise seeds; ``runs``): Welch's t-test of the
 
 (Welch 1947, "The generalization of 'Student's' problem when several different population variances
 are involved", Biometrika 34), its p-value from Student's t (``scipy.stats.ttest_ind``, not the normal:
-with a few runs the sd is itself uncertain), flagged at the p-value of |z| > FLAG.
+with a few runs the sd is itself uncertain), flagged at the p-value of |z| > FLAG. With few runs the
+test is weak (5 runs a side: |t| beyond about 7 flags), so each row also holds the smallest difference
+it flags, t_crit(df) x SE: "not flagged" means "no difference that large", not "the same". A pair
+without spread (no finite t) is not tested: its p is NaN and it is not flagged.
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ def pairwise(values: pd.DataFrame, quantities: tuple[str, ...] = r.AGREEMENT_QUA
 
 
 def between_procedures(runs: pd.DataFrame, quantities: tuple[str, ...] = r.RUN_QUANTITIES) -> pd.DataFrame:
-    """The ``procedures`` table: one row per (quantity, pair of backends with two or more runs each) of
-    ``runs`` (a ``runs`` table): run means and sds, their difference, Welch's t, df, p, flagged."""
+    """The ``procedures`` table: one row per (quantity, pair of backends with two or more ok runs each)
+    of ``runs`` (a ``runs`` table): run means and sds, their difference, Welch's t, df, p, flagged,
+    and the smallest difference flagged."""
     rows = []
+    runs = runs[runs[r.STATUS] == r.OK]
     counts = runs.groupby(r.BACKEND, sort=False).size()
     compared = [backend for backend, count in counts.items() if count >= 2]
     for quantity in quantities:
@@ -69,6 +74,7 @@ def between_procedures(runs: pd.DataFrame, quantities: tuple[str, ...] = r.RUN_Q
             va, vb = (runs.loc[runs[r.BACKEND] == k, quantity].to_numpy(float) for k in (a, b))
             se = float(np.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size))
             test = stats.ttest_ind(va, vb, equal_var=False)
+            critical = stats.t.isf(FLAG_P / 2, test.df) if np.isfinite(test.df) else np.nan
             rows.append(
                 {
                     r.QUANTITY: quantity,
@@ -85,7 +91,8 @@ def between_procedures(runs: pd.DataFrame, quantities: tuple[str, ...] = r.RUN_Q
                     r.T: float(test.statistic),
                     r.DF: float(test.df),
                     r.P: float(test.pvalue),
-                    r.FLAGGED: bool(test.pvalue < FLAG_P),
+                    r.FLAGGED: bool(test.pvalue < FLAG_P),  # False for a NaN p
+                    r.DETECTABLE: float(critical * se),
                 }
             )
     return r.frame("procedures", rows)

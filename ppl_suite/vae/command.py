@@ -165,6 +165,8 @@ def command(args: argparse.Namespace) -> int:
         raise matrix.ConfigError([problem])
     try:
         with store.locked():
+            if removed := store.clean_temporary():
+                print(f"removed {removed} temporary files left by an interrupted run in {store.path}")
             if args.fresh and (removed := store.discard(vae_only=True)):
                 print(f"--fresh: removed {removed} files of earlier VAE studies from {store.path}")
             tables = run_in(store, settings, sys.argv)

@@ -1,4 +1,4 @@
-"""The VAE study's results: its tables, their columns, and how to read them from a results folder.
+"""The VAE study's results: its tables and their columns (``ppl_suite.results.vae_tables`` reads them).
 
 The study writes one parquet file per table under ``<results>/vae/`` through ``ResultsStore``:
 
@@ -15,15 +15,14 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
     agreement    one row per quantity and pair of backends: difference, SE, z, flagged (|z| > 4)
     losses       one row per backend and training step: the training loss (-ELBO per image)
     runs         one row per backend and training run (runs differ only in their reparametrization
-                 noise; run 0 is the one evaluated in full): the encoder's test ELBO and IWAE-K
+                 noise; run 0 is the one evaluated in full): status, the encoder's test ELBO and IWAE-K
     procedures   one row per quantity and pair of backends: the difference of their run means, Welch's
-                 t, its degrees of freedom and p-value, flagged (p below |z| > 4's): whether the
-                 backends differ as training procedures, beyond the training runs' spread
+                 t, its degrees of freedom and p-value, flagged (p below |z| > 4's), and the smallest
+                 difference the test flags: whether the backends differ as training procedures,
+                 beyond the training runs' spread
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
@@ -125,15 +124,19 @@ LOSS = "loss"
 LOSS_COLUMNS = (BACKEND, STEP, LOSS)
 
 # runs and procedures
-RUN = "run"  # the training run's noise seed (TrainingSettings.noise_seed); 0: the run evaluated in full
-RUN_COLUMNS = (BACKEND, RUN, ELBO, se(ELBO), IWAE, se(IWAE), FINAL_LOSS, TRAINING_SECONDS)
+RUN = "run"  # the run's index: its noise seed is the study's plus this; 0: the run evaluated in full
+NOISE_SEED = "noise_seed"  # TrainingSettings.noise of the run
+RUN_COLUMNS = (
+    BACKEND, RUN, NOISE_SEED, STATUS, ERROR, ELBO, se(ELBO), IWAE, se(IWAE), FINAL_LOSS, TRAINING_SECONDS,
+)  # fmt: skip
 RUN_QUANTITIES = (ELBO, IWAE)
 RUNS_A, RUNS_B = "runs_a", "runs_b"
 MEAN_A, MEAN_B, SD_A, SD_B = "mean_a", "mean_b", "sd_a", "sd_b"
 T, DF, P = "t", "df", "p"
+DETECTABLE = "detectable"  # the smallest |difference| the test flags: t_crit(df) x SE
 PROCEDURE_COLUMNS = (
     QUANTITY, BACKEND_A, BACKEND_B, RUNS_A, RUNS_B, MEAN_A, SD_A, MEAN_B, SD_B, DIFFERENCE, "se", T, DF, P,
-    FLAGGED,
+    FLAGGED, DETECTABLE,
 )  # fmt: skip
 
 TABLES = {
@@ -156,10 +159,3 @@ def frame(table: str, rows: list[dict]) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"vae table {table!r} has no columns {sorted(unknown)}")
     return pd.DataFrame(rows, columns=list(columns))
-
-
-def load(results: str | Path) -> dict[str, pd.DataFrame]:
-    """The VAE study's tables stored in a results folder ({} when it holds none)."""
-    from ppl_suite.store import ResultsStore
-
-    return ResultsStore(results).vae_tables()

@@ -11,11 +11,14 @@ a digest of everything that can change it:
                                images, the versions and the evaluation code's source. The ``backends``
                                table is written last: a part without it is not whole and is redone.
                                Another training run of the backend (another noise seed) keeps its
-                               trained weights the same way and its one ``runs`` row.
+                               trained weights the same way, and its one ``runs`` row under a digest
+                               of its training, its run index, the draws (seed, K), the test images,
+                               versions and code.
 
 A study whose digests match reads a part instead of training or evaluating again: a run stopped during
 the third backend's evaluation keeps the first two backends and the third one's training. A backend
-that failed keeps nothing and runs again.
+whose evaluation failed keeps its training; what failed runs again. A part that cannot be read (a
+damaged file) raises ``Unreadable``, and the study redoes it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -41,6 +45,10 @@ _CHECKPOINT = "checkpoint"
 _TIMES = ("seconds", "compile_seconds", "cpu_seconds")
 
 
+class Unreadable(Exception):
+    """A kept part exists but cannot be read (a damaged or foreign file)."""
+
+
 def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -54,11 +62,15 @@ def array_digest(values: np.ndarray) -> str:
 def training_digest(
     backend: str, settings: TrainingSettings, train_images: np.ndarray, code: tuple[str, ...]
 ) -> str:
-    """The digest of one backend's training (module docstring); ``code``: the training's modules."""
+    """The digest of one backend's training (module docstring); ``code``: the training's modules. A
+    noise seed equal to the seed is the default (None): the same training, the same digest."""
+    training = dataclasses.asdict(settings)
+    if settings.noise_seed == settings.seed:
+        training["noise_seed"] = None
     return _digest(
         {
             "backend": backend,
-            "training": dataclasses.asdict(settings),
+            "training": training,
             "train_images": array_digest(train_images),
             "versions": package_versions(),
             "code": source_hash(code),
@@ -84,13 +96,31 @@ def evaluation_digest(
     )
 
 
-def save_trained(store: ResultsStore, digest: str, trained: Any) -> None:
+def run_digest(
+    trained: str, run: int, settings: VAEStudySettings, test_images: np.ndarray, code: tuple[str, ...]
+) -> str:
+    """The digest of another training run's ``runs`` row: its training, its index (which names its
+    draws' stream), the draws (the study's seed and K) and the test images."""
+    return _digest(
+        {
+            "trained": trained,
+            "run": run,
+            "seed": settings.seed,
+            "iwae_k": settings.iwae_k,
+            "test_images": array_digest(test_images),
+            "versions": package_versions(),
+            "code": source_hash(code),
+        }
+    )
+
+
+def save_trained(store: ResultsStore, digest: str, trained: TrainedVAE) -> None:
     """Keep a trained backend: final weights, the weights at every checkpoint, losses and times."""
     arrays = {f"weights.{name}": value for name, value in trained.weights.items()}
     for step, weights in trained.checkpoints.items():
         arrays |= {f"{_CHECKPOINT}.{int(step)}.{name}": value for name, value in weights.items()}
     arrays["losses"] = np.asarray(trained.losses)
-    arrays |= {name: np.float64(getattr(trained, name, 0.0)) for name in _TIMES}
+    arrays |= {name: np.float64(getattr(trained, name)) for name in _TIMES}
     buffer = io.BytesIO()
     np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
     store.write_vae_part(digest, TRAINED, buffer.getvalue())
@@ -103,25 +133,23 @@ def load_trained(
     payload = store.vae_part(digest, TRAINED)
     if payload is None:
         return None
-    with np.load(io.BytesIO(payload)) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    checkpoints: dict[int, dict[str, np.ndarray]] = {}
-    weights = {}
-    for key, value in arrays.items():
-        kind, _, rest = key.partition(".")
-        if kind == "weights":
-            weights[rest] = value
-        elif kind == _CHECKPOINT:
-            step, _, name = rest.partition(".")
-            checkpoints.setdefault(int(step), {})[name] = value
-    return TrainedVAE(
-        backend,
-        settings,
-        weights,
-        dict(sorted(checkpoints.items())),
-        arrays["losses"],
-        **{name: float(arrays[name]) for name in _TIMES},
-    )
+    try:
+        with np.load(io.BytesIO(payload)) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        checkpoints: dict[int, dict[str, np.ndarray]] = {}
+        weights = {}
+        for key, value in arrays.items():
+            kind, _, rest = key.partition(".")
+            if kind == "weights":
+                weights[rest] = value
+            elif kind == _CHECKPOINT:
+                step, _, name = rest.partition(".")
+                checkpoints.setdefault(int(step), {})[name] = value
+        times = {name: float(arrays[name]) for name in _TIMES}
+        losses = arrays["losses"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise Unreadable(f"vae/parts/{digest}.{TRAINED}: {type(error).__name__}: {error}") from error
+    return TrainedVAE(backend, settings, weights, dict(sorted(checkpoints.items())), losses, **times)
 
 
 def save_rows(
@@ -141,6 +169,13 @@ def load_rows(
     payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in tables}
     if any(payload is None for payload in payloads.values()):
         return None
-    return {
-        name: pd.read_parquet(io.BytesIO(payload)).to_dict("records") for name, payload in payloads.items()
-    }
+    rows = {}
+    for name, payload in payloads.items():
+        try:
+            frame = pd.read_parquet(io.BytesIO(payload))
+        except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+            raise Unreadable(f"vae/parts/{digest}.{name}.parquet: {type(error).__name__}: {error}") from error
+        if list(frame.columns) != list(r.TABLES[name]):
+            raise Unreadable(f"vae/parts/{digest}.{name}.parquet: not the columns of table {name!r}")
+        rows[name] = frame.to_dict("records")
+    return rows

@@ -51,8 +51,9 @@ class _Study:
     log: Callable[[str], None]
 
     def backend_rows(self, backend: str) -> dict[str, list[dict]]:
-        """One backend's rows of the per-backend tables: its first training run evaluated in full, the
-        others' ``runs`` rows; a failure is one ``failed`` row."""
+        """One backend's rows of the per-backend tables: its first training run evaluated in full (a
+        failure there is one ``failed`` backends row), then the other runs' ``runs`` rows (a failed run
+        is a ``failed`` runs row; the backend keeps the rest)."""
         start = time.perf_counter()
         try:
             rows = self._evaluated(
@@ -61,7 +62,11 @@ class _Study:
                 stored.PER_BACKEND,
                 lambda trained: self.evaluator.evaluate(backend, trained, self.test, self.decoder),
             )
-            for run in range(1, self.settings.training_runs):
+        except Exception as error:  # a failed backend is recorded; the others go on
+            self.log(f"vae {backend}: failed: {type(error).__name__}: {error}")
+            return {"backends": [{r.BACKEND: backend, r.STATUS: r.FAILED, r.ERROR: _error(error)}]}
+        for run in range(1, self.settings.training_runs):
+            try:
                 rows["runs"] += self._evaluated(
                     backend,
                     run,
@@ -70,23 +75,18 @@ class _Study:
                         "runs": [self.evaluator.run_row(backend, run, trained, self.test, self.decoder)]
                     },
                 )["runs"]
-            self.log(f"vae {backend}: done in {time.perf_counter() - start:.1f} s")
-            return rows
-        except Exception as error:  # a failed backend is recorded; the others go on
-            message = f"{type(error).__name__}: {error}"
-            self.log(f"vae {backend}: failed: {message}")
-            failed = {
-                r.BACKEND: backend,
-                r.STATUS: r.FAILED,
-                r.ERROR: message + "\n" + traceback.format_exc(limit=-3),
-            }
-            return {"backends": [failed]}
+            except Exception as error:  # a failed run is recorded; the backend keeps the others
+                self.log(f"vae {backend} run {run}: failed: {type(error).__name__}: {error}")
+                noise = self.training_settings(run).noise
+                failed = {r.BACKEND: backend, r.RUN: run, r.NOISE_SEED: noise, r.STATUS: r.FAILED}
+                rows["runs"].append(failed | {r.ERROR: _error(error)})
+        self.log(f"vae {backend}: done in {time.perf_counter() - start:.1f} s")
+        return rows
 
     def training_settings(self, run: int) -> Any:
         """Training run ``run``'s settings: the study's, with the noise seed moved on by ``run``."""
         settings = self.settings.training_settings()
-        base = settings.seed if settings.noise_seed is None else settings.noise_seed
-        return settings if run == 0 else dataclasses.replace(settings, noise_seed=base + run)
+        return settings if run == 0 else dataclasses.replace(settings, noise_seed=settings.noise + run)
 
     def _evaluated(
         self,
@@ -96,18 +96,26 @@ class _Study:
         evaluate: Callable[[Any], dict[str, list[dict]]],
     ) -> dict[str, list[dict]]:
         """The rows of ``tables`` for one training run: kept ones when the digests match, else trained
-        (or the kept training read) and evaluated, each part kept as soon as it is done."""
+        (or the kept training read) and evaluated, each part kept as soon as it is done. Run 0 is kept
+        under the evaluation's digest, the others under ``stored.run_digest``."""
         label = f"vae {backend}" + (f" run {run}" if run else "")
         training = self.training_settings(run)
         trained_key = stored.training_digest(
             backend, training, np.asarray(self.data.train), self.training_code(backend)
         )
-        evaluated_key = stored.evaluation_digest(trained_key, self.settings, self.test, self.evaluation_code)
-        kept = stored.load_rows(self.store, evaluated_key, tables)
+        if run == 0:
+            evaluated_key = stored.evaluation_digest(
+                trained_key, self.settings, self.test, self.evaluation_code
+            )
+        else:
+            evaluated_key = stored.run_digest(
+                trained_key, run, self.settings, self.test, self.evaluation_code
+            )
+        kept = self._kept(label, lambda: stored.load_rows(self.store, evaluated_key, tables))
         if kept is not None:
             self.log(f"{label}: its stored evaluation reused (vae/parts/{evaluated_key}.*)")
             return kept
-        trained = stored.load_trained(self.store, trained_key, backend, training)
+        trained = self._kept(label, lambda: stored.load_trained(self.store, trained_key, backend, training))
         if trained is None:
             trained = self.trainer(backend, self.data, training)
             stored.save_trained(self.store, trained_key, trained)
@@ -116,8 +124,23 @@ class _Study:
             done = f"its stored training reused (vae/parts/{trained_key}.{stored.TRAINED})"
         self.log(f"{label}: {done}; evaluating {self.test.shape[0]} test images")
         rows = evaluate(trained)
+        for row in rows.get("runs", []):
+            row |= {r.NOISE_SEED: training.noise, r.STATUS: r.OK, r.ERROR: ""}
         stored.save_rows(self.store, evaluated_key, rows, tables)
         return rows
+
+    def _kept(self, label: str, read: Callable[[], Any]) -> Any:
+        """What ``read`` finds kept; None when nothing is, or the part is damaged (said, then redone)."""
+        try:
+            return read()
+        except stored.Unreadable as error:
+            self.log(f"{label}: a kept part is unreadable, redoing it ({error})")
+            return None
+
+
+def _error(error: Exception) -> str:
+    """The error's message and the last frames of its traceback, as recorded in a ``failed`` row."""
+    return f"{type(error).__name__}: {error}\n" + traceback.format_exc(limit=-3)
 
 
 def run_study(
