@@ -60,14 +60,15 @@ def draw_gaps(backends: pd.DataFrame, path: Path) -> Path:
 
 
 @drawing.styled
-def draw_training(checkpoints: pd.DataFrame, intervals: pd.DataFrame, path: Path) -> Path:
+def draw_training(checkpoints: pd.DataFrame, whole: pd.DataFrame, path: Path) -> Path:
     """Top left: log p(x) and the ELBO at each checkpoint; top right: the KL between them (steps on a
-    symmetric-log axis, 0 included). Bottom: each interval's ELBO gain split into Δlog p (solid) and
-    −ΔKL (hatched), side by side per backend, ± 2 SE."""
+    symmetric-log axis, 0 included). Bottom: per backend, the ELBO's gain over the whole of training
+    as one bar, Δlog p (solid) then −ΔKL (hatched), each labelled with its value ± SE."""
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
-    figure = Figure(figsize=(drawing.WIDTH, 6.6), layout="constrained")
-    top, bottom = figure.subfigures(2, 1, height_ratios=[1.0, 1.1])
+    figure = Figure(figsize=(drawing.WIDTH, 5.6 + 0.35 * len(whole)), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1.0, 0.35 + 0.12 * len(whole)])
     left, middle = top.subplots(1, 2)
     right = bottom.subplots()
     for backend, rows in checkpoints.groupby(r.BACKEND, sort=False):
@@ -89,26 +90,27 @@ def draw_training(checkpoints: pd.DataFrame, intervals: pd.DataFrame, path: Path
         axis.set_title(title)
     middle.set_ylim(bottom=0.0)
     middle.legend(frameon=False)
-    backends = list(dict.fromkeys(intervals[r.BACKEND]))
-    width = 0.8 / max(2 * len(backends), 1)
-    labels: list[str] = []
-    for j, backend in enumerate(backends):
-        rows = intervals[intervals[r.BACKEND] == backend].sort_values(r.STEP_FROM)
-        labels = [f"{a}–{b}" for a, b in zip(rows[r.STEP_FROM], rows[r.STEP_TO], strict=True)]
-        x = np.arange(len(rows)) - 0.4 + width * (2 * j + 0.5)
-        color = drawing.backend_color(backend)
-        for offset, column, style in ((0, r.LOG_P_GAIN, {}), (1, r.KL_FALL, {"hatch": "///", "alpha": 0.45})):
-            right.bar(x + offset * width, rows[column], width, color=color, **style,
-                      label=f"{backend}: {'Δlog p' if offset == 0 else '−ΔKL'}")  # fmt: skip
-            right.errorbar(x + offset * width, rows[column], yerr=2 * rows[r.se(column)], fmt="none",
-                           color="black", capsize=1.5, linewidth=0.8)  # fmt: skip
-    right.set_xticks(np.arange(len(labels)), labels)
-    right.set_xlabel("training steps of the interval")
-    right.axhline(0.0, color="black", linewidth=0.8)
-    right.set_yscale("symlog", linthresh=0.1)
-    right.set_ylabel("nats per image (symlog)")
-    right.set_title("Each interval's ELBO gain = Δlog p(x) (solid) + (−ΔKL) (hatched)")
-    right.legend(fontsize=7, frameon=False, ncol=len(backends))
+    y = np.arange(len(whole))
+    log_p, kl_fall = whole[r.LOG_P_GAIN].to_numpy(), whole[r.KL_FALL].to_numpy()
+    colors = [drawing.backend_color(backend) for backend in whole[r.BACKEND]]
+    right.barh(y, log_p, color=colors)
+    right.barh(y, kl_fall, left=log_p, color=colors, alpha=0.45, hatch="///")
+    for k, row in enumerate(whole.itertuples(index=False)):
+        text = (f"Δlog p {_pm(getattr(row, r.LOG_P_GAIN), getattr(row, r.se(r.LOG_P_GAIN)))}  +  "
+                f"−ΔKL {_pm(getattr(row, r.KL_FALL), getattr(row, r.se(r.KL_FALL)))}")  # fmt: skip
+        right.text(0.01 * max(log_p.max(), 1e-9), k, text, va="center", fontsize=8, color="white",
+                   fontweight="bold")  # fmt: skip
+    right.axvline(0.0, color="black", linewidth=0.8)
+    right.set_yticks(y, whole[r.BACKEND])
+    right.invert_yaxis()
+    first, last = int(whole[r.STEP_FROM].min()), int(whole[r.STEP_TO].max())
+    right.set_xlabel(f"the ELBO's gain from step {first} to step {last}, nats per image")
+    right.set_title("The ELBO's gain = Δlog p(x) (solid) + (−ΔKL) (hatched)")
+    keys = [
+        Patch(facecolor="#777777", label="Δlog p(x): the model got better"),
+        Patch(facecolor="#777777", alpha=0.45, hatch="///", label="−ΔKL: q got closer to the posterior"),
+    ]
+    bottom.legend(handles=keys, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return drawing.save(figure, path)
 
 
@@ -238,7 +240,7 @@ class VAE:
         checkpoints, intervals = tables.get("checkpoints"), tables.get("intervals")
         if checkpoints is None or checkpoints.empty or intervals is None or intervals.empty:
             return []
-        consecutive = intervals[intervals[r.SPAN] == r.INTERVAL]
+        whole = intervals[intervals[r.SPAN] == r.WHOLE]
         shown = intervals.rename(
             columns={
                 r.BACKEND: "backend", r.SPAN: "span", r.STEP_FROM: "from step", r.STEP_TO: "to step",
@@ -254,10 +256,12 @@ class VAE:
                 "is Δlog p + (−ΔKL) exactly; SEs add in quadrature (independent estimates per checkpoint)."
             ),
             Image(
-                context.draw("vae-training", draw_training, checkpoints, consecutive),
-                "Top: log p(x) and the ELBO during training, and the KL between them. Bottom: each "
-                "interval's ELBO gain split into Δlog p (solid) and −ΔKL (hatched), ± 2 SE.",
-                alt="Line plot of log p and ELBO against training step; bars of the gain split per interval.",
+                context.draw("vae-training", draw_training, checkpoints, whole),
+                "Top: log p(x) and the ELBO during training, and the KL between them. Bottom: the ELBO's "
+                "gain over the whole of training, split into Δlog p (solid) and −ΔKL (hatched); the "
+                "split per interval is in the table below.",
+                alt="Line plots of log p, ELBO and KL against training step; one bar per backend of the "
+                "ELBO's gain split into the rise of log p and the fall of the KL.",
             ),
             Table(
                 shown,
