@@ -197,6 +197,12 @@ def test_the_report_section_shows_the_study_and_its_headline(study, tmp_path):
     (headline,) = VAE().headline(context)
     whole = tables["intervals"][tables["intervals"][r.SPAN] == r.WHOLE]
     assert headline.text.count("the ELBO rose by") == len(whole) == 2
+    rose = (whole[r.KL_FALL] + 2 * whole[r.se(r.KL_FALL)] < 0).any()
+    assert ("the KL rose over training" in headline.text) == rose
+    from ppl_suite.report.opening import Opening
+
+    opening = [b.text for b in Opening().build(context) if isinstance(b, Text)]
+    assert "This results folder holds no cell." in opening and headline.text in opening  # a VAE-only folder
     empty = Context(ResultsStore(tmp_path / "nothing"), tmp_path / "figures")
     assert VAE().headline(empty) == []
     assert "Not in this results folder" in VAE().build(empty)[0].text

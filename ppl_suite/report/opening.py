@@ -47,7 +47,8 @@ def learned_line(context: Context) -> str:
 
 @dataclass(frozen=True)
 class Opening:
-    """The answer, then the headline of every section that has one."""
+    """The answer, then the headline of every section that has one (of a folder without cells, of the
+    sections that read no cell: ``without_cells``)."""
 
     title: str = words.OPENING_TITLE
 
@@ -59,15 +60,19 @@ class Opening:
             Text(LEARNED),
             Text(run_line(context)),
         ]
-        if context.rows.empty:
-            return blocks
         headlines = [
             (section, section.headline(context))
             for section in sections()
-            if section is not self and callable(getattr(section, "headline", None))
+            if section is not self
+            and callable(getattr(section, "headline", None))
+            and (not context.rows.empty or getattr(section, "without_cells", False))
         ]
         for section, lines in headlines:
-            if section.title == words.TRAINING_TITLE and not tables.ok_rows(context.rows).empty:
+            if (
+                section.title == words.TRAINING_TITLE
+                and not context.rows.empty
+                and not tables.ok_rows(context.rows).empty
+            ):
                 blocks.append(Text(learned_line(context)))
             blocks += lines
         return blocks
