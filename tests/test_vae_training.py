@@ -46,7 +46,7 @@ def test_bad_settings_get_one_message_each():
     problems = TrainingSettings.problems({"steps": 10, "checkpoints": (3, 11, -1), "learning_rate": 1.0})
     assert problems == [
         "unknown training setting 'learning_rate'; valid: latent_dim, hidden, steps, batch_size, lr, seed, "
-        "particles, checkpoints",
+        "particles, noise_seed, checkpoints",
         "each checkpoint must be an integer in [0, 10], got 11",
         "each checkpoint must be an integer in [0, 10], got -1",
     ]
