@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import math
-import os
-import platform
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import traceback
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
 
-from ppl_suite import __version__, backends, executors, guides, matrix, registry, schema
-from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite import __version__, backends, console, executors, guides, matrix, registry, runner
 from ppl_suite.checking import command as check_command
-from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
-from ppl_suite.compilation_cache import cache_dir
 from ppl_suite.vae import command as vae_command
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from ppl_suite.store import ResultsStore
 
 EXIT_CODES = """\
 exit codes:
@@ -42,398 +22,32 @@ exit codes:
   4    internal error (one line; the traceback is in RESULTS/logs/)
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept"""
 
-OTHER_VERSIONED = ("ppl-suite", "pandas", "dask")  # in the manifest beside the numerical packages
 
-
-def versions() -> dict[str, str]:
-    """Python's and the packages' versions, for the manifest."""
-    from ppl_suite.store import package_versions
-
-    found = {"python": platform.python_version(), **package_versions()}
-    for package in OTHER_VERSIONED:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "absent"
-    return found
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The profile or config file, with command-line flags taking precedence."""
-    config = matrix.load(args.profile, args.config)
-    for key in ("models", "backends", "guides", "seeds"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    if args.steps is not None:
-        config["svi"] = {**config.get("svi", {}), "steps": args.steps}
-    if args.estimators is not None:  # the profile's settings where it has them, else the defaults
-        configured = config.get("estimators", {})
-        config["estimators"] = {name: configured.get(name, {}) for name in args.estimators}
-    if args.cell_timeout is not None:
-        config["cell_timeout"] = args.cell_timeout
-    return config
-
-
-def plugin_problems(modules: Sequence[str]) -> list[str]:
-    """Import the user's modules (which register models) in this process; one problem per module that
-    cannot be imported, whatever it raised."""
-    problems = []
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as error:
-            problems.append(f"cannot import plugin module {module!r}: {type(error).__name__}: {error}")
-    return problems
-
-
-def cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def plan_from_args(args: argparse.Namespace) -> runner.Plan:
+    """The runner's plan of ``ppl-suite run``'s arguments."""
+    return runner.Plan(
+        profile=args.profile, config=args.config, models=args.models, backends=args.backends,
+        guides=args.guides, seeds=args.seeds, steps=args.steps, estimators=args.estimators,
+        cell_timeout=args.cell_timeout, executor=args.executor, jobs=args.jobs, scheduler=args.scheduler,
+        plugins=args.plugins, fresh=args.fresh, dry_run=args.dry_run,
+        report=None if args.no_report else report_dir(args), command=sys.argv,
+    )  # fmt: skip
 
 
 def report_dir(args: argparse.Namespace) -> Path:
     return Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
 
 
-SCHEDULER_TIMEOUT = 5.0  # seconds to open a connection to a Dask scheduler during validation
-
-
-def unreachable(address: str) -> str | None:
-    """Why no connection can be opened to a scheduler at ``tcp://HOST:PORT`` (a sentence), or None."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(address if "://" in address else f"tcp://{address}")
-        host, port = parts.hostname, parts.port
-    except ValueError as error:
-        return f"not an address tcp://HOST:PORT ({error})"
-    if parts.scheme != "tcp" or not host or port is None:
-        return "not an address tcp://HOST:PORT"
-    try:
-        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT).close()
-    except OSError as error:
-        return f"cannot connect within {SCHEDULER_TIMEOUT:g} s ({error.strerror or error})"
-    return None
-
-
-def run_problems(args: argparse.Namespace) -> list[str]:
-    """Every problem of the command line that the matrix does not check: flags, folders, plugins."""
-    from ppl_suite.store import ResultsStore, unwritable
-
-    problems = plugin_problems(args.plugins)
-    if args.jobs is not None and args.jobs < 1:
-        problems.append(f"--jobs must be >= 1, got {args.jobs}")
-    if args.scheduler is not None and args.executor != "dask":
-        problems.append(f"--scheduler needs --executor dask (the {args.executor} executor has no scheduler)")
-    elif args.scheduler is not None and (reason := unreachable(args.scheduler)) is not None:
-        problems.append(f"--scheduler {args.scheduler}: {reason}")
-    if args.fresh and args.dry_run:
-        problems.append("--fresh removes stored cells, --dry-run runs nothing: choose one")
-    out = ResultsStore(args.out).problem()
-    if out is not None:
-        problems.append(f"--out: {out}")
-    if not args.no_report and (reason := unwritable(report_dir(args))) is not None:
-        problems.append(f"--report: {reason}")
-    cache = cache_dir()
-    if cache is not None and (reason := unwritable(cache)) is not None:
-        problems.append(f"compilation cache ({CACHE_VARIABLE}={cache}): {reason}; set {CACHE_VARIABLE}=off")
-    return problems
-
-
-def _jobs(requested: int | None) -> int:
-    """--jobs (default: the cores this process may run on), capped at that number with a warning
-    (more workers only share the same cores)."""
-    available = cores()
-    if requested is None:
-        return available
-    if requested > available:
-        print(
-            f"warning: --jobs {requested} is more than the {available} cores; using {available}",
-            file=sys.stderr,
-        )
-        return available
-    return requested
-
-
 def command_run(args: argparse.Namespace) -> int:
-    problems = run_problems(args)
-    plan = None
+    """Run the matrix (``runner.run``), printing its events; bad input is a ``matrix.ConfigError``."""
+    printer = console.Printer()
     try:
-        config = config_from_args(args)
-        plan = matrix.expand(config)
-    except matrix.ConfigError as error:
-        problems += error.problems
-    if problems or plan is None:
-        raise matrix.ConfigError(problems)
-    jobs = _jobs(args.jobs)
-    for reason in plan.skipped:
-        print(f"skip {reason}")
-    if args.dry_run:
-        print("\n".join(unit.key for unit in plan.units))
-        problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
-        vae = " and the VAE study" if plan.vae is not None else ""
-        print(f"{len(plan.cells)} cells would run{problems}{vae}")
-        return 0
-
-    from ppl_suite.store import FolderBusy, ResultsStore
-
-    store = ResultsStore(args.out)
-    timeout = plan.config.get("cell_timeout")
-    try:
-        with store.locked():
-            executor = executors.get(
-                args.executor, jobs=jobs, scheduler=args.scheduler, plugins=args.plugins, cell_timeout=timeout
-            )
-            return _run_locked(args, store, plan, executor, jobs, timeout)
-    except FolderBusy as error:
-        raise matrix.ConfigError([str(error)]) from None
-
-
-def _run_locked(
-    args: argparse.Namespace,
-    store: ResultsStore,
-    plan: matrix.Matrix,
-    executor: executors.Executor,
-    jobs: int,
-    timeout: float | None,
-) -> int:
-    """The run proper, under the folder's lock: clean up, choose the cells to run, run, finish."""
-    from ppl_suite.store import now
-
-    if removed := store.clean_temporary():
-        print(f"removed {removed} temporary files of interrupted writes in {store.path}")
-    if args.fresh and (removed := store.discard()):
-        print(f"--fresh: removed {removed} stored files of earlier runs from {store.path}")
-    stored = {unit: store.stored(unit) for unit in plan.units}
-    damaged = [state.damage for state in stored.values() if state.damage]
-    if damaged:
-        print(f"warning: {len(damaged)} damaged cell files, rerunning their cells: {'; '.join(damaged)}")
-    todo = [unit for unit in plan.units if not stored[unit].reusable]
-    reused = len(plan.cells) - sum(isinstance(unit, Cell) for unit in todo)
-    reused_problems = len(plan.problems) - sum(not isinstance(unit, Cell) for unit in todo)
-    if reused or reused_problems:
-        unfinished = sum(stored[unit].status not in (None, schema.OK) for unit in todo)
-        again = f" ({unfinished} of them failed, diverged or timed out before)" if unfinished else ""
-        problems = f" and {_count(reused_problems, 'problem unit')}" if reused_problems else ""
-        print(f"reusing {reused} finished cells{problems} stored in {store.path}; running {len(todo)}{again}")
-    manifest = {
-        schema.MANIFEST_COMMAND: sys.argv,
-        schema.MANIFEST_CONFIG: plan.config,
-        schema.MANIFEST_CELLS: [cell.key for cell in plan.cells],
-        schema.MANIFEST_DIGESTS: [stored[cell].digest for cell in plan.cells],
-        schema.MANIFEST_PROBLEMS: [unit.key for unit in plan.problems],
-        schema.MANIFEST_PROBLEM_DIGESTS: [stored[unit].digest for unit in plan.problems],
-        schema.MANIFEST_REUSED: reused,
-        schema.MANIFEST_REUSED_PROBLEMS: reused_problems,
-        schema.MANIFEST_VERSIONS: versions(),
-        schema.MANIFEST_GIT_COMMIT: git_commit(),
-        schema.MANIFEST_HOST: platform.node(),
-        schema.MANIFEST_EXECUTOR: args.executor,
-        schema.MANIFEST_JOBS: jobs,
-        schema.MANIFEST_CELL_TIMEOUT: timeout,
-        schema.MANIFEST_STARTED: now(),
-    }
-    store.write_manifest(manifest)
-    in_vae = False  # the stop came during the VAE study (after the cells)
-    with StopSignals() as stop:
-        try:
-            _run_with_progress(executor, todo, store, jobs)
-            in_vae = plan.vae is not None
-            vae_failed = in_vae and vae_command.run_after_cells(plan.vae, store)
-        except KeyboardInterrupt:
-            stop.ignore()  # a second Ctrl-C must not break the clean-up
-            rows = store.finalize()
-            name = signal.Signals(stop.received or signal.SIGINT).name
-            store.write_manifest(
-                manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
-            )
-            vae = "; the VAE study's finished backends and runs are kept too" if in_vae else ""
-            print(
-                f"\n{name}: stopped; {len(rows)} of {len(plan.cells)} cells are kept in {store.path}{vae}; "
-                "rerun the same command to run the others",
-                file=sys.stderr,
-            )
-            return 128 + (stop.received or signal.SIGINT)
-    store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
-    code = _finish(args, store, len(plan.cells))
-    return 1 if vae_failed and code in (0, 3) else code
-
-
-class StopSignals:
-    """Within ``with``, SIGINT and SIGTERM raise KeyboardInterrupt in this (the main) thread, and
-    ``received`` says which came; the previous handlers come back on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
-        raise KeyboardInterrupt
-
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -> float | None:
-    """Seconds left: the finish time projected at the last finished cell at the run's mean rate so far,
-    elapsed_at_last * total / done, minus the time elapsed. It counts down between cells and moves only
-    by the change of a cumulative mean when a cell finishes, so it does not jump."""
-    if done == 0:
-        return None
-    return max(elapsed_at_last * total / done - elapsed, 0.0)
-
-
-def _run_with_progress(
-    executor: executors.Executor, units: Sequence[Unit], store: ResultsStore, jobs: int
-) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class SteadyEta(ProgressColumn):
-        def render(self, task) -> Text:
-            if task.finished:
-                return Text("")
-            left = eta_seconds(
-                task.fields["at_last"], int(task.completed), int(task.total), task.elapsed or 0
-            )
-            return Text("eta --:--" if left is None else f"eta {int(left) // 60:d}:{int(left) % 60:02d}")
-
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        SteadyEta(),
-    )
-    if not units:
-        return
-    with Progress(*columns, transient=False) as progress:
-        first = (
-            "compiling and running" if jobs == 1 else f"starting {min(jobs, len(units))} workers, compiling"
-        )
-        task = progress.add_task(first, total=len(units), at_last=0.0)
-
-        def on_record(unit: Unit, record: Record) -> None:
-            store.write(unit, record)
-            row = record.row
-            line = (
-                f"{row[schema.STATUS]:8s} {unit.key}  {_detail(record)}  ({row[schema.WALL_SECONDS]:.1f} s)"
-            )
-            progress.console.print(line)
-            elapsed = progress.tasks[task].elapsed or 0.0
-            progress.update(task, advance=1, description="running", at_last=elapsed)
-
-        executor.run(units, on_record)
-
-
-def _detail(record: Record) -> str:
-    """What a finished unit's progress line says: a cell's ELBO, residual and KL; a problem unit's
-    estimates; the first line of the error of a unit that did not finish."""
-    row = record.row
-    if not record.ok:
-        return (row.get(schema.ERROR) or "").splitlines()[0] if row.get(schema.ERROR) else ""
-    if schema.ELBO not in row:  # a problem unit
-        return ", ".join(
-            f"{e[schema.ESTIMATOR]} {e[schema.VALUE]:.4f}" if e[schema.STATUS] == schema.ESTIMATE_OK
-            else f"{e[schema.ESTIMATOR]} {e[schema.STATUS]}"
-            for e in record.estimates
-        )  # fmt: skip
-    detail = f"ELBO {row[schema.ELBO]:.4f} ± {row[schema.ELBO_SE]:.1e}"
-    if not math.isnan(row.get(schema.RESIDUAL_SE, math.nan)):
-        detail += f", residual {row[schema.RESIDUAL_SE]:+.2f} SE, KL {row[schema.KL]:.2e}"
-    elif row.get(schema.KL_METHOD) == schema.KL_BY_REFERENCE:  # no oracle: KL from the reference's AIS
-        se = row.get(schema.KL_SE, math.nan)
-        error = f"± {se:.1e}" if not math.isnan(se) else f"({row.get(schema.KL_RELIABILITY)})"
-        detail += f", KL {row[schema.KL]:.3f} {error} (vs NUTS/AIS reference)"
-    return detail
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-def _width() -> int:
-    return shutil.get_terminal_size().columns
-
-
-def summary(rows: pd.DataFrame, planned: int, problems: pd.DataFrame | None = None) -> str:
-    """'N cells: a ok, b not converged (optimization gap > 0.01 nats), c failed, ...', then the problem
-    units that did not finish, if any."""
-    from ppl_suite import checks
-
-    counts = rows[schema.STATUS].value_counts().to_dict() if not rows.empty else {}
-    late = int(checks.not_converged(rows).sum()) if not rows.empty else 0
-    parts = [f"{counts.pop('ok', 0) - late} ok"]
-    if late:
-        parts.append(f"{late} not converged (optimization gap > {checks.CONVERGED_GAP:g} nats)")
-    words = {"failed": "failed", "diverged": "diverged", "timeout": "timed out"}
-    parts += [f"{count} {words.get(status, status)}" for status, count in sorted(counts.items())]
-    if planned > len(rows):
-        parts.append(f"{planned - len(rows)} missing")
-    text = f"{_count(planned, 'cell')}: " + ", ".join(parts)
-    unfinished = (
-        int((problems[schema.STATUS] != "ok").sum()) if problems is not None and not problems.empty else 0
-    )
-    if unfinished:
-        text += f"; {unfinished} of {_count(len(problems), 'problem unit')} did not finish"
-    return text
-
-
-def _finish(args: argparse.Namespace, store: ResultsStore, planned: int) -> int:
-    from ppl_suite import checks
-    from ppl_suite.report.tables import failures_table, identity_table, units
-    from ppl_suite.store import ESTIMATES, ROWS
-
-    print(f"writing {ROWS} and {ESTIMATES}")
-    rows = store.finalize()
-    problems = store.problems()
-    table = identity_table(rows)
-    if not table.empty:
-        print()
-        print(table.to_string(index=False, line_width=_width()))
-    print(f"\nrows: {store.path / ROWS}\nestimates: {store.path / ESTIMATES}")
-    if not args.no_report:
-        from ppl_suite.report.render import write_report
-
-        print("writing the report")
-        for kind, path in write_report(store.path, report_dir(args)).items():
-            print(f"report ({kind}): {path}")
-    failures = failures_table(units(rows, problems))
-    failed = checks.failed_checks(rows)
-    print("\n" + summary(rows, planned, problems))
-    if failed:
-        print(f"{len(failed)} correctness checks failed:\n" + "\n".join(failed))
-    if not failures.empty or len(rows) < planned:
-        print(
-            f"\n{len(failures)} cells did not finish:\n"
-            + failures.to_string(index=False, line_width=_width())
-        )
-        return 1
-    return 3 if failed else 0
+        outcome = runner.run(plan_from_args(args), args.out, on_event=printer)
+    finally:
+        printer.close()
+    if outcome.status == runner.BAD_INPUT:
+        raise matrix.ConfigError(outcome.problems)
+    return outcome.exit_code
 
 
 def command_report(args: argparse.Namespace) -> int:
@@ -464,7 +78,7 @@ def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def command_list(args: argparse.Namespace) -> int:
-    problems = plugin_problems(args.plugins)
+    problems = registry.plugin_problems(args.plugins)
     if problems:
         raise matrix.ConfigError(problems)
     print("models:")

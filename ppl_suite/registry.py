@@ -25,7 +25,7 @@ import importlib.util
 import pkgutil
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -128,6 +128,18 @@ def register(
     _implementations[(spec.name, "pyro")] = pyro_model
     _implementations[(spec.name, "numpyro")] = numpyro_model
     return spec
+
+
+def plugin_problems(modules: Sequence[str]) -> list[str]:
+    """Import the user's modules (which register models) in this process; one problem per module that
+    cannot be imported, whatever it raised."""
+    problems = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            problems.append(f"cannot import plugin module {module!r}: {type(error).__name__}: {error}")
+    return problems
 
 
 def names() -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ppl_suite import checks, cli, matrix, store
+from ppl_suite import checks, cli, console, matrix, runner, store
 from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,7 +358,7 @@ def test_the_summary_counts_fits_that_did_not_converge():
     rows = pd.DataFrame(
         {"status": ["ok", "ok", "ok", "failed", "timeout"], "converged": [True, False, None, None, None]}
     )
-    assert cli.summary(rows, 6) == (
+    assert console.summary(rows, 6) == (
         "6 cells: 2 ok, 1 not converged (optimization gap > 0.01 nats), 1 failed, 1 timed out, 1 missing"
     )
 
@@ -419,9 +419,8 @@ def test_every_bad_flag_and_folder_is_reported_at_once(tmp_path, monkeypatch, ca
 def test_jobs_above_the_cores_are_capped_with_a_warning(finished, capsys):
     config, _ = finished
     assert cli.main(["run", "--config", str(config), "--jobs", "100000", "--dry-run"]) == 0
-    assert (
-        f"--jobs 100000 is more than the {cli.cores()} cores; using {cli.cores()}" in capsys.readouterr().err
-    )
+    cores = runner.cores()
+    assert f"--jobs 100000 is more than the {cores} cores; using {cores}" in capsys.readouterr().err
 
 
 def test_seeds_outside_32_bits_exit_2(capsys):
@@ -469,9 +468,9 @@ def test_list_imports_no_ppl_library():
 
 
 def test_the_eta_counts_down_between_cells_and_is_exact_at_a_constant_rate():
-    assert cli.eta_seconds(0.0, 0, 10, 5.0) is None
-    assert cli.eta_seconds(20.0, 2, 10, 20.0) == 80.0  # 10 s a cell
-    assert cli.eta_seconds(20.0, 2, 10, 25.0) == 75.0  # five seconds later, five seconds less
+    assert runner.eta_seconds(0.0, 0, 10, 5.0) is None
+    assert runner.eta_seconds(20.0, 2, 10, 20.0) == 80.0  # 10 s a cell
+    assert runner.eta_seconds(20.0, 2, 10, 25.0) == 75.0  # five seconds later, five seconds less
 
 
 def test_an_unreachable_scheduler_is_bad_input(capsys):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ppl_suite import cli, matrix, schema
+from ppl_suite import cli, console, matrix, schema
 from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,5 +239,5 @@ def test_progress_line_of_a_cell_without_an_oracle_gives_its_reference_kl():
         schema.KL: 0.29,
         schema.KL_SE: 0.067,
     }
-    line = cli._detail(Record(row, np.empty(0), {}, []))
+    line = console.unit_detail(Record(row, np.empty(0), {}, []))
     assert line == "ELBO -31.6000 ± 7.0e-03, KL 0.290 ± 6.7e-02 (vs NUTS/AIS reference)"

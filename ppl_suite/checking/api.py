@@ -16,16 +16,15 @@ report, which links them, is written.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
@@ -38,6 +37,9 @@ from ppl_suite.checking.user_model import (
     fingerprint,
     register,
 )
+
+if TYPE_CHECKING:
+    from ppl_suite.runner import Outcome
 
 PROFILE = "references"  # the estimators and SVI settings of a check: those of models without an oracle
 DEFAULT_GUIDES = ("mean_field", "full_rank")
@@ -89,13 +91,20 @@ def _libraries(model: Model | None, pyro: Model | None, numpyro: Model | None) -
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of a check: its results folder, the runner's exit code (0 ok, 1 some cell failed, 3
-    a correctness check failed), the model's name and the report's files."""
+    """The outcome of a check: its results folder, the command line's exit code of the run (0 ok, 1
+    some cell failed, 3 a correctness check failed), the model's name, the report's files and the
+    runner's outcome (``runner.Outcome``: status, failed checks, units that did not finish)."""
 
     folder: Path
     exit_code: int
     model: str
     report_files: dict[str, Path] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+    @property
+    def status(self) -> str | None:
+        """The runner's status: ``ok``, ``failed`` (some cell), ``checks failed``, ``stopped``."""
+        return self.outcome.status if self.outcome is not None else None
 
     @cached_property
     def rows(self):
@@ -279,31 +288,6 @@ def verify(user: UserModel) -> None:
         raise CheckFailed(agreement.problem())
 
 
-def run_arguments(user: UserModel, backends: Sequence[str], options: Mapping[str, Any]) -> argparse.Namespace:
-    """The ``ppl-suite run`` command line of a check, as the runner's parser would give it."""
-    return argparse.Namespace(
-        command="run",
-        profile=PROFILE,
-        config=None,
-        models=[user.name],
-        backends=list(backends),
-        guides=list(user.guides),
-        seeds=list(options.get("seeds") or [0]),
-        steps=options.get("steps"),
-        estimators=options.get("estimators"),
-        out=str(options["out"]),
-        fresh=bool(options.get("fresh")),
-        jobs=options.get("jobs"),
-        executor="local",
-        scheduler=None,
-        cell_timeout=options.get("cell_timeout"),
-        dry_run=False,
-        no_report=options.get("report") is False,
-        report=None if options.get("report") in (None, False) else str(options["report"]),
-        plugins=[PLUGIN],
-    )
-
-
 def check(
     model: Model | None = None,
     data: str | Mapping[str, Any] | None = None,
@@ -322,6 +306,7 @@ def check(
     report: str | Path | bool | None = None,
     jobs: int | None = None,
     fresh: bool = False,
+    progress: bool = False,
 ) -> CheckResult:
     """Fit ``guides`` to a user's model with each backend and evaluate every fit against the model's
     NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS.
@@ -338,44 +323,55 @@ def check(
     seeds, steps, estimators: as ``ppl-suite run`` (default: the ``references`` profile's settings);
     nuts: ``NUTSSettings`` fields for the reference (e.g. ``{"draws": 500, "ess_min": 400}``);
     out: the results folder (default ``results/check-<name>``); report: its folder (default
-        ``reports/check-<name>``; False: none); jobs: worker processes; fresh: refit every cell.
+        ``reports/check-<name>``; False: none); jobs: worker processes; fresh: refit every cell;
+    progress: print the run's progress as ``ppl-suite check`` does (``ppl_suite.console``); by default
+        nothing is printed.
 
     Raises InputProblem (a ValueError-like list of problems, nothing run) or CheckFailed (the reference
     failed its gates, or the two versions disagree); cells that fail are in the result (exit code 1).
     """
+    from ppl_suite import runner
     from ppl_suite.checking.draws import write_draws
-    from ppl_suite.cli import command_run, run_problems
+    from ppl_suite.console import Printer
+    from ppl_suite.store import ResultsStore
 
     backends = [backend] if isinstance(backend, str) else backend
     if data is None:
         raise InputProblem("no data given: a dict of arrays, a .npz or .json file, or FILE.py:FUNCTION")
+    printer = Printer() if progress else None
+    on_event = printer or runner.ignore
     with tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch:
         user, chosen = prepare(
             model, data, pyro=pyro, numpyro=numpyro, guides=guides, backends=backends, name=name,
             params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
         )  # fmt: skip
-        folder = Path(out) if out is not None else Path("results") / f"check-{user.name}"
-        report_folder = report if report is not None else Path("reports") / f"check-{user.name}"
-        previous = stored.stored_fingerprint(folder)
-        changed = previous is not None and previous != fingerprint(user)
-        options = {
-            "seeds": list(seeds), "steps": steps, "estimators": estimators, "out": folder,
-            "fresh": fresh or changed, "jobs": jobs, "report": report_folder,
-        }  # fmt: skip
-        arguments = run_arguments(user, chosen, options)
-        problems = run_problems(arguments)
+        store = ResultsStore(Path(out) if out is not None else Path("results") / f"check-{user.name}")
+        report_folder = report if report not in (None, True) else Path("reports") / f"check-{user.name}"
+        previous = stored.stored_fingerprint(store.path)
+        plan = runner.Plan(
+            profile=PROFILE, models=[user.name], backends=chosen, guides=user.guides,
+            seeds=list(seeds) or [0], steps=steps, estimators=estimators, jobs=jobs, plugins=[PLUGIN],
+            fresh=fresh or (previous is not None and previous != fingerprint(user)),
+            report=None if report_folder is False else Path(report_folder),
+        )  # fmt: skip
+        problems = runner.run_problems(plan, store)
         if problems:
             raise InputProblem(*problems)
         verify(user)
-        with _environment([user]):
-            code = command_run(argparse.Namespace(**{**vars(arguments), "no_report": True, "report": None}))
-        stored.store(folder, user)
-    write_draws(folder)  # before the report, which links them
+        try:
+            with _environment([user]):
+                outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
+        finally:
+            if printer is not None:
+                printer.close()
+        if outcome.status == runner.BAD_INPUT:
+            raise InputProblem(*outcome.problems)
+        stored.store(store.path, user)
+    write_draws(store.path)  # before the report, which links them
     files = {}
-    if report_folder is not False:
+    if plan.report is not None:
         from ppl_suite.report.render import write_report
 
-        files = write_report(folder, Path(report_folder))
-        for kind, path in files.items():
-            print(f"report ({kind}): {path}")
-    return CheckResult(folder, code, user.name, files)
+        files = write_report(store.path, plan.report)
+        on_event(runner.ReportWritten(files))
+    return CheckResult(store.path, outcome.exit_code, user.name, files, outcome)

@@ -97,6 +97,7 @@ def command(args: argparse.Namespace) -> int:
             backend=args.backends, name=args.name, params=params, seeds=args.seeds, steps=args.steps,
             estimators=args.estimators, nuts=nuts, out=args.out,
             report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh,
+            progress=True,
         )  # fmt: skip
     except InputProblem as error:
         raise matrix.ConfigError(error.problems) from None

@@ -41,9 +41,7 @@ def parse_settings(pairs: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 def input_problems(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """(overrides, every problem of the command line): plugins, the model, --set, --data-seed."""
-    from ppl_suite.cli import plugin_problems
-
-    problems = plugin_problems(args.plugins)
+    problems = registry.plugin_problems(args.plugins)
     overrides, set_problems = parse_settings(args.set)
     problems += set_problems
     if not 0 <= args.data_seed < 2**32:

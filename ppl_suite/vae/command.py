@@ -82,7 +82,7 @@ def run_in(store: Any, settings: Any, command: list[str]) -> dict[str, Any]:
     """Run the study into ``store`` (held locked by the caller). A new folder gets a manifest of its
     own; a results folder of an earlier run keeps its manifest, with the study's entry added."""
     from ppl_suite import schema
-    from ppl_suite.cli import git_commit, versions
+    from ppl_suite.provenance import git_commit, versions
     from ppl_suite.store import now
     from ppl_suite.vae import results as r
     from ppl_suite.vae.study import run_study

@@ -1,0 +1,556 @@
+"""The run's life as a library: validate, lock, expand, execute, write, finalize, run the studies' steps.
+
+    outcome = run(Plan(profile="quick"), "results/default", on_event=print)
+
+``run`` prints nothing and returns an ``Outcome`` (plain data: the status, the cell and problem-unit
+tables, the failed checks, the units that did not finish, the report's files). What happens on the way
+(cells reused, each unit finished with the projected time left, the VAE study, a stop by a signal)
+reaches the caller as ``Event`` values through ``on_event``: ``ppl_suite.console`` prints them for the
+command line, ``ppl_suite.check`` passes them on only when asked. The front ends map the outcome to
+their own result: ``cli`` to an exit code (``Outcome.exit_code``), ``check`` to a ``CheckResult``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ppl_suite import executors, matrix, provenance, registry, schema
+from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
+from ppl_suite.compilation_cache import cache_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ppl_suite.store import ResultsStore
+
+SCHEDULER_TIMEOUT = 5.0  # seconds to open a connection to a Dask scheduler during validation
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run and how: the matrix config (a shipped profile or a TOML file, with overrides that
+    take precedence), the executor, and what to do around the cells. ``report``: the report's folder
+    (None: no report); ``command``: the command line kept in the manifest."""
+
+    profile: str | None = None
+    config: str | Path | None = None
+    models: Sequence[str] | None = None
+    backends: Sequence[str] | None = None
+    guides: Sequence[str] | None = None
+    seeds: Sequence[int] | None = None
+    steps: int | None = None
+    estimators: Sequence[str] | None = None
+    cell_timeout: float | None = None
+    executor: str = "local"
+    jobs: int | None = None
+    scheduler: str | None = None
+    plugins: Sequence[str] = ()
+    fresh: bool = False
+    dry_run: bool = False
+    report: Path | None = None
+    command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+
+
+# -- events: what a front end may show while a run goes -------------------------------------------
+
+
+class Event:
+    """Something that happened during a run (the subclasses below)."""
+
+
+@dataclass(frozen=True)
+class JobsCapped(Event):
+    """More workers were asked for than there are cores: ``available`` are used."""
+
+    requested: int
+    available: int
+
+
+@dataclass(frozen=True)
+class Skipped(Event):
+    """A combination of the matrix that cannot run, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TemporaryRemoved(Event):
+    """Temporary files of interrupted writes were removed from the folder."""
+
+    count: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class StoredRemoved(Event):
+    """``fresh``: the stored files of earlier runs were removed from the folder."""
+
+    count: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class DamagedCells(Event):
+    """Stored cell files that cannot be read; their cells run again."""
+
+    damages: list[str]
+
+
+@dataclass(frozen=True)
+class Reusing(Event):
+    """Finished cells and problem units reused from the folder; ``running`` units run, of which
+    ``unfinished`` failed, diverged or timed out before."""
+
+    cells: int
+    problem_units: int
+    running: int
+    unfinished: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class ExecutionStarted(Event):
+    """``total`` units start on ``jobs`` workers."""
+
+    total: int
+    jobs: int
+
+
+@dataclass(frozen=True)
+class UnitFinished(Event):
+    """A unit finished (ok or not) and was written: ``done`` of ``total``, ``elapsed`` seconds since
+    execution started, ``eta`` seconds left (``eta_seconds``; None before the first)."""
+
+    unit: Unit
+    record: Record
+    done: int
+    total: int
+    elapsed: float
+    eta: float | None
+
+
+@dataclass(frozen=True)
+class ExecutionFinished(Event):
+    """Every unit of the run finished."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class StudyStarted(Event):
+    """A study's step starts after the cells (``name``: ``vae``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StudyFinished(Event):
+    """A study's step finished: its tables, and whether some part of it failed."""
+
+    name: str
+    tables: Mapping[str, pd.DataFrame]
+    failed: bool
+
+
+@dataclass(frozen=True)
+class Stopped(Event):
+    """SIGINT or SIGTERM stopped the run: ``kept`` of ``planned`` cells are kept (``in_study``: the
+    stop came during a study, whose finished parts are kept too)."""
+
+    signal_name: str
+    kept: int
+    planned: int
+    folder: Path
+    in_study: bool
+
+
+@dataclass(frozen=True)
+class Finalizing(Event):
+    """The folder's tables are being written."""
+
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Finalized(Event):
+    """The folder's tables were written: the cells, the problem units, and the tables' files."""
+
+    rows: pd.DataFrame
+    problem_rows: pd.DataFrame
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class ReportStarted(Event):
+    """The report is being written into ``folder``."""
+
+    folder: Path
+
+
+@dataclass(frozen=True)
+class ReportWritten(Event):
+    """The report's files, by kind (md, html)."""
+
+    files: Mapping[str, Path]
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """The run is over (not sent for bad input or a stop): its outcome."""
+
+    outcome: Outcome
+
+
+OnEvent = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """The default ``on_event``: nothing is shown."""
+
+
+# -- the outcome ------------------------------------------------------------------------------------
+
+OK = "ok"  # every cell ran and no correctness check failed
+FAILED = "failed"  # some cell failed, diverged or timed out, or a study's part failed
+CHECKS_FAILED = "checks failed"  # every cell ran but a correctness check failed
+BAD_INPUT = "bad input"  # nothing ran: ``problems`` lists every problem
+STOPPED = "stopped"  # SIGINT or SIGTERM: finished cells are kept
+DRY_RUN = "dry run"  # the plan was expanded, nothing ran
+EXIT_CODES = {OK: 0, FAILED: 1, BAD_INPUT: 2, CHECKS_FAILED: 3, DRY_RUN: 0}  # STOPPED: 128 + signal
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run did. ``matrix``: the expanded plan (None when the input was bad); ``rows`` and
+    ``problem_rows``: the folder's cell and problem-unit tables; ``failed_checks``: one line per failed
+    correctness check; ``failures``: the units that did not finish; ``stopped_by``: the signal number."""
+
+    status: str
+    problems: list[str] = field(default_factory=list)
+    matrix: matrix.Matrix | None = None
+    rows: pd.DataFrame | None = None
+    problem_rows: pd.DataFrame | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    failures: pd.DataFrame | None = None
+    study_failed: bool = False
+    stopped_by: int | None = None
+    report_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def planned(self) -> int:
+        """The cells of the plan."""
+        return len(self.matrix.cells) if self.matrix is not None else 0
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code: 0 ok, 1 cells failed, 2 bad input, 3 checks failed, 128 + the
+        signal that stopped the run."""
+        if self.status == STOPPED:
+            return 128 + (self.stopped_by or signal.SIGINT)
+        return EXIT_CODES[self.status]
+
+
+# -- validation ---------------------------------------------------------------------------------------
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def unreachable(address: str) -> str | None:
+    """Why no connection can be opened to a scheduler at ``tcp://HOST:PORT`` (a sentence), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError as error:
+        return f"not an address tcp://HOST:PORT ({error})"
+    if parts.scheme != "tcp" or not host or port is None:
+        return "not an address tcp://HOST:PORT"
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT).close()
+    except OSError as error:
+        return f"cannot connect within {SCHEDULER_TIMEOUT:g} s ({error.strerror or error})"
+    return None
+
+
+def run_problems(plan: Plan, store: ResultsStore) -> list[str]:
+    """Every problem of the plan that the matrix does not check: options, folders, plugins (imported
+    here, so that their models are registered)."""
+    from ppl_suite.store import unwritable
+
+    problems = registry.plugin_problems(plan.plugins)
+    if plan.jobs is not None and plan.jobs < 1:
+        problems.append(f"--jobs must be >= 1, got {plan.jobs}")
+    if plan.scheduler is not None and plan.executor != "dask":
+        problems.append(f"--scheduler needs --executor dask (the {plan.executor} executor has no scheduler)")
+    elif plan.scheduler is not None and (reason := unreachable(plan.scheduler)) is not None:
+        problems.append(f"--scheduler {plan.scheduler}: {reason}")
+    if plan.fresh and plan.dry_run:
+        problems.append("--fresh removes stored cells, --dry-run runs nothing: choose one")
+    out = store.problem()
+    if out is not None:
+        problems.append(f"--out: {out}")
+    if plan.report is not None and (reason := unwritable(plan.report)) is not None:
+        problems.append(f"--report: {reason}")
+    cache = cache_dir()
+    if cache is not None and (reason := unwritable(cache)) is not None:
+        problems.append(f"compilation cache ({CACHE_VARIABLE}={cache}): {reason}; set {CACHE_VARIABLE}=off")
+    return problems
+
+
+def config_of(plan: Plan) -> dict[str, Any]:
+    """The profile or config file, with the plan's overrides taking precedence."""
+    config = matrix.load(plan.profile, plan.config)
+    for key in ("models", "backends", "guides", "seeds"):
+        if getattr(plan, key) is not None:
+            config[key] = list(getattr(plan, key))
+    if plan.steps is not None:
+        config["svi"] = {**config.get("svi", {}), "steps": plan.steps}
+    if plan.estimators is not None:  # the profile's settings where it has them, else the defaults
+        configured = config.get("estimators", {})
+        config["estimators"] = {name: configured.get(name, {}) for name in plan.estimators}
+    if plan.cell_timeout is not None:
+        config["cell_timeout"] = plan.cell_timeout
+    return config
+
+
+def _jobs(requested: int | None, on_event: OnEvent) -> int:
+    """The workers: ``requested`` (default: the cores this process may run on), capped at that number
+    (more workers only share the same cores)."""
+    available = cores()
+    if requested is None:
+        return available
+    if requested > available:
+        on_event(JobsCapped(requested, available))
+        return available
+    return requested
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def run(
+    plan: Plan,
+    store: ResultsStore | str | Path,
+    executor: executors.Executor | None = None,
+    on_event: OnEvent = ignore,
+) -> Outcome:
+    """Validate the plan (every problem at once: status BAD_INPUT, nothing started), then under the
+    folder's lock: clean up, reuse the finished units, run the others on ``executor`` (default: the
+    plan's, built here), write each as it finishes, run the studies' steps, write the tables and the
+    report. Prints nothing; raises only on internal errors."""
+    from ppl_suite.store import FolderBusy, ResultsStore
+
+    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    problems = run_problems(plan, store)
+    expanded = None
+    try:
+        expanded = matrix.expand(config_of(plan))
+    except matrix.ConfigError as error:
+        problems += error.problems
+    if problems or expanded is None:
+        return Outcome(BAD_INPUT, problems=problems)
+    jobs = _jobs(plan.jobs, on_event)
+    for reason in expanded.skipped:
+        on_event(Skipped(reason))
+    if plan.dry_run:
+        return _over(Outcome(DRY_RUN, matrix=expanded), on_event)
+    timeout = expanded.config.get("cell_timeout")
+    try:
+        with store.locked():
+            if executor is None:
+                executor = executors.get(
+                    plan.executor, jobs=jobs, scheduler=plan.scheduler, plugins=list(plan.plugins),
+                    cell_timeout=timeout,
+                )  # fmt: skip
+            return _run_locked(plan, store, expanded, executor, jobs, on_event)
+    except FolderBusy as error:
+        return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
+
+
+def _over(outcome: Outcome, on_event: OnEvent) -> Outcome:
+    on_event(Finished(outcome))
+    return outcome
+
+
+def _run_locked(
+    plan: Plan,
+    store: ResultsStore,
+    expanded: matrix.Matrix,
+    executor: executors.Executor,
+    jobs: int,
+    on_event: OnEvent,
+) -> Outcome:
+    """The run proper, under the folder's lock: clean up, choose the units to run, run, finish."""
+    from ppl_suite.store import now
+
+    if removed := store.clean_temporary():
+        on_event(TemporaryRemoved(removed, store.path))
+    if plan.fresh and (removed := store.discard()):
+        on_event(StoredRemoved(removed, store.path))
+    stored = {unit: store.stored(unit) for unit in expanded.units}
+    damaged = [state.damage for state in stored.values() if state.damage]
+    if damaged:
+        on_event(DamagedCells(damaged))
+    todo = [unit for unit in expanded.units if not stored[unit].reusable]
+    reused = len(expanded.cells) - sum(isinstance(unit, Cell) for unit in todo)
+    reused_problems = len(expanded.problems) - sum(not isinstance(unit, Cell) for unit in todo)
+    if reused or reused_problems:
+        unfinished = sum(stored[unit].status not in (None, schema.OK) for unit in todo)
+        on_event(Reusing(reused, reused_problems, len(todo), unfinished, store.path))
+    manifest = {
+        schema.MANIFEST_COMMAND: list(plan.command),
+        schema.MANIFEST_CONFIG: expanded.config,
+        schema.MANIFEST_CELLS: [cell.key for cell in expanded.cells],
+        schema.MANIFEST_DIGESTS: [stored[cell].digest for cell in expanded.cells],
+        schema.MANIFEST_PROBLEMS: [unit.key for unit in expanded.problems],
+        schema.MANIFEST_PROBLEM_DIGESTS: [stored[unit].digest for unit in expanded.problems],
+        schema.MANIFEST_REUSED: reused,
+        schema.MANIFEST_REUSED_PROBLEMS: reused_problems,
+        schema.MANIFEST_VERSIONS: provenance.versions(),
+        schema.MANIFEST_GIT_COMMIT: provenance.git_commit(),
+        schema.MANIFEST_HOST: provenance.host(),
+        schema.MANIFEST_EXECUTOR: plan.executor,
+        schema.MANIFEST_JOBS: jobs,
+        schema.MANIFEST_CELL_TIMEOUT: expanded.config.get("cell_timeout"),
+        schema.MANIFEST_STARTED: now(),
+    }
+    store.write_manifest(manifest)
+    in_study = False  # the stop came during a study (after the cells)
+    with StopSignals() as stop:
+        try:
+            execute(executor, todo, store, jobs, on_event)
+            in_study = expanded.vae is not None
+            study_failed = in_study and _vae_study(expanded.vae, store, on_event)
+        except KeyboardInterrupt:
+            stop.ignore()  # a second Ctrl-C must not break the clean-up
+            rows = store.finalize()
+            signum = stop.received or signal.SIGINT
+            name = signal.Signals(signum).name
+            store.write_manifest(
+                manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
+            )
+            on_event(Stopped(name, len(rows), len(expanded.cells), store.path, in_study))
+            return Outcome(STOPPED, matrix=expanded, rows=rows, stopped_by=signum)
+    store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
+    return _finish(plan, store, expanded, study_failed, on_event)
+
+
+class StopSignals:
+    """Within ``with``, SIGINT and SIGTERM raise KeyboardInterrupt in this (the main) thread, and
+    ``received`` says which came; the previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def ignore(self) -> None:
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -> float | None:
+    """Seconds left: the finish time projected at the last finished cell at the run's mean rate so far,
+    elapsed_at_last * total / done, minus the time elapsed. It counts down between cells and moves only
+    by the change of a cumulative mean when a cell finishes, so it does not jump."""
+    if done == 0:
+        return None
+    return max(elapsed_at_last * total / done - elapsed, 0.0)
+
+
+def execute(
+    executor: executors.Executor, units: Sequence[Unit], store: ResultsStore, jobs: int, on_event: OnEvent
+) -> None:
+    """Run ``units`` on ``executor``, writing each record to ``store`` as it comes."""
+    if not units:
+        return
+    on_event(ExecutionStarted(len(units), jobs))
+    start = time.monotonic()
+    done = 0
+
+    def on_record(unit: Unit, record: Record) -> None:
+        nonlocal done
+        store.write(unit, record)
+        done += 1
+        elapsed = time.monotonic() - start
+        eta = eta_seconds(elapsed, done, len(units), elapsed)
+        on_event(UnitFinished(unit, record, done, len(units), elapsed, eta))
+
+    executor.run(units, on_record)
+    on_event(ExecutionFinished(done, len(units)))
+
+
+def _vae_study(settings: Any, store: ResultsStore, on_event: OnEvent) -> bool:
+    """The VAE study of a profile with a [vae] table, into the run's folder after its cells; returns
+    whether some backend failed."""
+    from ppl_suite.numerics import setup
+    from ppl_suite.vae import results as r
+    from ppl_suite.vae.study import run_study
+
+    setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
+    on_event(StudyStarted("vae"))
+    tables = run_study(settings, store.path)
+    failed = bool((tables["backends"][r.STATUS] != r.OK).any())
+    on_event(StudyFinished("vae", tables, failed))
+    return failed
+
+
+def _finish(
+    plan: Plan, store: ResultsStore, expanded: matrix.Matrix, study_failed: bool, on_event: OnEvent
+) -> Outcome:
+    """Write the folder's tables and the report; the outcome from what the folder holds."""
+    from ppl_suite import checks
+    from ppl_suite.report.tables import failures_table, units
+    from ppl_suite.store import ESTIMATES, ROWS
+
+    on_event(Finalizing((ROWS, ESTIMATES)))
+    rows = store.finalize()
+    problem_rows = store.problems()
+    on_event(Finalized(rows, problem_rows, (store.path / ROWS, store.path / ESTIMATES)))
+    files: dict[str, Path] = {}
+    if plan.report is not None:
+        from ppl_suite.report.render import write_report
+
+        on_event(ReportStarted(plan.report))
+        files = write_report(store.path, plan.report)
+        on_event(ReportWritten(files))
+    failures = failures_table(units(rows, problem_rows))
+    failed_checks = checks.failed_checks(rows)
+    unfinished = not failures.empty or len(rows) < len(expanded.cells)
+    status = FAILED if unfinished or study_failed else CHECKS_FAILED if failed_checks else OK
+    outcome = Outcome(
+        status, matrix=expanded, rows=rows, problem_rows=problem_rows, failed_checks=failed_checks,
+        failures=failures, study_failed=study_failed, report_files=files,
+    )  # fmt: skip
+    return _over(outcome, on_event)
