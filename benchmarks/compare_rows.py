@@ -1,0 +1,85 @@
+"""Are two results folders' numbers bitwise identical, timing columns aside?
+
+    python benchmarks/compare_rows.py RESULTS_A RESULTS_B
+
+Compares the cell table (rows.parquet), the long estimates table (estimates.parquet) and the problem
+units' table where there is one, row by row on their keys: every float column as its 64 bits (NaN
+equal to NaN only when the bits are equal), every other column by value. Columns of seconds and of
+steps per second are left out (they time the machine, not the numbers); the cells' digests, which hash
+the code's source, are reported but do not count. Prints one line per table and exits 1 on any
+difference.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TIMING = ("seconds", "steps_per_second")
+NOT_COUNTED = ("digest",)
+TABLES = ("rows.parquet", "estimates.parquet", "problems.parquet")
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("key", "estimator", "quantity") if c in frame.columns]
+    return frame.sort_values(keys).reset_index(drop=True) if keys else frame
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Row by row: the same bits (floats) or the same value (anything else)."""
+    if a.dtype.kind == "f" and b.dtype.kind == "f":
+        return a.to_numpy(np.float64).view(np.uint64) == b.to_numpy(np.float64).view(np.uint64)
+    return np.array([repr(x) == repr(y) for x, y in zip(a, b, strict=True)])
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """The differences between two tables, one line each (none: identical, timing aside)."""
+    if set(a.columns) != set(b.columns):
+        return [f"columns differ: {sorted(set(a.columns) ^ set(b.columns))}"]
+    if len(a) != len(b):
+        return [f"{len(a)} rows against {len(b)}"]
+    a, b = _sorted(a), _sorted(b)
+    differences = []
+    for column in a.columns:
+        if any(part in column for part in TIMING + NOT_COUNTED):
+            continue
+        same = _same(a[column], b[column])
+        if not same.all():
+            where = a.loc[~same, "key"].tolist()[:3] if "key" in a.columns else []
+            differences.append(f"{column}: {int((~same).sum())} rows differ, e.g. {where}")
+    return differences
+
+
+def main(first: Path, second: Path) -> int:
+    failed = False
+    for name in TABLES:
+        present = [(folder / name).exists() for folder in (first, second)]
+        if not any(present):
+            continue
+        if not all(present):
+            print(f"{name}: only in {first if present[0] else second}")
+            failed = True
+            continue
+        a, b = pd.read_parquet(first / name), pd.read_parquet(second / name)
+        differences = compare(a, b)
+        skipped = sorted(c for c in a.columns if any(part in c for part in TIMING))
+        digests = ""
+        if "digest" in a.columns:
+            equal = (_sorted(a)["digest"] == _sorted(b)["digest"]).sum()
+            digests = f"; digests equal in {equal} of {len(a)} rows (not counted: they hash the source)"
+        verdict = "IDENTICAL" if not differences else "DIFFERENT"
+        print(f"{name}: {verdict}: {len(a)} rows x {len(a.columns) - len(skipped)} columns compared bitwise")
+        print(f"  timing columns left out: {', '.join(skipped) or 'none'}{digests}")
+        for line in differences:
+            print(f"  {line}")
+        failed |= bool(differences)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,0 +1,153 @@
+"""The runner as a library (``ppl_suite.runner``): it prints nothing, says what happens through typed
+events, and returns an Outcome; ``ppl_suite.check`` calls it and prints nothing unless asked.
+
+The units run in this process (``InProcess``), so that these tests take seconds: the executors' own
+promises (workers, timeouts, stops) are tested in ``test_runner`` and ``test_reliability_stops``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ppl_suite
+from ppl_suite import executors, results, runner, schema
+from ppl_suite.execute import execute
+from ppl_suite.numerics import setup
+
+SMALL = """
+models = ["normal_normal"]
+backends = ["handrolled"]
+guides = ["mean_field"]
+seeds = [0, 1]
+estimators = {}
+[svi]
+steps = 50
+eval_particles = 50
+[evaluation]
+samples = 50
+[params.normal_normal]
+n = 5
+"""
+
+
+class InProcess:
+    """An executor that runs each unit here, one after the other."""
+
+    def run(self, units: Sequence, on_record: executors.OnRecord) -> None:
+        setup()
+        for unit in units:
+            on_record(unit, execute(unit))
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> runner.Plan:
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    return runner.Plan(config=config, jobs=1, command=["test"])
+
+
+def recorded(plan: runner.Plan, folder: Path) -> tuple[runner.Outcome, list[runner.Event]]:
+    events: list[runner.Event] = []
+    return runner.run(plan, folder, InProcess(), events.append), events
+
+
+def test_a_run_prints_nothing_and_says_each_step_through_events(plan, tmp_path, capfd):
+    outcome, events = recorded(plan, tmp_path / "r")
+    assert capfd.readouterr() == ("", "")
+    kinds = [type(event) for event in events]
+    assert kinds == [
+        runner.ExecutionStarted,
+        runner.UnitFinished,
+        runner.UnitFinished,
+        runner.ExecutionFinished,
+        runner.Finalizing,
+        runner.Finalized,
+        runner.Finished,
+    ]
+    finished = [event for event in events if isinstance(event, runner.UnitFinished)]
+    assert [(e.done, e.total) for e in finished] == [(1, 2), (2, 2)]
+    assert finished[0].eta is not None and finished[0].eta >= 0 and finished[-1].eta == 0.0
+    assert {e.unit.key for e in finished} == {
+        "normal_normal[n=5]/handrolled/mean_field/data0/seed0",
+        "normal_normal[n=5]/handrolled/mean_field/data1/seed1",
+    }
+    assert events[-1].outcome is outcome
+
+
+def test_the_outcome_holds_the_folders_tables_and_maps_to_the_exit_code(plan, tmp_path):
+    outcome, events = recorded(plan, tmp_path / "r")
+    assert outcome.status == runner.OK and outcome.exit_code == 0 and outcome.planned == 2
+    assert sorted(outcome.rows[schema.KEY]) == sorted(cell.key for cell in outcome.matrix.cells)
+    assert set(outcome.rows[schema.STATUS]) == {schema.OK}
+    assert outcome.failures.empty and outcome.failed_checks == [] and outcome.report_files == {}
+    stored = results.load(tmp_path / "r")
+    elbo = [frame.sort_values(schema.KEY)[schema.ELBO].to_numpy() for frame in (stored, outcome.rows)]
+    assert np.array_equal(*elbo)
+    (finalized,) = [event for event in events if isinstance(event, runner.Finalized)]
+    assert finalized.files == (tmp_path / "r" / "rows.parquet", tmp_path / "r" / "estimates.parquet")
+    assert finalized.files[0].is_file()  # no estimators: no estimates file
+
+
+def test_a_rerun_reuses_every_cell_and_runs_nothing(plan, tmp_path):
+    first, _ = recorded(plan, tmp_path / "r")
+    again, events = recorded(plan, tmp_path / "r")
+    (reusing,) = [event for event in events if isinstance(event, runner.Reusing)]
+    assert (reusing.cells, reusing.running) == (2, 0)
+    assert not any(isinstance(event, runner.UnitFinished) for event in events)
+    assert again.rows.equals(first.rows)
+
+
+def test_bad_input_returns_every_problem_and_starts_nothing(tmp_path, capfd):
+    plan = runner.Plan(models=["no_such_model"], jobs=0, plugins=["no.such.module"])
+    outcome, events = recorded(plan, tmp_path / "r")
+    assert outcome.status == runner.BAD_INPUT and outcome.exit_code == 2
+    assert len(outcome.problems) == 3, outcome.problems
+    assert events == [] and not (tmp_path / "r").exists()
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_dry_run_expands_the_plan_and_writes_nothing(plan, tmp_path):
+    outcome, events = recorded(replace(plan, dry_run=True), tmp_path / "r")
+    assert outcome.status == runner.DRY_RUN and outcome.exit_code == 0
+    assert len(outcome.matrix.cells) == 2 and outcome.rows is None
+    assert [type(event) for event in events] == [runner.Finished]
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_eta_is_the_mean_rate_projection():
+    assert runner.eta_seconds(0.0, 0, 10, 5.0) is None
+    assert runner.eta_seconds(20.0, 2, 10, 20.0) == 80.0
+
+
+PYRO_MODEL = """
+import pyro
+import pyro.distributions as dist
+
+
+def model(data):
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    with pyro.plate("points", len(data["x"])):
+        pyro.sample("x", dist.Normal(mu.unsqueeze(-1), 1.0), obs=data["x"])
+"""
+
+
+def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch):
+    """A Pyro-only model: no NUTS reference is built (it needs a NumPyro version), so its cell, run in
+    this process, fails for want of one; the failure is in the result, nothing is printed or exited."""
+    monkeypatch.setattr(executors, "get", lambda name, **options: InProcess())
+    model = tmp_path / "pyro_model.py"
+    model.write_text(textwrap.dedent(PYRO_MODEL))
+    result = ppl_suite.check(
+        f"{model}:model", {"x": np.linspace(-1.0, 2.0, 5)}, guides=["mean_field"], steps=20,
+        estimators=["elbo"], out=tmp_path / "results", report=False, jobs=1,
+    )  # fmt: skip
+    assert capfd.readouterr() == ("", "")
+    assert result.status == runner.FAILED and result.exit_code == 1
+    (key,) = [cell.key for cell in result.outcome.matrix.cells]
+    assert list(result.outcome.failures["cell"]) == [key] and "no reference" in result.rows[schema.ERROR][0]
