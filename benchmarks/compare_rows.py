@@ -6,8 +6,10 @@ Compares the cell table (rows.parquet), the long estimates table (estimates.parq
 units' table where there is one, row by row on their keys: every float column as its 64 bits (NaN
 equal to NaN only when the bits are equal), every other column by value. Columns of seconds and of
 steps per second are left out (they time the machine, not the numbers); the cells' digests, which hash
-the code's source, are reported but do not count. Prints one line per table and exits 1 on any
-difference.
+the code's source, and the file names made of them (fitted_params) are reported but do not count:
+instead each cell's arrays, its training trace (traces/DIGEST.npy) and its artifacts (fitted
+parameters, draws, curves: artifacts/DIGEST.npz), are compared bitwise, cell by cell. Prints one line
+per table and exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 TIMING = ("seconds", "steps_per_second")
-NOT_COUNTED = ("digest",)
+NOT_COUNTED = ("digest", "fitted_params")
 TABLES = ("rows.parquet", "estimates.parquet", "problems.parquet")
 
 
@@ -53,6 +55,37 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     return differences
 
 
+def _arrays(folder: Path, digest: str) -> dict[str, np.ndarray]:
+    """A cell's trace and artifacts by name."""
+    found = {}
+    if (trace := folder / "traces" / f"{digest}.npy").exists():
+        found["trace"] = np.load(trace)
+    if (artifacts := folder / "artifacts" / f"{digest}.npz").exists():
+        with np.load(artifacts) as arrays:
+            found |= {f"artifacts:{name}": arrays[name] for name in arrays.files}
+    return found
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same shape, dtype and bytes."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def compare_arrays(first: Path, second: Path, a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, list[str]]:
+    """(arrays compared, differences) of every cell's trace and artifacts, cell by cell on the key."""
+    digests = dict(zip(b["key"], b["digest"], strict=True))
+    compared, differences = 0, []
+    for key, digest in zip(a["key"], a["digest"], strict=True):
+        ours, theirs = _arrays(first, digest), _arrays(second, digests[key])
+        if ours.keys() != theirs.keys():
+            differences.append(f"{key}: arrays {sorted(ours.keys() ^ theirs.keys())} in one folder only")
+        for name in sorted(ours.keys() & theirs.keys()):
+            compared += 1
+            if not _same_array(ours[name], theirs[name]):
+                differences.append(f"{key}: {name} differs")
+    return compared, differences
+
+
 def main(first: Path, second: Path) -> int:
     failed = False
     for name in TABLES:
@@ -69,13 +102,23 @@ def main(first: Path, second: Path) -> int:
         digests = ""
         if "digest" in a.columns:
             equal = (_sorted(a)["digest"] == _sorted(b)["digest"]).sum()
-            digests = f"; digests equal in {equal} of {len(a)} rows (not counted: they hash the source)"
+            digests = (
+                f"; digests equal in {equal} of {len(a)} rows (not counted: they hash the source, and "
+                "fitted_params names a file by it)"
+            )
         verdict = "IDENTICAL" if not differences else "DIFFERENT"
         print(f"{name}: {verdict}: {len(a)} rows x {len(a.columns) - len(skipped)} columns compared bitwise")
         print(f"  timing columns left out: {', '.join(skipped) or 'none'}{digests}")
         for line in differences:
             print(f"  {line}")
         failed |= bool(differences)
+        if name == "rows.parquet":
+            compared, array_differences = compare_arrays(first, second, a, b)
+            verdict = "IDENTICAL" if not array_differences else "DIFFERENT"
+            print(f"cells' traces and artifacts: {verdict}: {compared} arrays compared bitwise")
+            for line in array_differences[:20]:
+                print(f"  {line}")
+            failed |= bool(array_differences)
     return 1 if failed else 0
 
 
