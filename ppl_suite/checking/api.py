@@ -39,7 +39,8 @@ from ppl_suite.checking.user_model import (
 )
 
 if TYPE_CHECKING:
-    from ppl_suite.runner import Outcome
+    from ppl_suite.runner import OnEvent, Outcome, Plan
+    from ppl_suite.store import ResultsStore
 
 PROFILE = "references"  # the estimators and SVI settings of a check: those of models without an oracle
 DEFAULT_GUIDES = ("mean_field", "full_rank")
@@ -354,18 +355,11 @@ def check(
             fresh=fresh or (previous is not None and previous != fingerprint(user)),
             report=None if report_folder is False else Path(report_folder),
         )  # fmt: skip
-        problems = runner.run_problems(plan, store)
-        if problems:
-            raise InputProblem(*problems)
-        verify(user)
         try:
-            with _environment([user]):
-                outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
+            outcome = _run(user, plan, store, on_event)
         finally:
             if printer is not None:
                 printer.close()
-        if outcome.status == runner.BAD_INPUT:
-            raise InputProblem(*outcome.problems)
         stored.store(store.path, user)
     write_draws(store.path)  # before the report, which links them
     files = {}
@@ -375,3 +369,19 @@ def check(
         files = write_report(store.path, plan.report)
         on_event(runner.ReportWritten(files))
     return CheckResult(store.path, outcome.exit_code, user.name, files, outcome)
+
+
+def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
+    """Validate the run (InputProblem), verify the model (CheckFailed), run the cells without the
+    report (written after the draws); the runner's Outcome."""
+    from ppl_suite import runner
+
+    problems = runner.run_problems(plan, store)
+    if problems:
+        raise InputProblem(*problems)
+    verify(user)
+    with _environment([user]):
+        outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
+    if outcome.status == runner.BAD_INPUT:
+        raise InputProblem(*outcome.problems)
+    return outcome
