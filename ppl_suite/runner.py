@@ -413,23 +413,7 @@ def _run_locked(
     if reused or reused_problems:
         unfinished = sum(stored[unit].status not in (None, schema.OK) for unit in todo)
         on_event(Reusing(reused, reused_problems, len(todo), unfinished, store.path))
-    manifest = {
-        schema.MANIFEST_COMMAND: list(plan.command),
-        schema.MANIFEST_CONFIG: expanded.config,
-        schema.MANIFEST_CELLS: [cell.key for cell in expanded.cells],
-        schema.MANIFEST_DIGESTS: [stored[cell].digest for cell in expanded.cells],
-        schema.MANIFEST_PROBLEMS: [unit.key for unit in expanded.problems],
-        schema.MANIFEST_PROBLEM_DIGESTS: [stored[unit].digest for unit in expanded.problems],
-        schema.MANIFEST_REUSED: reused,
-        schema.MANIFEST_REUSED_PROBLEMS: reused_problems,
-        schema.MANIFEST_VERSIONS: provenance.versions(),
-        schema.MANIFEST_GIT_COMMIT: provenance.git_commit(),
-        schema.MANIFEST_HOST: provenance.host(),
-        schema.MANIFEST_EXECUTOR: plan.executor,
-        schema.MANIFEST_JOBS: jobs,
-        schema.MANIFEST_CELL_TIMEOUT: expanded.config.get("cell_timeout"),
-        schema.MANIFEST_STARTED: now(),
-    }
+    manifest = _manifest(plan, expanded, stored, (reused, reused_problems), jobs)
     store.write_manifest(manifest)
     in_study = False  # the stop came during a study (after the cells)
     with StopSignals() as stop:
@@ -449,6 +433,35 @@ def _run_locked(
             return Outcome(STOPPED, matrix=expanded, rows=rows, stopped_by=signum)
     store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
     return _finish(plan, store, expanded, study_failed, on_event)
+
+
+def _manifest(
+    plan: Plan,
+    expanded: matrix.Matrix,
+    stored: Mapping[Unit, Any],
+    reused: tuple[int, int],
+    jobs: int,
+) -> dict[str, Any]:
+    """The run's manifest as it starts: command, config, units and digests, what is reused, provenance."""
+    from ppl_suite.store import now
+
+    return {
+        schema.MANIFEST_COMMAND: list(plan.command),
+        schema.MANIFEST_CONFIG: expanded.config,
+        schema.MANIFEST_CELLS: [cell.key for cell in expanded.cells],
+        schema.MANIFEST_DIGESTS: [stored[cell].digest for cell in expanded.cells],
+        schema.MANIFEST_PROBLEMS: [unit.key for unit in expanded.problems],
+        schema.MANIFEST_PROBLEM_DIGESTS: [stored[unit].digest for unit in expanded.problems],
+        schema.MANIFEST_REUSED: reused[0],
+        schema.MANIFEST_REUSED_PROBLEMS: reused[1],
+        schema.MANIFEST_VERSIONS: provenance.versions(),
+        schema.MANIFEST_GIT_COMMIT: provenance.git_commit(),
+        schema.MANIFEST_HOST: provenance.host(),
+        schema.MANIFEST_EXECUTOR: plan.executor,
+        schema.MANIFEST_JOBS: jobs,
+        schema.MANIFEST_CELL_TIMEOUT: expanded.config.get("cell_timeout"),
+        schema.MANIFEST_STARTED: now(),
+    }
 
 
 class StopSignals:
