@@ -112,6 +112,7 @@ class Printer:
             runner.ExecutionStarted: self._start,
             runner.UnitFinished: self._unit_finished,
             runner.StudyStarted: lambda e: print(f"\nrunning the {e.name.upper()} study"),
+            runner.StudyProgress: lambda e: print(e.text),
             runner.StudyFinished: self._study_finished,
             runner.Stopped: self._stopped,
             runner.Finalizing: lambda e: print(f"writing {' and '.join(e.tables)}"),

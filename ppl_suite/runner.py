@@ -156,6 +156,14 @@ class StudyStarted(Event):
 
 
 @dataclass(frozen=True)
+class StudyProgress(Event):
+    """A line of a study's progress (a backend trained, evaluated...)."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class StudyFinished(Event):
     """A study's step finished: its tables, and whether some part of it failed."""
 
@@ -533,7 +541,7 @@ def _vae_study(settings: Any, store: ResultsStore, on_event: OnEvent) -> bool:
 
     setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
     on_event(StudyStarted("vae"))
-    tables = run_study(settings, store.path)
+    tables = run_study(settings, store.path, log=lambda text: on_event(StudyProgress("vae", text)))
     failed = bool((tables["backends"][r.STATUS] != r.OK).any())
     on_event(StudyFinished("vae", tables, failed))
     return failed

@@ -151,3 +151,46 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     assert result.status == runner.FAILED and result.exit_code == 1
     (key,) = [cell.key for cell in result.outcome.matrix.cells]
     assert list(result.outcome.failures["cell"]) == [key] and "no reference" in result.rows[schema.ERROR][0]
+
+
+TINY_VAE = """
+models = []
+backends = ["handrolled"]
+[vae]
+n_test = 4
+iwae_k = 10
+checkpoint_images = 2
+bdmc_images = 2
+bdmc_lengths = [0.5]
+training_runs = 1
+[vae.training]
+latent_dim = 2
+hidden = 8
+steps = 20
+batch_size = 10
+[vae.ais]
+temperatures = 20
+chains = 4
+leapfrog_steps = 2
+pilot_images = 1
+[vae.qstar]
+draws = 8
+window = 5
+max_steps = 20
+"""
+
+
+@pytest.mark.slow
+def test_a_profile_with_a_vae_table_runs_the_study_after_the_cells_and_says_so_through_events(
+    tmp_path, capfd
+):
+    config = tmp_path / "vae.toml"
+    config.write_text(TINY_VAE)
+    outcome, events = recorded(runner.Plan(config=config, jobs=1), tmp_path / "r")
+    assert capfd.readouterr().out == ""
+    kinds = [type(event) for event in events]
+    assert kinds[0] is runner.StudyStarted and runner.StudyFinished in kinds and kinds[-1] is runner.Finished
+    assert any(isinstance(event, runner.StudyProgress) for event in events)
+    (finished,) = [event for event in events if isinstance(event, runner.StudyFinished)]
+    assert outcome.status == (runner.FAILED if finished.failed else runner.OK)
+    assert list(finished.tables["backends"]["backend"]) == ["handrolled"]
