@@ -480,7 +480,7 @@ class VAE:
                 "redid: the table gives the seconds of the run that did each part."
             )
         blocks: list[Block] = [Heading("The VAE study", 3), Text(text)]
-        formats = {column: "{:,.1f}" for column in table.columns if column != "backend"}
+        formats = {column: "{:,.1f}" for column in table.columns if column not in ("backend", "other runs")}
         caption = "Seconds per backend and part."
         if table.drop(columns="backend").isna().to_numpy().any():
             caption += " —: not stored (the study that wrote this folder did not keep that time)."
