@@ -15,7 +15,8 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
     agreement    one row per quantity and pair of backends: difference, SE, z, flagged (|z| > 4)
     losses       one row per backend and training step: the training loss (-ELBO per image)
     runs         one row per backend and training run (runs differ only in their reparametrization
-                 noise; run 0 is the one evaluated in full): status, the encoder's test ELBO and IWAE-K
+                 noise; run 0 is the one evaluated in full): status, the encoder's test ELBO and IWAE-K,
+                 the seconds of its training and of that evaluation
     procedures   one row per quantity and pair of backends: the difference of their run means, Welch's
                  t, its degrees of freedom and p-value, flagged (p below |z| > 4's), and the smallest
                  difference the test flags: whether the backends differ as training procedures,
