@@ -374,8 +374,10 @@ def _html_block(block: Block, base: Path) -> str:
 
 # ------------------------------------------------------------------------------------------- writing
 def build(context: Context) -> list[tuple[str, list[Block]]]:
-    """Every registered section's title and blocks, in report order."""
-    return [(section.title, section.build(context)) for section in sections()]
+    """Every registered section's title and blocks, in report order; a section that builds no block
+    has nothing to say and is left out (of the contents too)."""
+    built = [(section.title, section.build(context)) for section in sections()]
+    return [(title, blocks) for title, blocks in built if blocks]
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
