@@ -16,6 +16,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -436,19 +437,37 @@ def _finish(args: argparse.Namespace, store: ResultsStore, planned: int) -> int:
     return 3 if failed else 0
 
 
+def report_out(args: argparse.Namespace) -> Path:
+    """The folder ``ppl-suite report`` writes: --out, else reports/<results folder name>."""
+    return Path(args.out) if args.out else Path("reports") / Path(args.results).resolve().name
+
+
+def report_problems(args: argparse.Namespace) -> list[str]:
+    """Every problem of a ``report`` command line: formats, the results folder, the report folder."""
+    from ppl_suite.report.render import parse_formats
+    from ppl_suite.store import ResultsStore, unwritable
+
+    problems = []
+    try:
+        parse_formats(args.format)
+    except ValueError as error:
+        problems.append(str(error))
+    results = Path(args.results)
+    if not ResultsStore(results).is_results_folder() and not (results / "cells").is_dir():
+        problems.append(f"not a results folder (no manifest.json or cells/): {results}")
+    if (reason := unwritable(report_out(args))) is not None:
+        problems.append(f"--out: {reason}")
+    return problems
+
+
 def command_report(args: argparse.Namespace) -> int:
     """Write the report (Markdown with PNGs, and/or one self-contained HTML page) of a results folder."""
-    from ppl_suite.report.render import parse_formats, write_report
-    from ppl_suite.store import ResultsStore
+    from ppl_suite.report.render import write_report
 
-    results = Path(args.results)
-    try:
-        formats = parse_formats(args.format)
-    except ValueError as error:
-        raise matrix.ConfigError([str(error)]) from None
-    if not ResultsStore(results).is_results_folder() and not (results / "cells").is_dir():
-        raise matrix.ConfigError([f"not a results folder (no manifest.json or cells/): {results}"])
-    written = write_report(results, args.out or Path("reports") / results.resolve().name, formats)
+    problems = report_problems(args)
+    if problems:
+        raise matrix.ConfigError(problems)
+    written = write_report(Path(args.results), report_out(args), args.format)
     for kind, path in written.items():
         print(f"report ({kind}): {path}")
     return 0
@@ -605,21 +624,29 @@ def command_reference(args: argparse.Namespace) -> int:
 
 
 def _error_log(args: argparse.Namespace, text: str) -> Path:
-    """Write an internal error's traceback to the results folder's logs, else to the temp folder."""
+    """Write an internal error's traceback where the command writes: the logs of the results folder
+    it writes (run, calibrate, check, vae), the report folder of ``report`` (which only reads its
+    results folder), else the temp folder. Returns the file."""
     from ppl_suite.store import ResultsStore
 
-    folder = (
-        getattr(args, "out", None)
-        if args.command in ("run", "calibrate", "check", "vae")
-        else getattr(args, "results", None)
-    )
+    name = f"ppl-suite-error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}-"
+    folder = getattr(args, "out", None) if args.command in ("run", "calibrate", "check", "vae") else None
     store = ResultsStore(folder) if folder else None
+    candidates = []
     if store is not None and store.is_results_folder():
+        candidates.append(store.log_error)
+    elif args.command == "report" and report_out(args).is_dir():
+        candidates.append(lambda text: _write_log(report_out(args), name, text))
+    for write in candidates:
         try:
-            return store.log_error(text)
+            return write(text)
         except OSError:
             pass
-    with tempfile.NamedTemporaryFile("w", prefix="ppl-suite-error-", suffix=".log", delete=False) as log:
+    return _write_log(Path(tempfile.gettempdir()), name, text)
+
+
+def _write_log(folder: Path, prefix: str, text: str) -> Path:
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=prefix, suffix=".log", delete=False) as log:
         log.write(text)
     return Path(log.name)
 
