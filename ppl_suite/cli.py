@@ -13,13 +13,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ppl_suite import __version__, backends, executors, guides, matrix, registry, schema
@@ -27,6 +25,7 @@ from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.checking import command as check_command
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.stop_signals import StopSignals
 from ppl_suite.vae import command as vae_command
 
 if TYPE_CHECKING:
@@ -268,35 +267,6 @@ def _run_locked(
     store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
     code = _finish(args, store, len(plan.cells))
     return 1 if vae_failed and code in (0, 3) else code
-
-
-class StopSignals:
-    """Within ``with``, SIGINT and SIGTERM raise KeyboardInterrupt in this (the main) thread, and
-    ``received`` says which came; the previous handlers come back on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
-        raise KeyboardInterrupt
-
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -> float | None:
@@ -658,21 +628,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help()
         return 0
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except matrix.ConfigError as error:
-        for problem in error.problems:
-            print(f"ppl-suite: error: {problem}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ppl-suite: interrupted; rerun the same command to continue", file=sys.stderr)
-        return 130
-    except Exception as error:
-        log = _error_log(args, traceback.format_exc())
-        print(
-            f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr
-        )
-        return 4
+    with StopSignals() as stop:  # every command stops the same way on SIGINT and SIGTERM
+        try:
+            return handler(args)
+        except matrix.ConfigError as error:
+            for problem in error.problems:
+                print(f"ppl-suite: error: {problem}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"ppl-suite: {stop.name()}: stopped; what finished is kept; rerun the same command to "
+                "continue",
+                file=sys.stderr,
+            )
+            return stop.exit_code()
+        except Exception as error:
+            log = _error_log(args, traceback.format_exc())
+            print(
+                f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})",
+                file=sys.stderr,
+            )
+            return 4
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def test_run_with_a_report_folder_that_cannot_be_created_is_refused_before_any_c
 
 
 @pytest.mark.parametrize("report_exists", [True, False])
-def test_a_failed_report_logs_its_error_outside_the_results_folder(tmp_path, monkeypatch, capsys, report_exists):
+def test_a_failed_report_logs_its_error_outside_the_results_folder(
+    tmp_path, monkeypatch, capsys, report_exists
+):
     from ppl_suite.report import render
 
     def fails(*args, **kwargs):
