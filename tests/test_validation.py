@@ -291,7 +291,11 @@ HUGE = 10**12  # ~7 TiB of float64 at one number per unit
         ({"estimators": {"iwae": {"k": HUGE}}}, "estimator 'iwae': k", 1),
         ({"estimators": {"ais": {"chains": HUGE}}}, "estimator 'ais': chains", 1),
         ({"estimators": {"importance": {"ks": [1, HUGE]}}}, "estimator 'importance': ks[1]", 1),
-        ({"svi": {"particles": 1000}, "params": {"normal_normal": {"n": 10**6}}}, "svi: particles", 10**6 + 1),
+        (
+            {"svi": {"particles": 1000}, "params": {"normal_normal": {"n": 10**6}}},
+            "svi: particles",
+            10**6 + 1,  # numbers per particle: n data points and the mean
+        ),
     ],
 )
 def test_every_size_is_bounded_by_the_memory_budget(config, setting, per_unit):
