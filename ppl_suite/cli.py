@@ -39,7 +39,8 @@ exit codes:
   1    some cell failed, diverged or timed out (the others ran and were written)
   2    bad input: nothing ran (every problem is listed), or the results folder is in use
   3    every cell ran but a correctness check failed (the last lines name each)
-  4    internal error (one line; the traceback is in RESULTS/logs/)
+  4    internal error (one line naming the traceback's file: RESULTS/logs/, or for report
+       the report folder)
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept"""
 
 OTHER_VERSIONED = ("ppl-suite", "pandas", "dask")  # in the manifest beside the numerical packages

@@ -6,7 +6,8 @@
    beside it on the local executor and on Dask (slow).
 2. A worker killed from outside (as by the out-of-memory killer) records its cell as failed
    ("worker lost") and is replaced; the run goes on (slow; tests/test_runner.py has a fast case of a
-   worker that exits).
+   worker that exits). On Dask with a single worker the cell is recorded at once and the next cell
+   runs on the replacement (fast: the task hangs before JAX is imported).
 3. SIGINT to the run's process group (Ctrl-C at a terminal), SIGTERM and SIGKILL to a running
    ``ppl-suite run`` whose workers hang: no process of the run survives it by 10 s; SIGINT prints no
    worker traceback; the exit codes are 130, 143 and -9 (killed). Local executor with one worker:
