@@ -342,3 +342,20 @@ def test_dask_records_the_cell_of_its_only_worker_killed_and_runs_the_next_on_th
         assert row["status"] == "failed" and row["error"].startswith("worker lost: "), row["error"]
         assert 0 < row["wall_seconds"] < 60
     assert spawned(psutil.Process()) == []
+
+
+@pytest.mark.slow  # about 20 s: two worker restarts
+def test_dask_stops_a_timed_out_cell_on_its_only_worker_and_runs_the_next(monkeypatch):
+    """One Dask worker, its cells hung: each is recorded as timed out at the limit, its worker (found
+    through the scheduler, the task being pinned to none) is restarted, and the next cell runs on it."""
+    from ppl_suite.executors import dask as dask_executor
+    from tests.plugins.hanging_models import hanging_task
+
+    monkeypatch.setattr(dask_executor, "run_cell", hanging_task)
+    cells = [cell("hanging", seed=0), cell("hanging", seed=1)]
+    records = run_cells(cells, executor="dask", jobs=1, cell_timeout=3.0)
+    for c in cells:
+        row = records[c.key].row
+        assert row["status"] == "timeout" and "cell timeout of 3 s" in row["error"], row["error"]
+        assert 3.0 <= row["wall_seconds"] < 60
+    assert spawned(psutil.Process()) == []
