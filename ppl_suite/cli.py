@@ -637,11 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"ppl-suite: error: {problem}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(
-                f"ppl-suite: {stop.name()}: stopped; what finished is kept; rerun the same command to "
-                "continue",
-                file=sys.stderr,
-            )
+            print(f"ppl-suite: {stop.name()}: stopped; rerun the same command to go on", file=sys.stderr)
             return stop.exit_code()
         except Exception as error:
             log = _error_log(args, traceback.format_exc())

@@ -65,7 +65,7 @@ def test_every_command_exits_128_plus_the_signal_with_one_line(command, signum, 
     assert time.monotonic() - start < 10
     name = signal.Signals(signum).name
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"ppl-suite: {name}: stopped; what finished is kept; rerun the same command to continue"
+        f"ppl-suite: {name}: stopped; rerun the same command to go on"
     ]
     assert signal.getsignal(signal.SIGTERM) == previous  # the handlers are given back
 
