@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ppl_suite import backends, guides, registry
+from ppl_suite import backends, guides, registry, sizes
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, EstimatorSettings, ProblemUnit
 from ppl_suite.spec import Domain
@@ -61,6 +61,7 @@ GUIDES_PER_MODEL = Domain.integer(low=0)
 EVAL_SAMPLES = Domain.integer(low=2)
 CELL_TIMEOUT = Domain.real(0.0, low_open=True)
 DEFAULT_CELL_TIMEOUT = 1800.0
+DRAW = "per draw (its log p and log q)"
 
 
 class ConfigError(Exception):
@@ -188,12 +189,18 @@ def expand(config: dict[str, Any]) -> Matrix:
     )
     svi = _svi(_table(config, "svi", problems), problems)
     evaluation = dict(_table(config, "evaluation", problems))
-    samples = _checked(EVAL_SAMPLES, "evaluation samples", evaluation.pop("samples", 10_000), problems)
+    samples = evaluation.pop("samples", 10_000)
+    if too_many := EVAL_SAMPLES.problem("evaluation samples", samples) or sizes.over_budget(
+        "evaluation samples", samples, 2, DRAW
+    ):
+        problems.append(too_many)
     if evaluation:
         problems.append(f"unknown evaluation setting {', '.join(map(repr, evaluation))}; valid: 'samples'")
     overrides = _overrides(_table(config, "params", problems), problems)
     chosen_estimators = _estimators(_table(config, "estimators", problems), problems)
 
+    for model in model_names:  # the overrides kept are valid; invalid svi settings leave the defaults
+        problems += _particles_problem(model, svi, overrides.get(model, {}))
     if guide_names:  # a list (a profile's, say) may name families some models lack; none may get none
         for model in model_names:
             supported = registry.get(model).guides
@@ -249,6 +256,18 @@ def expand(config: dict[str, Any]) -> Matrix:
     if not cells and vae is None:
         raise ConfigError(["no cell can run with this selection:", *skipped])
     return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()), vae)
+
+
+def _particles_problem(model: str, svi: SVIConfig, overrides: dict[str, Any]) -> list[str]:
+    """The SVI particles of a model over the memory budget: each particle of a gradient step holds a
+    copy of the problem's latents and its data's log densities, ``problem_size`` numbers."""
+    spec = registry.get(model)
+    if spec.problem_size is None:
+        return []
+    per_particle = int(spec.problem_size(spec.params(overrides)))
+    unit = f"per particle (model {model!r}: its data and latents)"
+    too_many = sizes.over_budget("svi: particles", svi.particles, per_particle, unit)
+    return [too_many] if too_many else []
 
 
 def _vae(config: dict[str, Any], problems: list[str]) -> Any:
@@ -326,7 +345,14 @@ def _typed(name: str, settings: dict[str, Any], defaults: dict[str, Any]) -> lis
         else:
             domain, entries = _setting_domain(default), [(setting, value)]
         if domain is not None:
-            problems += [f"estimator {name!r}: {p}" for key, v in entries if (p := domain.problem(key, v))]
+            problems += [
+                f"estimator {name!r}: {p}"
+                for key, v in entries
+                if (
+                    p := domain.problem(key, v)
+                    or sizes.over_budget(key, v, 1, "per unit (draw, chain, step...)")
+                )
+            ]
     return problems
 
 

@@ -254,20 +254,25 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def unwritable(path: Path) -> str | None:
-    """Why a folder cannot be created or written at ``path`` (a sentence), or None when it can."""
+    """Why a folder cannot be created or written at ``path`` (a sentence), or None when it can.
+
+    Tried, not guessed from permission bits (which say nothing of read-only file systems, ``/proc``
+    or network mounts): a probe file is created and removed in ``path``, or, when ``path`` does not
+    exist yet, in the nearest folder above it that does (``path`` itself is not created)."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
         return f"{path} is a file, not a folder"
     existing = path
-    while not existing.exists():
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         return f"cannot create {path}: {existing} is a file"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return (
-            f"{path} is not writable"
-            if existing == path
-            else f"cannot create {path}: {existing} is read-only"
-        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".ppl-suite-probe-"):
+            pass  # created, then removed on leaving
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        return f"{path} is not writable ({why})" if existing == path else f"cannot create {path} ({why})"
     return None
 
 

@@ -21,13 +21,15 @@ import os
 import re
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ppl_suite.executors.stop import stop_groups
+from ppl_suite.executors.worker import guard
 from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, sections, slug
 from ppl_suite.store import ResultsStore
@@ -395,7 +397,26 @@ def _figure_pool(processes: int) -> contextlib.AbstractContextManager[Executor |
     """The spawned processes (they inherit no matplotlib state) that draw figures beside this one."""
     if processes < 2:
         return contextlib.nullcontext()
-    return ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"))
+    return _stopped_on_error(
+        ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"), initializer=guard)
+    )
+
+
+@contextlib.contextmanager
+def _stopped_on_error(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """``pool``, shut down when done; on any exception (KeyboardInterrupt from SIGINT or SIGTERM
+    included) its figures not yet drawn are dropped and its processes stopped at once (SIGTERM, then
+    SIGKILL), so none outlives the report, and multiprocessing's resource tracker, which lives while
+    a process holds its pipe, goes with them. Its processes are ``worker.guard``-ed: Ctrl-C reaches
+    only this one, and they die with it."""
+    try:
+        yield pool
+    except BaseException:
+        processes = dict(pool._processes or {})  # pid -> Process; no public accessor
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_groups(list(processes), lambda pid: processes[pid].is_alive())
+        raise
+    pool.shutdown(wait=True)
 
 
 FIGURE_LIST = "figures.txt"  # the figures the last report drew: the only files it may remove later
