@@ -26,6 +26,7 @@ from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.checking import command as check_command
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.errors import InputProblem
 from ppl_suite.vae import command as vae_command
 
 if TYPE_CHECKING:
@@ -633,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except matrix.ConfigError as error:
+    except (matrix.ConfigError, InputProblem) as error:  # bad input, a damaged or unsafe folder
         for problem in error.problems:
             print(f"ppl-suite: error: {problem}", file=sys.stderr)
         return 2
