@@ -13,10 +13,9 @@ folder raise ``ppl_suite.InputProblem`` (``store.DamagedFile``, ``paths.OutsideF
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,7 +80,9 @@ def fitted_params(path: str | Path, key: str) -> tuple[dict[str, np.ndarray], di
     try:
         arrays = store.artifacts(found["digest"])
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DamagedFile(f"{store.unit_file('artifacts', found['digest'])} is damaged ({type(error).__name__})") from None
+        raise DamagedFile(
+            f"{store.unit_file('artifacts', found['digest'])} is damaged ({type(error).__name__})"
+        ) from None
     return schema.split_fitted(arrays)
 
 

@@ -76,6 +76,7 @@ UNIT_FILES = CELL_FILES | PROBLEM_FILES
 DIGEST = re.compile(r"[0-9a-f]{16}")
 PARTIAL = ".ppl-suite-partial"  # the marker of a temporary file: a name only _atomic_write gives
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(PARTIAL))  # .<name>.XXXXXXXX<PARTIAL>
+ROW_FILE = re.compile(DIGEST.pattern + r"\.json")  # <digest>.json: a unit's row, or its estimates
 ERROR_LOG = re.compile(r"error-[0-9T:+-]+\.log")
 
 NUMERICAL_PACKAGES = ("torch", "pyro-ppl", "jax", "jaxlib", "numpyro", "numpy", "scipy", "arviz")
@@ -295,7 +296,15 @@ MANIFEST_LISTS = {  # the manifest's lists, and the pattern of their entries (No
     schema.MANIFEST_DIGESTS: DIGEST,
     schema.MANIFEST_PROBLEM_DIGESTS: DIGEST,
 }
-CELL_ROW_KEYS = (schema.KEY, schema.STATUS, schema.DIGEST, schema.VERSION, schema.MODEL, schema.BACKEND, schema.GUIDE)
+CELL_ROW_KEYS = (
+    schema.KEY,
+    schema.STATUS,
+    schema.DIGEST,
+    schema.VERSION,
+    schema.MODEL,
+    schema.BACKEND,
+    schema.GUIDE,
+)
 PROBLEM_ROW_KEYS = (schema.KEY, schema.STATUS, schema.DIGEST, schema.VERSION, schema.MODEL)
 
 
@@ -476,8 +485,12 @@ class ResultsStore:
         return removed
 
     def log_error(self, text: str) -> Path:
-        """Write an internal error's traceback to logs/error-<time>.log; returns the file."""
-        path = self.file(LOGS, f"error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}.log")
+        """Write an internal error's traceback to logs/error-<time>.log; returns the file. Raises
+        OSError when it cannot (logs/ a link included), so a caller falls back to another place."""
+        try:
+            path = self.file(LOGS, f"error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}.log")
+        except paths.OutsideFolder as error:
+            raise OSError(str(error)) from None
         _atomic_write(path, text.encode())
         return path
 
@@ -574,7 +587,7 @@ class ResultsStore:
         manifest lists no digests); files not (or not wholly) written are left out."""
         names = self._digests(kind)
         if names is None:
-            names = [p.stem for p in paths.files(self.path, folder, re.compile(DIGEST.pattern + r"\.json"))]
+            names = [p.stem for p in paths.files(self.path, folder, ROW_FILE)]
         found = []
         for name in names:
             try:
@@ -604,7 +617,7 @@ class ResultsStore:
         ):
             names = self._digests(kind)
             if names is None:
-                names = [p.stem for p in paths.files(self.path, folder, re.compile(DIGEST.pattern + r"\.json"))]
+                names = [p.stem for p in paths.files(self.path, folder, ROW_FILE)]
             for name in names:
                 try:
                     found = json.loads(self.unit_file("estimates", name).read_bytes())

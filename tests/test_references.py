@@ -18,7 +18,8 @@ import pytest
 
 from ppl_suite import cli
 from ppl_suite.problem import Problem
-from ppl_suite.references import NUTSSettings, ReferenceGateError, cache as cache_module, reference_for, settings
+from ppl_suite.references import NUTSSettings, ReferenceGateError, reference_for, settings
+from ppl_suite.references import cache as cache_module
 from ppl_suite.references import reference as reference_module
 from ppl_suite.references.evidence import REFERENCE, ReferenceDraws, log_evidence
 from ppl_suite.references.gates import GateResult
@@ -144,9 +145,13 @@ def _damaged_copy(built, tmp_path: Path, suffix: str) -> Path:
     return copy
 
 
-def test_a_damaged_summary_copy_is_named_and_rewritten_from_the_reference(built, tmp_path, monkeypatch, capsys):
+def test_a_damaged_summary_copy_is_named_and_rewritten_from_the_reference(
+    built, tmp_path, monkeypatch, capsys
+):
     copy = _damaged_copy(built, tmp_path, ".json")
-    monkeypatch.setattr(reference_module, "build", lambda *a, **k: pytest.fail("a whole reference was rebuilt"))
+    monkeypatch.setattr(
+        reference_module, "build", lambda *a, **k: pytest.fail("a whole reference was rebuilt")
+    )
     monkeypatch.setenv("PPL_SUITE_REFERENCE_CACHE", str(copy))
     monkeypatch.setattr(settings, "DEFAULT", SMALL)
     with pytest.warns(UserWarning, match=r"\.json is damaged .*rewritten from"):

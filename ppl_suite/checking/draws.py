@@ -131,6 +131,6 @@ def _unreadable(found: dict[str, Path], place: Path) -> list[str]:
     for path in found.values():
         try:
             az.from_netcdf(str(path))
-        except Exception as error:  # noqa: BLE001 - h5py, netCDF4 and xarray raise many kinds
+        except Exception as error:  # h5py, netCDF4 and xarray raise many kinds
             damaged.append(f"{path} is damaged ({type(error).__name__})")
     return damaged

@@ -50,7 +50,9 @@ def stored_fingerprint(results: str | Path) -> dict[str, Any] | None:
         warnings.warn(f"{error}; the folder's cells are rerun", stacklevel=2)
         return {}
     if found is not None and not isinstance(found, dict):
-        warnings.warn(f"{results}/{FOLDER}/{FINGERPRINT} is damaged: not an object; the folder's cells are rerun")
+        warnings.warn(
+            f"{results}/{FOLDER}/{FINGERPRINT} is damaged: not an object; its cells are rerun", stacklevel=2
+        )
         return {}
     return found
 
@@ -79,7 +81,9 @@ def stored_model(results: str | Path) -> UserModel | None:
         return None
     names = {f.name for f in fields(UserModel)}
     if not isinstance(values, dict) or not {"name", "data", "guides"} <= set(values) <= names:
-        raise DamagedFile(f"{paths.inside(results, FOLDER, MODEL)} is damaged: not a check's model declaration")
+        raise DamagedFile(
+            f"{paths.inside(results, FOLDER, MODEL)} is damaged: not a check's model declaration"
+        )
     return replace(UserModel.from_json(values), data=str(paths.inside(results, FOLDER, DATA).resolve()))
 
 
@@ -112,15 +116,18 @@ def register_stored(
     if not isinstance(known, dict) or set(needed) - set(known):
         raise DamagedFile(f"{paths.inside(results, FOLDER, FINGERPRINT)} is damaged: no sha256 of {needed}")
     if trust_stored_code:
-        warnings.warn(f"importing the code named by {results}/{FOLDER}/{MODEL}: {', '.join(needed)}", stacklevel=2)
+        warnings.warn(
+            f"importing the code named by {results}/{FOLDER}/{MODEL}: {', '.join(needed)}", stacklevel=2
+        )
         given = {_sha256(file): file for file in needed if Path(file).is_file()}
     else:
         given = {_sha256(file): str(Path(file).resolve()) for file in files}
     missing = [file for file in needed if known[file] not in given]
     if missing:
+        checked = [known[file][:12] for file in missing]
         raise InputProblem(
             f"{results} holds a check of {', '.join(missing)}: a results folder's code is never imported; "
-            f"pass the file(s) again (files=[...], with the content checked: sha256 {', '.join(known[f][:12] for f in missing)}) "
+            f"pass the file(s) again (files=[...], the content checked: sha256 {', '.join(checked)}) "
             "or trust_stored_code=True to import the files it names"
         )
     moved = {file: given[known[file]] for file in needed}
@@ -135,7 +142,9 @@ def register_stored(
         user,
         numpyro=at(user.numpyro),
         pyro=at(user.pyro),
-        own_guides={g: {lib: at(t) for lib, t in programs.items()} for g, programs in user.own_guides.items()},
+        own_guides={
+            g: {lib: at(t) for lib, t in programs.items()} for g, programs in user.own_guides.items()
+        },
     )
     register(user)
     return user

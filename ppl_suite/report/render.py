@@ -445,11 +445,12 @@ def write_report(
         processes = min(FIGURE_PROCESSES, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     targets = {kind: paths.inside(out, f"report.{kind}") for kind in chosen}  # no link followed out
+    figures = paths.inside(out, "figures")
     name = results.resolve().name
     title = f"ppl-suite report: {name}"
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as scratch, _figure_pool(processes) as pool:
-        figure_dir = paths.inside(out, "figures") if "md" in chosen else Path(scratch)
+        figure_dir = figures if "md" in chosen else Path(scratch)
         context = Context(store, figure_dir, pool)
         manifest = context.manifest
         subtitle = (
