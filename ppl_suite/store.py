@@ -313,9 +313,11 @@ def manifest_damage(value: Any) -> str | None:
     schema version and, where present, lists of keys and of digests (16 hex digits)."""
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__} where an object is expected"
-    version = value.get(schema.VERSION)
+    if schema.VERSION not in value:
+        return f"no {schema.VERSION!r}: not a manifest of ppl-suite"
+    version = value[schema.VERSION]
     if isinstance(version, bool) or not isinstance(version, int):
-        return f"no integer {schema.VERSION!r} (found {version!r})"
+        return f"{schema.VERSION!r} is {version!r}, not an integer"
     for key, pattern in MANIFEST_LISTS.items():
         entries = value.get(key, [])
         if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
