@@ -25,6 +25,7 @@ from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.checking import command as check_command
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.errors import InputProblem
 from ppl_suite.stop_signals import StopSignals
 from ppl_suite.vae import command as vae_command
 
@@ -632,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with StopSignals() as stop:  # every command stops the same way on SIGINT and SIGTERM
         try:
             return handler(args)
-        except matrix.ConfigError as error:
+        except (matrix.ConfigError, InputProblem) as error:  # bad input, a damaged or unsafe folder
             for problem in error.problems:
                 print(f"ppl-suite: error: {problem}", file=sys.stderr)
             return 2

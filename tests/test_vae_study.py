@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ppl_suite import matrix
-from ppl_suite.store import ResultsStore
+from ppl_suite.store import PARTIAL, ResultsStore
 from ppl_suite.vae import results as r
 from ppl_suite.vae.agreement import FLAG_P, between_procedures
 from ppl_suite.vae.latent import LatentModel
@@ -354,14 +354,14 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     frame = r.frame("losses", [{r.BACKEND: "numpyro", r.STEP: 0, r.LOSS: 1.5}])
     store.write_vae_table("losses", frame)
     assert store.vae_tables()["losses"].equals(frame)
-    (tmp_path / r.FOLDER / ".losses.parquet.abcd1234").write_bytes(b"half")  # a killed write
+    (tmp_path / r.FOLDER / f".losses.parquet.abcd1234{PARTIAL}").write_bytes(b"half")  # a killed write
     (tmp_path / r.FOLDER / "mine.csv").write_text("the user's own file")
     store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
     assert store.vae_part("0123456789abcdef", "losses.parquet") == b"kept rows"
     assert store.vae_part("fedcba9876543210", "losses.parquet") is None
     with pytest.raises(ValueError, match="VAE part"):
         store.write_vae_part("../../elsewhere", "losses.parquet", b"")
-    (tmp_path / r.FOLDER / "parts" / ".0123456789abcdef.trained.npz.abcd1234").write_bytes(b"half")
+    (tmp_path / r.FOLDER / "parts" / f".0123456789abcdef.trained.npz.abcd1234{PARTIAL}").write_bytes(b"half")
     (tmp_path / r.FOLDER / "parts" / "notes.txt").write_text("the user's own file")
     assert store.clean_temporary() == 2
     assert store.discard() == 2
@@ -375,7 +375,7 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     cell.write_text("{}")
     store.write_vae_table("losses", frame)
     store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
-    (tmp_path / r.FOLDER / "parts" / ".0123456789abcdef.runs.parquet.abcd1234").write_bytes(b"half")
+    (tmp_path / r.FOLDER / "parts" / f".0123456789abcdef.runs.parquet.abcd1234{PARTIAL}").write_bytes(b"half")
     assert store.discard(vae_only=True) == 3
     assert cell.exists() and (tmp_path / r.FOLDER / "parts" / "notes.txt").exists()
 

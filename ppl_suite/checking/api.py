@@ -27,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ppl_suite import paths
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.sources import InputProblem, load_data, split_reference
@@ -363,7 +364,7 @@ def check(
             "fresh": fresh or changed, "jobs": jobs, "report": report_folder,
         }  # fmt: skip
         arguments = run_arguments(user, chosen, options)
-        problems = run_problems(arguments)
+        problems = run_problems(arguments) + paths.links(folder, (stored.FOLDER, stored.DRAWS))
         if problems:
             raise InputProblem(*problems)
         verify(user)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ppl_suite import paths
 from ppl_suite.store import ResultsStore
 
 
@@ -144,7 +145,7 @@ class Context:
 
     def figure(self, name: str) -> Path:
         """Path of a new figure file, named from ``name`` (made safe for file systems and URLs)."""
-        return self.figure_dir / f"{slug(name)}.png"
+        return paths.inside(self.figure_dir, f"{slug(name)}.png")  # never a link followed out
 
     def draw(self, name: str, function: Callable[..., Path], *args: Any) -> Path:
         """The path of figure ``name``, drawn by ``function(*args, path)``: here and now, or handed to
