@@ -276,4 +276,4 @@ def test_unreadable_config_is_a_config_error(tmp_path, content, message):
 @pytest.mark.parametrize("profile", matrix.profiles())
 def test_shipped_profiles_validate(profile):
     plan = matrix.expand(matrix.load(profile))
-    assert plan.cells or plan.vae is not None
+    assert plan.cells or plan.vae is not None or plan.vqvae is not None
