@@ -85,6 +85,16 @@ def test_a_rerun_reuses_every_kept_part(study):
     assert all(len(line) for line in study.log)
 
 
+@pytest.mark.slow  # uses the study fixture
+def test_the_report_section_answers_the_question_in_the_runs_numbers(study, tmp_path):
+    from ppl_suite.report.render import write_report
+
+    markdown = write_report(study.folder, tmp_path / "report")["md"].read_text()
+    assert "VQ-VAE (every term exact): (a) trained on the exact ELBO" in markdown
+    assert "L log K = 2 log 4 = 2.773 nats" in markdown
+    assert "vqvae-curves.png" in markdown and "vqvae-images.png" in markdown
+
+
 def test_results_read_the_exact_table_beside_the_vae_tables(tmp_path):
     from ppl_suite.store import ResultsStore
 
