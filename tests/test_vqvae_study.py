@@ -69,7 +69,7 @@ def test_the_estimators_and_gradients_tables_are_whole(study):
     assert len(estimators) == 3 * 6 * 3  # objectives x images x (importance, IWAE-1, IWAE-10)
     assert np.allclose(estimators[r.Z], (estimators[r.VALUE] - estimators[r.EXACT]) / estimators[r.SE])
     calibration = study.tables["vqvae_calibration"]
-    assert set(calibration[r.N_IMAGES]) == {6}
+    assert set(calibration[r.N_IMAGES] + calibration[r.UNRELIABLE]) == {6}
     gradients = study.tables["vqvae_gradients"]
     assert set(gradients[r.POINT]) == {r.START, r.END}
     assert set(gradients[r.DRAWS]) == {4}
@@ -88,7 +88,9 @@ def test_a_rerun_reuses_every_kept_part(study):
 @pytest.mark.slow  # uses the study fixture
 def test_the_report_section_answers_the_question_in_the_runs_numbers(study, tmp_path):
     from ppl_suite.report.render import write_report
+    from ppl_suite.store import ResultsStore
 
+    ResultsStore(study.folder).write_manifest({"command": ["ppl-suite", "vae", "--model", "vqvae_digits"]})
     markdown = write_report(study.folder, tmp_path / "report")["md"].read_text()
     assert "VQ-VAE (every term exact): (a) trained on the exact ELBO" in markdown
     assert "L log K = 2 log 4 = 2.773 nats" in markdown

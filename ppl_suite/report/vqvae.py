@@ -231,7 +231,7 @@ class VQVAE:
         shown = calibration.rename(
             columns={
                 r.BACKEND: "backend", r.OBJECTIVE: "objective", r.ESTIMATOR: "estimator", r.K: "K",
-                r.N_IMAGES: "images", r.Z_MEAN: "mean z", r.Z_SD: "sd z", r.ABOVE_4: "|z| > 4",
+                r.N_IMAGES: "reliable images", r.Z_MEAN: "mean z", r.Z_SD: "sd z", r.ABOVE_4: "|z| > 4",
                 r.UNRELIABLE: "k-hat unreliable",
             }
         )  # fmt: skip
@@ -241,7 +241,9 @@ class VQVAE:
                 "Per test image at the trained weights, with the encoder's q as proposal: importance "
                 "sampling of log p(x) (delta-method SE) and the IWAE-K bound (SE over blocks of K), "
                 "z = (estimate − exact) / SE. Importance sampling should give z ~ N(0, 1); IWAE-K is a "
-                "bound (Burda et al. 2016), its z below 0 by its gap in SEs and never above 4. AIS is not "
+                "bound (Burda et al. 2016), its z below 0 by its gap in SEs and never above 4. The z-scores "
+                "are over the images whose weights' PSIS k-hat is below its threshold; the others' SEs "
+                "are not to be read (Vehtari et al. 2024). AIS is not "
                 "run: the suite's AIS moves a continuous latent by HMC, and this latent is discrete; with "
                 "every code enumerated, log p(x) needs no annealing."
             ),

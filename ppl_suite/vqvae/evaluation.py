@@ -134,14 +134,21 @@ def estimator_rows(
 
 def calibration_rows(estimators) -> list[dict]:
     """The ``vqvae_calibration`` rows from a ``vqvae_estimators`` frame: per backend, objective,
-    estimator and K, the z-scores' mean and sd, the count |z| > 4, the count labelled unreliable."""
+    estimator and K, over the images whose weights k-hat finds reliable, the z-scores' mean and sd and
+    the count |z| > 4; and the count of images labelled unreliable (their SEs are not to be read)."""
     rows = []
     keys = [r.BACKEND, r.OBJECTIVE, r.ESTIMATOR, r.K]
     for key, group in estimators.groupby(keys, sort=False):
-        z = group[r.Z].to_numpy(dtype=float)
+        reliable = group[group[r.RELIABLE].astype(bool)]
+        z = reliable[r.Z].to_numpy(dtype=float)
+        spread = float(np.nanstd(z, ddof=1)) if z.size > 1 else np.nan
         rows.append(
             dict(zip(keys, key, strict=True))
-            | {r.N_IMAGES: len(group), r.Z_MEAN: float(np.nanmean(z)), r.Z_SD: float(np.nanstd(z, ddof=1))}
-            | {r.ABOVE_4: int(np.sum(np.abs(z) > 4)), r.UNRELIABLE: int((~group[r.RELIABLE]).sum())}
+            | {
+                r.N_IMAGES: len(reliable),
+                r.Z_MEAN: float(np.nanmean(z)) if z.size else np.nan,
+                r.Z_SD: spread,
+            }
+            | {r.ABOVE_4: int(np.sum(np.abs(z) > 4)), r.UNRELIABLE: len(group) - len(reliable)}
         )
     return rows

@@ -20,8 +20,9 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
     vqvae_estimators   one row per backend, objective, test image, estimator (importance | iwae) and K:
                        the estimate of log p(x) from the encoder's q at the trained weights, its SE,
                        the exact log p(x), z = (estimate - exact) / SE, PSIS k-hat and reliability
-    vqvae_calibration  one row per backend, objective, estimator and K: the z-scores' mean, sd, the
-                       count above 4 in size, and the count of images labelled unreliable
+    vqvae_calibration  one row per backend, objective, estimator and K: over the images k-hat finds
+                       reliable (n_images), the z-scores' mean, sd and count above 4 in size; and the
+                       count of images labelled unreliable
 """
 
 from __future__ import annotations
