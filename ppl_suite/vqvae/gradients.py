@@ -39,7 +39,7 @@ def handrolled_gradients(weights, x, batch, temperature: float, draws: int, seed
 
     w = {name: jnp.asarray(weights[name]) for name in NAMES}
     x, batch = jnp.asarray(x), jnp.asarray(batch)
-    exact = jax.grad(losses.enumerated_loss)(w, x, batch, temperature)
+    exact = jax.jit(jax.grad(losses.enumerated_loss), static_argnums=3)(w, x, batch, temperature)
     one = jax.grad(losses.score_function_loss)
     chunk = jax.jit(jax.vmap(lambda key: one(w, x, batch, key, temperature, 1)))
     keys = jax.random.split(jax.random.PRNGKey(seed), draws)
