@@ -112,7 +112,12 @@ class VQVAE:
         tables = _tables(context)
         runs = tables.get("vqvae_runs")
         if runs is None or runs.empty:
-            return []
+            return [
+                Text(
+                    "Not in this results folder: the VQ-VAE study (`ppl-suite vae --model vqvae_digits`).",
+                    note=True,
+                )
+            ]
         ok = runs[runs[r.STATUS] == r.OK]
         blocks: list[Block] = [
             Text(
