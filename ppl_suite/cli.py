@@ -184,6 +184,7 @@ def command_run(args: argparse.Namespace) -> int:
         print("\n".join(unit.key for unit in plan.units))
         problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
         vae = " and the VAE study" if plan.vae is not None else ""
+        vae += " and the VQ-VAE study" if plan.vqvae is not None else ""
         print(f"{len(plan.cells)} cells would run{problems}{vae}")
         return 0
 
@@ -250,8 +251,12 @@ def _run_locked(
     with StopSignals() as stop:
         try:
             _run_with_progress(executor, todo, store, jobs)
-            in_vae = plan.vae is not None
-            vae_failed = in_vae and vae_command.run_after_cells(plan.vae, store)
+            in_vae = plan.vae is not None or plan.vqvae is not None
+            vae_failed = plan.vae is not None and vae_command.run_after_cells(plan.vae, store)
+            if plan.vqvae is not None:
+                from ppl_suite.vqvae.command import run_after_cells
+
+                vae_failed = run_after_cells(plan.vqvae, store) or vae_failed
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()

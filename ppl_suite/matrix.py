@@ -22,6 +22,8 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     [vae]        the VAE study (``ppl_suite.vae.settings``), run after the cells into the same folder;
                  with a [vae] table, models default to none (the VAE alone), and backends default to
                  the config's backends
+    [vqvae]      the VQ-VAE study (``ppl_suite.vqvae.settings``), likewise: after the cells (and the VAE
+                 study), models default to none, backends to the config's
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
 until the whole matrix is valid. Validation needs no data: model parameters are checked against their
@@ -54,6 +56,7 @@ TOP_KEYS = {
     "params",
     "estimators",
     "vae",
+    "vqvae",
 }
 MODEL_SETS = ("closed_form", "reference", "all")
 SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
@@ -79,6 +82,7 @@ class Matrix:
     config: dict[str, Any]
     problems: list[ProblemUnit] = field(default_factory=list)
     vae: Any = None  # the VAE study's settings (ppl_suite.vae.settings.VAEStudySettings), or None
+    vqvae: Any = None  # the VQ-VAE study's (ppl_suite.vqvae.settings.VQVAEStudySettings), or None
 
     @property
     def units(self) -> list[ProblemUnit | Cell]:
@@ -170,7 +174,9 @@ def expand(config: dict[str, Any]) -> Matrix:
             f"unknown config key {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(TOP_KEYS))}"
         )
     vae = _vae(config, problems)
-    models = config.get("models", "closed_form" if "vae" not in config else [])
+    vqvae = _vqvae(config, problems)
+    studies = {"vae", "vqvae"} & set(config)
+    models = config.get("models", "closed_form" if not studies else [])
     if isinstance(models, str) and models not in MODEL_SETS and models not in registry.names():
         problems.append(
             f"unknown model set {models!r}; valid: {', '.join(MODEL_SETS)} or a list of models "
@@ -253,9 +259,10 @@ def expand(config: dict[str, Any]) -> Matrix:
                             problem_key,
                         )
                     )
-    if not cells and vae is None:
+    if not cells and vae is None and vqvae is None:
         raise ConfigError(["no cell can run with this selection:", *skipped])
-    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()), vae)
+    config = {**config, "cell_timeout": cell_timeout}
+    return Matrix(cells, skipped, config, list(problems.values()), vae, vqvae)
 
 
 def _particles_problem(model: str, svi: SVIConfig, overrides: dict[str, Any]) -> list[str]:
@@ -283,6 +290,24 @@ def _vae(config: dict[str, Any], problems: list[str]) -> Any:
     try:
         return settings.from_table(table)
     except settings.SettingsError as error:
+        problems.extend(error.problems)
+        return None
+
+
+def _vqvae(config: dict[str, Any], problems: list[str]) -> Any:
+    """The VQ-VAE study's settings from the ``[vqvae]`` table (None without one); its backends default
+    to the config's."""
+    if "vqvae" not in config:
+        return None
+    from ppl_suite.vae.settings import SettingsError
+    from ppl_suite.vqvae import settings
+
+    table = config["vqvae"]
+    if isinstance(table, dict) and "backends" not in table and "backends" in config:
+        table = {**table, "backends": config["backends"]}
+    try:
+        return settings.from_table(table)
+    except SettingsError as error:
         problems.extend(error.problems)
         return None
 

@@ -56,7 +56,8 @@ from ppl_suite import paths, schema
 from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.errors import InputProblem
 from ppl_suite.schema import SCHEMA_VERSION
-from ppl_suite.vae.results import TABLES as VAE_TABLES
+from ppl_suite.vae.results import TABLES as VAE_STUDY_TABLES
+from ppl_suite.vqvae.results import TABLES as VQVAE_TABLES
 
 MANIFEST = "manifest.json"
 ROWS = "rows.parquet"
@@ -66,7 +67,8 @@ TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
-VAE = "vae"  # the VAE study's tables (ppl_suite.vae.results)
+VAE = "vae"  # the VAE and VQ-VAE studies' tables (ppl_suite.vae.results, ppl_suite.vqvae.results)
+VAE_TABLES = {**VAE_STUDY_TABLES, **VQVAE_TABLES}  # their names do not overlap
 VAE_PARTS = f"{VAE}/parts"  # each backend's finished work, kept for reruns (ppl_suite.vae.stored)
 VAE_PART = re.compile(r"[0-9a-f]{16}\.[a-z_]+\.(parquet|npz)")  # <digest>.<kind>.<suffix>
 # folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last

@@ -276,7 +276,7 @@ def test_unreadable_config_is_a_config_error(tmp_path, content, message):
 @pytest.mark.parametrize("profile", matrix.profiles())
 def test_shipped_profiles_validate(profile):
     plan = matrix.expand(matrix.load(profile))
-    assert plan.cells or plan.vae is not None
+    assert plan.cells or plan.vae is not None or plan.vqvae is not None
 
 
 HUGE = 10**12  # ~7 TiB of float64 at one number per unit
@@ -321,6 +321,7 @@ def test_sizes_at_the_memory_budget_pass():
         ["run", "--models", "normal_normal", "--steps", str(HUGE), "--dry-run"],
         ["run", "--models", "normal_normal", "--steps", str(HUGE)],
         ["vae", "--steps", str(HUGE)],
+        ["vae", "--model", "vqvae_digits", "--steps", str(HUGE)],
         ["calibrate", "--replicates", str(HUGE)],
     ],
 )
