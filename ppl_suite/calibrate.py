@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ppl_suite import estimators, registry
+from ppl_suite import estimators, registry, sizes
 from ppl_suite.backends.base import SVIConfig
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import Estimator
@@ -463,6 +463,8 @@ def validate(args: argparse.Namespace) -> tuple[list[str], list[Estimator]]:
         args.level = LEVEL
     if args.replicates < 2:
         problems.append(f"--replicates must be at least 2 (an sd needs two), got {args.replicates}")
+    elif too_many := sizes.over_budget("--replicates", args.replicates, 1, "per replicate (its estimate)"):
+        problems.append(too_many)
     if not 0 < args.level < 1:
         problems.append(f"--level must lie in (0, 1), got {args.level}")
     cannot_write = unwritable(Path(args.out))

@@ -7,10 +7,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ppl_suite import __version__, backends, console, executors, guides, matrix, registry, runner
 from ppl_suite.checking import command as check_command
+from ppl_suite.errors import InputProblem
+from ppl_suite.stop_signals import StopSignals
 from ppl_suite.vae import command as vae_command
 
 EXIT_CODES = """\
@@ -19,7 +22,8 @@ exit codes:
   1    some cell failed, diverged or timed out (the others ran and were written)
   2    bad input: nothing ran (every problem is listed), or the results folder is in use
   3    every cell ran but a correctness check failed (the last lines name each)
-  4    internal error (one line; the traceback is in RESULTS/logs/)
+  4    internal error (one line naming the traceback's file: RESULTS/logs/, or for report
+       the report folder)
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept"""
 
 
@@ -50,19 +54,37 @@ def command_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def report_out(args: argparse.Namespace) -> Path:
+    """The folder ``ppl-suite report`` writes: --out, else reports/<results folder name>."""
+    return Path(args.out) if args.out else Path("reports") / Path(args.results).resolve().name
+
+
+def report_problems(args: argparse.Namespace) -> list[str]:
+    """Every problem of a ``report`` command line: formats, the results folder, the report folder."""
+    from ppl_suite.report.render import parse_formats
+    from ppl_suite.store import ResultsStore, unwritable
+
+    problems = []
+    try:
+        parse_formats(args.format)
+    except ValueError as error:
+        problems.append(str(error))
+    results = Path(args.results)
+    if not ResultsStore(results).is_results_folder() and not (results / "cells").is_dir():
+        problems.append(f"not a results folder (no manifest.json or cells/): {results}")
+    if (reason := unwritable(report_out(args))) is not None:
+        problems.append(f"--out: {reason}")
+    return problems
+
+
 def command_report(args: argparse.Namespace) -> int:
     """Write the report (Markdown with PNGs, and/or one self-contained HTML page) of a results folder."""
-    from ppl_suite.report.render import parse_formats, write_report
-    from ppl_suite.store import ResultsStore
+    from ppl_suite.report.render import write_report
 
-    results = Path(args.results)
-    try:
-        formats = parse_formats(args.format)
-    except ValueError as error:
-        raise matrix.ConfigError([str(error)]) from None
-    if not ResultsStore(results).is_results_folder() and not (results / "cells").is_dir():
-        raise matrix.ConfigError([f"not a results folder (no manifest.json or cells/): {results}"])
-    written = write_report(results, args.out or Path("reports") / results.resolve().name, formats)
+    problems = report_problems(args)
+    if problems:
+        raise matrix.ConfigError(problems)
+    written = write_report(Path(args.results), report_out(args), args.format)
     for kind, path in written.items():
         print(f"report ({kind}): {path}")
     return 0
@@ -219,21 +241,29 @@ def command_reference(args: argparse.Namespace) -> int:
 
 
 def _error_log(args: argparse.Namespace, text: str) -> Path:
-    """Write an internal error's traceback to the results folder's logs, else to the temp folder."""
+    """Write an internal error's traceback where the command writes: the logs of the results folder
+    it writes (run, calibrate, check, vae), the report folder of ``report`` (which only reads its
+    results folder), else the temp folder. Returns the file."""
     from ppl_suite.store import ResultsStore
 
-    folder = (
-        getattr(args, "out", None)
-        if args.command in ("run", "calibrate", "check", "vae")
-        else getattr(args, "results", None)
-    )
+    name = f"ppl-suite-error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}-"
+    folder = getattr(args, "out", None) if args.command in ("run", "calibrate", "check", "vae") else None
     store = ResultsStore(folder) if folder else None
+    candidates = []
     if store is not None and store.is_results_folder():
+        candidates.append(store.log_error)
+    elif args.command == "report" and report_out(args).is_dir():
+        candidates.append(lambda text: _write_log(report_out(args), name, text))
+    for write in candidates:
         try:
-            return store.log_error(text)
+            return write(text)
         except OSError:
             pass
-    with tempfile.NamedTemporaryFile("w", prefix="ppl-suite-error-", suffix=".log", delete=False) as log:
+    return _write_log(Path(tempfile.gettempdir()), name, text)
+
+
+def _write_log(folder: Path, prefix: str, text: str) -> Path:
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=prefix, suffix=".log", delete=False) as log:
         log.write(text)
     return Path(log.name)
 
@@ -245,21 +275,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_help()
         return 0
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except matrix.ConfigError as error:
-        for problem in error.problems:
-            print(f"ppl-suite: error: {problem}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ppl-suite: interrupted; rerun the same command to continue", file=sys.stderr)
-        return 130
-    except Exception as error:
-        log = _error_log(args, traceback.format_exc())
-        print(
-            f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})", file=sys.stderr
-        )
-        return 4
+    with StopSignals() as stop:  # every command stops the same way on SIGINT and SIGTERM
+        try:
+            return handler(args)
+        except (matrix.ConfigError, InputProblem) as error:  # bad input, a damaged or unsafe folder
+            for problem in error.problems:
+                print(f"ppl-suite: error: {problem}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"ppl-suite: {stop.name()}: stopped; rerun the same command to go on", file=sys.stderr)
+            return stop.exit_code()
+        except Exception as error:
+            log = _error_log(args, traceback.format_exc())
+            print(
+                f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})",
+                file=sys.stderr,
+            )
+            return 4
 
 
 if __name__ == "__main__":

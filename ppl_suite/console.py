@@ -5,6 +5,7 @@ progress=True)``."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import shutil
 import sys
@@ -16,6 +17,8 @@ from ppl_suite.cell import Record
 
 if TYPE_CHECKING:
     import pandas as pd
+
+STUDY_TITLES = {"vae": "VAE", "vqvae": "VQ-VAE"}
 
 
 def _count(n: int, noun: str) -> str:
@@ -111,7 +114,7 @@ class Printer:
             runner.Reusing: self._reusing,
             runner.ExecutionStarted: self._start,
             runner.UnitFinished: self._unit_finished,
-            runner.StudyStarted: lambda e: print(f"\nrunning the {e.name.upper()} study"),
+            runner.StudyStarted: lambda e: print(f"\nrunning the {STUDY_TITLES[e.name]} study"),
             runner.StudyProgress: lambda e: print(e.text),
             runner.StudyFinished: self._study_finished,
             runner.Stopped: self._stopped,
@@ -183,9 +186,8 @@ class Printer:
 
     @staticmethod
     def _study_finished(event: runner.StudyFinished) -> None:
-        from ppl_suite.vae.command import summary_lines
-
-        print("\n".join(summary_lines(dict(event.tables))))
+        command = importlib.import_module(f"ppl_suite.{event.name}.command")
+        print("\n".join(command.summary_lines(dict(event.tables))))
 
     @staticmethod
     def _stopped(event: runner.Stopped) -> None:
@@ -219,7 +221,11 @@ class Printer:
             plan = outcome.matrix
             print("\n".join(unit.key for unit in plan.units))
             problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
-            vae = " and the VAE study" if plan.vae is not None else ""
+            vae = "".join(
+                f" and the {STUDY_TITLES[name]} study"
+                for name in runner.STUDIES
+                if getattr(plan, name) is not None
+            )
             print(f"{len(plan.cells)} cells would run{problems}{vae}")
             return
         print("\n" + summary(outcome.rows, outcome.planned, outcome.problem_rows))

@@ -22,6 +22,8 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     [vae]        the VAE study (``ppl_suite.vae.settings``), run after the cells into the same folder;
                  with a [vae] table, models default to none (the VAE alone), and backends default to
                  the config's backends
+    [vqvae]      the VQ-VAE study (``ppl_suite.vqvae.settings``), likewise: after the cells (and the VAE
+                 study), models default to none, backends to the config's
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
 until the whole matrix is valid. Validation needs no data: model parameters are checked against their
@@ -37,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ppl_suite import backends, guides, registry
+from ppl_suite import backends, guides, registry, sizes
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, EstimatorSettings, ProblemUnit
 from ppl_suite.spec import Domain
@@ -54,6 +56,7 @@ TOP_KEYS = {
     "params",
     "estimators",
     "vae",
+    "vqvae",
 }
 MODEL_SETS = ("closed_form", "reference", "all")
 SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
@@ -61,6 +64,7 @@ GUIDES_PER_MODEL = Domain.integer(low=0)
 EVAL_SAMPLES = Domain.integer(low=2)
 CELL_TIMEOUT = Domain.real(0.0, low_open=True)
 DEFAULT_CELL_TIMEOUT = 1800.0
+DRAW = "per draw (its log p and log q)"
 
 
 class ConfigError(Exception):
@@ -78,6 +82,7 @@ class Matrix:
     config: dict[str, Any]
     problems: list[ProblemUnit] = field(default_factory=list)
     vae: Any = None  # the VAE study's settings (ppl_suite.vae.settings.VAEStudySettings), or None
+    vqvae: Any = None  # the VQ-VAE study's (ppl_suite.vqvae.settings.VQVAEStudySettings), or None
 
     @property
     def units(self) -> list[ProblemUnit | Cell]:
@@ -169,7 +174,9 @@ def expand(config: dict[str, Any]) -> Matrix:
             f"unknown config key {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(TOP_KEYS))}"
         )
     vae = _vae(config, problems)
-    models = config.get("models", "closed_form" if "vae" not in config else [])
+    vqvae = _vqvae(config, problems)
+    studies = {"vae", "vqvae"} & set(config)
+    models = config.get("models", "closed_form" if not studies else [])
     if isinstance(models, str) and models not in MODEL_SETS and models not in registry.names():
         problems.append(
             f"unknown model set {models!r}; valid: {', '.join(MODEL_SETS)} or a list of models "
@@ -188,12 +195,18 @@ def expand(config: dict[str, Any]) -> Matrix:
     )
     svi = _svi(_table(config, "svi", problems), problems)
     evaluation = dict(_table(config, "evaluation", problems))
-    samples = _checked(EVAL_SAMPLES, "evaluation samples", evaluation.pop("samples", 10_000), problems)
+    samples = evaluation.pop("samples", 10_000)
+    if too_many := EVAL_SAMPLES.problem("evaluation samples", samples) or sizes.over_budget(
+        "evaluation samples", samples, 2, DRAW
+    ):
+        problems.append(too_many)
     if evaluation:
         problems.append(f"unknown evaluation setting {', '.join(map(repr, evaluation))}; valid: 'samples'")
     overrides = _overrides(_table(config, "params", problems), problems)
     chosen_estimators = _estimators(_table(config, "estimators", problems), problems)
 
+    for model in model_names:  # the overrides kept are valid; invalid svi settings leave the defaults
+        problems += _particles_problem(model, svi, overrides.get(model, {}))
     if guide_names:  # a list (a profile's, say) may name families some models lack; none may get none
         for model in model_names:
             supported = registry.get(model).guides
@@ -246,9 +259,22 @@ def expand(config: dict[str, Any]) -> Matrix:
                             problem_key,
                         )
                     )
-    if not cells and vae is None:
+    if not cells and vae is None and vqvae is None:
         raise ConfigError(["no cell can run with this selection:", *skipped])
-    return Matrix(cells, skipped, {**config, "cell_timeout": cell_timeout}, list(problems.values()), vae)
+    config = {**config, "cell_timeout": cell_timeout}
+    return Matrix(cells, skipped, config, list(problems.values()), vae, vqvae)
+
+
+def _particles_problem(model: str, svi: SVIConfig, overrides: dict[str, Any]) -> list[str]:
+    """The SVI particles of a model over the memory budget: each particle of a gradient step holds a
+    copy of the problem's latents and its data's log densities, ``problem_size`` numbers."""
+    spec = registry.get(model)
+    if spec.problem_size is None:
+        return []
+    per_particle = int(spec.problem_size(spec.params(overrides)))
+    unit = f"per particle (model {model!r}: its data and latents)"
+    too_many = sizes.over_budget("svi: particles", svi.particles, per_particle, unit)
+    return [too_many] if too_many else []
 
 
 def _vae(config: dict[str, Any], problems: list[str]) -> Any:
@@ -264,6 +290,24 @@ def _vae(config: dict[str, Any], problems: list[str]) -> Any:
     try:
         return settings.from_table(table)
     except settings.SettingsError as error:
+        problems.extend(error.problems)
+        return None
+
+
+def _vqvae(config: dict[str, Any], problems: list[str]) -> Any:
+    """The VQ-VAE study's settings from the ``[vqvae]`` table (None without one); its backends default
+    to the config's."""
+    if "vqvae" not in config:
+        return None
+    from ppl_suite.vae.settings import SettingsError
+    from ppl_suite.vqvae import settings
+
+    table = config["vqvae"]
+    if isinstance(table, dict) and "backends" not in table and "backends" in config:
+        table = {**table, "backends": config["backends"]}
+    try:
+        return settings.from_table(table)
+    except SettingsError as error:
         problems.extend(error.problems)
         return None
 
@@ -326,7 +370,14 @@ def _typed(name: str, settings: dict[str, Any], defaults: dict[str, Any]) -> lis
         else:
             domain, entries = _setting_domain(default), [(setting, value)]
         if domain is not None:
-            problems += [f"estimator {name!r}: {p}" for key, v in entries if (p := domain.problem(key, v))]
+            problems += [
+                f"estimator {name!r}: {p}"
+                for key, v in entries
+                if (
+                    p := domain.problem(key, v)
+                    or sizes.over_budget(key, v, 1, "per unit (draw, chain, step...)")
+                )
+            ]
     return problems
 
 

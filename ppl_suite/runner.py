@@ -12,22 +12,22 @@ their own result: ``cli`` to an exit code (``Outcome.exit_code``), ``check`` to 
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ppl_suite import executors, matrix, provenance, registry, schema
 from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.stop_signals import StopSignals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -427,13 +427,12 @@ def _run_locked(
     with StopSignals() as stop:
         try:
             execute(executor, todo, store, jobs, on_event)
-            in_study = expanded.vae is not None
-            study_failed = in_study and _vae_study(expanded.vae, store, on_event)
+            in_study = any(getattr(expanded, name) is not None for name in STUDIES)
+            study_failed = _studies(expanded, store, on_event)
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()
-            signum = stop.received or signal.SIGINT
-            name = signal.Signals(signum).name
+            signum, name = stop.exit_code() - 128, stop.name()
             store.write_manifest(
                 manifest | {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: name}
             )
@@ -472,35 +471,6 @@ def _manifest(
     }
 
 
-class StopSignals:
-    """Within ``with``, SIGINT and SIGTERM raise KeyboardInterrupt in this (the main) thread, and
-    ``received`` says which came; the previous handlers come back on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
-        raise KeyboardInterrupt
-
-    def ignore(self) -> None:
-        if self._previous:
-            for sig in self.SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -> float | None:
     """Seconds left: the finish time projected at the last finished cell at the run's mean rate so far,
     elapsed_at_last * total / done, minus the time elapsed. It counts down between cells and moves only
@@ -532,18 +502,35 @@ def execute(
     on_event(ExecutionFinished(done, len(units)))
 
 
-def _vae_study(settings: Any, store: ResultsStore, on_event: OnEvent) -> bool:
-    """The VAE study of a profile with a [vae] table, into the run's folder after its cells; returns
-    whether some backend failed."""
-    from ppl_suite.numerics import setup
-    from ppl_suite.vae import results as r
-    from ppl_suite.vae.study import run_study
+# the studies a profile may add after its cells: {name: (study module, table of its runs, its results)}
+STUDIES = {
+    "vae": ("ppl_suite.vae.study", "backends", "ppl_suite.vae.results"),
+    "vqvae": ("ppl_suite.vqvae.study", "vqvae_runs", "ppl_suite.vqvae.results"),
+}
 
+
+def _studies(expanded: matrix.Matrix, store: ResultsStore, on_event: OnEvent) -> bool:
+    """The studies of the plan (its [vae] and [vqvae] tables), in order, into the run's folder after its
+    cells; returns whether some part of one failed."""
+    failed = False
+    for name in STUDIES:
+        settings = getattr(expanded, name)
+        if settings is not None:
+            failed = _study(name, settings, store, on_event) or failed
+    return failed
+
+
+def _study(name: str, settings: Any, store: ResultsStore, on_event: OnEvent) -> bool:
+    """One study's step: its ``run_study`` (progress lines as events); whether some run failed."""
+    from ppl_suite.numerics import setup
+
+    module, runs, results_module = STUDIES[name]
+    study, results = importlib.import_module(module), importlib.import_module(results_module)
     setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
-    on_event(StudyStarted("vae"))
-    tables = run_study(settings, store.path, log=lambda text: on_event(StudyProgress("vae", text)))
-    failed = bool((tables["backends"][r.STATUS] != r.OK).any())
-    on_event(StudyFinished("vae", tables, failed))
+    on_event(StudyStarted(name))
+    tables = study.run_study(settings, store.path, log=lambda text: on_event(StudyProgress(name, text)))
+    failed = bool((tables[runs][results.STATUS] != results.OK).any())
+    on_event(StudyFinished(name, tables, failed))
     return failed
 
 

@@ -16,11 +16,16 @@
       run.holder.json          the PID, host and start time of that run
       logs/error-<time>.log    the traceback of an internal error
 
+Every path is resolved through ``ppl_suite.paths`` (no ``..``, no symbolic link followed), and every
+file read is checked against its schema: a damaged file is named (``DamagedFile`` for the manifest,
+a damaged unit is rerun), a manifest of a newer schema is refused, never rewritten.
+
 ``digest`` hashes everything that changes a unit's numbers: its definition, the versions of the
 numerical packages and the source of the code it runs (its model, guide family, the backends, the
 estimators and the evaluation). A rerun reuses a stored unit only when its digest matches and it
 finished ok; anything else is run again. Nothing but the files named above is ever written or
-removed, so a user's own files in the folder are left alone.
+removed, so a user's own files in the folder are left alone: a temporary file of an interrupted write
+is removed only when its name carries the suite's marker (``.<name>.XXXXXXXX.ppl-suite-partial``).
 """
 
 from __future__ import annotations
@@ -47,10 +52,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite import schema
+from ppl_suite import paths, schema
 from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.errors import InputProblem
 from ppl_suite.schema import SCHEMA_VERSION
-from ppl_suite.vae.results import TABLES as VAE_TABLES
+from ppl_suite.vae.results import TABLES as VAE_STUDY_TABLES
+from ppl_suite.vqvae.results import TABLES as VQVAE_TABLES
 
 MANIFEST = "manifest.json"
 ROWS = "rows.parquet"
@@ -60,7 +67,8 @@ TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
-VAE = "vae"  # the VAE study's tables (ppl_suite.vae.results)
+VAE = "vae"  # the VAE and VQ-VAE studies' tables (ppl_suite.vae.results, ppl_suite.vqvae.results)
+VAE_TABLES = {**VAE_STUDY_TABLES, **VQVAE_TABLES}  # their names do not overlap
 VAE_PARTS = f"{VAE}/parts"  # each backend's finished work, kept for reruns (ppl_suite.vae.stored)
 VAE_PART = re.compile(r"[0-9a-f]{16}\.[a-z_]+\.(parquet|npz)")  # <digest>.<kind>.<suffix>
 # folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last
@@ -68,7 +76,9 @@ CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates":
 PROBLEM_FILES = {"problems": "json", "estimates": "json"}
 UNIT_FILES = CELL_FILES | PROBLEM_FILES
 DIGEST = re.compile(r"[0-9a-f]{16}")
-TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}")  # _atomic_write's .<name>.XXXXXXXX
+PARTIAL = ".ppl-suite-partial"  # the marker of a temporary file: a name only _atomic_write gives
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(PARTIAL))  # .<name>.XXXXXXXX<PARTIAL>
+ROW_FILE = re.compile(DIGEST.pattern + r"\.json")  # <digest>.json: a unit's row, or its estimates
 ERROR_LOG = re.compile(r"error-[0-9T:+-]+\.log")
 
 NUMERICAL_PACKAGES = ("torch", "pyro-ppl", "jax", "jaxlib", "numpyro", "numpy", "scipy", "arviz")
@@ -240,7 +250,7 @@ def _file_mode() -> int:
 
 def _atomic_write(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), _file_mode())
@@ -254,25 +264,95 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 def unwritable(path: Path) -> str | None:
-    """Why a folder cannot be created or written at ``path`` (a sentence), or None when it can."""
+    """Why a folder cannot be created or written at ``path`` (a sentence), or None when it can.
+
+    Tried, not guessed from permission bits (which say nothing of read-only file systems, ``/proc``
+    or network mounts): a probe file is created and removed in ``path``, or, when ``path`` does not
+    exist yet, in the nearest folder above it that does (``path`` itself is not created)."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
         return f"{path} is a file, not a folder"
     existing = path
-    while not existing.exists():
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         return f"cannot create {path}: {existing} is a file"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return (
-            f"{path} is not writable"
-            if existing == path
-            else f"cannot create {path}: {existing} is read-only"
-        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".ppl-suite-probe-"):
+            pass  # created, then removed on leaving
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        return f"{path} is not writable ({why})" if existing == path else f"cannot create {path} ({why})"
     return None
 
 
 class FolderBusy(Exception):
     """Another run holds the folder's lock; the message names it."""
+
+
+class DamagedFile(InputProblem):
+    """A file of a results folder that does not hold what its schema says (the message names it and
+    why), or that a newer version of the suite wrote."""
+
+
+# every name the suite reads or writes at the top of a results folder: none may be a symbolic link
+SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE)
+MANIFEST_LISTS = {  # the manifest's lists, and the pattern of their entries (None: any string)
+    schema.MANIFEST_CELLS: None,
+    schema.MANIFEST_PROBLEMS: None,
+    schema.MANIFEST_DIGESTS: DIGEST,
+    schema.MANIFEST_PROBLEM_DIGESTS: DIGEST,
+}
+CELL_ROW_KEYS = (
+    schema.KEY,
+    schema.STATUS,
+    schema.DIGEST,
+    schema.VERSION,
+    schema.MODEL,
+    schema.BACKEND,
+    schema.GUIDE,
+)
+PROBLEM_ROW_KEYS = (schema.KEY, schema.STATUS, schema.DIGEST, schema.VERSION, schema.MODEL)
+
+
+def manifest_damage(value: Any) -> str | None:
+    """Why a parsed manifest does not follow its schema (a phrase), or None: an object with an integer
+    schema version and, where present, lists of keys and of digests (16 hex digits)."""
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__} where an object is expected"
+    if schema.VERSION not in value:
+        return f"no {schema.VERSION!r}: not a manifest of ppl-suite"
+    version = value[schema.VERSION]
+    if isinstance(version, bool) or not isinstance(version, int):
+        return f"{schema.VERSION!r} is {version!r}, not an integer"
+    for key, pattern in MANIFEST_LISTS.items():
+        entries = value.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            return f"{key!r} is not a list of strings"
+        if pattern is not None and (bad := [e for e in entries if not pattern.fullmatch(e)]):
+            return f"{key!r} holds {bad[0]!r}, not 16 hex digits"
+    return None
+
+
+def row_damage(row: Any, name: str, cell: bool) -> str | None:
+    """Why a stored unit row (``cells/<name>.json`` or ``problems/<name>.json``) does not follow its
+    schema (a phrase), or None: an object with the identity and status keys, its own digest, this
+    suite's schema version at most and, for a finished cell, the file of its fitted parameters."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__} where an object is expected"
+    missing = [key for key in (CELL_ROW_KEYS if cell else PROBLEM_ROW_KEYS) if key not in row]
+    if cell and row.get(schema.STATUS) == schema.OK and schema.FITTED_PARAMS not in row:
+        missing.append(schema.FITTED_PARAMS)
+    if missing:
+        return f"no {', '.join(missing)}"
+    if row[schema.DIGEST] != name:
+        return f"its digest {row[schema.DIGEST]!r} is not its name's"
+    version = row[schema.VERSION]
+    if isinstance(version, bool) or not isinstance(version, int) or version > SCHEMA_VERSION:
+        return f"schema version {version!r}; this suite writes {SCHEMA_VERSION}"
+    if not isinstance(row[schema.KEY], str) or not isinstance(row[schema.STATUS], str):
+        return "its key or status is not a string"
+    return None
 
 
 @dataclass(frozen=True)
@@ -294,19 +374,29 @@ class ResultsStore:
         self.path = Path(path)
 
     # ------------------------------------------------------------------------------------ the folder
+    def file(self, *parts: str) -> Path:
+        """The path of ``parts`` inside the folder, refusing one that leaves it (``paths.inside``)."""
+        return paths.inside(self.path, *parts)
+
     def is_results_folder(self) -> bool:
-        """True when the folder holds a manifest with a schema version (written by the suite)."""
-        try:
-            return schema.VERSION in json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError, TypeError):
-            return False
+        """True when the folder holds a manifest.json (which ``manifest`` reads and checks)."""
+        return paths.is_own_file(self.path / MANIFEST)
 
     def problem(self) -> str | None:
-        """Why a run cannot write this folder (a sentence), or None: it must be a results folder, an
-        empty or missing folder, and writable."""
+        """Why a run cannot write this folder (a sentence), or None: it must be a results folder (its
+        manifest whole and not newer), an empty or missing folder, and writable, and none of the
+        names the suite writes in it a symbolic link."""
         reason = unwritable(self.path)
-        if reason is not None or not self.path.exists() or self.is_results_folder():
+        if reason is None and self.path.is_dir():
+            reason = "; ".join(paths.links(self.path, SUITE_NAMES)) or None
+        if reason is not None or not self.path.exists():
             return reason
+        if (self.path / MANIFEST).exists():
+            try:
+                self.manifest()
+            except DamagedFile as error:
+                return str(error)
+            return None
         foreign = sorted(p.name for p in self.path.iterdir() if p.name not in {LOCK, HOLDER})
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -323,23 +413,25 @@ class ResultsStore:
         from filelock import FileLock, Timeout
 
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.path / LOCK, timeout=0)
+        lock = FileLock(self.file(LOCK), timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise FolderBusy(f"{self.path} is in use by another run ({self._holder()})") from None
         try:
             holder = {"pid": os.getpid(), "host": platform.node(), "started": now()}
-            _atomic_write(self.path / HOLDER, json.dumps(holder).encode())
+            _atomic_write(self.file(HOLDER), json.dumps(holder).encode())
             yield
         finally:
-            (self.path / HOLDER).unlink(missing_ok=True)
+            paths.remove(self.path, HOLDER)
             lock.release()
 
     def _holder(self) -> str:
         try:
-            holder = json.loads((self.path / HOLDER).read_text())
-        except (OSError, ValueError):
+            holder = json.loads(self.file(HOLDER).read_text())
+            if not isinstance(holder, dict):
+                raise ValueError
+        except (OSError, ValueError, InputProblem):
             return "its PID is not known yet"
         return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
@@ -347,32 +439,26 @@ class ResultsStore:
         """Unit files named by a digest, the tables, error logs and temporary files of interrupted
         writes: the files a fresh start removes."""
         for folder, suffix in UNIT_FILES.items():
-            for path in (self.path / folder).glob(f"*.{suffix}"):
-                if DIGEST.fullmatch(path.stem):
-                    yield path
+            yield from paths.files(self.path, folder, re.compile(DIGEST.pattern + re.escape(f".{suffix}")))
         yield from self.temporary_files()
-        yield from (self.path / table for table in TABLES)
-        yield from (p for p in (self.path / LOGS).glob("error-*.log") if ERROR_LOG.fullmatch(p.name))
+        yield from (self.file(table) for table in TABLES)
+        yield from paths.files(self.path, LOGS, ERROR_LOG)
         yield from self._vae_files()
 
     def _vae_files(self) -> Iterator[Path]:
         """The VAE study's tables and kept parts (temporary files of their killed writes apart)."""
-        yield from (self.path / VAE / f"{name}.parquet" for name in VAE_TABLES)
-        yield from (p for p in (self.path / VAE_PARTS).glob("*") if VAE_PART.fullmatch(p.name))
+        yield from (self.file(VAE, f"{name}.parquet") for name in VAE_TABLES)
+        yield from paths.files(self.path, VAE_PARTS, VAE_PART)
 
     def temporary_files(self) -> list[Path]:
-        """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX`` beside a file the
-        suite writes (a unit file, the manifest, a table, the holder file)."""
+        """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX.ppl-suite-partial``
+        (a name only ``_atomic_write`` gives) beside a file the suite writes (a unit file, the
+        manifest, a table, the holder file); a user's look-alike (``.manifest.json.original``) is not."""
         found = []
-        for folder in (
-            self.path,
-            self.path / VAE,
-            self.path / VAE_PARTS,
-            *(self.path / f for f in UNIT_FILES),
-        ):
-            for path in folder.glob(".*"):
+        for relative in ("", VAE, VAE_PARTS, *UNIT_FILES):
+            for path in paths.files(self.path, relative, TEMPORARY):
                 match = TEMPORARY.fullmatch(path.name)
-                if match and path.is_file() and self._is_own_name(folder, match["name"]):
+                if match and self._is_own_name(path.parent, match["name"]):
                     found.append(path)
         return found
 
@@ -389,62 +475,79 @@ class ResultsStore:
     def clean_temporary(self) -> int:
         """Remove temporary files of killed writes; returns how many there were."""
         found = self.temporary_files()
-        for path in found:
-            path.unlink(missing_ok=True)
-        return len(found)
+        return sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
 
     def discard(self, *, vae_only: bool = False) -> int:
         """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
         the suite's subfolders when that leaves them empty; nothing else. ``vae_only``: only the VAE
         study's tables and kept parts (``ppl-suite vae --fresh``). Returns the file count."""
-        removed = 0
         if vae_only:
             vae = {self.path / VAE, self.path / VAE_PARTS}
             found = [*self._vae_files(), *(p for p in self.temporary_files() if p.parent in vae)]
         else:
             found = list(self._own_files())
-        for path in found:
-            if path.is_file():
-                path.unlink()
-                removed += 1
+        removed = sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
         for folder in (*UNIT_FILES, LOGS, VAE_PARTS, VAE):
-            if (self.path / folder).is_dir() and not any((self.path / folder).iterdir()):
-                (self.path / folder).rmdir()
+            place = self.file(folder)
+            if place.is_dir() and not any(place.iterdir()):
+                place.rmdir()
         return removed
 
     def log_error(self, text: str) -> Path:
-        """Write an internal error's traceback to logs/error-<time>.log; returns the file."""
-        path = self.path / LOGS / f"error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}.log"
+        """Write an internal error's traceback to logs/error-<time>.log; returns the file. Raises
+        OSError when it cannot (logs/ a link included), so a caller falls back to another place."""
+        try:
+            path = self.file(LOGS, f"error-{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%S')}.log")
+        except paths.OutsideFolder as error:
+            raise OSError(str(error)) from None
         _atomic_write(path, text.encode())
         return path
 
     # ---------------------------------------------------------------------------------- the manifest
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         payload = {schema.VERSION: SCHEMA_VERSION, **manifest}
-        _atomic_write(self.path / MANIFEST, json.dumps(payload, indent=2, default=str).encode())
+        _atomic_write(self.file(MANIFEST), json.dumps(payload, indent=2, default=str).encode())
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text())
+        """The manifest, checked against its schema (``manifest_damage``); raises FileNotFoundError
+        when there is none, DamagedFile naming it and why when it is damaged or of a newer schema."""
+        path = self.file(MANIFEST)
+        try:
+            value = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as error:
+            raise DamagedFile(f"{path} is damaged: {_reason(error)}") from None
+        if (damage := manifest_damage(value)) is not None:
+            raise DamagedFile(f"{path} is damaged: {damage}")
+        if value[schema.VERSION] > SCHEMA_VERSION:
+            raise DamagedFile(
+                f"{path} has schema version {value[schema.VERSION]}, newer than this suite's "
+                f"{SCHEMA_VERSION}: read and write it with the newer ppl-suite that wrote it"
+            )
+        return value
 
     # ------------------------------------------------------------------------------------- the units
     def stored(self, unit: Unit) -> StoredCell:
         """The stored state of a unit: its row's status, and whether its files are whole."""
         name = digest(unit)
         row_folder, *array_folders = _files(unit)
-        path = self.path / row_folder / f"{name}.json"
+        path = self.file(row_folder, f"{name}.json")
         if not path.exists():
             return StoredCell(name, None)
         try:
-            row = json.loads(path.read_text())
-            status = row[schema.STATUS]
-        except (OSError, ValueError, TypeError, KeyError) as error:
+            row = json.loads(path.read_bytes())
+        except (OSError, ValueError) as error:
             return StoredCell(name, None, f"{row_folder}/{name}.json is unreadable ({type(error).__name__})")
+        if (damage := row_damage(row, name, isinstance(unit, Cell))) is not None:
+            return StoredCell(name, None, f"{row_folder}/{name}.json is damaged ({damage})")
+        status = row[schema.STATUS]
         if status != schema.OK:
             return StoredCell(name, status)
         for folder in array_folders:
             relative = f"{folder}/{name}.{UNIT_FILES[folder]}"
             try:
-                _read_file(self.path / relative)
+                _read_file(self.file(relative))
             except FileNotFoundError:
                 return StoredCell(name, status, f"{relative} is missing")
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -459,19 +562,25 @@ class ResultsStore:
         if isinstance(unit, Cell):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(record.losses, dtype=float))
-            _atomic_write(self.path / "traces" / f"{name}.npy", buffer.getvalue())
+            _atomic_write(self.file("traces", f"{name}.npy"), buffer.getvalue())
             buffer = io.BytesIO()
             np.savez(buffer, **record.artifacts)
-            _atomic_write(self.path / "artifacts" / f"{name}.npz", buffer.getvalue())
+            _atomic_write(self.file("artifacts", f"{name}.npz"), buffer.getvalue())
             row[schema.FITTED_PARAMS] = f"artifacts/{name}.npz"
-        _atomic_write(self.path / "estimates" / f"{name}.json", _json(record.estimates))
-        _atomic_write(self.path / _files(unit)[0] / f"{name}.json", _json(row))
+        _atomic_write(self.file("estimates", f"{name}.json"), _json(record.estimates))
+        _atomic_write(self.file(_files(unit)[0], f"{name}.json"), _json(row))
+
+    def unit_file(self, folder: str, digest_: str) -> Path:
+        """``folder/<digest>.<suffix>`` (``UNIT_FILES``), refusing a digest that is not 16 hex digits."""
+        if not isinstance(digest_, str) or not DIGEST.fullmatch(digest_):
+            raise DamagedFile(f"{digest_!r} in {self.path} is not a digest (16 hex digits)")
+        return self.file(folder, f"{digest_}.{UNIT_FILES[folder]}")
 
     def trace(self, digest_: str) -> np.ndarray:
-        return np.load(self.path / "traces" / f"{digest_}.npy")
+        return np.load(self.unit_file("traces", digest_), allow_pickle=False)
 
     def artifacts(self, digest_: str) -> dict[str, np.ndarray]:
-        with np.load(self.path / "artifacts" / f"{digest_}.npz") as arrays:
+        with np.load(self.unit_file("artifacts", digest_), allow_pickle=False) as arrays:
             return dict(arrays)
 
     def _digests(self, kind: str) -> list[str] | None:
@@ -479,24 +588,23 @@ class ResultsStore:
         "problem_digests" for problem units), or None when the manifest lists none."""
         try:
             return self.manifest().get(kind)
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return None
 
     def _records(self, folder: str, kind: str) -> list[Any]:
         """The JSON of every file of the last run's units in ``folder`` (every stored one where the
         manifest lists no digests); files not (or not wholly) written are left out."""
         names = self._digests(kind)
-        files = (
-            [self.path / folder / f"{name}.json" for name in names]
-            if names is not None
-            else sorted((self.path / folder).glob("*.json"))
-        )
+        if names is None:
+            names = [p.stem for p in paths.files(self.path, folder, ROW_FILE)]
         found = []
-        for path in files:
+        for name in names:
             try:
-                found.append(json.loads(path.read_text()))
+                row = json.loads(self.unit_file(folder, name).read_bytes())
             except (OSError, ValueError):
                 continue  # this unit is missing from the table
+            if row_damage(row, name, folder == "cells") is None:
+                found.append(row)
         return found
 
     def rows(self) -> pd.DataFrame:
@@ -518,12 +626,14 @@ class ResultsStore:
         ):
             names = self._digests(kind)
             if names is None:
-                names = [path.stem for path in sorted((self.path / folder).glob("*.json"))]
+                names = [p.stem for p in paths.files(self.path, folder, ROW_FILE)]
             for name in names:
                 try:
-                    records += json.loads((self.path / "estimates" / f"{name}.json").read_text())
+                    found = json.loads(self.unit_file("estimates", name).read_bytes())
                 except (OSError, ValueError):
                     continue  # not (or not wholly) written: its estimates are missing from the table
+                if isinstance(found, list) and all(isinstance(record, dict) for record in found):
+                    records += found
         return schema.estimates_frame(records)
 
     # --------------------------------------------------------------------------- the VAE study
@@ -531,7 +641,7 @@ class ResultsStore:
         """Write one table of the VAE study (``ppl_suite.vae.results``) as vae/<name>.parquet, atomically."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        _atomic_write(self.path / VAE / f"{name}.parquet", buffer.getvalue())
+        _atomic_write(self.file(VAE, f"{name}.parquet"), buffer.getvalue())
 
     def write_vae_part(self, digest_: str, kind: str, payload: bytes) -> None:
         """Write one part of a VAE backend's finished work (``ppl_suite.vae.stored``) as
@@ -541,18 +651,18 @@ class ResultsStore:
     def vae_part(self, digest_: str, kind: str) -> bytes | None:
         """The bytes of a stored part (``write_vae_part``), or None when it is not stored."""
         path = self._vae_part_path(digest_, kind)
-        return path.read_bytes() if path.is_file() else None
+        return path.read_bytes() if paths.is_own_file(path) else None
 
     def _vae_part_path(self, digest_: str, kind: str) -> Path:
         name = f"{digest_}.{kind}"
         if not VAE_PART.fullmatch(name):
             raise ValueError(f"a VAE part is <16 hex digits>.<kind>.<parquet|npz>, got {name!r}")
-        return self.path / VAE_PARTS / name
+        return self.file(VAE_PARTS, name)
 
     def vae_tables(self) -> dict[str, pd.DataFrame]:
         """The VAE study's tables by name ({} when the folder holds none)."""
-        paths = {name: self.path / VAE / f"{name}.parquet" for name in VAE_TABLES}
-        return {name: pd.read_parquet(path) for name, path in paths.items() if path.exists()}
+        files = {name: self.file(VAE, f"{name}.parquet") for name in VAE_TABLES}
+        return {name: pd.read_parquet(path) for name, path in files.items() if path.exists()}
 
     def finalize(self) -> pd.DataFrame:
         """Write rows.parquet, estimates.parquet and problems.parquet from the last run (each removed
@@ -560,11 +670,11 @@ class ResultsStore:
         rows = self.rows()
         for table, frame in ((ROWS, rows), (ESTIMATES, self.estimates()), (PROBLEMS, self.problems())):
             if frame.empty:
-                (self.path / table).unlink(missing_ok=True)
+                paths.remove(self.path, table)
             else:
                 buffer = io.BytesIO()
                 frame.to_parquet(buffer, index=False)
-                _atomic_write(self.path / table, buffer.getvalue())
+                _atomic_write(self.file(table), buffer.getvalue())
         return rows
 
 
@@ -585,12 +695,21 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def _read_file(path: Path) -> None:
     """Read a .npy, every array of a .npz or a .json, raising if the file is missing, truncated or corrupt."""
     if path.suffix == ".npz":
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             dict(arrays)
     elif path.suffix == ".json":
-        json.loads(path.read_text())
+        json.loads(path.read_bytes())
     else:
-        np.load(path)
+        np.load(path, allow_pickle=False)
+
+
+def _reason(error: Exception) -> str:
+    """A read error as a phrase: what was wrong with the bytes."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {error.start})"
+    if isinstance(error, json.JSONDecodeError):
+        return f"not JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    return f"{type(error).__name__}: {error}"
 
 
 def now() -> str:

@@ -16,10 +16,9 @@ import pytest
 
 import models
 from ppl_suite import backends, guides
-from ppl_suite.cell import Cell
 from ppl_suite.checks import CONVERGED_GAP
-from ppl_suite.execute import execute
 from ppl_suite.problem import Problem
+from tests.fitted_cells import fitted_row
 
 CASES = [
     (name, guide, backend)
@@ -42,9 +41,9 @@ def score_function(row) -> bool:
 @pytest.fixture(scope="module", params=CASES, ids=["/".join(c) for c in CASES])
 def row(request):
     name, guide, backend = request.param
-    record = execute(Cell(name, backend, guide, data_seed=0, seed=0))
-    assert record.ok, record.row["error"]
-    return record.row
+    fitted = fitted_row(name, backend, guide)
+    assert fitted["status"] == "ok", fitted["error"]
+    return fitted
 
 
 def test_identity_holds_within_4_se(row):
@@ -82,6 +81,6 @@ def test_fit_reaches_the_family_optimum(row):
 
 def test_normal_normal_fits_reach_kl_below_1e_3():
     for backend in backends.names():
-        record = execute(Cell("normal_normal", backend, "mean_field", data_seed=1, seed=1))
-        assert record.ok, record.row["error"]
-        assert record.row["kl"] < 1e-3, backend
+        fitted = fitted_row("normal_normal", backend, "mean_field", data_seed=1, seed=1)
+        assert fitted["status"] == "ok", fitted["error"]
+        assert fitted["kl"] < 1e-3, backend

@@ -22,7 +22,7 @@ PACKAGE = "ppl_suite"
 # the layers, top down; a module belongs to the first layer one of whose patterns it matches
 FRONT_ENDS = ("ppl_suite.cli", "ppl_suite.console", "ppl_suite.checking.api", "*.command")
 RUNNER = ("ppl_suite.runner",)
-STUDIES = ("ppl_suite.vae", "ppl_suite.calibrate", "ppl_suite.checking")
+STUDIES = ("ppl_suite.vae", "ppl_suite.vqvae", "ppl_suite.calibrate", "ppl_suite.checking")
 # everything else is the core: store, matrix, schema, spec, registry, estimators, targets, backends,
 # executors, guides, references, execute, results, the report...
 
@@ -30,8 +30,11 @@ STUDIES = ("ppl_suite.vae", "ppl_suite.calibrate", "ppl_suite.checking")
 # them). The test fails when one of them is gone, so that this list only shrinks.
 KNOWN_UPWARD = {
     ("ppl_suite.store", "ppl_suite.vae.results"),  # the store knows the VAE study's tables and kept parts
+    ("ppl_suite.store", "ppl_suite.vqvae.results"),  # ... and the VQ-VAE study's
     ("ppl_suite.matrix", "ppl_suite.vae.settings"),  # the matrix validates a profile's [vae] table
+    ("ppl_suite.matrix", "ppl_suite.vqvae.settings"),  # ... and its [vqvae] table
     ("ppl_suite.report.vae", "ppl_suite.vae.results"),  # the VAE's report section reads its columns
+    ("ppl_suite.report.vqvae", "ppl_suite.vqvae.results"),  # the VQ-VAE's likewise
     ("ppl_suite.report.draws_files", "ppl_suite.checking.stored"),  # check's draws files, outside the store
 }
 # Import circles still there (same rule: the test fails when one is gone).

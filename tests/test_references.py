@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from ppl_suite import cli
 from ppl_suite.problem import Problem
 from ppl_suite.references import NUTSSettings, ReferenceGateError, reference_for, settings
+from ppl_suite.references import cache as cache_module
 from ppl_suite.references import reference as reference_module
 from ppl_suite.references.evidence import REFERENCE, ReferenceDraws, log_evidence
 from ppl_suite.references.gates import GateResult
@@ -132,6 +134,45 @@ def test_other_data_rebuilds(built, cache, monkeypatch):
     with pytest.raises(Built) as raised:
         reference_for(Problem.build("normal_normal", 1), SMALL, cache_dir=cache)
     assert raised.value.args[0] == 1 and raised.value.args[1] != built.summary["key"]
+
+
+def _damaged_copy(built, tmp_path: Path, suffix: str) -> Path:
+    """A copy of the built reference's cache with its ``suffix`` file (.nc or .json) cut in half."""
+    copy = tmp_path / "cache"
+    shutil.copytree(built.path.parent, copy)
+    damaged = copy / built.path.with_suffix(suffix).name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    return copy
+
+
+def test_a_damaged_summary_copy_is_named_and_rewritten_from_the_reference(
+    built, tmp_path, monkeypatch, capsys
+):
+    copy = _damaged_copy(built, tmp_path, ".json")
+    monkeypatch.setattr(
+        reference_module, "build", lambda *a, **k: pytest.fail("a whole reference was rebuilt")
+    )
+    monkeypatch.setenv("PPL_SUITE_REFERENCE_CACHE", str(copy))
+    monkeypatch.setattr(settings, "DEFAULT", SMALL)
+    with pytest.warns(UserWarning, match=r"\.json is damaged .*rewritten from"):
+        assert cli.main(["reference", "normal_normal"]) == 0
+    assert f"cached: {copy / built.path.name}" in capsys.readouterr().out
+    assert json.loads((copy / built.path.with_suffix(".json").name).read_text()) == built.summary
+
+
+def test_a_truncated_reference_is_not_cached_but_named_and_rebuilt(built, tmp_path, monkeypatch):
+    copy = _damaged_copy(built, tmp_path, ".nc")
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuild(*args, **kwargs):
+        raise Rebuilt
+
+    assert cache_module.stored_summary(copy / built.path.name) is None  # not shown as "cached"
+    monkeypatch.setattr(reference_module, "build", rebuild)
+    with pytest.warns(UserWarning, match=r"\.nc is damaged .*rebuilding"), pytest.raises(Rebuilt):
+        reference_for(Problem.build("normal_normal", 0), SMALL, cache_dir=copy)
 
 
 def test_default_gates_are_posteriordbs():

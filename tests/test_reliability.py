@@ -206,8 +206,15 @@ def test_cells_that_failed_diverged_or_timed_out_are_rerun(results, capsys):
 def test_temporary_files_of_killed_writes_are_removed(results, capsys):
     config, out = results
     name = cell_files(out)[0].stem
-    leftovers = [out / "cells" / f".{name}.json.k2j_9x0a", out / ".rows.parquet.abcd1234"]
-    kept = [out / ".my-settings", out / "cells" / ".notes.txt.abcd1234"]
+    leftovers = [
+        out / "cells" / f".{name}.json.k2j_9x0a{store.PARTIAL}",
+        out / f".rows.parquet.abcd1234{store.PARTIAL}",
+    ]
+    kept = [
+        out / ".my-settings",
+        out / "cells" / f".notes.txt.abcd1234{store.PARTIAL}",
+        out / ".rows.parquet.abcd1234",
+    ]
     for path in leftovers + kept:
         path.write_text("x")
     assert run(config, out) == 0

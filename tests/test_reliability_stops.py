@@ -6,7 +6,8 @@
    beside it on the local executor and on Dask (slow).
 2. A worker killed from outside (as by the out-of-memory killer) records its cell as failed
    ("worker lost") and is replaced; the run goes on (slow; tests/test_runner.py has a fast case of a
-   worker that exits).
+   worker that exits). On Dask with a single worker the cell is recorded at once and the next cell
+   runs on the replacement (fast: the task hangs before JAX is imported).
 3. SIGINT to the run's process group (Ctrl-C at a terminal), SIGTERM and SIGKILL to a running
    ``ppl-suite run`` whose workers hang: no process of the run survives it by 10 s; SIGINT prints no
    worker traceback; the exit codes are 130, 143 and -9 (killed). Local executor with one worker:
@@ -302,3 +303,59 @@ def test_pyro_and_numpyro_cells_give_bitwise_equal_rows_on_every_executor():
         pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=name)
         for c in cells:
             np.testing.assert_array_equal(records[c.key].losses, in_process[c.key].losses, err_msg=name)
+
+
+def kill_hung_workers(count: int, killed: list[int], seconds: float = 120) -> None:
+    """SIGKILL each worker below this process once it hangs, as the out-of-memory killer would, until
+    ``count`` were killed."""
+    deadline = time.monotonic() + seconds
+    while len(killed) < count and time.monotonic() < deadline:
+        for worker in spawned(psutil.Process()):
+            if worker.pid not in killed and hung(worker.pid):
+                worker.kill()
+                killed.append(worker.pid)
+        time.sleep(0.05)
+
+
+def test_dask_records_the_cell_of_its_only_worker_killed_and_runs_the_next_on_the_replacement(monkeypatch):
+    """One Dask worker, killed while it runs a cell: the cell is recorded as lost at once (not at the
+    cell timeout), and the next cell runs on the worker that replaces it (no task is pinned to the
+    dead worker's address), where it is killed too. The task hangs before importing JAX (a stand-in
+    for ``run_cell``), so the test takes seconds."""
+    from ppl_suite.executors import dask as dask_executor
+    from tests.plugins.hanging_models import hanging_task
+
+    monkeypatch.setattr(dask_executor, "run_cell", hanging_task)
+    cells = [cell("hanging", seed=0), cell("hanging", seed=1)]
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_hung_workers, args=(len(cells), killed))
+    killer.start()
+    start = time.monotonic()
+    try:
+        records = run_cells(cells, executor="dask", jobs=1, cell_timeout=300.0)
+    finally:
+        killer.join()
+    assert len(killed) == 2
+    assert time.monotonic() - start < 60  # well before the cell timeout
+    for c in cells:
+        row = records[c.key].row
+        assert row["status"] == "failed" and row["error"].startswith("worker lost: "), row["error"]
+        assert 0 < row["wall_seconds"] < 60
+    assert spawned(psutil.Process()) == []
+
+
+@pytest.mark.slow  # about 20 s: two worker restarts
+def test_dask_stops_a_timed_out_cell_on_its_only_worker_and_runs_the_next(monkeypatch):
+    """One Dask worker, its cells hung: each is recorded as timed out at the limit, its worker (found
+    through the scheduler, the task being pinned to none) is restarted, and the next cell runs on it."""
+    from ppl_suite.executors import dask as dask_executor
+    from tests.plugins.hanging_models import hanging_task
+
+    monkeypatch.setattr(dask_executor, "run_cell", hanging_task)
+    cells = [cell("hanging", seed=0), cell("hanging", seed=1)]
+    records = run_cells(cells, executor="dask", jobs=1, cell_timeout=3.0)
+    for c in cells:
+        row = records[c.key].row
+        assert row["status"] == "timeout" and "cell timeout of 3 s" in row["error"], row["error"]
+        assert 3.0 <= row["wall_seconds"] < 60
+    assert spawned(psutil.Process()) == []

@@ -33,6 +33,7 @@ from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, ProblemUnit, Record
 from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
+from ppl_suite.report.document import slug
 from ppl_suite.report.render import _md_escape
 from ppl_suite.store import ResultsStore
 
@@ -53,7 +54,7 @@ SECTIONS = (
     "Cells that did not finish",
     "Run facts",
 )
-OPENING, _, _, TRAINING, ESTIMATORS, POSTERIOR, REFERENCES = SECTIONS[:7]
+OPENING, _, _, TRAINING, ESTIMATORS, POSTERIOR, REFERENCES, AGREEMENT = SECTIONS[:8]
 # the sections with a part (a level-3 heading) per model; estimators only for models with an exact value
 PER_MODEL = (TRAINING, ESTIMATORS, POSTERIOR)
 REFERENCE_LINE = "NUTS 4 x 1000 draws: R-hat <= 1.004, bulk ESS >= 2632; AIS log p(x) -31.313 ± 0.066"
@@ -604,7 +605,9 @@ def test_html_shows_every_image_in_headless_chromium_without_console_errors(repo
         assert _not_blank(pixels[top : top + VIEWPORT[1]]), f"blank screen at scroll position {top}"
 
 
-def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
+def test_a_results_folder_without_cells_says_so_and_leaves_out_every_section_with_nothing_to_say(tmp_path):
+    """The first screen says the folder holds nothing; the sections of cells are neither written nor
+    listed in the contents, and every section written has a body."""
     from ppl_suite.report.render import write_report
 
     store = ResultsStore(tmp_path / "empty")
@@ -612,8 +615,14 @@ def test_a_results_folder_without_cells_gives_a_report_that_says_so(tmp_path):
     written = write_report(store.path, tmp_path / "out", "md")
     text = written["md"].read_text(encoding="utf-8")
     assert set(written) == {"md"} and not (tmp_path / "out" / "report.html").exists()
-    assert all(f"## {_md_escape(title)}" in text for title in SECTIONS)
-    assert "Not in this results folder: any finished cell" in text
+    assert "This results folder holds no cell and no study." in text
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ") and line != "## Contents"]
+    assert headings == [_md_escape(title) for title in (OPENING, SECTIONS[1], SECTIONS[-1])]
+    contents = text.split("## Contents\n", 1)[1].split("\n## ", 1)[0]
+    assert [line.split("](")[0][3:] for line in contents.split("\n") if line.startswith("- [")] == headings
+    for body in text.split("\n## ")[1:]:
+        assert body.split("\n", 1)[1].strip(), body
+    assert "Not in this results folder: any" not in text  # no section stands for absent cells
 
 
 def _pair(elbo_a: float, elbo_b: float, se: float) -> pd.DataFrame:
@@ -846,7 +855,8 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
         late.key: ("timeout", TIMEOUT_ERROR.splitlines()[0]),
         never.key: ("not run", listed[never.key][1]),
     }
-    assert all(title in page.headings for title in SECTIONS)
+    left_out = [title for title in SECTIONS if title not in page.headings]
+    assert left_out == [ESTIMATORS, AGREEMENT]  # its ok cell has no estimates, and one backend
     parts = section_headings(page)
     assert parts[TRAINING] == parts[POSTERIOR] == ["normal_normal"]  # from its ok cell
     _assert_markdown_shows_what_html_shows(written)
@@ -966,7 +976,8 @@ def test_a_run_of_one_fixed_model_reads_right(report, tmp_path):
     assert "of 1 model (normal_normal)" in text and "ppca" not in written["html"]
     assert "No model of this run learns its parameters." in text
     assert "The identity holds in this run. In the 3 cells of every model" in text
-    assert "no NUTS reference was needed" in section_text(written["html"], REFERENCES)
+    said = section_text(written["html"], REFERENCES)
+    assert said == "normal_normal has an exact log p(x): no NUTS reference was needed for it."
 
 
 def test_a_run_of_reference_models_only_reads_right(report, tmp_path):
@@ -976,7 +987,9 @@ def test_a_run_of_reference_models_only_reads_right(report, tmp_path):
         _subset(report, tmp_path / "results", {"eight_schools_noncentered"}), tmp_path / "out"
     )
     page = parse(written["html"])
-    assert all(title in page.headings for title in SECTIONS)
+    left_out = [title for title in SECTIONS if title not in page.headings]
+    assert left_out == [ESTIMATORS, AGREEMENT]  # nothing exact, one cell
+    assert f"<a href='#{slug(ESTIMATORS)}'>" not in written["html"]  # nor in the contents
     text = section_text(written["html"], OPENING)
     assert "No cell of this run has an exact log p(x)" in text
     assert "eight_schools_noncentered has no closed form: in its 1 cell the KL" in text

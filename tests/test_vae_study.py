@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ppl_suite import matrix
-from ppl_suite.store import ResultsStore
+from ppl_suite.store import PARTIAL, ResultsStore
 from ppl_suite.vae import results as r
 from ppl_suite.vae.agreement import FLAG_P, between_procedures
 from ppl_suite.vae.latent import LatentModel
@@ -182,11 +182,16 @@ def test_profiles_wire_the_study_in_and_quick_leaves_it_out():
     assert dataclasses.replace(only_numpyro.vae).checked() == only_numpyro.vae
 
 
+def _nats(value: float) -> str:
+    """A number as the first screen shows it: to 0.01, with a true minus sign."""
+    return f"{value:.2f}".replace("-", "\u2212")
+
+
 def test_the_report_section_shows_the_study_and_its_headline(study, tmp_path):
     from ppl_suite.report.document import Context, Image, Table, Text
     from ppl_suite.report.vae import VAE
 
-    folder, tables = study
+    folder, _ = study
     context = Context(ResultsStore(folder), tmp_path / "figures")
     blocks = VAE().build(context)
     context.drawn()
@@ -194,18 +199,154 @@ def test_the_report_section_shows_the_study_and_its_headline(study, tmp_path):
     assert len(images) == 2 and all(image.path.exists() for image in images)
     assert sum(isinstance(block, Table) for block in blocks) == 4  # backends, intervals, BDMC, agreement
     assert any("pyro failed" in block.text for block in blocks if isinstance(block, Text))
-    (headline,) = VAE().headline(context)
-    whole = tables["intervals"][tables["intervals"][r.SPAN] == r.WHOLE]
-    assert headline.text.count("the ELBO rose by") == len(whole) == 2
-    rose = (whole[r.KL_FALL] + 2 * whole[r.se(r.KL_FALL)] < 0).any()
-    assert ("the KL rose over training" in headline.text) == rose
-    from ppl_suite.report.opening import Opening
-
-    opening = [b.text for b in Opening().build(context) if isinstance(b, Text)]
-    assert "This results folder holds no cell." in opening and headline.text in opening  # a VAE-only folder
     empty = Context(ResultsStore(tmp_path / "nothing"), tmp_path / "figures")
-    assert VAE().headline(empty) == []
-    assert "Not in this results folder" in VAE().build(empty)[0].text
+    assert VAE().headline(empty) == [] and VAE().cost(empty) == [] and VAE().summary(empty) == ""
+    assert VAE().build(empty) == []  # nothing to say: the section is left out
+
+
+def test_the_first_screen_gives_each_backends_final_split_its_gain_and_the_kls_path(study, tmp_path):
+    """One row per trained backend, each number the stored tables' (to 0.01): log p = ELBO + KL of the
+    trained model, the ELBO's gain over training = Δlog p + (−ΔKL), and the KL at the first, lowest
+    and last checkpoints."""
+    from ppl_suite.report.document import Context, Table, Text
+    from ppl_suite.report.vae import VAE
+
+    folder, tables = study
+    headline = VAE().headline(Context(ResultsStore(folder), tmp_path / "figures"))
+    (table,) = [block.frame for block in headline if isinstance(block, Table)]
+    backends = tables["backends"][tables["backends"][r.STATUS] == r.OK]
+    assert list(table["backend"]) == list(backends[r.BACKEND]) == ["numpyro", "handrolled"]
+    whole = tables["intervals"][tables["intervals"][r.SPAN] == r.WHOLE]
+    for (_, shown), (_, final), (_, gain) in zip(
+        table.iterrows(), backends.iterrows(), whole.iterrows(), strict=True
+    ):
+        assert shown["log p(x) = ELBO + KL"] == (
+            f"{_nats(final[r.LOG_P])} = {_nats(final[r.ELBO])} + {_nats(final[r.KL])}"
+        )
+        fall = _nats(gain[r.KL_FALL])
+        fall = f"({fall})" if gain[r.KL_FALL] < 0 else fall  # a negative term in brackets
+        assert shown["the ELBO's gain = Δlog p + (−ΔKL)"] == (
+            f"{_nats(gain[r.ELBO_GAIN])} = {_nats(gain[r.LOG_P_GAIN])} + {fall}"
+        )
+        points = tables["checkpoints"][tables["checkpoints"][r.BACKEND] == shown["backend"]]
+        points = points.sort_values(r.STEP)
+        low = points.loc[points[r.KL].idxmin()]
+        path = shown["KL over training"]
+        assert path.startswith(f"{_nats(points[r.KL].iloc[0])} (step 0) → ")
+        assert path.endswith(f" → {_nats(points[r.KL].iloc[-1])} (step 100)")
+        assert f"{_nats(low[r.KL])} (step {int(low[r.STEP])})" in path
+    said = " ".join(block.text for block in headline if isinstance(block, Text))
+    rose = (whole[r.KL_FALL] + 2 * whole[r.se(r.KL_FALL)] < 0).any()
+    assert ("the KL ended higher than it started" in said) == rose
+
+
+def test_the_kl_path_says_fell_then_rose_only_where_each_change_is_beyond_its_noise():
+    from ppl_suite.report.vae import KLPath
+
+    def path(kl, log_p, se):
+        return KLPath.of(
+            pd.DataFrame(
+                {
+                    r.STEP: [0, 10, 100],
+                    r.KL: kl,
+                    r.se(r.KL): se,
+                    r.LOG_P: log_p,
+                    r.se(r.LOG_P): se,
+                }
+            )
+        )
+
+    turned = path([0.82, 0.07, 1.01], [-40.0, -25.0, -19.0], 0.01)
+    assert turned.fell_then_rose and turned.text == "0.82 (step 0) → 0.07 (step 10) → 1.01 (step 100)"
+    assert not path([0.82, 0.07, 1.01], [-40.0, -25.0, -19.0], 0.5).fell_then_rose  # within noise
+    assert not path([0.82, 0.07, 1.01], [-40.0, -19.0, -19.0], 0.01).fell_then_rose  # log p did not rise
+    falling = path([0.82, 0.5, 0.07], [-40.0, -25.0, -19.0], 0.01)
+    assert not falling.fell_then_rose and falling.text == "0.82 (step 0) → 0.07 (step 100)"
+
+
+def test_a_vae_folder_reads_true_without_empty_sections_and_with_its_cost(study, tmp_path):
+    """The report of a VAE-only folder: the first screen speaks of the study, no section without
+    something to say (the cells' sections) is written or listed, nothing says every model has an exact
+    log p(x), and the cost section shows the study's stored seconds."""
+    import shutil
+
+    from ppl_suite import schema
+    from ppl_suite.report.render import write_report
+    from ppl_suite.report.vae import cost_table
+
+    folder, tables = study
+    copy = tmp_path / "results"
+    shutil.copytree(folder, copy)
+    entry = {
+        schema.MANIFEST_STARTED: "2000-01-01T00:00:00+00:00",
+        schema.MANIFEST_FINISHED: "2000-01-01T00:05:00+00:00",
+    }
+    config = {"config": {"vae": {"n_test": IMAGES}}, "versions": {"numpy": np.__version__}}
+    ResultsStore(copy).write_manifest(config | {r.MANIFEST_VAE: entry, **entry})
+    text = write_report(copy, tmp_path / "out", "md", processes=1)["md"].read_text(encoding="utf-8")
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = [line for line in contents.splitlines() if line.startswith("- [")]
+    assert len(listed) == len(headings) - 1  # every written section, and no other, is in the contents
+    bodies = text.split("\n## ")[1:]
+    for body in bodies:
+        assert body.split("\n", 1)[1].strip(), body  # no section without a body
+    assert "## The identity, cell by cell" not in text and "Not in this results folder" not in text
+    assert "holds no cell" not in text and "Every model of this run has an exact" not in text
+    latent = int(tables["backends"][r.LATENT_DIM].iloc[0])
+    assert f"This run: the VAE study (`ppl-suite vae`): the digits VAE (latent dimension {latent})" in text
+    assert (
+        f"by numpyro and handrolled (1 training run each), evaluated on {IMAGES} test images; pyro failed"
+        in text
+    )
+    assert "## Cost" in text and "### The VAE study" in text
+    cost = text.split("## Cost", 1)[1].split("\n## ", 1)[0]
+    shown = cost_table(tables)
+    assert list(shown["backend"]) == ["numpyro", "handrolled"]
+    ok = tables["backends"][tables["backends"][r.STATUS] == r.OK]
+    for (_, row), (_, stored) in zip(shown.iterrows(), ok.iterrows(), strict=True):
+        parts = {"training": r.TRAINING_SECONDS, "AIS": r.AIS_SECONDS, "checkpoints": r.CHECKPOINT_SECONDS}
+        for column, name in (parts | {"set-up": r.COMPILE_SECONDS}).items():
+            assert row[column] == stored[name]
+        bdmc = tables["bdmc"][tables["bdmc"][r.BACKEND] == row["backend"]]["seconds"].sum()
+        assert row["BDMC"] == pytest.approx(bdmc, rel=1e-12)
+        line = next(line for line in cost.splitlines() if line.startswith(f"| {row['backend']} |"))
+        assert f"| {row['AIS']:,.1f} |" in line and f"| {row['checkpoints']:,.1f} |" in line
+    assert "other runs" not in shown  # one training run per backend here
+
+
+def test_the_cost_table_sums_the_other_runs_and_says_what_is_not_stored():
+    """Per ok backend: the other ok runs counted and their seconds summed; a time an older study did
+    not keep is missing (NaN), never a partial sum."""
+    from ppl_suite.report.vae import cost_table
+
+    backends = r.frame(
+        "backends",
+        [
+            {r.BACKEND: "numpyro", r.STATUS: r.OK, r.TRAINING_SECONDS: 1.0, r.CHECKPOINT_SECONDS: 2.0},
+            {r.BACKEND: "pyro", r.STATUS: r.FAILED},
+            {r.BACKEND: "handrolled", r.STATUS: r.OK, r.TRAINING_SECONDS: 3.0},
+        ],
+    )
+    runs = r.frame(
+        "runs",
+        [
+            {r.BACKEND: "numpyro", r.RUN: 0, r.STATUS: r.OK, r.TRAINING_SECONDS: 1.0, r.IWAE_SECONDS: 9.0},
+            {r.BACKEND: "numpyro", r.RUN: 1, r.STATUS: r.OK, r.TRAINING_SECONDS: 1.5, r.IWAE_SECONDS: 0.5},
+            {r.BACKEND: "numpyro", r.RUN: 2, r.STATUS: r.OK, r.TRAINING_SECONDS: 2.5, r.IWAE_SECONDS: 0.25},
+            {r.BACKEND: "numpyro", r.RUN: 3, r.STATUS: r.FAILED},
+            {r.BACKEND: "handrolled", r.RUN: 1, r.STATUS: r.OK, r.TRAINING_SECONDS: 4.0},
+        ],
+    )
+    bdmc = pd.DataFrame({r.BACKEND: ["numpyro", "numpyro"], "seconds": [0.5, 1.0]})
+    table = cost_table({"backends": backends, "runs": runs, "bdmc": bdmc}).set_index("backend")
+    assert list(table.index) == ["numpyro", "handrolled"]
+    assert table.at["numpyro", "other runs"] == 2 and table.at["handrolled", "other runs"] == 1
+    assert table.at["numpyro", "other runs: training"] == 4.0
+    assert table.at["numpyro", "other runs: IWAE-K"] == 0.75
+    assert np.isnan(table.at["handrolled", "other runs: IWAE-K"])  # not stored
+    assert table.at["numpyro", "checkpoints"] == 2.0 and np.isnan(table.at["handrolled", "checkpoints"])
+    assert table.at["numpyro", "BDMC"] == 1.5 and np.isnan(table.at["handrolled", "BDMC"])
 
 
 def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_path):
@@ -213,14 +354,14 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     frame = r.frame("losses", [{r.BACKEND: "numpyro", r.STEP: 0, r.LOSS: 1.5}])
     store.write_vae_table("losses", frame)
     assert store.vae_tables()["losses"].equals(frame)
-    (tmp_path / r.FOLDER / ".losses.parquet.abcd1234").write_bytes(b"half")  # a killed write
+    (tmp_path / r.FOLDER / f".losses.parquet.abcd1234{PARTIAL}").write_bytes(b"half")  # a killed write
     (tmp_path / r.FOLDER / "mine.csv").write_text("the user's own file")
     store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
     assert store.vae_part("0123456789abcdef", "losses.parquet") == b"kept rows"
     assert store.vae_part("fedcba9876543210", "losses.parquet") is None
     with pytest.raises(ValueError, match="VAE part"):
         store.write_vae_part("../../elsewhere", "losses.parquet", b"")
-    (tmp_path / r.FOLDER / "parts" / ".0123456789abcdef.trained.npz.abcd1234").write_bytes(b"half")
+    (tmp_path / r.FOLDER / "parts" / f".0123456789abcdef.trained.npz.abcd1234{PARTIAL}").write_bytes(b"half")
     (tmp_path / r.FOLDER / "parts" / "notes.txt").write_text("the user's own file")
     assert store.clean_temporary() == 2
     assert store.discard() == 2
@@ -234,7 +375,7 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     cell.write_text("{}")
     store.write_vae_table("losses", frame)
     store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
-    (tmp_path / r.FOLDER / "parts" / ".0123456789abcdef.runs.parquet.abcd1234").write_bytes(b"half")
+    (tmp_path / r.FOLDER / "parts" / f".0123456789abcdef.runs.parquet.abcd1234{PARTIAL}").write_bytes(b"half")
     assert store.discard(vae_only=True) == 3
     assert cell.exists() and (tmp_path / r.FOLDER / "parts" / "notes.txt").exists()
 

@@ -276,4 +276,58 @@ def test_unreadable_config_is_a_config_error(tmp_path, content, message):
 @pytest.mark.parametrize("profile", matrix.profiles())
 def test_shipped_profiles_validate(profile):
     plan = matrix.expand(matrix.load(profile))
-    assert plan.cells or plan.vae is not None
+    assert plan.cells or plan.vae is not None or plan.vqvae is not None
+
+
+HUGE = 10**12  # ~7 TiB of float64 at one number per unit
+
+
+@pytest.mark.parametrize(
+    ("config", "setting", "per_unit"),
+    [
+        ({"svi": {"steps": HUGE}}, "svi: steps", 1),
+        ({"svi": {"eval_particles": HUGE}}, "svi: eval_particles", 1),
+        ({"evaluation": {"samples": HUGE}}, "evaluation samples", 2),
+        ({"estimators": {"iwae": {"k": HUGE}}}, "estimator 'iwae': k", 1),
+        ({"estimators": {"ais": {"chains": HUGE}}}, "estimator 'ais': chains", 1),
+        ({"estimators": {"importance": {"ks": [1, HUGE]}}}, "estimator 'importance': ks[1]", 1),
+        (
+            {"svi": {"particles": 1000}, "params": {"normal_normal": {"n": 10**6}}},
+            "svi: particles",
+            10**6 + 1,  # numbers per particle: n data points and the mean
+        ),
+    ],
+)
+def test_every_size_is_bounded_by_the_memory_budget(config, setting, per_unit):
+    from ppl_suite import sizes
+
+    (problem,) = problems_of({**SMALL, **config})
+    assert problem.startswith(f"{setting} = ") and "more than the memory budget of 2 GiB" in problem, problem
+    assert f"(at most {sizes.MAX_NUMBERS // per_unit:,})" in problem
+
+
+def test_sizes_at_the_memory_budget_pass():
+    from ppl_suite import sizes
+
+    largest = sizes.MAX_NUMBERS
+    matrix.expand({**SMALL, "svi": {"steps": largest, "eval_particles": largest}})
+    matrix.expand({**SMALL, "evaluation": {"samples": largest // 2}, "estimators": {"iwae": {"k": largest}}})
+    matrix.expand({**SMALL, "svi": {"particles": largest // 1001}, "params": {"normal_normal": {"n": 1000}}})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--models", "normal_normal", "--steps", str(HUGE), "--dry-run"],
+        ["run", "--models", "normal_normal", "--steps", str(HUGE)],
+        ["vae", "--steps", str(HUGE)],
+        ["vae", "--model", "vqvae_digits", "--steps", str(HUGE)],
+        ["calibrate", "--replicates", str(HUGE)],
+    ],
+)
+def test_a_size_beyond_the_budget_exits_2_with_one_line_and_runs_nothing(argv, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main([*argv, "--out", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"= {HUGE:,} is too large" in line and "memory budget" in line
+    assert not out.exists()

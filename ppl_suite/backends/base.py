@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ppl_suite import guides, registry
+from ppl_suite import guides, registry, sizes
 from ppl_suite.estimate import Estimate
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Domain, ModelSpec, Site
@@ -20,6 +20,13 @@ SVI_DOMAINS = {
     "hold": Domain.real(0.0, 1.0, high_open=True),
     "particles": Domain.integer(low=1),
     "eval_particles": Domain.integer(low=2),
+}
+# what the suite keeps per unit of each size, bounded by the memory budget (``sizes``); particles are
+# bounded again with the problem's size by ``matrix.expand``
+SVI_SIZES = {
+    "steps": "per step (its loss)",
+    "particles": "per particle",
+    "eval_particles": "per particle",
 }
 
 
@@ -59,7 +66,11 @@ class SVIConfig:
         return out + [
             problem
             for name, value in settings.items()
-            if name in SVI_DOMAINS and (problem := SVI_DOMAINS[name].problem(name, value))
+            if name in SVI_DOMAINS
+            and (
+                problem := SVI_DOMAINS[name].problem(name, value)
+                or (sizes.over_budget(name, value, 1, SVI_SIZES[name]) if name in SVI_SIZES else None)
+            )
         ]
 
     def learning_rate(self, t, xp=np):

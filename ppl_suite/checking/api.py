@@ -26,6 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ppl_suite import paths
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.sources import InputProblem, load_data, split_reference
@@ -376,7 +377,7 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     report (written after the draws); the runner's Outcome."""
     from ppl_suite import runner
 
-    problems = runner.run_problems(plan, store)
+    problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
     verify(user)

@@ -10,13 +10,15 @@ oracle, else its NUTS reference, with its chains), each savable as NetCDF.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ppl_suite import results, schema
+from ppl_suite import paths, results, schema
 from ppl_suite.spec import Latents
 
 if TYPE_CHECKING:
@@ -49,14 +51,24 @@ def _one_chain(latents: Latents) -> az.InferenceData:
     return az.from_dict(posterior={name: np.asarray(value)[None] for name, value in latents.items()})
 
 
-def cell_draws(folder: str | Path, key: str, n: int = DRAWS, seed: int = 0) -> CellDraws:
+def cell_draws(
+    folder: str | Path,
+    key: str,
+    n: int = DRAWS,
+    seed: int = 0,
+    *,
+    files: Iterable[str | Path] = (),
+    trust_stored_code: bool = False,
+) -> CellDraws:
     """q's n draws (seeded by ``seed``) and the reference draws of cell ``key`` of a results folder.
-    A results folder of ``ppl-suite check`` registers its model first (``checking.stored``)."""
+    A results folder of ``ppl-suite check`` needs its model, which is never imported from the folder:
+    registered in this process already, or ``files`` (the model's and own guides' Python files, passed
+    again, checked by sha256), or ``trust_stored_code`` (``checking.stored.register_stored``)."""
     from ppl_suite.checking.stored import register_stored
     from ppl_suite.problem import Problem
     from ppl_suite.targets.fitted_guide import FittedGuide
 
-    register_stored(folder)
+    register_stored(folder, files, trust_stored_code)
     rows = results.load(folder)
     match = rows[rows[schema.KEY] == key] if not rows.empty else rows
     if match.empty:
@@ -88,9 +100,37 @@ def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, 
     written = {}
     for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
         key, place = row[schema.KEY], stored.draws_folder(folder, row[schema.KEY])
-        marker = place / stored.DRAWS_DIGEST
-        if not (marker.is_file() and marker.read_text() == row[schema.DIGEST]):
-            cell_draws(folder, key, n, seed).to_netcdf(place)
-            marker.write_text(row[schema.DIGEST])
+        marker = paths.inside(place, stored.DRAWS_DIGEST)
+        if not (paths.is_own_file(marker) and marker.read_text(errors="replace") == row[schema.DIGEST]):
+            _write(cell_draws(folder, key, n, seed), place, marker, row[schema.DIGEST])
+        elif damaged := _unreadable(stored.draws_files(folder, key), place):
+            warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
+            _write(cell_draws(folder, key, n, seed), place, marker, row[schema.DIGEST])
         written[key] = stored.draws_files(folder, key)
     return written
+
+
+def _write(draws: CellDraws, place: Path, marker: Path, digest: str) -> None:
+    """The draws' files, then the digest they were drawn from (so a killed write is drawn again)."""
+    from ppl_suite.checking.stored import DRAWS_KINDS
+
+    paths.remove(marker.parent, marker.name)
+    for kind in DRAWS_KINDS:
+        paths.inside(place, f"{kind}.nc")  # raises on a link: nothing is written through one
+    draws.to_netcdf(place)
+    marker.write_text(digest)
+
+
+def _unreadable(found: dict[str, Path], place: Path) -> list[str]:
+    """One phrase per draws file of ``place`` that is missing or cannot be read as NetCDF."""
+    import arviz as az
+
+    from ppl_suite.checking.stored import DRAWS_KINDS
+
+    damaged = [f"{place / f'{kind}.nc'} is missing" for kind in DRAWS_KINDS if kind not in found]
+    for path in found.values():
+        try:
+            az.from_netcdf(str(path))
+        except Exception as error:  # h5py, netCDF4 and xarray raise many kinds
+            damaged.append(f"{path} is damaged ({type(error).__name__})")
+    return damaged

@@ -30,17 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from ppl_suite.errors import InputProblem
+
 MODULE_PREFIX = "ppl_suite_user_"  # user files are imported as top-level modules with this prefix
 DATA_SUFFIXES = (".npz", ".json")
-
-
-class InputProblem(Exception):
-    """User input that cannot be used; ``problems`` holds one sentence per problem, each naming the
-    file, site or key and what is valid."""
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = list(problems)
 
 
 def split_reference(text: str, what: str) -> tuple[Path, str]:

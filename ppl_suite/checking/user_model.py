@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,12 @@ def register(user: UserModel) -> ModelSpec:
     )
     _registered[user.name] = user
     return spec
+
+
+def registered(user: UserModel) -> bool:
+    """Whether this process registered the same declaration (wherever its data file lay)."""
+    found = _registered.get(user.name)
+    return found is not None and replace(found, data="") == replace(user, data="")
 
 
 def register_from_environment() -> list[ModelSpec]:

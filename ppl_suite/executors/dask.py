@@ -1,12 +1,19 @@
 """Dask distributed executor: cells as tasks on a scheduler (``tcp://HOST:PORT``), or on a
 ``LocalCluster`` of ``jobs`` single-threaded worker processes when no address is given.
 
-Cells are handed out as the local executor hands them out (``AffinityQueue``): each worker has one
-cell at a time, and a worker that finishes gets the next cell of the problem it holds, so a worker
-compiles a problem's programs once instead of every worker compiling every problem. A task is
-pinned to its worker loosely (``allow_other_workers``): if that worker leaves the cluster, the
-scheduler runs the cell elsewhere (up to its ``allowed-failures``; after that the cell is recorded
-as failed, "worker lost"). Workers that join during the run are given cells too.
+Cells are handed out as the local executor hands them out (``AffinityQueue``), one per worker of
+the cluster: a run holds one slot per worker, each slot has at most one cell in flight, and a slot
+whose cell finished takes the next cell of the problem it holds. No task is pinned to a worker
+address (a pinned task outlives its worker and is never run by the one that replaces it): the
+scheduler gives each new task to the worker that is idle, which is the one that just finished, so a
+worker still tends to compile a problem's programs once instead of every worker compiling every
+problem. Workers that join during the run add slots.
+
+A worker that dies while it runs a cell loses that cell: on the executor's own ``LocalCluster`` the
+scheduler allows no retry (``allowed-failures`` 0), so the cell is recorded at once as failed,
+"worker lost", as on the local executor, and the next cell goes to the worker the nanny starts in
+its place; on a cluster given by address the scheduler reruns the cell elsewhere up to its own
+``allowed-failures`` and then it is recorded so.
 
 A cell still running ``cell_timeout`` seconds after it was handed out is recorded as timed out, its
 task is cancelled (so the scheduler does not run it again) and its worker restarted through its
@@ -29,6 +36,7 @@ import os
 import time
 from collections.abc import Sequence
 
+import dask
 from distributed import Client, Future, LocalCluster, WorkerPlugin, wait
 
 from ppl_suite.cell import Cell
@@ -39,6 +47,7 @@ from ppl_suite.executors.worker import guard, lost_record, run_cell, timeout_rec
 from ppl_suite.numerics import XLA_ONE_THREAD
 
 RESTART_SECONDS = 30  # a nanny's limit for stopping a timed-out worker and starting a fresh one
+WORKER_WAIT_SECONDS = 60  # how long cells left to run wait for a worker when the cluster has none
 
 
 class Guard(WorkerPlugin):
@@ -68,12 +77,13 @@ class DaskExecutor:
             cluster = None
             if self.scheduler is None:
                 os.environ.setdefault("XLA_FLAGS", XLA_ONE_THREAD)
-                cluster = LocalCluster(
-                    n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
-                )
+                with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                    cluster = LocalCluster(
+                        n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                    )
                 closing.enter_context(cluster)
             client = closing.enter_context(Client(cluster if cluster is not None else self.scheduler))
-            running: dict[Future, tuple[str, Cell, float]] = {}  # future -> (worker, cell, handed out at)
+            running: dict[Future, tuple[int, Cell, float]] = {}  # future -> (slot, cell, handed out at)
             try:
                 if cluster is not None:
                     client.register_plugin(Guard())
@@ -90,34 +100,32 @@ class DaskExecutor:
         client: Client,
         cells: Sequence[Cell],
         on_record: OnRecord,
-        running: dict[Future, tuple[str, Cell, float]],
+        running: dict[Future, tuple[int, Cell, float]],
     ) -> None:
         queue = AffinityQueue(cells)
         task_numbers = itertools.count()
 
         def feed() -> None:
-            """One cell for every worker of the cluster that has none running."""
-            busy = {worker for worker, _, _ in running.values()}
-            for worker in client.scheduler_info(n_workers=-1)["workers"]:
-                if worker in busy:
-                    continue
-                cell = queue.next_for(worker)
+            """One cell for every slot without one, a slot per worker the cluster has now."""
+            workers = len(client.scheduler_info(n_workers=-1)["workers"])
+            busy = {slot for slot, _, _ in running.values()}
+            for slot in (slot for slot in range(max(workers, len(busy))) if slot not in busy):
+                if len(running) >= workers:
+                    return
+                cell = queue.next_for(slot)
                 if cell is None:
                     return
-                future = client.submit(
-                    run_cell,
-                    cell,
-                    self.plugins,
-                    pure=False,
-                    key=f"cell-{next(task_numbers)}",
-                    workers=[worker],
-                    allow_other_workers=True,
-                )
-                running[future] = (worker, cell, time.monotonic())
+                key = f"cell-{next(task_numbers)}"
+                future = client.submit(run_cell, cell, self.plugins, pure=False, key=key)
+                running[future] = (slot, cell, time.monotonic())
 
         client.wait_for_workers(1)
         feed()
-        while running:
+        while running or len(queue):
+            if not running:  # cells are left but the cluster has no worker (one is being replaced)
+                client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+                feed()
+                continue
             try:
                 deadline = self._seconds_to_first_deadline(running)
                 finished = wait(list(running), timeout=deadline, return_when="FIRST_COMPLETED").done
@@ -131,16 +139,25 @@ class DaskExecutor:
                 except Exception as error:  # the worker died or was lost: record it, go on
                     record = lost_record(cell, f"{type(error).__name__}: {error}", now - started)
                 on_record(cell, record)
-            for future, (worker, cell, started) in list(running.items()):
-                if self.cell_timeout is not None and now - started >= self.cell_timeout:
+            late = [
+                (future, slot, cell, started)
+                for future, (slot, cell, started) in running.items()
+                if self.cell_timeout is not None and now - started >= self.cell_timeout
+            ]
+            if late:
+                holders = {key: worker for worker, keys in client.processing().items() for key in keys}
+                for future, slot, cell, started in late:
                     del running[future]
                     client.cancel([future], force=True)  # first, so that the scheduler does not rerun it
-                    client.restart_workers([worker], timeout=RESTART_SECONDS, raise_for_error=False)
-                    queue.release(worker)
+                    worker = holders.get(future.key)  # None: its worker left, there is nothing to stop
+                    with contextlib.suppress(KeyError):  # it left since: the scheduler knows it no more
+                        if worker is not None:
+                            client.restart_workers([worker], timeout=RESTART_SECONDS, raise_for_error=False)
+                    queue.release(slot)
                     on_record(cell, timeout_record(cell, self.cell_timeout, now - started))
             feed()
 
-    def _seconds_to_first_deadline(self, running: dict[Future, tuple[str, Cell, float]]) -> float | None:
+    def _seconds_to_first_deadline(self, running: dict[Future, tuple[int, Cell, float]]) -> float | None:
         if self.cell_timeout is None:
             return None
         first = min(started for _, _, started in running.values()) + self.cell_timeout

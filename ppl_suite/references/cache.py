@@ -27,6 +27,7 @@ import numpy as np
 from filelock import FileLock
 
 from ppl_suite import registry, schema
+from ppl_suite.errors import InputProblem
 from ppl_suite.problem import Problem
 from ppl_suite.references.reparametrized import reference_from
 from ppl_suite.references.settings import NUTSSettings
@@ -40,10 +41,13 @@ CODE_ROOTS = ("ppl_suite.references.reference", "ppl_suite.estimators.ais", "ppl
 
 
 def cache_dir() -> Path:
-    """The cache folder chosen by the environment."""
+    """The cache folder chosen by the environment; raises InputProblem when it names a file."""
     setting = os.environ.get(VARIABLE, "").strip()
     if setting:
-        return Path(setting).expanduser()
+        folder = Path(setting).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise InputProblem(f"{VARIABLE}={setting}: {folder} is a file, not a folder; name a folder")
+        return folder
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ppl-suite" / "references"
 
@@ -103,12 +107,36 @@ def summary_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def netcdf_damage(path: Path) -> str | None:
+    """Why the NetCDF (HDF5) file at ``path`` cannot be opened (a phrase), None when it can: a
+    truncated file is told by HDF5 from the end-of-file address its superblock records."""
+    import h5py  # h5netcdf's, light: no ArviZ, JAX or NumPyro
+
+    try:
+        with h5py.File(path, "r"):
+            return None
+    except OSError as error:
+        return str(error)
+
+
+def summary_damage(path: Path) -> str | None:
+    """Why the summary copy at ``path`` is not a JSON object (a phrase), None when it is one."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+
+
 def stored_summary(path: Path) -> dict | None:
-    """The summary of the reference stored at ``path``, or None when none is stored."""
+    """The summary of the reference stored at ``path``, or None when none is stored or when either
+    file is damaged (``reference_for`` then names the file and rebuilds what it must)."""
     summary = summary_path(path)
-    if not (summary.exists() and path.exists()):
+    if not (summary.is_file() and path.is_file()):
         return None
-    return json.loads(summary.read_text())
+    if summary_damage(summary) is not None or netcdf_damage(path) is not None:
+        return None
+    return json.loads(summary.read_bytes())
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,27 @@ class Reference:
             path=path,
             cached=cached,
         )
+
+
+def _stored(path: Path, problem: Problem) -> Reference | None:
+    """The reference stored at ``path``, its summary copy rewritten when that is damaged or missing;
+    None, with a warning naming the file, when the reference itself is damaged (it is then rebuilt)."""
+    damage = cache.netcdf_damage(path)
+    if damage is None:
+        try:
+            reference = Reference.load(path, problem)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            damage = f"{type(error).__name__}: {error}"
+    if damage is not None:
+        warnings.warn(f"{path} is damaged ({damage}): rebuilding the reference", stacklevel=3)
+        return None
+    summary = cache.summary_path(path)
+    if (why := cache.summary_damage(summary)) is not None:
+        if summary.exists():
+            warnings.warn(f"{summary} is damaged ({why}): rewritten from {path.name}", stacklevel=3)
+        text = reference.idata.posterior.attrs[ATTRIBUTE]
+        cache.write_atomically(summary, lambda temporary: temporary.write_text(text))
+    return reference
 
 
 def _draws(idata: az.InferenceData, problem: Problem) -> Latents:
@@ -205,11 +227,11 @@ def reference_for(
     failing a gate raises ReferenceGateError and is not stored."""
     settings = settings or settings_module.settings_for(problem.spec)
     path = cache.reference_path(problem, settings, cache_dir)
-    if path.exists() and not rebuild:
-        return Reference.load(path, problem)
+    if path.exists() and not rebuild and (stored := _stored(path, problem)) is not None:
+        return stored
     with cache.building(path):
-        if path.exists() and not rebuild:  # another process built it while this one waited
-            return Reference.load(path, problem)
+        if path.exists() and not rebuild and (stored := _stored(path, problem)) is not None:
+            return stored  # another process built it while this one waited
         idata = build(problem, settings, path.stem.rpartition("-")[2], command)
         cache.write_atomically(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
         summary = idata.posterior.attrs[ATTRIBUTE]

@@ -80,6 +80,9 @@ class Agreement:
 
     def build(self, context: Context) -> list[Block]:
         table = tables.agreement_table(context.rows)
+        library = tables.library_table(context.rows)
+        if table.empty and library.empty:
+            return []
         blocks: list[Block] = [Text(AGREEMENT)]
         if table.empty:
             blocks.append(words.absent("two backends on the same model, guide and seed"))
@@ -112,7 +115,6 @@ class Agreement:
                     details=True,
                 )
             )
-        library = tables.library_table(context.rows)
         blocks.append(Heading("The libraries' own ELBO vs the suite's", 3))
         if library.empty:
             blocks.append(words.absent("a library ELBO (Pyro's or NumPyro's Trace_ELBO after the fit)"))

@@ -1,4 +1,5 @@
-"""Cost: SVI steps per second, compile and wall seconds per backend and model; estimator cost."""
+"""Cost: SVI steps per second, compile and wall seconds per backend and model; estimator cost; then
+the time each study took, as its section gives it (``Section.cost``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register, sections
 
 
 @drawing.styled
@@ -56,9 +57,15 @@ class Cost:
     title: str = words.COST_TITLE
 
     def build(self, context: Context) -> list[Block]:
+        """The cells' cost (none without cells), then each study's (``Section.cost``)."""
+        blocks = self.cells(context) if not context.rows.empty else []
+        for section in sections():
+            if section is not self and callable(getattr(section, "cost", None)):
+                blocks += section.cost(context)
+        return blocks
+
+    def cells(self, context: Context) -> list[Block]:
         rows = context.rows
-        if rows.empty:
-            return [words.absent("any cell")]
         cost_formats = {
             "steps/s (median)": "{:,.0f}",
             "compile s (median)": "{:.2f}",

@@ -3,9 +3,13 @@
 A section is a plug-in: an object with a ``title`` and ``build(context) -> list[Block]``, registered
 with ``register`` by its module; ``order.sections()`` finds every module of this package and puts the
 sections in report order. A section may also have ``headline(context) -> list[Block]``: what it adds to
-the report's first screen (the opening gathers every section's headline, in report order). The
-renderer turns the blocks into Markdown or HTML; sections never format for one output. A section
-whose data are absent says so in a ``Text`` block. Sections draw
+the report's first screen (the opening gathers every section's headline, in report order);
+``summary(context) -> str``: a phrase naming what of its own data this run holds (the first screen's
+line on the run, for a study whose data are not cells); and ``cost(context) -> list[Block]``: the time
+its study took (the cost section gathers them). The renderer turns the blocks into Markdown or HTML;
+sections never format for one output. A section with nothing to say builds no block: it is left out
+of the report and of its contents; a part of a section whose data are absent says so in a ``Text``
+block (``words.absent``). Sections draw
 figures through ``Context.draw``, which may hand the drawing to other processes: a figure's PNG
 exists once ``Context.drawn`` has returned.
 """
@@ -23,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ppl_suite import paths
 from ppl_suite.store import ResultsStore
 
 
@@ -140,7 +145,7 @@ class Context:
 
     def figure(self, name: str) -> Path:
         """Path of a new figure file, named from ``name`` (made safe for file systems and URLs)."""
-        return self.figure_dir / f"{slug(name)}.png"
+        return paths.inside(self.figure_dir, f"{slug(name)}.png")  # never a link followed out
 
     def draw(self, name: str, function: Callable[..., Path], *args: Any) -> Path:
         """The path of figure ``name``, drawn by ``function(*args, path)``: here and now, or handed to
@@ -167,9 +172,11 @@ class Context:
 
 
 class Section(Protocol):
-    """A report section: a title, and blocks built from the context. Optionally also
-    ``headline(context) -> list[Block]``: a few sentences (and at most a small figure) with this run's
-    numbers, shown on the report's first screen."""
+    """A report section: a title, and blocks built from the context (none: the section has nothing to
+    say and is left out). Optionally also ``headline(context) -> list[Block]``: a few sentences (and at
+    most a small figure or table) with this run's numbers, shown on the report's first screen;
+    ``summary(context) -> str``: what of its data this run holds, in a phrase ("" when nothing); and
+    ``cost(context) -> list[Block]``: the time its study took, shown under the cost section."""
 
     title: str
 

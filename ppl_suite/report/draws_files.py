@@ -32,13 +32,7 @@ class DrawsFiles:
                 links = tuple((f"{kind}.nc", files[kind]) for kind in DRAWS_KINDS if kind in files)
                 listed.append((f"`{row[schema.KEY]}`", links))
         if not listed:
-            return [
-                Text(
-                    "No cell of this run has its draws written as files (`ppl-suite check` writes them; "
-                    "`ppl_suite.checking.cell_draws` makes them for any cell).",
-                    note=True,
-                )
-            ]
+            return []
         return [
             Text(f"In the results folder `{root.resolve().name}`, under `draws/<cell>/`:"),
             Links(tuple(listed), CAPTION),

@@ -17,7 +17,7 @@ class RunFacts:
     def build(self, context: Context) -> list[Block]:
         manifest = context.manifest
         if not manifest:
-            return [words.absent("manifest.json")]
+            return []
         blocks: list[Block] = [
             Table(tables.run_table(manifest, context.rows), caption="From the results folder's manifest.")
         ]

@@ -38,7 +38,7 @@ class Failures:
         noun = "cells and problem units" if problems or not context.problems.empty else "cells"
         failures = tables.failures_table(units, planned)
         if failures.empty:
-            return [Text(f"None: all {len(units)} {noun} finished with status ok.")]
+            return [Text(f"None: all {len(units)} {noun} finished with status ok.")] if len(units) else []
         total = len(units) + int((failures["status"] == tables.NOT_RUN).sum())
         counts = words.statuses(failures["status"])
         blocks: list[Block] = [

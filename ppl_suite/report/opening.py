@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ppl_suite import schema
 from ppl_suite.report import tables, training, words
 from ppl_suite.report.document import Block, Code, Context, Text, register, sections
@@ -23,18 +25,28 @@ LEARNED = (
 )
 
 
-def run_line(context: Context) -> str:
-    """What this run holds: cells by status, models, backends and guide families."""
-    rows = context.rows
+def cells_phrase(rows: pd.DataFrame) -> str:
+    """The run's cells by status, models, backends and guide families ("" without cells)."""
     if rows.empty:
-        return "This results folder holds no cell."
+        return ""
     models = tables.models(rows)
     return (
-        f"This run: {words.count(len(rows), 'cell')} ({words.statuses(rows[schema.STATUS])}) of "
+        f"{words.count(len(rows), 'cell')} ({words.statuses(rows[schema.STATUS])}) of "
         f"{words.count(len(models), 'model')} ({words.listing(models, most=10)}); backends "
         f"{words.listing(list(dict.fromkeys(rows[schema.BACKEND])))}; guide families "
-        f"{words.listing(list(dict.fromkeys(rows[schema.GUIDE])), most=10)}."
+        f"{words.listing(list(dict.fromkeys(rows[schema.GUIDE])), most=10)}"
     )
+
+
+def run_line(context: Context) -> str:
+    """What this run holds: its cells (``cells_phrase``), then each study's own summary."""
+    parts = [cells_phrase(context.rows)] + [
+        section.summary(context) for section in sections() if callable(getattr(section, "summary", None))
+    ]
+    parts = [part for part in parts if part]
+    if not parts:
+        return "This results folder holds no cell and no study."
+    return "This run: " + "; and ".join(parts) + "."
 
 
 def learned_line(context: Context) -> str:

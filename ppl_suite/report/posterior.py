@@ -306,7 +306,7 @@ class Posterior:
             built = marginals_part(context, model, model_rows) + khat_part(context, model, model_rows)
             if built:
                 blocks += [Heading(model, 3), *built]
-        return blocks or [words.absent("draws of q for a finished cell")]
+        return blocks
 
 
 register(Posterior())

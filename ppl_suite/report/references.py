@@ -163,8 +163,18 @@ class References:
             built = model_part(context, model, tables.of_model(by_reference, model))
             if built:
                 blocks += [Heading(model, 3), *built]
-        return blocks or [
-            Text("Every model of this run has an exact log p(x): no NUTS reference was needed.", note=True)
+        if blocks:
+            return blocks
+        exact = tables.models(tables.with_exact(ok))
+        if not exact:
+            return []
+        one = len(exact) == 1
+        return [
+            Text(
+                f"{words.listing(exact, most=10)} {'has' if one else 'have'} an exact log p(x): no NUTS "
+                f"reference was needed for {'it' if one else 'them'}.",
+                note=True,
+            )
         ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import html
 import math
 import multiprocessing
@@ -21,16 +22,19 @@ import os
 import re
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ppl_suite import paths
+from ppl_suite.executors.stop import stop_groups
+from ppl_suite.executors.worker import guard
 from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, sections, slug
-from ppl_suite.store import ResultsStore
+from ppl_suite.results import opened
 
 FORMATS = ("md", "html")
 MISSING = "—"
@@ -374,8 +378,10 @@ def _html_block(block: Block, base: Path) -> str:
 
 # ------------------------------------------------------------------------------------------- writing
 def build(context: Context) -> list[tuple[str, list[Block]]]:
-    """Every registered section's title and blocks, in report order."""
-    return [(section.title, section.build(context)) for section in sections()]
+    """Every registered section's title and blocks, in report order; a section that builds no block
+    has nothing to say and is left out (of the contents too)."""
+    built = [(section.title, section.build(context)) for section in sections()]
+    return [(title, blocks) for title, blocks in built if blocks]
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
@@ -393,21 +399,52 @@ def _figure_pool(processes: int) -> contextlib.AbstractContextManager[Executor |
     """The spawned processes (they inherit no matplotlib state) that draw figures beside this one."""
     if processes < 2:
         return contextlib.nullcontext()
-    return ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"))
+    return _stopped_on_error(
+        ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"), initializer=guard)
+    )
 
 
-FIGURE_LIST = "figures.txt"  # the figures the last report drew: the only files it may remove later
+@contextlib.contextmanager
+def _stopped_on_error(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """``pool``, shut down when done; on any exception (KeyboardInterrupt from SIGINT or SIGTERM
+    included) its figures not yet drawn are dropped and its processes stopped at once (SIGTERM, then
+    SIGKILL), so none outlives the report, and multiprocessing's resource tracker, which lives while
+    a process holds its pipe, goes with them. Its processes are ``worker.guard``-ed: Ctrl-C reaches
+    only this one, and they die with it."""
+    try:
+        yield pool
+    except BaseException:
+        processes = dict(pool._processes or {})  # pid -> Process; no public accessor
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_groups(list(processes), lambda pid: processes[pid].is_alive())
+        raise
+    pool.shutdown(wait=True)
+
+
+FIGURE_LIST = "figures.txt"  # the figures the last report drew, with their sha256: the only files it removes
+FIGURE_NAME = re.compile(r"[a-z0-9-]+\.png")  # Context.figure's names (document.slug)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def forget_stale_figures(figure_dir: Path, drawn: set[str]) -> None:
-    """Remove the figures an earlier report listed as its own and this one no longer draws (nothing a
-    user put in the folder), then list this report's."""
+    """Remove the figures an earlier report listed as its own (``<name> <sha256>`` per line in
+    figures.txt) and this one no longer draws, each only while it is a regular file of figure_dir
+    with the listed content (a figure a user replaced, a link, a ``../`` name or a line of an older
+    listing is left alone); then list this report's."""
     figure_dir.mkdir(parents=True, exist_ok=True)
-    listing = figure_dir / FIGURE_LIST
-    earlier = set(listing.read_text().split()) if listing.is_file() else set()
-    for name in sorted(earlier - drawn):
-        (figure_dir / name).unlink(missing_ok=True)
-    listing.write_text("".join(f"{name}\n" for name in sorted(drawn)))
+    listing = paths.inside(figure_dir, FIGURE_LIST)
+    lines = listing.read_text(errors="replace").splitlines() if paths.is_own_file(listing) else []
+    earlier = dict(line.split(" ", 1) for line in lines if line.count(" ") == 1)
+    for name in sorted(set(earlier) - drawn):
+        path = figure_dir / name
+        if FIGURE_NAME.fullmatch(name) and paths.is_own_file(path) and _sha256(path) == earlier[name]:
+            paths.remove(figure_dir, name)
+    written = (paths.inside(figure_dir, name) for name in sorted(drawn))
+    payload = "".join(f"{path.name} {_sha256(path)}\n" for path in written if paths.is_own_file(path))
+    listing.write_text(payload)
 
 
 def write_report(
@@ -426,17 +463,18 @@ def write_report(
     """
     chosen = parse_formats(formats)
     results, out = Path(results), Path(out)
-    if not (results / "cells").is_dir() and not (results / "manifest.json").is_file():
-        raise FileNotFoundError(f"not a results folder (no manifest.json or cells/): {results}")
+    store = opened(results)  # InputProblem: missing, not a results folder, a damaged or newer manifest
     if processes is None:
         processes = min(FIGURE_PROCESSES, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
+    targets = {kind: paths.inside(out, f"report.{kind}") for kind in chosen}  # no link followed out
+    figures = paths.inside(out, "figures")
     name = results.resolve().name
     title = f"ppl-suite report: {name}"
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as scratch, _figure_pool(processes) as pool:
-        figure_dir = out / "figures" if "md" in chosen else Path(scratch)
-        context = Context(ResultsStore(results), figure_dir, pool)
+        figure_dir = figures if "md" in chosen else Path(scratch)
+        context = Context(store, figure_dir, pool)
         manifest = context.manifest
         subtitle = (
             f"Results folder `{name}`: run started {manifest.get('started', 'unknown')}, "
@@ -447,9 +485,9 @@ def write_report(
         if "md" in chosen:
             forget_stale_figures(figure_dir, {path.name for path in context.figures})
         if "md" in chosen:
-            written["md"] = out / "report.md"
+            written["md"] = targets["md"]
             written["md"].write_text(to_markdown(title, subtitle, parts, out), encoding="utf-8")
         if "html" in chosen:
-            written["html"] = out / "report.html"
+            written["html"] = targets["html"]
             written["html"].write_text(to_html(title, subtitle, parts, out), encoding="utf-8")
     return written

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ppl_suite import schema
 from ppl_suite.report import drawing, words
 from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
 from ppl_suite.vae import results as r
@@ -170,8 +171,6 @@ def backend_table(backends: pd.DataFrame) -> pd.DataFrame:
             "k-hat above threshold": ok[r.KHAT_ABOVE],
             "AIS unreliable images": ok[r.AIS_UNRELIABLE],
             "q* converged": ok[r.QSTAR_CONVERGED],
-            "training s": ok[r.TRAINING_SECONDS],
-            "AIS s": ok[r.AIS_SECONDS],
         }
     )
 
@@ -196,7 +195,7 @@ class VAE:
     def build(self, context: Context) -> list[Block]:
         tables = _tables(context)
         if "backends" not in tables:
-            return [Text("Not in this results folder: the VAE study (`ppl-suite vae`).", note=True)]
+            return []
         backends = tables["backends"]
         ok = backends[backends[r.STATUS] == r.OK]
         blocks: list[Block] = [
@@ -221,12 +220,7 @@ class VAE:
                 backend_table(backends),
                 caption=f"Per backend, averages over the test images (IWAE with K = {k} encoder draws; "
                 "k-hat: PSIS of the encoder's q per image, the fraction above the threshold for K draws).",
-                formats={
-                    "k-hat above threshold": "{:.0%}",
-                    "q* converged": "{:.0%}",
-                    "training s": "{:.1f}",
-                    "AIS s": "{:.1f}",
-                },
+                formats={"k-hat above threshold": "{:.0%}", "q* converged": "{:.0%}"},
                 pm=PM,
             ),
             Image(
@@ -385,30 +379,231 @@ class VAE:
             ),
         ]
 
+    def summary(self, context: Context) -> str:
+        """The study in a phrase: the model, its training, the backends and the test images."""
+        tables = _tables(context)
+        backends = tables.get("backends")
+        if backends is None or backends.empty:
+            return ""
+        ok = backends[backends[r.STATUS] == r.OK]
+        failed = list(backends.loc[backends[r.STATUS] != r.OK, r.BACKEND])
+        losses, runs = tables.get("losses"), tables.get("runs")
+        latent = backends[r.LATENT_DIM].dropna()
+        parts = ["the VAE study (`ppl-suite vae`): the digits VAE"]
+        if not latent.empty:
+            parts.append(f" (latent dimension {int(latent.iloc[0])})")
+        parts.append(" trained")
+        if losses is not None and not losses.empty:
+            parts.append(f" for {int(losses.groupby(r.BACKEND).size().max()):,} steps")
+        if not ok.empty:
+            parts.append(f" by {words.listing(list(ok[r.BACKEND]))}")
+            if runs is not None and not runs.empty:
+                most = int(runs.groupby(r.BACKEND).size().max())
+                parts.append(f" ({words.count(most, 'training run')} each)")
+            parts.append(f", evaluated on {int(ok[r.N_IMAGES].max())} test images")
+        if failed:
+            parts.append(f"{';' if not ok.empty else ':'} {words.listing(failed)} failed")
+        return "".join(parts)
+
     def headline(self, context: Context) -> list[Block]:
-        """One sentence per trained backend: how much the ELBO rose over training, and through what."""
-        intervals = _tables(context).get("intervals")
-        if intervals is None or intervals.empty:
+        """Per backend, a row of a small table: the trained model's log p(x) = ELBO + KL, the ELBO's gain
+        over training split the same way, and the KL's path over the checkpoints; then what the KL did."""
+        tables = _tables(context)
+        backends, checkpoints = tables.get("backends"), tables.get("checkpoints")
+        if backends is None or backends.empty:
             return []
-        whole = intervals[intervals[r.SPAN] == r.WHOLE]
-        parts = [
-            f"{row[r.BACKEND]}: the ELBO rose by {_pm(row[r.ELBO_GAIN], row[r.se(r.ELBO_GAIN)])} nats per "
-            f"image from step {row[r.STEP_FROM]} to {row[r.STEP_TO]}; "
-            f"Δlog p = {_pm(row[r.LOG_P_GAIN], row[r.se(r.LOG_P_GAIN)])}, "
-            f"−ΔKL = {_pm(row[r.KL_FALL], row[r.se(r.KL_FALL)])}"
-            for _, row in whole.iterrows()
-        ]
-        if not parts:
+        ok = backends[backends[r.STATUS] == r.OK]
+        if ok.empty:
             return []
-        rose = whole[whole[r.KL_FALL] + 2 * whole[r.se(r.KL_FALL)] < 0][r.BACKEND].tolist()
-        kl = (
-            f" In {words.listing(rose)} the KL rose over training (−ΔKL below 0 by more than 2 SE): the "
-            "ELBO went up through log p_θ(x) alone, so maximizing it did not minimize "
-            "KL(q(z|x) || p_θ(z|x)) there."
-            if rose
-            else ""
+        intervals = tables.get("intervals")
+        whole = intervals[intervals[r.SPAN] == r.WHOLE] if intervals is not None else pd.DataFrame()
+        rows, ses, paths = [], [], {}
+        for _, final in ok.iterrows():
+            backend = final[r.BACKEND]
+            row = {"backend": backend, "log p(x) = ELBO + KL": final_split(final)}
+            ses += [final[r.se(r.LOG_P)], final[r.se(r.ELBO)], final[r.se(r.KL)]]
+            gain = whole[whole[r.BACKEND] == backend] if not whole.empty else whole
+            if not gain.empty:
+                gain = gain.iloc[0]
+                row["steps"] = f"{int(gain[r.STEP_FROM])} → {int(gain[r.STEP_TO])}"
+                row["the ELBO's gain = Δlog p + (−ΔKL)"] = gain_split(gain)
+                ses += [gain[r.se(r.ELBO_GAIN)], gain[r.se(r.LOG_P_GAIN)], gain[r.se(r.KL_FALL)]]
+            points = checkpoints[checkpoints[r.BACKEND] == backend] if checkpoints is not None else None
+            if points is not None and not points.empty:
+                paths[backend] = KLPath.of(points)
+                row["KL over training"] = paths[backend].text
+                ses += list(paths[backend].ses)
+            rows.append(row)
+        n_test = int(ok[r.N_IMAGES].max())
+        caption = (
+            f"Nats per image, to 0.01 (the largest SE of these numbers: {max(ses):.2g}; each is in "
+            f'"{TITLE}" with its SE). log p(x) = ELBO + KL: the trained model on {n_test} test images '
+            "(log p by AIS, KL = log p − ELBO)."
         )
-        return [Text("VAE (θ learned too): " + "; ".join(parts) + "." + kl)]
+        if checkpoints is not None and not checkpoints.empty:
+            caption += (
+                " The ELBO's gain and the KL's path (start → lowest → end): at the training "
+                f"checkpoints, on the first {int(checkpoints[r.N_IMAGES].iloc[0])} test images."
+            )
+        blocks: list[Block] = [
+            Text("The VAE (θ learned too), per backend:"),
+            Table(pd.DataFrame(rows), caption=caption),
+        ]
+        said = kl_sentences(paths, whole)
+        return blocks + ([Text(said)] if said else [])
+
+    def cost(self, context: Context) -> list[Block]:
+        """The study's seconds per backend by part, as stored (``cost_table``)."""
+        tables = _tables(context)
+        backends = tables.get("backends")
+        if backends is None or backends.empty or (backends[r.STATUS] == r.OK).sum() == 0:
+            return []
+        table = cost_table(tables)
+        others = "other runs: training" in table
+        text = (
+            "Wall seconds per backend, as the study stored them. Training: the first run's loop, its "
+            "set-up apart (JAX's compilation, Pyro's first step)"
+            + (
+                "; the other training runs' loops, summed, and their encoders' evaluation (IWAE-K)"
+                if others
+                else ""
+            )
+            + ". Evaluation of the first run: AIS per test image (the tuning of its schedule apart), IWAE-K "
+            "with the encoder's ELBO, q* per image with ELBO[q*], log p, ELBO and KL at the training "
+            "checkpoints, and BDMC at every schedule length."
+        )
+        entry = context.manifest.get(r.MANIFEST_VAE, {})
+        if entry.get(schema.MANIFEST_STARTED) and entry.get(schema.MANIFEST_FINISHED):
+            text += (
+                f" The last `ppl-suite vae` on this folder ran from {entry[schema.MANIFEST_STARTED]} to "
+                f"{entry[schema.MANIFEST_FINISHED]}; what it found kept from an earlier run it read, not "
+                "redid: the table gives the seconds of the run that did each part."
+            )
+        blocks: list[Block] = [Heading("The VAE study", 3), Text(text)]
+        formats = {column: "{:,.1f}" for column in table.columns if column not in ("backend", "other runs")}
+        caption = "Seconds per backend and part."
+        if table.drop(columns="backend").isna().to_numpy().any():
+            caption += " —: not stored (the study that wrote this folder did not keep that time)."
+        return [*blocks, Table(table, caption=caption, formats=formats)]
+
+
+def _number(value: float) -> str:
+    """A number to 0.01, with a true minus sign."""
+    return f"{value:.2f}".replace("-", "−")
+
+
+def final_split(row: pd.Series) -> str:
+    """``log p = ELBO + KL`` of a ``backends`` row, e.g. ``−19.02 = −20.03 + 1.01``."""
+    return f"{_number(row[r.LOG_P])} = {_number(row[r.ELBO])} + {_number(row[r.KL])}"
+
+
+def gain_split(row: pd.Series) -> str:
+    """``ELBO gain = Δlog p + (−ΔKL)`` of an ``intervals`` row, e.g. ``25.00 = 25.14 + (−0.14)`` (a
+    negative term in brackets)."""
+    fall = _number(row[r.KL_FALL])
+    return (
+        f"{_number(row[r.ELBO_GAIN])} = {_number(row[r.LOG_P_GAIN])} + {f'({fall})' if '−' in fall else fall}"
+    )
+
+
+CHANGE_SE = 2  # a change of the KL or log p between two checkpoints is said where beyond this many SEs
+
+
+@dataclass(frozen=True)
+class KLPath:
+    """The KL at the first checkpoint, at its lowest one and at the last (stored values and SEs), and
+    whether it first fell and then rose while log p(x) rose: each change beyond ``CHANGE_SE`` SEs of
+    the two independent checkpoint estimates."""
+
+    text: str
+    ses: tuple[float, ...]
+    fell_then_rose: bool
+
+    @classmethod
+    def of(cls, points: pd.DataFrame) -> KLPath:
+        points = points.sort_values(r.STEP).reset_index(drop=True)
+        first, last, low = points.iloc[0], points.iloc[-1], points.loc[points[r.KL].idxmin()]
+        shown = [first, last] if low.name in (0, len(points) - 1) else [first, low, last]
+
+        def beyond(a: pd.Series, b: pd.Series, column: str) -> bool:  # a's value above b's
+            return a[column] - b[column] > CHANGE_SE * float(np.hypot(a[r.se(column)], b[r.se(column)]))
+
+        fell_then_rose = (
+            len(shown) == 3
+            and beyond(first, low, r.KL)
+            and beyond(last, low, r.KL)
+            and beyond(last, low, r.LOG_P)
+        )
+        return cls(
+            " → ".join(f"{_number(p[r.KL])} (step {int(p[r.STEP])})" for p in shown),
+            tuple(float(p[r.se(r.KL)]) for p in shown),
+            fell_then_rose,
+        )
+
+
+def kl_sentences(paths: dict[str, KLPath], whole: pd.DataFrame) -> str:
+    """What the KL did over training, per group of backends: first fell then rose (while log p rose);
+    ended higher, or lower, than it started (the whole span's −ΔKL beyond ``CHANGE_SE`` SEs of 0)."""
+    turned = [backend for backend, path in paths.items() if path.fell_then_rose]
+    said = []
+    if turned:
+        said.append(
+            f"In {words.listing(turned)} the KL first fell, then rose again while log p_θ(x) kept rising: "
+            "as the decoder improved, the ELBO gained through log p_θ(x) at the expense of the KL, so "
+            "maximizing the ELBO did not minimize KL(q(z|x) || p_θ(z|x))."
+        )
+    if whole.empty:
+        return " ".join(said)
+    rose = whole[whole[r.KL_FALL] + CHANGE_SE * whole[r.se(r.KL_FALL)] < 0][r.BACKEND].tolist()
+    if rose:
+        said.append(
+            f"In {words.listing(rose)} the KL ended higher than it started (−ΔKL below 0 by more than "
+            f"{CHANGE_SE} SE): over the whole of training the ELBO rose through log p_θ(x) alone."
+        )
+    fell = whole[whole[r.KL_FALL] - CHANGE_SE * whole[r.se(r.KL_FALL)] > 0][r.BACKEND]
+    fell = [backend for backend in fell if backend not in turned]
+    if fell:
+        said.append(
+            f"In {words.listing(fell)} the KL ended lower than it started (−ΔKL above 0 by more than "
+            f"{CHANGE_SE} SE): the ELBO rose through both terms, the model (Δlog p) and q's closeness to "
+            "the posterior (−ΔKL)."
+        )
+    return " ".join(said)
+
+
+def _total(seconds: pd.Series) -> float:
+    """The sum of stored seconds; NaN where one of them is not stored."""
+    return float(seconds.sum()) if seconds.notna().all() else np.nan
+
+
+def cost_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Seconds per backend (ok backends) and part, from the stored tables: the first run's training and
+    set-up, the other runs' training and IWAE-K (summed), and the first run's evaluation by part."""
+    backends = tables["backends"]
+    ok = backends[backends[r.STATUS] == r.OK].reset_index(drop=True)
+
+    def stored(column: str) -> pd.Series:
+        return ok[column] if column in ok else pd.Series(np.nan, index=ok.index)
+
+    frame = pd.DataFrame({"backend": ok[r.BACKEND], "training": stored(r.TRAINING_SECONDS)})
+    frame["set-up"] = stored(r.COMPILE_SECONDS)
+    runs = tables.get("runs")
+    if runs is not None and not runs.empty and (runs[r.RUN] > 0).any():
+        others = runs[(runs[r.RUN] > 0) & (runs[r.STATUS] == r.OK)]
+        by_backend = others.groupby(r.BACKEND)
+        frame["other runs"] = ok[r.BACKEND].map(by_backend.size()).fillna(0).astype(int)
+        for part, column in (("training", r.TRAINING_SECONDS), ("IWAE-K", r.IWAE_SECONDS)):
+            total = by_backend[column].agg(_total) if column in others else pd.Series(dtype=float)
+            frame[f"other runs: {part}"] = ok[r.BACKEND].map(total)
+    frame["AIS tuning"] = stored(r.AIS_TUNING_SECONDS)
+    frame["AIS"] = stored(r.AIS_SECONDS)
+    frame["IWAE-K"] = stored(r.IWAE_SECONDS)
+    frame["q*"] = stored(r.FIT_SECONDS)
+    frame["checkpoints"] = stored(r.CHECKPOINT_SECONDS)
+    bdmc = tables.get("bdmc")
+    if bdmc is not None and not bdmc.empty:
+        frame["BDMC"] = ok[r.BACKEND].map(bdmc.groupby(r.BACKEND)["seconds"].sum())
+    return frame
 
 
 register(VAE())

@@ -13,13 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+MODELS = ("vae_digits", "vqvae_digits")
 DESCRIPTION = """\
 Trains the VAE of binarized 8x8 digits (models/vae_digits) with Pyro, NumPyro and the hand-rolled
 backend from the same initial weights and minibatch order, then evaluates each on the test images:
 log p(x) by AIS per image (± SE), IWAE-K, the encoder's ELBO, KL = log p - ELBO, PSIS k-hat, the
 approximation and amortization gaps (q* fitted per image), log p, ELBO and KL at training checkpoints,
 BDMC on simulated images, and the backends' agreement in SE units. Writes the tables under
-RESULTS/vae/ (ppl_suite.vae.results reads them) and the report."""
+RESULTS/vae/ (ppl_suite.vae.results reads them) and the report.
+
+With --model vqvae_digits: the VQ-VAE (models/vqvae_digits), whose log p(x), ELBO and KL(q || p(z|x))
+are exact sums over its K^L codes, trained by the enumerated ELBO, the score-function ELBO and the
+VQ-VAE loss with each backend; the vqvae profile's settings (ppl_suite.vqvae), the same flags."""
 
 
 def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
@@ -31,7 +36,14 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    vae.add_argument("--out", default="results/vae", help="results folder (default: results/vae)")
+    vae.add_argument(
+        "--model",
+        choices=MODELS,
+        default=MODELS[0],
+        help="vae_digits (the Gaussian VAE, profile vae) or vqvae_digits (the VQ-VAE, exact by "
+        "enumeration, profile vqvae; ppl_suite.vqvae)",
+    )
+    vae.add_argument("--out", default=None, help="results folder (default: results/vae, or results/vqvae)")
     vae.add_argument("--backends", nargs="+", help="backends (default: pyro numpyro handrolled)")
     vae.add_argument("--latent-dim", type=int, help="latent dimension d (default: the vae profile's)")
     vae.add_argument("--steps", type=int, help="training steps (default: the vae profile's)")
@@ -155,6 +167,12 @@ def command(args: argparse.Namespace) -> int:
     from ppl_suite.vae import results as r
     from ppl_suite.vae.settings import SettingsError
 
+    if args.model == "vqvae_digits":
+        from ppl_suite.vqvae.command import command as vqvae_command
+
+        args.out = args.out or "results/vqvae"
+        return vqvae_command(args)
+    args.out = args.out or "results/vae"
     setup(one_thread=False)  # float64 in JAX and torch before anything computes; XLA's threads left alone
     try:
         settings = settings_from_args(args)

@@ -15,7 +15,8 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
     agreement    one row per quantity and pair of backends: difference, SE, z, flagged (|z| > 4)
     losses       one row per backend and training step: the training loss (-ELBO per image)
     runs         one row per backend and training run (runs differ only in their reparametrization
-                 noise; run 0 is the one evaluated in full): status, the encoder's test ELBO and IWAE-K
+                 noise; run 0 is the one evaluated in full): status, the encoder's test ELBO and IWAE-K,
+                 the seconds of its training and of that evaluation
     procedures   one row per quantity and pair of backends: the difference of their run means, Welch's
                  t, its degrees of freedom and p-value, flagged (p below |z| > 4's), and the smallest
                  difference the test flags: whether the backends differ as training procedures,
@@ -42,6 +43,8 @@ AIS_SECONDS = "ais_seconds"
 AIS_TUNING_SECONDS = "ais_tuning_seconds"
 IWAE_SECONDS = "iwae_seconds"
 FIT_SECONDS = "fit_seconds"
+CHECKPOINT_SECONDS = "checkpoint_seconds"  # the evaluation at the training checkpoints (AIS and ELBO)
+COMPILE_SECONDS = "compile_seconds"  # the training's set-up: JAX's compilation, Pyro's first step
 AIS_TEMPERATURES = "ais_temperatures"  # per backend: the tuned schedule; per image: its run's (reruns)
 AIS_CHAINS = "ais_chains"
 AIS_UNRELIABLE = "ais_unreliable"  # images whose AIS SE is not valid (low chain ESS)
@@ -71,7 +74,8 @@ BACKEND_COLUMNS = (
     BACKEND, STATUS, ERROR, LATENT_DIM, N_IMAGES,
     *[c for q in ESTIMATED for c in (q, se(q))], LOG_P_SPREAD_SE, IWAE_K,
     KHAT_MEDIAN, KHAT_ABOVE, QSTAR_CONVERGED, QSTAR_STEPS, AIS_TEMPERATURES, AIS_CHAINS, AIS_UNRELIABLE,
-    FINAL_LOSS, TRAINING_SECONDS, AIS_SECONDS, AIS_TUNING_SECONDS, IWAE_SECONDS, FIT_SECONDS,
+    FINAL_LOSS, TRAINING_SECONDS, COMPILE_SECONDS, AIS_SECONDS, AIS_TUNING_SECONDS, IWAE_SECONDS,
+    FIT_SECONDS, CHECKPOINT_SECONDS,
 )  # fmt: skip
 
 # images
@@ -128,6 +132,7 @@ RUN = "run"  # the run's index: its noise seed is the study's plus this; 0: the 
 NOISE_SEED = "noise_seed"  # TrainingSettings.noise of the run
 RUN_COLUMNS = (
     BACKEND, RUN, NOISE_SEED, STATUS, ERROR, ELBO, se(ELBO), IWAE, se(IWAE), FINAL_LOSS, TRAINING_SECONDS,
+    IWAE_SECONDS,
 )  # fmt: skip
 RUN_QUANTITIES = (ELBO, IWAE)
 RUNS_A, RUNS_B = "runs_a", "runs_b"

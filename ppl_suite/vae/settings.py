@@ -24,6 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppl_suite import sizes
 from ppl_suite.estimators.ais import AISConfig
 from ppl_suite.vae.best_guide import FitSettings
 
@@ -93,6 +94,9 @@ class VAEStudySettings:
             ):
                 bound = f"between {low} and {high}" if high else f">= {low}"
                 found.append(f"vae: {name} must be an integer {bound}, got {value!r}")
+                bad.add(name)
+            elif not high and (too_many := sizes.over_budget(name, value, 1, "per image or draw")):
+                found.append(f"vae: {too_many}")
                 bad.add(name)
         if not bad & {"n_test", "checkpoint_images"} and self.checkpoint_images > self.n_test:
             found.append(

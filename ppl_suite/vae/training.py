@@ -26,6 +26,7 @@ import numpy as np
 
 from models.vae_digits import network
 from models.vae_digits.data import VAEData
+from ppl_suite import sizes
 from ppl_suite.spec import Domain
 
 BACKENDS = ("pyro", "numpyro", "handrolled")
@@ -40,6 +41,11 @@ TRAINING_DOMAINS = {
     "seed": Domain.integer(low=0),
     "particles": Domain.integer(low=1),
     "noise_seed": Domain.integer(low=0),  # or None: the seed
+}
+TRAINING_SIZES = {  # what training keeps per unit, bounded by the memory budget (``sizes``)
+    "steps": "per step (its loss)",
+    "batch_size": "per image of a batch",
+    "particles": "per particle",
 }
 
 
@@ -105,7 +111,14 @@ class TrainingSettings:
             for name, value in settings.items()
             if name in TRAINING_DOMAINS
             and not (name == "noise_seed" and value is None)
-            and (problem := TRAINING_DOMAINS[name].problem(name, value))
+            and (
+                problem := TRAINING_DOMAINS[name].problem(name, value)
+                or (
+                    sizes.over_budget(name, value, 1, TRAINING_SIZES[name])
+                    if name in TRAINING_SIZES
+                    else None
+                )
+            )
         ]
         marks = settings.get("checkpoints", ())
         if not isinstance(marks, tuple | list):

@@ -8,11 +8,11 @@ import pytest
 from scipy import optimize, stats
 
 from ppl_suite import backends
-from ppl_suite.cell import Cell
 from ppl_suite.estimators.kl import kl_family_minimum, kl_monte_carlo
-from ppl_suite.execute import CONVERGED_GAP, execute
+from ppl_suite.execute import CONVERGED_GAP
 from ppl_suite.problem import Problem
 from ppl_suite.targets.fitted_guide import FittedGuide
+from tests.fitted_cells import fitted_row
 
 MODEL = "bayes_linreg"
 
@@ -77,7 +77,7 @@ def test_suite_family_minimum_is_the_closed_form_and_the_numerical_optimum():
 def test_fitted_mean_field_guide_reaches_the_closed_form_optimal_kl(backend):
     problem = Problem.build(MODEL, 0)
     optimum = closed_form_mean_field_kl(posterior_precision(problem))
-    row = execute(Cell(MODEL, backend, "mean_field", data_seed=0, seed=0)).row
+    row = fitted_row(MODEL, backend, "mean_field")
     assert row["status"] == "ok", row["error"]
     assert row["kl_family_min"] == pytest.approx(optimum, rel=1e-9)
     assert row["kl"] >= optimum - 4 * row["kl_mc_se"]

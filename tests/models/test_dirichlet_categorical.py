@@ -17,12 +17,11 @@ from scipy import optimize, special
 
 from models.dirichlet_categorical import spec
 from ppl_suite import backends
-from ppl_suite.cell import Cell
 from ppl_suite.estimators.kl import kl_monte_carlo
-from ppl_suite.execute import execute
 from ppl_suite.problem import Problem
 from ppl_suite.targets.build import target_for
 from ppl_suite.targets.fitted_guide import FittedGuide
+from tests.fitted_cells import fitted_row
 
 MODEL = "dirichlet_categorical"
 MC_SAMPLES = 20_000  # per objective evaluation of the common-random-numbers optimization
@@ -170,6 +169,6 @@ def test_mean_field_family_minimum_is_what_the_suite_measures_at_the_optimum(pro
 def test_fitted_mean_field_kl_stays_above_the_monte_carlo_family_optimum(backend, mc_minimum):
     bound, bound_se, _ = mc_minimum
     assert bound > 4 * bound_se  # the logistic-Normal family cannot hold the Dirichlet posterior
-    row = execute(Cell(MODEL, backend, "mean_field", data_seed=0, seed=0)).row
+    row = fitted_row(MODEL, backend, "mean_field")
     assert row["status"] == "ok", row["error"]
     assert row["kl"] >= bound - 4 * math.hypot(bound_se, row["kl_mc_se"])

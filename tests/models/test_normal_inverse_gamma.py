@@ -15,9 +15,8 @@ from scipy import integrate, optimize, stats
 import models
 from models.normal_inverse_gamma.spec import inverse_gamma_moments, lognormal_moments
 from ppl_suite import backends
-from ppl_suite.cell import Cell
-from ppl_suite.execute import execute
 from ppl_suite.problem import Problem
+from tests.fitted_cells import fitted_row
 
 MODEL = "normal_inverse_gamma"
 
@@ -118,7 +117,7 @@ def test_lognormal_optimum_is_no_better_than_the_best_factorized_q(problem):
 )
 def test_fitted_mean_field_kl_stays_above_the_cavi_optimum(problem, backend):
     """Normal x LogNormal guides are factorized, so no fit can go below the best factorized q (CAVI)."""
-    row = execute(Cell(MODEL, backend, "mean_field", data_seed=0, seed=0)).row
+    row = fitted_row(MODEL, backend, "mean_field")
     assert row["status"] == "ok", row["error"]
     cavi_kl = problem.spec.kl_family_min("conjugate", problem.data, problem.params)
     assert row["kl"] >= cavi_kl - 4 * row["kl_mc_se"]

@@ -1,0 +1,123 @@
+"""The VQ-VAE study's settings: one table (``[vqvae]`` in the ``vqvae`` profile, or the ``ppl-suite vae
+--model vqvae_digits`` flags), checked with one message per problem.
+
+    [vqvae]
+    backends = ["pyro", "numpyro", "handrolled"]
+    objectives = ["enumerated", "score_function", "vq"]   # ppl_suite.vqvae.training
+    n_test = 500            # test images evaluated exactly at every checkpoint (the first n of the split)
+    draws = 2000            # encoder draws per test image for importance sampling and IWAE-K
+    iwae_ks = [1, 10, 100]  # the IWAE bounds compared with the exact log p(x); each needs 2K <= draws
+    gradient_draws = 1000   # score-function gradients drawn per backend and point
+    seed = 0                # the estimators' and the gradients' draws
+    [vqvae.training]        # ppl_suite.vqvae.training.VQTrainingSettings fields (its defaults otherwise)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppl_suite import sizes
+from ppl_suite.vae.settings import SettingsError
+from ppl_suite.vqvae.training import BACKENDS, OBJECTIVES, VQTrainingSettings
+
+TEST_IMAGES = 500
+
+
+@dataclass(frozen=True)
+class VQVAEStudySettings:
+    """Everything the study runs (module docstring); ``training`` holds VQTrainingSettings overrides."""
+
+    backends: tuple[str, ...] = BACKENDS
+    objectives: tuple[str, ...] = OBJECTIVES
+    n_test: int = TEST_IMAGES
+    draws: int = 2000
+    iwae_ks: tuple[int, ...] = (1, 10, 100)
+    gradient_draws: int = 1000
+    seed: int = 0
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """One message per problem (empty when the settings are valid)."""
+        found = []
+        for name, valid in (("backends", BACKENDS), ("objectives", OBJECTIVES)):
+            chosen = getattr(self, name)
+            unknown = [v for v in chosen if v not in valid]
+            if not chosen or unknown:
+                found.append(
+                    f"vqvae: {name} must name at least one of {', '.join(valid)}"
+                    + (f"; unknown: {', '.join(map(repr, unknown))}" if unknown else "")
+                )
+        counts = {
+            "n_test": (self.n_test, 1, TEST_IMAGES),
+            "draws": (self.draws, 2, None),
+            "gradient_draws": (self.gradient_draws, 2, None),
+            "seed": (self.seed, 0, 2**32 - 1),
+        }
+        for name, (value, low, high) in counts.items():
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < low
+                or (high and value > high)
+            ):
+                bound = f"between {low} and {high}" if high else f">= {low}"
+                found.append(f"vqvae: {name} must be an integer {bound}, got {value!r}")
+            elif name in ("draws", "gradient_draws") and (
+                too_many := sizes.over_budget(f"vqvae: {name}", value, 1, "per image or point")
+            ):
+                found.append(too_many)
+        ks = self.iwae_ks
+        if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+            found.append(f"vqvae: iwae_ks must be positive integers, got {ks!r}")
+        elif isinstance(self.draws, int) and 2 * max(ks) > self.draws:
+            found.append(f"vqvae: IWAE at K = {max(ks)} needs draws >= 2K = {2 * max(ks)}, got {self.draws}")
+        try:
+            self.training_settings()
+        except (TypeError, ValueError) as error:
+            found += [f"vqvae.training: {part}" for part in str(error).split("; ")]
+        return found
+
+    def training_settings(self) -> VQTrainingSettings:
+        """``VQTrainingSettings`` with the ``training`` overrides."""
+        return VQTrainingSettings(**self.training)
+
+    def checked(self) -> VQVAEStudySettings:
+        """These settings, or SettingsError listing every problem."""
+        found = self.problems()
+        if found:
+            raise SettingsError(found)
+        return self
+
+
+def from_table(table: dict[str, Any]) -> VQVAEStudySettings:
+    """Settings from a ``[vqvae]`` table (TOML), checked; SettingsError lists every problem."""
+    if not isinstance(table, dict):
+        raise SettingsError([f"vqvae must be a table ([vqvae] in TOML), got {table!r}"])
+    table = dict(table)
+    found: list[str] = []
+    training = table.pop("training", {})
+    if not isinstance(training, dict):
+        found.append(f"vqvae.training must be a table, got {training!r}")
+        training = {}
+    valid = {f.name for f in dataclasses.fields(VQVAEStudySettings)} - {"training"}
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        found.append(
+            f"vqvae: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k in valid}
+    settings = VQVAEStudySettings(**values, training=dict(training))
+    found += settings.problems()
+    if found:
+        raise SettingsError(found)
+    return settings
+
+
+def quick(settings: VQVAEStudySettings) -> VQVAEStudySettings:
+    """A small version of ``settings`` for a first look in a few minutes (``--quick``)."""
+    training = {"steps": 200, **{k: v for k, v in settings.training.items() if k != "steps"}}
+    return dataclasses.replace(
+        settings, n_test=100, draws=400, iwae_ks=(1, 10, 100), gradient_draws=200, training=training
+    )

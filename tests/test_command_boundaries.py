@@ -1,0 +1,95 @@
+"""What every command promises at its edges (issue 24): a report folder that cannot be written is bad
+input (exit 2, nothing started), found by trying to create a file there, not by permission bits; a
+failed `report` writes its error log outside the results folder it only reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ppl_suite import cli
+from ppl_suite.store import unwritable
+
+UNWRITABLE = Path("/proc/ppl-suite-report")  # os.access says writable (to root), creating fails
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+
+
+def results_folder(tmp_path: Path) -> Path:
+    """A results folder as a report finds it: a manifest and an empty cells/."""
+    from ppl_suite import schema
+
+    folder = tmp_path / "results"
+    (folder / "cells").mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({schema.VERSION: schema.SCHEMA_VERSION}))
+    return folder
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_unwritable_tries_a_probe_file_and_leaves_nothing(tmp_path):
+    assert unwritable(tmp_path) is None and unwritable(tmp_path / "new" / "deeper") is None
+    assert list(tmp_path.iterdir()) == []  # the probe is removed, the folder not created
+    (tmp_path / "file").write_text("")
+    assert unwritable(tmp_path / "file") == f"{tmp_path / 'file'} is a file, not a folder"
+
+
+@needs_proc
+def test_unwritable_finds_what_permission_bits_do_not_say():
+    reason = unwritable(UNWRITABLE)
+    assert reason is not None and reason.startswith(f"cannot create {UNWRITABLE} (")
+
+
+def test_report_out_naming_a_file_exits_2_naming_it(tmp_path, capsys):
+    results, a_file = results_folder(tmp_path), tmp_path / "report.md"
+    a_file.write_text("mine")
+    assert cli.main(["report", str(results), "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err.strip() == f"ppl-suite: error: --out: {a_file} is a file, not a folder"
+    assert a_file.read_text() == "mine"
+
+
+@needs_proc
+def test_report_out_that_cannot_be_created_exits_2(tmp_path, capsys):
+    assert cli.main(["report", str(results_folder(tmp_path)), "--out", str(UNWRITABLE)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"ppl-suite: error: --out: cannot create {UNWRITABLE}")
+
+
+@needs_proc
+def test_run_with_a_report_folder_that_cannot_be_created_is_refused_before_any_cell(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--models", "normal_normal", "--backends", "numpyro", "--out", str(out)]
+    assert cli.main([*argv, "--report", str(UNWRITABLE)]) == 2
+    assert f"--report: cannot create {UNWRITABLE}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("report_exists", [True, False])
+def test_a_failed_report_logs_its_error_outside_the_results_folder(
+    tmp_path, monkeypatch, capsys, report_exists
+):
+    from ppl_suite.report import render
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(render, "write_report", fails)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    results, out = results_folder(tmp_path), tmp_path / "report"
+    if report_exists:
+        out.mkdir()
+    before = listing(results)
+    assert cli.main(["report", str(results), "--out", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: drawing failed (traceback: " in err
+    log = Path(err.split("(traceback: ")[1].rsplit(")", 1)[0])
+    assert log.parent == (out if report_exists else tmp_path / "temp")
+    assert "RuntimeError: drawing failed" in log.read_text()
+    assert listing(results) == before  # the results folder is only read
+    assert os.access(log, os.R_OK)

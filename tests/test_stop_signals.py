@@ -1,0 +1,156 @@
+"""Every command stops the same way on SIGINT and SIGTERM (issue 24): exit 130 or 143 with one line
+saying what stopped it, and no process of it left behind (a SIGTERM during `ppl-suite report` left its
+figure workers and multiprocessing's resource tracker running)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ppl_suite import cli, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+SURVIVAL_SECONDS = 10  # no process of a stopped command may outlive it by more
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and /proc")
+
+COMMANDS = {
+    "run": ["run"],
+    "report": ["report", "results"],
+    "check": ["check", "model.py:model", "--data", "data.npz"],
+    "reference": ["reference", "normal_normal"],
+    "calibrate": ["calibrate"],
+    "vae": ["vae"],
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_exits_128_plus_the_signal_with_one_line(command, signum, monkeypatch, capsys):
+    """The command's work is replaced by one that signals this process and waits: what is tested is
+    the stop every command shares, not the work."""
+
+    def signalled(args) -> int:
+        os.kill(os.getpid(), signum)
+        time.sleep(30)  # the signal interrupts it
+        return 0
+
+    build = cli.parser
+
+    def parser():
+        top = build()
+        parse = top.parse_args
+
+        def parse_args(argv=None):
+            args = parse(argv)
+            args.handler = signalled
+            return args
+
+        top.parse_args = parse_args
+        return top
+
+    monkeypatch.setattr(cli, "parser", parser)
+    previous = signal.getsignal(signal.SIGTERM)
+    start = time.monotonic()
+    assert cli.main(COMMANDS[command]) == 128 + signum
+    assert time.monotonic() - start < 10
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ppl-suite: {name}: stopped; rerun the same command to go on"
+    ]
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handlers are given back
+
+
+# a `ppl-suite report` whose figure workers are busy when the signal comes: its sections are replaced by
+# figures that take an hour, then it waits (a report of real results is over before a test could stop it)
+REPORT_WITH_SLOW_FIGURES = """
+import sys, time
+from pathlib import Path
+from ppl_suite import cli
+from ppl_suite.report import render
+
+def build(context):
+    for i in range(4):
+        context.pool.submit(time.sleep, 3600)
+    Path(sys.argv[2]).write_text("drawing")
+    time.sleep(3600)
+
+if __name__ == "__main__":  # the figure workers are spawned: they import this file
+    render.build = build
+    sys.exit(cli.main(["report", sys.argv[1], "--out", sys.argv[3]]))
+"""
+
+
+def spawned(process: psutil.Process) -> list[psutil.Process]:
+    """Processes below ``process`` that multiprocessing started: workers and the resource tracker."""
+    found = []
+    for child in process.children(recursive=True):
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_report_leaves_no_figure_worker_nor_resource_tracker(tmp_path, signum):
+    results, ready, out = tmp_path / "results", tmp_path / "ready", tmp_path / "report"
+    (results / "cells").mkdir(parents=True)
+    (results / "manifest.json").write_text(json.dumps({schema.VERSION: schema.SCHEMA_VERSION}))
+    script = tmp_path / "report.py"
+    script.write_text(textwrap.dedent(REPORT_WITH_SLOW_FIGURES))
+    report = subprocess.Popen(
+        [sys.executable, str(script), str(results), str(ready), str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group: a terminal's Ctrl-C goes to the whole group
+    )
+    parent = psutil.Process(report.pid)
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (ready.exists() and len(tree := spawned(parent)) >= 2):  # a worker and the tracker
+            assert report.poll() is None and time.monotonic() < deadline, report.stderr.read()
+            time.sleep(0.05)
+        if signum == signal.SIGINT:
+            os.killpg(report.pid, signum)
+        else:
+            report.send_signal(signum)
+        code = report.wait(timeout=60)
+        deadline = time.monotonic() + SURVIVAL_SECONDS
+        while alive(tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(tree) == [], [p.cmdline() for p in alive(tree)]
+    finally:
+        for process in [parent, *tree]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                continue
+        report.wait()
+    assert code == 128 + signum
+    err = report.stderr.read()
+    assert f"ppl-suite: {signal.Signals(signum).name}: stopped" in err and "Traceback" not in err, err
