@@ -145,20 +145,6 @@ def summary_lines(tables: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_after_cells(settings: Any, store: Any) -> bool:
-    """The study in ``ppl-suite run`` (a profile with a [vae] table), into the run's results folder,
-    after its cells; prints its summary and returns whether some backend failed."""
-    from ppl_suite.numerics import setup
-    from ppl_suite.vae import results as r
-    from ppl_suite.vae.study import run_study
-
-    setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
-    print("\nrunning the VAE study")
-    tables = run_study(settings, store.path)
-    print("\n".join(summary_lines(tables)))
-    return bool((tables["backends"][r.STATUS] != r.OK).any())
-
-
 def command(args: argparse.Namespace) -> int:
     """Run ``ppl-suite vae``; bad input is a ``matrix.ConfigError`` (exit 2)."""
     from ppl_suite import matrix

@@ -88,19 +88,6 @@ def failed(tables: dict[str, Any]) -> bool:
     return bool((tables["vqvae_runs"][r.STATUS] != r.OK).any())
 
 
-def run_after_cells(settings: Any, store: Any) -> bool:
-    """The study in ``ppl-suite run`` (a profile with a [vqvae] table), into the run's folder, after its
-    cells; prints its summary and returns whether some run failed."""
-    from ppl_suite.numerics import setup
-    from ppl_suite.vqvae.study import run_study
-
-    setup(one_thread=False)
-    print("\nrunning the VQ-VAE study")
-    tables = run_study(settings, store.path)
-    print("\n".join(summary_lines(tables)))
-    return failed(tables)
-
-
 def command(args: argparse.Namespace) -> int:
     """Run ``ppl-suite vae --model vqvae_digits``; bad input is a ``matrix.ConfigError`` (exit 2)."""
     from ppl_suite import matrix
