@@ -92,8 +92,22 @@ def test_the_report_section_answers_the_question_in_the_runs_numbers(study, tmp_
 
     ResultsStore(study.folder).write_manifest({"command": ["ppl-suite", "vae", "--model", "vqvae_digits"]})
     markdown = write_report(study.folder, tmp_path / "report")["md"].read_text()
-    assert "VQ-VAE (every term exact): (a) trained on the exact ELBO" in markdown
-    assert "L log K = 2 log 4 = 2.773 nats" in markdown
+    runs = study.tables["vqvae_runs"]
+    assert "This run: the VQ-VAE study (`ppl-suite vae --model vqvae_digits`): K = 4 codes" in markdown
+    enumerated = runs[runs[r.OBJECTIVE] == "enumerated"].iloc[0]
+    split = study.tables["vqvae_split"]
+    whole = split[
+        (split[r.SPAN] == r.WHOLE)
+        & (split[r.OBJECTIVE] == "enumerated")
+        & (split[r.BACKEND] == enumerated[r.BACKEND])
+        & (split[r.IMAGES] == r.TEST)
+    ].iloc[0]
+    assert (  # the first screen's split is the stored one
+        f"the test ELBO rose {whole[r.ELBO_GAIN]:.3f} nats per image = Δlog p\\_θ(x) "
+        f"{whole[r.LOG_EVIDENCE_GAIN]:.3f} + (−ΔKL) {whole[r.KL_FALL]:.3f}"
+    ) in markdown
+    assert f"L log K = 2 log 4 = {2 * np.log(4):.3f} nats" in markdown
+    assert "### The VQ-VAE study" in markdown.split("## Cost", 1)[1]  # training seconds in the Cost section
     assert "vqvae-curves.png" in markdown and "vqvae-images.png" in markdown
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ppl_suite.report import drawing
+from ppl_suite.report import drawing, words
 from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
 from ppl_suite.vqvae import results as r
 
@@ -112,12 +112,7 @@ class VQVAE:
         tables = _tables(context)
         runs = tables.get("vqvae_runs")
         if runs is None or runs.empty:
-            return [
-                Text(
-                    "Not in this results folder: the VQ-VAE study (`ppl-suite vae --model vqvae_digits`).",
-                    note=True,
-                )
-            ]
+            return []  # nothing to say: the section is left out
         ok = runs[runs[r.STATUS] == r.OK]
         blocks: list[Block] = [
             Text(
@@ -138,16 +133,15 @@ class VQVAE:
             columns={
                 r.BACKEND: "backend", r.OBJECTIVE: "objective", r.LOG_EVIDENCE: "log p(x)", r.ELBO: "ELBO",
                 r.KL: "KL(q‖p(z|x))", r.ELBO_NEAREST: "ELBO at z*", r.KL_NEAREST: "−log p(z*|x)",
-                r.TRAINING_SECONDS: "training s",
             }
-        )[["backend", "objective", "log p(x)", "ELBO", "KL(q‖p(z|x))", "ELBO at z*", "−log p(z*|x)",
-           "training s"]]  # fmt: skip
+        )[["backend", "objective", "log p(x)", "ELBO", "KL(q‖p(z|x))", "ELBO at z*",
+           "−log p(z*|x)"]]  # fmt: skip
         blocks.append(
             Table(
                 shown,
                 caption="At the end of training, averages over the test images (exact). z*: the nearest "
-                "codes, the deterministic encoder.",
-                formats={c: "{:.3f}" for c in shown.columns[2:-1]} | {"training s": "{:.1f}"},
+                "codes, the deterministic encoder. Training seconds: the Cost section.",
+                formats={c: "{:.3f}" for c in shown.columns[2:]},
             )
         )
         checkpoints = tables.get("vqvae_checkpoints")
@@ -255,39 +249,109 @@ class VQVAE:
             Table(shown, formats={"mean z": "{:.2f}", "sd z": "{:.2f}"}, details=True),
         ]
 
+    def summary(self, context: Context) -> str:
+        """The study in a phrase: its codes, its training, the backends and objectives, the test images."""
+        runs = _tables(context).get("vqvae_runs")
+        if runs is None or runs.empty:
+            return ""
+        ok = runs[runs[r.STATUS] == r.OK]
+        failed = [f"{row.backend} {row.objective}" for row in runs[runs[r.STATUS] != r.OK].itertuples()]
+        phrase = "the VQ-VAE study (`ppl-suite vae --model vqvae_digits`)"
+        if not ok.empty:
+            first = ok.iloc[0]
+            phrase += (
+                f": K = {int(first[r.CODES])} codes at L = {int(first[r.POSITIONS])} positions, trained by "
+                f"{words.listing(list(dict.fromkeys(ok[r.BACKEND])))} with "
+                f"{words.count(ok[r.OBJECTIVE].nunique(), 'objective')}, evaluated exactly on "
+                f"{int(ok[r.N_IMAGES].max())} test images"
+            )
+        if failed:
+            phrase += f"; {words.listing(failed)} failed"
+        return phrase
+
+    def cost(self, context: Context) -> list[Block]:
+        """Training seconds per backend and objective, as stored (its set-up apart)."""
+        runs = _tables(context).get("vqvae_runs")
+        if runs is None or runs.empty:
+            return []
+        ok = runs[runs[r.STATUS] == r.OK]
+        if ok.empty:
+            return []
+        seconds = ok.pivot(index=r.BACKEND, columns=r.OBJECTIVE, values=r.TRAINING_SECONDS)
+        setup = ok.pivot(index=r.BACKEND, columns=r.OBJECTIVE, values=r.COMPILE_SECONDS)
+        shown = (
+            pd.concat({"training s": seconds, "set-up s": setup}, axis=1).rename_axis("backend").reset_index()
+        )
+        shown.columns = [
+            c if isinstance(c, str) else (c[0] if not c[1] else f"{c[0]}: {c[1]}") for c in shown.columns
+        ]
+        return [
+            Heading("The VQ-VAE study"),
+            Text(
+                "Wall seconds of each training run, as the study stored them: the training loop, and apart "
+                "from it its set-up (JAX's compilation, Pyro's first step)."
+            ),
+            Table(shown, formats={c: "{:.1f}" for c in shown.columns[1:]}),
+        ]
+
     def headline(self, context: Context) -> list[Block]:
-        """The question answered for the VQ-VAE in this run's exact numbers."""
+        """The question answered for the VQ-VAE in this run's exact numbers, a short sentence each."""
         tables = _tables(context)
         runs, split = tables.get("vqvae_runs"), tables.get("vqvae_split")
+        checkpoints = tables.get("vqvae_checkpoints")
         if runs is None or runs.empty or split is None:
             return []
-        parts = []
+        sentences = ["The VQ-VAE (every term exact, no standard error):"]
         enumerated = _final(runs, "enumerated")
         if (
             enumerated is not None
             and (whole := _whole(split, "enumerated", enumerated[r.BACKEND])) is not None
         ):
-            parts.append(
-                f"(a) trained on the exact ELBO ({enumerated[r.BACKEND]}), the test ELBO rose by "
-                f"{whole[r.ELBO_GAIN]:.3f} nats per image = Δlog p_θ(x) {whole[r.LOG_EVIDENCE_GAIN]:+.3f} "
-                f"+ (−ΔKL) {whole[r.KL_FALL]:+.3f}, every term exact; at any fixed θ, log p_θ(x) is "
-                "fixed, so whatever q does moves the ELBO and −KL by the same amount, and log p_θ(x) "
-                f"moves with θ alone (final log p {enumerated[r.LOG_EVIDENCE]:.3f}, ELBO "
-                f"{enumerated[r.ELBO]:.3f}, KL {enumerated[r.KL]:.3f})"
+            sentences.append(
+                f"(a) trained on the exact ELBO ({enumerated[r.BACKEND]}), the test ELBO rose "
+                f"{whole[r.ELBO_GAIN]:.3f} nats per image = Δlog p_θ(x) {whole[r.LOG_EVIDENCE_GAIN]:.3f} "
+                f"+ (−ΔKL) {whole[r.KL_FALL]:.3f}."
+            )
+            path = _kl_path(checkpoints, "enumerated", enumerated[r.BACKEND])
+            if path:
+                sentences.append(f"Its KL(q || p_θ(z|x)) went {path}.")
+            sentences.append(
+                f"At the end: log p_θ(x) {enumerated[r.LOG_EVIDENCE]:.3f} = ELBO {enumerated[r.ELBO]:.3f} + "
+                f"KL {enumerated[r.KL]:.3f}. At any fixed θ, log p_θ(x) is fixed: whatever q does moves the "
+                "ELBO and −KL together."
             )
         vq = _final(runs, "vq")
         if vq is not None:
             constant = vq[r.POSITIONS] * math.log(vq[r.CODES])
-            parts.append(
-                f"(c) the VQ-VAE loss drops the constant KL(one-hot q || p(z)) = L log K = "
-                f"{int(vq[r.POSITIONS])} log {int(vq[r.CODES])} = {constant:.3f} nats; at its end the "
-                f"deterministic encoder's KL to the true posterior, −log p_θ(z*|x), is "
-                f"{vq[r.KL_NEAREST]:.3f} nats per image (log p {vq[r.LOG_EVIDENCE]:.3f} = ELBO at z* "
-                f"{vq[r.ELBO_NEAREST]:.3f} + {vq[r.KL_NEAREST]:.3f})"
+            sentences.append(
+                f"(c) The VQ-VAE loss drops the constant KL(one-hot q || p(z)) = L log K = "
+                f"{int(vq[r.POSITIONS])} log {int(vq[r.CODES])} = {constant:.3f} nats."
             )
-        if not parts:
+            sentences.append(
+                f"Its deterministic encoder's KL to the true posterior, −log p_θ(z*|x), ended at "
+                f"{vq[r.KL_NEAREST]:.3f} nats per image (log p {vq[r.LOG_EVIDENCE]:.3f} = ELBO at z* "
+                f"{vq[r.ELBO_NEAREST]:.3f} + {vq[r.KL_NEAREST]:.3f})."
+            )
+        if len(sentences) == 1:
             return []
-        return [Text("VQ-VAE (every term exact): " + "; ".join(parts) + ".")]
+        return [Text(" ".join(sentences))]
+
+
+def _kl_path(checkpoints: pd.DataFrame | None, objective: str, backend: str) -> str:
+    """The test images' KL at the first checkpoint, its lowest and the last (``a (step s) → ...``), as
+    stored; "" without checkpoints."""
+    if checkpoints is None or checkpoints.empty:
+        return ""
+    rows = checkpoints[
+        (checkpoints[r.OBJECTIVE] == objective)
+        & (checkpoints[r.BACKEND] == backend)
+        & (checkpoints[r.IMAGES] == r.TEST)
+    ].sort_values(r.STEP)
+    if rows.empty:
+        return ""
+    marks = [rows.iloc[0], rows.loc[rows[r.KL].idxmin()], rows.iloc[-1]]
+    kept = [m for i, m in enumerate(marks) if all(m[r.STEP] != n[r.STEP] for n in marks[:i])]
+    return " → ".join(f"{m[r.KL]:.3f} (step {int(m[r.STEP])})" for m in kept)
 
 
 register(VQVAE())
