@@ -27,6 +27,7 @@ from ppl_suite import executors, matrix, provenance, registry, schema
 from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
+from ppl_suite.errors import InputProblem
 from ppl_suite.stop_signals import StopSignals
 
 if TYPE_CHECKING:
@@ -299,6 +300,7 @@ def unreachable(address: str) -> str | None:
 def run_problems(plan: Plan, store: ResultsStore) -> list[str]:
     """Every problem of the plan that the matrix does not check: options, folders, plugins (imported
     here, so that their models are registered)."""
+    from ppl_suite.references.cache import cache_dir as reference_cache_dir
     from ppl_suite.store import unwritable
 
     problems = registry.plugin_problems(plan.plugins)
@@ -318,6 +320,10 @@ def run_problems(plan: Plan, store: ResultsStore) -> list[str]:
     cache = cache_dir()
     if cache is not None and (reason := unwritable(cache)) is not None:
         problems.append(f"compilation cache ({CACHE_VARIABLE}={cache}): {reason}; set {CACHE_VARIABLE}=off")
+    try:  # the NUTS references' cache: a variable naming a file is bad input before any cell runs
+        reference_cache_dir()
+    except InputProblem as error:
+        problems += error.problems
     return problems
 
 

@@ -322,6 +322,10 @@ def test_a_reference_cache_variable_naming_a_file_exits_2(tmp_path, monkeypatch,
     monkeypatch.setenv("PPL_SUITE_REFERENCE_CACHE", str(file))
     assert cli.main(["reference", "normal_normal"]) == 2
     assert f"PPL_SUITE_REFERENCE_CACHE={file}: {file} is a file, not a folder" in capsys.readouterr().err
+    out = tmp_path / "out"  # run refuses it at validation, before any cell runs
+    assert cli.main(["run", "--models", "normal_normal", "--out", str(out)]) == 2
+    assert f"PPL_SUITE_REFERENCE_CACHE={file}: {file} is a file, not a folder" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("reader", [results.load, results.estimates, results.problems])
