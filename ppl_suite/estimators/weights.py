@@ -6,7 +6,13 @@ max-shifted (``ppl_suite.numerics.log_mean_exp``). Its standard error by the del
     SE[log w_bar] ~= SE[w_bar] / w_bar = sd(w) / (sqrt(n) w_bar),
 
 is scale-free, so it is computed on the shifted weights w_i / max_j w_j, which lie in (0, 1].
-It is only meaningful when w has finite variance (see the PSIS k-hat diagnostic).
+It is only meaningful when w has finite variance (see the PSIS k-hat diagnostic). The log of the
+mean is biased low: by the delta method to second order,
+
+    E[log w_bar] ~= log E[w] - Var(w) / (2 n E[w]^2) = log E[w] - SE^2 / 2,
+
+so log w_bar + SE^2 / 2 corrects the first-order bias (``first_order_bias``). Both the SE and the
+correction need Var(w) finite, which the generalized Pareto tail of w with shape k has iff k < 1/2.
 """
 
 from __future__ import annotations
@@ -68,8 +74,30 @@ def pareto_smoothed(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     return np.asarray(smoothed), float(k_hat)
 
 
+FINITE_VARIANCE_KHAT = 0.5  # a generalized Pareto tail of shape k has a finite variance iff k < 1/2
+
+
+def first_order_bias(se: float) -> float:
+    """-SE^2 / 2: the first-order (delta-method) bias of log w_bar as an estimate of log E[w], with SE
+    its delta-method standard error (module docstring)."""
+    return -0.5 * se**2
+
+
+def finite_variance_reliability(k_hat: float) -> tuple[str, str]:
+    """("reliable", "") when k-hat < 1/2, else ("unreliable", the diagnostic): the rule for a plain mean
+    of importance weights, whose delta-method SE assumes the weights have a finite variance, which a
+    tail of Pareto shape k has only for k < 1/2 (Vehtari et al. 2024, "Pareto smoothed importance
+    sampling", JMLR 25, section 3: k < 1/2 finite variance and the central limit theorem; 1/2 <= k
+    < 0.7 usable only after Pareto smoothing, which the plain mean does not do)."""
+    if k_hat < FINITE_VARIANCE_KHAT:  # False for NaN: no fit, no trust
+        return "reliable", ""
+    return "unreliable", f"k-hat {k_hat:.2f} >= {FINITE_VARIANCE_KHAT} (infinite weight variance: no SE)"
+
+
 def khat_reliability(k_hat: float, samples: int) -> tuple[str, str]:
-    """("reliable", "") when k-hat <= khat_threshold(samples), else ("unreliable", the diagnostic)."""
+    """("reliable", "") when k-hat <= khat_threshold(samples), else ("unreliable", the diagnostic): the
+    rule for Pareto-smoothed estimates (PSIS), not for a plain mean of weights
+    (``finite_variance_reliability``)."""
     threshold = khat_threshold(samples)
     if k_hat <= threshold:  # False for NaN: no fit, no trust
         return "reliable", ""
