@@ -12,14 +12,18 @@ SE = sd / sqrt(R), which needs R >= 2. Every K of the curve reuses the same N we
 the curve are correlated with each other, but each point's SE is valid on its own.
 
 Reliability of log p(x) by IS: its delta-method SE assumes weights of finite variance, which a
-Pareto tail of shape k has only for k < 1/2, so the estimate is labelled reliable only where the PSIS
-k-hat of its weights is below 1/2 (``weights.finite_variance_reliability``; Vehtari et al. 2024,
-"Pareto smoothed importance sampling", JMLR 25). The larger threshold min(1 - 1/log10 S, 0.7) of that
-paper is for Pareto-*smoothed* estimates (``psis_log_evidence``): calibrated over 80 replicates on
-bayes_linreg and ppca, plain IS labelled by it had z mean -0.94 and z sd 1.29 at k-hat 0.5-0.7.
-log mean w is biased low by about SE^2 / 2 (delta method, ``weights.first_order_bias``); the value is
-left uncorrected and the corrected one is in extras (``bias_corrected``, with ``first_order_bias``): at
-k-hat < 1/2 the correction is a fraction SE / 2 of the SE, and above it neither is to be trusted.
+Pareto tail of shape k has only for k < 1/2 (Vehtari et al. 2024, "Pareto smoothed importance
+sampling", JMLR 25), so the estimate is labelled reliable only where a PSIS k-hat is below 1/2 by two
+of its sds (``weights.finite_variance_reliability``: 0.41 at S = 10^5). That k-hat is fitted to n
+draws of a stream of its own (``importance_khat``), not to the weights it labels: draws that missed
+the tail have both a low k-hat and a low estimate, so a label from the same draws selects the
+underestimates (in calibration, the replicates of one guide whose own k-hat fell below the limit had
+z mean -1.0 to -1.6 where the guide's replicates as a whole had -0.25 to -0.4). The larger threshold
+min(1 - 1/log10 S, 0.7) of that paper says where Pareto-*smoothed* estimates converge usefully, not
+where an SE is calibrated. log mean w is biased low by about SE^2 / 2 (delta method,
+``weights.first_order_bias``); the value is left uncorrected and the corrected one is in extras
+(``bias_corrected``, with ``first_order_bias``): where the label holds the correction is a fraction
+SE / 2 of the SE, and where it does not neither is to be trusted.
 
 IWAE_K is a lower bound, not an estimate of log p(x): its SE is that of the bound (its spread over
 the R blocks), whatever the k-hat, and says nothing of its distance to log p(x), which the k-hat (in
@@ -50,6 +54,7 @@ from ppl_suite.targets import GuideDensity, Target
 
 IWAE_KS = (1, 10, 100, 1000, 10_000)
 STREAM = "importance_weights"
+LABEL_STREAM = "importance_khat"  # the draws whose k-hat labels the estimates of STREAM's
 
 
 def log_weights(
@@ -77,17 +82,24 @@ def iwae_bound(log_w: np.ndarray, k: int) -> Estimate:
     return Estimate.from_samples(blocks, k=int(k), repeats=int(repeats))
 
 
-def labelled(estimate: Estimate, draws: Draws, **extras) -> Estimate:
-    """``estimate`` (a plain mean of the weights of ``draws``) labelled by ``finite_variance_reliability``
-    of their k-hat, then by its rounding floor; k-hat and ``extras`` added to its extras."""
-    _, k_hat = draws.pareto
-    reliability, diagnostic = finite_variance_reliability(k_hat)
+def label_khat(
+    target: Target, guide: GuideDensity, n: int, seed: int, cache: EvaluationCache | None
+) -> float:
+    """The k-hat of n draws of the ``importance_khat`` stream: independent of the weights it labels."""
+    return stream_draws(target, guide, n, seed, LABEL_STREAM, cache).pareto[1]
+
+
+def labelled(estimate: Estimate, draws: Draws, label_k_hat: float, **extras) -> Estimate:
+    """``estimate`` (a mean of the weights of ``draws``) labelled by ``finite_variance_reliability`` of
+    ``label_k_hat`` (from independent draws), then by its rounding floor; the k-hat of ``draws``, the
+    label's and ``extras`` added to its extras."""
+    reliability, diagnostic = finite_variance_reliability(label_k_hat, draws.log_w.size)
     estimate = Estimate(
         estimate.value,
         estimate.se,
         estimate.n_evals,
         estimate.seconds,
-        {**estimate.extras, "k_hat": k_hat, **extras},
+        {**estimate.extras, "k_hat": draws.pareto[1], "label_k_hat": label_k_hat, **extras},
         reliability=reliability,
         diagnostic=diagnostic,
     )
@@ -102,9 +114,10 @@ def importance_log_evidence(
     ks: tuple[int, ...] = IWAE_KS,
     cache: EvaluationCache | None = None,
 ) -> Estimate:
-    """log p(x) ~= log mean_i w_i over n guide draws, delta-method SE, labelled reliable only at k-hat
-    < 1/2; extras: the first-order bias -SE^2 / 2 and the value corrected for it, the whole IWAE curve
-    over ``ks`` (each K needs n >= 2K), Kish's ESS and k-hat."""
+    """log p(x) ~= log mean_i w_i over n guide draws, delta-method SE, labelled reliable only where the
+    k-hat of n independent draws shows a finite weight variance; extras: the first-order bias
+    -SE^2 / 2 and the value corrected for it, the whole IWAE curve over ``ks`` (each K needs
+    n >= 2K), Kish's ESS, the k-hat of the weights and the label's."""
     need_positive_int("importance", "n (the SE needs two samples)", n, minimum=2)
     short = [k for k in ks if n < 2 * k]
     if short:
@@ -117,6 +130,7 @@ def importance_log_evidence(
     return labelled(
         Estimate(value, se, n_evals=n, seconds=draws.seconds),
         draws,
+        label_khat(target, guide, n, seed, cache),
         first_order_bias=bias,
         bias_corrected=value - bias,
         ess=effective_sample_size(log_w),
