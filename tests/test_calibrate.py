@@ -183,6 +183,9 @@ def test_command_writes_one_row_per_model_estimator_regime(tmp_path, capsys):
     assert len(keys) == len(set(keys)) and set(keys) == guided | {("normal_normal", "laplace", "none")}
     assert (table["replicates"] == 3).all()
     assert (tmp_path / "calibration.png").stat().st_size > 0
+    replicates = pd.read_csv(tmp_path / "calibration_replicates.csv")
+    assert len(replicates) == 3 * 2 * len(calibrate.REGIMES)  # elbo, numpyro_trace_elbo: z's each
+    assert list(pd.read_csv(tmp_path / "calibration_by_khat.csv").columns) == list(calibrate.KHAT_COLUMNS)
     assert code == (calibrate.EXIT_FAILED if table["verdict"].map(calibrate.failed).any() else 0)
     assert "numpyro_trace_elbo" in capsys.readouterr().out
 
