@@ -562,7 +562,8 @@ def khat_table(replicates: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     """The z's of the replicates that have a k-hat, by model x estimator x k-hat bin (``KHAT_COLUMNS``):
     all of them (count, z mean, z sd), the fraction labelled reliable, and the z's of those labelled
     reliable with their verdict (``calibration_verdict``, on both sides: a label promises a
-    calibrated SE at every k-hat)."""
+    calibrated SE at every k-hat). A bound whose z's are about its regime's mean (IWAE) gets no verdict
+    per bin: a bin cuts across regimes, and k-hat correlates with the bound within one."""
     if replicates.empty:
         return pd.DataFrame(columns=list(KHAT_COLUMNS))
     have = replicates[np.isfinite(replicates["k_hat"].astype(float))].copy()
@@ -572,11 +573,13 @@ def khat_table(replicates: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
         z = group["z"].to_numpy(dtype=float)
         reliable = z[group["reliable"].to_numpy(dtype=bool)]
         every, labelled = z_summary(z), z_summary(reliable)
-        verdict = (
-            calibration_verdict(reliable, "unbiased", level)
-            if reliable.size >= 2
-            else f"{reliable.size} labelled reliable: nothing to judge"
-        )
+        if group["z_about"].iloc[0] != "exact":
+            # z about each regime's own mean: a k-hat bin cuts across regimes, which shifts the mean
+            verdict = "bound: judged per regime, about its own mean (the calibration table)"
+        elif reliable.size >= 2:
+            verdict = calibration_verdict(reliable, "unbiased", level)
+        else:
+            verdict = f"{reliable.size} labelled reliable: nothing to judge"
         rows.append(
             {
                 "model": model,

@@ -365,3 +365,13 @@ def test_labels_are_calibrated_over_80_replicates_in_the_k_hat_range_of_fitted_g
     assert not by_khat[by_khat["verdict"].map(calibrate.failed)].to_dict("records")
     labelled = by_khat[(by_khat["reliable_count"] >= 2) & (by_khat["z_about"] == "exact")]
     assert len(labelled) and (labelled["reliable_z_mean"].abs() <= 0.4).all()
+
+
+def test_khat_table_gives_a_bound_no_verdict_per_bin():
+    rows = [
+        {"model": "m", "estimator": "iwae", "regime": "r", "seed": i, "value": 0.0, "se": 1.0, "k_hat": 0.65,
+         "reliable": True, "exact": 1.0, "z": 3.0, "z_about": "regime mean"}
+        for i in range(10)
+    ]  # fmt: skip
+    (verdict,) = calibrate.khat_table(pd.DataFrame(rows))["verdict"]
+    assert verdict.startswith("bound: judged per regime") and not calibrate.failed(verdict)
