@@ -343,7 +343,7 @@ def test_labels_are_calibrated_over_80_replicates_in_the_k_hat_range_of_fitted_g
     """The production estimators, 80 replicates per guide regime of k-hat 0.4-0.9 on bayes_linreg and
     ppca: every row and every k-hat bin of the replicates labelled reliable passes its verdict (at a
     level that keeps the chance of any failure to 1%), their z mean is within 0.4 of 0 where there
-    are any, and the regimes reach k-hat 0.5-0.7 (about 25 minutes on one core)."""
+    are any, and the regimes reach k-hat 0.5-0.7 (about 12 minutes)."""
     replicates, rows, record = 80, [], []
     count = sum(len(r) for r in SLOW_REGIMES.values()) * len(SLOW_ESTIMATORS) * 2  # rows + bins, roughly
     level = 1 - 0.01 / (2 * count)
