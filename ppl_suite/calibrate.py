@@ -10,11 +10,16 @@ stream of it), on fixed guides built from the oracle's exact Gaussian posterior 
     slightly_off  q = N(m, 0.8^2 S): narrower in every direction, as VI's mode seeking makes guides
                   (PSIS k-hat about 1 - 0.8^2 = 0.36 in the limit of many draws)
     badly_off     q = N(m, 0.3^2 S): k-hat about 1 - 0.3^2 = 0.91 > 0.7, importance sampling breaks
+    scaled_s      q = N(m, s^2 S), s = 0.9, 0.85, 0.75, 0.7: the k-hat range of fitted guides (0.4-0.9
+                  at 10^5 draws, far above 1 - s^2 in many dimensions): medians 0.23, 0.56 and 0.65
+                  on bayes_linreg (0.9, 0.75, 0.7; 0.45 at slightly_off), 0.39 and 0.60 on ppca
+                  (0.9, 0.85; 0.79 at slightly_off)
 
 in the model's Gaussian family that holds N(m, S) (full_rank, else mean_field). A guide regime's
 ``khat`` is its guide's PSIS k-hat from one run of 100 000 draws. Guide-free estimators
 (AIS, BDMC, Laplace, the harmonic mean) run once per replicate on the model alone: regime "none".
-The i-th regime of a model (exact, slightly_off, badly_off, none) uses seeds i R .. (i + 1) R - 1, so
+The i-th name of ``SEED_BLOCKS`` (exact, slightly_off, badly_off, none, then the scaled_s) uses seeds
+i R .. (i + 1) R - 1, so
 its rows are independent of the other regimes' (with one seed for all, the ELBO's z's would be the
 same numbers in every regime: for q = N(m, s^2 S) its terms are affine in |eps|^2 of the same eps).
 The exact values, with d the latent dimension and s the scale factor:
@@ -35,9 +40,16 @@ with probability ``level`` (default 0.99) each lies in
     mean   in [-z_{(1+level)/2} / sqrt(R), +z_{(1+level)/2} / sqrt(R)]     (one side only for a bound:
            a lower bound may sit below its exact value, an upper bound above)
 
-Verdicts: "ok" when both hold, "fail: ..." otherwise; "unreliable (labelled in F of replicates)" when
-the estimator labels at least half its replicates unreliable (its z statistics are still shown);
-below half, the replicates it calls reliable are judged and the others left out (``judged``).
+Verdicts: "ok" when both hold, "fail: ..." otherwise. The replicates an estimator labels reliable are
+judged, the others left out (``judged``), however many are labelled unreliable: a label is a promise
+wherever it is given. When at least half are labelled unreliable the verdict reads "unreliable
+(labelled in F of replicates; the N others ok)", or "fail: ..." when those N fail. A bound whose gap
+to the truth is no SE (IWAE, ``GAP_NOT_AN_SE``) is never z-scored against the exact value: its SE is
+judged about its own mean and the bound must hold (``bound_summary``).
+
+Besides the table, every replicate of an estimator with z's is one row (``REPLICATE_COLUMNS``: value,
+SE, the k-hat of its weights, label, z), and ``khat_table`` bins their z's by k-hat (``KHAT_BINS``):
+count, z mean and sd of all and of those labelled reliable, with a verdict on the latter.
 "approximation" (Laplace: its error in nats, no z), "diagnostic" (PSIS k-hat), and "exact" for an
 estimator with SE 0 (the closed-form KL), whose errors must stay within 4 float64 rounding floors;
 likewise "rounding-limited" where the replicates spread less than their own rounding floor (q = the
@@ -47,9 +59,10 @@ rows by chance (2% at 0.99), so a table of m rows holds about 0.02 m chance fail
 
 Besides the registered estimators, ``pyro_trace_elbo`` and ``numpyro_trace_elbo``: each library's own
 Trace_ELBO of the same guide (``backends.pyro.library_elbo``, ``backends.numpyro.library_elbo``), the
-number a fit reports as ``library_elbo``. Writes DIR/calibration.csv and DIR/calibration.png, prints
-the table; exit 0 when every verdict is ok, labelled, an approximation or a diagnostic, 3 when an
-estimator that did not label itself unreliable fails.
+number a fit reports as ``library_elbo``. Writes DIR/calibration.csv, DIR/calibration_by_khat.csv,
+DIR/calibration_replicates.csv and DIR/calibration.png, prints the tables; exit 0 when every verdict
+(rows and k-hat bins) is ok, labelled, an approximation or a diagnostic, 3 when the replicates an
+estimator labels reliable fail.
 """
 
 from __future__ import annotations
@@ -83,8 +96,17 @@ from ppl_suite.targets.build import target_for
 from ppl_suite.targets.exact_guide import gaussian_family, gaussian_guide
 from ppl_suite.targets.fitted_guide import FittedGuide
 
-REGIMES = {"exact": 1.0, "slightly_off": 0.8, "badly_off": 0.3}  # guide sd / posterior sd
+# guide sd / posterior sd; the scaled_* regimes put the PSIS k-hat of 10^5 draws where fitted guides
+# put it (0.4-0.9): about 0.66 (0.7) and 0.55 (0.75) on bayes_linreg, 0.6-0.7 (0.9, 0.85) on ppca
+REGIMES = {
+    "exact": 1.0, "slightly_off": 0.8, "badly_off": 0.3,
+    "scaled_0.9": 0.9, "scaled_0.85": 0.85, "scaled_0.75": 0.75, "scaled_0.7": 0.7,
+}  # fmt: skip
 NO_REGIME = "none"
+# the i-th name draws seeds i R .. (i + 1) R - 1 (regimes added later come after "none", so the
+# seeds of the first four never change)
+SEED_BLOCKS = ("exact", "slightly_off", "badly_off", NO_REGIME, "scaled_0.9", "scaled_0.85", "scaled_0.75",
+               "scaled_0.7")  # fmt: skip
 DEFAULT_REPLICATES = 200
 MAGNITUDE_DRAWS = 256  # draws that size a library ELBO's terms, for its rounding floor
 GAP_NOT_AN_SE = {"iwae"}  # bounds judged on one side only: their gap to the truth is no SE
@@ -93,6 +115,14 @@ DATA_SEED = 0
 EXACT_TOLERANCE = 4  # rounding floors an SE-0 estimate may be off by
 EXIT_FAILED = 3
 KHAT_DRAWS = 100_000  # draws of the one PSIS run that gives a regime its k-hat
+KHAT_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)  # edges of the k-hat bins of ``khat_table``
+REPLICATE_COLUMNS = (
+    "model", "estimator", "regime", "seed", "value", "se", "k_hat", "reliable", "exact", "z", "z_about",
+)  # fmt: skip
+KHAT_COLUMNS = (
+    "model", "estimator", "khat_bin", "z_about", "count", "z_mean", "z_sd", "fraction_reliable",
+    "reliable_count", "reliable_z_mean", "reliable_z_sd", "error_nats", "verdict",
+)  # fmt: skip
 COLUMNS = (
     "model", "estimator", "regime", "replicates", "z_mean", "z_sd", "frac_abs_z_gt_2", "frac_abs_z_gt_3",
     "khat", "verdict", "judged", "fraction_unreliable", "z_sd_low", "z_sd_high", "z_mean_limit",
@@ -351,26 +381,62 @@ def summarize(
             else f"fail: an SE-0 value off by {worst:.3g} nats, beyond {floors}"
         )
         return row | no_z | {"verdict": verdict}
-    low, high = sd_interval(max(len(results), 2), level)
-    if fraction >= 0.5:
-        judged = z
+    if estimator.name in GAP_NOT_AN_SE:
+        return row | bound_summary(estimator.kind, value, se, exact, unreliable, level)
+    # the replicates labelled reliable are judged however many others are labelled unreliable: a label
+    # must be calibrated wherever it is given
+    reliable = z[~unreliable]
+    judged = reliable if reliable.size >= 2 else z
+    labelled_text = f"labelled unreliable in {fraction:.0%} of replicates"
+    if reliable.size < 2:
         verdict = f"unreliable (labelled in {fraction:.0%} of replicates)"
     else:
-        judged = z[~unreliable]
-        one_sided = estimator.kind if estimator.name in GAP_NOT_AN_SE else "unbiased"
-        verdict = calibration_verdict(judged, one_sided, level)
-        low, high = sd_interval(max(judged.size, 2), level)
+        verdict = calibration_verdict(reliable, "unbiased", level)
+        if failed(verdict) and fraction > 0:
+            verdict = f"{verdict} (the {reliable.size} labelled reliable; {labelled_text})"
+        elif fraction >= 0.5:
+            verdict = f"unreliable (labelled in {fraction:.0%} of replicates; the {reliable.size} others ok)"
+    low, high = sd_interval(max(judged.size, 2), level)
     return (
         row
         | z_summary(judged)
         | {
-            "judged": int(judged.size),
+            "judged": int(reliable.size),
             "verdict": verdict,
             "z_sd_low": low,
             "z_sd_high": high,
             "z_mean_limit": mean_limit(max(judged.size, 1), level),
         }
     )
+
+
+def bound_summary(
+    kind: str, value: np.ndarray, se: np.ndarray, exact: float, unreliable: np.ndarray, level: float
+) -> dict[str, object]:
+    """The verdict on a bound whose gap to the truth is not an SE (IWAE): its SE is judged about the
+    bound's own mean, z_r = (estimate_r - mean estimate) / SE_r (sd in ``sd_interval``), and the bound
+    must hold: mean estimate - exact within ``mean_limit`` mean SEs on its side. No z against the
+    exact value is formed (z_mean NaN): the gap is ``error_nats``, in nats."""
+    centred = (value - value.mean()) / se
+    low, high = sd_interval(max(value.size, 2), level)
+    limit = mean_limit(max(value.size, 1), level)
+    summary = z_summary(centred)
+    reasons = []
+    if not low <= summary["z_sd"] <= high:
+        reasons.append(f"z_sd about the bound's mean {summary['z_sd']:.3g} outside [{low:.2f}, {high:.2f}]")
+    crossing = (value.mean() - exact) / se.mean() * (1 if kind == "lower_bound" else -1)
+    if not crossing <= limit:
+        reasons.append(f"the bound crosses log p(x) by {crossing:.3g} mean SEs (limit {limit:.2f})")
+    gap = f"bound, {value.mean() - exact:+.3g} nats from the exact value, SE calibrated about its mean"
+    return summary | {
+        "z_mean": math.nan,
+        "judged": int(value.size),
+        "verdict": "fail: " + "; ".join(reasons) if reasons else f"ok ({gap})",
+        "z_sd_low": low,
+        "z_sd_high": high,
+        "z_mean_limit": limit,
+        "fraction_unreliable": float(unreliable.mean()),
+    }
 
 
 def not_applicable(estimator: Estimator, regime: str, reason: str) -> dict[str, object]:
@@ -388,14 +454,54 @@ def regime_khat(target: Target, guide: GuideDensity, seed: int) -> float:
     return estimators.get("psis", n=KHAT_DRAWS).estimate(target, guide, seed).value
 
 
+def replicate_rows(
+    estimator: Estimator, regime: Regime, results: list[Estimate], seeds: Sequence[int]
+) -> list[dict[str, object]]:
+    """One row per replicate (``REPLICATE_COLUMNS`` but model): its estimate, SE, k-hat (NaN where the
+    estimator has none), label and z; for a bound whose gap is not an SE (``GAP_NOT_AN_SE``) z is taken
+    about the regime's mean estimate, never about the exact value (``bound_summary``)."""
+    exact = regime.exact.get(estimator.quantity, math.nan)
+    value = np.array([r.value for r in results], dtype=float)
+    centre = float(np.mean(value)) if estimator.name in GAP_NOT_AN_SE else exact
+    rows = []
+    for seed, result, v in zip(seeds, results, value, strict=True):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = float((v - centre) / np.float64(result.se))
+        rows.append(
+            {
+                "estimator": estimator.name,
+                "regime": regime.name,
+                "seed": int(seed),
+                "value": float(v),
+                "se": float(result.se),
+                "k_hat": float(result.extras.get("k_hat", math.nan)),
+                "reliable": result.reliability != "unreliable",
+                "exact": exact,
+                "z": z,
+                "z_about": "regime mean" if estimator.name in GAP_NOT_AN_SE else "exact",
+            }
+        )
+    return rows
+
+
 def calibrate_regime(
-    target: Target, regime: Regime, group: Sequence[Estimator], seeds: Sequence[int], level: float = LEVEL
+    target: Target,
+    regime: Regime,
+    group: Sequence[Estimator],
+    seeds: Sequence[int],
+    level: float = LEVEL,
+    replicates: list[dict[str, object]] | None = None,
 ) -> list[dict[str, object]]:
     """The rows of one regime (``COLUMNS`` but model): each estimator of ``group`` at every seed, and
-    for a guide regime its k-hat (``regime_khat`` at the first seed)."""
+    for a guide regime its k-hat (``regime_khat`` at the first seed); the replicates' own rows
+    (``replicate_rows``) are appended to ``replicates`` when given."""
     reasons = {e.name: e.applies(target, regime.guide) for e in group}
     running = [e for e in group if reasons[e.name] is None]
     results = run_replicates(target, regime, running, seeds)
+    if replicates is not None:
+        for estimator in running:
+            if estimator.kind not in ("diagnostic", "approximation", "exact"):
+                replicates += replicate_rows(estimator, regime, results[estimator.name], seeds)
     khat = math.nan if regime.guide is None else regime_khat(target, regime.guide, seeds[0])
     rows = []
     for estimator in group:
@@ -413,8 +519,10 @@ def calibrate(
     replicates: int = DEFAULT_REPLICATES,
     level: float = LEVEL,
     progress: Callable[[str], None] = lambda line: None,
+    record: list[dict[str, object]] | None = None,
 ) -> pd.DataFrame:
-    """The calibration table: one row per model x estimator x regime (``COLUMNS``)."""
+    """The calibration table: one row per model x estimator x regime (``COLUMNS``); one row per
+    replicate (``REPLICATE_COLUMNS``) is appended to ``record`` when given."""
     rows = []
     for model in models:
         problem = calibration_problem(model)
@@ -426,14 +534,71 @@ def calibrate(
             plan.append((guide_free_regime(problem), free))
         for regime, group in plan:
             start = time.perf_counter()
-            index = [*REGIMES, NO_REGIME].index(regime.name)
+            index = SEED_BLOCKS.index(regime.name)
             seeds = range(index * replicates, (index + 1) * replicates)
-            rows += [{"model": model} | row for row in calibrate_regime(target, regime, group, seeds, level)]
+            own: list[dict[str, object]] = []
+            rows += [
+                {"model": model} | row for row in calibrate_regime(target, regime, group, seeds, level, own)
+            ]
+            if record is not None:
+                record += [{"model": model} | row for row in own]
             progress(
                 f"{model} {regime.name}: {len(group)} estimators x {replicates} replicates in "
                 f"{time.perf_counter() - start:.1f} s"
             )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def khat_bin(k_hat: float) -> str:
+    """The ``KHAT_BINS`` interval [low, high) that holds ``k_hat`` ("none" for NaN)."""
+    if math.isnan(k_hat):
+        return "none"
+    index = int(np.searchsorted(KHAT_BINS, k_hat, side="right"))
+    edges = [-math.inf, *KHAT_BINS, math.inf]
+    return f"[{edges[index]:g}, {edges[index + 1]:g})"
+
+
+def khat_table(replicates: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
+    """The z's of the replicates that have a k-hat, by model x estimator x k-hat bin (``KHAT_COLUMNS``):
+    all of them (count, z mean, z sd), the fraction labelled reliable, and the z's of those labelled
+    reliable with their verdict (``calibration_verdict``, on both sides: a label promises a
+    calibrated SE at every k-hat). A bound whose z's are about its regime's mean (IWAE) gets no verdict
+    per bin: a bin cuts across regimes, and k-hat correlates with the bound within one."""
+    if replicates.empty:
+        return pd.DataFrame(columns=list(KHAT_COLUMNS))
+    have = replicates[np.isfinite(replicates["k_hat"].astype(float))].copy()
+    have["khat_bin"] = have["k_hat"].map(khat_bin)
+    rows = []
+    for (model, name, khat_range), group in have.groupby(["model", "estimator", "khat_bin"], sort=False):
+        z = group["z"].to_numpy(dtype=float)
+        reliable = z[group["reliable"].to_numpy(dtype=bool)]
+        every, labelled = z_summary(z), z_summary(reliable)
+        if group["z_about"].iloc[0] != "exact":
+            # z about each regime's own mean: a k-hat bin cuts across regimes, which shifts the mean
+            verdict = "bound: judged per regime, about its own mean (the calibration table)"
+        elif reliable.size >= 2:
+            verdict = calibration_verdict(reliable, "unbiased", level)
+        else:
+            verdict = f"{reliable.size} labelled reliable: nothing to judge"
+        rows.append(
+            {
+                "model": model,
+                "estimator": name,
+                "khat_bin": khat_range,
+                "z_about": group["z_about"].iloc[0],
+                "count": int(z.size),
+                "z_mean": every["z_mean"],
+                "z_sd": every["z_sd"],
+                "fraction_reliable": float(reliable.size / z.size),
+                "reliable_count": int(reliable.size),
+                "reliable_z_mean": labelled["z_mean"],
+                "reliable_z_sd": labelled["z_sd"],
+                "error_nats": float(np.mean(group["value"] - group["exact"])),
+                "verdict": verdict,
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(KHAT_COLUMNS))
+    return table.sort_values(["model", "estimator", "khat_bin"], kind="stable", ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -482,9 +647,14 @@ def command(args: argparse.Namespace) -> int:
     setup()
     models, chosen = validate(args)
     out = Path(args.out)
-    table = calibrate(models, chosen, args.replicates, args.level, progress=print)
+    replicates: list[dict[str, object]] = []
+    table = calibrate(models, chosen, args.replicates, args.level, progress=print, record=replicates)
+    each = pd.DataFrame(replicates, columns=list(REPLICATE_COLUMNS))
+    by_khat = khat_table(each, args.level)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "calibration.csv", index=False)
+    each.to_csv(out / "calibration_replicates.csv", index=False)
+    by_khat.to_csv(out / "calibration_by_khat.csv", index=False)
     from ppl_suite.report.calibration_figure import draw_calibration
 
     draw_calibration(table, out / "calibration.png", args.level)
@@ -494,9 +664,13 @@ def command(args: argparse.Namespace) -> int:
             index=False, line_width=shutil.get_terminal_size().columns, float_format="{:.3g}".format
         )
     )
+    if len(by_khat):
+        print(by_khat.drop(columns="z_about").to_string(index=False, float_format="{:.3g}".format))
     failures = table[table["verdict"].map(failed)]
+    khat_failures = by_khat[by_khat["verdict"].map(failed)]
     print(
-        f"{len(table)} rows: {len(failures)} failed calibration; written {out / 'calibration.csv'}, "
-        f"{out / 'calibration.png'}"
+        f"{len(table)} rows: {len(failures)} failed calibration; {len(khat_failures)} of {len(by_khat)} "
+        f"k-hat bins failed; written {out / 'calibration.csv'}, {out / 'calibration_by_khat.csv'}, "
+        f"{out / 'calibration_replicates.csv'}, {out / 'calibration.png'}"
     )
-    return EXIT_FAILED if len(failures) else 0
+    return EXIT_FAILED if len(failures) or len(khat_failures) else 0

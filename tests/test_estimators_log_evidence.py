@@ -23,7 +23,15 @@ from ppl_suite.estimators.inclusive_kl import inclusive_kl
 from ppl_suite.estimators.kl import kl_analytic, kl_identity, kl_monte_carlo
 from ppl_suite.estimators.laplace import laplace_log_evidence
 from ppl_suite.estimators.psis import interpret, psis_diagnostic
-from ppl_suite.estimators.weights import khat_threshold, log_mean_exp_se, pareto_smoothed
+from ppl_suite.estimators.psis_log_evidence import psis_log_evidence
+from ppl_suite.estimators.weights import (
+    finite_variance_khat,
+    finite_variance_reliability,
+    first_order_bias,
+    khat_threshold,
+    log_mean_exp_se,
+    pareto_smoothed,
+)
 from ppl_suite.numerics import log_mean_exp
 from ppl_suite.problem import Problem
 from ppl_suite.targets.fitted_guide import FittedGuide
@@ -87,11 +95,84 @@ def importance(case):
 
 
 def test_importance_sampling_lands_within_4_se_of_log_evidence_when_k_hat_says_reliable(case, importance):
-    k_hat = importance.extras["k_hat"]
-    assert (importance.reliability == "reliable") == (k_hat <= khat_threshold(IS_SAMPLES))
+    label = importance.extras["label_k_hat"]
+    assert (importance.reliability == "reliable") == (label < finite_variance_khat(IS_SAMPLES))
+    assert importance.extras["bias_corrected"] == importance.value + importance.se**2 / 2
     if importance.reliability != "reliable":  # ppca's shifted guide in d = 60: k-hat 0.73
         pytest.skip(f"labelled unreliable ({importance.diagnostic}): its SE is not one")
     assert within(importance, case[1].log_evidence)
+
+
+def test_psis_log_evidence_lands_within_4_se_when_k_hat_is_in_the_psis_range(case):
+    target, exact, guide = case
+    estimate = psis_log_evidence(target, guide, IS_SAMPLES, seed=3)
+    label = estimate.extras["label_k_hat"]
+    assert (estimate.reliability == "reliable") == (label < finite_variance_khat(IS_SAMPLES))
+    if estimate.reliability != "reliable":
+        pytest.skip(f"labelled unreliable ({estimate.diagnostic}): its SE is not one")
+    assert within(estimate, exact.log_evidence)
+
+
+def test_psis_log_evidence_is_the_log_mean_of_arviz_smoothed_weights():
+    """The same number as ArviZ's own smoothing of the same weights, whose log-sum-exp it normalizes."""
+    import arviz as az
+    from scipy.special import logsumexp
+
+    problem = Problem.build("bayes_linreg", 0)
+    target, guide = NumPyroTarget(problem), imperfect_guide(problem)
+    estimate = psis_log_evidence(target, guide, 5000, seed=2)
+    log_w = log_weights(target, guide, 5000, seed=2)
+    smoothed, k_hat = az.psislw(log_w.copy(), reff=1.0, normalize=False)
+    assert estimate.extras["k_hat"] == pytest.approx(float(k_hat), abs=1e-12)
+    assert estimate.value == pytest.approx(logsumexp(smoothed) - np.log(5000), abs=1e-9)
+
+
+def test_the_label_k_hat_comes_from_draws_independent_of_the_weights_it_labels():
+    """A k-hat from the labelled weights themselves selects underestimates (draws that missed the tail
+    have a low k-hat and a low mean): the label's k-hat is the fit to n draws of another stream."""
+    from ppl_suite.estimators.draws import guide_draws
+    from ppl_suite.estimators.importance import LABEL_STREAM
+    from ppl_suite.estimators.streams import stream_seed
+
+    problem = Problem.build("bayes_linreg", 0)
+    target, guide = NumPyroTarget(problem), imperfect_guide(problem)
+    estimate = importance_log_evidence(target, guide, 5000, seed=2, ks=(1,))
+    own = log_weights(target, guide, 5000, seed=2)
+    other = guide_draws(target, guide, 5000, stream_seed(2, LABEL_STREAM))
+    assert estimate.extras["k_hat"] == pareto_smoothed(own)[1]
+    assert estimate.extras["label_k_hat"] == other.pareto[1] != estimate.extras["k_hat"]
+    assert not np.any(np.isin(other.log_w, own))
+
+
+@pytest.mark.parametrize(("k_hat", "label"), [(0.40, "reliable"), (0.408, "reliable"), (0.41, "unreliable"),
+                                              (0.49, "unreliable"), (math.nan, "unreliable"),
+                                              (-math.inf, "reliable")])  # fmt: skip
+def test_a_plain_mean_of_weights_is_reliable_only_2_sd_of_k_hat_below_one_half(k_hat, label):
+    """At S = 10^5 draws the tail fit takes M = 949 weights, sd(k-hat) = (1 + k) / sqrt(M), and the
+    limit k + 2 sd(k) = 1/2 falls at k = 0.409."""
+    assert finite_variance_reliability(k_hat, 100_000)[0] == label
+
+
+def test_the_finite_variance_limit_is_two_sds_of_k_hat_below_one_half():
+    for samples in (1000, 20_000, 100_000, 10**6):
+        k, m = finite_variance_khat(samples), math.ceil(min(samples / 5, 3 * math.sqrt(samples)))
+        assert k + 2 * (1 + k) / math.sqrt(m) == pytest.approx(0.5, abs=1e-12)
+    assert finite_variance_khat(10**8) < 0.5
+
+
+def test_the_first_order_bias_of_log_mean_weights_is_minus_se_squared_over_two():
+    """log w ~ N(-s^2 / 2, s^2), so E[w] = 1: over 20 000 replicates of n = 20 weights, the mean of
+    log w_bar sits Var(w) / (2 n) = (e^{s^2} - 1) / 40 = 0.0071 below 0 (8 of its SEs at s = 0.5), and
+    the corrected log w_bar + SE^2 / 2 within 4 SE of 0 (the next order, about 0.3 SE, is left)."""
+    rng = np.random.default_rng(0)
+    s, n, replicates = 0.5, 20, 20_000
+    pairs = np.array([log_mean_exp_se(rng.normal(-(s**2) / 2, s, n)) for _ in range(replicates)])
+    value, se = pairs[:, 0], pairs[:, 1]
+    corrected = value - first_order_bias(se)
+    mc_se = value.std(ddof=1) / np.sqrt(replicates)
+    assert abs(value.mean() + (np.exp(s**2) - 1) / (2 * n)) <= 4 * mc_se
+    assert value.mean() < -4 * mc_se  # the bias is there to correct
+    assert abs(corrected.mean()) <= 4 * mc_se
 
 
 def test_iwae_bound_holds_and_increases_with_k(case, importance):
@@ -228,6 +309,11 @@ def test_psis_flags_a_too_narrow_guide_as_unreliable():
     # Importance sampling from the same weights says it too, and its SE is not presented as valid.
     same = importance_log_evidence(target, narrow, n=40_000, seed=0, ks=(1, 10, 100))
     assert same.reliability == "unreliable" and same.extras["k_hat"] == estimate.value
+    # IWAE's SE is that of the bound, whatever the k-hat: labelled reliable, and far below log p(x)
+    # in units of that SE, which is not a distance to it
+    bound = estimators.get("iwae", k=100, repeats=400).estimate(target, narrow, seed=0)
+    assert bound.reliability == "reliable" and bound.extras["k_hat"] == estimate.value
+    assert bound.value < exact.log_evidence - 4 * bound.se
 
 
 # threshold min(1 - 1/log10 S, 0.7): 0.5 at S = 100, 2/3 at S = 1000, 0.7 from S = 10^(10/3)
@@ -280,7 +366,8 @@ def test_log_mean_exp_of_weights_1e300_apart():
 def test_registry_lists_every_estimator_with_a_valid_quantity_and_kind():
     names = estimators.names()
     expected = {"ais", "bdmc", "elbo", "harmonic_mean", "importance", "inclusive_kl", "iwae",
-                "kl_analytic", "kl_identity", "kl_monte_carlo", "laplace", "psis"}  # fmt: skip
+                "kl_analytic", "kl_identity", "kl_monte_carlo", "laplace", "psis",
+                "psis_log_evidence"}  # fmt: skip
     assert expected <= set(names)
     for name in names:
         est = estimators.get(name)

@@ -15,9 +15,12 @@ ICML; Vehtari, Simpson, Gelman, Yao and Gabry (2024), "Pareto smoothed importanc
 
 The value is ArviZ's k-hat (``arviz.psislw``, reff = 1 for independent draws), from the
 ``importance_weights`` stream shared with IS and IWAE through the cell's cache. It has no standard
-error (SE is NaN); its reliability is the one it gives the importance-sampling estimates of these
-weights. Extras also hold the PSIS estimate of log p(x): log mean of the smoothed, unnormalized
-weights. (The tests check the k-hat against Pyro's public ``fit_generalized_pareto`` on the same tail.)
+error (SE is NaN); its label says whether the guide is usable as a proposal for Pareto-smoothed
+estimates by the thresholds above. The SEs of the log p(x) estimates need more: a finite weight
+variance shown by the k-hat of independent draws (``weights.finite_variance_reliability``). Extras
+also hold the PSIS estimate of log p(x): log mean of the smoothed, unnormalized weights (with an SE
+and a label: ``psis_log_evidence``). (The tests check the k-hat against Pyro's public
+``fit_generalized_pareto`` on the same tail.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The calibration figure: the sd of z = (estimate - exact) / SE per estimator and guide regime, beside
-the interval it falls in for standard normal z's.
+the interval it falls in for standard normal z's (for a bound whose gap is no SE, IWAE, the sd of
+(estimate - its mean) / SE: the calibration table says which).
 
 Drawing only: every number drawn is a column of the calibration table (``ppl_suite.calibrate``):
 ``z_sd`` and its acceptance interval ``z_sd_low``..``z_sd_high``, and the verdict, which picks the
@@ -23,9 +24,12 @@ from matplotlib.lines import Line2D
 
 from ppl_suite.report.drawing import DPI, STYLE, WIDTH
 
-REGIME_COLORS = {"exact": "#2e9e44", "slightly_off": "#1f6fb4", "badly_off": "#c62828", "none": "#555555"}
+REGIME_COLORS = {
+    "exact": "#2e9e44", "scaled_0.9": "#66a61e", "slightly_off": "#1f6fb4", "scaled_0.85": "#7570b3",
+    "scaled_0.75": "#e6ab02", "scaled_0.7": "#d95f02", "badly_off": "#c62828", "none": "#555555",
+}  # fmt: skip
 PANEL_HEIGHT = 3.2  # inches per model
-OFFSET = 0.2  # horizontal spread of one estimator's regimes
+OFFSET = 0.1  # horizontal spread of one estimator's regimes (eight at most: 0.7 in all)
 Y_RANGE = (0.25, 4.0)  # z_sd outside is drawn at the edge as an arrow, its value written beside it
 TICKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -82,7 +86,8 @@ def draw_calibration(table: pd.DataFrame, path: Path, level: float) -> Path:
             ax.set_xlim(-0.6, max(len(names), 1) - 0.4)
             ax.set_ylabel("sd of z")
             ax.set_title(
-                f"{model}: sd of (estimate - exact) / SE; bars: {100 * level:g}% interval for N(0, 1)"
+                f"{model}: sd of (estimate - exact) / SE (a bound: about its own mean); "
+                f"bars: {100 * level:g}% interval for N(0, 1)"
             )
         handles = [
             Line2D([], [], color=c, marker="o", linestyle="", label=r) for r, c in REGIME_COLORS.items()

@@ -126,7 +126,9 @@ TABLE_CAPTION = (
     f'ran once per data set ("{tables.GUIDE_FREE}") unless θ is learned, when they depend on each '
     "fit's θ and ran per cell. Only a reliable estimate has an SE: an approximation (Laplace) shows "
     "its error in nats alone; an estimate whose diagnostic says its SE cannot be trusted shows "
-    '"unreliable" and the diagnostic (e.g. PSIS k-hat above 0.7).'
+    '"unreliable" and the diagnostic (e.g. a PSIS k-hat that leaves the weights\' variance possibly '
+    "infinite). IWAE is a lower bound: its SE is the bound's own, its error in nats is how far the "
+    "bound stays below log p(x), and it has no error in SE units."
 )
 
 

@@ -53,8 +53,14 @@ TERMS = (
     ),
     (
         "k-hat",
-        "PSIS's Pareto shape of the importance weights p(x, z)/q(z): below 0.5 good, above 0.7 "
-        "unreliable; noisy itself when q is nearly exact",
+        "PSIS's Pareto shape of the importance weights p(x, z)/q(z): below 0.5 their variance is "
+        "finite; importance sampling's SE is trusted only when the k-hat of independent draws is "
+        "below 0.5 by two of its sds (0.41 at 10^5 draws); noisy itself when q is nearly exact",
+    ),
+    (
+        "IWAE bound",
+        "the importance-weighted lower bound on log p(x) with K samples; its SE is the bound's own, "
+        "never a distance to log p(x)",
     ),
     ("SE units", "a difference divided by its standard error; within ±4 is noise"),
     ("folded tables", "long tables open with a click on their caption (HTML)"),

@@ -277,13 +277,18 @@ def _subjects(rows: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([shared, cells])
 
 
+BOUNDS_WITHOUT_SE_GAP = {"iwae"}  # bounds whose SE is the bound's own, never a distance to log p(x)
+
+
 def estimator_table(rows: pd.DataFrame, estimates: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
     """Every log p(x) estimate of the ok cells ``rows`` and, once each, of their problem units: value,
     SE, error vs exact in nats and in SE units, reliability, likelihood evaluations and seconds.
 
     Only a reliable estimate shows an SE and an error in SE units: an unreliable one shows
     "unreliable: <diagnostic>" (e.g. "unreliable: k-hat 0.81 > 0.70"), an approximation (Laplace)
-    "approximation" and its error in nats alone. Error in SE units is NaN for exact values (SE 0) too.
+    "approximation" and its error in nats alone. Error in SE units is NaN for exact values (SE 0) too,
+    and for a bound whose SE is its own (``BOUNDS_WITHOUT_SE_GAP``: IWAE), whose kind reads "lower
+    bound" and whose error in nats is its gap to log p(x), never z-scored.
     A guide-free estimate (AIS, BDMC, Laplace...) is one line for its problem, "data d (once per
     problem)", with its own cost; a model with learned theta has them per cell."""
     subjects = _subjects(rows, problems)
@@ -309,7 +314,9 @@ def estimator_table(rows: pd.DataFrame, estimates: pd.DataFrame, problems: pd.Da
             "estimate": chosen[schema.VALUE],
             "SE": se,
             "error (nats)": error,
-            "error (SE)": error / se.where(se > 0),
+            "error (SE)": (error / se.where(se > 0)).where(
+                ~chosen[schema.ESTIMATOR].isin(BOUNDS_WITHOUT_SE_GAP)
+            ),
             "reliability": label.where((label != UNRELIABLE) | (diagnostic == ""), label + ": " + diagnostic),
             "evaluations": chosen[schema.N_EVALS],
             "seconds": chosen[schema.SECONDS],
