@@ -88,6 +88,13 @@ REFERENCE = "reference"
 KL_BY_REFERENCE = "reference"  # the kl_method of a cell measured against a NUTS reference (no oracle)
 
 # manifest.json: what a run ran (``store.ResultsStore.write_manifest``, read by the report)
+# the cell row's numbers: a stored row holding anything else there (a string, a list) is damaged
+NUMERIC_CELL_COLUMNS = (
+    WALL_SECONDS, COMPILE_SECONDS, FIT_SECONDS, STEPS_PER_SECOND, FINAL_LOSS, LIBRARY_ELBO, LIBRARY_ELBO_SE,
+    ELBO, ELBO_SE, ELBO_SECONDS, LOG_EVIDENCE, KL, KL_ANALYTIC, KL_MC, KL_MC_SE, KL_IDENTITY, RESIDUAL_SE,
+    RESIDUAL_FLOOR, KL_FAMILY_MIN, OPTIMIZATION_GAP, LOG_JOINT_MAX_DIFF, LOG_EVIDENCE_SE, KL_SE,
+)  # fmt: skip
+
 MANIFEST_COMMAND = "command"
 MANIFEST_CONFIG = "config"
 MANIFEST_CELLS = "cells"

@@ -76,6 +76,7 @@ CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates":
 PROBLEM_FILES = {"problems": "json", "estimates": "json"}
 UNIT_FILES = CELL_FILES | PROBLEM_FILES
 DIGEST = re.compile(r"[0-9a-f]{16}")
+PROBE = "ppl-suite-probe"  # the writability probe's name (``unwritable``), a temporary file of its own
 PARTIAL = ".ppl-suite-partial"  # the marker of a temporary file: a name only _atomic_write gives
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}" + re.escape(PARTIAL))  # .<name>.XXXXXXXX<PARTIAL>
 ROW_FILE = re.compile(DIGEST.pattern + r"\.json")  # <digest>.json: a unit's row, or its estimates
@@ -278,8 +279,10 @@ def unwritable(path: Path) -> str | None:
     if not existing.is_dir():
         return f"cannot create {path}: {existing} is a file"
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".ppl-suite-probe-"):
-            pass  # created, then removed on leaving
+        # created, then removed on leaving; one left by a killed process is a temporary file the
+        # suite removes (``temporary_files``) and never a reason to call the folder foreign
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=f".{PROBE}.", suffix=PARTIAL):
+            pass
     except OSError as error:
         why = error.strerror or type(error).__name__
         return f"{path} is not writable ({why})" if existing == path else f"cannot create {path} ({why})"
@@ -295,8 +298,9 @@ class DamagedFile(InputProblem):
     why), or that a newer version of the suite wrote."""
 
 
-# every name the suite reads or writes at the top of a results folder: none may be a symbolic link
-SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE)
+# every name the suite reads or writes in a results folder (its kept VAE parts too): none may be a
+# symbolic link, nor lie under one
+SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE, VAE_PARTS)
 MANIFEST_LISTS = {  # the manifest's lists, and the pattern of their entries (None: any string)
     schema.MANIFEST_CELLS: None,
     schema.MANIFEST_PROBLEMS: None,
@@ -352,6 +356,15 @@ def row_damage(row: Any, name: str, cell: bool) -> str | None:
         return f"schema version {version!r}; this suite writes {SCHEMA_VERSION}"
     if not isinstance(row[schema.KEY], str) or not isinstance(row[schema.STATUS], str):
         return "its key or status is not a string"
+    if cell and (
+        wrong := [
+            key
+            for key in schema.NUMERIC_CELL_COLUMNS
+            if row.get(key) is not None
+            and (isinstance(row[key], bool) or not isinstance(row[key], int | float))
+        ]
+    ):
+        return f"{', '.join(wrong)} not a number"
     return None
 
 
@@ -397,7 +410,8 @@ class ResultsStore:
             except DamagedFile as error:
                 return str(error)
             return None
-        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in {LOCK, HOLDER})
+        own = {LOCK, HOLDER} | {p.name for p in self.temporary_files()}
+        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in own)
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             return (
@@ -464,7 +478,7 @@ class ResultsStore:
 
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
-            return name in {MANIFEST, HOLDER, *TABLES}
+            return name in {MANIFEST, HOLDER, PROBE, *TABLES}
         if folder == self.path / VAE:
             return name in {f"{table}.parquet" for table in VAE_TABLES}
         if folder == self.path / VAE_PARTS:

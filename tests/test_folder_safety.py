@@ -86,11 +86,12 @@ def test_a_name_leaving_the_folder_is_refused(tmp_path, name):
         paths.inside(tmp_path, name)
 
 
-@pytest.mark.parametrize("subfolder", ["logs", "cells", "problems", "vae"])
+@pytest.mark.parametrize("subfolder", ["logs", "cells", "problems", "vae", "vae/parts"])
 def test_fresh_never_follows_a_symlinked_subfolder(folder, outside, subfolder, capsys):
     store, _ = folder
     if (store.path / subfolder).exists():
         shutil.rmtree(store.path / subfolder)
+    (store.path / subfolder).parent.mkdir(parents=True, exist_ok=True)
     (store.path / subfolder).symlink_to(outside, target_is_directory=True)
     before = snapshot(outside)
     assert cli.main(run_argv(store.path, "--fresh")) == 2
@@ -287,6 +288,29 @@ def test_a_cell_row_reduced_to_its_status_is_damaged_and_rerun(folder):
     state = store.stored(CELL)
     assert not state.reusable and f"cells/{digest}.json is damaged (no key" in state.damage
     assert results.load(store.path).empty  # not a row whose key is NaN
+
+
+@pytest.mark.parametrize("value", ["abc", [1, 2], True])
+def test_a_cell_row_with_a_number_that_is_not_one_is_damaged_and_rerun(folder, value):
+    store, digest = folder
+    cell = store.path / "cells" / f"{digest}.json"
+    cell.write_text(json.dumps(json.loads(cell.read_text()) | {schema.ELBO: value}))
+    state = store.stored(CELL)
+    assert not state.reusable and f"cells/{digest}.json is damaged (elbo not a number" in state.damage
+    assert results.load(store.path).empty  # never read into the report as a finished cell
+
+
+def test_a_writability_probe_left_by_a_killed_process_is_the_suites_own(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    probe = folder / ".ppl-suite-probe.abcd1234.ppl-suite-partial"
+    probe.write_text("")
+    (folder / ".ppl-suite-probe.notes").write_text("the user's")  # a look-alike without the marker
+    store = ResultsStore(folder)
+    assert probe in store.temporary_files() and len(store.temporary_files()) == 1
+    assert "is not empty (.ppl-suite-probe.notes)" in store.problem()  # only the user's file is foreign
+    (folder / ".ppl-suite-probe.notes").unlink()
+    assert store.problem() is None  # the probe alone leaves the folder empty for a run
 
 
 def test_a_damaged_check_fingerprint_is_named_and_its_cells_rerun(tmp_path):
