@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit, logsumexp
+from scipy.stats import chi2, norm
 
 from models.vae_digits import data as digits
 from models.vqvae_digits import network, numpyro_impl, pyro_impl
+from ppl_suite.numerics import enable_float64
 from ppl_suite.vqvae import losses
 from ppl_suite.vqvae.exact import exact_terms, nearest_codes
 from ppl_suite.vqvae.gradients import GRADIENTS, NAMES, summary
@@ -111,9 +113,15 @@ def test_the_three_backends_log_joints_are_equal_at_shared_weights():
     weights = network.init_weights(3, codes=5, positions=2, code_dim=2, hidden=16)
     x = digits.load().train[:30]
     z = np.random.default_rng(0).integers(0, 5, size=(30, 2))
+    enable_float64()
     pyro_value, numpyro_value, by_hand = conditioned_log_joints(weights, x, z)
-    assert pyro_value == pytest.approx(by_hand, abs=1e-6)
-    assert numpyro_value == pytest.approx(by_hand, abs=1e-6)
+    # each sum is of n = images * (pixels + positions) log probabilities, all <= 0: float64 rounding of
+    # such a sum is at most (n - 1) eps sum |term| = (n - 1) eps |sum| (Higham 2002, section 4.2), and
+    # each term's own evaluation a few ulps of it, a few more eps |sum| in all
+    terms = x.shape[0] * (x.shape[1] + z.shape[1])
+    rounding = (terms + 4) * np.finfo(float).eps * abs(by_hand)
+    assert pyro_value == pytest.approx(by_hand, abs=rounding)
+    assert numpyro_value == pytest.approx(by_hand, abs=rounding)
 
 
 @pytest.mark.slow
@@ -178,7 +186,9 @@ def test_the_enumerated_gradient_is_the_finite_difference_of_the_exact_elbo():
 def test_the_score_function_gradient_is_unbiased_for_the_enumerated_one(backend):
     """The whole data set is the batch (scale 1), at a warm temperature (every code has q >= 1e-3, so
     no coordinate rests on rare draws and the mean is near normal): the draws' mean along the exact
-    gradient within 4 of its SEs."""
+    gradient within 4 of its SEs, and every coordinate's mean within its SE times the two-sided 1%
+    normal quantile with a Bonferroni split over the C coordinates (valid however the coordinates of
+    one draw are correlated, which a chi-square band on z_rms would need them not to be)."""
     weights = tiny_weights(2)
     images = every_image()
     batch = np.arange(images.shape[0])
@@ -188,7 +198,7 @@ def test_the_score_function_gradient_is_unbiased_for_the_enumerated_one(backend)
     everything = summary(exact, samples)[-1]
     assert everything["weight"] == "all"
     assert abs(everything["z_along"]) < 4
-    assert everything["relative_variance"] > 0
+    assert everything["z_max"] < norm.isf(0.01 / 2 / everything["coordinates"])
 
 
 def test_nearest_codes_are_the_deterministic_limit_of_q():
@@ -199,21 +209,46 @@ def test_nearest_codes_are_the_deterministic_limit_of_q():
     np.testing.assert_allclose(np.exp(cold.max(axis=-1)), 1.0)
 
 
-def test_importance_sampling_is_calibrated_and_iwae_is_a_bound_near_the_exact_evidence():
-    """On 40 test images at the initial weights, 20 000 encoder draws each: importance sampling's
-    z-scores against the exact log p(x) average 0 within 4 of their SEs (over the images whose k-hat is
-    reliable); IWAE-K never exceeds the exact value by more than 4 of its SEs, lies below it on average
-    at K = 10 (the bound), and at K = 1 000 comes within 4 SEs of it on average."""
+def z_band(n: int) -> tuple[float, float]:
+    """The 99% band of the sd of n independent N(0, 1) z-scores: sqrt(chi2(n - 1) quantiles / (n - 1))."""
+    return tuple(float(np.sqrt(chi2.ppf(q, n - 1) / (n - 1))) for q in (0.005, 0.995))
+
+
+def test_importance_sampling_is_labelled_unreliable_because_the_khat_rule_does_not_calibrate_it():
+    """The vq objective after 300 steps, all 500 test images, the study's 2 000 draws: over the images
+    whose independent k-hat passes the suite's rule (enough of them that the z sd's 99% band ends
+    below 1.5), the z-scores of importance sampling are not N(0, 1) (mean beyond 4 / sqrt(n) of 0, or
+    sd outside the band), so every importance-sampling row is labelled unreliable; the test fails
+    when the rule starts calibrating it and the label is to be revisited."""
+    from ppl_suite.vqvae.evaluation import estimator_rows, khat_passes
+    from ppl_suite.vqvae.training import VQTrainingSettings, train
+
+    enable_float64()
+    data = digits.load()
+    trained = train("handrolled", "vq", data, VQTrainingSettings(steps=300))
+    rows = pd.DataFrame(estimator_rows("handrolled", "vq", trained.weights, data.test, 1.0, 2000, (10,), 0))
+    importance = rows[rows["estimator"] == "importance"]
+    assert not importance["reliable"].any()
+    z = importance[khat_passes(importance)]["z"].to_numpy()
+    n = z.size
+    low, high = z_band(n)
+    assert high < 1.5  # power: an SE two thirds of the true one is seen
+    calibrated = abs(z.mean()) < 4 / np.sqrt(n) and low <= z.std(ddof=1) <= high
+    assert not calibrated, (n, z.mean(), z.std(ddof=1))
+
+
+def test_iwae_is_a_bound_near_the_exact_evidence():
+    """On 40 test images at the initial weights, 20 000 encoder draws each, every image (the bound's SE
+    is its spread over blocks, whatever the k-hat): IWAE-K never exceeds the exact value by more than
+    4 of its SEs, lies below it on average at K = 10 (the bound), and at K = 1 000 comes within 4 SEs
+    of it on average."""
     from ppl_suite.vqvae.evaluation import estimator_rows
 
     weights = network.init_weights(0, codes=16, positions=2, code_dim=2, hidden=64)
     test = digits.load().test[:40]
     rows = pd.DataFrame(estimator_rows("handrolled", "enumerated", weights, test, 1.0, 20_000, (10, 1000), 0))
-    reliable = rows[rows["reliable"]]
-    assert len(reliable) >= 3 * 10  # at least 10 images whose SEs can be read
-    importance = reliable[reliable["estimator"] == "importance"]["z"]
-    assert abs(importance.mean()) < 4 * importance.std(ddof=1) / np.sqrt(len(importance))
-    iwae = reliable[reliable["estimator"] == "iwae"]
+    iwae = rows[rows["estimator"] == "iwae"]
+    assert iwae["reliable"].all()
     assert iwae["z"].max() < 4
     at_10, at_1000 = iwae[iwae["k"] == 10]["z"], iwae[iwae["k"] == 1000]["z"]
     assert at_10.mean() + 4 * at_10.std(ddof=1) / np.sqrt(len(at_10)) < 0
