@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-from pathlib import Path
 from typing import Any
 
 MODELS = ("vae_digits", "vqvae_digits")
@@ -91,30 +89,14 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_in(store: Any, settings: Any, command: list[str]) -> dict[str, Any]:
-    """Run the study into ``store`` (held locked by the caller). A new folder gets a manifest of its
-    own; a results folder of an earlier run keeps its manifest, with the study's entry added."""
-    from ppl_suite import schema
-    from ppl_suite.provenance import git_commit, versions
-    from ppl_suite.store import now
+    """Run the study into ``store`` (held locked by the caller); the manifest as ``run_recorded``'s."""
     from ppl_suite.vae import results as r
+    from ppl_suite.vae.command_flow import run_recorded
     from ppl_suite.vae.study import run_study
 
-    existing = store.manifest() if store.is_results_folder() else {}
-    entry = {
-        schema.MANIFEST_COMMAND: command,
-        schema.MANIFEST_CONFIG: {"vae": dataclasses.asdict(settings)},
-        schema.MANIFEST_STARTED: now(),
-    }
-    base = existing or {
-        **entry,
-        schema.MANIFEST_VERSIONS: versions(),
-        schema.MANIFEST_GIT_COMMIT: git_commit(),
-    }
-    store.write_manifest(base | {r.MANIFEST_VAE: entry})
-    tables = run_study(settings, store.path)
-    finished = {} if existing else {schema.MANIFEST_FINISHED: now()}
-    store.write_manifest(base | {r.MANIFEST_VAE: entry | {schema.MANIFEST_FINISHED: now()}} | finished)
-    return tables
+    return run_recorded(
+        store, command, {"vae": settings}, r.MANIFEST_VAE, lambda: run_study(settings, store.path)
+    )
 
 
 def summary_lines(tables: dict[str, Any]) -> list[str]:
@@ -145,43 +127,21 @@ def summary_lines(tables: dict[str, Any]) -> list[str]:
     return lines
 
 
+def failed(tables: dict[str, Any]) -> bool:
+    """Whether some backend failed."""
+    from ppl_suite.vae import results as r
+
+    return bool((tables["backends"][r.STATUS] != r.OK).any())
+
+
 def command(args: argparse.Namespace) -> int:
     """Run ``ppl-suite vae``; bad input is a ``matrix.ConfigError`` (exit 2)."""
-    from ppl_suite import matrix
-    from ppl_suite.numerics import setup
-    from ppl_suite.store import FolderBusy, ResultsStore
-    from ppl_suite.vae import results as r
-    from ppl_suite.vae.settings import SettingsError
-
     if args.model == "vqvae_digits":
         from ppl_suite.vqvae.command import command as vqvae_command
 
         args.out = args.out or "results/vqvae"
         return vqvae_command(args)
     args.out = args.out or "results/vae"
-    setup(one_thread=False)  # float64 in JAX and torch before anything computes; XLA's threads left alone
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as error:
-        raise matrix.ConfigError(error.problems) from None
-    store = ResultsStore(args.out)
-    if (problem := store.problem()) is not None:
-        raise matrix.ConfigError([problem])
-    try:
-        with store.locked():
-            if removed := store.clean_temporary():
-                print(f"removed {removed} temporary files left by an interrupted run in {store.path}")
-            if args.fresh and (removed := store.discard(vae_only=True)):
-                print(f"--fresh: removed {removed} files of earlier VAE studies from {store.path}")
-            tables = run_in(store, settings, sys.argv)
-    except FolderBusy as error:
-        raise matrix.ConfigError([str(error)]) from None
-    print("\n".join(summary_lines(tables)))
-    print(f"\nVAE tables: {Path(store.path) / r.FOLDER}")
-    if not args.no_report:
-        from ppl_suite.report.render import write_report
+    from ppl_suite.vae.command_flow import run_command
 
-        folder = Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
-        for kind, path in write_report(store.path, folder).items():
-            print(f"report ({kind}): {path}")
-    return 1 if (tables["backends"][r.STATUS] != r.OK).any() else 0
+    return run_command(args, settings_from_args, run_in, summary_lines, failed, "VAE studies", "VAE")

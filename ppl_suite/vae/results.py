@@ -25,6 +25,8 @@ The study writes one parquet file per table under ``<results>/vae/`` through ``R
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 FOLDER = "vae"
@@ -157,10 +159,13 @@ TABLES = {
 }
 
 
-def frame(table: str, rows: list[dict]) -> pd.DataFrame:
-    """The rows as table ``table``'s DataFrame, its columns in their declared order."""
-    columns = TABLES[table]
+def frame(
+    table: str, rows: list[dict], tables: Mapping[str, tuple[str, ...]] = TABLES, study: str = "vae"
+) -> pd.DataFrame:
+    """The rows as table ``table``'s DataFrame (of ``study``'s ``tables``), its columns in their declared
+    order."""
+    columns = tables[table]
     unknown = {key for row in rows for key in row} - set(columns)
     if unknown:
-        raise ValueError(f"vae table {table!r} has no columns {sorted(unknown)}")
+        raise ValueError(f"{study} table {table!r} has no columns {sorted(unknown)}")
     return pd.DataFrame(rows, columns=list(columns))

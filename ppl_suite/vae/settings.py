@@ -21,8 +21,9 @@ with one message per problem. Light to import: the runner validates it before an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from ppl_suite import sizes
 from ppl_suite.estimators.ais import AISConfig
@@ -40,6 +41,37 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
+class CheckedSettings:
+    """A study's settings, checked by their ``problems()`` (one message per problem)."""
+
+    def problems(self) -> list[str]:
+        raise NotImplementedError
+
+    def checked(self) -> Self:
+        """These settings, or SettingsError listing every problem."""
+        found = self.problems()
+        if found:
+            raise SettingsError(found)
+        return self
+
+
+def integer_problem(study: str, name: str, value: Any, low: int, high: int | None) -> str | None:
+    """The message for a setting ``name`` not an integer in [low, high] (high None: no upper bound)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+        bound = f"between {low} and {high}" if high else f">= {low}"
+        return f"{study}: {name} must be an integer {bound}, got {value!r}"
+    return None
+
+
+def training_problems(training_settings: Callable[[], Any], study: str) -> list[str]:
+    """The problems of a study's ``training`` overrides, as ``training_settings()`` raises them."""
+    try:
+        training_settings()
+    except (TypeError, ValueError) as error:
+        return [f"{study}.training: {part}" for part in str(error).split("; ")]
+    return []
+
+
 @dataclass(frozen=True)
 class VAEAISSettings(AISConfig):
     """The suite's AIS settings, and how many images its pilot tunes the shared schedule on."""
@@ -51,7 +83,7 @@ class VAEAISSettings(AISConfig):
 
 
 @dataclass(frozen=True)
-class VAEStudySettings:
+class VAEStudySettings(CheckedSettings):
     """Everything the study runs (module docstring); ``training`` holds TrainingSettings overrides."""
 
     backends: tuple[str, ...] = BACKENDS
@@ -86,14 +118,8 @@ class VAEStudySettings:
         }
         bad = set()
         for name, (value, low, high) in counts.items():
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < low
-                or (high and value > high)
-            ):
-                bound = f"between {low} and {high}" if high else f">= {low}"
-                found.append(f"vae: {name} must be an integer {bound}, got {value!r}")
+            if problem := integer_problem("vae", name, value, low, high):
+                found.append(problem)
                 bad.add(name)
             elif not high and (too_many := sizes.over_budget(name, value, 1, "per image or draw")):
                 found.append(f"vae: {too_many}")
@@ -121,11 +147,7 @@ class VAEStudySettings:
 
     def training_problems(self) -> list[str]:
         """The problems of the ``training`` overrides, as TrainingSettings reports them."""
-        try:
-            self.training_settings()
-        except (TypeError, ValueError) as error:
-            return [f"vae.training: {part}" for part in str(error).split("; ")]
-        return []
+        return training_problems(self.training_settings, "vae")
 
     def training_settings(self) -> Any:
         """``ppl_suite.vae.training.TrainingSettings`` with the ``training`` overrides."""
@@ -133,50 +155,51 @@ class VAEStudySettings:
 
         return TrainingSettings(**self.training)
 
-    def checked(self) -> VAEStudySettings:
-        """These settings, or SettingsError listing every problem."""
-        found = self.problems()
-        if found:
-            raise SettingsError(found)
-        return self
 
-
-def _sub(cls: type, table: Any, name: str, found: list[str]) -> Any:
+def _sub(cls: type, table: Any, study: str, name: str, found: list[str]) -> Any:
     """``cls(**table)``, or its default with a problem for a non-table or unknown keys."""
     if table is None:
         return cls()
     if not isinstance(table, dict):
-        found.append(f"vae.{name} must be a table, got {table!r}")
+        found.append(f"{study}.{name} must be a table, got {table!r}")
         return cls()
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(table) - valid)
     if unknown:
         found.append(
-            f"vae.{name}: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+            f"{study}.{name}: unknown settings {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(valid))}"
         )
     return cls(**{k: v for k, v in table.items() if k in valid})
 
 
 def from_table(table: dict[str, Any]) -> VAEStudySettings:
     """Settings from a ``[vae]`` table (TOML), checked; SettingsError lists every problem."""
-    found: list[str] = []
+    return study_from_table(VAEStudySettings, "vae", table, {"ais": VAEAISSettings, "qstar": FitSettings})
+
+
+def study_from_table(cls: type, study: str, table: Any, nested: Mapping[str, type] | None = None) -> Any:
+    """``cls`` (a study's settings) from its ``[study]`` table, checked; SettingsError lists every
+    problem. ``nested`` names its sub-tables of settings classes besides ``training`` (a dict of
+    overrides); lists become tuples."""
+    nested = nested or {}
     if not isinstance(table, dict):
-        raise SettingsError([f"vae must be a table ([vae] in TOML), got {table!r}"])
+        raise SettingsError([f"{study} must be a table ([{study}] in TOML), got {table!r}"])
     table = dict(table)
-    ais = _sub(VAEAISSettings, table.pop("ais", None), "ais", found)
-    qstar = _sub(FitSettings, table.pop("qstar", None), "qstar", found)
+    found: list[str] = []
+    parts = {name: _sub(kind, table.pop(name, None), study, name, found) for name, kind in nested.items()}
     training = table.pop("training", {})
     if not isinstance(training, dict):
-        found.append(f"vae.training must be a table, got {training!r}")
+        found.append(f"{study}.training must be a table, got {training!r}")
         training = {}
-    valid = {f.name for f in dataclasses.fields(VAEStudySettings)} - {"ais", "qstar", "training"}
+    valid = {f.name for f in dataclasses.fields(cls)} - {*nested, "training"}
     unknown = sorted(set(table) - valid)
     if unknown:
         found.append(
-            f"vae: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+            f"{study}: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
         )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k in valid}
-    settings = VAEStudySettings(**values, training=dict(training), ais=ais, qstar=qstar)
+    settings = cls(**values, training=dict(training), **parts)
     found += settings.problems()
     if found:
         raise SettingsError(found)

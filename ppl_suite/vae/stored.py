@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -153,19 +154,28 @@ def load_trained(
 
 
 def save_rows(
-    store: ResultsStore, digest: str, rows: dict[str, list[dict]], tables: tuple[str, ...] = PER_BACKEND
+    store: ResultsStore,
+    digest: str,
+    rows: dict[str, list[dict]],
+    tables: tuple[str, ...] = PER_BACKEND,
+    frame: Callable[[str, list[dict]], pd.DataFrame] = r.frame,
 ) -> None:
-    """Keep an evaluated backend's rows of ``tables`` (every per-backend table, ``backends`` last)."""
+    """Keep an evaluated backend's rows of ``tables`` (every per-backend table, ``backends`` last), each
+    as ``frame`` makes it (the study's ``results.frame``)."""
     for name in tables:
         buffer = io.BytesIO()
-        r.frame(name, rows[name]).to_parquet(buffer, index=False)
+        frame(name, rows[name]).to_parquet(buffer, index=False)
         store.write_vae_part(digest, f"{name}.parquet", buffer.getvalue())
 
 
 def load_rows(
-    store: ResultsStore, digest: str, tables: tuple[str, ...] = PER_BACKEND
+    store: ResultsStore,
+    digest: str,
+    tables: tuple[str, ...] = PER_BACKEND,
+    columns: Mapping[str, tuple[str, ...]] = r.TABLES,
 ) -> dict[str, list[dict]] | None:
-    """The rows of ``tables`` kept under ``digest``, or None when the part is missing or not whole."""
+    """The rows of ``tables`` kept under ``digest``, or None when the part is missing or not whole;
+    each table must have its ``columns`` (the study's ``results.TABLES``)."""
     payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in tables}
     if any(payload is None for payload in payloads.values()):
         return None
@@ -175,7 +185,7 @@ def load_rows(
             frame = pd.read_parquet(io.BytesIO(payload))
         except (OSError, ValueError) as error:  # pyarrow's errors derive from these
             raise Unreadable(f"vae/parts/{digest}.{name}.parquet: {type(error).__name__}: {error}") from error
-        if list(frame.columns) != list(r.TABLES[name]):
+        if list(frame.columns) != list(columns[name]):
             raise Unreadable(f"vae/parts/{digest}.{name}.parquet: not the columns of table {name!r}")
         rows[name] = frame.to_dict("records")
     return rows

@@ -9,7 +9,8 @@ differentiated through the draws (the pathwise gradient Trace_ELBO takes), and A
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,15 +34,35 @@ def minibatch_loss(weights, x, batch, key, particles: int):
 def fit(
     x: np.ndarray, init: Mapping[str, np.ndarray], batches: np.ndarray, settings: TrainingSettings
 ) -> TrainedVAE:
+    particles = settings.particles
+    return fit_by_hand(
+        lambda weights, x, batch, key: minibatch_loss(weights, x, batch, key, particles),
+        x,
+        init,
+        batches,
+        settings,
+    )
+
+
+def fit_by_hand(
+    loss: Callable[..., Any],
+    x: np.ndarray,
+    init: Mapping[str, np.ndarray],
+    batches: np.ndarray,
+    settings: Any,
+) -> TrainedVAE:
+    """Minimize ``loss(weights, x, batch, key)`` from ``init`` over ``batches`` with Adam written out at
+    the constant step ``settings.lr`` (a fresh key per step, split from ``settings.noise``'s), scanned in
+    compiled segments; the weights kept at ``settings.checkpoints``."""
     enable_float64()
     # SVIConfig's schedule with final_lr = lr is the constant step lr
     adam = adam_step(SVIConfig(steps=settings.steps, lr=settings.lr, final_lr=settings.lr, hold=0.0))
-    value_and_grad = jax.value_and_grad(minibatch_loss)
+    value_and_grad = jax.value_and_grad(loss)
 
     def update(state, x, batch):
         weights, m, v, key, t = state
         key, sub = jax.random.split(key)
-        loss, grads = value_and_grad(weights, x, batch, sub, settings.particles)
+        loss, grads = value_and_grad(weights, x, batch, sub)
         weights, m, v = adam(weights, grads, m, v, t)
         return (weights, m, v, key, t + 1), loss
 

@@ -55,8 +55,27 @@ def default_checkpoints(steps: int) -> tuple[int, ...]:
     return tuple(sorted({0, steps} | {m for m in marks if m <= steps}))
 
 
+class SeededTraining:
+    """What the studies' frozen training settings share: checked when made (ValueError naming every
+    problem of their ``problems``), ``checkpoints`` resolved (() the default, 0 and ``steps`` always
+    added, sorted), and the seed of their training noise."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ValueError("; ".join(problems))
+        steps = {0, self.steps} | set(self.checkpoints or default_checkpoints(self.steps))  # () = default
+        object.__setattr__(self, "checkpoints", tuple(sorted(int(step) for step in steps)))
+
+    @property
+    def noise(self) -> int:
+        """The seed of the training noise's stream (the reparametrization noise, the score function's
+        draws): ``noise_seed``, or ``seed`` when None."""
+        return self.seed if self.noise_seed is None else self.noise_seed
+
+
 @dataclass(frozen=True)
-class TrainingSettings:
+class TrainingSettings(SeededTraining):
     """What a training run depends on, besides the data and the backend.
 
     ``seed`` draws the initial weights (``network.init_weights(seed, latent_dim, hidden)``) and the
@@ -86,48 +105,46 @@ class TrainingSettings:
     noise_seed: int | None = None
     checkpoints: tuple[int, ...] = field(default=())
 
-    def __post_init__(self) -> None:
-        settings = {f.name: getattr(self, f.name) for f in fields(self)}
-        problems = self.problems(settings)
-        if problems:
-            raise ValueError("; ".join(problems))
-        steps = {0, self.steps} | set(self.checkpoints or default_checkpoints(self.steps))  # () = default
-        object.__setattr__(self, "checkpoints", tuple(sorted(int(step) for step in steps)))
-
-    @property
-    def noise(self) -> int:
-        """The seed of the reparametrization noise's stream: ``noise_seed``, or ``seed`` when None."""
-        return self.seed if self.noise_seed is None else self.noise_seed
-
     @staticmethod
     def problems(settings: Mapping[str, Any]) -> list[str]:
         """One message per setting outside its domain or unknown, naming the valid ones."""
-        valid = (*TRAINING_DOMAINS, "checkpoints")
-        unknown = [name for name in settings if name not in valid]
-        out = [f"unknown training setting {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"]
-        out = out if unknown else []
-        out += [
-            problem
-            for name, value in settings.items()
-            if name in TRAINING_DOMAINS
-            and not (name == "noise_seed" and value is None)
-            and (
-                problem := TRAINING_DOMAINS[name].problem(name, value)
-                or (
-                    sizes.over_budget(name, value, 1, TRAINING_SIZES[name])
-                    if name in TRAINING_SIZES
-                    else None
-                )
-            )
+        return [
+            *setting_problems(settings, TRAINING_DOMAINS),
+            *checkpoint_problems(settings, TrainingSettings.steps),
         ]
-        marks = settings.get("checkpoints", ())
-        if not isinstance(marks, tuple | list):
-            return [*out, f"checkpoints must be a tuple of steps, got {marks!r}"]
-        steps = settings.get("steps", TrainingSettings.steps)
-        if TRAINING_DOMAINS["steps"].problem("steps", steps) is None:  # else the range is unknown
-            within = Domain.integer(0, steps)
-            out += [p for step in marks if (p := within.problem("each checkpoint", step))]
-        return out
+
+
+def setting_problems(settings: Mapping[str, Any], domains: Mapping[str, Domain]) -> list[str]:
+    """One message for the settings unknown (neither in ``domains`` nor checkpoints), naming the valid
+    ones, and one per setting outside its domain or over the memory budget (``TRAINING_SIZES``);
+    ``noise_seed`` may be None."""
+    valid = (*domains, "checkpoints")
+    unknown = [name for name in settings if name not in valid]
+    out = [f"unknown training setting {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"]
+    out = out if unknown else []
+    return out + [
+        problem
+        for name, value in settings.items()
+        if name in domains
+        and not (name == "noise_seed" and value is None)
+        and (
+            problem := domains[name].problem(name, value)
+            or (sizes.over_budget(name, value, 1, TRAINING_SIZES[name]) if name in TRAINING_SIZES else None)
+        )
+    ]
+
+
+def checkpoint_problems(settings: Mapping[str, Any], default_steps: int) -> list[str]:
+    """One message per checkpoint outside 0..steps (``steps``: ``default_steps`` when not set), or one
+    when ``checkpoints`` is not a tuple of steps."""
+    marks = settings.get("checkpoints", ())
+    if not isinstance(marks, tuple | list):
+        return [f"checkpoints must be a tuple of steps, got {marks!r}"]
+    steps = settings.get("steps", default_steps)
+    if TRAINING_DOMAINS["steps"].problem("steps", steps) is not None:  # the range is unknown
+        return []
+    within = Domain.integer(0, steps)
+    return [p for step in marks if (p := within.problem("each checkpoint", step))]
 
 
 @dataclass

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-from pathlib import Path
 from typing import Any
 
 OPTIONS_OF_THE_VAE = ("latent_dim",)  # flags of the Gaussian VAE that the VQ-VAE has not
@@ -48,28 +46,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 def run_in(store: Any, settings: Any, command: list[str], log=print) -> dict[str, Any]:
     """Run the study into ``store`` (held locked by the caller); the manifest gains the study's entry."""
-    from ppl_suite import schema
-    from ppl_suite.provenance import git_commit, versions
-    from ppl_suite.store import now
+    from ppl_suite.vae.command_flow import run_recorded
     from ppl_suite.vqvae import results as r
     from ppl_suite.vqvae.study import run_study
 
-    existing = store.manifest() if store.is_results_folder() else {}
-    entry = {
-        schema.MANIFEST_COMMAND: command,
-        schema.MANIFEST_CONFIG: {"vqvae": dataclasses.asdict(settings)},
-        schema.MANIFEST_STARTED: now(),
-    }
-    base = existing or {
-        **entry,
-        schema.MANIFEST_VERSIONS: versions(),
-        schema.MANIFEST_GIT_COMMIT: git_commit(),
-    }
-    store.write_manifest(base | {r.MANIFEST_VQVAE: entry})
-    tables = run_study(settings, store.path, log=log)
-    finished = {} if existing else {schema.MANIFEST_FINISHED: now()}
-    store.write_manifest(base | {r.MANIFEST_VQVAE: entry | {schema.MANIFEST_FINISHED: now()}} | finished)
-    return tables
+    return run_recorded(
+        store,
+        command,
+        {"vqvae": settings},
+        r.MANIFEST_VQVAE,
+        lambda: run_study(settings, store.path, log=log),
+    )
 
 
 def summary_lines(tables: dict[str, Any]) -> list[str]:
@@ -90,34 +77,8 @@ def failed(tables: dict[str, Any]) -> bool:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ppl-suite vae --model vqvae_digits``; bad input is a ``matrix.ConfigError`` (exit 2)."""
-    from ppl_suite import matrix
-    from ppl_suite.numerics import setup
-    from ppl_suite.store import FolderBusy, ResultsStore
-    from ppl_suite.vae.settings import SettingsError
+    from ppl_suite.vae.command_flow import run_command
 
-    setup(one_thread=False)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as error:
-        raise matrix.ConfigError(error.problems) from None
-    store = ResultsStore(args.out)
-    if (problem := store.problem()) is not None:
-        raise matrix.ConfigError([problem])
-    try:
-        with store.locked():
-            if removed := store.clean_temporary():
-                print(f"removed {removed} temporary files left by an interrupted run in {store.path}")
-            if args.fresh and (removed := store.discard(vae_only=True)):
-                print(f"--fresh: removed {removed} files of earlier VAE and VQ-VAE studies from {store.path}")
-            tables = run_in(store, settings, sys.argv)
-    except FolderBusy as error:
-        raise matrix.ConfigError([str(error)]) from None
-    print("\n".join(summary_lines(tables)))
-    print(f"\nVQ-VAE tables: {Path(store.path) / 'vae'}")
-    if not args.no_report:
-        from ppl_suite.report.render import write_report
-
-        folder = Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name
-        for kind, path in write_report(store.path, folder).items():
-            print(f"report ({kind}): {path}")
-    return 1 if failed(tables) else 0
+    return run_command(
+        args, settings_from_args, run_in, summary_lines, failed, "VAE and VQ-VAE studies", "VQ-VAE"
+    )

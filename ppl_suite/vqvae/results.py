@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ppl_suite.vae import results as vae_results
+
 MANIFEST_VQVAE = "vqvae_study"
 BACKEND, OBJECTIVE, STATUS, ERROR = "backend", "objective", "status", "error"
 OK, FAILED = "ok", "failed"
@@ -87,8 +89,4 @@ PER_RUN = ("exact", "vqvae_checkpoints", "vqvae_split", "vqvae_estimators", "vqv
 
 def frame(table: str, rows: list[dict]) -> pd.DataFrame:
     """The rows as table ``table``'s DataFrame, its columns in their declared order."""
-    columns = TABLES[table]
-    unknown = {key for row in rows for key in row} - set(columns)
-    if unknown:
-        raise ValueError(f"vqvae table {table!r} has no columns {sorted(unknown)}")
-    return pd.DataFrame(rows, columns=list(columns))
+    return vae_results.frame(table, rows, TABLES, "vqvae")

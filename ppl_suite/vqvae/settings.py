@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ppl_suite import sizes
-from ppl_suite.vae.settings import SettingsError
+from ppl_suite.vae.settings import CheckedSettings, integer_problem, study_from_table, training_problems
 from ppl_suite.vqvae.training import BACKENDS, OBJECTIVES, VQTrainingSettings
 
 TEST_IMAGES = 500
 
 
 @dataclass(frozen=True)
-class VQVAEStudySettings:
+class VQVAEStudySettings(CheckedSettings):
     """Everything the study runs (module docstring); ``training`` holds VQTrainingSettings overrides."""
 
     backends: tuple[str, ...] = BACKENDS
@@ -56,14 +56,8 @@ class VQVAEStudySettings:
             "seed": (self.seed, 0, 2**32 - 1),
         }
         for name, (value, low, high) in counts.items():
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < low
-                or (high and value > high)
-            ):
-                bound = f"between {low} and {high}" if high else f">= {low}"
-                found.append(f"vqvae: {name} must be an integer {bound}, got {value!r}")
+            if problem := integer_problem("vqvae", name, value, low, high):
+                found.append(problem)
             elif name in ("draws", "gradient_draws") and (
                 too_many := sizes.over_budget(f"vqvae: {name}", value, 1, "per image or point")
             ):
@@ -73,46 +67,16 @@ class VQVAEStudySettings:
             found.append(f"vqvae: iwae_ks must be positive integers, got {ks!r}")
         elif isinstance(self.draws, int) and 2 * max(ks) > self.draws:
             found.append(f"vqvae: IWAE at K = {max(ks)} needs draws >= 2K = {2 * max(ks)}, got {self.draws}")
-        try:
-            self.training_settings()
-        except (TypeError, ValueError) as error:
-            found += [f"vqvae.training: {part}" for part in str(error).split("; ")]
-        return found
+        return found + training_problems(self.training_settings, "vqvae")
 
     def training_settings(self) -> VQTrainingSettings:
         """``VQTrainingSettings`` with the ``training`` overrides."""
         return VQTrainingSettings(**self.training)
 
-    def checked(self) -> VQVAEStudySettings:
-        """These settings, or SettingsError listing every problem."""
-        found = self.problems()
-        if found:
-            raise SettingsError(found)
-        return self
-
 
 def from_table(table: dict[str, Any]) -> VQVAEStudySettings:
     """Settings from a ``[vqvae]`` table (TOML), checked; SettingsError lists every problem."""
-    if not isinstance(table, dict):
-        raise SettingsError([f"vqvae must be a table ([vqvae] in TOML), got {table!r}"])
-    table = dict(table)
-    found: list[str] = []
-    training = table.pop("training", {})
-    if not isinstance(training, dict):
-        found.append(f"vqvae.training must be a table, got {training!r}")
-        training = {}
-    valid = {f.name for f in dataclasses.fields(VQVAEStudySettings)} - {"training"}
-    unknown = sorted(set(table) - valid)
-    if unknown:
-        found.append(
-            f"vqvae: unknown settings {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
-        )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items() if k in valid}
-    settings = VQVAEStudySettings(**values, training=dict(training))
-    found += settings.problems()
-    if found:
-        raise SettingsError(found)
-    return settings
+    return study_from_table(VQVAEStudySettings, "vqvae", table)
 
 
 def quick(settings: VQVAEStudySettings) -> VQVAEStudySettings:

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import numpy as np
-import pandas as pd
 
 from ppl_suite.store import ResultsStore, package_versions, source_hash
-from ppl_suite.vae.stored import Unreadable, _digest, array_digest
+from ppl_suite.vae import stored as vae_stored
+from ppl_suite.vae.stored import Unreadable as Unreadable  # the study catches stored.Unreadable
+from ppl_suite.vae.stored import _digest, array_digest
 from ppl_suite.vqvae import results as r
 from ppl_suite.vqvae.settings import VQVAEStudySettings
 from ppl_suite.vqvae.training import VQTrainingSettings
@@ -81,24 +81,9 @@ def gradient_digest(points: dict[str, str], settings: VQVAEStudySettings, batch:
 
 def save_rows(store: ResultsStore, digest: str, rows: dict[str, list[dict]], tables: tuple[str, ...]) -> None:
     """Keep rows of ``tables`` under ``digest`` (in order: the last one marks the part whole)."""
-    for name in tables:
-        buffer = io.BytesIO()
-        r.frame(name, rows[name]).to_parquet(buffer, index=False)
-        store.write_vae_part(digest, f"{name}.parquet", buffer.getvalue())
+    vae_stored.save_rows(store, digest, rows, tables, r.frame)
 
 
 def load_rows(store: ResultsStore, digest: str, tables: tuple[str, ...]) -> dict[str, list[dict]] | None:
     """The rows of ``tables`` kept under ``digest``, or None when the part is missing or not whole."""
-    payloads = {name: store.vae_part(digest, f"{name}.parquet") for name in tables}
-    if any(payload is None for payload in payloads.values()):
-        return None
-    rows = {}
-    for name, payload in payloads.items():
-        try:
-            frame = pd.read_parquet(io.BytesIO(payload))
-        except (OSError, ValueError) as error:
-            raise Unreadable(f"vae/parts/{digest}.{name}.parquet: {type(error).__name__}: {error}") from error
-        if list(frame.columns) != list(r.TABLES[name]):
-            raise Unreadable(f"vae/parts/{digest}.{name}.parquet: not the columns of table {name!r}")
-        rows[name] = frame.to_dict("records")
-    return rows
+    return vae_stored.load_rows(store, digest, tables, r.TABLES)

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ppl_suite.backends.base import SVIConfig
-from ppl_suite.backends.handrolled import adam_step
-from ppl_suite.numerics import enable_float64
-from ppl_suite.vae.jax_segments import run_segments
+from ppl_suite.vae.train_handrolled import fit_by_hand
 from ppl_suite.vae.training import TrainedVAE
 from ppl_suite.vqvae import losses
 from ppl_suite.vqvae.training import VQTrainingSettings
@@ -37,19 +32,4 @@ def fit(
     settings: VQTrainingSettings,
     objective: str,
 ) -> TrainedVAE:
-    enable_float64()
-    adam = adam_step(SVIConfig(steps=settings.steps, lr=settings.lr, final_lr=settings.lr, hold=0.0))
-    value_and_grad = jax.value_and_grad(minibatch_loss(objective, settings))
-
-    def update(state, x, batch):
-        weights, m, v, key, t = state
-        key, sub = jax.random.split(key)
-        loss, grads = value_and_grad(weights, x, batch, sub)
-        weights, m, v = adam(weights, grads, m, v, t)
-        return (weights, m, v, key, t + 1), loss
-
-    weights = {name: jnp.asarray(value) for name, value in init.items()}
-    zeros = jax.tree.map(jnp.zeros_like, weights)
-    state = (weights, zeros, zeros, jax.random.PRNGKey(settings.noise), jnp.asarray(0))
-    run = run_segments(update, lambda state: state[0], state, x, batches, settings.checkpoints)
-    return run.trained("handrolled", settings)
+    return fit_by_hand(minibatch_loss(objective, settings), x, init, batches, settings)

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
 
 from models.vqvae_digits import numpyro_impl
-from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS
 from ppl_suite.numerics import enable_float64
 from ppl_suite.vae.jax_segments import run_segments
+from ppl_suite.vae.train_numpyro import adam, fit_svi
 from ppl_suite.vae.training import TrainedVAE
 from ppl_suite.vqvae import losses
 from ppl_suite.vqvae.training import VQTrainingSettings
@@ -38,7 +37,7 @@ def fit(
     objective: str,
 ) -> TrainedVAE:
     enable_float64()
-    optimizer = numpyro.optim.Adam(step_size=settings.lr, b1=ADAM_BETAS[0], b2=ADAM_BETAS[1], eps=ADAM_EPS)
+    optimizer = adam(settings)
     if objective == "vq":
         value_and_grad = jax.value_and_grad(losses.vq_loss)
 
@@ -56,6 +55,4 @@ def fit(
         optimizer,
         elbo(objective, settings),
     )
-    state = svi.init(jax.random.PRNGKey(settings.noise), x, batches[0])
-    run = run_segments(svi.update, svi.get_params, state, x, batches, settings.checkpoints)
-    return run.trained("numpyro", settings)
+    return fit_svi(svi, x, batches, settings)

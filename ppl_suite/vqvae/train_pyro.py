@@ -8,16 +8,14 @@ of its default slowed the enumerated sum about threefold), its setting restored 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import numpy as np
-import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from models.vqvae_digits import network, pyro_impl
-from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS
+from ppl_suite.vae.train_pyro import fit_eagerly
 from ppl_suite.vae.training import TrainedVAE
 from ppl_suite.vqvae.training import VQTrainingSettings
 
@@ -47,11 +45,6 @@ def loss_function(objective: str, settings: VQTrainingSettings, init: Mapping[st
     return lambda images, batch: elbo.loss_and_grads(model, guide, images, batch)
 
 
-def weights_of(store) -> dict[str, np.ndarray]:
-    """The parameter store's weights as NumPy copies."""
-    return {name: store[name].detach().numpy().copy() for name in NAMES}
-
-
 def fit(
     x: np.ndarray,
     init: Mapping[str, np.ndarray],
@@ -59,44 +52,6 @@ def fit(
     settings: VQTrainingSettings,
     objective: str,
 ) -> TrainedVAE:
-    store = pyro.get_param_store()
-    store.clear()
-    images, indices = torch.tensor(x, dtype=torch.float64), torch.as_tensor(batches)
-    marks = set(settings.checkpoints)
-    snapshots = {0: {name: value.copy() for name, value in init.items()}}
-    losses = np.empty(settings.steps)
-    setup_seconds, threads = 0.0, torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            torch.manual_seed(settings.noise)
-            step = loss_function(objective, settings, init)
-            optimizer, seconds, cpu_seconds = None, 0.0, 0.0
-            for t in range(settings.steps):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                losses[t] = step(images, indices[t])
-                if optimizer is None:  # the first step created the parameters
-                    parameters = [value for _, value in store.named_parameters()]
-                    optimizer = torch.optim.Adam(parameters, lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
-                optimizer.step()
-                optimizer.zero_grad()
-                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-                if t == 0:
-                    setup_seconds = elapsed
-                else:
-                    seconds, cpu_seconds = seconds + elapsed, cpu_seconds + cpu
-                if t + 1 in marks:
-                    snapshots[t + 1] = weights_of(store)
-    finally:
-        store.clear()
-        torch.set_num_threads(threads)
-    return TrainedVAE(
-        backend="pyro",
-        settings=settings,
-        weights=snapshots[settings.steps],
-        checkpoints=snapshots,
-        losses=losses,
-        seconds=seconds,
-        compile_seconds=setup_seconds,
-        cpu_seconds=cpu_seconds,
+    return fit_eagerly(
+        lambda: loss_function(objective, settings, init), NAMES, x, init, batches, settings, one_thread=True
     )

@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from models.vae_digits.data import VAEData
 from models.vqvae_digits import network
-from ppl_suite import sizes
 from ppl_suite.spec import Domain
-from ppl_suite.vae.training import TRAINING_SIZES, TrainedVAE, default_checkpoints, minibatches
+from ppl_suite.vae.training import (
+    SeededTraining,
+    TrainedVAE,
+    checkpoint_problems,
+    minibatches,
+    setting_problems,
+)
 
 BACKENDS = ("pyro", "numpyro", "handrolled")
 BACKEND_MODULES = {name: f"ppl_suite.vqvae.train_{name}" for name in BACKENDS}
@@ -56,7 +61,7 @@ MAX_CODES = 65_536  # K^L: the enumeration's size, kept to what a sum over every
 
 
 @dataclass(frozen=True)
-class VQTrainingSettings:
+class VQTrainingSettings(SeededTraining):
     """What a VQ-VAE training run depends on, besides the data, the backend and the objective.
 
     ``codes`` K and ``positions`` L (K^L codes in all, at most ``MAX_CODES``), ``code_dim`` d of each
@@ -81,50 +86,14 @@ class VQTrainingSettings:
     noise_seed: int | None = None
     checkpoints: tuple[int, ...] = field(default=())
 
-    def __post_init__(self) -> None:
-        problems = self.problems({f.name: getattr(self, f.name) for f in fields(self)})
-        if problems:
-            raise ValueError("; ".join(problems))
-        steps = {0, self.steps} | set(self.checkpoints or default_checkpoints(self.steps))
-        object.__setattr__(self, "checkpoints", tuple(sorted(int(step) for step in steps)))
-
-    @property
-    def noise(self) -> int:
-        """The seed of the score-function draws: ``noise_seed``, or ``seed`` when None."""
-        return self.seed if self.noise_seed is None else self.noise_seed
-
     @staticmethod
     def problems(settings: Mapping[str, Any]) -> list[str]:
         """One message per setting outside its domain or unknown, naming the valid ones."""
-        valid = (*TRAINING_DOMAINS, "checkpoints")
-        unknown = [name for name in settings if name not in valid]
-        out = [f"unknown training setting {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"]
-        out = out if unknown else []
-        out += [
-            problem
-            for name, value in settings.items()
-            if name in TRAINING_DOMAINS
-            and not (name == "noise_seed" and value is None)
-            and (
-                problem := TRAINING_DOMAINS[name].problem(name, value)
-                or (
-                    sizes.over_budget(name, value, 1, TRAINING_SIZES[name])
-                    if name in TRAINING_SIZES
-                    else None
-                )
-            )
-        ]
+        out = setting_problems(settings, TRAINING_DOMAINS)
         codes, positions = settings.get("codes", 16), settings.get("positions", 2)
         if not out and codes**positions > MAX_CODES:
             out.append(f"codes ** positions must be at most {MAX_CODES}, got {codes}**{positions}")
-        marks = settings.get("checkpoints", ())
-        if not isinstance(marks, tuple | list):
-            return [*out, f"checkpoints must be a tuple of steps, got {marks!r}"]
-        steps = settings.get("steps", VQTrainingSettings.steps)
-        if TRAINING_DOMAINS["steps"].problem("steps", steps) is None:
-            within = Domain.integer(0, steps)
-            out += [p for step in marks if (p := within.problem("each checkpoint", step))]
-        return out
+        return [*out, *checkpoint_problems(settings, VQTrainingSettings.steps)]
 
     def init_weights(self) -> dict[str, np.ndarray]:
         """The initial weights every backend and objective starts from."""
