@@ -191,7 +191,7 @@ class Printer:
 
     @staticmethod
     def _stopped(event: runner.Stopped) -> None:
-        study = "; the VAE study's finished backends and runs are kept too" if event.in_study else ""
+        study = "; the study's finished work is kept too" if event.in_study else ""
         print(
             f"\n{event.signal_name}: stopped; {event.kept} of {event.planned} cells are kept in "
             f"{event.folder}{study}; rerun the same command to run the others",

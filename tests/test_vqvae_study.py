@@ -12,6 +12,7 @@ import pytest
 from models.vae_digits import data as digits
 from ppl_suite import matrix, results
 from ppl_suite.cli import main
+from ppl_suite.store import ResultsStore
 from ppl_suite.vae.settings import SettingsError
 from ppl_suite.vqvae import results as r
 from ppl_suite.vqvae.settings import VQVAEStudySettings, from_table
@@ -32,6 +33,7 @@ def study(tmp_path_factory):
     tables = run_study(settings, folder, data=data, log=log.append)
     again: list[str] = []
     run_study(settings, folder, data=data, log=again.append)
+    ResultsStore(folder).write_manifest({})  # as `ppl-suite vae` does: results.* read results folders only
     return SimpleNamespace(tables=tables, folder=folder, log=log, again=again, data=data)
 
 

@@ -362,6 +362,8 @@ def check(
             if printer is not None:
                 printer.close()
         stored.store(store.path, user)
+    if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
+        return CheckResult(store.path, outcome.exit_code, user.name, {}, outcome)
     write_draws(store.path)  # before the report, which links them
     files = {}
     if plan.report is not None:
