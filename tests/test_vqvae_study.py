@@ -136,6 +136,20 @@ def test_bad_settings_are_each_named_once():
         from_table({"training": {"codes": 300, "positions": 2}})
 
 
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ({"draws": 5 * 10**7}, "vqvae: draws = 50,000,000 is too large: at 3,200 float64 numbers per draw"),
+        ({"gradient_draws": 10**8}, "vqvae: gradient_draws = 100,000,000 is too large"),
+        ({"training": {"hidden": 10**9}}, "vqvae.training: the weights (of codes, code_dim, hidden)"),
+    ],
+)
+def test_sizes_beyond_the_memory_budget_are_refused_with_what_each_draw_keeps(table, said):
+    with pytest.raises(SettingsError) as error:
+        from_table(table)
+    assert len(error.value.problems) == 1 and error.value.problems[0].startswith(said)
+
+
 def test_the_profile_and_the_command_line_wire_the_study_in(tmp_path, capsys):
     plan = matrix.expand(matrix.load("vqvae"))
     assert plan.cells == [] and plan.vae is None and plan.vqvae is not None

@@ -49,6 +49,7 @@ from ppl_suite.vqvae.exact import ExactTerms, exact_terms
 
 ESTIMATOR_STREAM = 2  # the estimators' draws: np.random.default_rng([ESTIMATOR_STREAM, seed, b, o])
 LABEL_STREAM = 3  # the label's draws, independent of the estimators': np.random.default_rng([3, seed, b, o])
+IMAGE_CHUNK = 100  # test images whose draws are held at once (bounded in ``settings`` by the memory budget)
 
 
 def _averages(terms: ExactTerms) -> dict[str, float]:
@@ -127,8 +128,8 @@ def estimator_rows(
     weights = {name: np.asarray(value, dtype=np.float64) for name, value in weights.items()}
     exact = exact_terms(weights, test, temperature).log_evidence
     rows = []
-    for start in range(0, test.shape[0], 100):
-        images = test[start : start + 100]
+    for start in range(0, test.shape[0], IMAGE_CHUNK):
+        images = test[start : start + IMAGE_CHUNK]
         log_w, _ = encoder_draws(weights, images, temperature, draws, rng)
         label_log_w, _ = encoder_draws(weights, images, temperature, draws, label_rng)
         for offset, image_log_w in enumerate(log_w):

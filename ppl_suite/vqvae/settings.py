@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.vqvae_digits import network
 from ppl_suite import sizes
 from ppl_suite.vae.settings import CheckedSettings, integer_problem, study_from_table, training_problems
+from ppl_suite.vqvae.evaluation import IMAGE_CHUNK
 from ppl_suite.vqvae.training import BACKENDS, OBJECTIVES, VQTrainingSettings
 
 TEST_IMAGES = 500
@@ -55,11 +58,18 @@ class VQVAEStudySettings(CheckedSettings):
             "gradient_draws": (self.gradient_draws, 2, None),
             "seed": (self.seed, 0, 2**32 - 1),
         }
+        per_draw = self._numbers_per_draw()
+        weights = per_draw.pop("weights", (0, ""))[0]
+        if too_many := sizes.over_budget(
+            "vqvae.training: the weights (of codes, code_dim, hidden)", weights, 1, "each"
+        ):
+            found.append(too_many)
+            per_draw = {}  # every draw would copy them: said once
         for name, (value, low, high) in counts.items():
             if problem := integer_problem("vqvae", name, value, low, high):
                 found.append(problem)
-            elif name in ("draws", "gradient_draws") and (
-                too_many := sizes.over_budget(f"vqvae: {name}", value, 1, "per image or point")
+            elif name in per_draw and (
+                too_many := sizes.over_budget(f"vqvae: {name}", value, *per_draw[name])
             ):
                 found.append(too_many)
         ks = self.iwae_ks
@@ -68,6 +78,23 @@ class VQVAEStudySettings(CheckedSettings):
         elif isinstance(self.draws, int) and 2 * max(ks) > self.draws:
             found.append(f"vqvae: IWAE at K = {max(ks)} needs draws >= 2K = {2 * max(ks)}, got {self.draws}")
         return found + training_problems(self.training_settings, "vqvae")
+
+    def _numbers_per_draw(self) -> dict[str, tuple[int, str]]:
+        """What the study keeps (``sizes``): the weights themselves; per estimator draw, its L x K code
+        log-probabilities for each of a chunk of ``IMAGE_CHUNK`` images; per gradient draw, a copy of
+        every weight. {} while the training settings are invalid (their own messages say why)."""
+        try:
+            training = self.training_settings()
+        except (TypeError, ValueError):
+            return {}
+        codes, positions = training.codes, training.positions
+        shapes = network.shapes(codes, positions, training.code_dim, training.hidden)
+        weights = sum(math.prod(shape) for shape in shapes.values())
+        return {
+            "weights": (weights, "each"),
+            "draws": (IMAGE_CHUNK * codes * positions, f"per draw ({IMAGE_CHUNK} images x L x K)"),
+            "gradient_draws": (weights, "per draw (one per weight)"),
+        }
 
     def training_settings(self) -> VQTrainingSettings:
         """``VQTrainingSettings`` with the ``training`` overrides."""
