@@ -139,7 +139,7 @@ def test_bad_settings_are_each_named_once():
 @pytest.mark.parametrize(
     ("table", "said"),
     [
-        ({"draws": 5 * 10**7}, "vqvae: draws = 50,000,000 is too large: at 3,200 float64 numbers per draw"),
+        ({"draws": 5 * 10**7}, "vqvae: draws = 50,000,000 is too large: at 6,400 float64 numbers per draw"),
         ({"gradient_draws": 10**8}, "vqvae: gradient_draws = 100,000,000 is too large"),
         ({"training": {"hidden": 10**9}}, "vqvae.training: the weights (of codes, code_dim, hidden)"),
     ],

@@ -80,9 +80,10 @@ class VQVAEStudySettings(CheckedSettings):
         return found + training_problems(self.training_settings, "vqvae")
 
     def _numbers_per_draw(self) -> dict[str, tuple[int, str]]:
-        """What the study keeps (``sizes``): the weights themselves; per estimator draw, its L x K code
-        log-probabilities for each of a chunk of ``IMAGE_CHUNK`` images; per gradient draw, a copy of
-        every weight. {} while the training settings are invalid (their own messages say why)."""
+        """What the study keeps (``sizes``): the weights themselves; per estimator draw, its L x K
+        code log-probabilities for each of a chunk of ``IMAGE_CHUNK`` images, twice (the draws and the
+        label's); per gradient draw, a copy of every weight. {} while the training settings are invalid
+        (their own messages say why)."""
         try:
             training = self.training_settings()
         except (TypeError, ValueError):
@@ -92,7 +93,7 @@ class VQVAEStudySettings(CheckedSettings):
         weights = sum(math.prod(shape) for shape in shapes.values())
         return {
             "weights": (weights, "each"),
-            "draws": (IMAGE_CHUNK * codes * positions, f"per draw ({IMAGE_CHUNK} images x L x K)"),
+            "draws": (2 * IMAGE_CHUNK * codes * positions, f"per draw (2 x {IMAGE_CHUNK} images x L x K)"),
             "gradient_draws": (weights, "per draw (one per weight)"),
         }
 
