@@ -359,3 +359,33 @@ def test_dask_stops_a_timed_out_cell_on_its_only_worker_and_runs_the_next(monkey
         assert row["status"] == "timeout" and "cell timeout of 3 s" in row["error"], row["error"]
         assert 3.0 <= row["wall_seconds"] < 60
     assert spawned(psutil.Process()) == []
+
+
+class ClusterWithoutWorkers:
+    """A client of a cluster (another's, ``--scheduler``) whose last worker left and none comes back."""
+
+    def scheduler_info(self, n_workers: int = -1) -> dict:
+        return {"workers": {}}
+
+    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
+        if timeout is not None:
+            raise TimeoutError(f"no worker within {timeout} s")
+
+
+def test_dask_records_every_cell_left_when_a_cluster_never_gets_a_worker_back():
+    from ppl_suite.executors.dask import DaskExecutor
+
+    cells = [cell("normal_normal", seed=seed) for seed in range(3)]
+    got: dict[str, Record] = {}
+    DaskExecutor(scheduler="tcp://elsewhere:8786")._run(
+        ClusterWithoutWorkers(),
+        cells,
+        lambda c, record: got.__setitem__(c.key, record),
+        {},
+        own_cluster=False,
+    )
+    assert sorted(got) == sorted(c.key for c in cells)  # each recorded once, none left waiting
+    assert all(
+        r.row["status"] == "failed" and "the cluster has had no worker" in r.row["error"]
+        for r in got.values()
+    )

@@ -57,6 +57,12 @@ class AffinityQueue:
             self._held[worker], self._from_back[worker] = key, True
         return self._take(worker, key)
 
+    def drain(self) -> list[Cell]:
+        """Every cell not handed out yet, in expansion order of their groups; the queue is then empty."""
+        left = [cell for group in self._groups.values() for cell in group]
+        self._groups.clear()
+        return left
+
     def release(self, worker: Hashable) -> None:
         """``worker`` left (stopped, restarted under a new name): its group is free for the others."""
         self._held.pop(worker, None)

@@ -87,7 +87,7 @@ class DaskExecutor:
             try:
                 if cluster is not None:
                     client.register_plugin(Guard())
-                self._run(client, cells, on_record, running)
+                self._run(client, cells, on_record, running, own_cluster=cluster is not None)
             except BaseException:
                 if cluster is not None:
                     stop_cluster_workers(cluster)
@@ -101,6 +101,7 @@ class DaskExecutor:
         cells: Sequence[Cell],
         on_record: OnRecord,
         running: dict[Future, tuple[int, Cell, float]],
+        own_cluster: bool = True,
     ) -> None:
         queue = AffinityQueue(cells)
         task_numbers = itertools.count()
@@ -123,7 +124,13 @@ class DaskExecutor:
         feed()
         while running or len(queue):
             if not running:  # cells are left but the cluster has no worker (one is being replaced)
-                client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+                try:
+                    client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+                except TimeoutError:  # none came back: the cells left cannot run, each is recorded
+                    reason = f"the cluster has had no worker for {WORKER_WAIT_SECONDS} s"
+                    for cell in queue.drain():
+                        on_record(cell, lost_record(cell, reason, 0.0))
+                    return
                 feed()
                 continue
             try:
@@ -151,7 +158,7 @@ class DaskExecutor:
                     client.cancel([future], force=True)  # first, so that the scheduler does not rerun it
                     worker = holders.get(future.key)  # None: its worker left, there is nothing to stop
                     with contextlib.suppress(KeyError):  # it left since: the scheduler knows it no more
-                        if worker is not None:
+                        if worker is not None and own_cluster:  # another cluster's workers are not ours
                             client.restart_workers([worker], timeout=RESTART_SECONDS, raise_for_error=False)
                     queue.release(slot)
                     on_record(cell, timeout_record(cell, self.cell_timeout, now - started))
