@@ -95,7 +95,7 @@ def run_in(store: Any, settings: Any, command: list[str]) -> dict[str, Any]:
     from ppl_suite.vae.study import run_study
 
     return run_recorded(
-        store, command, {"vae": settings}, r.MANIFEST_VAE, lambda: run_study(settings, store.path)
+        store, command, {"vae": settings}, r.MANIFEST_VAE, lambda: run_study(settings, store.path, log=print)
     )
 
 

@@ -152,7 +152,7 @@ def run_study(
     model: LatentModel | None = None,
     encode: Callable[..., Any] | None = None,
     decoder: tuple[str, ...] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, pd.DataFrame]:
     """Train and evaluate every backend of ``settings`` (module docstring) and write the tables into
     the results folder ``folder`` (``ResultsStore.write_vae_table``) after each backend; returns them.

@@ -48,7 +48,11 @@ def _error(error: Exception) -> str:
 
 
 def run_study(
-    settings: VQVAEStudySettings, folder: str | Path, *, data: Any = None, log: Callable[[str], None] = print
+    settings: VQVAEStudySettings,
+    folder: str | Path,
+    *,
+    data: Any = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, pd.DataFrame]:
     """Run every backend and objective of ``settings`` into the results folder ``folder`` (module
     docstring); returns the tables. ``data`` defaults to the digits (``models.vae_digits.data``)."""
