@@ -255,9 +255,8 @@ def test_a_model_of_an_installed_package_is_found_through_the_entry_point_group(
         f"[{registry.ENTRY_POINT_GROUP}]\nmy_model = fake_suite_models.my_model.spec\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_specs", {})
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.fresh())
     monkeypatch.setattr(registry, "_implementations", {})
-    monkeypatch.setattr(registry, "_discovered", False)
     assert "entry_point_model" in registry.names() and "normal_normal" in registry.names()
     assert registry.implementation("entry_point_model", "numpyro") is not None
     assert registry.implementation("entry_point_model", "pyro") is None

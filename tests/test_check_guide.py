@@ -82,9 +82,8 @@ def registrations_leave_with_their_test(monkeypatch):
     from ppl_suite.checking import user_model
 
     registry.names()  # the zoo is discovered first, so the restored registry still holds it
-    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
     monkeypatch.setattr(registry, "_implementations", dict(registry._implementations))
-    monkeypatch.setattr(registry, "_registered", set(registry._registered))
     monkeypatch.setattr(user_model, "_registered", dict(user_model._registered))
 
 

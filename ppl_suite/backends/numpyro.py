@@ -167,7 +167,7 @@ class NumPyroBackend:
                 return {name: np.asarray(values[name]) for name in phi0}
 
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
-        elbo = ELBO_CLASSES[getattr(family, "elbo", "trace")]
+        elbo = ELBO_CLASSES[family.elbo]
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
 
         def build():
@@ -222,7 +222,7 @@ class NumPyroBackend:
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
 
         def build():
-            elbo = ELBO_CLASSES[getattr(guides.get(guide_name), "elbo", "trace")](num_particles=1)
+            elbo = ELBO_CLASSES[guides.get(guide_name).elbo](num_particles=1)
 
             def terms(fitted, arrays, key):
                 def one(k):

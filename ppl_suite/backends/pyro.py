@@ -105,7 +105,7 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params) -
     def traced_guide(tensors):
         return pyro_guide({**fixed, **tensors}, params)
 
-    elbo = JIT_ELBO_CLASSES[getattr(guides.get(guide), "elbo", "trace")](
+    elbo = JIT_ELBO_CLASSES[guides.get(guide).elbo](
         num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True
     )
     store = pyro.get_param_store()
@@ -251,7 +251,7 @@ class PyroBackend:
         library_elbo = self._library_elbo(
             run.model,
             run.evaluation_guide(),
-            ELBO_CLASSES[getattr(family, "elbo", "trace")],
+            ELBO_CLASSES[family.elbo],
             data,
             params,
             config.eval_particles,
@@ -308,7 +308,7 @@ def library_elbo(problem: Problem, family: str, phi: Mapping[str, np.ndarray], n
     parameters ``phi``, at the model parameters of ``problem``: the number ``fit`` reports for its final
     guide, for any phi. Draws depend on ``seed`` alone (torch's global generator is forked)."""
     model = registry.implementation(problem.spec.name, "pyro")
-    kind = getattr(guides.get(family), "elbo", "trace")
+    kind = guides.get(family).elbo
     store = pyro.get_param_store()
     store.clear()
     try:

@@ -59,10 +59,15 @@ def constraint(site: Site, ops: ArrayOps) -> Any:
 
 
 class GuideFamily(Protocol):
-    """A parametric family q_phi(z) over a model's latent sites."""
+    """A parametric family q_phi(z) over a model's latent sites.
+
+    ``elbo`` declares the loss its backends train it with: "trace" (pathwise gradients of
+    E_q[log p(x, z) - log q(z)]) or "trace_enum" (discrete latents enumerated or scored).
+    """
 
     name: str
     description: str
+    elbo: str
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
         """Why this family cannot be used for these sites, or None when it can."""

@@ -28,6 +28,7 @@ def _size(site: Site) -> int:
 class FullRank:
     name = "full_rank"
     description = "multivariate Normal per site in unconstrained space (Cholesky-parametrized)"
+    elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
         bad = [s.name for s in sites if s.support == "integer" or len(unconstrained_shape(s)) > 1]

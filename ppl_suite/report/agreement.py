@@ -12,7 +12,7 @@ import pandas as pd
 
 from ppl_suite import checks
 from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 
 AGREEMENT = (
     "The same model, guide family and seed fitted by different backends. Differences are in units of "
@@ -53,7 +53,7 @@ def flagged(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class Agreement:
+class Agreement(SectionDefaults):
     """Backend pairs on the same cell; library vs suite ELBO."""
 
     title: str = words.AGREEMENT_TITLE

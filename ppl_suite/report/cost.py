@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register, sections
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
+from ppl_suite.report.order import sections
 
 
 @drawing.styled
@@ -51,7 +52,7 @@ def draw_cost(frame: pd.DataFrame, path: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Cost:
+class Cost(SectionDefaults):
     """Steps per second, compile and wall seconds per backend and model; estimator cost."""
 
     title: str = words.COST_TITLE
@@ -60,7 +61,7 @@ class Cost:
         """The cells' cost (none without cells), then each study's (``Section.cost``)."""
         blocks = self.cells(context) if not context.rows.empty else []
         for section in sections():
-            if section is not self and callable(getattr(section, "cost", None)):
+            if section is not self:
                 blocks += section.cost(context)
         return blocks
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ppl_suite import schema
 from ppl_suite.checking.stored import DRAWS_KINDS, draws_files
 from ppl_suite.report import tables
-from ppl_suite.report.document import Block, Context, Links, Text, register
+from ppl_suite.report.document import Block, Context, Links, SectionDefaults, Text, register
 
 CAPTION = (
     "q: draws of the fitted guide (one chain); reference: the posterior the cell was compared with (the "
@@ -20,7 +20,7 @@ CAPTION = (
 
 
 @dataclass(frozen=True)
-class DrawsFiles:
+class DrawsFiles(SectionDefaults):
     title: str = "Draws as files"
 
     def build(self, context: Context) -> list[Block]:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 
 IWAE_K_MAX = 10_000  # the IWAE axis reaches this K, whatever the run computed
 
@@ -201,7 +201,7 @@ def model_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
 
 
 @dataclass(frozen=True)
-class Estimators:
+class Estimators(SectionDefaults):
     """Per model with an exact log p(x): estimator errors and the IWAE curves."""
 
     title: str = words.ESTIMATORS_TITLE

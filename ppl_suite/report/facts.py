@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppl_suite.report import tables, words
-from ppl_suite.report.document import Block, Context, Heading, Table, register
+from ppl_suite.report.document import Block, Context, Heading, SectionDefaults, Table, register
 
 
 @dataclass(frozen=True)
-class RunFacts:
+class RunFacts(SectionDefaults):
     """The manifest: times, command, configuration, versions."""
 
     title: str = words.FACTS_TITLE

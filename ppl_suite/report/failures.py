@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from ppl_suite import schema
 from ppl_suite.report import tables, words
-from ppl_suite.report.document import Block, Code, Context, Heading, Table, Text, register
+from ppl_suite.report.document import Block, Code, Context, Heading, SectionDefaults, Table, Text, register
 
 ERROR_LINES = 25  # the last lines of a traceback are shown
 
 
 @dataclass(frozen=True)
-class Failures:
+class Failures(SectionDefaults):
     """Cells (and problem units) that failed, diverged or timed out, with their errors, and planned
     ones with no result."""
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ppl_suite import checks, schema
 from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Code, Context, Image, Table, Text, register
+from ppl_suite.report.document import Block, Code, Context, Image, SectionDefaults, Table, Text, register
 
 IDENTITY = "log p(x) = ELBO(q) + KL(q(z) || p(z | x))"
 ENUMERATED = "enumerated"  # the KL route of an enumerating guide: KL 0 and ELBO = log p(x) by construction
@@ -201,7 +201,7 @@ EVIDENCE_CAPTION = (
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(SectionDefaults):
     """The identity's check in every cell."""
 
     title: str = words.IDENTITY_TITLE

@@ -10,7 +10,8 @@ import pandas as pd
 
 from ppl_suite import schema
 from ppl_suite.report import tables, training, words
-from ppl_suite.report.document import Block, Code, Context, Text, register, sections
+from ppl_suite.report.document import Block, Code, Context, SectionDefaults, Text, register
+from ppl_suite.report.order import sections
 from ppl_suite.report.identity import IDENTITY
 
 ANSWER = "For a fixed model, yes. For every q, the evidence splits exactly into two terms:"
@@ -41,7 +42,7 @@ def cells_phrase(rows: pd.DataFrame) -> str:
 def run_line(context: Context) -> str:
     """What this run holds: its cells (``cells_phrase``), then each study's own summary."""
     parts = [cells_phrase(context.rows)] + [
-        section.summary(context) for section in sections() if callable(getattr(section, "summary", None))
+        section.summary(context) for section in sections()
     ]
     parts = [part for part in parts if part]
     if not parts:
@@ -58,7 +59,7 @@ def learned_line(context: Context) -> str:
 
 
 @dataclass(frozen=True)
-class Opening:
+class Opening(SectionDefaults):
     """The answer, then the headline of every section that has one (of a folder without cells, of the
     sections that read no cell: ``without_cells``)."""
 
@@ -75,9 +76,7 @@ class Opening:
         headlines = [
             (section, section.headline(context))
             for section in sections()
-            if section is not self
-            and callable(getattr(section, "headline", None))
-            and (not context.rows.empty or getattr(section, "without_cells", False))
+            if section is not self and (not context.rows.empty or section.without_cells)
         ]
         for section, lines in headlines:
             if (

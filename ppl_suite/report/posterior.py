@@ -14,7 +14,7 @@ import pandas as pd
 
 from ppl_suite import schema
 from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 
 PSIS_THRESHOLDS = (0.5, 0.7)  # good below the first, unreliable from the second (Vehtari et al. 2024)
 NEAR_EXACT_KL = 0.01  # nats: a q this close to the posterior gives nearly constant importance weights
@@ -293,7 +293,7 @@ def khat_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
 
 
 @dataclass(frozen=True)
-class Posterior:
+class Posterior(SectionDefaults):
     """Per model: marginals, pair plot, PSIS k-hat."""
 
     title: str = words.POSTERIOR_TITLE

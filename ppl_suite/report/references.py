@@ -13,7 +13,7 @@ import pandas as pd
 
 from ppl_suite import schema
 from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 from ppl_suite.report.render import format_pm
 
 CAPTION = (
@@ -126,7 +126,7 @@ def model_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
 
 
 @dataclass(frozen=True)
-class References:
+class References(SectionDefaults):
     """Models measured against a NUTS reference."""
 
     title: str = words.REFERENCES_TITLE

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite import schema
+from ppl_suite import backends, schema
 from ppl_suite.checks import FLAG_SE, implementation_allowance, in_se
 from ppl_suite.schema import (
     BACKEND,
@@ -48,7 +48,6 @@ from ppl_suite.schema import (
     WALL_SECONDS,
 )
 
-BACKEND_ORDER = ("pyro", "numpyro", "handrolled")
 # a row's status; others are listed after these
 STATUS_ORDER = (schema.OK, schema.FAILED, schema.DIVERGED, schema.TIMEOUT)
 NOT_RUN = "not run"  # a planned cell (manifest) without a row: the run stopped before it finished
@@ -116,7 +115,8 @@ def status_counts(status: pd.Series) -> dict[str, int]:
 
 
 def _backend_rank(backend: pd.Series) -> pd.Series:
-    order = {name: i for i, name in enumerate(BACKEND_ORDER)}
+    """A backend's place in the registry's order (the shipped ones first); unregistered ones last."""
+    order = {name: i for i, name in enumerate(backends.names())}
     return backend.map(lambda b: order.get(b, len(order)))
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ppl_suite import schema
 from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 
 SMOOTHING_WINDOWS = 20  # a training curve is smoothed by a running mean over steps / this many steps
 SETTLED = 0.1  # the y range of a fixed-θ trace starts after this fraction of the steps
@@ -248,7 +248,7 @@ def _trace_panels(context: Context, rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Training:
+class Training(SectionDefaults):
     """Per model: the ELBO during SVI (fixed θ) or log p_θ(x), ELBO and KL at checkpoints (learned θ)."""
 
     title: str = words.TRAINING_TITLE
