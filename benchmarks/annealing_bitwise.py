@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl_suite.numerics import enable_float64  # noqa: E402
+from ppl_suite.numerics import enable_float64
 
 enable_float64()
 
@@ -52,7 +52,14 @@ def suite_estimators() -> None:
             line(f"ais {model} seed {seed}", estimate.value, estimate.value, estimate.se, estimate.n_evals)
         estimate = sandwich(annealer, problem.exact(), 3)
         extras = estimate.extras
-        line(f"bdmc {model} seed 3", estimate.value, estimate.value, estimate.se, extras["lower"], extras["lower_se"])
+        line(
+            f"bdmc {model} seed 3",
+            estimate.value,
+            estimate.value,
+            estimate.se,
+            extras["lower"],
+            extras["lower_se"],
+        )
 
 
 def logits(theta, z):
@@ -82,8 +89,16 @@ def per_image() -> None:
         evidence = ais_per_image(annealer, theta, x, CONFIG, jax.random.PRNGKey(seed), pilot_images=1)
         e = evidence.estimates
         line(f"vae ais per image seed {seed}", float(e.value.mean()), e.value, e.se, evidence.temperatures)
-    result = image_bdmc.sandwich(annealer, theta, x, z, evidence.schedule, CONFIG.chains, jax.random.PRNGKey(5))
-    line("vae bdmc per image", float(result.upper.value.mean()), result.lower.value, result.upper.value, result.upper.se)
+    result = image_bdmc.sandwich(
+        annealer, theta, x, z, evidence.schedule, CONFIG.chains, jax.random.PRNGKey(5)
+    )
+    line(
+        "vae bdmc per image",
+        float(result.upper.value.mean()),
+        result.lower.value,
+        result.upper.value,
+        result.upper.se,
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def implementations(problem: Problem, sources: tuple[str, ...] = SOURCES) -> dic
 def sources_for(backend: str) -> tuple[str, ...]:
     """The implementations a cell of ``backend`` relies on: the NumPy oracle, and those the backend
     declares (``BackendInfo.implementations``: NumPyro's always, Pyro's in Pyro cells)."""
-    return tuple(source for source in SOURCES if source == "numpy" or source in backends.info(backend).implementations)
+    return tuple(
+        source for source in SOURCES if source == "numpy" or source in backends.info(backend).implementations
+    )
 
 
 def log_joint_conformance(

@@ -93,7 +93,8 @@ class Registry(Generic[T]):
             name = self._key(plugin)
             if name in self._items:
                 warnings.warn(
-                    f"{where} skipped: {_article(self.kind)} named {name!r} is already registered", stacklevel=4
+                    f"{where} skipped: {_article(self.kind)} named {name!r} is already registered",
+                    stacklevel=4,
                 )
                 continue
             self._items[name] = plugin
@@ -133,9 +134,14 @@ class Registry(Generic[T]):
     def fresh(self) -> Registry[T]:
         """A registry of the same kind with nothing found yet (its discovery runs again on first use)."""
         return Registry(
-            self.kind, key=self._key, discover=self._discover, entry_points=self.entry_points, load=self._load,
-            check=self._check, ordered=self._ordered,
-        )  # fmt: skip
+            self.kind,
+            key=self._key,
+            discover=self._discover,
+            entry_points=self.entry_points,
+            load=self._load,
+            check=self._check,
+            ordered=self._ordered,
+        )
 
     def copy(self) -> Registry[T]:
         """A registry with the same plug-ins, to add to and drop (a scope that must leave this one as it

@@ -33,8 +33,11 @@ from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, ProblemUnit, Record
 from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
+from ppl_suite.report.agreement import agreement_table
 from ppl_suite.report.document import slug
+from ppl_suite.report.estimators import estimator_table
 from ppl_suite.report.render import _md_escape
+from ppl_suite.report.rows import of_model
 from ppl_suite.store import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -510,7 +513,7 @@ def test_report_of_a_missing_folder_or_format_is_an_input_error(tmp_path, capsys
 
 def test_tables_and_cli_do_not_import_plotting():
     code = (
-        "import sys, ppl_suite.cli, ppl_suite.report.tables, ppl_suite.report.document; "
+        "import sys, ppl_suite.cli, ppl_suite.report.rows, ppl_suite.report.run_tables, ppl_suite.report.document; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -647,14 +650,13 @@ def _pair(elbo_a: float, elbo_b: float, se: float) -> pd.DataFrame:
 def test_exact_values_agree_to_rounding_and_real_differences_are_still_flagged():
     """An enumerated ELBO (SE 0) computed by two libraries differs by ~1e-13: that is agreement, not an
     'infinite' number of SEs; a difference of 1e-3 nats with SE 0 is still flagged."""
-    from ppl_suite.report import tables
 
-    same = tables.agreement_table(_pair(-112.6724530535, -112.6724530535 + 4e-13, 0.0))
+    same = agreement_table(_pair(-112.6724530535, -112.6724530535 + 4e-13, 0.0))
     assert abs(same["ΔELBO (SE)"].iloc[0]) < 1e-2 and same["flag"].iloc[0] == ""
-    apart = tables.agreement_table(_pair(-112.672, -112.673, 0.0))
+    apart = agreement_table(_pair(-112.672, -112.673, 0.0))
     # SE 0 plus the allowance of two conforming implementations (1e-6 nats): 1e-3 is ~1e3 of it
     assert apart["ΔELBO (SE)"].iloc[0] > 1e2 and apart["flag"].iloc[0] != ""
-    noisy = tables.agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
+    noisy = agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
     assert noisy["ΔELBO (SE)"].iloc[0] == pytest.approx(1 / math.sqrt(2), rel=1e-4)
 
 
@@ -685,7 +687,6 @@ def test_an_approximation_shows_its_error_in_nats_and_never_plus_minus_zero(repo
 
 
 def test_estimates_without_a_reliability_label_read_as_reliable_except_approximations():
-    from ppl_suite.report import tables
 
     row = {"key": "m/pyro/g/data0/seed0", "model": "m", "backend": "pyro", "guide": "g", "data_seed": 0}
     row |= {"seed": 0, "status": "ok", "log_evidence": -10.0}
@@ -696,7 +697,7 @@ def test_estimates_without_a_reliability_label_read_as_reliable_except_approxima
         _estimate(key, schema.SCOPE_CELL, "psis", 0.3, math.nan, 100),
     ]
     estimates = schema.estimates_frame([e | {schema.RELIABILITY: ""} for e in estimates])
-    table = tables.estimator_table(pd.DataFrame([row]), estimates, pd.DataFrame()).set_index("estimator")
+    table = estimator_table(pd.DataFrame([row]), estimates, pd.DataFrame()).set_index("estimator")
     assert list(table.index) == ["ais", "laplace"]  # k-hat is no estimate of log p(x)
     assert table.loc["ais", "reliability"] == "reliable"
     assert table.loc["ais", "error (SE)"] == pytest.approx(-2.0)
@@ -738,14 +739,14 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
 ):
     """The figure is handed each backend's own posterior draws where they differ, one shared
     reference where every backend stored the same draws (fixed θ)."""
-    from ppl_suite.report import posterior, tables
+    from ppl_suite.report import posterior
     from ppl_suite.report.document import Context
 
     calls: list[tuple] = []
     monkeypatch.setattr(posterior, "draw_marginals", lambda *args: calls.append(args) or args[-1])
     context = Context(report["store"], tmp_path)
     rows = context.rows
-    posterior.marginals_part(context, "ppca", tables.of_model(rows, "ppca"))
+    posterior.marginals_part(context, "ppca", of_model(rows, "ppca"))
     _, panel_rows, _, _, _ = calls.pop()
     references = {row["name"]: row["reference"] for row in panel_rows}
     assert set(references) == set(PPCA_SHIFTS)
@@ -757,12 +758,12 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
             references[backend], report["store"].artifacts(digest)["posterior_draws"]
         )
     assert not np.array_equal(references["pyro"], references["handrolled"])
-    posterior.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
+    posterior.marginals_part(context, "normal_normal", of_model(rows, "normal_normal"))
     _, (shared,), name, _, _ = calls.pop()
     assert shared["reference"] is not None and set(shared["fitted"]) == {"pyro", "numpyro", "handrolled"}
     assert name == "exact posterior"
     posterior.marginals_part(
-        context, "eight_schools_noncentered", tables.of_model(rows, "eight_schools_noncentered")
+        context, "eight_schools_noncentered", of_model(rows, "eight_schools_noncentered")
     )
     assert calls.pop()[2] == "NUTS reference posterior"  # measured against a reference
 

@@ -43,7 +43,13 @@ SHIPPED = (
         "pyro", "Pyro's SVI, torch", f"{__name__}.pyro", "PyroBackend", "#d9541e", "-", ("numpyro", "pyro")
     ),
     BackendInfo(
-        "numpyro", "NumPyro's SVI, JAX", f"{__name__}.numpyro", "NumPyroBackend", "#1f6fb4", "--", ("numpyro",)
+        "numpyro",
+        "NumPyro's SVI, JAX",
+        f"{__name__}.numpyro",
+        "NumPyroBackend",
+        "#1f6fb4",
+        "--",
+        ("numpyro",),
     ),
     BackendInfo(
         "handrolled",

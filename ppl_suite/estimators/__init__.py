@@ -75,7 +75,10 @@ class Estimator(Protocol):
 
 def _declares_its_quantity_and_kind(estimator: Estimator) -> str | None:
     """Why ``estimator`` does not follow the protocol's quantity and kind, or None."""
-    for attribute, value, valid in (("quantity", estimator.quantity, QUANTITIES), ("kind", estimator.kind, KINDS)):
+    for attribute, value, valid in (
+        ("quantity", estimator.quantity, QUANTITIES),
+        ("kind", estimator.kind, KINDS),
+    ):
         if value not in valid:
             return f"estimator {estimator.name!r}: {attribute} {value!r} is not one of {', '.join(valid)}"
     return None

@@ -233,7 +233,9 @@ class Annealer:
                 u, log_lik, log_w, log_eps = carry
                 b0, b1, eps, scale, k, m = x
                 eps = jnp.where(adapt, jnp.exp(log_eps), eps)
-                u, log_lik, log_w, acceptance = weigh_then_move(move_all, u, log_lik, log_w, b0, b1, eps, scale, k, m)
+                u, log_lik, log_w, acceptance = weigh_then_move(
+                    move_all, u, log_lik, log_w, b0, b1, eps, scale, k, m
+                )
                 adapted = jnp.minimum(log_eps + ADAPT_RATE * (acceptance - accept), self.log_longest_step)
                 return (u, log_lik, log_w, jnp.where(m, adapted, log_eps)), acceptance
 

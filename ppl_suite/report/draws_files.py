@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from ppl_suite import schema
 from ppl_suite.checking.stored import DRAWS_KINDS, draws_files
-from ppl_suite.report import tables
 from ppl_suite.report.document import Block, Context, Links, SectionDefaults, Text, register
+from ppl_suite.report.rows import ok_rows
 
 CAPTION = (
     "q: draws of the fitted guide (one chain); reference: the posterior the cell was compared with (the "
@@ -26,7 +26,7 @@ class DrawsFiles(SectionDefaults):
     def build(self, context: Context) -> list[Block]:
         root = context.store.path
         listed = []
-        for _, row in tables.ok_rows(context.rows).iterrows():
+        for _, row in ok_rows(context.rows).iterrows():
             files = draws_files(root, row[schema.KEY])
             if files:
                 links = tuple((f"{kind}.nc", files[kind]) for kind in DRAWS_KINDS if kind in files)

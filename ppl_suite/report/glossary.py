@@ -65,7 +65,9 @@ TERMS = (  # after the cell and the backend
 
 def backend_term() -> tuple[str, str]:
     """The word backend, with every registered backend's own description (``BackendInfo``)."""
-    described = ", ".join(f"{backend.name} ({backend.description})" for backend in backends.BACKENDS.plugins())
+    described = ", ".join(
+        f"{backend.name} ({backend.description})" for backend in backends.BACKENDS.plugins()
+    )
     return ("backend", f"who fits q: {described}")
 
 
