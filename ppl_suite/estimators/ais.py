@@ -209,6 +209,42 @@ def _systematic_resample(key: jax.Array, weights: jax.Array) -> jax.Array:
     return jnp.minimum(jnp.searchsorted(jnp.cumsum(weights / jnp.sum(weights)), positions), n - 1)
 
 
+def reweight(u, log_lik, beta, key, final):
+    """Adaptive tempering's choice of beta' (module docstring, 1) and its resampling: (indices,
+    beta', relative variance of the incremental weights, their weighted spread of u)."""
+    n = u.shape[0]
+    log_lik = jnp.where(jnp.isnan(log_lik), -jnp.inf, log_lik)
+
+    def weights(delta):
+        log_w = jnp.where(delta > 0, delta * log_lik, 0.0)
+        return jnp.exp(log_w - jnp.max(log_w))
+
+    def ess_fraction(delta):
+        w = weights(delta)
+        return jnp.sum(w) ** 2 / jnp.sum(w**2) / n
+
+    room = 1.0 - beta
+
+    def halve(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        ok = ess_fraction(middle) >= PILOT_CESS
+        return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
+
+    low, _ = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (jnp.zeros(()), room))
+    last = final | (ess_fraction(room) >= PILOT_CESS)
+    delta = jnp.where(last, room, jnp.maximum(low, TINY * room))
+    w = weights(delta)
+    mean = jnp.sum(w[:, None] * u, axis=0) / jnp.sum(w)
+    spread = jnp.sqrt(jnp.sum(w[:, None] * (u - mean) ** 2, axis=0) / jnp.sum(w))
+    return (
+        _systematic_resample(key, w),
+        jnp.where(last, 1.0, beta + delta),
+        n * jnp.sum(w**2) / jnp.sum(w) ** 2 - 1.0,
+        jnp.maximum(spread, TINY),
+    )
+
+
 class Annealer:
     """A target with its compiled pilot and AIS runs (compile once, then tune and run any number of
     times; the functions of this module and ``bdmc`` build one per call).
@@ -242,41 +278,6 @@ class Annealer:
             xs = (beta_from, beta_to, step_sizes, scales, keys, move)
             (u, log_lik, log_w, log_eps), acceptance = jax.lax.scan(body, (u, log_lik, log_w, log_eps), xs)
             return u, log_lik, log_w, log_eps, acceptance
-
-        def reweight(u, log_lik, beta, key, final):
-            """Adaptive tempering's choice of beta' (module docstring, 1) and its resampling: (indices,
-            beta', relative variance of the incremental weights, their weighted spread of u)."""
-            n = u.shape[0]
-            log_lik = jnp.where(jnp.isnan(log_lik), -jnp.inf, log_lik)
-
-            def weights(delta):
-                log_w = jnp.where(delta > 0, delta * log_lik, 0.0)
-                return jnp.exp(log_w - jnp.max(log_w))
-
-            def ess_fraction(delta):
-                w = weights(delta)
-                return jnp.sum(w) ** 2 / jnp.sum(w**2) / n
-
-            room = 1.0 - beta
-
-            def halve(_, bounds):
-                low, high = bounds
-                middle = 0.5 * (low + high)
-                ok = ess_fraction(middle) >= PILOT_CESS
-                return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
-
-            low, _ = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (jnp.zeros(()), room))
-            last = final | (ess_fraction(room) >= PILOT_CESS)
-            delta = jnp.where(last, room, jnp.maximum(low, TINY * room))
-            w = weights(delta)
-            mean = jnp.sum(w[:, None] * u, axis=0) / jnp.sum(w)
-            spread = jnp.sqrt(jnp.sum(w[:, None] * (u - mean) ** 2, axis=0) / jnp.sum(w))
-            return (
-                _systematic_resample(key, w),
-                jnp.where(last, 1.0, beta + delta),
-                n * jnp.sum(w**2) / jnp.sum(w) ** 2 - 1.0,
-                jnp.maximum(spread, TINY),
-            )
 
         self._log_likelihoods = jax.jit(jax.vmap(lambda v: target.prior_and_likelihood(v)[1]))
         self._anneal = jax.jit(anneal)

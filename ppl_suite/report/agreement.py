@@ -196,60 +196,74 @@ class Agreement(SectionDefaults):
         if table.empty:
             blocks.append(words.absent("two backends on the same model, guide and seed"))
         else:
-            bad = flagged(table)
-            blocks.append(Text(f"{words.count(len(table), 'comparison')}, {len(bad)} flagged."))
-            path = context.draw(
-                "agreement",
-                draw_differences,
-                table["ΔELBO (SE)"].to_numpy(dtype=float),
-                table["ΔKL (SE)"].to_numpy(dtype=float),
-                checks.FLAG_SE,
-            )
-            blocks.append(
-                Image(
-                    path,
-                    f"ΔELBO and ΔKL of every backend pair, in SE units; green: ±{checks.FLAG_SE:g} SE. "
-                    "Differences within noise pile up around 0.",
-                    alt="histograms of backend differences in standard errors",
-                )
-            )
-            formats = {"ΔELBO": "{:+.3g}", "ΔELBO (SE)": "{:+.2f}", "ΔKL": "{:+.3g}", "ΔKL (SE)": "{:+.2f}"}
-            if not bad.empty:
-                blocks.append(Table(bad, caption="The flagged pairs.", formats=formats))
-            blocks.append(
-                Table(
-                    table,
-                    caption="Differences a − b of every backend pair (same model, guide, data seed, seed).",
-                    formats=formats,
-                    details=True,
-                )
-            )
+            blocks += self._pairs(context, table)
         blocks.append(Heading("The libraries' own ELBO vs the suite's", 3))
         if library.empty:
             blocks.append(words.absent("a library ELBO (Pyro's or NumPyro's Trace_ELBO after the fit)"))
         else:
-            bad = int((library["flag"] != "").sum())
-            blocks.append(
-                Text(
-                    f"{words.count(len(library), 'cell')} with a library ELBO; {bad} differ from the "
-                    f"suite's beyond {checks.FLAG_SE:g} SE."
-                )
+            blocks += self._library(library)
+        return blocks
+
+    @staticmethod
+    def _pairs(context: Context, table: pd.DataFrame) -> list[Block]:
+        """Every backend pair's differences: their histogram, the flagged ones, all of them (folded)."""
+        blocks: list[Block] = []
+        bad = flagged(table)
+        blocks.append(Text(f"{words.count(len(table), 'comparison')}, {len(bad)} flagged."))
+        path = context.draw(
+            "agreement",
+            draw_differences,
+            table["ΔELBO (SE)"].to_numpy(dtype=float),
+            table["ΔKL (SE)"].to_numpy(dtype=float),
+            checks.FLAG_SE,
+        )
+        blocks.append(
+            Image(
+                path,
+                f"ΔELBO and ΔKL of every backend pair, in SE units; green: ±{checks.FLAG_SE:g} SE. "
+                "Differences within noise pile up around 0.",
+                alt="histograms of backend differences in standard errors",
             )
-            blocks.append(
-                Table(
-                    library,
-                    caption="Pyro's / NumPyro's own Trace_ELBO of the fitted guide minus the suite's "
-                    "ELBO estimate of the same guide, in nats and in combined SE units.",
-                    formats={
-                        "library ELBO": "{:.4f}",
-                        "suite ELBO": "{:.4f}",
-                        "difference": "{:+.3g}",
-                        "difference (SE)": "{:+.2f}",
-                    },
-                    pm={"library ELBO": "library SE", "suite ELBO": "suite SE"},
-                    details=True,
-                )
+        )
+        formats = {"ΔELBO": "{:+.3g}", "ΔELBO (SE)": "{:+.2f}", "ΔKL": "{:+.3g}", "ΔKL (SE)": "{:+.2f}"}
+        if not bad.empty:
+            blocks.append(Table(bad, caption="The flagged pairs.", formats=formats))
+        blocks.append(
+            Table(
+                table,
+                caption="Differences a − b of every backend pair (same model, guide, data seed, seed).",
+                formats=formats,
+                details=True,
             )
+        )
+        return blocks
+
+    @staticmethod
+    def _library(library: pd.DataFrame) -> list[Block]:
+        """The libraries' own ELBO of each fitted guide against the suite's estimate."""
+        blocks: list[Block] = []
+        bad = int((library["flag"] != "").sum())
+        blocks.append(
+            Text(
+                f"{words.count(len(library), 'cell')} with a library ELBO; {bad} differ from the "
+                f"suite's beyond {checks.FLAG_SE:g} SE."
+            )
+        )
+        blocks.append(
+            Table(
+                library,
+                caption="Pyro's / NumPyro's own Trace_ELBO of the fitted guide minus the suite's "
+                "ELBO estimate of the same guide, in nats and in combined SE units.",
+                formats={
+                    "library ELBO": "{:.4f}",
+                    "suite ELBO": "{:.4f}",
+                    "difference": "{:+.3g}",
+                    "difference (SE)": "{:+.2f}",
+                },
+                pm={"library ELBO": "library SE", "suite ELBO": "suite SE"},
+                details=True,
+            )
+        )
         return blocks
 
 

@@ -34,6 +34,30 @@ from ppl_suite.schema import BACKEND, DATA_SEED, KEY, LOG_EVIDENCE, PROBLEM_KEY,
 IWAE_K_MAX = 10_000  # the IWAE axis reaches this K, whatever the run computed
 
 
+def _error_legend(backends: list[str], all_reliable: bool) -> list[Any]:
+    """The errors figure's legend: a marker per backend, the open marker (where some estimate has no
+    valid SE), the exact value's line."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=drawing.backend_color(b), label=b) for b in backends
+    ]
+    if not all_reliable:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markerfacecolor="white",
+                color="#555555",
+                label="no valid SE",
+            )
+        )
+    handles.append(Line2D([], [], **drawing.EXACT_STYLE, label="exact log p(x)"))
+    return handles
+
+
 @drawing.styled
 def draw_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Estimate − exact log p(x) ± SE, one panel per estimator (titled with its kind: lower bound,
@@ -43,7 +67,6 @@ def draw_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
 
     ``frame``: columns estimator, kind, backend, error, se (NaN where not valid), reliable."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     names = list(dict.fromkeys(frame["estimator"]))
@@ -80,23 +103,7 @@ def draw_errors(frame: pd.DataFrame, title: str, path: Path) -> Path:
         axis.xaxis.set_major_locator(MaxNLocator(4))
         axis.ticklabel_format(axis="x", useOffset=False, style="plain")
         axis.set_xlabel("estimate − exact log p(x)", fontsize=8)
-    backends = list(dict.fromkeys(frame["backend"]))
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color=drawing.backend_color(b), label=b) for b in backends
-    ]
-    if not frame["reliable"].all():
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="",
-                markerfacecolor="white",
-                color="#555555",
-                label="no valid SE",
-            )
-        )
-    handles.append(Line2D([], [], **drawing.EXACT_STYLE, label="exact log p(x)"))
+    handles = _error_legend(list(dict.fromkeys(frame["backend"])), bool(frame["reliable"].all()))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     figure.suptitle(title, fontweight="bold")
     return drawing.save(figure, path)
@@ -149,38 +156,42 @@ TABLE_CAPTION = (
 )
 
 
+def _errors_figure(context: Context, model: str, rows: pd.DataFrame, table: pd.DataFrame) -> list[Block]:
+    """The figure of every estimate's error against the exact log p(x) (``draw_errors``), if any."""
+    backends = estimate_backends(rows, context.problems)
+    frame = pd.DataFrame(
+        {
+            "estimator": table["estimator"],
+            "kind": table["kind"],
+            "backend": table["cell"].map(backends),
+            "error": table["error (nats)"],
+            "se": table["SE"],
+            "reliable": table["reliability"] == RELIABLE,
+        }
+    ).dropna(subset=["error"])
+    if frame.empty:
+        return []
+    path = context.draw(f"{model}-estimators", draw_errors, frame, f"{model}: estimates of log p(x) − exact")
+    unreliable = int((~frame["reliable"]).sum())
+    return [
+        Image(
+            path,
+            "Each estimate minus the exact log p(x) ± SE; one panel per estimator (its kind in "
+            "brackets), each on its own linear scale; one marker per cell (colour: backend) or "
+            f"per data set for the guide-free ones. Open markers ({unreliable} here) have no "
+            "valid SE. A lower bound sits left of 0 and an upper bound right of it, within a "
+            "few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
+            alt=f"{model}: estimator errors against the exact log p(x), by kind",
+        )
+    ]
+
+
 def model_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """The errors figure, the IWAE curves and the table of one model with an exact log p(x)."""
     table = estimator_table(rows, context.estimates, context.problems)
     blocks: list[Block] = []
     if not table.empty:
-        backends = estimate_backends(rows, context.problems)
-        frame = pd.DataFrame(
-            {
-                "estimator": table["estimator"],
-                "kind": table["kind"],
-                "backend": table["cell"].map(backends),
-                "error": table["error (nats)"],
-                "se": table["SE"],
-                "reliable": table["reliability"] == RELIABLE,
-            }
-        ).dropna(subset=["error"])
-        if not frame.empty:
-            path = context.draw(
-                f"{model}-estimators", draw_errors, frame, f"{model}: estimates of log p(x) − exact"
-            )
-            unreliable = int((~frame["reliable"]).sum())
-            blocks.append(
-                Image(
-                    path,
-                    "Each estimate minus the exact log p(x) ± SE; one panel per estimator (its kind in "
-                    "brackets), each on its own linear scale; one marker per cell (colour: backend) or "
-                    f"per data set for the guide-free ones. Open markers ({unreliable} here) have no "
-                    "valid SE. A lower bound sits left of 0 and an upper bound right of it, within a "
-                    "few SE: AIS (lower) and BDMC (upper) together sandwich log p(x).",
-                    alt=f"{model}: estimator errors against the exact log p(x), by kind",
-                )
-            )
+        blocks += _errors_figure(context, model, rows, table)
         blocks.append(
             Table(
                 table.drop(columns=["kind"]),

@@ -264,6 +264,33 @@ def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _kl_gap_panels(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per model with an exact log p(x): its ok cells' KL and log p(x) - ELBO with their SEs (the
+    figure's points), enumerated cells left out."""
+    ok = in_display_order(ok_rows(with_exact(rows)))
+    panels = []
+    for model in model_names(ok):
+        part = of_model(ok, model)
+        part = part[
+            np.isfinite(column(part, schema.KL))
+            & np.isfinite(column(part, schema.KL_IDENTITY))
+            & (text_column(part, schema.KL_METHOD) != ENUMERATED)
+        ]
+        if part.empty:
+            continue
+        panels.append(
+            {
+                "model": model,
+                "kl": part[schema.KL].to_numpy(dtype=float),
+                "gap": part[schema.KL_IDENTITY].to_numpy(dtype=float),
+                "se": column(part, schema.ELBO_SE).fillna(0).to_numpy(dtype=float),
+                "kl_se": column(part, schema.KL_SE).fillna(0).to_numpy(dtype=float),
+                "backend": list(part[schema.BACKEND]),
+            }
+        )
+    return panels
+
+
 @dataclass(frozen=True)
 class Identity(SectionDefaults):
     """The identity's check in every cell."""
@@ -305,27 +332,7 @@ class Identity(SectionDefaults):
                 f"KL routes in this run: {_routes(rows)}."
             ),
         ]
-        ok = in_display_order(ok_rows(with_exact(rows)))
-        panels = []
-        for model in model_names(ok):
-            part = of_model(ok, model)
-            part = part[
-                np.isfinite(column(part, schema.KL))
-                & np.isfinite(column(part, schema.KL_IDENTITY))
-                & (text_column(part, schema.KL_METHOD) != ENUMERATED)
-            ]
-            if part.empty:
-                continue
-            panels.append(
-                {
-                    "model": model,
-                    "kl": part[schema.KL].to_numpy(dtype=float),
-                    "gap": part[schema.KL_IDENTITY].to_numpy(dtype=float),
-                    "se": column(part, schema.ELBO_SE).fillna(0).to_numpy(dtype=float),
-                    "kl_se": column(part, schema.KL_SE).fillna(0).to_numpy(dtype=float),
-                    "backend": list(part[schema.BACKEND]),
-                }
-            )
+        panels = _kl_gap_panels(rows)
         if panels:
             path = context.draw("identity-kl-vs-gap", draw_kl_vs_gap, panels)
             blocks.append(

@@ -175,6 +175,66 @@ def _draws(
     return labels, fitted, references
 
 
+def _panel_rows(
+    shared: np.ndarray | None,
+    references: dict[str, np.ndarray],
+    fitted: dict[str, np.ndarray],
+    posterior: str,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], str]:
+    """The marginals figure's rows, the draws its summary table describes, and what a row shows: one
+    row against the ``shared`` posterior, or (θ learned) each backend against its own."""
+    if shared is not None or not references:
+        panel_rows = [{"name": "", "reference": shared, "fitted": fitted}]
+        sources = ({posterior: shared} if shared is not None else {}) | {
+            f"q ({b})": d for b, d in fitted.items()
+        }
+        return (
+            panel_rows,
+            sources,
+            f"one row per backend: its q (line) against the {posterior} (grey, filled)",
+        )
+    panel_rows = [{"name": b, "reference": references.get(b), "fitted": {b: d}} for b, d in fitted.items()]
+    sources = {}
+    for backend, draws in fitted.items():
+        if backend in references:
+            sources[f"exact posterior (θ of {backend})"] = references[backend]
+        sources[f"q ({backend})"] = draws
+    what = "one row per backend: its q (line) and the exact posterior at that backend's own learned θ (grey)"
+    return panel_rows, sources, what
+
+
+def _pair_part(
+    context: Context,
+    model: str,
+    guide: str,
+    labels: list[str],
+    shared: np.ndarray,
+    fitted: dict[str, np.ndarray],
+    posterior: str,
+) -> list[Block]:
+    """The pair plot of the two coordinates the posterior correlates most, where it correlates them."""
+    i, j, r = numbers.strongest_pair(shared)
+    if not abs(r) > PAIR_MIN_CORRELATION:
+        return []
+    pair = {b: d[:, [i, j]] for b, d in fitted.items()}
+    name = f"{model}, guide {guide}"
+    path = context.draw(
+        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
+        posterior, f"{name}: {labels[i]} and {labels[j]}",
+    )  # fmt: skip
+    return [
+        Image(
+            path,
+            f"The two coordinates the {posterior} correlates most ({r:+.2f}): its draws and "
+            f"each backend's q, with each one's correlation. A mean-field q has none in the "
+            "unconstrained space it is fitted in, so where its correlation here is near 0 it "
+            "lost what the posterior has; a full-rank q can hold it (a correlation that "
+            "survives in a mean-field q comes from the transform to the constrained space).",
+            alt=f"{name}: pair plot of {labels[i]} and {labels[j]}",
+        )
+    ]
+
+
 def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """Per guide, for the first data set and seed: each backend's q against the posterior (one shared
     posterior where θ is fixed, each backend's own at its learned θ otherwise), a pair plot where the
@@ -199,25 +259,7 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
             continue
         seed = f"data seed {first[schema.DATA_SEED]}, seed {first[schema.SEED]}"
         shared = _shared(references, fitted)
-        if shared is not None or not references:
-            panel_rows = [{"name": "", "reference": shared, "fitted": fitted}]
-            sources = ({posterior: shared} if shared is not None else {}) | {
-                f"q ({b})": d for b, d in fitted.items()
-            }
-            what = f"one row per backend: its q (line) against the {posterior} (grey, filled)"
-        else:
-            panel_rows = [
-                {"name": b, "reference": references.get(b), "fitted": {b: d}} for b, d in fitted.items()
-            ]
-            sources = {}
-            for backend, draws in fitted.items():
-                if backend in references:
-                    sources[f"exact posterior (θ of {backend})"] = references[backend]
-                sources[f"q ({backend})"] = draws
-            what = (
-                "one row per backend: its q (line) and the exact posterior at that backend's own "
-                "learned θ (grey)"
-            )
+        panel_rows, sources, what = _panel_rows(shared, references, fitted, posterior)
         path = context.draw(
             f"{model}-{guide}-marginals", draw_marginals, labels, panel_rows,
             "exact posterior" if shared is None and references and not by_nuts else posterior,
@@ -232,24 +274,7 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
             )
         )
         if shared is not None:
-            i, j, r = numbers.strongest_pair(shared)
-            if abs(r) > PAIR_MIN_CORRELATION:
-                pair = {b: d[:, [i, j]] for b, d in fitted.items()}
-                path = context.draw(
-                    f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
-                    posterior, f"{model}, guide {guide}: {labels[i]} and {labels[j]}",
-                )  # fmt: skip
-                blocks.append(
-                    Image(
-                        path,
-                        f"The two coordinates the {posterior} correlates most ({r:+.2f}): its draws and "
-                        f"each backend's q, with each one's correlation. A mean-field q has none in the "
-                        "unconstrained space it is fitted in, so where its correlation here is near 0 it "
-                        "lost what the posterior has; a full-rank q can hold it (a correlation that "
-                        "survives in a mean-field q comes from the transform to the constrained space).",
-                        alt=f"{model}, guide {guide}: pair plot of {labels[i]} and {labels[j]}",
-                    )
-                )
+            blocks += _pair_part(context, model, guide, labels, shared, fitted, posterior)
         blocks.append(
             Table(
                 posterior_summary(sources, labels),
