@@ -99,11 +99,13 @@ class Registry(Generic[T]):
                 continue
             self._items[name] = plugin
 
-    def register(self, plugin: T, *, replace: bool = False) -> T:
-        """Add ``plugin``; returns it. A name taken by another plug-in is an error; with ``replace`` a
-        plug-in added earlier by ``register`` (never a discovered one) is replaced, in its place."""
+    def register(self, plugin: T, *, name: str | None = None, replace: bool = False) -> T:
+        """Add ``plugin`` under its key (or ``name``, for a kind keyed by what the plug-in serves, such
+        as a reference source by its model); returns it. A name taken by another plug-in is an error;
+        with ``replace`` a plug-in added earlier by ``register`` (never a discovered one) is replaced,
+        in its place."""
         self._ready()
-        name = self._key(plugin)
+        name = self._key(plugin) if name is None else name
         present = self._items.get(name, plugin)
         if present is not plugin and not (replace and name in self._registered):
             raise ValueError(f"{_article(self.kind)} named {name!r} is already registered")

@@ -1,5 +1,8 @@
 """Models by name: discovery of the ``models`` package, of installed packages' entry points, and
-registration of user models.
+registration of user models, through the suite's one registry mechanism (``plugin_registry.Registry``,
+``MODELS``), which every plug-in kind shares: estimators (``estimators.ESTIMATORS``), guide families
+(``guides.FAMILIES``), backends (``backends.BACKENDS``), executors (``executors.EXECUTORS``), report
+sections (``report.document.SECTIONS``), reference sources (``references.reparametrized.SOURCES``).
 
 A discovered model is a folder ``models/<name>/`` with ``spec.py`` defining ``SPEC`` and, optionally,
 ``pyro_impl.py`` and ``numpyro_impl.py`` each defining ``model(data, params)``. Implementations are

@@ -10,6 +10,7 @@ import pytest
 
 from ppl_suite import backends, estimators, executors, guides, registry
 from ppl_suite.plugin_registry import Registry
+from ppl_suite.references import reparametrized
 from ppl_suite.report import document
 
 
@@ -85,6 +86,7 @@ def test_every_plugin_kind_is_a_registry():
         "backends": backends.BACKENDS,
         "executors": executors.EXECUTORS,
         "report sections": document.SECTIONS,
+        "reference sources": reparametrized.SOURCES,
     }
     assert all(isinstance(kind, Registry) for kind in kinds.values())
     assert backends.names() == ["pyro", "numpyro", "handrolled"]  # the report's order
