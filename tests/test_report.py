@@ -513,7 +513,8 @@ def test_report_of_a_missing_folder_or_format_is_an_input_error(tmp_path, capsys
 
 def test_tables_and_cli_do_not_import_plotting():
     code = (
-        "import sys, ppl_suite.cli, ppl_suite.report.rows, ppl_suite.report.run_tables, ppl_suite.report.document; "
+        "import sys, ppl_suite.cli, ppl_suite.report.rows, ppl_suite.report.run_tables, "
+        "ppl_suite.report.document; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
