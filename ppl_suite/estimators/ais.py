@@ -55,7 +55,9 @@ pass with few temperatures) or a posterior mode no chain reaches looks reliable;
 target keeps the first small (``AISConfig``), BDMC's sandwich can reveal the second.
 
 Everything runs in ``jax.lax.scan`` loops vmapped over chains and compiled with ``jax.jit``; the main
-run goes in chunks of CHUNK temperatures, so one compilation serves every schedule length.
+run goes in chunks of CHUNK temperatures, so one compilation serves every schedule length. The HMC
+transition, the AIS step and the chunked pass are ``ppl_suite.annealing``'s, shared with the VAE's
+per-image AIS.
 """
 
 from __future__ import annotations
@@ -209,7 +211,9 @@ def _systematic_resample(key: jax.Array, weights: jax.Array) -> jax.Array:
     return jnp.minimum(jnp.searchsorted(jnp.cumsum(weights / jnp.sum(weights)), positions), n - 1)
 
 
-def reweight(u, log_lik, beta, key, final):
+def reweight(
+    u: jax.Array, log_lik: jax.Array, beta: jax.Array, key: jax.Array, final: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Adaptive tempering's choice of beta' (module docstring, 1) and its resampling: (indices,
     beta', relative variance of the incremental weights, their weighted spread of u)."""
     n = u.shape[0]
