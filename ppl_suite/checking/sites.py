@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite.checking.sources import InputProblem
+from ppl_suite.checking.sources import InputProblem, closest
 from ppl_suite.spec import Site
 
 LIBRARIES = ("numpyro", "pyro")
@@ -144,9 +144,10 @@ def trace_program(
         return tracer(function, tracked, params)
     except Exception as error:
         if tracked.missing:
+            names = ", ".join(f"{name!r}{closest(name, data)}" for name in dict.fromkeys(tracked.missing))
             raise InputProblem(
-                f"{what} reads data {', '.join(map(repr, dict.fromkeys(tracked.missing)))}, which the data "
-                f"lack; the data have: {', '.join(sorted(data)) or 'nothing'}"
+                f"{what} reads data {names}, which the data lack; the data have: "
+                f"{', '.join(sorted(data)) or 'nothing'}"
             ) from None
         raise InputProblem(f"{what} fails to trace: {type(error).__name__}: {error}") from None
 

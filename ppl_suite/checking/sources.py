@@ -2,14 +2,24 @@
 
 Conventions (``docs/api.md``):
 
-- a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file ``FILE.py``, imported
-  as a module of its own (its folder is not put on ``sys.path``);
-- a model function takes ``model(data)`` or ``model(data, params)``: ``data`` is a dict of arrays
-  (NumPy arrays become JAX arrays in NumPyro, torch tensors in Pyro; a 0-d array becomes a Python
-  number, so it can size a plate), ``params`` the fixed values given with ``--set NAME=VALUE`` (the
-  suite's own models take ``(data, params)``);
-- data are a ``.npz`` file, a ``.json`` object of arrays and numbers, or ``FILE.py:FUNCTION``, a
-  function of no arguments returning such a dict.
+- a model is a function, called as ``MCMC.run`` and ``SVI.run`` call it: ``model(*args, **kwargs)``
+  (the *call form*), or, the older convention, ``model(data)`` / ``model(data, params)`` with ``data``
+  a dict of arrays (the *data form*); ``bind`` tells which and binds the arguments to the model's
+  parameters by name, ``calling`` rebuilds the call from them (the one place the suite calls a user's
+  model or guide);
+- numeric arguments (NumPy arrays, lists of numbers, numbers, torch tensors, JAX arrays, pandas
+  columns) are kept as NumPy arrays, named after the model's parameters; each library gets its own
+  arrays (JAX arrays in NumPyro, torch float64 tensors in Pyro), a 0-d array as a Python number (so it
+  can size a plate); strings are fixed values (``params``); ``None`` is passed as ``None`` (``y=None``:
+  the site is latent);
+- on the command line a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file
+  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``); given to the
+  API as a function, a top-level function of an importable module is named so too, any other (defined
+  in a script or a notebook, a closure, a lambda) is kept in this process under a text naming its
+  content digest (``function_text``) and is never imported from a file;
+- data are a ``.npz`` file or a ``.json`` object (keyword arguments, or the data form's dict), or
+  ``FILE.py:FUNCTION``, a function of no arguments returning ``(args, kwargs)``, a dict of keyword
+  arguments or the data form's dict.
 
 Every problem is a sentence naming the file, name or key and what is valid; callers collect them
 and refuse the input at once (exit 2).
@@ -17,13 +27,15 @@ and refuse the input at once (exit 2).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import importlib.util
 import inspect
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,8 +86,65 @@ def import_file(file: Path) -> ModuleType:
     return module
 
 
+IN_PROCESS = "<in-process "  # how function_text names a function kept in this process
+
+
+def function_text(function: Callable[..., Any]) -> str:
+    """How a check names a model or guide given as a function: ``FILE.py:NAME`` for a top-level
+    function of an importable module with a source file (worker processes import it from there); any
+    other (defined in ``__main__``, a script or a notebook, a closure, a lambda) is kept in this process
+    only, named ``<in-process QUALNAME sha256:DIGEST>:NAME`` with the digest of its content (its code,
+    the values it captures and the globals it reads: ``function_digest``); it is never imported."""
+    module = inspect.getmodule(inspect.unwrap(function))
+    name = getattr(function, "__name__", "")
+    file = getattr(module, "__file__", None) or ""
+    if (
+        module is not None
+        and module.__name__ != "__main__"
+        and file.endswith(".py")
+        and name.isidentifier()
+        and getattr(module, name, None) is function
+    ):
+        return f"{Path(file).resolve()}:{name}"
+    qualname = getattr(function, "__qualname__", type(function).__name__)
+    short = name if name.isidentifier() else "model"
+    text = f"{IN_PROCESS}{qualname} sha256:{function_digest(function)}>:{short}"
+    _in_process[text] = function
+    return text
+
+
+_in_process: dict[str, Callable[..., Any]] = {}
+
+
+def in_process(text: str) -> bool:
+    """Whether a model's or guide's text names a function kept in this process (``function_text``)."""
+    return text.startswith(IN_PROCESS)
+
+
+def function_digest(function: Callable[..., Any]) -> str:
+    """16 hex digits of sha256 over the function as cloudpickle writes it by value (its code, closure,
+    defaults and the globals it reads), or over its source when it cannot be pickled."""
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(function)
+    except Exception:
+        try:
+            payload = inspect.getsource(function).encode()
+        except (OSError, TypeError):
+            payload = repr(function).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
 def load_function(text: str, what: str) -> Callable[..., Any]:
-    """The function named by ``FILE.py:NAME``."""
+    """The function named by ``FILE.py:NAME`` or kept in this process under ``text``."""
+    if text in _in_process:
+        return _in_process[text]
+    if in_process(text):
+        raise InputProblem(
+            f"{what} {text}: a function given to ppl_suite.check in another process is never imported "
+            "from a file; call ppl_suite.check with it in this process"
+        )
     file, name = split_reference(text, what)
     module = import_file(file)
     function = getattr(module, name, None)
@@ -84,34 +153,167 @@ def load_function(text: str, what: str) -> Callable[..., Any]:
             k for k, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__
         )
         raise InputProblem(
-            f"{what} {text!r}: {file} defines no function {name!r}; "
+            f"{what} {text!r}: {file} defines no function {name!r}{closest(name, found)}; "
             f"its functions: {', '.join(found) or 'none'}"
         )
     return function
 
 
-def with_params(function: Callable[..., Any], what: str) -> Callable[..., Any]:
-    """The model as the suite calls it, ``model(data, params)``: a ``model(data)`` ignores params. The
-    wrapper keeps the function's module, so the store hashes the user's source."""
+DATA_FORM = "data"  # model(data) / model(data, params)
+CALL_FORM = "call"  # model(*args, **kwargs), the arguments kept by the model's parameter names
+
+
+def closest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'NAME'?)`` naming the valid name closest to a misspelt one, or ``""``."""
+    found = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {found[0]!r}?)" if found else ""
+
+
+def takes_data(function: Callable[..., Any]) -> bool:
+    """Whether a function can be called in the data form: one or two positional parameters, the
+    others optional."""
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
-        return function
+        return True
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p for p in positional if p.default is p.empty]
-    if len(required) > 2 or not positional:
-        raise InputProblem(
-            f"{what} {function.__name__!r} must take (data) or (data, params), "
-            f"takes {len(required)} arguments"
-        )
-    if len(positional) >= 2:
+    required = [
+        p for p in parameters if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return bool(positional) and len(required) <= 2 and all(p in positional[:2] for p in required)
+
+
+def calling(function: Callable[..., Any], form: str, nones: Sequence[str] = ()) -> Callable[..., Any]:
+    """The model (or guide) as the suite calls it, ``f(data, params)``: in the data form ``function(data)``
+    or ``function(data, params)``; in the call form ``function(*args, **kwargs)`` rebuilt from the
+    arguments kept by name in ``data`` and ``params`` (and ``nones``, the names given None). The
+    wrapper keeps the function's module, so the store hashes the user's source."""
+    if form == DATA_FORM:
+        positional = _positional(function)
+        if positional is not None and len(positional) < 2:
+
+            @functools.wraps(function)
+            def one_argument(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+                return function(data)
+
+            return one_argument
         return function
+    first = _positional_only(function)
 
     @functools.wraps(function)
-    def model(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        return function(data)
+    def called(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+        values = {**params, **data, **dict.fromkeys(nones)}
+        return function(*[values.pop(name) for name in first if name in values], **values)
 
-    return model
+    return called
+
+
+def _positional(function: Callable[..., Any]) -> list[str] | None:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _positional_only(function: Callable[..., Any]) -> list[str]:
+    parameters = inspect.signature(function).parameters.values()
+    return [p.name for p in parameters if p.kind == p.POSITIONAL_ONLY]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A model's arguments as the suite keeps them: the ``form`` of the call (``DATA_FORM`` or
+    ``CALL_FORM``), the numeric arrays by name (``data``: in the data form the dict itself), other
+    values by name (``params``: strings, and in the data form the dict passed as params) and the
+    names given None (``nones``)."""
+
+    form: str
+    data: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    nones: tuple[str, ...] = ()
+
+
+def bind(
+    function: Callable[..., Any], args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, what: str
+) -> Bound:
+    """``model(*args, **kwargs)`` bound to the model's parameters (``inspect.Signature.bind``); the
+    data form when ``args`` is ``(data,)`` or ``(data, params)`` with dicts and the model takes
+    ``(data)``/``(data, params)``. A call that does not bind is one problem naming the model's
+    parameters and what was given (the closest valid name for a misspelt one)."""
+    args, kwargs = tuple(args or ()), dict(kwargs or {})
+    dicts = not kwargs and 1 <= len(args) <= 2 and all(isinstance(a, Mapping) for a in args)
+    if dicts and takes_data(function) and not _binds_as_keywords(function, args[0]):
+        return Bound(DATA_FORM, load_data(args[0]), dict(args[1]) if len(args) == 2 else {})
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        raise InputProblem(f"{what}: its signature cannot be read; pass it as a Python function") from None
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise InputProblem(_mismatch(function, signature, args, kwargs, error, what)) from None
+    data, params, nones, problems = {}, {}, [], []
+    for name, value in bound.arguments.items():
+        parameter = signature.parameters[name]
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            if value:
+                problems.append(f"{what}: its *{name} arguments cannot be kept by name; give them by name")
+            continue
+        named = value.items() if parameter.kind == parameter.VAR_KEYWORD else [(name, value)]
+        for key, item in named:
+            if item is None:
+                if parameter.default is not None:
+                    nones.append(key)  # a None its default is already passes as the default does
+            elif isinstance(item, str):
+                params[key] = item
+            else:
+                try:
+                    data[key] = _plain(key, _array(key, item), "given")
+                except InputProblem as error:
+                    problems += [f"{what}: {problem}" for problem in error.problems]
+    if problems:
+        raise InputProblem(*problems)
+    return Bound(CALL_FORM, data, params, tuple(nones))
+
+
+def _binds_as_keywords(function: Callable[..., Any], values: Mapping[str, Any]) -> bool:
+    try:
+        inspect.signature(function).bind(**values)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _array(name: str, value: Any) -> np.ndarray:
+    """A numeric argument as a NumPy array: torch tensors detached, JAX arrays and pandas columns read;
+    a dict is a problem naming the fix."""
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "to_numpy"):  # a pandas Series or DataFrame
+        value = value.to_numpy()
+    if isinstance(value, Mapping):
+        raise InputProblem(
+            f"argument {name!r} is a dict: pass its arrays as keyword arguments (kwargs={{...}})"
+        )
+    return np.asarray(value)
+
+
+def _mismatch(
+    function: Callable[..., Any],
+    signature: inspect.Signature,
+    args: tuple,
+    kwargs: dict[str, Any],
+    error: TypeError,
+    what: str,
+) -> str:
+    """One sentence: the model's parameters, what was given and, for a misspelt name, the closest."""
+    names = [p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    unknown = [k for k in kwargs if k not in signature.parameters]
+    hints = "".join(f"; {k!r}{closest(k, names)}" for k in unknown if closest(k, names))
+    given = f"{len(args)} positional argument(s)" + (f" and keyword(s) {', '.join(kwargs)}" if kwargs else "")
+    name = getattr(function, "__name__", repr(function))
+    return f"{what}: {name}{signature} cannot be called with {given}: {error}{hints}"
 
 
 def _plain(name: str, value: Any, origin: str) -> Any:
@@ -119,8 +321,8 @@ def _plain(name: str, value: Any, origin: str) -> Any:
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         raise InputProblem(
-            f"data {origin}: {name!r} is not numeric (dtype {array.dtype}); "
-            "data must be numbers or arrays of numbers"
+            f"data {origin}: {name!r} is not numeric (dtype {array.dtype}); data must be numbers or arrays "
+            "of numbers (labels: code them as integers, e.g. pandas.factorize)"
         )
     if array.ndim == 0:
         return array.item()
@@ -128,28 +330,83 @@ def _plain(name: str, value: Any, origin: str) -> Any:
 
 
 def load_data(source: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The data of ``source``: a mapping, a ``.npz`` or ``.json`` file, or ``FILE.py:FUNCTION``."""
-    if isinstance(source, Mapping):
-        raw, origin = dict(source), "given"
-    elif source.endswith(DATA_SUFFIXES):
-        raw, origin = _read_file(Path(source)), source
-    elif ".py:" in source:
-        function = load_function(source, "--data")
-        try:
-            raw = function()
-        except Exception as error:
-            raise InputProblem(f"--data {source!r} raised {type(error).__name__}: {error}") from None
-        if not isinstance(raw, Mapping):
-            raise InputProblem(f"--data {source!r} returned {type(raw).__name__}, not a dict of arrays")
-        origin = source
-    else:
-        raise InputProblem(
-            f"--data {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning a dict"
-        )
+    """The data form's dict of ``source`` (a mapping, a ``.npz`` or ``.json`` file, or
+    ``FILE.py:FUNCTION``), each value as the suite passes it (a number or a numeric array)."""
+    raw = read_source(source)
+    origin = source if isinstance(source, str) else "given"
+    if isinstance(raw, tuple):
+        raise InputProblem(f"data {origin}: (args, kwargs) are given to a model taking a dict (data)")
     bad = [key for key in raw if not isinstance(key, str) or not key.isidentifier()]
     if bad:
         raise InputProblem(f"data {origin}: keys {bad} are not names (letters, digits, underscores)")
     return {name: _plain(name, value, origin) for name, value in raw.items()}
+
+
+def resolve(
+    function: Callable[..., Any],
+    data: Any,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    what: str,
+) -> Bound:
+    """The arguments of a check bound to its model (``bind``): ``args``/``kwargs``, or ``data`` (a dict,
+    a DataFrame, a file or ``FILE.py:FUNCTION``: ``read_source``). A dict whose names are the model's
+    parameters is its keyword arguments; otherwise a model taking ``(data)``/``(data, params)`` gets it
+    whole (the data form)."""
+    if args is not None or kwargs is not None:
+        if data is not None:
+            raise InputProblem("give the model's arguments as args=/kwargs= or as data=, not both")
+        return bind(function, args, kwargs, what)
+    if data is None:
+        raise InputProblem(
+            "no data given: args=(...) and/or kwargs={...} as the model takes them, a dict of arrays, "
+            "a DataFrame, a .npz or .json file, or FILE.py:FUNCTION"
+        )
+    given = read_source(data)
+    if isinstance(given, tuple):
+        return bind(function, *given, what)
+    if _binds_as_keywords(function, given) or not takes_data(function):
+        return bind(function, (), given, what)
+    return Bound(DATA_FORM, load_data(given))
+
+
+def read_source(source: Any) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+    """What ``data`` holds: a dict (keyword arguments, or the data form's dict) or ``(args, kwargs)``.
+    A DataFrame is its columns; a list, a tuple or an array is a problem naming ``args=``."""
+    if hasattr(source, "columns") and hasattr(source, "to_numpy"):  # a pandas DataFrame
+        return {str(column): source[column].to_numpy() for column in source.columns}
+    if isinstance(source, Mapping):
+        return dict(source)
+    if isinstance(source, str) and source.endswith(DATA_SUFFIXES):
+        return _read_file(Path(source))
+    if isinstance(source, str) and ".py:" in source:
+        return _called(source)
+    if isinstance(source, str | Path):
+        raise InputProblem(
+            f"--data {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning "
+            "(args, kwargs) or a dict"
+        )
+    raise InputProblem(
+        f"data is a {type(source).__name__}: pass the model's positional arguments as args=(...) and its "
+        "keyword arguments as kwargs={...} (or data= a dict of named arrays, or a DataFrame)"
+    )
+
+
+def _called(source: str) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+    """What ``FILE.py:FUNCTION`` returns: ``(args, kwargs)``, a dict or a DataFrame."""
+    function = load_function(source, "--data")
+    try:
+        value = function()
+    except Exception as error:
+        raise InputProblem(f"--data {source!r} raised {type(error).__name__}: {error}") from None
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        return tuple(value[0]), dict(value[1])
+    if isinstance(value, Mapping) or hasattr(value, "columns"):
+        return read_source(value)
+    raise InputProblem(
+        f"--data {source!r} returned {type(value).__name__}: return (args, kwargs), a dict of keyword "
+        "arguments or a dict of arrays"
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:
