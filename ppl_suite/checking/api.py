@@ -37,6 +37,7 @@ from ppl_suite.checking.sources import (
     function_text,
     in_process,
     load_function,
+    read_source,
     resolve,
     split_reference,
 )
@@ -295,7 +296,11 @@ def prepare(
     with; raises InputProblem listing every problem found."""
     problems: list[str] = []
     models = _collect(problems, _libraries, model, pyro, numpyro) or {}
-    bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {})) if models else None
+    bound = None
+    if models:
+        bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {}))
+    elif data is not None:
+        _collect(problems, read_source, data)  # the data's own problems, with no model to bind them to
     chosen_guides, own_guides = _guides(guides, problems)
     chosen_backends = _backends(backends, models, problems)
     for guide, programs in own_guides.items():
