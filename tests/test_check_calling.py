@@ -52,7 +52,9 @@ def test_y_none_leaves_the_observed_site_latent_and_a_required_none_is_passed():
         return y
 
     bound = sources.bind(required, (X, None), None, "model")
-    assert bound.nones == ("y",) and sources.calling(required, bound.form, bound.nones)(bound.data, {}) is None
+    assert (
+        bound.nones == ("y",) and sources.calling(required, bound.form, bound.nones)(bound.data, {}) is None
+    )
 
 
 def test_torch_tensors_jax_arrays_and_pandas_columns_are_taken_as_given():
@@ -81,7 +83,7 @@ def test_a_dataframe_passes_its_columns_as_keyword_arguments():
 
 def test_a_label_column_is_refused_naming_how_to_code_it():
     frame = pd.DataFrame({"x": X, "group": np.array(list("abc" * 4)), "n_groups": 3})
-    with pytest.raises(InputProblem, match="'group' is not numeric.*pandas.factorize"):
+    with pytest.raises(InputProblem, match=r"'group' is not numeric.*pandas\.factorize"):
         sources.resolve(recorder, frame, None, None, "model")
 
 
@@ -103,7 +105,9 @@ def test_a_dict_is_keyword_arguments_when_it_names_the_parameters_else_the_data_
 
 def test_a_data_function_may_return_args_and_kwargs(tmp_path):
     file = tmp_path / "data.py"
-    file.write_text("import numpy as np\n\ndef load():\n    return (np.ones(3), np.zeros(3, int), 1), {'y': None}\n")
+    file.write_text(
+        "import numpy as np\n\ndef load():\n    return (np.ones(3), np.zeros(3, int), 1), {'y': None}\n"
+    )
     bound = sources.resolve(recorder, f"{file}:load", None, None, "model")
     assert bound.form == sources.CALL_FORM and bound.data["n_groups"] == 1 and "y" not in bound.data
 
@@ -121,7 +125,12 @@ def test_the_usual_signature_is_checked_in_the_call_form(tmp_path):
     from ppl_suite import registry
 
     user, backends = prepare(
-        None, None, numpyro=numpyro_model, args=(X, GROUP, 3), kwargs={"y": Y}, data_file=tmp_path / "data.npz"
+        None,
+        None,
+        numpyro=numpyro_model,
+        args=(X, GROUP, 3),
+        kwargs={"y": Y},
+        data_file=tmp_path / "data.npz",
     )
     assert user.form == sources.CALL_FORM and backends == ["numpyro"]
     sites = {site.name: site.shape for site in registry.get(user.name).sites({})}
@@ -143,7 +152,7 @@ def test_a_function_defined_outside_an_importable_module_is_kept_in_this_process
 
 
 def test_a_kept_functions_text_from_another_process_is_refused_naming_the_fix():
-    with pytest.raises(InputProblem, match="call ppl_suite.check with it in this process"):
+    with pytest.raises(InputProblem, match=r"call ppl_suite\.check with it in this process"):
         sources.load_function("<in-process model sha256:0123456789abcdef>:model", "model")
 
 
@@ -156,7 +165,13 @@ def test_a_pyro_backend_without_a_pyro_model_is_an_input_problem(tmp_path, optio
 
 def test_a_misspelt_guide_or_backend_names_the_closest_valid_one(tmp_path):
     with pytest.raises(InputProblem) as raised:
-        check(numpyro=numpyro_model, args=(X, GROUP, 3), guides=["mean_feild"], backend="numpyr", out=tmp_path / "r")
+        check(
+            numpyro=numpyro_model,
+            args=(X, GROUP, 3),
+            guides=["mean_feild"],
+            backend="numpyr",
+            out=tmp_path / "r",
+        )
     found = " ".join(raised.value.problems)
     assert "did you mean 'mean_field'?" in found and "did you mean 'numpyro'?" in found
 
@@ -164,7 +179,11 @@ def test_a_misspelt_guide_or_backend_names_the_closest_valid_one(tmp_path):
 def test_draws_of_a_failed_cell_say_it_failed_and_why(tmp_path):
     result = CheckResult(tmp_path, 1, "m")
     result.__dict__["rows"] = pd.DataFrame(
-        {"key": ["m/numpyro/mean_field/0"], "status": ["failed"], "error": ["Traceback...\nValueError: nan loss"]}
+        {
+            "key": ["m/numpyro/mean_field/0"],
+            "status": ["failed"],
+            "error": ["Traceback...\nValueError: nan loss"],
+        }
     )
     with pytest.raises(InputProblem, match="cell 'm/numpyro/mean_field/0' failed: ValueError: nan loss"):
         result.draws("m/numpyro/mean_field/0")

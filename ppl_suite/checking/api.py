@@ -397,34 +397,25 @@ def check(
     progress: bool = False,
 ) -> CheckResult:
     """Fit ``guides`` to a user's model with each backend and evaluate every fit against the model's
-    NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS.
+    NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS (``docs/api.md``).
 
-    model: a NumPyro or Pyro model function (or ``"FILE.py:NAME"``), called ``model(*args, **kwargs)``
-        as ``MCMC.run`` and ``SVI.run`` call it; observed sites are those given ``obs`` (``y=None``:
-        latent); or give ``numpyro=`` and/or ``pyro=`` (both: their log joints are compared at
-        reference draws first). A function defined in a script or a notebook (closures and lambdas
-        too) is run in this process, never imported from a file.
-    args, kwargs: the model's arguments (NumPy arrays, numbers, lists of numbers, torch tensors, JAX
-        arrays, strings, None); or ``data``: a dict of keyword arguments, a pandas DataFrame (its
-        columns), a ``.npz`` or ``.json`` file, ``"FILE.py:FUNCTION"`` returning ``(args, kwargs)`` or a
-        dict; a model ``model(data)`` / ``model(data, params)`` gets the dict whole.
-    guides: guide families (default mean_field and full_rank) and/or the user's own guides, taking the
-        model's arguments and sampling exactly its latent sites (``checking.user_guide``); backend (or
-        backends): one or several backends (default: the library of each model given); params: fixed
-        values, passed as keyword arguments (or as ``params`` to a ``model(data, params)``);
-    seeds, steps, estimators: as ``ppl-suite run`` (default: the ``references`` profile's settings);
-    nuts: ``NUTSSettings`` fields for the reference (e.g. ``{"draws": 500, "ess_min": 400}``);
-    out: the results folder (default ``results/check-<name>``); report: its folder (default
-        ``reports/check-<name>``; False: none); jobs: worker processes; fresh: refit every cell;
-    progress: print the run's progress as ``ppl-suite check`` does (``ppl_suite.console``); by default
-        nothing is printed.
+    model (or numpyro= and/or pyro=: both are compared at reference draws first): a NumPyro or Pyro
+        function or ``"FILE.py:NAME"``, called ``model(*args, **kwargs)`` as ``MCMC.run`` calls it;
+        observed sites are those given ``obs`` (``y=None``: latent). One defined in a script or a
+        notebook (closures, lambdas) runs in this process and is never imported from a file.
+    args, kwargs, or data (a dict of keyword arguments, a DataFrame's columns, a .npz/.json file,
+        ``"FILE.py:FUNCTION"`` returning ``(args, kwargs)`` or a dict; a ``model(data)`` gets the dict);
+    guides (families, default mean_field and full_rank, and/or the user's guides), backend or backends
+        (default: the library of each model), params (fixed keyword arguments), seeds, steps,
+        estimators (as ``ppl-suite run``), nuts (``NUTSSettings`` fields), out (``results/check-<name>``),
+        report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
+        as ``ppl-suite check`` does; by default nothing is printed).
 
     Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run) or CheckFailed
     (the reference failed its gates, or the two versions disagree); cells that fail are in the result.
     """
     from ppl_suite import runner
     from ppl_suite.console import Printer
-    from ppl_suite.store import ResultsStore
 
     if backend is not None and backends is not None:
         raise InputProblem("give backend= or backends=, not both")
@@ -437,22 +428,36 @@ def check(
                 model, data, args=args, kwargs=kwargs, pyro=pyro, numpyro=numpyro, guides=guides,
                 backends=chosen, name=name, params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
             )  # fmt: skip
-            store = ResultsStore(Path(out) if out is not None else Path("results") / f"check-{user.name}")
-            report_folder = report if report not in (None, True) else Path("reports") / f"check-{user.name}"
-            previous = stored.stored_fingerprint(store.path)
-            plan = runner.Plan(
-                profile=PROFILE, models=[user.name], backends=fitted, guides=user.guides,
-                seeds=list(seeds) or [0], steps=steps, estimators=estimators,
-                jobs=1 if user.in_process() else jobs, plugins=[] if user.in_process() else [PLUGIN],
-                fresh=fresh or (previous is not None and previous != fingerprint(user)),
-                report=None if report_folder is False else Path(report_folder),
-            )  # fmt: skip
+            options = dict(seeds=seeds, steps=steps, estimators=estimators, jobs=jobs, fresh=fresh)
+            store, plan = _plan(user, fitted, out, report, options)
             outcome = _run(user, plan, store, on_event)
             stored.store(store.path, user)
     finally:
         if printer is not None:
             printer.close()
     return _finish(user, plan, store.path, outcome, on_event)
+
+
+def _plan(
+    user: UserModel, backends: list[str], out: str | Path | None, report: Any, options: dict[str, Any]
+) -> tuple[ResultsStore, Plan]:
+    """The results store and the runner's Plan of a check: every cell refit when the stored check's
+    fingerprint differs; one job and no plug-in for a model kept in this process."""
+    from ppl_suite import runner
+    from ppl_suite.store import ResultsStore
+
+    store = ResultsStore(Path(out) if out is not None else Path("results") / f"check-{user.name}")
+    report_folder = report if report not in (None, True) else Path("reports") / f"check-{user.name}"
+    previous = stored.stored_fingerprint(store.path)
+    here = user.in_process()
+    plan = runner.Plan(
+        profile=PROFILE, models=[user.name], backends=backends, guides=user.guides,
+        seeds=list(options["seeds"]) or [0], steps=options["steps"], estimators=options["estimators"],
+        jobs=1 if here else options["jobs"], plugins=[] if here else [PLUGIN],
+        fresh=options["fresh"] or (previous is not None and previous != fingerprint(user)),
+        report=None if report_folder is False else Path(report_folder),
+    )  # fmt: skip
+    return store, plan
 
 
 def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_event: OnEvent) -> CheckResult:
