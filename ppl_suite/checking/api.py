@@ -417,11 +417,8 @@ def check(
     from ppl_suite import runner
     from ppl_suite.console import Printer
 
-    if backend is not None and backends is not None:
-        raise InputProblem("give backend= or backends=, not both")
-    chosen = [backend] if isinstance(backend, str) else backend if backend is not None else backends
-    printer = Printer() if progress else None
-    on_event = printer or runner.ignore
+    chosen = _backend_option(backend, backends)
+    on_event = printer = Printer() if progress else None
     try:
         with tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch:
             user, fitted = prepare(
@@ -430,12 +427,20 @@ def check(
             )  # fmt: skip
             options = dict(seeds=seeds, steps=steps, estimators=estimators, jobs=jobs, fresh=fresh)
             store, plan = _plan(user, fitted, out, report, options)
-            outcome = _run(user, plan, store, on_event)
+            outcome = _run(user, plan, store, on_event or runner.ignore)
             stored.store(store.path, user)
     finally:
         if printer is not None:
             printer.close()
-    return _finish(user, plan, store.path, outcome, on_event)
+    return _finish(user, plan, store.path, outcome, on_event or runner.ignore)
+
+
+def _backend_option(backend: str | Sequence[str] | None, backends: Sequence[str] | None) -> list[str] | None:
+    """The backends asked for, by ``backend`` (one or several) or ``backends``."""
+    if backend is not None and backends is not None:
+        raise InputProblem("give backend= or backends=, not both")
+    chosen = [backend] if isinstance(backend, str) else backend if backend is not None else backends
+    return list(chosen) if chosen is not None else None
 
 
 def _plan(
