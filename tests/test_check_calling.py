@@ -189,3 +189,28 @@ def test_draws_of_a_failed_cell_say_it_failed_and_why(tmp_path):
         result.draws("m/numpyro/mean_field/0")
     with pytest.raises(InputProblem, match="did you mean 'm/numpyro/mean_field/0'"):
         result.draws("m/numpyro/mean_field/1")
+
+
+def test_a_kept_models_content_enters_its_references_key(tmp_path):
+    """Two closures of one name and one data set, differing only in a captured prior scale, have
+    different reference keys (a notebook's model has no source file to hash)."""
+    from ppl_suite.references.cache import model_source_hash
+
+    def make(scale):
+        def model(x=None):
+            import numpyro
+            import numpyro.distributions as dist
+
+            z = numpyro.sample("z", dist.Normal(0.0, scale))
+            with numpyro.plate("data", 12):
+                numpyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+        return model
+
+    hashes = []
+    for scale in (1.0, 2.0):
+        user, _ = prepare(
+            None, None, numpyro=make(scale), kwargs={"x": X}, name="kept", data_file=tmp_path / "d.npz"
+        )
+        hashes.append(model_source_hash(user.name))
+    assert hashes[0] != hashes[1]

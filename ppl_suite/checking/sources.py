@@ -187,17 +187,17 @@ def calling(function: Callable[..., Any], form: str, nones: Sequence[str] = ()) 
     """The model (or guide) as the suite calls it, ``f(data, params)``: in the data form ``function(data)``
     or ``function(data, params)``; in the call form ``function(*args, **kwargs)`` rebuilt from the
     arguments kept by name in ``data`` and ``params`` (and ``nones``, the names given None). The
-    wrapper keeps the function's module, so the store hashes the user's source."""
+    wrapper keeps the function's module, so the store hashes the user's source; a function kept in
+    this process carries its ``content_digest`` too (``function_text``: the reference's key hashes it)."""
     if form == DATA_FORM:
         positional = _positional(function)
-        if positional is not None and len(positional) < 2:
+        takes_params = positional is None or len(positional) >= 2
 
-            @functools.wraps(function)
-            def one_argument(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-                return function(data)
+        @functools.wraps(function)
+        def data_form(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+            return function(data, params) if takes_params else function(data)
 
-            return one_argument
-        return function
+        return data_form
     first = _positional_only(function)
 
     @functools.wraps(function)

@@ -124,6 +124,8 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
             continue
         try:
             model = calling(load_function(text, f"--{library}"), user.form, user.nones)
+            if in_process(text):  # its content, for the reference's key: it has no file of its own
+                model.content_digest = text
             traced[library] = sites_module.trace_sites(
                 model, library, data, user.params, f"{library} model {text}", plated_guides
             )
