@@ -39,6 +39,7 @@ from ppl_suite.checking.sources import (
     load_function,
     read_source,
     resolve,
+    shown,
     split_reference,
 )
 from ppl_suite.checking.user_model import (
@@ -84,8 +85,8 @@ def _libraries(model: Model | None, pyro: Model | None, numpyro: Model | None) -
         library = sites_module.library_of(load_function(text, "model"))
         if library is None:
             raise InputProblem(
-                f"model {text}: cannot tell whether it is a NumPyro or a Pyro model (its module imports "
-                "both or neither); pass it as numpyro= or pyro= (--numpyro or --pyro)"
+                f"model {shown(text)}: cannot tell whether it is a NumPyro or a Pyro model (its module "
+                "imports both or neither); pass it as numpyro= or pyro= (--numpyro or --pyro)"
             )
         if library in found:
             raise InputProblem(f"two {library} models given ({found[library]} and {text})")
@@ -218,7 +219,9 @@ def _bind(
     """The arguments bound to each model given (``sources.resolve``: both versions must take them
     alike); in the call form, ``params`` must name the model's parameters too."""
     bound = {
-        library: resolve(load_function(text, f"--{library}"), data, args, kwargs, f"{library} model")
+        library: resolve(
+            load_function(text, f"--{library}"), data, args, kwargs, f"{library} model {shown(text)}"
+        )
         for library, text in models.items()
     }
     first, *others = bound.values()

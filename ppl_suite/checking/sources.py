@@ -116,6 +116,14 @@ def function_text(function: Callable[..., Any]) -> str:
 _in_process: dict[str, Callable[..., Any]] = {}
 
 
+def shown(text: str) -> str:
+    """A model's or guide's text as messages name it: ``FILE.py:NAME``, or ``QUALNAME (defined in
+    this process)`` for a function kept here."""
+    if in_process(text):
+        return f"{text[len(IN_PROCESS) :].partition(' sha256:')[0]} (defined in this process)"
+    return text
+
+
 def in_process(text: str) -> bool:
     """Whether a model's or guide's text names a function kept in this process (``function_text``)."""
     return text.startswith(IN_PROCESS)

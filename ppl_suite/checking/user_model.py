@@ -38,6 +38,7 @@ from ppl_suite.checking.sources import (
     in_process,
     load_data,
     load_function,
+    shown,
 )
 from ppl_suite.spec import MAX_PROBLEM_SIZE, Domain, ModelSpec, Site
 
@@ -127,7 +128,7 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
             if in_process(text):  # its content, for the reference's key: it has no file of its own
                 model.content_digest = text
             traced[library] = sites_module.trace_sites(
-                model, library, data, user.params, f"{library} model {text}", plated_guides
+                model, library, data, user.params, f"{library} model {shown(text)}", plated_guides
             )
             implementations[library] = model
         except InputProblem as error:
