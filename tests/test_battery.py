@@ -26,15 +26,18 @@ SMALL = {"steps": 500, "guides": ["mean_field"], "nuts": {"draws": 500, "ess_min
 PASSING = ["glm_positional", "deterministic_site"]
 
 
-def run_script(name: str, folder: Path, sizes: dict) -> subprocess.CompletedProcess:
+def run_script(name: str, folder: Path, sizes: dict, as_code: bool = False) -> subprocess.CompletedProcess:
+    """Run a battery script in a subprocess in ``folder``: as a file, or (``as_code``) as ``python -c``
+    source, whose ``__main__`` has no file, as a notebook's has not."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BATTERY), os.environ.get("PYTHONPATH", "")]),
         "PPL_SUITE_BATTERY_SIZES": json.dumps(sizes),
         "OMP_NUM_THREADS": "1",
     }
+    script = BATTERY / f"{name}.py"
     return subprocess.run(
-        [sys.executable, str(BATTERY / f"{name}.py")],
+        [sys.executable, "-c", script.read_text()] if as_code else [sys.executable, str(script)],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -84,3 +87,9 @@ def test_a_plain_script_checks_a_conjugate_glm_once_and_its_evidence_matches_the
 @pytest.mark.parametrize("name", PASSING)
 def test_every_battery_script_runs_at_checks_default_options(tmp_path, name):
     assert_checked(name, tmp_path, run_script(name, tmp_path, {"report": False}))
+
+
+@pytest.mark.slow
+def test_a_model_defined_where_main_has_no_file_as_in_a_notebook_is_checked(tmp_path):
+    process = run_script("deterministic_site", tmp_path, SMALL, as_code=True)
+    assert_checked("model", tmp_path, process)  # named after the function: there is no script
