@@ -5,6 +5,7 @@ mistakes are refused in one line naming the fix. Nothing here fits a model (fast
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -214,3 +215,33 @@ def test_a_kept_models_content_enters_its_references_key(tmp_path):
         )
         hashes.append(model_source_hash(user.name))
     assert hashes[0] != hashes[1]
+
+
+SPAWNING_SCRIPT = """
+import multiprocessing, time
+from ppl_suite.checking.main_module import not_rerun_by_workers
+print("script ran", flush=True)
+with not_rerun_by_workers():
+    process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    process.start()
+process.join()
+print("worker exit code", process.exitcode, flush=True)
+"""
+
+
+@pytest.mark.parametrize("as_module", [False, True])
+def test_a_worker_spawned_by_a_script_without_a_main_guard_does_not_run_the_script_again(tmp_path, as_module):
+    """A plain script (no ``if __name__ == "__main__":``), run by path or with ``python -m``, starts a
+    spawned worker as a check does: the worker does not run the script again (it would print twice and
+    fail starting its own worker)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(SPAWNING_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "plain"] if as_module else [sys.executable, str(script)]
+    process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.count("script ran") == 1 and "worker exit code 0" in process.stdout

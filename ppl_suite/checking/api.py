@@ -487,8 +487,9 @@ def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_even
 
 def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
     """Validate the run (InputProblem), verify the model (CheckFailed), run the cells without the
-    report (written after the draws): in worker processes, or in this one for a model kept here
-    (``checking.in_process``); the runner's Outcome."""
+    report (written after the draws): in worker processes, which do not re-run the user's script
+    (``checking.main_module``), or in this process for a model kept here (``checking.in_process``);
+    the runner's Outcome."""
     from ppl_suite import runner
 
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
@@ -500,7 +501,9 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
 
         outcome = runner.run(replace(plan, report=None), store, InProcessExecutor(), on_event=on_event)
     else:
-        with _environment([user]):
+        from ppl_suite.checking.main_module import not_rerun_by_workers
+
+        with _environment([user]), not_rerun_by_workers():
             outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
     if outcome.status == runner.BAD_INPUT:
         raise InputProblem(*outcome.problems)
