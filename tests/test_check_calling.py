@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ppl_suite.checking import sources
+from ppl_suite.checking import calls, sources
 from ppl_suite.checking.api import CheckResult, check, prepare
 from ppl_suite.errors import InputProblem
 
@@ -35,27 +35,25 @@ def recorder(x, group, n_groups, y=None, *, link="identity"):
 
 
 def test_args_and_kwargs_bind_to_the_models_parameters_and_the_call_is_rebuilt_from_them():
-    bound = sources.bind(recorder, (X, GROUP, 3), {"y": Y, "link": "logit"}, "model")
-    assert bound.form == sources.CALL_FORM
+    bound = calls.bind(recorder, (X, GROUP, 3), {"y": Y, "link": "logit"}, "model")
+    assert bound.form == calls.CALL_FORM
     assert sorted(bound.data) == ["group", "n_groups", "x", "y"] and bound.params == {"link": "logit"}
     assert bound.data["n_groups"] == 3 and isinstance(bound.data["n_groups"], int)  # sizes a plate
-    called = sources.calling(recorder, bound.form, bound.nones)(bound.data, bound.params)
+    called = calls.calling(recorder, bound.form, bound.nones)(bound.data, bound.params)
     assert np.array_equal(called["x"], X) and called["link"] == "logit" and called["n_groups"] == 3
 
 
 def test_y_none_leaves_the_observed_site_latent_and_a_required_none_is_passed():
-    bound = sources.bind(recorder, (X, GROUP, 3), {"y": None}, "model")
+    bound = calls.bind(recorder, (X, GROUP, 3), {"y": None}, "model")
     assert "y" not in bound.data and bound.nones == ()
-    called = sources.calling(recorder, bound.form, bound.nones)(bound.data, bound.params)
+    called = calls.calling(recorder, bound.form, bound.nones)(bound.data, bound.params)
     assert called["y"] is None
 
     def required(x, y):
         return y
 
-    bound = sources.bind(required, (X, None), None, "model")
-    assert (
-        bound.nones == ("y",) and sources.calling(required, bound.form, bound.nones)(bound.data, {}) is None
-    )
+    bound = calls.bind(required, (X, None), None, "model")
+    assert bound.nones == ("y",) and calls.calling(required, bound.form, bound.nones)(bound.data, {}) is None
 
 
 def test_torch_tensors_jax_arrays_and_pandas_columns_are_taken_as_given():
@@ -63,14 +61,14 @@ def test_torch_tensors_jax_arrays_and_pandas_columns_are_taken_as_given():
     import torch
 
     frame = pd.DataFrame({"x": X, "group": GROUP})
-    bound = sources.bind(recorder, (torch.tensor(X), jnp.asarray(GROUP), 3), {"y": frame["x"]}, "model")
+    bound = calls.bind(recorder, (torch.tensor(X), jnp.asarray(GROUP), 3), {"y": frame["x"]}, "model")
     assert np.allclose(bound.data["x"], X) and np.array_equal(bound.data["group"], GROUP)
     assert bound.data["x"].dtype == np.float64 and np.allclose(bound.data["y"], X)
 
 
 def test_a_call_that_does_not_bind_names_the_parameters_what_was_given_and_the_closest_name():
     with pytest.raises(InputProblem) as raised:
-        sources.bind(recorder, (X, GROUP, 3), {"yy": Y}, "numpyro model")
+        calls.bind(recorder, (X, GROUP, 3), {"yy": Y}, "numpyro model")
     (problem,) = raised.value.problems
     assert "recorder(x, group, n_groups, y=None, *, link='identity')" in problem
     assert "3 positional argument(s) and keyword(s) yy" in problem and "did you mean 'y'?" in problem
@@ -78,30 +76,30 @@ def test_a_call_that_does_not_bind_names_the_parameters_what_was_given_and_the_c
 
 def test_a_dataframe_passes_its_columns_as_keyword_arguments():
     frame = pd.DataFrame({"x": X, "group": GROUP, "n_groups": 3, "y": Y})
-    bound = sources.resolve(recorder, frame, None, None, "model")
-    assert bound.form == sources.CALL_FORM and np.array_equal(bound.data["group"], GROUP)
+    bound = calls.resolve(recorder, frame, None, None, "model")
+    assert bound.form == calls.CALL_FORM and np.array_equal(bound.data["group"], GROUP)
 
 
 def test_a_label_column_is_refused_naming_how_to_code_it():
     frame = pd.DataFrame({"x": X, "group": np.array(list("abc" * 4)), "n_groups": 3})
     with pytest.raises(InputProblem, match=r"'group' is not numeric.*pandas\.factorize"):
-        sources.resolve(recorder, frame, None, None, "model")
+        calls.resolve(recorder, frame, None, None, "model")
 
 
 @pytest.mark.parametrize("data", [[X, GROUP, 3], (X, GROUP, 3), X])
 def test_a_list_tuple_or_array_as_data_names_args(data):
     with pytest.raises(InputProblem, match=r"pass the model's positional arguments as args=\(\.\.\.\)"):
-        sources.resolve(recorder, data, None, None, "model")
+        calls.resolve(recorder, data, None, None, "model")
 
 
 def test_a_dict_is_keyword_arguments_when_it_names_the_parameters_else_the_data_forms_dict():
     def data_model(data):
         return data
 
-    assert sources.resolve(recorder, {"x": X, "group": GROUP, "n_groups": 3}, None, None, "m").form == "call"
-    bound = sources.resolve(data_model, {"x": X, "group": GROUP}, None, None, "m")
-    assert bound.form == sources.DATA_FORM and sorted(bound.data) == ["group", "x"]
-    assert sources.bind(data_model, ({"x": X},), None, "m").form == sources.DATA_FORM  # args=(data,)
+    assert calls.resolve(recorder, {"x": X, "group": GROUP, "n_groups": 3}, None, None, "m").form == "call"
+    bound = calls.resolve(data_model, {"x": X, "group": GROUP}, None, None, "m")
+    assert bound.form == calls.DATA_FORM and sorted(bound.data) == ["group", "x"]
+    assert calls.bind(data_model, ({"x": X},), None, "m").form == calls.DATA_FORM  # args=(data,)
 
 
 def test_a_data_function_may_return_args_and_kwargs(tmp_path):
@@ -109,15 +107,15 @@ def test_a_data_function_may_return_args_and_kwargs(tmp_path):
     file.write_text(
         "import numpy as np\n\ndef load():\n    return (np.ones(3), np.zeros(3, int), 1), {'y': None}\n"
     )
-    bound = sources.resolve(recorder, f"{file}:load", None, None, "model")
-    assert bound.form == sources.CALL_FORM and bound.data["n_groups"] == 1 and "y" not in bound.data
+    bound = calls.resolve(recorder, f"{file}:load", None, None, "model")
+    assert bound.form == calls.CALL_FORM and bound.data["n_groups"] == 1 and "y" not in bound.data
 
 
 def test_npz_and_json_files_give_keyword_arguments(tmp_path):
     np.savez(tmp_path / "d.npz", x=X, group=GROUP, n_groups=3)
     (tmp_path / "d.json").write_text('{"x": [1.0, 2.0], "group": [0, 1], "n_groups": 2, "y": null}')
-    assert sources.resolve(recorder, str(tmp_path / "d.npz"), None, None, "m").data["n_groups"] == 3
-    assert sources.resolve(recorder, str(tmp_path / "d.json"), None, None, "m").form == sources.CALL_FORM
+    assert calls.resolve(recorder, str(tmp_path / "d.npz"), None, None, "m").data["n_groups"] == 3
+    assert calls.resolve(recorder, str(tmp_path / "d.json"), None, None, "m").form == calls.CALL_FORM
 
 
 def test_the_usual_signature_is_checked_in_the_call_form(tmp_path):
@@ -133,7 +131,7 @@ def test_the_usual_signature_is_checked_in_the_call_form(tmp_path):
         kwargs={"y": Y},
         data_file=tmp_path / "data.npz",
     )
-    assert user.form == sources.CALL_FORM and backends == ["numpyro"]
+    assert user.form == calls.CALL_FORM and backends == ["numpyro"]
     sites = {site.name: site.shape for site in registry.get(user.name).sites({})}
     assert sites == {"a": (3,), "b": ()}
 

@@ -29,16 +29,14 @@ from typing import TYPE_CHECKING, Any
 from ppl_suite import paths
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
+from ppl_suite.checking.calls import CALL_FORM, Bound, resolve
 from ppl_suite.checking.sources import (
-    CALL_FORM,
-    Bound,
     InputProblem,
     closest,
     function_text,
     in_process,
     load_function,
     read_source,
-    resolve,
     shown,
     split_reference,
 )
@@ -216,7 +214,7 @@ def _bind(
     kwargs: Mapping[str, Any] | None,
     params: Mapping[str, Any],
 ) -> Bound:
-    """The arguments bound to each model given (``sources.resolve``: both versions must take them
+    """The arguments bound to each model given (``calls.resolve``: both versions must take them
     alike); in the call form, ``params`` must name the model's parameters too."""
     bound = {
         library: resolve(

@@ -1,7 +1,7 @@
 """A user's own guide (``--guide FILE.py:GUIDE``, ``ppl_suite.check(guides=[guide])``) as a guide family.
 
 A guide is a NumPyro or Pyro function taking the model's arguments (``guide(*args, **kwargs)``, or
-``guide(data)`` / ``guide(data, params)`` beside a model of that form: ``sources.calling``), whose
+``guide(data)`` / ``guide(data, params)`` beside a model of that form: ``calls.calling``), whose
 ``param`` sites are its variational parameters and whose sample sites are exactly the model's latent
 sites, with the same shapes. It becomes a ``guides.autoguides.GuideProgram`` named after the function:
 the backend of its library fits it with Trace_ELBO as it fits an autoguide, and its density is read
@@ -20,7 +20,8 @@ from typing import Any
 
 from ppl_suite import guides
 from ppl_suite.checking import sites as sites_module
-from ppl_suite.checking.sources import DATA_FORM, InputProblem, calling, closest, load_function
+from ppl_suite.checking.calls import DATA_FORM, calling
+from ppl_suite.checking.sources import InputProblem, closest, load_function
 from ppl_suite.guides.autoguides import GuideProgram
 from ppl_suite.spec import Site
 

@@ -3,7 +3,7 @@
 A ``UserModel`` is plain JSON data: the model's name, its NumPyro and/or Pyro function
 (``FILE.py:NAME``, absolute paths, or a function kept in this process: ``sources.function_text``), how
 it is called (``form``: ``model(*args, **kwargs)`` or ``model(data[, params])``, and the arguments
-given None: ``sources.calling``), the file holding its data (``.npz``: the numeric arguments by name),
+given None: ``calls.calling``), the file holding its data (``.npz``: the numeric arguments by name),
 its fixed ``params`` (the other arguments, and ``--set`` values), the
 guide families to fit, the user's own guides among them (``checking.user_guide``: name -> {library:
 ``FILE.py:NAME``}) and NUTS settings for its reference. ``register`` turns it into a spec and
@@ -30,10 +30,9 @@ import numpy as np
 from ppl_suite import guides, registry
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import user_guide
+from ppl_suite.checking.calls import DATA_FORM, calling
 from ppl_suite.checking.sources import (
-    DATA_FORM,
     InputProblem,
-    calling,
     data_digest,
     in_process,
     load_data,
