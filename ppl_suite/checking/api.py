@@ -273,7 +273,8 @@ def _backends(backends: Sequence[str] | None, models: dict[str, str], problems: 
             given = " and ".join(models)
             problems.append(
                 f"backend {backend!r} fits a {backend} model, and only a {given} model is given: pass the "
-                f"{backend} version as {backend}=..., or choose backend={list(models)}"
+                f"{backend} version as {backend}=... (--{backend}), or choose backend={list(models)} "
+                f"(--backends {' '.join(models)})"
             )
     return chosen
 
