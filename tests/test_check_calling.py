@@ -243,3 +243,26 @@ def test_a_worker_spawned_by_a_script_without_a_main_guard_does_not_run_the_scri
     process = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr
     assert process.stdout.count("script ran") == 1 and "worker exit code 0" in process.stdout
+
+
+def test_a_pyro_model_with_float_priors_traces_against_float64_arguments(tmp_path):
+    """Pyro's priors of Python floats are float32 under torch's default dtype; the suite runs Pyro in
+    float64, and so traces it: ``X @ w`` with a float64 X works."""
+    import pyro
+    import pyro.distributions as dist
+
+    def model(X, y=None):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+        pyro.sample("y", dist.Normal(X @ w, 0.5).to_event(1), obs=y)
+
+    import torch
+
+    design = np.column_stack([np.ones(12), X])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)  # a user's fresh process
+    try:
+        user, backends = prepare(None, None, pyro=model, args=(design, Y), data_file=tmp_path / "d.npz")
+        assert torch.get_default_dtype() == torch.float32  # the user's setting is left as it was
+    finally:
+        torch.set_default_dtype(previous)
+    assert backends == ["pyro"] and user.form == calls.CALL_FORM

@@ -106,16 +106,20 @@ def _numpyro_trace(
 def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict]:
     import pyro
     import pyro.poutine as poutine
+    import torch
     from pyro.poutine.util import site_is_subsample
 
     from ppl_suite.backends.pyro import as_torch
 
     tracked = _ReadData(as_torch(data))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as the Pyro backend runs it: priors in float64, as the data
     try:
         with pyro.get_param_store().scope():
             pyro.get_param_store().clear()
             sites = poutine.trace(model).get_trace(tracked, as_torch(dict(params)))
     finally:
+        torch.set_default_dtype(previous)
         if isinstance(data, _ReadData):
             data.missing += tracked.missing
     return [
