@@ -266,3 +266,8 @@ def test_a_pyro_model_with_float_priors_traces_against_float64_arguments(tmp_pat
     finally:
         torch.set_default_dtype(previous)
     assert backends == ["pyro"] and user.form == calls.CALL_FORM
+
+
+def test_one_array_as_args_is_refused_naming_the_tuple():
+    with pytest.raises(InputProblem, match=r"args is a ndarray: args is the tuple of positional arguments"):
+        calls.bind(recorder, X, None, "model")

@@ -98,6 +98,12 @@ def bind(
     data form when ``args`` is ``(data,)`` or ``(data, params)`` with dicts and the model takes
     ``(data)``/``(data, params)``. A call that does not bind is one problem naming the model's
     parameters and what was given (the closest valid name for a misspelt one)."""
+    if args is not None and not isinstance(args, tuple | list):
+        raise InputProblem(
+            f"args is a {type(args).__name__}: args is the tuple of positional arguments, args=(x,) for one"
+        )
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InputProblem(f"kwargs is a {type(kwargs).__name__}: kwargs is a dict, kwargs={{'y': y}}")
     args, kwargs = tuple(args or ()), dict(kwargs or {})
     dicts = not kwargs and 1 <= len(args) <= 2 and all(isinstance(a, Mapping) for a in args)
     if dicts and takes_data(function) and not _binds_as_keywords(function, args[0]):
