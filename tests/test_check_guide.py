@@ -164,7 +164,7 @@ def test_a_guide_whose_sites_are_not_the_models_latent_sites_is_refused_naming_e
     found = raised.value.problems
     assert len(found) == 3
     assert "guide 'wrong_sites'" in found[0] and "does not sample the model's latent site 'theta'" in found[0]
-    assert "samples 'thetas', which is not a latent site of the model" in found[1]
+    assert "samples 'thetas' (did you mean 'theta'?), which is not a latent site of the model" in found[1]
     assert (
         "guide 'wrong_shape'" in found[2]
         and "'theta' with shape (2,); the model's has shape (3,)" in found[2]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite.checking.sources import InputProblem
+from ppl_suite.checking.sources import InputProblem, closest
 from ppl_suite.spec import Site
 
 LIBRARIES = ("numpyro", "pyro")
@@ -106,16 +106,20 @@ def _numpyro_trace(
 def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict]:
     import pyro
     import pyro.poutine as poutine
+    import torch
     from pyro.poutine.util import site_is_subsample
 
     from ppl_suite.backends.pyro import as_torch
 
     tracked = _ReadData(as_torch(data))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as the Pyro backend runs it: priors in float64, as the data
     try:
         with pyro.get_param_store().scope():
             pyro.get_param_store().clear()
             sites = poutine.trace(model).get_trace(tracked, as_torch(dict(params)))
     finally:
+        torch.set_default_dtype(previous)
         if isinstance(data, _ReadData):
             data.missing += tracked.missing
     return [
@@ -144,9 +148,10 @@ def trace_program(
         return tracer(function, tracked, params)
     except Exception as error:
         if tracked.missing:
+            names = ", ".join(f"{name!r}{closest(name, data)}" for name in dict.fromkeys(tracked.missing))
             raise InputProblem(
-                f"{what} reads data {', '.join(map(repr, dict.fromkeys(tracked.missing)))}, which the data "
-                f"lack; the data have: {', '.join(sorted(data)) or 'nothing'}"
+                f"{what} reads data {names}, which the data lack; the data have: "
+                f"{', '.join(sorted(data)) or 'nothing'}"
             ) from None
         raise InputProblem(f"{what} fails to trace: {type(error).__name__}: {error}") from None
 

@@ -111,6 +111,11 @@ def register_stored(
     user = stored_model(results)
     if user is None or registered(user):
         return user
+    if user.in_process():
+        raise InputProblem(
+            f"{results} holds a check of a function defined in the process that ran it (a script or a "
+            "notebook): it is never imported; run ppl_suite.check with it again (finished cells are reused)"
+        )
     needed = _code_files(user)
     known = (stored_fingerprint(results) or {}).get(SOURCES)
     if not isinstance(known, dict) or set(needed) - set(known):
