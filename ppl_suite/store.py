@@ -54,6 +54,7 @@ import pandas as pd
 
 from ppl_suite import paths, schema
 from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.cell_columns import cell_rows
 from ppl_suite.errors import InputProblem
 from ppl_suite.schema import SCHEMA_VERSION
 from ppl_suite.vae.results import TABLES as VAE_STUDY_TABLES
@@ -572,7 +573,8 @@ class ResultsStore:
         """The unit's files, its row last: a row on disk always has its arrays and estimates. A cell's
         row says where its fitted parameters are (``schema.FITTED_PARAMS``)."""
         name = digest(unit)
-        row = {**record.row, schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
+        row = {k: v for k, v in record.row.items() if k not in schema.EVALUATION_COLUMNS}  # in estimates
+        row |= {schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
         if isinstance(unit, Cell):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(record.losses, dtype=float))
@@ -623,8 +625,9 @@ class ResultsStore:
 
     def rows(self) -> pd.DataFrame:
         """The cell table of the last run (each cell of its manifest that has a readable row), sorted by
-        key; in a folder whose manifest lists no digests, every stored row."""
-        return _table(self._records("cells", schema.MANIFEST_DIGESTS))
+        key, with its evaluation columns (``cell_columns.cell_rows``); in a folder whose manifest lists
+        no digests, every stored row."""
+        return _table(cell_rows(self._records("cells", schema.MANIFEST_DIGESTS), self.estimates()))
 
     def problems(self) -> pd.DataFrame:
         """The problem-unit table of the last run, sorted by key."""
