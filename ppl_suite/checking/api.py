@@ -257,10 +257,11 @@ def prepare(
     return user, chosen_backends
 
 
-def verify(user: UserModel) -> None:
-    """Build (or load) the NUTS reference and, when both versions are given, compare their log joints
-    at its draws; raises CheckFailed naming what failed."""
-    from ppl_suite import registry
+def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
+    """Build (or load) the NUTS reference (each step of a build told to ``on_event`` as a
+    ``runner.StudyProgress`` of ``"reference"``) and, when both versions are given, compare their log
+    joints at its draws; raises CheckFailed naming what failed."""
+    from ppl_suite import registry, runner
     from ppl_suite.checking.agreement import compare
     from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.numerics import setup
@@ -274,7 +275,10 @@ def verify(user: UserModel) -> None:
 
     problem = Problem.build(user.name, 0)
     try:
-        reference = reference_for(problem)
+        tell = on_event or runner.ignore
+        reference = reference_for(
+            problem, on_progress=lambda step: tell(runner.StudyProgress("reference", step.text))
+        )
     except ReferenceGateError as error:
         raise CheckFailed(str(error)) from None
     if user.pyro is None:
@@ -382,7 +386,7 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verify(user)
+    verify(user, on_event)
     with _environment([user]):
         outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
     if outcome.status == runner.BAD_INPUT:
