@@ -1,5 +1,5 @@
-"""What a reference reports while it builds: each attempt, each phase of NUTS (warmup, draws), the gates
-after each, and the evidence; a front end shows them (``ppl-suite reference`` and ``check`` print
+"""What a reference reports while it builds: each attempt's start, a heartbeat while NUTS runs, the
+draws' gates, and the evidence; a front end shows them (``ppl-suite reference`` and ``check`` print
 ``ReferenceProgress.text``), the library prints nothing."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from ppl_suite.references.gates import GateResult
 
-STARTED = "started"  # an attempt starts (its warmup with it)
-WARMED_UP = "warmed up"  # the warmup is over: the draws start
+STARTED = "started"  # an attempt starts: warmup and draws
+RUNNING = "running"  # NUTS is still running (told every ``nuts.HEARTBEAT_SECONDS``)
 DRAWN = "drawn"  # draws were kept; ``gates`` holds their gates
 EVIDENCE = "evidence"  # the gates passed: AIS (and BDMC) start
 STOPPED = "stopped"  # no further attempt: none left, or the budget would be overrun (``note`` says which)
@@ -20,9 +20,9 @@ STOPPED = "stopped"  # no further attempt: none left, or the budget would be ove
 class ReferenceProgress:
     """One step of building a reference: attempt ``attempt`` (its ``remedy``: ``"as given"``,
     ``"non-centered theta"``, ...), ``phase`` (a constant above), ``chains`` x ``draws_per_chain``
-    kept so far, ``elapsed`` seconds since the reference started, ``eta`` seconds the next phase is
-    expected to take (None when unknown: the first warmup compiles), the gates after a ``drawn``
-    phase, and a ``note``."""
+    (drawn or being drawn), ``elapsed`` seconds since the reference started, ``eta`` seconds the
+    running phase is expected to take in all (None when unknown: the first run's compilation and
+    speed are not known before it ends), the gates after a ``drawn`` phase, and a ``note``."""
 
     model: str
     attempt: int
@@ -41,9 +41,11 @@ class ReferenceProgress:
         head = f"reference {self.model}, attempt {self.attempt} ({self.remedy}): "
         eta = f", about {self.eta:.0f} s" if self.eta is not None else ""
         if self.phase == STARTED:
-            body = f"NUTS warmup, {self.chains} chains{eta}"
-        elif self.phase == WARMED_UP:
-            body = f"warmed up; drawing {self.draws_per_chain} per chain{eta}"
+            body = f"NUTS warmup and {self.draws_per_chain} draws per chain, {self.chains} chains{eta}"
+        elif self.phase == RUNNING:
+            body = "NUTS still running" + (
+                f" (about {self.eta:.0f} s expected)" if self.eta is not None else ""
+            )
         elif self.phase == DRAWN:
             failures = self.gates.failures() if self.gates is not None else []
             verdict = "gates passed" if not failures else "gates failed: " + "; ".join(failures)

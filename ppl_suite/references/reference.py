@@ -197,7 +197,7 @@ def _sample(
     """NUTS on ``problem``, remedies tried while a gate fails (``references.remedies``), each attempt
     told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
     ReferenceGateError naming every attempt, its gates, and what the user can do."""
-    attempt, centered, records = Attempt(settings), _centered(problem, settings), []
+    attempt, centered, records = Attempt(settings), None, []
     while True:
         number = len(records) + 1
 
@@ -209,10 +209,15 @@ def _sample(
                 )
             )  # fmt: skip
 
-        run = nuts.run(problem, attempt.settings, non_centered=attempt.non_centered, tell=tell)
+        expected = _expected_seconds(attempt, records[-1]) if records else None
+        run = nuts.run(
+            problem, attempt.settings, non_centered=attempt.non_centered, tell=tell, expected=expected
+        )
         records.append(_attempt_record(attempt, run))
         if run.gates.passed:
             return run, attempt, records
+        if centered is None:  # looked for once, and only when a gate fails
+            centered = _centered(problem, settings)
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:

@@ -2,23 +2,28 @@
 InferenceData, ``arviz.from_netcdf``), for a researcher who keeps working with them. ``ppl-suite
 check`` keeps them in its results folder (``ppl_suite.draws_files``: the store's kept files);
 ``ppl_suite.check``'s ``CheckResult.draws`` and ``checking.draws.cell_draws`` make them for any cell
-of any results folder."""
+of any results folder.
+
+The files are named by their path inside the results folder, not linked: a report is a document that
+travels (committed, sent) without the results folder, where a link would lead nowhere."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ppl_suite import schema
 from ppl_suite.draws_files import KINDS, RELATIVE, draws_files
 from ppl_suite.references.inference_data import CHAINS
 from ppl_suite.report import tables
-from ppl_suite.report.document import Block, Context, Links, Text, register
+from ppl_suite.report.document import Block, Context, Table, Text, register
 
 CAPTION = (
     f"q: draws of the fitted guide (independent draws in {CHAINS} chains, the cell's ELBO, log p(x), KL "
-    "and k-hat with their SEs as attributes); reference: the posterior the cell was compared with (the NUTS "
-    "reference with its chains and sampler statistics, or exact draws). Both hold the observed data and "
-    "the log-likelihood (`az.loo`, `az.compare`). Open with `arviz.from_netcdf`."
+    "and k-hat with their SEs as attributes); reference: the posterior the cell was compared with (the "
+    "NUTS reference with its chains and sampler statistics, or exact draws). Both hold the observed data "
+    "and the log-likelihood (`az.loo`, `az.compare`). Open with `arviz.from_netcdf`."
 )
 
 
@@ -32,13 +37,18 @@ class DrawsFiles:
         for _, row in tables.ok_rows(context.rows).iterrows():
             files = draws_files(root, row[schema.KEY])
             if files:
-                links = tuple((f"{kind}.nc", files[kind]) for kind in KINDS if kind in files)
-                listed.append((f"`{row[schema.KEY]}`", links))
+                names = {kind: f"`{files[kind].relative_to(root).as_posix()}`" for kind in files}
+                listed.append(
+                    {"cell": f"`{row[schema.KEY]}`", **{kind: names.get(kind, "") for kind in KINDS}}
+                )
         if not listed:
             return []
         return [
-            Text(f"In the results folder `{root.resolve().name}`, under `{RELATIVE}/<cell>/`:"),
-            Links(tuple(listed), CAPTION),
+            Text(
+                f"In the results folder `{root.resolve().name}` (not part of this report), under "
+                f"`{RELATIVE}/<cell>/`:"
+            ),
+            Table(pd.DataFrame(listed), caption=CAPTION),
         ]
 
 
