@@ -49,8 +49,9 @@ def problem(tmp_path_factory) -> Problem:
     g = np.repeat(np.arange(GROUPS), OBSERVATIONS // GROUPS)
     np.savez(folder / "data.npz", g=g, y=rng.normal(g - 1.0, 1.0))
     user = UserModel(
-        name="varying_draws", data=str(folder / "data.npz"), numpyro=f"{folder}/varying.py:model"
-    )
+        name="varying_draws", data=str(folder / "data.npz"), numpyro=f"{folder}/varying.py:model",
+        guides=("auto_normal",),
+    )  # fmt: skip
     register(user)
     return Problem.build("varying_draws", 0)
 

@@ -82,8 +82,12 @@ def gates(divergences: int = 0, ess: float = 2000.0, settings: NUTSSettings = SM
     return GateResult.of({"mu": row, "tau": row}, divergences, settings)
 
 
-def test_centered_sites_are_those_whose_loc_or_scale_depend_on_latents(tmp_path):
-    centered = user_model(tmp_path, "centered_sites", CENTERED)
+@pytest.fixture(scope="module")
+def centered(tmp_path_factory) -> Problem:
+    return user_model(tmp_path_factory.mktemp("centered"), "centered_eight_schools", CENTERED)
+
+
+def test_centered_sites_are_those_whose_loc_or_scale_depend_on_latents(centered, tmp_path):
     model = nuts.sampled_model(centered)
     assert centered_sites(model, dict(centered.data), dict(centered.params)) == ("theta",)
     plain = user_model(tmp_path, "non_centered_sites", NON_CENTERED_MODEL)
@@ -114,7 +118,7 @@ def fake_runs(monkeypatch, failing: GateResult, seconds: float) -> list[dict]:
     """nuts.run replaced by runs that fail ``failing``'s gates in ``seconds`` each; the calls."""
     calls = []
 
-    def run(problem, settings, mapping=None, *, extend=True, non_centered=(), tell):
+    def run(problem, settings, mapping=None, *, extend=True, non_centered=(), tell, expected=None):
         calls.append({"settings": settings, "non_centered": non_centered})
         stats = {"diverging": np.zeros((settings.chains, settings.draws), bool)}
         return nuts.NUTSRun({}, {}, stats, {}, failing, seconds)
@@ -125,13 +129,12 @@ def fake_runs(monkeypatch, failing: GateResult, seconds: float) -> list[dict]:
 
 
 def test_when_every_remedy_fails_the_message_names_each_attempt_its_gates_and_the_nuts_options(
-    tmp_path, monkeypatch
+    centered, monkeypatch
 ):
     failing = gates(divergences=4)
     calls = fake_runs(monkeypatch, failing, seconds=1.0)
-    problem = user_model(tmp_path, "always_diverges", CENTERED)
     with pytest.raises(ReferenceGateError) as raised:
-        reference_module._sample(problem, SMALL, progress.ignore, time.perf_counter())
+        reference_module._sample(centered, SMALL, progress.ignore, time.perf_counter())
     message = str(raised.value)
     assert [call["non_centered"] for call in calls] == [(), ("theta",), ("theta",)]
     assert "failed its gates in 3 attempts: 1. as given" in message
@@ -144,31 +147,28 @@ def test_when_every_remedy_fails_the_message_names_each_attempt_its_gates_and_th
     assert "--nuts budget_seconds=" in message and f"warmup={4 * SMALL.warmup}" in message
 
 
-def test_no_attempt_starts_that_would_end_past_the_budget(tmp_path, monkeypatch):
+def test_no_attempt_starts_that_would_end_past_the_budget(centered, monkeypatch):
     calls = fake_runs(monkeypatch, gates(divergences=4), seconds=60.0)
-    problem = user_model(tmp_path, "over_budget", CENTERED)
     told = []
     settings = dataclasses.replace(SMALL, budget_seconds=50.0)
     with pytest.raises(ReferenceGateError, match=r"would take about 60 s, past the budget of 50 s"):
-        reference_module._sample(problem, settings, told.append, time.perf_counter())
+        reference_module._sample(centered, settings, told.append, time.perf_counter())
     assert len(calls) == 1 and told[-1].phase == progress.STOPPED
 
 
-def test_remedies_off_makes_one_attempt(tmp_path, monkeypatch):
+def test_remedies_off_makes_one_attempt(centered, monkeypatch):
     calls = fake_runs(monkeypatch, gates(divergences=4), seconds=1.0)
-    problem = user_model(tmp_path, "one_attempt", CENTERED)
     settings = dataclasses.replace(SMALL, remedies=False)
     with pytest.raises(ReferenceGateError, match=r"in 1 attempt: 1\. as given"):
-        reference_module._sample(problem, settings, progress.ignore, time.perf_counter())
+        reference_module._sample(centered, settings, progress.ignore, time.perf_counter())
     assert len(calls) == 1
 
 
 @pytest.fixture(scope="module")
-def sampled(tmp_path_factory):
+def sampled(centered):
     """The user's centered eight schools through the remedies under SMALL: (run, attempt, records, steps)."""
-    problem = user_model(tmp_path_factory.mktemp("user"), "users_eight_schools", CENTERED)
     steps = []
-    return (*reference_module._sample(problem, SMALL, steps.append, time.perf_counter()), steps)
+    return (*reference_module._sample(centered, SMALL, steps.append, time.perf_counter()), steps)
 
 
 @pytest.mark.slow

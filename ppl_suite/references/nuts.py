@@ -5,7 +5,7 @@ and diagonal mass matrix adapted; Hoffman and Gelman 2014, "The No-U-Turn sample
 ``draws`` draws each, and while R-hat or ESS fails (and no transition diverged: more draws do not
 remove a divergence) run on from their last state until the draws per chain have doubled (in chunks
 of ``draws``, one compiled program), up to ``max_draws``: the draws kept are one continuous run of
-each chain. While NUTS runs, a helper thread tells every HEARTBEAT_SECONDS how long it has run.
+each chain. While NUTS runs, a helper thread tells that it still runs (``progress.heartbeat``).
 
 Sites given as ``non_centered`` are sampled in their non-centered form (NumPyro's
 ``LocScaleReparam``: ``ppl_suite.references.remedies``); their draws are kept as deterministic sites
@@ -14,11 +14,10 @@ under their own names, the auxiliary ``<site>_decentered`` sites are dropped.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import arviz as az
 import jax
@@ -45,7 +44,6 @@ EXTRA_FIELDS = {
     "accept_prob": "acceptance_rate",
     "potential_energy": "lp",  # stored negated: the log density
 }
-HEARTBEAT_SECONDS = 10.0
 # tell(phase, draws per chain kept, seconds the next phase should take or None, gates or None)
 Tell = Callable[[str, int, float | None, GateResult | None], None]
 
@@ -113,8 +111,8 @@ def run(
     draws (after ``mapping``, which takes flattened draws of ``problem``'s sites to those of another
     parametrization, when given). With ``extend`` the chains run on, doubling their draws, while
     R-hat or ESS fails (module docstring). ``tell`` hears each phase (``ppl_suite.references.progress``
-    names them), and every HEARTBEAT_SECONDS while NUTS runs; ``expected``: the seconds the first run
-    should take, when known (told with its start)."""
+    names them), and every ``progress.HEARTBEAT_SECONDS`` while NUTS runs; ``expected``: the seconds
+    the first run should take, when known (told with its start)."""
     from ppl_suite.references import progress
 
     enable_float64()
@@ -132,7 +130,7 @@ def run(
     )
     data, params = dict(problem.data), dict(problem.params)
     tell(progress.STARTED, settings.draws, expected, None)
-    with _heartbeat(tell, settings.draws, expected):
+    with progress.heartbeat(partial(tell, progress.RUNNING, settings.draws, expected, None)):
         mcmc.run(jax.random.PRNGKey(settings.seed), data, params, extra_fields=tuple(EXTRA_FIELDS))
     per_step = (time.perf_counter() - start) / (settings.warmup + settings.draws)  # compilation included
     parts = [_kept(mcmc, non_centered)]
@@ -153,34 +151,13 @@ def run(
             return NUTSRun(draws, deterministic, stats, coordinates, gates, time.perf_counter() - start)
         for _ in range(chunks):  # chunks of one shape: one compiled program
             chunk = time.perf_counter()
-            with _heartbeat(tell, kept, per_step * settings.draws):
+            with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):
                 _run_on(mcmc, min(settings.draws, settings.max_draws - kept), data, params)
             parts.append(_kept(mcmc, non_centered))
             per_step = (time.perf_counter() - chunk) / parts[-1][1]["diverging"].shape[1]
             kept += parts[-1][1]["diverging"].shape[1]
             if kept >= settings.max_draws:
                 break
-
-
-@contextmanager
-def _heartbeat(tell: Tell, kept: int, expected: float | None) -> Iterator[None]:
-    """Within: ``tell(RUNNING, kept, expected, None)`` every HEARTBEAT_SECONDS, from a helper thread
-    (NUTS holds this one in compiled code)."""
-    from ppl_suite.references import progress
-
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            tell(progress.RUNNING, kept, expected, None)
-
-    thread = threading.Thread(target=beat, name="reference-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _run_on(mcmc: MCMC, draws: int, data: dict, params: dict) -> None:

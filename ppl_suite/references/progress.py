@@ -4,15 +4,18 @@ draws' gates, and the evidence; a front end shows them (``ppl-suite reference`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ppl_suite.references.gates import GateResult
 
 STARTED = "started"  # an attempt starts: warmup and draws
-RUNNING = "running"  # NUTS is still running (told every ``nuts.HEARTBEAT_SECONDS``)
+RUNNING = "running"  # NUTS or AIS is still running (told every HEARTBEAT_SECONDS)
 DRAWN = "drawn"  # draws were kept; ``gates`` holds their gates
 EVIDENCE = "evidence"  # the gates passed: AIS (and BDMC) start
+HEARTBEAT_SECONDS = 10.0
 STOPPED = "stopped"  # no further attempt: none left, or the budget would be overrun (``note`` says which)
 
 
@@ -43,9 +46,7 @@ class ReferenceProgress:
         if self.phase == STARTED:
             body = f"NUTS warmup and {self.draws_per_chain} draws per chain, {self.chains} chains{eta}"
         elif self.phase == RUNNING:
-            body = "NUTS still running" + (
-                f" (about {self.eta:.0f} s expected)" if self.eta is not None else ""
-            )
+            body = "still running" + (f" (about {self.eta:.0f} s expected)" if self.eta is not None else "")
         elif self.phase == DRAWN:
             failures = self.gates.failures() if self.gates is not None else []
             verdict = "gates passed" if not failures else "gates failed: " + "; ".join(failures)
@@ -64,3 +65,22 @@ OnProgress = Callable[[ReferenceProgress], None]
 
 def ignore(progress: ReferenceProgress) -> None:
     """The default: nothing is shown."""
+
+
+@contextmanager
+def heartbeat(beat: Callable[[], None], seconds: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Within: ``beat()`` every ``seconds``, from a helper thread (NUTS and AIS hold this one in
+    compiled code for minutes)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            beat()
+
+    thread = threading.Thread(target=loop, name="reference-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -293,15 +293,20 @@ def build(
                 "direct": attempts[0],
             }
     evidence_start = time.perf_counter()
-    on_progress(
-        ReferenceProgress(
-            problem.spec.name, max(len(attempts), 1), attempts[-1]["label"] if attempts else "mapped",
-            progress.EVIDENCE, settings.chains, run.draws_per_chain, evidence_start - start,
-        )
-    )  # fmt: skip
+
+    def tell(phase: str) -> None:
+        on_progress(
+            ReferenceProgress(
+                problem.spec.name, max(len(attempts), 1), attempts[-1]["label"] if attempts else "mapped",
+                phase, settings.chains, run.draws_per_chain, time.perf_counter() - start,
+            )
+        )  # fmt: skip
+
+    tell(progress.EVIDENCE)
     # BDMC may start its reverse chains at the NUTS draws only where they are draws of ``sampled``.
     draws = None if source is not None else {k: v.reshape(-1, *v.shape[2:]) for k, v in run.draws.items()}
-    evidence = _evidence(sampled, settings.seed, draws)
+    with progress.heartbeat(lambda: tell(progress.RUNNING)):
+        evidence = _evidence(sampled, settings.seed, draws)
     clash = sorted(set(run.coordinates) & set(RESERVED))
     if clash:
         raise ValueError(f"latent coordinates {clash} clash with the summary's own keys")
