@@ -37,10 +37,8 @@ class DrawsFiles:
         for _, row in tables.ok_rows(context.rows).iterrows():
             files = draws_files(root, row[schema.KEY])
             if files:
-                names = {kind: f"`{files[kind].relative_to(root).as_posix()}`" for kind in files}
-                listed.append(
-                    {"cell": f"`{row[schema.KEY]}`", **{kind: names.get(kind, "") for kind in KINDS}}
-                )
+                names = ", ".join(files[kind].name for kind in KINDS if kind in files)
+                listed.append({"cell": row[schema.KEY], "files": names})
         if not listed:
             return []
         return [
