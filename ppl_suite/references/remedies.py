@@ -76,13 +76,17 @@ def _base_family(fn: Any) -> Any:
 def centered_sites(model: Any, data: dict, params: dict) -> tuple[str, ...]:
     """The latent sites of a NumPyro ``model(data, params)`` drawn from a location-scale family
     (LOC_SCALE_FAMILIES) whose location or scale depends on another latent site (NumPyro's
-    ``get_dependencies``, read from the model's trace), in the order the model samples them."""
+    ``get_dependencies``, read from the model's trace), in the order the model samples them; none
+    when the model's dependencies cannot be read (that remedy is then not tried)."""
     from numpyro import handlers
     from numpyro.infer.inspect import get_dependencies
 
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(data, params)
+    try:
+        trace = handlers.trace(handlers.seed(model, 0)).get_trace(data, params)
+        depends = get_dependencies(model, (data, params))["prior_dependencies"]
+    except Exception:  # JAX and NumPyro raise many kinds on a model they cannot trace
+        return ()
     latents = [name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]]
-    depends = get_dependencies(model, (data, params))["prior_dependencies"]
     found = []
     for name in latents:
         family = type(_base_family(trace[name]["fn"])).__name__
