@@ -342,10 +342,11 @@ def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
     return []
 
 
-def verify(user: UserModel) -> None:
-    """Build (or load) the NUTS reference and, when both versions are given, compare their log joints
-    at its draws; raises CheckFailed naming what failed."""
-    from ppl_suite import registry
+def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
+    """Build (or load) the NUTS reference (each step of a build told to ``on_event`` as a
+    ``runner.StudyProgress`` of ``"reference"``) and, when both versions are given, compare their log
+    joints at its draws; raises CheckFailed naming what failed."""
+    from ppl_suite import registry, runner
     from ppl_suite.checking.agreement import compare
     from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.numerics import setup
@@ -359,7 +360,10 @@ def verify(user: UserModel) -> None:
 
     problem = Problem.build(user.name, 0)
     try:
-        reference = reference_for(problem)
+        tell = on_event or runner.ignore
+        reference = reference_for(
+            problem, on_progress=lambda step: tell(runner.StudyProgress("reference", step.text))
+        )
     except ReferenceGateError as error:
         raise CheckFailed(str(error)) from None
     if user.pyro is None:
@@ -494,7 +498,7 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verify(user)
+    verify(user, on_event)
     if user.in_process():
         from ppl_suite.checking.in_process import InProcessExecutor
 

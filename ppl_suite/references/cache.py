@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from ppl_suite import registry, schema
 from ppl_suite.errors import InputProblem
 from ppl_suite.problem import Problem
 from ppl_suite.references.reparametrized import reference_from
-from ppl_suite.references.settings import NUTSSettings
+from ppl_suite.references.settings import NUTSSettings, key_fields
 from ppl_suite.store import package_versions, source_hash
 
 VARIABLE = "PPL_SUITE_REFERENCE_CACHE"
@@ -89,7 +89,7 @@ def reference_key(problem: Problem, settings: NUTSSettings, models: tuple[str, .
         "models": {name: model_source_hash(name) for name in models},
         "data": _array_hash(dict(problem.data)),
         "params": json.dumps(dict(problem.params), sort_keys=True, default=schema.plain),
-        "settings": asdict(settings),
+        "settings": key_fields(settings),
         "versions": package_versions(),
         "code": source_hash(CODE_ROOTS),
     }
