@@ -20,10 +20,10 @@ from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
-from ppl_suite.guides.base import per_point, plated_sites
+from ppl_suite.guides.plates import read_plates, sample_sites
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
+from ppl_suite.spec import ModelSpec, Site
 
 ELBO_EVAL_BATCH = 1000
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -35,18 +35,16 @@ def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
-    """The guide family as a NumPyro guide with ``numpyro.param`` sites named as in ``phi``."""
+    """The guide family as a NumPyro guide with ``numpyro.param`` sites named as in ``phi``, each
+    latent site sampled in the model's plates (``guides.plates``, read from one trace of the model)."""
     family, sites, ops = guides.get(guide), problem.sites, guides.jax_ops()
-    plated = plated_sites(sites)
+    model = registry.implementation(problem.spec.name, "numpyro")
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(problem.data, as_jax(problem.params))
+    layout = read_plates(trace.items(), problem.spec.name)
 
     def numpyro_guide(data, params):
         phi = {name: numpyro.param(name, jnp.asarray(value)) for name, value in phi0.items()}
-        for name, q in family.distributions(phi, sites, data, ops).items():
-            if name in plated:
-                with numpyro.plate(LOCAL_PLATE, plated[name].shape[0]):
-                    numpyro.sample(name, per_point(q, ops))
-            else:
-                numpyro.sample(name, q)
+        sample_sites(numpyro, ops, family.distributions(phi, sites, data, ops), sites, layout)
 
     return numpyro_guide
 

@@ -38,10 +38,10 @@ from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupp
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
-from ppl_suite.guides.base import per_point, plated_sites
+from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
 from ppl_suite.guides.mean_field import INIT_SCALE
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
+from ppl_suite.spec import ModelSpec, Site
 
 ELBO_EVAL_BATCH = 500
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
@@ -61,19 +61,25 @@ def as_torch(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def site_plates(model: Callable, data, params, what: str) -> dict[str, SitePlates]:
+    """The plates of every latent site of one trace of ``model(data, params)`` (``guides.plates``),
+    traced under a scoped parameter store (the model's ``pyro.param`` sites are left as they were)."""
+    with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        pyro.get_param_store().clear()
+        trace = poutine.trace(model).get_trace(data, params)
+    return read_plates(trace.nodes.items(), what)
+
+
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
-    """The guide family as a Pyro guide with ``pyro.param`` sites named as in ``phi``."""
+    """The guide family as a Pyro guide with ``pyro.param`` sites named as in ``phi``, each latent site
+    sampled in the model's plates (``guides.plates``)."""
     family, sites, ops = guides.get(guide), problem.sites, guides.torch_ops()
-    plated = plated_sites(sites)
+    model = registry.implementation(problem.spec.name, "pyro")
+    layout = site_plates(model, as_torch(problem.data), as_torch(problem.params), problem.spec.name)
 
     def pyro_guide(data, params):
         phi = {name: pyro.param(name, lambda v=value: torch.as_tensor(v)) for name, value in phi0.items()}
-        for name, q in family.distributions(phi, sites, data, ops).items():
-            if name in plated:
-                with pyro.plate(LOCAL_PLATE, plated[name].shape[0]):
-                    pyro.sample(name, per_point(q, ops))
-            else:
-                pyro.sample(name, q)
+        sample_sites(pyro, ops, family.distributions(phi, sites, data, ops), sites, layout)
 
     return pyro_guide
 

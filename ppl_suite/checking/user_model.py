@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import guides, registry
+from ppl_suite import registry
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import user_guide
 from ppl_suite.checking.sources import InputProblem, data_digest, load_data, load_function, with_params
@@ -90,7 +90,6 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
     (missing data names, sites that cannot be handled, Pyro and NumPyro versions whose sites differ)."""
     data = load_data(user.data)
     user_guide.register(user.own_guides)
-    plated_guides = [g for g in user.guides if g in guides.names() and not guides.is_autoguide(g)]
     implementations, traced, problems = {}, {}, []
     for library in sites_module.LIBRARIES:
         text = getattr(user, library)
@@ -99,7 +98,7 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
         try:
             model = with_params(load_function(text, f"--{library}"), f"--{library}")
             traced[library] = sites_module.trace_sites(
-                model, library, data, user.params, f"{library} model {text}", plated_guides
+                model, library, data, user.params, f"{library} model {text}"
             )
             implementations[library] = model
         except InputProblem as error:
