@@ -141,7 +141,9 @@ def _q_moments(family: str, phi) -> tuple[np.ndarray, np.ndarray]:
         pytest.param("numpyro", "mean_field", marks=pytest.mark.slow),  # the same program: compiles again
     ],
 )
-def test_the_librarys_elbo_of_a_plated_guide_is_the_exact_evidence_less_the_exact_kl(conjugate, family, library):
+def test_the_librarys_elbo_of_a_plated_guide_is_the_exact_evidence_less_the_exact_kl(
+    conjugate, family, library
+):
     """log p(x) - KL(q || p), both exact, is what the guide program's Trace_ELBO estimates: log q is
     counted once per element, with no plate scaling."""
     phi, posterior = _phi(conjugate, family), conjugate.exact()
@@ -194,5 +196,5 @@ def test_a_subsampled_plate_is_refused_naming_the_site():
             pyro.sample("theta", pdist.Normal(0.0, 1.0))
 
     trace = poutine.trace(model).get_trace({}, {})
-    with pytest.raises(ValueError, match="'theta' is scaled.*subsampled plates are not supported"):
+    with pytest.raises(ValueError, match=r"'theta' is scaled.*subsampled plates are not supported"):
         read_plates(trace.nodes.items(), "model")

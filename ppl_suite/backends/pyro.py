@@ -39,8 +39,8 @@ from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
-from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
 from ppl_suite.guides.mean_field import INIT_SCALE
+from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
 from ppl_suite.problem import Problem
 from ppl_suite.spec import ModelSpec, Site
 

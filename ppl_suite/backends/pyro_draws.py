@@ -39,9 +39,7 @@ def _latents(trace: poutine.Trace) -> dict[str, dict[str, Any]]:
     return {
         name: site
         for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and not site["is_observed"]
-        and type(site["fn"]).__name__ != "_Subsample"
+        if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
     }
 
 
