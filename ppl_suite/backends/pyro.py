@@ -300,11 +300,13 @@ class PyroBackend:
         return {name: store[name].detach().numpy().copy() for name in names}
 
     @staticmethod
-    def _library_elbo(model, guide, elbo_class, data, params, n: int, draws: Draws) -> Estimate:
+    def _library_elbo(model, guide, elbo_class, data, params, n: int, draws: Draws | None = None) -> Estimate:
         """Pyro's own Trace_ELBO of the final guide: -loss averaged over batches of particles;
         SE from the spread of the batch means. Vectorized, each batch is ELBO_EVAL_BATCH particles;
         one at a time (a model written for one draw: one trace per particle), at most
-        LOOP_EVAL_PARTICLES particles in batches of LOOP_EVAL_BATCH."""
+        LOOP_EVAL_PARTICLES particles in batches of LOOP_EVAL_BATCH. ``draws``: the model's
+        ``check_draws``, found here when not given."""
+        draws = draws or check_draws(model, data, params)
         per_batch = ELBO_EVAL_BATCH if draws.path == VECTORIZED else LOOP_EVAL_BATCH
         n = n if draws.path == VECTORIZED else min(n, LOOP_EVAL_PARTICLES)
         batches = max(n // per_batch, 2)
