@@ -78,7 +78,7 @@ def test_the_vectorized_draws_of_a_left_indexing_model_are_detected_as_not_broad
     assert pyro_draws.check_draws(indexed_from_the_right, data, {}).path == pyro_draws.VECTORIZED
 
 
-def test_every_path_gives_the_log_joint_of_one_trace_per_draw(left, right):
+def test_every_path_gives_the_log_joint_of_one_trace_per_draw(left, right, monkeypatch):
     draws = _draws(right)
     target = PyroTarget(right)
     assert target.draws_path == pyro_draws.VECTORIZED
@@ -90,6 +90,9 @@ def test_every_path_gives_the_log_joint_of_one_trace_per_draw(left, right):
     left_target = PyroTarget(left)
     assert left_target.draws_path == pyro_draws.VMAP
     np.testing.assert_allclose(left_target.log_joint(draws), loop, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(pyro_draws, "NUMBERS_PER_CHUNK", 3 * right.spec.problem_size(right.params))
+    for found in (target.log_joint(draws), left_target.log_joint(draws)):  # in chunks of 3 draws
+        np.testing.assert_allclose(found, loop, rtol=1e-12, atol=1e-12)
 
 
 def test_the_library_elbo_one_particle_at_a_time_equals_the_vectorized_one(right):

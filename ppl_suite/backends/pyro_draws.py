@@ -32,6 +32,7 @@ VECTORIZED, VMAP, LOOP = "vectorized", "vmap", "loop"
 CHECK_DRAWS = 3  # prior draws compared both ways
 AGREEMENT = 1e-9  # relative and absolute: float64 rounding of sums over a model's terms
 DRAW_PLATE = "_draws"
+NUMBERS_PER_CHUNK = 10**7  # draws evaluated together hold at most this many numbers (80 MB of float64)
 
 
 def _latents(trace: poutine.Trace) -> dict[str, dict[str, Any]]:

@@ -107,14 +107,25 @@ class PyroTarget(OfProblem):
             pyro.get_param_store().clear()
             if n == 0:
                 return np.empty(0)
-            if path == pyro_draws.VECTORIZED:
-                return pyro_draws.vectorized(model, data, params, values, *self._layout).numpy()
-            if path == pyro_draws.VMAP:
-                return torch.func.vmap(lambda v: pyro_draws.one_draw(model, data, params, v))(values).numpy()
+            if path in (pyro_draws.VECTORIZED, pyro_draws.VMAP):
+                return np.concatenate([self._batch(chunk, path) for chunk in self._chunks(values, n)])
             out = np.empty(n)
             for i in range(n):
                 out[i] = float(pyro_draws.one_draw(model, data, params, {k: v[i] for k, v in values.items()}))
             return out
+
+    def _chunks(self, values: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+        """The draws in chunks of at most NUMBERS_PER_CHUNK numbers of data and latents together."""
+        size = max(int(self.problem.spec.problem_size(self.problem.params)), 1)
+        step = max(pyro_draws.NUMBERS_PER_CHUNK // size, 1)
+        return [{k: v[i : i + step] for k, v in values.items()} for i in range(0, n, step)]
+
+    def _batch(self, values: dict[str, torch.Tensor], path: str) -> np.ndarray:
+        """log p(x, z_i) of one chunk of draws, vectorized or by torch.func.vmap."""
+        model, (data, params) = self._model, self._arguments
+        if path == pyro_draws.VECTORIZED:
+            return pyro_draws.vectorized(model, data, params, values, *self._layout).numpy()
+        return torch.func.vmap(lambda v: pyro_draws.one_draw(model, data, params, v))(values).numpy()
 
     def continuous_reason(self) -> str | None:
         return discrete_reason(self.sites) or NOT_TRACEABLE
