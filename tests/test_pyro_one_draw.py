@@ -42,6 +42,16 @@ def indexed_from_the_right(data, params):
         pyro.sample("y", dist.Normal(a[..., data["group"]], 1.0), obs=data["y"])
 
 
+def with_a_deterministic_site(data, params):
+    """Broadcasts, and records a deterministic summary that mixes the draws when vectorized."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    with pyro.plate("groups", GROUPS):
+        a = pyro.sample("a", dist.Normal(mu, 1.0))
+    pyro.deterministic("a_mean", a.mean())
+    with pyro.plate("data", N):
+        pyro.sample("y", dist.Normal(a[..., data["group"]], 1.0), obs=data["y"])
+
+
 def _problem(name: str, model) -> Problem:
     spec = ModelSpec(
         name=name,
@@ -76,6 +86,8 @@ def test_the_vectorized_draws_of_a_left_indexing_model_are_detected_as_not_broad
     data = as_torch(left.data)
     assert pyro_draws.check_draws(indexed_from_the_left, data, {}) == pyro_draws.Draws(pyro_draws.LOOP, 1)
     assert pyro_draws.check_draws(indexed_from_the_right, data, {}).path == pyro_draws.VECTORIZED
+    # a deterministic site has density 0: its shape does not stop vectorization
+    assert pyro_draws.check_draws(with_a_deterministic_site, data, {}).path == pyro_draws.VECTORIZED
 
 
 def test_every_path_gives_the_log_joint_of_one_trace_per_draw(left, right, monkeypatch):

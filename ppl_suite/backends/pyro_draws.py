@@ -85,6 +85,8 @@ def vectorized(
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
             continue
+        if site["infer"].get("_deterministic"):  # pyro.deterministic: density 0, whatever its shape
+            continue
         log_prob = site["log_prob"]
         if log_prob.dim() != nesting + 1 or log_prob.shape[0] != n:
             raise ValueError(f"site {name!r}: log density of shape {tuple(log_prob.shape)} for {n} draws")
