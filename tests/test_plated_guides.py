@@ -17,6 +17,8 @@ from ppl_suite import guides, registry
 from ppl_suite.backends import numpyro as numpyro_backend
 from ppl_suite.backends import pyro as pyro_backend
 from ppl_suite.backends.base import SVIConfig
+from ppl_suite.checking.sites import trace_sites
+from ppl_suite.checking.sources import InputProblem
 from ppl_suite.gaussian_posterior import GaussianPosterior
 from ppl_suite.guides.plates import auxiliary_name, read_plates
 from ppl_suite.problem import Problem
@@ -198,3 +200,14 @@ def test_a_subsampled_plate_is_refused_naming_the_site():
     trace = poutine.trace(model).get_trace({}, {})
     with pytest.raises(ValueError, match=r"'theta' is scaled.*subsampled plates are not supported"):
         read_plates(trace.nodes.items(), "model")
+
+
+def test_a_subsampled_plate_in_a_checked_model_is_refused_before_anything_runs():
+    def model(data, params):
+        with numpyro.plate("J", 10, subsample_size=5):
+            numpyro.sample("theta", ndist.Normal(0.0, 1.0))
+
+    with pytest.raises(InputProblem) as refused:
+        trace_sites(model, "numpyro", {}, {}, "model")
+    (problem,) = refused.value.problems
+    assert "'theta' is scaled (plate 'J'): subsampled plates are not supported" in problem

@@ -96,6 +96,7 @@ def _numpyro_trace(
             "value": np.asarray(site["value"]),
             "fn": site.get("fn"),
             "plates": [frame.name for frame in site.get("cond_indep_stack", [])],
+            "scale": site.get("scale"),
         }
         for name, site in sites.items()
     ]
@@ -124,6 +125,7 @@ def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapp
             "value": np.asarray(site["value"].detach()),
             "fn": site.get("fn"),
             "plates": [frame.name for frame in site.get("cond_indep_stack", [])],
+            "scale": site.get("scale"),
         }
         for name, site in sites.nodes.items()
         if site["type"] in ("sample", "param") and not site_is_subsample(site)
@@ -165,6 +167,12 @@ def trace_sites(
             problems.append(
                 f"{what}: param site {site['name']!r}: learned model parameters are not checked; "
                 "make it a latent sample site with a prior"
+            )
+            continue
+        if site["type"] == "sample" and site["scale"] is not None and np.any(np.asarray(site["scale"]) != 1):
+            problems.append(
+                f"{what}: site {site['name']!r} is scaled (plate {', '.join(map(repr, site['plates']))}): "
+                "subsampled plates are not supported; give every plate its whole size"
             )
             continue
         if site["type"] != "sample" or site["observed"]:
