@@ -209,6 +209,7 @@ def _fit_columns(fit: backends.Fit) -> dict[str, Any]:
         schema.FINAL_LOSS: float(np.mean(fit.losses[-max(len(fit.losses) // 10, 1) :])),
         schema.LIBRARY_ELBO: library.value if library else math.nan,
         schema.LIBRARY_ELBO_SE: library.se if library else math.nan,
+        schema.DRAWS_PATH: fit.draws_path,
     }
 
 

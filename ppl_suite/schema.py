@@ -69,6 +69,7 @@ STEPS_PER_SECOND = "steps_per_second"
 FINAL_LOSS = "final_loss"
 LIBRARY_ELBO = "library_elbo"
 LIBRARY_ELBO_SE = "library_elbo_se"
+DRAWS_PATH = "draws_path"
 
 # --------------------------------------------------------------------------------- the evaluation
 ELBO = "elbo"
@@ -172,6 +173,9 @@ CELL_COLUMNS: dict[str, str] = {
     FINAL_LOSS: "mean training loss (-ELBO) over the last tenth of the steps",
     LIBRARY_ELBO: "the backend's own ELBO of the fitted guide (NaN for hand-rolled)",
     LIBRARY_ELBO_SE: "its standard error",
+    DRAWS_PATH: "how the fit put particles through the model: vectorized (Pyro: a batch axis left of "
+    "every latent), loop (Pyro: one at a time, for a model written for one draw, e.g. a[group]), vmap "
+    "(NumPyro: jax.vmap of one-particle code); '' for the hand-rolled backend",
     ELBO: "E_q[log p(x, z) - log q(z)], the suite's estimate",
     ELBO_SE: "its standard error (0 when exact)",
     ELBO_SECONDS: "seconds of the ELBO estimate",

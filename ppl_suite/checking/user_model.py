@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import guides, registry
+from ppl_suite import registry
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import user_guide
 from ppl_suite.checking.calls import DATA_FORM, calling
@@ -116,7 +116,6 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
     (missing data names, sites that cannot be handled, Pyro and NumPyro versions whose sites differ)."""
     data = load_data(user.data)
     user_guide.register(user.own_guides, user.form, user.nones)
-    plated_guides = [g for g in user.guides if g in guides.names() and not guides.is_autoguide(g)]
     implementations, traced, problems = {}, {}, []
     for library in sites_module.LIBRARIES:
         text = getattr(user, library)
@@ -127,7 +126,7 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
             if in_process(text):  # its content, for the reference's key: it has no file of its own
                 model.content_digest = text
             traced[library] = sites_module.trace_sites(
-                model, library, data, user.params, f"{library} model {shown(text)}", plated_guides
+                model, library, data, user.params, f"{library} model {shown(text)}"
             )
             implementations[library] = model
         except InputProblem as error:
