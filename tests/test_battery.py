@@ -4,7 +4,7 @@ as a user runs it. Each script exits 0, runs once (no worker re-runs it) and rep
 model has a closed-form evidence, log p(x) lies within 4 SE of it.
 
 Each whole check takes a minute or more on 2 busy cores, so the battery is ``slow``: the GLM at small
-sizes, and every script that passes on this branch at check's default options."""
+sizes, and every script at check's default options."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BATTERY = ROOT / "tests" / "battery"
 SMALL = {"steps": 500, "guides": ["mean_field"], "nuts": {"draws": 500, "ess_min": 300}, "report": False}
-# the scripts that pass on this branch (the others need plated latent sites in mean_field/full_rank,
-# Pyro's a[group] indexing and the reference's remedies for the centered eight schools)
-PASSING = ["glm_positional", "deterministic_site"]
+SCRIPTS = sorted(path.stem for path in BATTERY.glob("*.py") if path.stem != "sizes")
 
 
 def run_script(name: str, folder: Path, sizes: dict, as_code: bool = False) -> subprocess.CompletedProcess:
@@ -84,7 +82,7 @@ def test_a_plain_script_checks_a_conjugate_glm_once_and_its_evidence_matches_the
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PASSING)
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_every_battery_script_runs_at_checks_default_options(tmp_path, name):
     assert_checked(name, tmp_path, run_script(name, tmp_path, {"report": False}))
 
