@@ -206,7 +206,7 @@ def run_study(
             rows[name] += new
         tables = _tables(rows, latent_dim)
         for name, frame in tables.items():
-            study.store.write_vae_table(name, frame)
+            study.store.write_study_table("vae", name, frame)
     return tables
 
 

@@ -87,13 +87,13 @@ def run_study(
 
         key = stored.training_digest(backend, objective, training, train_images, training_code(backend))
         label = f"vqvae {backend} {objective}"
-        found = kept(label, lambda: vae_stored.load_trained(store, key, backend, training))
+        found = kept(label, lambda: vae_stored.load_trained(store, key, backend, training, r.TRAINED))
         if found is None:
             found = train(backend, objective, data, training)
-            vae_stored.save_trained(store, key, found)
+            vae_stored.save_trained(store, key, found, r.TRAINED)
             log(f"{label}: trained in {found.seconds:.1f} s (+ {found.compile_seconds:.1f} s set-up)")
         else:
-            log(f"{label}: its stored training reused (vae/parts/{key}.trained.npz)")
+            log(f"{label}: its stored training reused (vae/parts/{key}.{r.TRAINED})")
         return key, found
 
     def run_rows(backend: str, objective: str) -> tuple[dict[str, list[dict]], tuple[str, Any] | None]:
@@ -173,5 +173,5 @@ def run_study(
             "vqvae_calibration", calibration_rows(estimators) if not estimators.empty else []
         )
         for name, frame in tables.items():
-            store.write_vae_table(name, frame)
+            store.write_study_table("vqvae", name, frame)
     return tables
