@@ -28,8 +28,7 @@ from typing import Any, Self
 from ppl_suite import sizes
 from ppl_suite.estimators.ais import AISConfig
 from ppl_suite.vae.best_guide import FitSettings
-
-BACKENDS = ("pyro", "numpyro", "handrolled")
+from ppl_suite.vae.training import BACKENDS
 TEST_IMAGES = 500
 
 
