@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -30,7 +31,7 @@ class TinyStudy:
     name = "tiny_study"
     title = "tiny"
     folder = "tiny"
-    tables = {"tiny_runs": ("run", "status")}
+    tables: ClassVar = {"tiny_runs": ("run", "status")}
     runs_table = "tiny_runs"
     manifest_key = "tiny_study"
     report = None

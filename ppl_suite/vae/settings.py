@@ -29,6 +29,7 @@ from ppl_suite import sizes
 from ppl_suite.estimators.ais import AISConfig
 from ppl_suite.vae.best_guide import FitSettings
 from ppl_suite.vae.training import BACKENDS
+
 TEST_IMAGES = 500
 
 

@@ -31,7 +31,6 @@ from ppl_suite import sizes
 from ppl_suite.spec import Domain
 
 
-
 def trainer_backends(package: str) -> tuple[str, ...]:
     """The backends (``ppl_suite.backends.names()``, in its order) that ``package`` has a trainer for:
     a module ``<package>.train_<backend>``."""
