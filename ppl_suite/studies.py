@@ -98,7 +98,8 @@ def _discover() -> None:
     import ppl_suite
 
     for module in pkgutil.iter_modules(ppl_suite.__path__):
-        if module.ispkg and (Path(module.module_finder.path) / module.name / f"{PLUGIN_MODULE}.py").is_file():
+        place = getattr(module.module_finder, "path", None)  # the package's folder (a file system path)
+        if module.ispkg and place and (Path(place) / module.name / f"{PLUGIN_MODULE}.py").is_file():
             importlib.import_module(f"ppl_suite.{module.name}.{PLUGIN_MODULE}")
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
