@@ -546,9 +546,11 @@ def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
     remove their earlier work, run each recorded in the manifest, write the report."""
     from ppl_suite.store import FolderBusy
 
-    if (problem := store.problem()) is not None:
-        return Outcome(BAD_INPUT, problems=[problem])
     chosen = dict(plan.studies or {})
+    unknown = [f"unknown study {name!r}; valid: {', '.join(studies.names())}" for name in chosen
+               if name not in studies.names()]  # fmt: skip
+    if unknown or (problem := store.problem()) is not None:
+        return Outcome(BAD_INPUT, problems=unknown or [problem])
     expanded = matrix.Matrix([], [], {}, [], chosen)
     try:
         with store.locked():

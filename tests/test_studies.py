@@ -161,3 +161,6 @@ def test_a_busy_or_unusable_folder_is_bad_input_for_a_plan_of_studies(tiny, tmp_
     (tmp_path / "file").write_text("not a folder")
     outcome = runner.run(runner.Plan(studies={tiny: TinySettings(1)}), tmp_path / "file")
     assert outcome.status == runner.BAD_INPUT and outcome.problems and outcome.exit_code == 2
+    outcome = runner.run(runner.Plan(studies={"nope": TinySettings(1)}), tmp_path / "r")
+    assert outcome.status == runner.BAD_INPUT and outcome.problems[0].startswith("unknown study 'nope'")
+    assert not (tmp_path / "r").exists()
