@@ -19,6 +19,7 @@ and no moment errors are given.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -36,15 +37,17 @@ Q_CHAINS = 4
 
 
 def _library(model: Callable[..., Any], guide: Any, library: str | None) -> str:
-    """The library of the fit: given, else read from the model's imports or the guide's class."""
+    """The library of the fit: given, else the guide's class (an autoguide), else what the model's or
+    the guide function's module imports."""
     if library is not None:
         if library not in ("numpyro", "pyro"):
             raise InputProblem(f"library {library!r}: valid: numpyro, pyro")
         return library
-    found = library_of(model) if callable(model) else None
-    if found is None:
-        top = type(guide).__module__.partition(".")[0]
-        found = top if top in ("numpyro", "pyro") else None
+    top = type(guide).__module__.partition(".")[0]
+    found = top if top in ("numpyro", "pyro") else None
+    for function in (model, guide):
+        if found is None and inspect.isfunction(inspect.unwrap(function)):
+            found = library_of(function)
     if found is None:
         raise InputProblem(
             "cannot tell whether the model is a NumPyro or a Pyro model (its module imports both or "

@@ -132,8 +132,15 @@ class BoundModel:
 
 
 def library_of(model: Callable[..., Any]) -> str | None:
-    """``numpyro`` or ``pyro``: the library the model's module imports (``checking.sites``)."""
-    return sites_module.library_of(inspect.unwrap(model))
+    """``numpyro`` or ``pyro``: the library the model's module imports (``checking.sites``), else the
+    one the function itself names (an import inside it); None when not exactly one."""
+    function = inspect.unwrap(model)
+    found = sites_module.library_of(function)
+    code = getattr(function, "__code__", None)
+    if found is None and code is not None:
+        named = [name for name in sites_module.LIBRARIES if name in {*code.co_names, *code.co_varnames}]
+        found = named[0] if len(named) == 1 else None
+    return found
 
 
 def bind(

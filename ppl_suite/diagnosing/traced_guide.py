@@ -205,6 +205,7 @@ def pyro_guide(
     import pyro
     import torch
     from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
 
     name = guide_name(guide)
     if _is_point_guide(guide):
@@ -246,7 +247,7 @@ def pyro_guide(
     sampled = {
         k: (tuple(s["value"].shape), type(s["fn"]).__name__ == "Delta", bool(s["infer"].get("is_auxiliary")))
         for k, s in traced.nodes.items()
-        if s["type"] == "sample" and not s.get("is_observed", False)
+        if s["type"] == "sample" and not s.get("is_observed", False) and not site_is_subsample(s)
     }
     problems += _site_problems(name, sampled, sites)
     if problems:
