@@ -115,7 +115,7 @@ def pyro_start():
     """A Pyro AutoNormal after one step, and its parameters as a dict of tensors."""
     design, y = regression_data()
     guide, store = pyro_autonormal(1, design, y)
-    return guide, {k: store[k].detach().clone() for k in store.keys()}, design, y
+    return guide, {k: v.detach().clone() for k, v in store.items()}, design, y
 
 
 def pyro_q(params) -> tuple[np.ndarray, np.ndarray]:
@@ -158,18 +158,20 @@ def test_a_numpyro_autonormal_fit_has_the_exact_log_evidence_and_kl_within_4_se(
 
 @pytest.mark.slow
 def test_a_pyro_autonormal_fit_has_the_exact_log_evidence_and_kl_within_4_se():
-    """log p(x) by importance sampling with q as proposal: a posterior correlated mildly enough for q's
-    k-hat to pass the suite's cut, so its SE holds."""
+    """log p(x) by importance sampling with q as proposal: q's scales widened 1.5 times in the param
+    store (any q can be diagnosed), so q covers the posterior, the weights are bounded and the
+    k-hat verdict lets the SE stand."""
     import torch
 
-    design, y = regression_data(centre=0.3)
+    design, y = regression_data()
     guide, store = pyro_autonormal(1000, design, y)
+    store["AutoNormal.scales.w"] = 1.5 * store["AutoNormal.scales.w"].detach()
     found = ppl_suite.diagnose(
         pyro_model, guide, store, args=(torch.tensor(design),), kwargs={"y": torch.tensor(y)}, draws=4000
     )
     mean, covariance, log_evidence = exact_posterior(design, y)
     kl = gaussian_kl(*pyro_q(store), mean, covariance)
-    assert kl > 0.01
+    assert kl > 0.05
     assert found.k_hat_verdict == "reliable"
     assert abs(found.log_evidence - log_evidence) <= 4 * found.log_evidence_se
     assert abs(found.kl - kl) <= 4 * found.kl_se
@@ -230,7 +232,7 @@ def test_arguments_the_model_cannot_take_are_refused_naming_its_parameters(numpy
 def test_pyro_params_of_another_guide_are_refused(pyro_start):
     import torch
 
-    guide, store, design, y = pyro_start
+    guide, _, design, y = pyro_start
     wrong = {"AutoNormal.locs.b": torch.zeros(2), "AutoNormal.scales.w": torch.ones(2)}
     (missing, unused) = problems(
         pyro_model, guide, wrong, args=(torch.tensor(design),), kwargs={"y": torch.tensor(y)}
@@ -239,13 +241,13 @@ def test_pyro_params_of_another_guide_are_refused(pyro_start):
 
 
 def test_bad_options_are_refused_together_before_anything_runs(numpyro_start):
-    guide, params, design, y = numpyro_start
+    guide, params, design, _ = numpyro_start
     found = problems(numpyro_model, guide, params, args=design, draws=10, nuts={"chains": 1})
     assert len(found) == 3 and any("draws" in p for p in found) and any("chains" in p for p in found)
 
 
 # ------------------------------------------------------------------------------- against check (slow)
-CHECKED_MODEL = '''
+CHECKED_MODEL = """
 import numpyro
 import numpyro.distributions as dist
 
@@ -255,7 +257,7 @@ def model(data):
         w = numpyro.sample("w", dist.Normal(0.0, {prior}))
     with numpyro.plate("data", data["design"].shape[0]):
         numpyro.sample("y", dist.Normal(data["design"] @ w, {noise}), obs=data["y"])
-'''
+"""
 
 
 @pytest.mark.slow

@@ -104,11 +104,17 @@ def diagnose(
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 100:
         problems.append(f"draws must be an integer >= 100 (the k-hat fits a tail of them), got {draws!r}")
     if not isinstance(args, tuple | list):
-        problems.append(f"args must be a tuple of the model's positional arguments, got {type(args).__name__}")
+        problems.append(
+            f"args must be a tuple of the model's positional arguments, got {type(args).__name__}"
+        )
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        problems.append(f"kwargs must be a dict of the model's keyword arguments, got {type(kwargs).__name__}")
+        problems.append(
+            f"kwargs must be a dict of the model's keyword arguments, got {type(kwargs).__name__}"
+        )
     if params is None:
-        problems.append("params: none given; pass SVIRunResult.params, svi.get_params(state) or Pyro's param store")
+        problems.append(
+            "params: none given; pass SVIRunResult.params, svi.get_params(state) or Pyro's param store"
+        )
     settings = None
     if nuts:
         from ppl_suite.references import NUTSSettings
@@ -162,7 +168,7 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
     from ppl_suite.estimators.cache import EvaluationCache
     from ppl_suite.estimators.elbo import elbo
     from ppl_suite.estimators.kl import kl_reference
-    from ppl_suite.estimators.psis import interpret, psis_diagnostic
+    from ppl_suite.estimators.psis import psis_diagnostic
     from ppl_suite.estimators.weights import finite_variance_khat, finite_variance_reliability
     from ppl_suite.targets.build import target_for
     from ppl_suite.targets.reference_posterior import ReferencePosterior
@@ -172,7 +178,7 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
     lower = elbo(target, q, n, seed, cache)
     psis = psis_diagnostic(target, q, n, seed, cache)
     verdict, why = finite_variance_reliability(psis.value, n)
-    diagnostics = [d for d in (lower.diagnostic, why) if d]
+    diagnostics = [d for d in (lower.diagnostic, why and f"q as an importance proposal: {why}") if d]
     if reference is None:
         from ppl_suite.estimators.importance import importance_log_evidence
 
@@ -197,7 +203,7 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
             "sd_error_at": extras["worst_sd_coordinate"], "coordinates": extras["coordinates"],
         }  # fmt: skip
     return Diagnosis(
-        model=bound.problem.spec.name,
+        model=getattr(bound.function, "__qualname__", bound.problem.spec.name),
         library=bound.library,
         guide=q.family,
         draws=n,

@@ -164,7 +164,9 @@ def bind(
         inspect.signature(model).bind(*args, **dict(kwargs or {}))
     except TypeError as error:
         names = ", ".join(inspect.signature(model).parameters)
-        problems.append(f"model {getattr(model, '__name__', model)}({names}) cannot take the arguments given: {error}")
+        problems.append(
+            f"model {getattr(model, '__name__', model)}({names}) cannot take the arguments given: {error}"
+        )
     except ValueError:
         pass  # no signature to read (a builtin or C function): the trace below says what fails
     if problems:
@@ -172,12 +174,17 @@ def bind(
 
     def bound(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
         values = {**data, **params}
-        return model(*(_fill(t, values) for t in arg_templates), **{k: _fill(t, values) for k, t in kwarg_templates.items()})
+        return model(
+            *(_fill(t, values) for t in arg_templates),
+            **{k: _fill(t, values) for k, t in kwarg_templates.items()},
+        )
 
     bound.__module__ = getattr(model, "__module__", __name__)
     what = f"{library} model {getattr(model, '__name__', repr(model))}"
     sites = sites_module.trace_sites(bound, library, data, fixed, what)
-    base = "".join(c if c.isalnum() else "_" for c in getattr(model, "__name__", "model")).strip("_") or "model"
+    base = (
+        "".join(c if c.isalnum() else "_" for c in getattr(model, "__name__", "model")).strip("_") or "model"
+    )
     name = f"diagnose_{base}_{code_digest(model)[:12]}"
     size = int(sum(v.size for v in data.values()) + sum(s.size for s in sites))
     spec = ModelSpec(

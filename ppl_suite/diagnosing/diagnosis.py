@@ -1,14 +1,14 @@
 """What ``diagnose`` finds about one fit: plain data, named as the columns of ``check``'s table.
 
-    elbo ± elbo_se                   the Monte Carlo ELBO of q
-    log_evidence ± log_evidence_se   log p(x): AIS against the NUTS reference (NumPyro), or importance
-                                     sampling with q as proposal (Pyro); SE NaN when unreliable
-    kl ± kl_se                       KL(q || p(z | x)) = log p(x) - ELBO, SE = sqrt(SE_ELBO^2 + SE_logp^2)
-    k_hat, k_hat_verdict             PSIS k-hat of q as a proposal, and the suite's verdict on it
-    mean_error ± mean_error_se       the largest (E_q z_j - E_ref z_j) / sd_ref z_j (at mean_error_at)
-    sd_error ± sd_error_se           the largest sd_q z_j / sd_ref z_j - 1 (at sd_error_at)
-    q, reference                     InferenceData of q's draws (several chains of independent draws)
-                                     and of the NUTS reference (None without one)
+elbo ± elbo_se                   the Monte Carlo ELBO of q
+log_evidence ± log_evidence_se   log p(x): AIS against the NUTS reference (NumPyro), or importance
+                                 sampling with q as proposal (Pyro); SE NaN when unreliable
+kl ± kl_se                       KL(q || p(z | x)) = log p(x) - ELBO, SE = sqrt(SE_ELBO^2 + SE_logp^2)
+k_hat, k_hat_verdict             PSIS k-hat of q as a proposal, and the suite's verdict on it
+mean_error ± mean_error_se       the largest (E_q z_j - E_ref z_j) / sd_ref z_j (at mean_error_at)
+sd_error ± sd_error_se           the largest sd_q z_j / sd_ref z_j - 1 (at sd_error_at)
+q, reference                     InferenceData of q's draws (several chains of independent draws)
+                                 and of the NUTS reference (None without one)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import arviz as az
+
 
 @dataclass(frozen=True)
 class Diagnosis:

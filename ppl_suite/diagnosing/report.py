@@ -30,7 +30,8 @@ def summary_lines(d: Diagnosis) -> list[str]:
         f"  ELBO          {_pm(d.elbo, d.elbo_se)}",
         f"  log p(x)      {_pm(d.log_evidence, d.log_evidence_se)}   ({d.log_evidence_method})",
         f"  KL(q || p)    {_pm(d.kl, d.kl_se)}   ({d.kl_reliability}; log p(x) - ELBO)",
-        f"  PSIS k-hat    {d.k_hat:.3f}: {d.k_hat_verdict} (limit {d.k_hat_limit:.2f}), {d.k_hat_interpretation}",
+        f"  PSIS k-hat    {d.k_hat:.3f}: {d.k_hat_verdict} (limit {d.k_hat_limit:.2f}), "
+        f"{d.k_hat_interpretation}",
     ]
     if d.mean_error_at:
         lines += [
@@ -50,11 +51,21 @@ def _parts(d: Diagnosis, files: dict[str, Path]) -> list[tuple[str, list]]:
         ("ELBO", d.elbo, d.elbo_se, "E_q[log p(x, z) - log q(z)]"),
         ("log p(x)", d.log_evidence, d.log_evidence_se, d.log_evidence_method),
         ("KL(q || p(z | x))", d.kl, d.kl_se, f"log p(x) - ELBO ({d.kl_reliability})"),
-        ("PSIS k-hat", d.k_hat, math.nan, f"{d.k_hat_verdict}: limit {d.k_hat_limit:.2f}; {d.k_hat_interpretation}"),
+        (
+            "PSIS k-hat",
+            d.k_hat,
+            math.nan,
+            f"{d.k_hat_verdict}: limit {d.k_hat_limit:.2f}; {d.k_hat_interpretation}",
+        ),
     ]
     if d.mean_error_at:
         rows += [
-            ("worst mean error", d.mean_error, d.mean_error_se, f"(E_q - E_ref) / sd_ref at {d.mean_error_at}"),
+            (
+                "worst mean error",
+                d.mean_error,
+                d.mean_error_se,
+                f"(E_q - E_ref) / sd_ref at {d.mean_error_at}",
+            ),
             ("worst sd error", d.sd_error, d.sd_error_se, f"sd_q / sd_ref - 1 at {d.sd_error_at}"),
         ]
     table = pd.DataFrame(rows, columns=["quantity", "value", "se", "how"])
@@ -72,9 +83,13 @@ def _parts(d: Diagnosis, files: dict[str, Path]) -> list[tuple[str, list]]:
             [Table(frame, "each latent coordinate, in reference sds", pm={"mean_error": "mean_error_se",
                                                                           "sd_error": "sd_error_se"})],
         ))  # fmt: skip
-    blocks = [Text(d.reference_description or "No NUTS reference (a Pyro model: the reference runs NumPyro).")]
+    blocks = [
+        Text(d.reference_description or "No NUTS reference (a Pyro model: the reference runs NumPyro).")
+    ]
     if files:
-        blocks.append(Links(tuple((name, ((path.name, path),)) for name, path in files.items()), "draws as NetCDF"))
+        blocks.append(
+            Links(tuple((name, ((path.name, path),)) for name, path in files.items()), "draws as NetCDF")
+        )
     parts.append(("Reference and files", blocks))
     return parts
 

@@ -26,6 +26,7 @@ or latent sites the guide does not sample as the model does.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 from collections.abc import Callable, Mapping
@@ -68,7 +69,9 @@ class TracedGuide:
     def sample(self, seed: int, n: int) -> Latents:
         """n independent draws z ~ q; the same seed gives the same draws."""
         latents, log_q = self.draw(seed, n)
-        latents = {s.name: np.asarray(latents[s.name], dtype=np.float64).reshape(n, *s.shape) for s in self.sites}
+        latents = {
+            s.name: np.asarray(latents[s.name], dtype=np.float64).reshape(n, *s.shape) for s in self.sites
+        }
         self._drawn[_digest(latents, [s.name for s in self.sites])] = np.asarray(log_q, dtype=np.float64)
         return latents
 
@@ -175,7 +178,11 @@ def numpyro_guide(
     used = {k: tuple(np.shape(s["value"])) for k, s in traced.items() if s["type"] == "param"}
     problems = _param_problems(name, used, {k: tuple(np.shape(v)) for k, v in values.items()})
     sampled = {
-        k: (tuple(np.shape(s["value"])), type(s["fn"]).__name__ == "Delta", bool(s["infer"].get("is_auxiliary")))
+        k: (
+            tuple(np.shape(s["value"])),
+            type(s["fn"]).__name__ == "Delta",
+            bool(s["infer"].get("is_auxiliary")),
+        )
         for k, s in traced.items()
         if s["type"] == "sample" and not s.get("is_observed", False)
     }
@@ -210,13 +217,11 @@ def pyro_guide(
     name = guide_name(guide)
     if _is_point_guide(guide):
         raise InputProblem(f"guide {name}: {POINT_MASS}")
-    try:
+    with contextlib.suppress(Exception):  # a guide that cannot be copied holds no values of its own
         guide = copy.deepcopy(guide)  # the user's guide keeps its own values
-    except Exception:
-        pass  # a guide that cannot be copied is a plain function, which holds no values
     store = pyro.get_param_store()
     if isinstance(params, type(store)):
-        state, given = params.get_state(), {k: params[k].detach().clone() for k in params.keys()}
+        state, given = params.get_state(), {k: v.detach().clone() for k, v in params.items()}
     else:
         state = None
         given = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v.detach()).clone()
@@ -256,7 +261,12 @@ def pyro_guide(
     def draw(seed: int, n: int) -> tuple[Latents, np.ndarray]:
         values = {s.name: np.empty((n, *s.shape)) for s in sites}
         log_q = np.empty(n)
-        with store.scope(), torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+        with (
+            store.scope(),
+            torch.random.fork_rng(devices=[]),
+            torch.no_grad(),
+            pyro.validation_enabled(False),
+        ):
             load()
             torch.manual_seed(seed)
             for i in range(n):
