@@ -150,7 +150,7 @@ def test_a_numpyro_autonormal_fit_has_the_exact_log_evidence_and_kl_within_4_se(
     assert abs(found.log_evidence - log_evidence) <= 4 * found.log_evidence_se
     assert abs(found.kl - kl) <= 4 * found.kl_se
     assert found.kl_se == pytest.approx(math.hypot(found.elbo_se, found.log_evidence_se))
-    assert found.q.posterior["w"].shape == (4, 250, 2) and found.reference is not None
+    assert found.q.posterior["w"].shape == (4, 1000, 2) and found.reference is not None
     files = found.report(tmp_path / "report")
     assert {"md", "html", "q", "reference"} <= set(files)
     assert "KL(q || p(z | x))" in files["md"].read_text()
@@ -176,6 +176,56 @@ def test_a_pyro_autonormal_fit_has_the_exact_log_evidence_and_kl_within_4_se():
     assert abs(found.log_evidence - log_evidence) <= 4 * found.log_evidence_se
     assert abs(found.kl - kl) <= 4 * found.kl_se
     assert found.reference is None and "importance sampling" in found.log_evidence_method
+
+
+# ------------------------------------------------------------------- q from the guide's own trace
+def test_log_q_of_a_hand_written_numpyro_guide_is_its_density_at_its_own_draws():
+    import numpyro
+    import numpyro.distributions as dist
+    from scipy.stats import norm
+
+    from ppl_suite.diagnosing.bound_model import bind
+    from ppl_suite.diagnosing.traced_guide import numpyro_guide
+
+    design, y = regression_data()
+
+    def guide(design, y=None):
+        loc = numpyro.param("loc", np.zeros(2))
+        scale = numpyro.param("scale", np.ones(2), constraint=dist.constraints.positive)
+        with numpyro.plate("coefficients", 2):
+            numpyro.sample("w", dist.Normal(loc, scale))
+
+    params = {"loc": np.array([0.3, -1.0]), "scale": np.array([0.2, 0.1])}
+    bound = bind(numpyro_model, (design,), {"y": y}, library="numpyro")
+    q = numpyro_guide(guide, params, *bound.arguments(), bound.sites)
+    draws = q.sample(0, 2000)
+    expected = norm(params["loc"], params["scale"]).logpdf(draws["w"]).sum(axis=1)
+    np.testing.assert_allclose(q.log_q(draws), expected, rtol=1e-12, atol=1e-12)
+    assert np.all(np.abs(draws["w"].mean(0) - params["loc"]) <= 4 * params["scale"] / np.sqrt(2000))
+    with pytest.raises(ValueError, match="not drawn by this guide"):
+        q.log_q({"w": draws["w"] + 1.0})
+
+
+def test_log_q_of_an_automultivariatenormal_sums_its_latent_and_delta_sites_to_its_density():
+    """AutoMultivariateNormal samples a packed u and returns w as a Delta site: the trace's sum is
+    log q(w), its MultivariateNormal's density at w (a real site: no Jacobian)."""
+    import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+
+    from ppl_suite.diagnosing.bound_model import bind
+    from ppl_suite.diagnosing.traced_guide import numpyro_guide
+
+    design, y = regression_data()
+    guide = AutoMultivariateNormal(numpyro_model)
+    svi = SVI(numpyro_model, guide, numpyro.optim.Adam(0.02), Trace_ELBO())
+    params = svi.get_params(svi.init(jax.random.PRNGKey(0), design, y=y))
+    bound = bind(numpyro_model, (design,), {"y": y}, library="numpyro")
+    q = numpyro_guide(guide, params, *bound.arguments(), bound.sites)
+    draws = q.sample(1, 500)
+    posterior = guide.get_posterior(params)
+    np.testing.assert_allclose(q.log_q(draws), np.asarray(posterior.log_prob(draws["w"])), rtol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------- bad input

@@ -26,8 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ppl_suite.diagnosing.bound_model import bind, library_of
 from ppl_suite.diagnosing.diagnosis import Diagnosis
 from ppl_suite.errors import InputProblem
@@ -57,14 +55,15 @@ def _library(model: Callable[..., Any], guide: Any, library: str | None) -> str:
 
 
 def _q_idata(guide, seed: int, n: int):
-    """q's draws as InferenceData: ``Q_CHAINS`` chains of independent draws, each its own stream."""
+    """q's draws as InferenceData: ``Q_CHAINS`` chains of independent draws (one batch split in
+    ``Q_CHAINS``, so R-hat and ESS read them as chains)."""
     import arviz as az
 
     from ppl_suite.estimators.streams import stream_seed
 
     per_chain = max(n // Q_CHAINS, 1)
-    chains = [guide.sample(stream_seed(seed, f"q_draws_{c}"), per_chain) for c in range(Q_CHAINS)]
-    return az.from_dict(posterior={name: np.stack([c[name] for c in chains]) for name in chains[0]})
+    draws = guide.sample(stream_seed(seed, "q_draws"), per_chain * Q_CHAINS)
+    return az.from_dict(posterior={k: v.reshape(Q_CHAINS, per_chain, *v.shape[1:]) for k, v in draws.items()})
 
 
 def diagnose(
@@ -96,7 +95,7 @@ def diagnose(
     Raises InputProblem (one sentence per problem, nothing run) for bad input, and
     ``ppl_suite.references.ReferenceGateError`` when the NUTS reference fails its gates.
     """
-    from ppl_suite.numerics import setup
+    from ppl_suite.numerics import enable_float64
 
     say = (lambda text: print(f"diagnose: {text}", flush=True)) if progress else (lambda text: None)
     start = time.perf_counter()
@@ -126,7 +125,7 @@ def diagnose(
     if problems:
         raise InputProblem(*problems)
     which = _library(model, guide, library)
-    setup(one_thread=False)
+    enable_float64()  # the suite's estimators and references run JAX in float64
     say(f"tracing the {which} model and its guide")
     bound = bind(model, tuple(args), kwargs, library=which)
     call_args, call_kwargs = bound.arguments()
@@ -156,7 +155,7 @@ def diagnose(
         reference_description=description,
         reference_file=file,
         seconds=time.perf_counter() - start,
-        q=_q_idata(q, seed, min(draws, 1000)),
+        q=_q_idata(q, seed, draws),
         reference=reference_idata,
     )
 
