@@ -1,17 +1,18 @@
 """A diagnosis as text: a few summary lines (``str(diagnosis)``), and a one-page report in Markdown and
 HTML drawn with the report's own renderer (``report.render``), q's and the reference's draws beside it
-as NetCDF. Every number shown is a field of the Diagnosis; nothing is computed here."""
+as NetCDF. Every number shown is a field of the Diagnosis (``d`` below; this module does not import
+its class, which imports this one); nothing is computed here."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ppl_suite import paths
-from ppl_suite.diagnosing.diagnosis import Diagnosis
 
 MD, HTML = "diagnosis.md", "diagnosis.html"
 Q_FILE, REFERENCE_FILE = "q.nc", "reference.nc"
@@ -23,7 +24,7 @@ def _pm(value: float, se: float) -> str:
     return format_pm(value, None if math.isnan(se) else se)
 
 
-def summary_lines(d: Diagnosis) -> list[str]:
+def summary_lines(d: Any) -> list[str]:
     """The diagnosis in a few lines of plain text."""
     lines = [
         f"{d.library} model {d.model}, guide {d.guide} ({d.draws} draws of q, {d.seconds:.1f} s)",
@@ -44,7 +45,7 @@ def summary_lines(d: Diagnosis) -> list[str]:
     return lines
 
 
-def _parts(d: Diagnosis, files: dict[str, Path]) -> list[tuple[str, list]]:
+def _parts(d: Any, files: dict[str, Path]) -> list[tuple[str, list]]:
     from ppl_suite.report.document import Code, Links, Table, Text
 
     rows = [
@@ -94,7 +95,7 @@ def _parts(d: Diagnosis, files: dict[str, Path]) -> list[tuple[str, list]]:
     return parts
 
 
-def write_report(d: Diagnosis, folder: Path, formats: Sequence[str] = ("md", "html")) -> dict[str, Path]:
+def write_report(d: Any, folder: Path, formats: Sequence[str] = ("md", "html")) -> dict[str, Path]:
     """``diagnosis.md`` and/or ``diagnosis.html`` and the draws' NetCDF files in ``folder``, which is
     made when missing; a file of another kind is never written over (paths refused outside it)."""
     from ppl_suite.report.render import to_html, to_markdown
