@@ -72,8 +72,8 @@ def pyro_model(design, y=None):
 
 
 def numpyro_autonormal(steps: int, design: np.ndarray, y: np.ndarray):
-    """An AutoNormal of the NumPyro model and its parameters after ``steps`` SVI steps (0: its
-    initial parameters, from ``svi.init``)."""
+    """An AutoNormal of the NumPyro model and its parameters after ``steps`` SVI steps (0: parameters
+    set by hand, as SVI names them: no compilation)."""
     import jax
     import numpyro
     from numpyro.infer import SVI, Trace_ELBO
@@ -83,7 +83,7 @@ def numpyro_autonormal(steps: int, design: np.ndarray, y: np.ndarray):
     guide = AutoNormal(numpyro_model)
     svi = SVI(numpyro_model, guide, numpyro.optim.Adam(0.02), Trace_ELBO())
     if steps == 0:
-        return guide, svi.get_params(svi.init(jax.random.PRNGKey(0), design, y=y))
+        return guide, {"w_auto_loc": np.array([0.3, -1.0]), "w_auto_scale": np.array([0.2, 0.1])}
     return guide, svi.run(jax.random.PRNGKey(0), steps, design, y=y, progress_bar=False).params
 
 
@@ -206,12 +206,12 @@ def test_log_q_of_a_hand_written_numpyro_guide_is_its_density_at_its_own_draws()
         q.log_q({"w": draws["w"] + 1.0})
 
 
+@pytest.mark.slow
 def test_log_q_of_an_automultivariatenormal_sums_its_latent_and_delta_sites_to_its_density():
     """AutoMultivariateNormal samples a packed u and returns w as a Delta site: the trace's sum is
-    log q(w), its MultivariateNormal's density at w (a real site: no Jacobian)."""
-    import jax
-    import numpyro
-    from numpyro.infer import SVI, Trace_ELBO
+    log q(w), its MultivariateNormal's density at w (a real site: no Jacobian). Slow: an
+    AutoContinuous sets itself up by compiling the model's potential (15-30 s on a busy machine; a
+    fitted guide has done so already)."""
     from numpyro.infer.autoguide import AutoMultivariateNormal
 
     from ppl_suite.diagnosing.bound_model import bind
@@ -219,8 +219,7 @@ def test_log_q_of_an_automultivariatenormal_sums_its_latent_and_delta_sites_to_i
 
     design, y = regression_data()
     guide = AutoMultivariateNormal(numpyro_model)
-    svi = SVI(numpyro_model, guide, numpyro.optim.Adam(0.02), Trace_ELBO())
-    params = svi.get_params(svi.init(jax.random.PRNGKey(0), design, y=y))
+    params = {"auto_loc": np.array([0.3, -1.0]), "auto_scale_tril": np.array([[0.2, 0.0], [-0.05, 0.1]])}
     bound = bind(numpyro_model, (design,), {"y": y}, library="numpyro")
     q = numpyro_guide(guide, params, *bound.arguments(), bound.sites)
     draws = q.sample(1, 500)
@@ -292,8 +291,9 @@ def test_pyro_params_of_another_guide_are_refused(pyro_start):
 
 def test_bad_options_are_refused_together_before_anything_runs(numpyro_start):
     guide, params, design, _ = numpyro_start
-    found = problems(numpyro_model, guide, params, args=design, draws=10, nuts={"chains": 1})
-    assert len(found) == 3 and any("draws" in p for p in found) and any("chains" in p for p in found)
+    found = problems(numpyro_model, guide, [params], args=design, draws=10, nuts={"chains": 1})
+    assert len(found) == 4 and any("draws" in p for p in found) and any("chains" in p for p in found)
+    assert any("params: a list" in p for p in found) and any("args must be a tuple" in p for p in found)
 
 
 # ------------------------------------------------------------------------------- against check (slow)

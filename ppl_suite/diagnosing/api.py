@@ -110,9 +110,10 @@ def diagnose(
         problems.append(
             f"kwargs must be a dict of the model's keyword arguments, got {type(kwargs).__name__}"
         )
-    if params is None:
+    if not isinstance(params, Mapping) and not hasattr(params, "get_state"):  # Pyro's ParamStoreDict
         problems.append(
-            "params: none given; pass SVIRunResult.params, svi.get_params(state) or Pyro's param store"
+            f"params: a {type(params).__name__}; pass SVIRunResult.params, svi.get_params(state), "
+            "pyro.get_param_store() or a dict of arrays"
         )
     settings = None
     if nuts:
@@ -149,14 +150,14 @@ def diagnose(
         say(description)
     say(f"estimating with {draws} draws of q")
     diagnosis = _estimate(bound, q, reference, draws, seed)
-    reference_idata = found.idata if reference is not None else None
+    q_idata = _q_idata(q, seed, draws)
     return replace(
         diagnosis,
         reference_description=description,
         reference_file=file,
         seconds=time.perf_counter() - start,
-        q=_q_idata(q, seed, draws),
-        reference=reference_idata,
+        q=q_idata,
+        reference=found.idata if reference is not None else None,
     )
 
 
