@@ -289,6 +289,26 @@ def test_pyro_params_of_another_guide_are_refused(pyro_start):
     assert "'AutoNormal.locs.w'" in missing and "'AutoNormal.locs.b'" in unused
 
 
+def test_a_pyro_param_store_holding_another_fits_parameters_gives_the_guide_its_own(pyro_start):
+    import pyro
+    import torch
+
+    from ppl_suite.diagnosing.bound_model import bind
+    from ppl_suite.diagnosing.traced_guide import pyro_guide
+
+    guide, params, design, y = pyro_start
+    bound = bind(pyro_model, (torch.tensor(design),), {"y": torch.tensor(y)}, library="pyro")
+    store = pyro.get_param_store()
+    with store.scope():
+        store.clear()
+        pyro.param("another_fit.loc", torch.zeros(3))
+        for name, value in params.items():
+            pyro.param(name, value.clone())
+        q = pyro_guide(guide, store, *bound.arguments(), bound.sites)
+        draws = q.sample(0, 3)
+    assert sorted(q.params) == sorted(params) and draws["w"].shape == (3, 2)
+
+
 def test_bad_options_are_refused_together_before_anything_runs(numpyro_start):
     guide, params, design, _ = numpyro_start
     found = problems(numpyro_model, guide, [params], args=design, draws=10, nuts={"chains": 1})

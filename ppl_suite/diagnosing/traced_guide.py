@@ -16,7 +16,8 @@ bytes finds them) and refuses any other point.
 NumPyro's guide runs under ``numpyro.infer.util.log_density`` (parameters substituted), vectorized
 over draws with ``jax.vmap`` and compiled once; Pyro's runs once per draw (a guide written for one
 draw stays correct) on a copy of the guide, under a scoped, emptied parameter store loaded with the
-given parameters (a ``ParamStoreDict`` keeps its constraints; a dict of tensors takes the guide's),
+given parameters (a ``ParamStoreDict`` keeps its constraints, and other fits' parameters in it are
+ignored; a dict of tensors takes the guide's constraints),
 a forked and seeded torch generator, so the user's guide and store are left as they were.
 
 A guide that cannot be a density is refused before anything runs: a point mass (``AutoDelta``, a
@@ -248,6 +249,8 @@ def pyro_guide(
                 f"guide {name} fails to run on the model's arguments: {type(error).__name__}: {error}"
             ) from None
     used = {k: tuple(s["value"].shape) for k, s in traced.nodes.items() if s["type"] == "param"}
+    if state is not None:  # a param store may hold other fits' parameters too: the guide's are read
+        given = {k: v for k, v in given.items() if k in used}
     problems = _param_problems(name, used, {k: tuple(v.shape) for k, v in given.items()})
     sampled = {
         k: (tuple(s["value"].shape), type(s["fn"]).__name__ == "Delta", bool(s["infer"].get("is_auxiliary")))
