@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ppl_suite import registry
+from ppl_suite import backends, registry
 from ppl_suite.checks import LOG_JOINT_TOLERANCE
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
@@ -63,8 +63,11 @@ def implementations(problem: Problem, sources: tuple[str, ...] = SOURCES) -> dic
 
 
 def sources_for(backend: str) -> tuple[str, ...]:
-    """The implementations a cell of ``backend`` relies on: NumPy and NumPyro always, Pyro's in Pyro cells."""
-    return SOURCES if backend == "pyro" else ("numpy", "numpyro")
+    """The implementations a cell of ``backend`` relies on: the NumPy oracle, and those the backend
+    declares (``BackendInfo.implementations``: NumPyro's always, Pyro's in Pyro cells)."""
+    return tuple(
+        source for source in SOURCES if source == "numpy" or source in backends.info(backend).implementations
+    )
 
 
 def log_joint_conformance(

@@ -200,7 +200,7 @@ class Printer:
 
     @staticmethod
     def _finalized(event: runner.Finalized) -> None:
-        from ppl_suite.report.tables import identity_table
+        from ppl_suite.report.run_tables import identity_table
 
         table = identity_table(event.rows)
         if not table.empty:

@@ -1,5 +1,8 @@
 """Models by name: discovery of the ``models`` package, of installed packages' entry points, and
-registration of user models.
+registration of user models, through the suite's one registry mechanism (``plugin_registry.Registry``,
+``MODELS``), which every plug-in kind shares: estimators (``estimators.ESTIMATORS``), guide families
+(``guides.FAMILIES``), backends (``backends.BACKENDS``), executors (``executors.EXECUTORS``), report
+sections (``report.document.SECTIONS``), reference sources (``references.reparametrized.SOURCES``).
 
 A discovered model is a folder ``models/<name>/`` with ``spec.py`` defining ``SPEC`` and, optionally,
 ``pyro_impl.py`` and ``numpyro_impl.py`` each defining ``model(data, params)``. Implementations are
@@ -24,13 +27,12 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-import warnings
-from collections.abc import Callable, Sequence
-from importlib import metadata
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ppl_suite.plugin_registry import Registry
 from ppl_suite.spec import ModelSpec
 
 IMPLEMENTATION_MODULES = {"pyro": "pyro_impl", "numpyro": "numpyro_impl"}
@@ -38,10 +40,7 @@ ENTRY_POINT_GROUP = "ppl_suite.models"
 ZOO_PACKAGE = "models"
 ZOO = Path(__file__).resolve().parent.parent / ZOO_PACKAGE
 
-_specs: dict[str, ModelSpec] = {}
 _implementations: dict[tuple[str, str], Callable[..., Any] | None] = {}
-_registered: set[str] = set()  # names added by ``register`` (the ones ``replace`` may replace)
-_discovered = False
 
 
 def _zoo() -> ModuleType:
@@ -69,43 +68,28 @@ def _zoo() -> ModuleType:
     return module
 
 
-def _entry_point_spec(entry_point: metadata.EntryPoint) -> ModelSpec:
+def _entry_point_spec(loaded: object) -> ModelSpec:
     """The ModelSpec an entry point names: a ``spec`` module's ``SPEC``, or the spec itself."""
-    loaded = entry_point.load()
     spec = getattr(loaded, "SPEC", None) if isinstance(loaded, ModuleType) else loaded
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"it names {type(loaded).__name__}, not a spec module (with SPEC) or a ModelSpec")
     return spec
 
 
-def _discover_entry_points() -> None:
-    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        where = f"entry point {entry_point.name!r} = {entry_point.value!r} of group {ENTRY_POINT_GROUP!r}"
-        try:
-            spec = _entry_point_spec(entry_point)
-        except Exception as error:
-            warnings.warn(f"{where} skipped: {type(error).__name__}: {error}", stacklevel=3)
-            continue
-        if spec.name in _specs:
-            warnings.warn(f"{where} skipped: a model named {spec.name!r} is already registered", stacklevel=3)
-            continue
-        _specs[spec.name] = spec
-
-
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
+def _zoo_specs() -> Iterator[ModelSpec]:
+    """The zoo's models: every folder of ``models/`` with a ``spec`` module defining ``SPEC``."""
     zoo = _zoo()
     for info in sorted(pkgutil.iter_modules(zoo.__path__), key=lambda m: m.name):
         if not info.ispkg or importlib.util.find_spec(f"{ZOO_PACKAGE}.{info.name}.spec") is None:
             continue  # a folder that is not (yet) a model
-        module = importlib.import_module(f"{ZOO_PACKAGE}.{info.name}.spec")
-        spec = getattr(module, "SPEC", None)
-        if isinstance(spec, ModelSpec) and spec.name not in _specs:
-            _specs[spec.name] = spec
-    _discover_entry_points()
+        spec = getattr(importlib.import_module(f"{ZOO_PACKAGE}.{info.name}.spec"), "SPEC", None)
+        if isinstance(spec, ModelSpec):
+            yield spec
+
+
+MODELS: Registry[ModelSpec] = Registry(
+    "model", discover=_zoo_specs, entry_points=ENTRY_POINT_GROUP, load=_entry_point_spec
+)
 
 
 def register(
@@ -120,11 +104,9 @@ def register(
     Registering a taken name is an error, so a user model cannot silently replace a shipped one;
     with ``replace`` a model added earlier by ``register`` (never a discovered one) is replaced.
     """
-    _discover()
-    if spec.name in _specs and not (replace and spec.name in _registered):
+    if not replace and spec.name in MODELS and MODELS.get(spec.name) is spec:  # the same spec twice too
         raise ValueError(f"a model named {spec.name!r} is already registered")
-    _specs[spec.name] = spec
-    _registered.add(spec.name)
+    MODELS.register(spec, replace=replace)
     _implementations[(spec.name, "pyro")] = pyro_model
     _implementations[(spec.name, "numpyro")] = numpyro_model
     return spec
@@ -144,17 +126,12 @@ def plugin_problems(modules: Sequence[str]) -> list[str]:
 
 def names() -> list[str]:
     """Registered model names, sorted."""
-    _discover()
-    return sorted(_specs)
+    return MODELS.names()
 
 
 def get(name: str) -> ModelSpec:
     """The spec registered under ``name``; an unknown name is an error listing the valid ones."""
-    _discover()
-    try:
-        return _specs[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid: {', '.join(names())}") from None
+    return MODELS.get(name)
 
 
 def implementation(name: str, backend: str) -> Callable[..., Any] | None:

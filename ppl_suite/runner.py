@@ -545,7 +545,8 @@ def _finish(
 ) -> Outcome:
     """Write the folder's tables and the report; the outcome from what the folder holds."""
     from ppl_suite import checks
-    from ppl_suite.report.tables import failures_table, units
+    from ppl_suite.report.rows import units
+    from ppl_suite.report.run_tables import failures_table
     from ppl_suite.store import ESTIMATES, ROWS
 
     on_event(Finalizing((ROWS, ESTIMATES)))

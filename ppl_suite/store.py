@@ -15,6 +15,8 @@
       run.lock                 held by the run writing the folder (one run per folder)
       run.holder.json          the PID, host and start time of that run
       logs/error-<time>.log    the traceback of an internal error
+      kept/<study>/...         files a study keeps (``ppl-suite check``'s draws), written through
+                               ``write_kept`` (temp file + rename) and read through ``kept_file``
 
 Every path is resolved through ``ppl_suite.paths`` (no ``..``, no symbolic link followed), and every
 file read is checked against its schema: a damaged file is named (``DamagedFile`` for the manifest,
@@ -41,7 +43,7 @@ import re
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -54,6 +56,7 @@ import pandas as pd
 
 from ppl_suite import paths, schema
 from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.cell_columns import cell_rows
 from ppl_suite.errors import InputProblem
 from ppl_suite.schema import SCHEMA_VERSION
 from ppl_suite.vae.results import TABLES as VAE_STUDY_TABLES
@@ -67,6 +70,7 @@ TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
+KEPT = "kept"  # kept/<study>/...: the files a study keeps beside the runs' (``write_kept``)
 VAE = "vae"  # the VAE and VQ-VAE studies' tables (ppl_suite.vae.results, ppl_suite.vqvae.results)
 VAE_TABLES = {**VAE_STUDY_TABLES, **VQVAE_TABLES}  # their names do not overlap
 VAE_PARTS = f"{VAE}/parts"  # each backend's finished work, kept for reruns (ppl_suite.vae.stored)
@@ -300,7 +304,7 @@ class DamagedFile(InputProblem):
 
 # every name the suite reads or writes in a results folder (its kept VAE parts too): none may be a
 # symbolic link, nor lie under one
-SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE, VAE_PARTS)
+SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE, VAE_PARTS, KEPT)
 MANIFEST_LISTS = {  # the manifest's lists, and the pattern of their entries (None: any string)
     schema.MANIFEST_CELLS: None,
     schema.MANIFEST_PROBLEMS: None,
@@ -572,7 +576,8 @@ class ResultsStore:
         """The unit's files, its row last: a row on disk always has its arrays and estimates. A cell's
         row says where its fitted parameters are (``schema.FITTED_PARAMS``)."""
         name = digest(unit)
-        row = {**record.row, schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
+        row = {k: v for k, v in record.row.items() if k not in schema.EVALUATION_COLUMNS}  # in estimates
+        row |= {schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
         if isinstance(unit, Cell):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(record.losses, dtype=float))
@@ -623,8 +628,9 @@ class ResultsStore:
 
     def rows(self) -> pd.DataFrame:
         """The cell table of the last run (each cell of its manifest that has a readable row), sorted by
-        key; in a folder whose manifest lists no digests, every stored row."""
-        return _table(self._records("cells", schema.MANIFEST_DIGESTS))
+        key, with its evaluation columns (``cell_columns.cell_rows``); in a folder whose manifest lists
+        no digests, every stored row."""
+        return _table(cell_rows(self._records("cells", schema.MANIFEST_DIGESTS), self.estimates()))
 
     def problems(self) -> pd.DataFrame:
         """The problem-unit table of the last run, sorted by key."""
@@ -677,6 +683,38 @@ class ResultsStore:
         """The VAE study's tables by name ({} when the folder holds none)."""
         files = {name: self.file(VAE, f"{name}.parquet") for name in VAE_TABLES}
         return {name: pd.read_parquet(path) for name, path in files.items() if path.exists()}
+
+    # ------------------------------------------------------------------------ a study's kept files
+    def kept_path(self, study: str, *parts: str) -> Path:
+        """kept/<study>/<parts>: where a study keeps a file of its own (``paths.inside``: no ``..``,
+        no link on the way)."""
+        return self.file(KEPT, study, *parts)
+
+    def write_kept(self, study: str, parts: Sequence[str], write: Callable[[Path], None]) -> Path:
+        """``write(temporary)`` (a file beside kept/<study>/<parts>), then rename the temporary file
+        there: a reader never sees half a file, a killed write leaves only a temporary file. Returns
+        the file."""
+        path = self.kept_path(study, *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.chmod(tmp, _file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def kept_file(self, study: str, *parts: str) -> Path | None:
+        """kept/<study>/<parts> when it is a regular file (``write_kept``'s), else None."""
+        path = self.kept_path(study, *parts)
+        return path if paths.is_own_file(path) else None
+
+    def remove_kept(self, study: str, *parts: str) -> bool:
+        """Remove the regular file kept/<study>/<parts>; returns whether there was one."""
+        return paths.remove(self.path, KEPT, study, *parts)
 
     def finalize(self) -> pd.DataFrame:
         """Write rows.parquet, estimates.parquet and problems.parquet from the last run (each removed

@@ -73,14 +73,11 @@ def model(data):
 )
 
 
-def test_latent_site_inside_a_plate_is_refused_for_the_suites_families_naming_what_takes_it(
-    tmp_path, data_file
-):
+def test_latent_site_inside_a_plate_is_taken_by_the_suites_families(tmp_path, data_file):
     model = write(tmp_path, "plated.py", PLATED)
-    (problem,) = problems_of(tmp_path, data_file, numpyro=f"{model}:model")
-    assert "'theta' is sampled inside plate 'groups'" in problem
-    assert "mean_field, full_rank cannot take" in problem
-    assert "--guides auto_normal" in problem and ".expand([3]).to_event(1)" in problem
+    spec, _ = build(UserModel(name="plated", data=data_file, numpyro=f"{model}:model"))
+    assert spec.guides == ("mean_field", "full_rank")
+    assert [(s.name, s.shape) for s in spec.sites(spec.params())] == [("theta", (3,))]
 
 
 def test_latent_site_inside_a_plate_is_a_site_of_the_plates_shape_for_the_autoguides(tmp_path, data_file):
@@ -255,9 +252,8 @@ def test_a_model_of_an_installed_package_is_found_through_the_entry_point_group(
         f"[{registry.ENTRY_POINT_GROUP}]\nmy_model = fake_suite_models.my_model.spec\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_specs", {})
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.fresh())
     monkeypatch.setattr(registry, "_implementations", {})
-    monkeypatch.setattr(registry, "_discovered", False)
     assert "entry_point_model" in registry.names() and "normal_normal" in registry.names()
     assert registry.implementation("entry_point_model", "numpyro") is not None
     assert registry.implementation("entry_point_model", "pyro") is None

@@ -31,10 +31,14 @@ from PIL import Image
 from ppl_suite import cli, estimators, schema
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, ProblemUnit, Record
+from ppl_suite.cell_columns import EVALUATION
 from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
+from ppl_suite.report.agreement import agreement_table
 from ppl_suite.report.document import slug
+from ppl_suite.report.estimators import estimator_table
 from ppl_suite.report.render import _md_escape
+from ppl_suite.report.rows import of_model
 from ppl_suite.store import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -87,6 +91,18 @@ def _cell_estimates(row: dict, rng: np.random.Generator, n: int, khat: float = 0
         _estimate(key, schema.SCOPE_CELL, "importance", exact + 0.001 * rng.normal(), 0.001, n, **curve),
         _estimate(key, schema.SCOPE_CELL, "psis", khat, math.nan, n, interpretation=reading),
         _estimate(key, schema.SCOPE_CELL, "inclusive_kl", 0.01, 0.001, n),
+    ]
+
+
+def _evaluation(record: Record, key: str, shift: float = 0.0, drop: tuple[str, ...] = ()) -> list[dict]:
+    """The real cell's evaluation rows (``cell_columns.EVALUATION``, which its ELBO, KL... columns are
+    derived from) as cell ``key``'s, its ELBO moved by ``shift`` (and log p(x) - ELBO by -shift), but
+    for the estimators ``drop``."""
+    moved = {"elbo": shift, "kl_identity": -shift}
+    return [
+        row | {schema.KEY: key, schema.VALUE: row[schema.VALUE] + moved.get(row[schema.ESTIMATOR], 0.0)}
+        for row in record.estimates
+        if row[schema.ESTIMATOR] in EVALUATION and row[schema.ESTIMATOR] not in drop
     ]
 
 
@@ -147,7 +163,7 @@ def build_results(path: Path) -> ResultsStore:
 
     base = record.row
     exact = base["log_evidence"]
-    derived = [(real, base, _cell_estimates(base, rng, 1000))]
+    derived = [(real, base, _evaluation(record, real.key) + _cell_estimates(base, rng, 1000))]
     for backend, shift in (("pyro", 0.0001), ("numpyro", -0.0002)):
         cell = replace(real, backend=backend)
         row = base | {
@@ -160,14 +176,15 @@ def build_results(path: Path) -> ResultsStore:
             "steps_per_second": base["steps_per_second"] / 50,
         }
         khat = {"pyro": 0.62, "numpyro": 0.93}[backend]  # one cell per PSIS reading with the real one
-        derived.append((cell, row, _cell_estimates(row, rng, 1000, khat)))
+        derived.append(
+            (cell, row, _evaluation(record, cell.key, shift) + _cell_estimates(row, rng, 1000, khat))
+        )
     for backend in PPCA_SHIFTS:  # learned θ: each backend's exact posterior is its own, AIS and BDMC too
         ppca = Cell("ppca", backend, "amortized", svi=svi)
         row = base | {"key": ppca.key, "model": "ppca", "backend": backend, "guide": "amortized"}
         row |= {"problem_key": None}
-        estimates = _cell_estimates(row, rng, 1000) + _guide_free(
-            ppca.key, schema.SCOPE_CELL, exact, rng, 1000
-        )
+        estimates = _evaluation(record, ppca.key) + _cell_estimates(row, rng, 1000)
+        estimates += _guide_free(ppca.key, schema.SCOPE_CELL, exact, rng, 1000)
         derived.append((ppca, row, estimates))
     # a model without an oracle, measured against its NUTS reference (execute.reference_of)
     schools = Cell("eight_schools_noncentered", "numpyro", "mean_field", svi=svi)
@@ -196,7 +213,10 @@ def build_results(path: Path) -> ResultsStore:
         "worst_sd_error": -0.41,
         "worst_sd_error_se": 0.02,
     }
+    measured = ("kl_analytic", "kl_monte_carlo", "identity", "optimization_gap")  # need an oracle
     estimates = [
+        *_evaluation(record, schools.key, drop=measured),
+        _estimate(schools.key, schema.SCOPE_CELL, "kl_reference", 1.25, 0.07, 1000),
         _estimate(schools.key, schema.SCOPE_CELL, "posterior_moments", 0.37, 0.02, 1000, **moments),
         _estimate(schools.key, schema.SCOPE_CELL, "wasserstein", 0.93, 0.04, 2000, floor=0.61, floor_se=0.02),
         _estimate(schools.key, schema.SCOPE_CELL, "psis", 0.83, math.nan, 1000, interpretation="unreliable"),
@@ -510,7 +530,8 @@ def test_report_of_a_missing_folder_or_format_is_an_input_error(tmp_path, capsys
 
 def test_tables_and_cli_do_not_import_plotting():
     code = (
-        "import sys, ppl_suite.cli, ppl_suite.report.tables, ppl_suite.report.document; "
+        "import sys, ppl_suite.cli, ppl_suite.report.rows, ppl_suite.report.run_tables, "
+        "ppl_suite.report.document; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -647,14 +668,13 @@ def _pair(elbo_a: float, elbo_b: float, se: float) -> pd.DataFrame:
 def test_exact_values_agree_to_rounding_and_real_differences_are_still_flagged():
     """An enumerated ELBO (SE 0) computed by two libraries differs by ~1e-13: that is agreement, not an
     'infinite' number of SEs; a difference of 1e-3 nats with SE 0 is still flagged."""
-    from ppl_suite.report import tables
 
-    same = tables.agreement_table(_pair(-112.6724530535, -112.6724530535 + 4e-13, 0.0))
+    same = agreement_table(_pair(-112.6724530535, -112.6724530535 + 4e-13, 0.0))
     assert abs(same["ΔELBO (SE)"].iloc[0]) < 1e-2 and same["flag"].iloc[0] == ""
-    apart = tables.agreement_table(_pair(-112.672, -112.673, 0.0))
+    apart = agreement_table(_pair(-112.672, -112.673, 0.0))
     # SE 0 plus the allowance of two conforming implementations (1e-6 nats): 1e-3 is ~1e3 of it
     assert apart["ΔELBO (SE)"].iloc[0] > 1e2 and apart["flag"].iloc[0] != ""
-    noisy = tables.agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
+    noisy = agreement_table(_pair(-112.672, -112.673, 1e-3))  # 1e-3 apart, SE sqrt(2) * 1e-3
     assert noisy["ΔELBO (SE)"].iloc[0] == pytest.approx(1 / math.sqrt(2), rel=1e-4)
 
 
@@ -685,7 +705,6 @@ def test_an_approximation_shows_its_error_in_nats_and_never_plus_minus_zero(repo
 
 
 def test_estimates_without_a_reliability_label_read_as_reliable_except_approximations():
-    from ppl_suite.report import tables
 
     row = {"key": "m/pyro/g/data0/seed0", "model": "m", "backend": "pyro", "guide": "g", "data_seed": 0}
     row |= {"seed": 0, "status": "ok", "log_evidence": -10.0}
@@ -696,7 +715,7 @@ def test_estimates_without_a_reliability_label_read_as_reliable_except_approxima
         _estimate(key, schema.SCOPE_CELL, "psis", 0.3, math.nan, 100),
     ]
     estimates = schema.estimates_frame([e | {schema.RELIABILITY: ""} for e in estimates])
-    table = tables.estimator_table(pd.DataFrame([row]), estimates, pd.DataFrame()).set_index("estimator")
+    table = estimator_table(pd.DataFrame([row]), estimates, pd.DataFrame()).set_index("estimator")
     assert list(table.index) == ["ais", "laplace"]  # k-hat is no estimate of log p(x)
     assert table.loc["ais", "reliability"] == "reliable"
     assert table.loc["ais", "error (SE)"] == pytest.approx(-2.0)
@@ -738,14 +757,14 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
 ):
     """The figure is handed each backend's own posterior draws where they differ, one shared
     reference where every backend stored the same draws (fixed θ)."""
-    from ppl_suite.report import posterior, tables
+    from ppl_suite.report import posterior
     from ppl_suite.report.document import Context
 
     calls: list[tuple] = []
     monkeypatch.setattr(posterior, "draw_marginals", lambda *args: calls.append(args) or args[-1])
     context = Context(report["store"], tmp_path)
     rows = context.rows
-    posterior.marginals_part(context, "ppca", tables.of_model(rows, "ppca"))
+    posterior.marginals_part(context, "ppca", of_model(rows, "ppca"))
     _, panel_rows, _, _, _ = calls.pop()
     references = {row["name"]: row["reference"] for row in panel_rows}
     assert set(references) == set(PPCA_SHIFTS)
@@ -757,12 +776,12 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
             references[backend], report["store"].artifacts(digest)["posterior_draws"]
         )
     assert not np.array_equal(references["pyro"], references["handrolled"])
-    posterior.marginals_part(context, "normal_normal", tables.of_model(rows, "normal_normal"))
+    posterior.marginals_part(context, "normal_normal", of_model(rows, "normal_normal"))
     _, (shared,), name, _, _ = calls.pop()
     assert shared["reference"] is not None and set(shared["fitted"]) == {"pyro", "numpyro", "handrolled"}
     assert name == "exact posterior"
     posterior.marginals_part(
-        context, "eight_schools_noncentered", tables.of_model(rows, "eight_schools_noncentered")
+        context, "eight_schools_noncentered", of_model(rows, "eight_schools_noncentered")
     )
     assert calls.pop()[2] == "NUTS reference posterior"  # measured against a reference
 
@@ -840,8 +859,12 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
     for _, row in real.iterrows():
         cell = Cell(row["model"], row["backend"], row["guide"], row["data_seed"], row["seed"])
         stored = {k: v for k, v in row.items() if k not in ("digest", "schema_version") and not _missing(v)}
+        estimates = report["estimates"]
+        own = estimates[(estimates["key"] == row["key"]) & estimates["estimator"].isin(EVALUATION)]
         arrays = report["store"].artifacts(row["digest"])
-        store.write(cell, Record(stored, report["store"].trace(row["digest"]), arrays))
+        store.write(
+            cell, Record(stored, report["store"].trace(row["digest"]), arrays, own.to_dict("records"))
+        )
     late = Cell(ODD_MODEL, "numpyro", "mean_field", seed=3)
     _unfinished(store, late, "timeout", TIMEOUT_ERROR)
     never = Cell("normal_normal", "pyro", "mean_field", seed=7)  # planned, but the run ended first
@@ -857,7 +880,7 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
         never.key: ("not run", listed[never.key][1]),
     }
     left_out = [title for title in SECTIONS if title not in page.headings]
-    assert left_out == [ESTIMATORS, AGREEMENT]  # its ok cell has no estimates, and one backend
+    assert left_out == [ESTIMATORS, AGREEMENT]  # its ok cell has no log p(x) estimate, and one backend
     parts = section_headings(page)
     assert parts[TRAINING] == parts[POSTERIOR] == ["normal_normal"]  # from its ok cell
     _assert_markdown_shows_what_html_shows(written)
@@ -1002,9 +1025,9 @@ def test_a_run_of_reference_models_only_reads_right(report, tmp_path):
 def test_sections_are_found_by_discovery_and_ordered_in_one_place():
     """Every module of the report package is imported; a section from a module ORDER does not name
     goes where ORDER has "*" (before backend agreement)."""
-    from ppl_suite.report import document, order
+    from ppl_suite.report import order
 
-    found = document.sections()
+    found = order.sections()
     ranks = [order.rank(type(section).__module__) for section in found]
     assert ranks == sorted(ranks)
     assert [s.title for s in found][:3] == [OPENING, "Reading this report", "The identity, cell by cell"]

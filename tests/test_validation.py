@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ppl_suite import backends, cli, matrix, registry
+from ppl_suite.plugin_registry import Registry
 from ppl_suite.spec import MAX_PROBLEM_SIZE, Domain
 
 SMALL = {"models": ["normal_normal"], "backends": ["numpyro"], "seeds": [0]}
@@ -223,8 +224,10 @@ def _no_data(rng, params):
 @pytest.fixture
 def models_without_data(monkeypatch):
     """Every registered model, with a data generator that fails the test when called."""
+    models = Registry("model")
     for name in registry.names():
-        monkeypatch.setitem(registry._specs, name, replace(registry.get(name), generate_data=_no_data))
+        models.register(replace(registry.get(name), generate_data=_no_data))
+    monkeypatch.setattr(registry, "MODELS", models)
 
 
 def test_expanding_a_matrix_builds_no_data_even_at_the_largest_valid_size(models_without_data):

@@ -27,6 +27,7 @@ from ppl_suite.spec import Data, Params, Site
 class LinearEncoder:
     name = "amortized"
     description = "linear Gaussian encoder q(z_n | x_n) = N(A x_n + b, L L^T), one full L shared over n"
+    elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
         ok = len(sites) == 1 and sites[0].support == "real" and sites[0].local and len(sites[0].shape) == 2

@@ -1,28 +1,89 @@
-"""Backends by name, imported only when asked for (listing them never imports torch or JAX)."""
+"""Backends by name: light descriptors (``BackendInfo``: name, where its ``Backend`` lives, how the
+report draws it, the model implementations its cells rely on), so that listing backends or drawing
+the report never imports torch or JAX; the ``Backend`` itself is imported only when asked for.
+
+A backend is a plug-in like any other (``plugin_registry``): an installed package adds one through
+the entry-point group ``ppl_suite.backends`` naming its ``BackendInfo``, a user's module with
+``register``. The shipped ones come first, in the order the report shows them.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from ppl_suite.backends.base import Backend, Fit, SVIConfig
+from ppl_suite.plugin_registry import Registry
 
-_BACKENDS = {
-    "pyro": ("ppl_suite.backends.pyro", "PyroBackend"),
-    "numpyro": ("ppl_suite.backends.numpyro", "NumPyroBackend"),
-    "handrolled": ("ppl_suite.backends.handrolled", "HandRolledBackend"),
-}
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """A backend's identity. ``description``: who fits q, in a phrase (the report's glossary);
+    ``module``/``cls``: where its ``Backend`` lives (built with no arguments);
+    ``color`` and ``line_style``: how every figure draws it (matplotlib colour and line style: lines
+    tell backends apart in grey too); ``implementations``: the model implementations (``pyro``,
+    ``numpyro``) its cells rely on besides the NumPy oracle, whose log joints must agree
+    (``conformance``)."""
+
+    name: str
+    description: str
+    module: str
+    cls: str
+    color: str
+    line_style: str
+    implementations: tuple[str, ...]
+
+    def load(self) -> Backend:
+        """The backend itself (imports its library)."""
+        return getattr(importlib.import_module(self.module), self.cls)()
+
+
+SHIPPED = (
+    BackendInfo(
+        "pyro", "Pyro's SVI, torch", f"{__name__}.pyro", "PyroBackend", "#d9541e", "-", ("numpyro", "pyro")
+    ),
+    BackendInfo(
+        "numpyro",
+        "NumPyro's SVI, JAX",
+        f"{__name__}.numpyro",
+        "NumPyroBackend",
+        "#1f6fb4",
+        "--",
+        ("numpyro",),
+    ),
+    BackendInfo(
+        "handrolled",
+        "the suite's own JAX implementation of the model's log joint and of the ELBO's gradient, no PPL",
+        f"{__name__}.handrolled",
+        "HandRolledBackend",
+        "#2e9e44",
+        ":",
+        ("numpyro",),
+    ),
+)
+BACKENDS: Registry[BackendInfo] = Registry(
+    "backend", discover=lambda: SHIPPED, entry_points="ppl_suite.backends", ordered=True
+)
+
+
+def register(backend: BackendInfo) -> BackendInfo:
+    """Add a backend defined outside this package; a taken name is an error."""
+    return BACKENDS.register(backend)
 
 
 def names() -> list[str]:
-    return list(_BACKENDS)
+    """The backends' names: the shipped ones first, in the report's order."""
+    return BACKENDS.names()
+
+
+def info(name: str) -> BackendInfo:
+    """The backend ``name``'s descriptor (imports nothing heavy); unknown names are a KeyError."""
+    return BACKENDS.get(name)
 
 
 def get(name: str) -> Backend:
-    try:
-        module, cls = _BACKENDS[name]
-    except KeyError:
-        raise KeyError(f"unknown backend {name!r}; valid: {', '.join(names())}") from None
-    return getattr(importlib.import_module(module), cls)()
+    """The backend ``name`` itself; unknown names are a KeyError listing the valid ones."""
+    return BACKENDS.get(name).load()
 
 
-__all__ = ["Backend", "Fit", "SVIConfig", "get", "names"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "Fit", "SVIConfig", "get", "info", "names", "register"]

@@ -76,7 +76,7 @@ class HandRolledBackend:
                 f"guide {guide!r} is a library autoguide: Pyro or NumPyro builds, fits and renders it; "
                 "the hand-rolled backend fits the suite's own families"
             )
-        if getattr(guides.get(guide), "elbo", "trace") != "trace":
+        if guides.get(guide).elbo != "trace":
             return (
                 f"guide {guide!r} is trained with TraceEnum_ELBO (enumeration or score-function "
                 "gradients of discrete latents); the hand-rolled ELBO is pathwise only"

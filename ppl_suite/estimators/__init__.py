@@ -23,10 +23,10 @@ memo of shared intermediates, such as the importance weights of IS, IWAE and PSI
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import numbers
-import pkgutil
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ppl_suite.plugin_registry import Registry, declared
 
 if TYPE_CHECKING:
     from ppl_suite.estimate import Estimate
@@ -73,48 +73,37 @@ class Estimator(Protocol):
     ) -> Estimate: ...
 
 
-_estimators: dict[str, Estimator] = {}
-_discovered = False
+def _declares_its_quantity_and_kind(estimator: Estimator) -> str | None:
+    """Why ``estimator`` does not follow the protocol's quantity and kind, or None."""
+    for attribute, value, valid in (
+        ("quantity", estimator.quantity, QUANTITIES),
+        ("kind", estimator.kind, KINDS),
+    ):
+        if value not in valid:
+            return f"estimator {estimator.name!r}: {attribute} {value!r} is not one of {', '.join(valid)}"
+    return None
 
 
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for estimator in getattr(module, "ESTIMATORS", ()):
-            _estimators.setdefault(estimator.name, estimator)
+ESTIMATORS: Registry[Estimator] = Registry(
+    "estimator",
+    discover=lambda: declared(__name__, "ESTIMATORS"),
+    entry_points="ppl_suite.estimators",
+    check=_declares_its_quantity_and_kind,
+)
 
 
 def register(estimator: Estimator) -> Estimator:
     """Add an estimator defined outside this package; a taken name is an error."""
-    _discover()
-    if _estimators.get(estimator.name, estimator) is not estimator:
-        raise ValueError(f"an estimator named {estimator.name!r} is already registered")
-    for attribute, valid in (("quantity", QUANTITIES), ("kind", KINDS)):
-        if getattr(estimator, attribute) not in valid:
-            raise ValueError(
-                f"estimator {estimator.name!r}: {attribute} {getattr(estimator, attribute)!r} is not one of "
-                f"{', '.join(valid)}"
-            )
-    _estimators[estimator.name] = estimator
-    return estimator
+    return ESTIMATORS.register(estimator)
 
 
 def names() -> list[str]:
-    _discover()
-    return sorted(_estimators)
+    return ESTIMATORS.names()
 
 
 def get(name: str, **settings: Any) -> Estimator:
     """The estimator ``name``, with ``settings`` replacing its defaults (unknown ones are an error)."""
-    _discover()
-    try:
-        estimator = _estimators[name]
-    except KeyError:
-        raise KeyError(f"unknown estimator {name!r}; valid: {', '.join(names())}") from None
+    estimator = ESTIMATORS.get(name)
     if not settings:
         return estimator
     valid = settings_of(estimator)

@@ -55,7 +55,9 @@ pass with few temperatures) or a posterior mode no chain reaches looks reliable;
 target keeps the first small (``AISConfig``), BDMC's sandwich can reveal the second.
 
 Everything runs in ``jax.lax.scan`` loops vmapped over chains and compiled with ``jax.jit``; the main
-run goes in chunks of CHUNK temperatures, so one compilation serves every schedule length.
+run goes in chunks of CHUNK temperatures, so one compilation serves every schedule length. The HMC
+transition, the AIS step and the chunked pass are ``ppl_suite.annealing``'s, shared with the VAE's
+per-image AIS.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl_suite.annealing import CHUNK, Move, Schedule, hmc_step, run_pass, weigh_then_move
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import need_continuous, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
@@ -85,11 +88,9 @@ BISECTION_STEPS = 60  # halvings of the pilot's beta increment: resolution 2^-60
 MAX_CHECKS = 4  # check runs of the temperature count
 MIN_GROWTH = 1.5  # least growth of T after a failed check, so that few checks are needed
 KERNEL_INFLATION = 1.5  # first T / exact-transition T; measured 1.3-1.6 (normal_normal, bayes_linreg)
-CHUNK = 32  # temperatures per compiled call of the main run
 MIN_ESS = 20.0  # below this chain ESS, or
 MIN_ESS_FRACTION = 0.4  # this fraction of the chains, the SE is not valid (module docstring)
 TINY = 1e-12
-STEP_JITTER = 0.2  # step size x uniform(1 - jitter, 1 + jitter) at each transition
 TRAJECTORY = math.pi / 2  # longest trajectory, in units of the scale (module docstring)
 
 
@@ -98,70 +99,10 @@ def stream_key(seed: int, stream: str) -> jax.Array:
     return jax.random.PRNGKey(stream_seed(seed, stream))
 
 
-def hmc_kernel(target: Target, leapfrog_steps: int) -> Callable[..., Any]:
+def hmc_kernel(target: Target, leapfrog_steps: int) -> Move:
     """One Metropolis-corrected HMC transition of a single chain, leaving p(u) p(x | u)^beta invariant
     (``hmc_step`` of the target's ``prior_and_likelihood``)."""
     return hmc_step(target.prior_and_likelihood, leapfrog_steps)
-
-
-def hmc_step(
-    prior_and_likelihood: Callable[[Any], tuple[Any, Any]], leapfrog_steps: int
-) -> Callable[..., Any]:
-    """One Metropolis-corrected HMC transition of a single chain, leaving p(u) p(x | u)^beta invariant,
-    for any traceable u -> (log p(u), log p(x | u)).
-
-    step(key, u, beta, step_size, scale) -> (u', log p(x | u'), acceptance probability); ``scale`` is
-    the diagonal of the inverse mass matrix's square root (the leapfrog runs in coordinates u / scale).
-    """
-
-    def log_f(u, beta):
-        log_prior, log_lik = prior_and_likelihood(u)
-        return log_prior + beta * log_lik, log_lik
-
-    value_and_grad = jax.value_and_grad(log_f, has_aux=True)
-
-    def step(key, u, beta, step_size, scale):
-        key_p, key_a, key_j = jax.random.split(key, 3)
-        step_size = step_size * jax.random.uniform(key_j, minval=1.0 - STEP_JITTER, maxval=1.0 + STEP_JITTER)
-        (f0, log_lik0), g0 = value_and_grad(u, beta)
-        p0 = jax.random.normal(key_p, u.shape)
-
-        def leapfrog(carry, _):
-            v, p, g, _, _ = carry
-            p = p + 0.5 * step_size * scale * g
-            v = v + step_size * scale * p
-            (f, log_lik), g = value_and_grad(v, beta)
-            p = p + 0.5 * step_size * scale * g
-            return (v, p, g, f, log_lik), None
-
-        carry = (u, p0, g0, f0, log_lik0)
-        (u1, p1, _, f1, log_lik1), _ = jax.lax.scan(leapfrog, carry, None, length=leapfrog_steps)
-        log_ratio = (f1 - 0.5 * jnp.sum(p1**2)) - (f0 - 0.5 * jnp.sum(p0**2))
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-        accept = jnp.log(jax.random.uniform(key_a)) < log_ratio
-        return (
-            jnp.where(accept, u1, u),
-            jnp.where(accept, log_lik1, log_lik0),
-            jnp.exp(jnp.minimum(log_ratio, 0.0)),
-        )
-
-    return step
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Inverse temperatures (T+1,), and the step size (T+1,) and scale (T+1, d) of the move at each."""
-
-    betas: np.ndarray
-    step_sizes: np.ndarray
-    scales: np.ndarray
-
-    @property
-    def temperatures(self) -> int:
-        return self.betas.size - 1
-
-    def reversed(self) -> Schedule:
-        return Schedule(self.betas[::-1].copy(), self.step_sizes[::-1].copy(), self.scales[::-1].copy())
 
 
 @dataclass(frozen=True)
@@ -270,6 +211,44 @@ def _systematic_resample(key: jax.Array, weights: jax.Array) -> jax.Array:
     return jnp.minimum(jnp.searchsorted(jnp.cumsum(weights / jnp.sum(weights)), positions), n - 1)
 
 
+def reweight(
+    u: jax.Array, log_lik: jax.Array, beta: jax.Array, key: jax.Array, final: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Adaptive tempering's choice of beta' (module docstring, 1) and its resampling: (indices,
+    beta', relative variance of the incremental weights, their weighted spread of u)."""
+    n = u.shape[0]
+    log_lik = jnp.where(jnp.isnan(log_lik), -jnp.inf, log_lik)
+
+    def weights(delta):
+        log_w = jnp.where(delta > 0, delta * log_lik, 0.0)
+        return jnp.exp(log_w - jnp.max(log_w))
+
+    def ess_fraction(delta):
+        w = weights(delta)
+        return jnp.sum(w) ** 2 / jnp.sum(w**2) / n
+
+    room = 1.0 - beta
+
+    def halve(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        ok = ess_fraction(middle) >= PILOT_CESS
+        return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
+
+    low, _ = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (jnp.zeros(()), room))
+    last = final | (ess_fraction(room) >= PILOT_CESS)
+    delta = jnp.where(last, room, jnp.maximum(low, TINY * room))
+    w = weights(delta)
+    mean = jnp.sum(w[:, None] * u, axis=0) / jnp.sum(w)
+    spread = jnp.sqrt(jnp.sum(w[:, None] * (u - mean) ** 2, axis=0) / jnp.sum(w))
+    return (
+        _systematic_resample(key, w),
+        jnp.where(last, 1.0, beta + delta),
+        n * jnp.sum(w**2) / jnp.sum(w) ** 2 - 1.0,
+        jnp.maximum(spread, TINY),
+    )
+
+
 class Annealer:
     """A target with its compiled pilot and AIS runs (compile once, then tune and run any number of
     times; the functions of this module and ``bdmc`` build one per call).
@@ -282,6 +261,10 @@ class Annealer:
     def __init__(self, target: Target, config: AISConfig):
         self.target, self.config = target, config
         step = jax.vmap(hmc_kernel(target, config.leapfrog_steps), in_axes=(0, 0, None, None, None))
+
+        def move_all(key, u, beta, step_size, scale):
+            return step(jax.random.split(key, u.shape[0]), u, beta, step_size, scale)
+
         accept = config.target_accept
         self.log_longest_step = math.log(TRAJECTORY / config.leapfrog_steps)
 
@@ -289,55 +272,16 @@ class Annealer:
             def body(carry, x):
                 u, log_lik, log_w, log_eps = carry
                 b0, b1, eps, scale, k, m = x
-                log_w = log_w + jnp.where(b1 == b0, 0.0, (b1 - b0) * log_lik)
                 eps = jnp.where(adapt, jnp.exp(log_eps), eps)
-                u, log_lik, acceptance = jax.lax.cond(
-                    m,
-                    lambda: step(jax.random.split(k, u.shape[0]), u, b1, eps, scale),
-                    lambda: (u, log_lik, jnp.zeros(u.shape[0])),
+                u, log_lik, log_w, acceptance = weigh_then_move(
+                    move_all, u, log_lik, log_w, b0, b1, eps, scale, k, m
                 )
-                acceptance = jnp.mean(acceptance)
                 adapted = jnp.minimum(log_eps + ADAPT_RATE * (acceptance - accept), self.log_longest_step)
                 return (u, log_lik, log_w, jnp.where(m, adapted, log_eps)), acceptance
 
             xs = (beta_from, beta_to, step_sizes, scales, keys, move)
             (u, log_lik, log_w, log_eps), acceptance = jax.lax.scan(body, (u, log_lik, log_w, log_eps), xs)
             return u, log_lik, log_w, log_eps, acceptance
-
-        def reweight(u, log_lik, beta, key, final):
-            """Adaptive tempering's choice of beta' (module docstring, 1) and its resampling: (indices,
-            beta', relative variance of the incremental weights, their weighted spread of u)."""
-            n = u.shape[0]
-            log_lik = jnp.where(jnp.isnan(log_lik), -jnp.inf, log_lik)
-
-            def weights(delta):
-                log_w = jnp.where(delta > 0, delta * log_lik, 0.0)
-                return jnp.exp(log_w - jnp.max(log_w))
-
-            def ess_fraction(delta):
-                w = weights(delta)
-                return jnp.sum(w) ** 2 / jnp.sum(w**2) / n
-
-            room = 1.0 - beta
-
-            def halve(_, bounds):
-                low, high = bounds
-                middle = 0.5 * (low + high)
-                ok = ess_fraction(middle) >= PILOT_CESS
-                return jnp.where(ok, middle, low), jnp.where(ok, high, middle)
-
-            low, _ = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (jnp.zeros(()), room))
-            last = final | (ess_fraction(room) >= PILOT_CESS)
-            delta = jnp.where(last, room, jnp.maximum(low, TINY * room))
-            w = weights(delta)
-            mean = jnp.sum(w[:, None] * u, axis=0) / jnp.sum(w)
-            spread = jnp.sqrt(jnp.sum(w[:, None] * (u - mean) ** 2, axis=0) / jnp.sum(w))
-            return (
-                _systematic_resample(key, w),
-                jnp.where(last, 1.0, beta + delta),
-                n * jnp.sum(w**2) / jnp.sum(w) ** 2 - 1.0,
-                jnp.maximum(spread, TINY),
-            )
 
         self._log_likelihoods = jax.jit(jax.vmap(lambda v: target.prior_and_likelihood(v)[1]))
         self._anneal = jax.jit(anneal)
@@ -431,49 +375,18 @@ class Annealer:
         drawn from its first distribution. The move after the last weight increment is skipped; the
         last chunk is padded with steps that neither weigh nor move."""
         u = jnp.asarray(u0)
-        log_lik, log_w, log_eps = self._log_likelihoods(u), jnp.zeros(u.shape[0]), jnp.zeros(())
-        acceptance = []
-        for key_chunk, (beta_from, beta_to, step_sizes, scales, move) in zip(
-            chunk_keys(key, schedule), schedule_chunks(schedule), strict=True
-        ):
-            u, log_lik, log_w, _, acc = self._anneal(
-                u, log_lik, log_w, log_eps, beta_from, beta_to, step_sizes, scales,
-                jax.random.split(key_chunk, CHUNK), move, False,
-            )  # fmt: skip
-            acceptance.append(np.asarray(acc))
-        moved = np.concatenate(acceptance)[: schedule.temperatures - 1]
-        return ChainWeights(np.asarray(log_w), float(moved.mean()) if moved.size else math.nan)
+        log_eps = jnp.zeros(())
 
+        def anneal(state, beta_from, beta_to, step_sizes, scales, keys, move):
+            u, log_lik, log_w = state
+            u, log_lik, log_w, _, accepted = self._anneal(
+                u, log_lik, log_w, log_eps, beta_from, beta_to, step_sizes, scales, keys, move, False
+            )
+            return (u, log_lik, log_w), accepted
 
-def schedule_chunks(schedule: Schedule) -> list[tuple[np.ndarray, ...]]:
-    """A frozen schedule as the main run's chunks of CHUNK steps, each (beta_from, beta_to, step_sizes,
-    scales, move): step t weighs by (beta_to - beta_from) log p(x | u) at the incoming state, then,
-    where ``move``, makes one HMC move at beta_to. The move after the last weight increment is
-    skipped; the last chunk is padded with steps that neither weigh nor move."""
-    temperatures = schedule.temperatures
-    steps = -(-temperatures // CHUNK) * CHUNK
-
-    def padded(x: np.ndarray, fill: np.ndarray) -> np.ndarray:
-        return np.concatenate([x, np.repeat(fill[None], steps - x.shape[0], axis=0)])
-
-    end = schedule.betas[-1]
-    arrays = (
-        padded(schedule.betas[:-1], end),
-        padded(schedule.betas[1:], end),
-        padded(schedule.step_sizes[1:], schedule.step_sizes[-1]),
-        padded(schedule.scales[1:], schedule.scales[-1]),
-        np.arange(steps) < temperatures - 1,
-    )
-    return [tuple(a[start : start + CHUNK] for a in arrays) for start in range(0, steps, CHUNK)]
-
-
-def chunk_keys(key: jax.Array, schedule: Schedule) -> list[jax.Array]:
-    """The key of each chunk of ``schedule_chunks``, split off ``key`` in turn."""
-    keys = []
-    for _ in range(-(-schedule.temperatures // CHUNK)):
-        key, key_chunk = jax.random.split(key)
-        keys.append(key_chunk)
-    return keys
+        state = (u, self._log_likelihoods(u), jnp.zeros(u.shape[0]))
+        (_, _, log_w), acceptance = run_pass(anneal, state, schedule, key)
+        return ChainWeights(np.asarray(log_w), acceptance)
 
 
 def transitions_of(tuning: Tuning, passes: int, chains: int) -> int:

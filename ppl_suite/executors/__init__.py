@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ppl_suite.cell import Cell, Record
+from ppl_suite.plugin_registry import Registry
 
 OnRecord = Callable[[Cell, Record], None]
-_EXECUTORS = {"local": "ppl_suite.executors.local", "dask": "ppl_suite.executors.dask"}
 
 
 class Executor(Protocol):
@@ -27,11 +28,34 @@ class Executor(Protocol):
         out, or loses its worker)."""
 
 
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """An executor's name and the module whose ``make(**options)`` builds it (imported when asked for)."""
+
+    name: str
+    module: str
+
+    def make(self, **options: Any) -> Executor:
+        return importlib.import_module(self.module).make(**options)
+
+
+EXECUTORS: Registry[ExecutorInfo] = Registry(
+    "executor",
+    discover=lambda: (ExecutorInfo("local", f"{__name__}.local"), ExecutorInfo("dask", f"{__name__}.dask")),
+    entry_points="ppl_suite.executors",
+    ordered=True,
+)
+
+
+def register(executor: ExecutorInfo) -> ExecutorInfo:
+    """Add an executor defined outside this package; a taken name is an error."""
+    return EXECUTORS.register(executor)
+
+
 def names() -> list[str]:
-    return list(_EXECUTORS)
+    return EXECUTORS.names()
 
 
-def get(name: str, **options) -> Executor:
-    if name not in _EXECUTORS:
-        raise KeyError(f"unknown executor {name!r}; valid: {', '.join(names())}")
-    return importlib.import_module(_EXECUTORS[name]).make(**options)
+def get(name: str, **options: Any) -> Executor:
+    """The executor ``name`` built with ``options``; an unknown name is a KeyError listing the valid ones."""
+    return EXECUTORS.get(name).make(**options)

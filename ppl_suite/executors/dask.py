@@ -146,23 +146,37 @@ class DaskExecutor:
                 except Exception as error:  # the worker died or was lost: record it, go on
                     record = lost_record(cell, f"{type(error).__name__}: {error}", now - started)
                 on_record(cell, record)
-            late = [
-                (future, slot, cell, started)
-                for future, (slot, cell, started) in running.items()
-                if self.cell_timeout is not None and now - started >= self.cell_timeout
-            ]
-            if late:
-                holders = {key: worker for worker, keys in client.processing().items() for key in keys}
-                for future, slot, cell, started in late:
-                    del running[future]
-                    client.cancel([future], force=True)  # first, so that the scheduler does not rerun it
-                    worker = holders.get(future.key)  # None: its worker left, there is nothing to stop
-                    with contextlib.suppress(KeyError):  # it left since: the scheduler knows it no more
-                        if worker is not None and own_cluster:  # another cluster's workers are not ours
-                            client.restart_workers([worker], timeout=RESTART_SECONDS, raise_for_error=False)
-                    queue.release(slot)
-                    on_record(cell, timeout_record(cell, self.cell_timeout, now - started))
+            self._stop_late(client, running, queue, on_record, now, own_cluster)
             feed()
+
+    def _stop_late(
+        self,
+        client: Client,
+        running: dict[Future, tuple[int, Cell, float]],
+        queue: AffinityQueue,
+        on_record: OnRecord,
+        now: float,
+        own_cluster: bool,
+    ) -> None:
+        """Record every cell running past ``cell_timeout`` as timed out, cancel it, restart its worker
+        (of this executor's own cluster only) and free its slot."""
+        late = [
+            (future, slot, cell, started)
+            for future, (slot, cell, started) in running.items()
+            if self.cell_timeout is not None and now - started >= self.cell_timeout
+        ]
+        if not late:
+            return
+        holders = {key: worker for worker, keys in client.processing().items() for key in keys}
+        for future, slot, cell, started in late:
+            del running[future]
+            client.cancel([future], force=True)  # first, so that the scheduler does not rerun it
+            worker = holders.get(future.key)  # None: its worker left, there is nothing to stop
+            with contextlib.suppress(KeyError):  # it left since: the scheduler knows it no more
+                if worker is not None and own_cluster:  # another cluster's workers are not ours
+                    client.restart_workers([worker], timeout=RESTART_SECONDS, raise_for_error=False)
+            queue.release(slot)
+            on_record(cell, timeout_record(cell, self.cell_timeout, now - started))
 
     def _seconds_to_first_deadline(self, running: dict[Future, tuple[int, Cell, float]]) -> float | None:
         if self.cell_timeout is None:

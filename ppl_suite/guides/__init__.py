@@ -12,29 +12,38 @@ from ppl_suite.guides.base import ArrayOps, GuideFamily, jax_ops, torch_ops
 from ppl_suite.guides.conjugate import Conjugate
 from ppl_suite.guides.full_rank import FullRank
 from ppl_suite.guides.mean_field import MeanField
+from ppl_suite.plugin_registry import Registry
 
-_families: dict[str, GuideFamily | AutoGuide] = {
-    f.name: f for f in (MeanField(), FullRank(), Conjugate(), *AUTOGUIDES)
-}
+ELBOS = ("trace", "trace_enum")  # what a family declares as ``elbo``: the loss its backends train it with
+
+
+def _declares_its_elbo(family: GuideFamily | AutoGuide) -> str | None:
+    """Why ``family`` does not declare an ELBO of ``ELBOS`` (its protocol's ``elbo``), or None."""
+    elbo = family.elbo if hasattr(type(family), "elbo") or "elbo" in vars(family) else None
+    if elbo not in ELBOS:
+        return f"guide family {family.name!r} declares elbo {elbo!r}; declare one of {', '.join(ELBOS)}"
+    return None
+
+
+FAMILIES: Registry[GuideFamily | AutoGuide] = Registry(
+    "guide family",
+    discover=lambda: (MeanField(), FullRank(), Conjugate(), *AUTOGUIDES),
+    entry_points="ppl_suite.guides",
+    check=_declares_its_elbo,
+)
 
 
 def register(family: GuideFamily) -> GuideFamily:
     """Add a guide family; re-registering the same object is allowed, another under a taken name is not."""
-    if _families.get(family.name, family) is not family:
-        raise ValueError(f"a guide family named {family.name!r} is already registered")
-    _families[family.name] = family
-    return family
+    return FAMILIES.register(family)
 
 
 def get(name: str) -> GuideFamily | AutoGuide:
-    try:
-        return _families[name]
-    except KeyError:
-        raise KeyError(f"unknown guide family {name!r}; valid: {', '.join(names())}") from None
+    return FAMILIES.get(name)
 
 
 def names() -> list[str]:
-    return sorted(_families)
+    return FAMILIES.names()
 
 
 def is_autoguide(name: str) -> bool:
@@ -43,6 +52,8 @@ def is_autoguide(name: str) -> bool:
 
 
 __all__ = [
+    "ELBOS",
+    "FAMILIES",
     "ArrayOps",
     "AutoGuide",
     "GuideFamily",

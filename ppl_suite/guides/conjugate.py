@@ -58,6 +58,7 @@ def from_phi(family: str, phi: Mapping[str, Any], ops: ArrayOps, names: tuple[st
 class Conjugate:
     name = "conjugate"
     description = "the prior's distribution family with free parameters, started at the prior"
+    elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
         missing = [s.name for s in sites if s.prior is None]

@@ -21,6 +21,7 @@ INIT_SCALE = 0.1
 class MeanField:
     name = "mean_field"
     description = "independent Normal per unconstrained coordinate, pushed onto each site's support"
+    elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
         discrete = [s.name for s in sites if s.support == "integer"]

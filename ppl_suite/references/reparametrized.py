@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppl_suite.plugin_registry import Registry
 from ppl_suite.spec import Latents, Params
 
 
@@ -38,23 +39,25 @@ def _eight_schools_centered(draws: Latents, params: Params) -> Latents:
     return {"mu": mu, "tau": tau, "theta": mu[:, None] + tau[:, None] * np.asarray(draws["eta"])}
 
 
-_registry: dict[str, ReferenceFrom] = {
-    "eight_schools_centered": ReferenceFrom(
+SOURCES: Registry[ReferenceFrom] = Registry("reference source")  # keyed by the model it serves
+SOURCES.register(
+    ReferenceFrom(
         "eight_schools_noncentered",
         _eight_schools_centered,
         "the centered funnel (theta ~ N(mu, tau)) makes NUTS diverge where tau is small; the "
         "non-centered form (theta = mu + tau eta) has no funnel",
     ),
-}
+    name="eight_schools_centered",
+)
 
 
 def register_reference_from(model: str, source: ReferenceFrom) -> None:
     """Take ``model``'s reference from ``source``; registering a model twice is an error."""
-    if model in _registry:
-        raise ValueError(f"model {model!r} already takes its reference from {_registry[model].model!r}")
-    _registry[model] = source
+    if model in SOURCES:
+        raise ValueError(f"model {model!r} already takes its reference from {SOURCES.get(model).model!r}")
+    SOURCES.register(source, name=model)
 
 
 def reference_from(model: str) -> ReferenceFrom | None:
     """Where ``model``'s reference comes from, or None: NUTS on the model itself."""
-    return _registry.get(model)
+    return SOURCES.get(model) if model in SOURCES else None

@@ -4,9 +4,11 @@ Reports read the results store only and compute no statistics: every number show
 trace or artifact, a pandas operation on them, or one of the few derived numbers of ``numbers``.
 
     document.py  blocks (Heading, Text, Code, Table, Image), the Context sections read, the Section
-                 protocol (title, build, optional headline) and its registry
+                 protocol (title, build, and its declared headline, summary, cost, without_cells;
+                 SectionDefaults) and its registry (SECTIONS)
     order.py     the one place that orders the report: discovers this package's modules, sorts them
-    tables.py    DataFrames of the store (no drawing; imported by the CLI for its console table)
+    rows.py      what every topic reads of the store: finished cells, display order, labels, reliability
+    run_tables.py  the identity and failures tables front ends print (no drawing)
     numbers.py   derived numbers a sentence and a figure share (residuals, the ELBO's gain split)
     drawing.py   what every figure shares: style, colours, the 2x-resolution PNG writer
     words.py     section titles, counts and lists in words
@@ -14,8 +16,10 @@ trace or artifact, a pandas operation on them, or one of the few derived numbers
 
 One module per topic, each owning its text, tables and figures: opening (the first screen: the answer
 and every section's headline), glossary, identity, training, estimators, posterior, references,
-agreement, cost, failures, facts; plug-ins (vae, draws_files, ...) are found the same way.
+agreement, cost, failures, facts; plug-ins (vae, draws_files, ...) are found the same way. Each topic
+module holds its own tables (DataFrames of the store) beside its text and figures.
 
-A new section is an object with ``title`` and ``build(context) -> list[Block]`` (and optionally
-``headline(context)``) passed to ``document.register`` by a module of this package.
+A new section is an object with ``title`` and ``build(context) -> list[Block]`` that inherits
+``document.SectionDefaults`` (and overrides ``headline(context)`` and the others where it has them),
+passed to ``document.register`` by a module of this package.
 """

@@ -12,6 +12,7 @@ z (diagnostics, approximations, SE-0 values, estimators that do not apply) are n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -43,6 +44,29 @@ def _marker(verdict: str, z_sd: float) -> dict:
     return {"marker": shape, "s": 60 if shape == "x" else 40, "hollow": verdict.startswith("unreliable")}
 
 
+def _draw_point(ax: Any, x: float, row: pd.Series) -> None:
+    """One regime's z_sd at ``x``: its acceptance interval as a bar behind it, its marker (clipped to
+    Y_RANGE, then annotated with its value)."""
+    color = REGIME_COLORS.get(row["regime"], "black")
+    ax.plot([x, x], [row["z_sd_low"], row["z_sd_high"]], color=color, alpha=0.3, linewidth=6)
+    style = _marker(str(row["verdict"]), row["z_sd"])
+    hollow = style.pop("hollow")
+    y = min(max(row["z_sd"], Y_RANGE[0]), Y_RANGE[1])
+    colors = {"edgecolors": color, "facecolors": "none"} if hollow else {"color": color}
+    ax.scatter([x], [y], zorder=3, **colors, **style)
+    if y != row["z_sd"]:
+        failed = " failed" if str(row["verdict"]).startswith("fail") else ""
+        ax.annotate(
+            f"{row['z_sd']:.2g}{failed}",
+            (x, y),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=7,
+            color=color,
+            va="center",
+        )
+
+
 def draw_calibration(table: pd.DataFrame, path: Path, level: float) -> Path:
     """One panel per model: z_sd (log scale) per estimator, a point per regime with its acceptance
     interval as a bar behind it, and a line at 1; written to ``path`` (PNG)."""
@@ -59,24 +83,7 @@ def draw_calibration(table: pd.DataFrame, path: Path, level: float) -> Path:
                 x = names.index(row["estimator"]) + OFFSET * (
                     regimes.index(row["regime"]) - (len(regimes) - 1) / 2
                 )
-                color = REGIME_COLORS.get(row["regime"], "black")
-                ax.plot([x, x], [row["z_sd_low"], row["z_sd_high"]], color=color, alpha=0.3, linewidth=6)
-                style = _marker(str(row["verdict"]), row["z_sd"])
-                hollow = style.pop("hollow")
-                y = min(max(row["z_sd"], Y_RANGE[0]), Y_RANGE[1])
-                colors = {"edgecolors": color, "facecolors": "none"} if hollow else {"color": color}
-                ax.scatter([x], [y], zorder=3, **colors, **style)
-                if y != row["z_sd"]:
-                    failed = " failed" if str(row["verdict"]).startswith("fail") else ""
-                    ax.annotate(
-                        f"{row['z_sd']:.2g}{failed}",
-                        (x, y),
-                        xytext=(4, 0),
-                        textcoords="offset points",
-                        fontsize=7,
-                        color=color,
-                        va="center",
-                    )
+                _draw_point(ax, x, row)
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
             ax.set_yscale("log")
             ax.set_ylim(Y_RANGE[0] / 1.15, Y_RANGE[1] * 1.15)

@@ -3,14 +3,19 @@ the time each study took, as its section gives it (``Section.cost``)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register, sections
+from ppl_suite import schema
+from ppl_suite.report import drawing, words
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
+from ppl_suite.report.order import sections
+from ppl_suite.report.rows import GUIDE_FREE, backend_rank, column, finished, model_labels
+from ppl_suite.schema import BACKEND, KEY, MODEL, WALL_SECONDS
 
 
 @drawing.styled
@@ -50,8 +55,87 @@ def draw_cost(frame: pd.DataFrame, path: Path) -> Path:
     return drawing.save(figure, path)
 
 
+def estimator_cost_table(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator: where it ran (per cell, or once per problem), how many times, median evaluations
+    and seconds per run, and total seconds; a guide-free estimate is stored, and counted, once."""
+    lines = []
+    for (name, scope), group in finished(estimates).groupby([schema.ESTIMATOR, schema.SCOPE], sort=False):
+        lines.append(
+            {
+                "estimator": name,
+                "computed": GUIDE_FREE if scope == schema.SCOPE_PROBLEM else "per cell",
+                "runs": len(group),
+                "evaluations (median)": group[schema.N_EVALS].median(),
+                "seconds (median)": group[schema.SECONDS].median(),
+                "seconds (total)": group[schema.SECONDS].sum(min_count=1),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def problem_cost_table(problems: pd.DataFrame) -> pd.DataFrame:
+    """Per model: problem units (guide-free estimators, once per data set), their estimators and total
+    wall seconds."""
+    if problems.empty:
+        return pd.DataFrame()
+    frame = problems.assign(model=model_labels(problems), wall=column(problems, WALL_SECONDS))
+    table = frame.groupby(MODEL, sort=True).agg(
+        **{
+            "problem units": (KEY, "size"),
+            "estimators": (
+                schema.ESTIMATORS,
+                lambda texts: ", ".join(dict.fromkeys(n for t in texts for n in json.loads(t))),
+            ),
+            "wall s (total)": ("wall", "sum"),
+        }
+    )
+    return table.reset_index()
+
+
+def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per model and backend: cells, median SVI steps per second, median compile and fit seconds,
+    and total wall seconds (fit and evaluation) of its cells."""
+    if rows.empty:
+        return pd.DataFrame()
+    frame = _with_costs(rows).assign(model=model_labels(rows))
+    grouped = frame.groupby([MODEL, "_rank", BACKEND], sort=True)
+    table = grouped.agg(
+        cells=(KEY, "size"),
+        **{
+            "steps/s (median)": (schema.STEPS_PER_SECOND, "median"),
+            "compile s (median)": (schema.COMPILE_SECONDS, "median"),
+            "fit s (median)": (schema.FIT_SECONDS, "median"),
+            "wall s (total)": (WALL_SECONDS, "sum"),
+        },
+    )
+    return table.reset_index().drop(columns="_rank")
+
+
+def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with every cost column (NaN where the store has none: cells that never fitted) and the
+    backends' rank."""
+    costs = (schema.STEPS_PER_SECOND, schema.COMPILE_SECONDS, schema.FIT_SECONDS, WALL_SECONDS)
+    return rows.assign(**{name: column(rows, name) for name in costs}, _rank=backend_rank(rows[BACKEND]))
+
+
+def backend_cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per backend over all models: cells, median steps/s, median compile seconds, total wall seconds."""
+    if rows.empty:
+        return pd.DataFrame()
+    frame = _with_costs(rows)
+    table = frame.groupby(["_rank", BACKEND], sort=True).agg(
+        cells=(KEY, "size"),
+        **{
+            "steps/s (median)": (schema.STEPS_PER_SECOND, "median"),
+            "compile s (median)": (schema.COMPILE_SECONDS, "median"),
+            "wall s (total)": (WALL_SECONDS, "sum"),
+        },
+    )
+    return table.reset_index().drop(columns="_rank")
+
+
 @dataclass(frozen=True)
-class Cost:
+class Cost(SectionDefaults):
     """Steps per second, compile and wall seconds per backend and model; estimator cost."""
 
     title: str = words.COST_TITLE
@@ -60,7 +144,7 @@ class Cost:
         """The cells' cost (none without cells), then each study's (``Section.cost``)."""
         blocks = self.cells(context) if not context.rows.empty else []
         for section in sections():
-            if section is not self and callable(getattr(section, "cost", None)):
+            if section is not self:
                 blocks += section.cost(context)
         return blocks
 
@@ -79,9 +163,9 @@ class Cost:
                 "of its fitted guide. Guide-free estimators ran once per data set, in problem units of "
                 "their own, and are counted there, once."
             ),
-            Table(tables.backend_cost_table(rows), caption="Per backend, all models.", formats=cost_formats),
+            Table(backend_cost_table(rows), caption="Per backend, all models.", formats=cost_formats),
         ]
-        per_model = tables.cost_table(rows)
+        per_model = cost_table(rows)
         plotted = per_model.dropna(subset=["steps/s (median)"])
         if not plotted.empty:
             path = context.draw("cost", draw_cost, plotted)
@@ -94,7 +178,7 @@ class Cost:
                 )
             )
         blocks.append(Table(per_model, caption="Per model and backend.", formats=cost_formats))
-        problems = tables.problem_cost_table(context.problems)
+        problems = problem_cost_table(context.problems)
         if not problems.empty:
             blocks.append(
                 Table(
@@ -105,7 +189,7 @@ class Cost:
                 )
             )
         blocks.append(Heading("Estimators", 3))
-        estimator_cost = tables.estimator_cost_table(context.estimates)
+        estimator_cost = estimator_cost_table(context.estimates)
         if estimator_cost.empty:
             blocks.append(words.absent("estimator costs (evaluations and seconds of the stored estimates)"))
         else:

@@ -1,12 +1,14 @@
 """What a report is made of: blocks, the context sections read, and the section protocol.
 
-A section is a plug-in: an object with a ``title`` and ``build(context) -> list[Block]``, registered
-with ``register`` by its module; ``order.sections()`` finds every module of this package and puts the
-sections in report order. A section may also have ``headline(context) -> list[Block]``: what it adds to
+A section is a plug-in (``plugin_registry``): an object with a ``title`` and ``build(context) ->
+list[Block]``, registered with ``register`` by its module (or named by an entry point of group
+``ppl_suite.report_sections``); ``order.sections()`` finds every module of this package and puts the
+sections in report order. A section also declares ``headline(context) -> list[Block]``: what it adds to
 the report's first screen (the opening gathers every section's headline, in report order);
 ``summary(context) -> str``: a phrase naming what of its own data this run holds (the first screen's
 line on the run, for a study whose data are not cells); and ``cost(context) -> list[Block]``: the time
-its study took (the cost section gathers them). The renderer turns the blocks into Markdown or HTML;
+its study took (the cost section gathers them); ``SectionDefaults`` gives each a default (nothing). The
+renderer turns the blocks into Markdown or HTML;
 sections never format for one output. A section with nothing to say builds no block: it is left out
 of the report and of its contents; a part of a section whose data are absent says so in a ``Text``
 block (``words.absent``). Sections draw
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import paths
+from ppl_suite.plugin_registry import Registry
 from ppl_suite.store import ResultsStore
 
 
@@ -173,39 +176,73 @@ class Context:
 
 class Section(Protocol):
     """A report section: a title, and blocks built from the context (none: the section has nothing to
-    say and is left out). Optionally also ``headline(context) -> list[Block]``: a few sentences (and at
-    most a small figure or table) with this run's numbers, shown on the report's first screen;
-    ``summary(context) -> str``: what of its data this run holds, in a phrase ("" when nothing); and
-    ``cost(context) -> list[Block]``: the time its study took, shown under the cost section."""
+    say and is left out). Its capabilities, declared by every section (``SectionDefaults`` gives the
+    defaults: nothing): ``headline(context) -> list[Block]``: a few sentences (and at most a small
+    figure or table) with this run's numbers, shown on the report's first screen; ``summary(context)
+    -> str``: what of its data this run holds, in a phrase ("" when nothing); ``cost(context) ->
+    list[Block]``: the time its study took, shown under the cost section; ``without_cells``: its
+    headline reads no cell (shown for a folder without cells too)."""
 
     title: str
+    without_cells: bool
 
     def build(self, context: Context) -> list[Block]: ...
 
+    def headline(self, context: Context) -> list[Block]: ...
 
-_sections: list[Section] = []
+    def summary(self, context: Context) -> str: ...
+
+    def cost(self, context: Context) -> list[Block]: ...
+
+
+class SectionDefaults:
+    """What a section says where it has nothing to add: no headline, no summary, no cost; its headline
+    (none) needs cells. A section inherits these and defines what it has."""
+
+    without_cells: bool = False
+
+    def headline(self, context: Context) -> list[Block]:
+        return []
+
+    def summary(self, context: Context) -> str:
+        return ""
+
+    def cost(self, context: Context) -> list[Block]:
+        return []
+
+
+CAPABILITIES = ("title", "without_cells", "build", "headline", "summary", "cost")
+
+
+def _follows_the_protocol(section: Section) -> str | None:
+    """Why ``section`` is not a Section (the capabilities it does not declare), or None."""
+    missing = [name for name in CAPABILITIES if not hasattr(section, name)]
+    if missing:
+        return (
+            f"report section {type(section).__name__} does not declare {', '.join(missing)} "
+            "(inherit document.SectionDefaults for the defaults)"
+        )
+    return None
+
+
+SECTIONS: Registry[Section] = Registry(
+    "report section",
+    key=lambda section: section.title,
+    entry_points="ppl_suite.report_sections",
+    check=_follows_the_protocol,
+    ordered=True,
+)
 
 
 def register(section: Section) -> Section:
     """Add a section at the end of the report (a second section with the same title replaces it)."""
-    for i, present in enumerate(_sections):
-        if present.title == section.title:
-            _sections[i] = section
-            return section
-    _sections.append(section)
-    return section
+    return SECTIONS.register(section, replace=True)
 
 
 def registered() -> list[Section]:
-    """The sections registered so far, in registration order."""
-    return list(_sections)
-
-
-def sections() -> list[Section]:
-    """Every section of this package's modules, in report order (``order.sections``)."""
-    from ppl_suite.report import order  # deferred: order imports every module, which import this one
-
-    return order.sections()
+    """The sections registered so far, in registration order (``order.sections`` puts them in report
+    order, after importing every module of this package)."""
+    return SECTIONS.plugins()
 
 
 def slug(text: str) -> str:

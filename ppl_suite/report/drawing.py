@@ -27,15 +27,15 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import LogFormatterSciNotation
 
+from ppl_suite import backends
+
 SCALE = 2  # image pixels per CSS pixel of the page
 DPI = 100 * SCALE
 WIDTH = 9.0  # inches: 900 CSS pixels, the report's column width
 MARGIN = 6 * SCALE  # px added around the constrained layout's own pad (3/72 inch): 0.1 inch in all
 RAW_POINTS = 1000  # at most this many points of a per-step (unsmoothed) training curve are drawn
-BACKEND_COLORS = {"pyro": "#d9541e", "numpyro": "#1f6fb4", "handrolled": "#2e9e44"}
 OTHER_COLORS = ("#8e44ad", "#7f6a00", "#c0307a", "#555555")
 SEED_STYLES = ("-", "--", ":", "-.")
-BACKEND_STYLES = {"pyro": "-", "numpyro": "--", "handrolled": ":"}  # lines tell backends apart in grey too
 EXACT_STYLE = {"color": "black", "linewidth": 1.2, "linestyle": "--"}
 READING_COLORS = {"good": "#2e9e44", "ok": "#e0a100", "unreliable": "#c62828"}
 SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -66,9 +66,10 @@ def styled(draw: Callable[..., Path]) -> Callable[..., Path]:
 
 
 def backend_color(backend: str) -> str:
-    """Fixed colour per backend (pyro orange, numpyro blue, handrolled green), others in turn."""
-    if backend in BACKEND_COLORS:
-        return BACKEND_COLORS[backend]
+    """The colour the backend declares (``BackendInfo.color``); one not registered here gets one of
+    OTHER_COLORS, the same in every run."""
+    if backend in backends.BACKENDS:
+        return backends.info(backend).color
     return OTHER_COLORS[zlib.crc32(backend.encode()) % len(OTHER_COLORS)]  # stable across runs
 
 
@@ -144,8 +145,8 @@ def log_scale(axis: Any, which: str, scale: str = "log", **options: Any) -> None
 
 
 def backend_style(backend: str) -> str:
-    """Fixed line style per backend (pyro solid, numpyro dashed, handrolled dotted), others dash-dot."""
-    return BACKEND_STYLES.get(backend, "-.")
+    """The line style the backend declares (``BackendInfo.line_style``); one not registered: dash-dot."""
+    return backends.info(backend).line_style if backend in backends.BACKENDS else "-."
 
 
 def panel_grid(figure: Figure, panels: int, columns: int) -> list[Any]:

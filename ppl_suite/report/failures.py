@@ -5,23 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppl_suite import schema
-from ppl_suite.report import tables, words
-from ppl_suite.report.document import Block, Code, Context, Heading, Table, Text, register
+from ppl_suite.report import words
+from ppl_suite.report.document import Block, Code, Context, Heading, SectionDefaults, Table, Text, register
+from ppl_suite.report.rows import NOT_RUN, planned_cells, planned_problems, units
+from ppl_suite.report.run_tables import failures_table
 
 ERROR_LINES = 25  # the last lines of a traceback are shown
 
 
 @dataclass(frozen=True)
-class Failures:
+class Failures(SectionDefaults):
     """Cells (and problem units) that failed, diverged or timed out, with their errors, and planned
     ones with no result."""
 
     title: str = words.FAILURES_TITLE
 
     def headline(self, context: Context) -> list[Block]:
-        units = tables.units(context.rows, context.problems)
-        planned = tables.planned_problems(context.manifest) + tables.planned_cells(context.manifest)
-        failures = tables.failures_table(units, planned)
+        every_unit = units(context.rows, context.problems)
+        planned = planned_problems(context.manifest) + planned_cells(context.manifest)
+        failures = failures_table(every_unit, planned)
         if failures.empty:
             return []
         return [
@@ -32,14 +34,18 @@ class Failures:
         ]
 
     def build(self, context: Context) -> list[Block]:
-        units = tables.units(context.rows, context.problems)
-        problems = tables.planned_problems(context.manifest)
-        planned = problems + tables.planned_cells(context.manifest)
+        every_unit = units(context.rows, context.problems)
+        problems = planned_problems(context.manifest)
+        planned = problems + planned_cells(context.manifest)
         noun = "cells and problem units" if problems or not context.problems.empty else "cells"
-        failures = tables.failures_table(units, planned)
+        failures = failures_table(every_unit, planned)
         if failures.empty:
-            return [Text(f"None: all {len(units)} {noun} finished with status ok.")] if len(units) else []
-        total = len(units) + int((failures["status"] == tables.NOT_RUN).sum())
+            return (
+                [Text(f"None: all {len(every_unit)} {noun} finished with status ok.")]
+                if len(every_unit)
+                else []
+            )
+        total = len(every_unit) + int((failures["status"] == NOT_RUN).sum())
         counts = words.statuses(failures["status"])
         blocks: list[Block] = [
             Text(
@@ -48,7 +54,7 @@ class Failures:
             ),
             Table(failures, caption="Status and first line of each error; the full errors follow."),
         ]
-        for _, row in units[units[schema.STATUS] != schema.OK].iterrows():
+        for _, row in every_unit[every_unit[schema.STATUS] != schema.OK].iterrows():
             error = row.get(schema.ERROR)
             lines = (error if isinstance(error, str) and error else "(no error text)").rstrip().splitlines()
             shown = lines if len(lines) <= ERROR_LINES else ["...", *lines[-ERROR_LINES:]]

@@ -6,16 +6,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ppl_suite import backends
 from ppl_suite.report import words
-from ppl_suite.report.document import Block, Context, Table, register
+from ppl_suite.report.document import Block, Context, SectionDefaults, Table, register
 
-TERMS = (
-    ("cell", "one fit: a model, a data set (data seed), a backend, a guide family and an SVI seed"),
-    (
-        "backend",
-        "who fits q: pyro (Pyro's SVI, torch), numpyro (NumPyro's SVI, JAX), handrolled (the "
-        "suite's own JAX implementation of the model's log joint and of the ELBO's gradient, no PPL)",
-    ),
+CELL = ("cell", "one fit: a model, a data set (data seed), a backend, a guide family and an SVI seed")
+TERMS = (  # after the cell and the backend
     (
         "guide family",
         "the form of q: mean_field (independent normals), full_rank (one multivariate "
@@ -67,8 +63,16 @@ TERMS = (
 )
 
 
+def backend_term() -> tuple[str, str]:
+    """The word backend, with every registered backend's own description (``BackendInfo``)."""
+    described = ", ".join(
+        f"{backend.name} ({backend.description})" for backend in backends.BACKENDS.plugins()
+    )
+    return ("backend", f"who fits q: {described}")
+
+
 @dataclass(frozen=True)
-class Glossary:
+class Glossary(SectionDefaults):
     """The report's words, one line each."""
 
     title: str = words.GLOSSARY_TITLE
@@ -76,7 +80,7 @@ class Glossary:
     def build(self, context: Context) -> list[Block]:
         return [
             Table(
-                pd.DataFrame(TERMS, columns=["term", "meaning"]),
+                pd.DataFrame([CELL, backend_term(), *TERMS], columns=["term", "meaning"]),
                 details=False,
                 caption="The words of this report, one line each.",
             )

@@ -11,8 +11,36 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import checks, schema
-from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Code, Context, Image, Table, Text, register
+from ppl_suite.report import drawing, numbers, words
+from ppl_suite.report.document import Block, Code, Context, Image, SectionDefaults, Table, Text, register
+from ppl_suite.report.rows import (
+    RELIABLE,
+    column,
+    in_display_order,
+    model_labels,
+    model_names,
+    of_model,
+    ok_rows,
+    reliability,
+    text_column,
+    with_exact,
+)
+from ppl_suite.schema import (
+    BACKEND,
+    CONVERGED,
+    DATA_SEED,
+    ELBO,
+    ELBO_RELIABILITY,
+    ELBO_SE,
+    GUIDE,
+    KL,
+    KL_METHOD,
+    LOG_EVIDENCE,
+    OPTIMIZATION_GAP,
+    RESIDUAL_SE,
+    SEED,
+    STATUS,
+)
 
 IDENTITY = "log p(x) = ELBO(q) + KL(q(z) || p(z | x))"
 ENUMERATED = "enumerated"  # the KL route of an enumerating guide: KL 0 and ELBO = log p(x) by construction
@@ -92,7 +120,7 @@ def draw_kl_vs_gap(panels: list[dict[str, Any]], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------- sections
 def _routes(rows: pd.DataFrame) -> str:
     """The KL routes of ``rows``, each with its cell count."""
-    counts = tables.text_column(tables.ok_rows(rows), schema.KL_METHOD).value_counts()
+    counts = text_column(ok_rows(rows), schema.KL_METHOD).value_counts()
     return ", ".join(f"{route or 'none'} ({n})" for route, n in counts.items())
 
 
@@ -111,7 +139,7 @@ def residual_sentence(found: numbers.Residuals, rows: pd.DataFrame) -> str:
         else f"{found.beyond} beyond ±{checks.FLAG_SE:g}: a term is wrong there"
     )
     verdict = "holds" if not found.beyond else "fails somewhere"
-    every = set(models) == set(tables.models(tables.ok_rows(rows)))
+    every = set(models) == set(model_names(ok_rows(rows)))
     which = "of every model" if every else f"of {words.listing(models)}"
     text = (
         f"The identity {verdict} in this run. In the {words.count(found.count, 'cell')} {which} with "
@@ -129,11 +157,11 @@ def residual_sentence(found: numbers.Residuals, rows: pd.DataFrame) -> str:
 
 def _negative(rows: pd.DataFrame) -> list[Text]:
     """Explanations of negative numbers that look like contradictions, where this run has them."""
-    ok = tables.ok_rows(rows)
+    ok = ok_rows(rows)
     notes = []
-    kl, kl_se = tables.column(ok, schema.KL), tables.column(ok, schema.KL_SE)
-    gap = tables.column(ok, schema.OPTIMIZATION_GAP)
-    identity = tables.column(ok, schema.KL_IDENTITY)
+    kl, kl_se = column(ok, schema.KL), column(ok, schema.KL_SE)
+    gap = column(ok, schema.OPTIMIZATION_GAP)
+    identity = column(ok, schema.KL_IDENTITY)
     negative_kl = int((kl < 0).sum())
     negative_gap = int((gap < 0).sum())
     negative_identity = int((identity < 0).sum())
@@ -165,15 +193,15 @@ def _negative(rows: pd.DataFrame) -> list[Text]:
 
 def _model_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per model: cells, KL routes, KL range, largest |z|, cells converged."""
-    ok = tables.ok_rows(rows)
+    ok = ok_rows(rows)
     if ok.empty:
         return pd.DataFrame()
     frame = ok.assign(
-        _model=tables.model_labels(ok),
-        _route=tables.text_column(ok, schema.KL_METHOD),
-        _z=tables.column(ok, schema.RESIDUAL_SE).abs(),
-        _kl=tables.column(ok, schema.KL),
-        _converged=tables.column(ok, schema.CONVERGED),
+        _model=model_labels(ok),
+        _route=text_column(ok, schema.KL_METHOD),
+        _z=column(ok, schema.RESIDUAL_SE).abs(),
+        _kl=column(ok, schema.KL),
+        _converged=column(ok, schema.CONVERGED),
     )
     lines = []
     for model, group in frame.groupby("_model", sort=False):
@@ -200,15 +228,78 @@ EVIDENCE_CAPTION = (
 )
 
 
+def evidence_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per cell: exact log p(x), ELBO and its SE, KL(q || p(z|x)), residual in SE units.
+
+    The residual (log p(x) - ELBO - KL) / SE is the store's ``residual_se``; cells that did not
+    finish keep their line with their status and empty numbers. Where the ELBO's SE is not reliable
+    (``elbo_reliability``), the SE and the residual in SE units are left out and a column "ELBO
+    reliability" gives the label.
+    """
+    if rows.empty:
+        return pd.DataFrame()
+    rows = in_display_order(rows)
+    label = reliability(rows, ELBO_RELIABILITY).where(rows[STATUS] == schema.OK, "")
+    trusted = (label == RELIABLE) | (label == "")
+    table = pd.DataFrame(
+        {
+            "model": model_labels(rows),
+            "backend": rows[BACKEND],
+            "guide": rows[GUIDE],
+            "data": rows[DATA_SEED],
+            "seed": rows[SEED],
+            "status": rows[STATUS],
+            "log p(x)": column(rows, LOG_EVIDENCE),
+            "ELBO": column(rows, ELBO),
+            "ELBO SE": column(rows, ELBO_SE).where(trusted),
+            "KL(q||p)": column(rows, KL),
+            "KL route": text_column(rows, KL_METHOD),
+            "residual (SE)": column(rows, RESIDUAL_SE).where(trusted),
+            "opt. gap": column(rows, OPTIMIZATION_GAP),
+            "converged": column(rows, CONVERGED),
+        }
+    )
+    if not trusted.all():
+        table.insert(table.columns.get_loc("ELBO SE") + 1, "ELBO reliability", label.to_numpy())
+    return table.reset_index(drop=True)
+
+
+def _kl_gap_panels(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per model with an exact log p(x): its ok cells' KL and log p(x) - ELBO with their SEs (the
+    figure's points), enumerated cells left out."""
+    ok = in_display_order(ok_rows(with_exact(rows)))
+    panels = []
+    for model in model_names(ok):
+        part = of_model(ok, model)
+        part = part[
+            np.isfinite(column(part, schema.KL))
+            & np.isfinite(column(part, schema.KL_IDENTITY))
+            & (text_column(part, schema.KL_METHOD) != ENUMERATED)
+        ]
+        if part.empty:
+            continue
+        panels.append(
+            {
+                "model": model,
+                "kl": part[schema.KL].to_numpy(dtype=float),
+                "gap": part[schema.KL_IDENTITY].to_numpy(dtype=float),
+                "se": column(part, schema.ELBO_SE).fillna(0).to_numpy(dtype=float),
+                "kl_se": column(part, schema.KL_SE).fillna(0).to_numpy(dtype=float),
+                "backend": list(part[schema.BACKEND]),
+            }
+        )
+    return panels
+
+
 @dataclass(frozen=True)
-class Identity:
+class Identity(SectionDefaults):
     """The identity's check in every cell."""
 
     title: str = words.IDENTITY_TITLE
 
     def headline(self, context: Context) -> list[Block]:
         rows = context.rows
-        if tables.ok_rows(rows).empty:
+        if ok_rows(rows).empty:
             return []
         found = numbers.residuals(rows)
         blocks: list[Block] = [Text(residual_sentence(found, rows))]
@@ -241,27 +332,7 @@ class Identity:
                 f"KL routes in this run: {_routes(rows)}."
             ),
         ]
-        ok = tables.in_display_order(tables.ok_rows(tables.with_exact(rows)))
-        panels = []
-        for model in tables.models(ok):
-            part = tables.of_model(ok, model)
-            part = part[
-                np.isfinite(tables.column(part, schema.KL))
-                & np.isfinite(tables.column(part, schema.KL_IDENTITY))
-                & (tables.text_column(part, schema.KL_METHOD) != ENUMERATED)
-            ]
-            if part.empty:
-                continue
-            panels.append(
-                {
-                    "model": model,
-                    "kl": part[schema.KL].to_numpy(dtype=float),
-                    "gap": part[schema.KL_IDENTITY].to_numpy(dtype=float),
-                    "se": tables.column(part, schema.ELBO_SE).fillna(0).to_numpy(dtype=float),
-                    "kl_se": tables.column(part, schema.KL_SE).fillna(0).to_numpy(dtype=float),
-                    "backend": list(part[schema.BACKEND]),
-                }
-            )
+        panels = _kl_gap_panels(rows)
         if panels:
             path = context.draw("identity-kl-vs-gap", draw_kl_vs_gap, panels)
             blocks.append(
@@ -288,7 +359,7 @@ class Identity:
         blocks += _negative(rows)
         blocks.append(
             Table(
-                tables.evidence_table(rows),
+                evidence_table(rows),
                 caption=EVIDENCE_CAPTION,
                 formats={
                     "log p(x)": "{:.6f}",

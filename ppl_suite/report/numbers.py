@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import checks, schema
-from ppl_suite.report import tables
+from ppl_suite.report.rows import cell_labels, column, in_display_order, model_labels, ok_rows
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,12 @@ class Residuals:
 
 def residuals(rows: pd.DataFrame) -> Residuals:
     """The stored residual (``residual_se``) of every ok cell that has a finite one."""
-    ok = tables.in_display_order(tables.ok_rows(rows))
-    z = tables.column(ok, schema.RESIDUAL_SE)
+    ok = in_display_order(ok_rows(rows))
+    z = column(ok, schema.RESIDUAL_SE)
     finite = np.isfinite(z.to_numpy(dtype=float))
-    frame = pd.DataFrame(
-        {"model": tables.model_labels(ok), "cell": tables.cell_labels(ok, with_model=True), "z": z}
-    )[finite]
+    frame = pd.DataFrame({"model": model_labels(ok), "cell": cell_labels(ok, with_model=True), "z": z})[
+        finite
+    ]
     return Residuals(frame.reset_index(drop=True), int((~finite).sum()))
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ppl_suite import schema
-from ppl_suite.report import tables, training, words
-from ppl_suite.report.document import Block, Code, Context, Text, register, sections
+from ppl_suite.report import training, words
+from ppl_suite.report.document import Block, Code, Context, SectionDefaults, Text, register
 from ppl_suite.report.identity import IDENTITY
+from ppl_suite.report.order import sections
+from ppl_suite.report.rows import model_names, ok_rows
 
 ANSWER = "For a fixed model, yes. For every q, the evidence splits exactly into two terms:"
 BECAUSE = (
@@ -29,7 +31,7 @@ def cells_phrase(rows: pd.DataFrame) -> str:
     """The run's cells by status, models, backends and guide families ("" without cells)."""
     if rows.empty:
         return ""
-    models = tables.models(rows)
+    models = model_names(rows)
     return (
         f"{words.count(len(rows), 'cell')} ({words.statuses(rows[schema.STATUS])}) of "
         f"{words.count(len(models), 'model')} ({words.listing(models, most=10)}); backends "
@@ -40,9 +42,7 @@ def cells_phrase(rows: pd.DataFrame) -> str:
 
 def run_line(context: Context) -> str:
     """What this run holds: its cells (``cells_phrase``), then each study's own summary."""
-    parts = [cells_phrase(context.rows)] + [
-        section.summary(context) for section in sections() if callable(getattr(section, "summary", None))
-    ]
+    parts = [cells_phrase(context.rows)] + [section.summary(context) for section in sections()]
     parts = [part for part in parts if part]
     if not parts:
         return "This results folder holds no cell and no study."
@@ -58,7 +58,7 @@ def learned_line(context: Context) -> str:
 
 
 @dataclass(frozen=True)
-class Opening:
+class Opening(SectionDefaults):
     """The answer, then the headline of every section that has one (of a folder without cells, of the
     sections that read no cell: ``without_cells``)."""
 
@@ -75,15 +75,13 @@ class Opening:
         headlines = [
             (section, section.headline(context))
             for section in sections()
-            if section is not self
-            and callable(getattr(section, "headline", None))
-            and (not context.rows.empty or getattr(section, "without_cells", False))
+            if section is not self and (not context.rows.empty or section.without_cells)
         ]
         for section, lines in headlines:
             if (
                 section.title == words.TRAINING_TITLE
                 and not context.rows.empty
-                and not tables.ok_rows(context.rows).empty
+                and not ok_rows(context.rows).empty
             ):
                 blocks.append(Text(learned_line(context)))
             blocks += lines

@@ -4,6 +4,7 @@ hold), and PSIS k-hat with what it means for a nearly exact q."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,21 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import schema
-from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report import drawing, numbers, words
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
+from ppl_suite.report.rows import (
+    PARETO_K_QUANTITY,
+    REFERENCE_METHOD,
+    cell_labels,
+    column,
+    in_display_order,
+    model_names,
+    of_model,
+    ok_rows,
+    per_cell,
+    text_column,
+)
+from ppl_suite.schema import BACKEND, DATA_SEED, GUIDE, SEED
 
 PSIS_THRESHOLDS = (0.5, 0.7)  # good below the first, unreliable from the second (Vehtari et al. 2024)
 NEAR_EXACT_KL = 0.01  # nats: a q this close to the posterior gives nearly constant importance weights
@@ -154,20 +168,80 @@ def _draws(
         arrays = context.artifacts(row[schema.DIGEST])
         if schema.Q_DRAWS not in arrays:
             continue
-        labels = labels or tables.draw_labels(row)
+        labels = labels or draw_labels(row)
         fitted[row[schema.BACKEND]] = arrays[schema.Q_DRAWS]
         if schema.POSTERIOR_DRAWS in arrays:
             references[row[schema.BACKEND]] = arrays[schema.POSTERIOR_DRAWS]
     return labels, fitted, references
 
 
+def _panel_rows(
+    shared: np.ndarray | None,
+    references: dict[str, np.ndarray],
+    fitted: dict[str, np.ndarray],
+    posterior: str,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], str]:
+    """The marginals figure's rows, the draws its summary table describes, and what a row shows: one
+    row against the ``shared`` posterior, or (θ learned) each backend against its own."""
+    if shared is not None or not references:
+        panel_rows = [{"name": "", "reference": shared, "fitted": fitted}]
+        sources = ({posterior: shared} if shared is not None else {}) | {
+            f"q ({b})": d for b, d in fitted.items()
+        }
+        return (
+            panel_rows,
+            sources,
+            f"one row per backend: its q (line) against the {posterior} (grey, filled)",
+        )
+    panel_rows = [{"name": b, "reference": references.get(b), "fitted": {b: d}} for b, d in fitted.items()]
+    sources = {}
+    for backend, draws in fitted.items():
+        if backend in references:
+            sources[f"exact posterior (θ of {backend})"] = references[backend]
+        sources[f"q ({backend})"] = draws
+    what = "one row per backend: its q (line) and the exact posterior at that backend's own learned θ (grey)"
+    return panel_rows, sources, what
+
+
+def _pair_part(
+    context: Context,
+    model: str,
+    guide: str,
+    labels: list[str],
+    shared: np.ndarray,
+    fitted: dict[str, np.ndarray],
+    posterior: str,
+) -> list[Block]:
+    """The pair plot of the two coordinates the posterior correlates most, where it correlates them."""
+    i, j, r = numbers.strongest_pair(shared)
+    if not abs(r) > PAIR_MIN_CORRELATION:
+        return []
+    pair = {b: d[:, [i, j]] for b, d in fitted.items()}
+    name = f"{model}, guide {guide}"
+    path = context.draw(
+        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
+        posterior, f"{name}: {labels[i]} and {labels[j]}",
+    )  # fmt: skip
+    return [
+        Image(
+            path,
+            f"The two coordinates the {posterior} correlates most ({r:+.2f}): its draws and "
+            f"each backend's q, with each one's correlation. A mean-field q has none in the "
+            "unconstrained space it is fitted in, so where its correlation here is near 0 it "
+            "lost what the posterior has; a full-rank q can hold it (a correlation that "
+            "survives in a mean-field q comes from the transform to the constrained space).",
+            alt=f"{name}: pair plot of {labels[i]} and {labels[j]}",
+        )
+    ]
+
+
 def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """Per guide, for the first data set and seed: each backend's q against the posterior (one shared
     posterior where θ is fixed, each backend's own at its learned θ otherwise), a pair plot where the
     posterior is correlated, and the ArviZ summary of the same draws (folded)."""
-    ok = tables.in_display_order(tables.ok_rows(rows))
+    ok = in_display_order(ok_rows(rows))
     blocks: list[Block] = []
-    by_nuts = (tables.text_column(ok, schema.KL_METHOD) == tables.REFERENCE_METHOD).any()
+    by_nuts = (text_column(ok, schema.KL_METHOD) == REFERENCE_METHOD).any()
     posterior = "NUTS reference posterior" if by_nuts else "exact posterior"
     for guide, group in ok.groupby(schema.GUIDE, sort=False):
         first = group.iloc[0]
@@ -185,25 +259,7 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
             continue
         seed = f"data seed {first[schema.DATA_SEED]}, seed {first[schema.SEED]}"
         shared = _shared(references, fitted)
-        if shared is not None or not references:
-            panel_rows = [{"name": "", "reference": shared, "fitted": fitted}]
-            sources = ({posterior: shared} if shared is not None else {}) | {
-                f"q ({b})": d for b, d in fitted.items()
-            }
-            what = f"one row per backend: its q (line) against the {posterior} (grey, filled)"
-        else:
-            panel_rows = [
-                {"name": b, "reference": references.get(b), "fitted": {b: d}} for b, d in fitted.items()
-            ]
-            sources = {}
-            for backend, draws in fitted.items():
-                if backend in references:
-                    sources[f"exact posterior (θ of {backend})"] = references[backend]
-                sources[f"q ({backend})"] = draws
-            what = (
-                "one row per backend: its q (line) and the exact posterior at that backend's own "
-                "learned θ (grey)"
-            )
+        panel_rows, sources, what = _panel_rows(shared, references, fitted, posterior)
         path = context.draw(
             f"{model}-{guide}-marginals", draw_marginals, labels, panel_rows,
             "exact posterior" if shared is None and references and not by_nuts else posterior,
@@ -218,27 +274,10 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
             )
         )
         if shared is not None:
-            i, j, r = numbers.strongest_pair(shared)
-            if abs(r) > PAIR_MIN_CORRELATION:
-                pair = {b: d[:, [i, j]] for b, d in fitted.items()}
-                path = context.draw(
-                    f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
-                    posterior, f"{model}, guide {guide}: {labels[i]} and {labels[j]}",
-                )  # fmt: skip
-                blocks.append(
-                    Image(
-                        path,
-                        f"The two coordinates the {posterior} correlates most ({r:+.2f}): its draws and "
-                        f"each backend's q, with each one's correlation. A mean-field q has none in the "
-                        "unconstrained space it is fitted in, so where its correlation here is near 0 it "
-                        "lost what the posterior has; a full-rank q can hold it (a correlation that "
-                        "survives in a mean-field q comes from the transform to the constrained space).",
-                        alt=f"{model}, guide {guide}: pair plot of {labels[i]} and {labels[j]}",
-                    )
-                )
+            blocks += _pair_part(context, model, guide, labels, shared, fitted, posterior)
         blocks.append(
             Table(
-                tables.posterior_summary(sources, labels),
+                posterior_summary(sources, labels),
                 caption=f"ArviZ summary of the same draws (guide {guide}, {seed}): mean, sd and 94% HDI.",
                 formats={c: "{:.4g}" for c in ("mean", "sd", "hdi_3%", "hdi_97%")},
                 details=True,
@@ -249,11 +288,11 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
 
 def khat_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     """PSIS k-hat per cell against its KL, with what a large k-hat of a nearly exact q means."""
-    table = tables.diagnostics_table(rows, context.estimates)
+    table = diagnostics_table(rows, context.estimates)
     if table.empty or "k-hat" not in table:
         return []
-    ok = tables.in_display_order(tables.ok_rows(rows))
-    kl = pd.Series(tables.column(ok, schema.KL).to_numpy(), index=tables.cell_labels(ok).to_numpy())
+    ok = in_display_order(ok_rows(rows))
+    kl = pd.Series(column(ok, schema.KL).to_numpy(), index=cell_labels(ok).to_numpy())
     frame = table.assign(KL=table["cell"].map(kl)).dropna(subset=["k-hat"])
     blocks: list[Block] = []
     near_exact = frame[(frame["k-hat"] > PSIS_THRESHOLDS[1]) & (frame["KL"] < NEAR_EXACT_KL)]
@@ -292,17 +331,67 @@ def khat_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     return blocks
 
 
+INCLUSIVE_KL_QUANTITY = "kl_from_posterior"
+
+
+def diagnostics_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell: PSIS k-hat with its reading, and the inclusive KL(p || q) ± SE, where stored."""
+    ok = in_display_order(ok_rows(rows))
+    khat = per_cell(ok, estimates, PARETO_K_QUANTITY)
+    inclusive = per_cell(ok, estimates, INCLUSIVE_KL_QUANTITY)
+    table = pd.DataFrame(
+        {
+            "cell": cell_labels(ok),
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "data": ok[DATA_SEED],
+            "seed": ok[SEED],
+            "k-hat": khat["value"],
+            "reading": khat["extras"].map(lambda extras: extras.get("interpretation", np.nan)),
+            "KL(p||q)": inclusive["value"],
+            "KL(p||q) SE": inclusive["se"],
+        }
+    )
+    table = table.dropna(subset=["k-hat", "KL(p||q)"], how="all")
+    return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
+
+
+def draw_labels(row: pd.Series) -> list[str]:
+    """The latent coordinates of a cell's stored draws (the row's JSON ``draw_labels``)."""
+    text = row.get(schema.DRAW_LABELS)
+    return json.loads(text) if isinstance(text, str) and text else []
+
+
+def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.DataFrame:
+    """ArviZ's summary (mean, sd, 94% HDI) of each named set of draws (draws x coordinates), one line
+    per (coordinate, source). Draws are converted to InferenceData with one chain."""
+    import arviz as az  # deferred: ArviZ is heavy, and only reports need it
+
+    parts = []
+    for source, values in draws.items():
+        data = {label: np.asarray(values)[None, :, i] for i, label in enumerate(labels)}
+        summary = az.summary(az.from_dict(posterior=data), kind="stats", round_to="none")
+        summary.insert(0, "draws of", source)
+        parts.append(summary.rename_axis("coordinate").reset_index())
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, ignore_index=True)
+    order = {label: i for i, label in enumerate(labels)}
+    table["_order"] = table["coordinate"].map(order)
+    return table.sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
 @dataclass(frozen=True)
-class Posterior:
+class Posterior(SectionDefaults):
     """Per model: marginals, pair plot, PSIS k-hat."""
 
     title: str = words.POSTERIOR_TITLE
 
     def build(self, context: Context) -> list[Block]:
-        rows = tables.ok_rows(context.rows)
+        rows = ok_rows(context.rows)
         blocks: list[Block] = []
-        for model in tables.models(rows):
-            model_rows = tables.of_model(rows, model)
+        for model in model_names(rows):
+            model_rows = of_model(rows, model)
             built = marginals_part(context, model, model_rows) + khat_part(context, model, model_rows)
             if built:
                 blocks += [Heading(model, 3), *built]

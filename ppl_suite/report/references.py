@@ -12,9 +12,24 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import schema
-from ppl_suite.report import drawing, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report import drawing, words
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
 from ppl_suite.report.render import format_pm
+from ppl_suite.report.rows import (
+    PARETO_K_QUANTITY,
+    REFERENCE_METHOD,
+    RELIABLE,
+    cell_labels,
+    column,
+    in_display_order,
+    model_names,
+    of_model,
+    ok_rows,
+    per_cell,
+    text_column,
+    with_exact,
+)
+from ppl_suite.schema import BACKEND, GUIDE, KL, KL_METHOD, SEED
 
 CAPTION = (
     "No closed form: KL(q || p) = log p(x) by the reference's AIS − ELBO, its SE combining both (an "
@@ -29,7 +44,7 @@ CAPTION = (
 @drawing.styled
 def draw_distances(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Per cell: KL ± SE (left), worst mean and sd errors ± SE (middle, reference sds), W2 ± SE beside
-    its floor (right), linear axes. ``frame``: columns of ``tables.reference_table`` and cell."""
+    its floor (right), linear axes. ``frame``: columns of ``reference_table`` and cell."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -78,15 +93,15 @@ def draw_distances(frame: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def model_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
-    lines = tables.reference_lines(rows)
-    table = tables.reference_table(rows, context.estimates)
+    lines = reference_lines(rows)
+    table = reference_table(rows, context.estimates)
     if not lines and table.empty:
         return []
     blocks: list[Block] = [Text(f"Reference: {line}") for line in lines]
     if not table.empty:
-        ok = tables.in_display_order(tables.ok_rows(rows))
-        ok = ok[tables.text_column(ok, schema.KL_METHOD) == tables.REFERENCE_METHOD]
-        frame = table.assign(cell=tables.cell_labels(ok).to_numpy())
+        ok = in_display_order(ok_rows(rows))
+        ok = ok[text_column(ok, schema.KL_METHOD) == REFERENCE_METHOD]
+        frame = table.assign(cell=cell_labels(ok).to_numpy())
         path = context.draw(
             f"{model}-reference", draw_distances, frame, f"{model}: q against the NUTS reference"
         )
@@ -125,21 +140,72 @@ def model_part(context: Context, model: str, rows: pd.DataFrame) -> list[Block]:
     return blocks
 
 
+MEAN_ERROR_QUANTITY = "posterior_mean_error"
+
+
+WASSERSTEIN_QUANTITY = "wasserstein_to_reference"
+
+
+def reference_lines(rows: pd.DataFrame) -> list[str]:
+    """The distinct descriptions of the NUTS references (or why none was built) of ``rows``."""
+    return [text for text in dict.fromkeys(text_column(rows, schema.REFERENCE)) if text]
+
+
+def reference_table(rows: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per ok cell compared with a NUTS reference: KL = AIS log p(x) - ELBO ± SE, the worst
+    standardized errors of q's posterior means and sds (with their coordinates), the 2-Wasserstein
+    distance to the reference draws ± SE beside the reference's own floor, and the PSIS k-hat."""
+    ok = in_display_order(ok_rows(rows))
+    ok = ok[text_column(ok, KL_METHOD) == REFERENCE_METHOD]
+    if ok.empty:
+        return pd.DataFrame()
+    moments = per_cell(ok, estimates, MEAN_ERROR_QUANTITY)
+    distance = per_cell(ok, estimates, WASSERSTEIN_QUANTITY)
+    khat = per_cell(ok, estimates, PARETO_K_QUANTITY)
+
+    def extra(frame: pd.DataFrame, name: str) -> pd.Series:
+        return frame["extras"].map(lambda extras: extras.get(name, np.nan))
+
+    table = pd.DataFrame(
+        {
+            "backend": ok[BACKEND],
+            "guide": ok[GUIDE],
+            "seed": ok[SEED],
+            "KL(q||p)": column(ok, KL),
+            "KL SE": column(ok, schema.KL_SE),
+            "KL reliability": text_column(ok, schema.KL_RELIABILITY),
+            "worst mean error (sd)": moments["value"],
+            "mean error SE": moments["se"],
+            "at": extra(moments, "coordinate"),
+            "worst sd error": extra(moments, "worst_sd_error"),
+            "sd error SE": extra(moments, "worst_sd_error_se"),
+            "sd at": extra(moments, "worst_sd_coordinate"),
+            "W2": distance["value"],
+            "W2 SE": distance["se"],
+            "W2 floor": extra(distance, "floor"),
+            "k-hat": khat["value"],
+        }
+    )
+    if (table["KL reliability"] == RELIABLE).all():
+        table = table.drop(columns="KL reliability")
+    return table.drop(columns=[c for c in table if table[c].isna().all()]).reset_index(drop=True)
+
+
 @dataclass(frozen=True)
-class References:
+class References(SectionDefaults):
     """Models measured against a NUTS reference."""
 
     title: str = words.REFERENCES_TITLE
 
     def headline(self, context: Context) -> list[Block]:
-        ok = tables.ok_rows(context.rows)
-        by_reference = ok[tables.text_column(ok, schema.KL_METHOD) == tables.REFERENCE_METHOD]
+        ok = ok_rows(context.rows)
+        by_reference = ok[text_column(ok, schema.KL_METHOD) == REFERENCE_METHOD]
         if by_reference.empty:
             return []
-        models = tables.models(by_reference)
+        models = model_names(by_reference)
         worst = by_reference.loc[by_reference[schema.KL].idxmax()]
         best = by_reference.loc[by_reference[schema.KL].idxmin()]
-        label = tables.cell_labels(by_reference, with_model=len(models) > 1)
+        label = cell_labels(by_reference, with_model=len(models) > 1)
         if len(by_reference) == 1:
             span = f"{format_pm(best[schema.KL], best.get(schema.KL_SE))} nats ({label[best.name]})"
         else:
@@ -156,16 +222,16 @@ class References:
         ]
 
     def build(self, context: Context) -> list[Block]:
-        ok = tables.ok_rows(context.rows)
-        by_reference = ok[tables.text_column(ok, schema.KL_METHOD) == tables.REFERENCE_METHOD]
+        ok = ok_rows(context.rows)
+        by_reference = ok[text_column(ok, schema.KL_METHOD) == REFERENCE_METHOD]
         blocks: list[Block] = []
-        for model in tables.models(by_reference):
-            built = model_part(context, model, tables.of_model(by_reference, model))
+        for model in model_names(by_reference):
+            built = model_part(context, model, of_model(by_reference, model))
             if built:
                 blocks += [Heading(model, 3), *built]
         if blocks:
             return blocks
-        exact = tables.models(tables.with_exact(ok))
+        exact = model_names(with_exact(ok))
         if not exact:
             return []
         one = len(exact) == 1

@@ -33,7 +33,8 @@ from ppl_suite import paths
 from ppl_suite.executors.stop import stop_groups
 from ppl_suite.executors.worker import guard
 from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
-from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, sections, slug
+from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, slug
+from ppl_suite.report.order import sections
 from ppl_suite.results import opened
 
 FORMATS = ("md", "html")

@@ -13,8 +13,18 @@ import numpy as np
 import pandas as pd
 
 from ppl_suite import schema
-from ppl_suite.report import drawing, numbers, tables, words
-from ppl_suite.report.document import Block, Context, Heading, Image, Table, Text, register
+from ppl_suite.report import drawing, numbers, words
+from ppl_suite.report.document import Block, Context, Heading, Image, SectionDefaults, Table, Text, register
+from ppl_suite.report.rows import (
+    REFERENCE_METHOD,
+    cell_labels,
+    in_display_order,
+    model_labels,
+    model_names,
+    of_model,
+    ok_rows,
+    text_column,
+)
 
 SMOOTHING_WINDOWS = 20  # a training curve is smoothed by a running mean over steps / this many steps
 SETTLED = 0.1  # the y range of a fixed-θ trace starts after this fraction of the steps
@@ -125,14 +135,14 @@ def draw_gains(frame: pd.DataFrame, path: Path) -> Path:
 # ----------------------------------------------------------------------------------------- numbers
 def learned_cells(context: Context) -> pd.DataFrame:
     """The ok cells that stored a training curve (learned θ), in display order."""
-    ok = tables.in_display_order(tables.ok_rows(context.rows))
+    ok = in_display_order(ok_rows(context.rows))
     step = schema.training_artifact("step")
     return ok[[step in context.artifacts(digest) for digest in ok[schema.DIGEST]]] if not ok.empty else ok
 
 
 def learned_models(context: Context) -> list[str]:
     """The models of this run with a stored training curve."""
-    return tables.models(learned_cells(context))
+    return model_names(learned_cells(context))
 
 
 def gains(context: Context) -> pd.DataFrame:
@@ -141,7 +151,7 @@ def gains(context: Context) -> pd.DataFrame:
     lines = [
         {"model": model, "cell": label, **numbers.gain_split(numbers.curve_of(context.artifacts(digest)))}
         for model, label, digest in zip(
-            tables.model_labels(cells), tables.cell_labels(cells), cells[schema.DIGEST], strict=True
+            model_labels(cells), cell_labels(cells), cells[schema.DIGEST], strict=True
         )
     ]
     return pd.DataFrame(lines, columns=["model", "cell", *numbers.GAIN_COLUMNS])
@@ -207,13 +217,13 @@ def gain_table(frame: pd.DataFrame) -> Table:
 # ---------------------------------------------------------------------------------------- sections
 def _evidence_name(rows: pd.DataFrame) -> str:
     """What log p(x) is for these cells: exact, or the NUTS reference's AIS estimate."""
-    by_reference = (tables.text_column(rows, schema.KL_METHOD) == tables.REFERENCE_METHOD).any()
+    by_reference = (text_column(rows, schema.KL_METHOD) == REFERENCE_METHOD).any()
     return "log p(x) by the reference's AIS" if by_reference else "exact log p(x)"
 
 
 def _trace_panels(context: Context, rows: pd.DataFrame) -> list[dict[str, Any]]:
     """Per guide, the first data set's cells: each backend's smoothed ELBO over steps."""
-    ok = tables.in_display_order(tables.ok_rows(rows))
+    ok = in_display_order(ok_rows(rows))
     if ok.empty:
         return []
     first = ok[(ok[schema.DATA_SEED] == ok[schema.DATA_SEED].min())]
@@ -248,7 +258,7 @@ def _trace_panels(context: Context, rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Training:
+class Training(SectionDefaults):
     """Per model: the ELBO during SVI (fixed θ) or log p_θ(x), ELBO and KL at checkpoints (learned θ)."""
 
     title: str = words.TRAINING_TITLE
@@ -274,7 +284,7 @@ class Training:
 
     def build(self, context: Context) -> list[Block]:
         rows = context.rows
-        if tables.ok_rows(rows).empty:
+        if ok_rows(rows).empty:
             return []
         learned = set(learned_models(context))
         cells = learned_cells(context)
@@ -288,11 +298,11 @@ class Training:
                 f"{SETTLED:.0%} of the steps may start below the axis."
             )
         ]
-        for model in tables.models(tables.ok_rows(rows)):
+        for model in model_names(ok_rows(rows)):
             blocks.append(Heading(model, 3))
-            model_rows = tables.of_model(rows, model)
+            model_rows = of_model(rows, model)
             if model in learned:
-                part = cells[tables.model_labels(cells) == model]
+                part = cells[model_labels(cells) == model]
                 curves = [
                     {"backend": backend, **numbers.curve_of(context.artifacts(digest))}
                     for backend, digest in zip(part[schema.BACKEND], part[schema.DIGEST], strict=True)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite.report import tables
 from ppl_suite.report.document import Text
+from ppl_suite.report.rows import status_counts
 
 OPENING_TITLE = "Maximize the ELBO, or minimize KL(q || p(z|x)): the same?"
 GLOSSARY_TITLE = "Reading this report"
@@ -40,7 +40,7 @@ def listing(names: Sequence[str], most: int = 6) -> str:
 
 def statuses(status: pd.Series) -> str:
     """How many cells have each status, e.g. "3 ok, 1 failed, 2 timeout"."""
-    return ", ".join(f"{n} {name}" for name, n in tables.status_counts(status).items())
+    return ", ".join(f"{n} {name}" for name, n in status_counts(status).items())
 
 
 def nats(value: float, se: float) -> str:

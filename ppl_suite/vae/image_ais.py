@@ -6,8 +6,9 @@ For each image x_i, C chains anneal from the prior to the posterior (``ppl_suite
     log w_ic = sum_t (beta_t - beta_{t-1}) log p_theta(x_i | z_{ic,t-1})
     log p_theta(x_i) ~= log (1/C) sum_c w_ic,   SE_i = sd_c(w_ic) / (sqrt(C) mean_c(w_ic))   (delta method)
 
-Neal (2001), "Annealed importance sampling"; the suite's AIS supplies the HMC transition
-(``hmc_step``), the chunked schedule (``schedule_chunks``), the per-chain SE and its reliability rule
+Neal (2001), "Annealed importance sampling"; the suite's annealing numerics (``ppl_suite.annealing``)
+supply the HMC transition (``hmc_step``), the AIS step (``weigh_then_move``) and the chunked pass
+(``run_pass``); the suite's AIS (``estimators.ais``) the per-chain SE and its reliability rule
 (``ChainWeights``: chain ESS at least max(20, 0.4 C), calibrated in that module's docstring), and the
 schedule itself: its adaptive-tempering pilot (``Annealer.tune``) runs on a few pilot images and the
 longest schedule among them is frozen and used for every image (a frozen schedule keeps each
@@ -30,19 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl_suite.estimators.ais import (
-    CHUNK,
-    MAX_CHECKS,
-    MIN_GROWTH,
-    AISConfig,
-    Annealer,
-    ChainWeights,
-    Schedule,
-    Tuning,
-    chunk_keys,
-    hmc_step,
-    schedule_chunks,
-)
+from ppl_suite.annealing import Schedule, hmc_step, run_pass, weigh_then_move
+from ppl_suite.estimators.ais import MAX_CHECKS, MIN_GROWTH, AISConfig, Annealer, ChainWeights, Tuning
 from ppl_suite.vae.latent import LatentModel, Params, log_prior
 
 
@@ -134,18 +124,13 @@ class ImageAnnealer:
         def anneal(theta, x, u, log_lik, log_w, beta_from, beta_to, step_sizes, scales, keys, move):
             n, chains = u.shape[:2]
 
+            def move_all(key, u, beta, step_size, scale):
+                keys = jax.random.split(key, n * chains).reshape(n, chains, -1)
+                return over_images(theta, x, keys, u, beta, step_size, scale)
+
             def body(carry, step):
-                u, log_lik, log_w = carry
-                b0, b1, eps, scale, key, m = step
-                log_w = log_w + jnp.where(b1 == b0, 0.0, (b1 - b0) * log_lik)
-                u, log_lik, acceptance = jax.lax.cond(
-                    m,
-                    lambda: over_images(
-                        theta, x, jax.random.split(key, n * chains).reshape(n, chains, -1), u, b1, eps, scale
-                    ),
-                    lambda: (u, log_lik, jnp.zeros((n, chains))),
-                )
-                return (u, log_lik, log_w), jnp.mean(acceptance)
+                u, log_lik, log_w, acceptance = weigh_then_move(move_all, *carry, *step)
+                return (u, log_lik, log_w), acceptance
 
             steps = (beta_from, beta_to, step_sizes, scales, keys, move)
             (u, log_lik, log_w), acceptance = jax.lax.scan(body, (u, log_lik, log_w), steps)
@@ -161,19 +146,14 @@ class ImageAnnealer:
         """One pass of the frozen ``schedule`` (forward, or ``reversed()`` from exact posterior draws)
         for images x (n, D) from states u0 (n, C, d): (log weights (n, C), mean acceptance)."""
         x, u = jnp.asarray(x), jnp.asarray(u0)
-        log_lik = self._log_likelihoods(theta, u, x)
-        log_w = jnp.zeros(u.shape[:2])
-        acceptance = []
-        for key_chunk, (beta_from, beta_to, step_sizes, scales, move) in zip(
-            chunk_keys(key, schedule), schedule_chunks(schedule), strict=True
-        ):
-            u, log_lik, log_w, acc = self._anneal(
-                theta, x, u, log_lik, log_w, beta_from, beta_to, step_sizes, scales,
-                jax.random.split(key_chunk, CHUNK), move,
-            )  # fmt: skip
-            acceptance.append(np.asarray(acc))
-        moved = np.concatenate(acceptance)[: schedule.temperatures - 1]
-        return np.asarray(log_w), float(moved.mean()) if moved.size else float("nan")
+
+        def anneal(state, *chunk):
+            u, log_lik, log_w, accepted = self._anneal(theta, x, *state, *chunk)
+            return (u, log_lik, log_w), accepted
+
+        state = (u, self._log_likelihoods(theta, u, x), jnp.zeros(u.shape[:2]))
+        (_, _, log_w), acceptance = run_pass(anneal, state, schedule, key)
+        return np.asarray(log_w), acceptance
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl_suite.estimators.ais import Schedule
+from ppl_suite.annealing import Schedule
 from ppl_suite.vae.image_ais import ImageAnnealer, PerImage, forward_per_image, mean_over_images, stretched
 from ppl_suite.vae.latent import Params
 
