@@ -58,11 +58,14 @@ Each verdict tests two statistics at ``level``: a correct estimator fails about 
 rows by chance (2% at 0.99), so a table of m rows holds about 0.02 m chance failures.
 
 Besides the registered estimators, ``pyro_trace_elbo`` and ``numpyro_trace_elbo``: each library's own
-Trace_ELBO of the same guide (``backends.pyro.library_elbo``, ``backends.numpyro.library_elbo``), the
-number a fit reports as ``library_elbo``. Writes DIR/calibration.csv, DIR/calibration_by_khat.csv,
-DIR/calibration_replicates.csv and DIR/calibration.png, prints the tables; exit 0 when every verdict
-(rows and k-hat bins) is ok, labelled, an approximation or a diagnostic, 3 when the replicates an
-estimator labels reliable fail.
+Trace_ELBO of the same guide (the function a backend declares as ``BackendInfo.library_elbo``), the
+number a fit reports as ``library_elbo``.
+
+This module computes; the study around it is ``ppl_suite.calibration`` (its settings, tables, plug-in,
+report section and ``ppl-suite calibrate``, which writes the tables into a results folder, exports them
+as DIR/calibration.csv, DIR/calibration_by_khat.csv, DIR/calibration_replicates.csv with the figure
+DIR/calibration.png, prints them, and exits 0 when every verdict (rows and k-hat bins) is ok, labelled,
+an approximation or a diagnostic, 3 when the replicates an estimator labels reliable fail).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def test_a_plan_runs_calibration_as_a_study_and_its_section_is_checked():
     assert settings == calibration_settings.Settings(("normal_normal",), ("laplace",), 2, tables.LEVEL)
     with pytest.raises(InputProblem) as error:
         study.settings({"replicates": 1, "level": 2.0, "model": ["x"]}, {})
-    assert len(error.value.problems) == 1 and "'model'" in error.value.problems[0]
+    assert len(error.value.problems) == 3 and "'model'" in error.value.problems[0]
     with pytest.raises(InputProblem) as error:
         study.settings({"replicates": 1, "level": 2.0, "estimators": ["bogus"]}, {})
     assert [p.split()[1] for p in error.value.problems] == ["estimator(s)", "replicates", "level"]

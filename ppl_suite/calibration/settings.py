@@ -69,17 +69,19 @@ def from_table(table: Any) -> Settings:
     found = [
         f"[calibration] has no setting {key!r}; valid: {', '.join(KEYS)}" for key in table if key not in KEYS
     ]
+    mistyped = []
     for key, kind in (("models", list), ("estimators", list), ("replicates", int), ("level", (int, float))):
         value = table.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            found.append(
+            mistyped.append(
                 f"[calibration] {key} must be {'a list of names' if kind is list else 'a number'}: {value!r}"
             )
+    found += mistyped
+    if not mistyped:  # the values themselves, once each has its type
+        settings = chosen(
+            table.get("models"), table.get("estimators"), table.get("replicates"), table.get("level")
+        )
+        found += problems(settings, lambda key: f"[calibration] {key}")
     if found:
-        raise InputProblem(*found)
-    settings = chosen(
-        table.get("models"), table.get("estimators"), table.get("replicates"), table.get("level")
-    )
-    if found := problems(settings, lambda key: f"[calibration] {key}"):
         raise InputProblem(*found)
     return settings
