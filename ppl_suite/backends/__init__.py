@@ -10,7 +10,9 @@ the entry-point group ``ppl_suite.backends`` naming its ``BackendInfo``, a user'
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ppl_suite.backends.base import Backend, Fit, SVIConfig
 from ppl_suite.plugin_registry import Registry
@@ -23,7 +25,8 @@ class BackendInfo:
     ``color`` and ``line_style``: how every figure draws it (matplotlib colour and line style: lines
     tell backends apart in grey too); ``implementations``: the model implementations (``pyro``,
     ``numpyro``) its cells rely on besides the NumPy oracle, whose log joints must agree
-    (``conformance``)."""
+    (``conformance``); ``library_elbo``: the function of ``module`` giving its library's own ELBO of a
+    fixed guide, ``library_elbo(problem, family, phi, n, seed) -> Estimate`` (None: it has none)."""
 
     name: str
     description: str
@@ -32,15 +35,29 @@ class BackendInfo:
     color: str
     line_style: str
     implementations: tuple[str, ...]
+    library_elbo: str | None = None
 
     def load(self) -> Backend:
         """The backend itself (imports its library)."""
         return getattr(importlib.import_module(self.module), self.cls)()
 
+    def load_library_elbo(self) -> Callable[..., Any] | None:
+        """Its ``library_elbo`` function (imports its library), or None when it declares none."""
+        if self.library_elbo is None:
+            return None
+        return getattr(importlib.import_module(self.module), self.library_elbo)
+
 
 SHIPPED = (
     BackendInfo(
-        "pyro", "Pyro's SVI, torch", f"{__name__}.pyro", "PyroBackend", "#d9541e", "-", ("numpyro", "pyro")
+        "pyro",
+        "Pyro's SVI, torch",
+        f"{__name__}.pyro",
+        "PyroBackend",
+        "#d9541e",
+        "-",
+        ("numpyro", "pyro"),
+        library_elbo="library_elbo",
     ),
     BackendInfo(
         "numpyro",
@@ -50,6 +67,7 @@ SHIPPED = (
         "#1f6fb4",
         "--",
         ("numpyro",),
+        library_elbo="library_elbo",
     ),
     BackendInfo(
         "handrolled",
