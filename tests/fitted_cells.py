@@ -15,7 +15,6 @@ from ppl_suite.execute import execute
 DEFAULT_SVI = SVIConfig()
 
 
-@functools.cache
 def fitted_row(
     model: str,
     backend: str,
@@ -26,7 +25,14 @@ def fitted_row(
     eval_samples: int = Cell.eval_samples,
 ) -> MappingProxyType:
     """The row of `Cell(model, backend, guide, data_seed, seed, svi=svi, eval_samples=eval_samples)`,
-    read-only, fitted once per session; a failed cell's row is returned as well (tests assert its status)."""
-    cell = Cell(model, backend, guide, data_seed=data_seed, seed=seed, svi=svi, eval_samples=eval_samples)
+    read-only, fitted once per session however the call names its arguments; a failed cell's row is
+    returned as well (tests assert its status)."""
+    return _row_of(
+        Cell(model, backend, guide, data_seed=data_seed, seed=seed, svi=svi, eval_samples=eval_samples)
+    )
+
+
+@functools.cache
+def _row_of(cell: Cell) -> MappingProxyType:
     row: dict[str, Any] = execute(cell).row
     return MappingProxyType(row)
