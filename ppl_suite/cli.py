@@ -114,7 +114,7 @@ def command_list(args: argparse.Namespace) -> int:
     from ppl_suite import estimators
 
     print("estimators:")
-    chosen = [estimators.get(name) for name in estimators.names()]
+    chosen = [estimators.info(name) for name in estimators.names()]  # imports no estimator
     print("\n".join(_aligned([(e.name, e.kind, estimators.QUANTITIES[e.quantity]) for e in chosen])))
     print("backends:\n  " + ", ".join(backends.names()))
     print("executors:\n  " + ", ".join(executors.names()))
