@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ppl_suite.backends.base import Backend, Fit, SVIConfig
 from ppl_suite.plugin_registry import Registry
+
+if TYPE_CHECKING:
+    from ppl_suite.spec import ModelSpec, Site
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,8 @@ class BackendInfo:
     ``color`` and ``line_style``: how every figure draws it (matplotlib colour and line style: lines
     tell backends apart in grey too); ``implementations``: the model implementations (``pyro``,
     ``numpyro``) its cells rely on besides the NumPy oracle, whose log joints must agree
-    (``conformance``)."""
+    (``conformance``); ``support``: ``"module:function"`` answering ``Backend.unsupported`` without
+    importing the backend's library (None: the backend itself is asked)."""
 
     name: str
     description: str
@@ -32,15 +37,31 @@ class BackendInfo:
     color: str
     line_style: str
     implementations: tuple[str, ...]
+    support: str | None = None
 
     def load(self) -> Backend:
         """The backend itself (imports its library)."""
         return getattr(importlib.import_module(self.module), self.cls)()
 
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        """Why this backend cannot fit ``guide`` to ``spec`` (``Backend.unsupported``), or None;
+        imports no library when the backend declares its ``support``."""
+        if self.support is None:
+            return self.load().unsupported(spec, sites, guide)
+        module, function = self.support.split(":")
+        return getattr(importlib.import_module(module), function)(spec, sites, guide)
+
 
 SHIPPED = (
     BackendInfo(
-        "pyro", "Pyro's SVI, torch", f"{__name__}.pyro", "PyroBackend", "#d9541e", "-", ("numpyro", "pyro")
+        "pyro",
+        "Pyro's SVI, torch",
+        f"{__name__}.pyro",
+        "PyroBackend",
+        "#d9541e",
+        "-",
+        ("numpyro", "pyro"),
+        support=f"{__name__}.support:pyro",
     ),
     BackendInfo(
         "numpyro",
@@ -50,6 +71,7 @@ SHIPPED = (
         "#1f6fb4",
         "--",
         ("numpyro",),
+        support=f"{__name__}.support:numpyro",
     ),
     BackendInfo(
         "handrolled",
@@ -59,6 +81,7 @@ SHIPPED = (
         "#2e9e44",
         ":",
         ("numpyro",),
+        support=f"{__name__}.support:handrolled",
     ),
 )
 BACKENDS: Registry[BackendInfo] = Registry(
