@@ -41,6 +41,17 @@ def test_list_imports_no_numerical_library():
     assert listed["loaded"] == []
 
 
+def test_a_dry_run_and_bad_input_import_no_fitting_or_drawing_library(tmp_path):
+    """Validation and expansion ask the backends' and estimators' descriptors, not their libraries.
+    Left: the results store's pandas and numerics' scipy.special (imported by the runner's modules)."""
+    fitting_or_drawing = {"jax", "torch", "pyro", "numpyro", "arviz", "matplotlib"}
+    planned = command_loads("run", "--dry-run", "--out", str(tmp_path / "results"))
+    assert planned["code"] == 0 and "normal_normal/pyro/mean_field" in planned["out"]
+    assert not fitting_or_drawing & set(planned["loaded"])
+    refused = command_loads("run", "--models", "nope", "--out", str(tmp_path / "results"))
+    assert refused["code"] == 2 and not fitting_or_drawing & set(refused["loaded"])
+
+
 def test_a_model_named_in_list_still_computes_with_scipy_when_used():
     from ppl_suite.problem import Problem
 
