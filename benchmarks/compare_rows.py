@@ -37,14 +37,29 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     return np.array([repr(x) == repr(y) for x, y in zip(a, b, strict=True)])
 
 
+def _common(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The rows of two estimates tables with a (key, estimator) in both, and a line naming the
+    estimators of the rows in one table only."""
+    ids = [pd.MultiIndex.from_frame(t[["key", "estimator"]]) for t in (a, b)]
+    lines = [
+        f"{int((~mine.isin(other)).sum())} rows only in the {which} folder, estimators "
+        f"{sorted(set(mine[~mine.isin(other)].get_level_values('estimator')))}; the other rows compared"
+        for mine, other, which in ((ids[0], ids[1], "first"), (ids[1], ids[0], "second"))
+        if not mine.isin(other).all()
+    ]
+    return a[ids[0].isin(ids[1])], b[ids[1].isin(ids[0])], lines
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """The differences between two tables, one line each (none: identical, timing aside)."""
     if set(a.columns) != set(b.columns):
         return [f"columns differ: {sorted(set(a.columns) ^ set(b.columns))}"]
+    differences = []
+    if len(a) != len(b) and {"key", "estimator"} <= set(a.columns):  # estimators added or removed
+        a, b, differences = _common(a, b)
     if len(a) != len(b):
         return [f"{len(a)} rows against {len(b)}"]
     a, b = _sorted(a), _sorted(b)
-    differences = []
     for column in a.columns:
         if any(part in column for part in TIMING + NOT_COUNTED):
             continue

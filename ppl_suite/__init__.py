@@ -5,7 +5,7 @@ log p(x) = ELBO(q) + KL(q(z) || p(z | x))
 The public Python API (``docs/api.md``), imported on first use so that ``import ppl_suite`` stays
 light:
 
-    ppl_suite.check(model, data, guides=[...], backend="numpyro") -> CheckResult
+    ppl_suite.check(model, args=(...), kwargs={...}) -> CheckResult: model(*args, **kwargs) checked
     ppl_suite.cell_draws(results_folder, key) -> CellDraws (InferenceData of q and the reference)
     ppl_suite.results.load(results_folder) -> pandas DataFrame of cells
 """

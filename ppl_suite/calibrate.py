@@ -29,8 +29,8 @@ The exact values, with d the latent dimension and s the scale factor:
     KL(p(z | x) || q)         d/2 (1/s^2 - 1 + 2 log s)
     ELBO                      log p(x) - KL(q || p(z | x))
 
-Models that learn theta are calibrated at their maximum-likelihood theta where it is known in closed
-form (``AT_MAXIMUM_LIKELIHOOD``: PPCA, Tipping and Bishop 1999), data seed 0.
+Models that learn theta are calibrated at their maximum-likelihood theta where their package declares
+it in closed form (``at_maximum_likelihood``: PPCA's, Tipping and Bishop 1999), data seed 0.
 
 Per model x estimator x regime, z_r = (estimate_r - exact) / SE_r over the replicates; if R z's are
 i.i.d. N(0, 1), their sd s satisfies (R - 1) s^2 ~ chi^2(R - 1) and their mean ~ N(0, 1 / R), so
@@ -68,8 +68,12 @@ estimator labels reliable fail.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import importlib.util
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,7 +84,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ppl_suite import estimators, registry, sizes
+from ppl_suite import backends, estimators, registry, sizes
 from ppl_suite.backends.base import SVIConfig
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import Estimator
@@ -130,21 +134,24 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _ppca_at_maximum_likelihood(problem: Problem) -> Problem:
-    """PPCA at its closed-form maximum-likelihood theta (Tipping and Bishop 1999, section 3.2)."""
-    from models.ppca.posterior import maximum_likelihood
-
-    ml = maximum_likelihood(problem.data["x"], np.shape(problem.params["W"])[1])
-    return problem.with_params({"W": ml.W, "mu": ml.mu, "log_sigma": float(np.log(ml.sigma))})
+CALIBRATION_MODULE = "calibration"  # <model package>.calibration.at_maximum_likelihood(problem), optional
 
 
-AT_MAXIMUM_LIKELIHOOD: dict[str, Callable[[Problem], Problem]] = {"ppca": _ppca_at_maximum_likelihood}
+def at_maximum_likelihood(problem: Problem) -> Problem:
+    """``problem`` at the maximum-likelihood theta its model declares in closed form (a function
+    ``at_maximum_likelihood(problem)`` in the module ``calibration`` of the model's package: PPCA's,
+    Tipping and Bishop 1999), else ``problem`` itself."""
+    name = f"{problem.spec.module}.{CALIBRATION_MODULE}"
+    try:
+        found = problem.spec.module and importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a model defined in a module, not a package
+        found = False
+    return importlib.import_module(name).at_maximum_likelihood(problem) if found else problem
 
 
 def calibration_problem(model: str) -> Problem:
-    """The model on data seed 0, at its maximum-likelihood theta where ``AT_MAXIMUM_LIKELIHOOD`` has it."""
-    problem = Problem.build(model, DATA_SEED)
-    return AT_MAXIMUM_LIKELIHOOD.get(model, lambda p: p)(problem)
+    """The model on data seed 0, at its maximum-likelihood theta where the model declares it."""
+    return at_maximum_likelihood(Problem.build(model, DATA_SEED))
 
 
 @dataclass(frozen=True)
@@ -171,24 +178,37 @@ class LibraryELBO:
     def estimate(
         self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
-        from importlib import import_module
-
-        library_elbo = import_module(f"ppl_suite.backends.{self.backend}").library_elbo
+        library_elbo = library_elbos()[self.backend]
         seed = stream_seed(seed, self.name)
         estimate = library_elbo(guide.problem, guide.family, guide.params, self.n, seed)
         # the library's terms are not returned: their magnitude from draws of the same guide
         return labelled_by_floor(estimate, guide_draws(target, guide, MAGNITUDE_DRAWS, seed).magnitude)
 
 
-LIBRARY_ESTIMATORS = {e.name: e for e in (LibraryELBO("pyro"), LibraryELBO("numpyro"))}
+@functools.cache
+def library_elbos() -> dict[str, Callable[..., Estimate]]:
+    """Each backend's own ELBO of a fixed guide, ``library_elbo(problem, family, phi, n, seed)``, where
+    the backend's module has one (the libraries': Pyro's and NumPyro's Trace_ELBO)."""
+    found = {}
+    for name in backends.names():
+        module = sys.modules[type(backends.get(name)).__module__]
+        if callable(function := getattr(module, "library_elbo", None)):
+            found[name] = function
+    return found
+
+
+def library_estimators() -> dict[str, LibraryELBO]:
+    """The ``LibraryELBO`` of every backend with a ``library_elbo``, by estimator name."""
+    return {e.name: e for e in (LibraryELBO(backend) for backend in library_elbos())}
 
 
 def estimator_names() -> list[str]:
-    return [*estimators.names(), *LIBRARY_ESTIMATORS]
+    return [*estimators.names(), *library_estimators()]
 
 
 def get_estimator(name: str) -> Estimator:
-    return LIBRARY_ESTIMATORS[name] if name in LIBRARY_ESTIMATORS else estimators.get(name)
+    library = library_estimators()
+    return library[name] if name in library else estimators.get(name)
 
 
 def calibratable_models() -> list[str]:
@@ -331,60 +351,65 @@ def summarize(
     value = np.array([r.value for r in results], dtype=float)
     se = np.array([r.se for r in results], dtype=float)
     unreliable = np.array([r.reliability == "unreliable" for r in results])
-    fraction = float(unreliable.mean())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (value - exact) / se
     row: dict[str, object] = {
         "estimator": estimator.name,
         "regime": regime.name,
         "replicates": len(results),
-        "fraction_unreliable": fraction,
+        "fraction_unreliable": float(unreliable.mean()),
         "exact": exact,
         "mean_estimate": float(np.mean(value)),
         "mean_se": float(np.mean(se)),
         "error_nats": float(np.mean(value) - exact),
         "seconds": float(np.mean([r.seconds for r in results])),
     }
-    no_z = {"judged": 0, **z_summary(np.array([]))}
+    floors = [r.extras.get("floor", r.extras.get("rounding_floor")) for r in results]
+    verdict = _verdict_without_z(estimator, value, se, exact, floors, regime.kl_floor)
+    if verdict is not None:
+        return row | {"judged": 0, **z_summary(np.array([]))} | {"verdict": verdict}
+    if estimator.name in GAP_NOT_AN_SE:
+        return row | bound_summary(estimator.kind, value, se, exact, unreliable, level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (value - exact) / se
+    return row | z_verdict(z, unreliable, level)
+
+
+def _verdict_without_z(
+    estimator: Estimator,
+    value: np.ndarray,
+    se: np.ndarray,
+    exact: float,
+    floors: list[float | None],
+    kl_floor: float,
+) -> str | None:
+    """The verdict on replicates judged without z's: a diagnostic, an approximation, values whose
+    spread is below their rounding floor, an SE-0 closed form; None for the others."""
     if estimator.kind == "diagnostic":
-        return row | no_z | {"verdict": f"diagnostic (median {np.median(value):.2f})"}
+        return f"diagnostic (median {np.median(value):.2f})"
     if estimator.kind == "approximation":
         spread = np.max(np.abs(value - exact))
-        return (
-            row
-            | no_z
-            | {
-                "verdict": f"approximation (error {np.mean(value) - exact:+.2g} nats, "
-                f"max |error| {spread:.2g})"
-            }
-        )
-    floors = [r.extras.get("floor", r.extras.get("rounding_floor")) for r in results]
+        return f"approximation (error {np.mean(value) - exact:+.2g} nats, max |error| {spread:.2g})"
     if all(f is not None for f in floors) and np.std(value) <= np.mean(floors):
         # float64 rounding, not sampling, sets the error (q = the posterior: every draw gives the same
         # number), so the replicates' spread says nothing about the SE: judged like an SE-0 value
         worst, floor = float(np.max(np.abs(value - exact))), float(np.max(floors))
-        within = worst <= EXACT_TOLERANCE * floor
         floors_text = f"{EXACT_TOLERANCE} rounding floors {floor:.2g}"
-        verdict = (
-            f"rounding-limited (max |error| {worst:.2g} <= {floors_text})"
-            if within
-            else f"fail: off by {worst:.3g} nats with no sampling spread, beyond {floors_text}"
-        )
-        return row | no_z | {"verdict": verdict}
+        if worst <= EXACT_TOLERANCE * floor:
+            return f"rounding-limited (max |error| {worst:.2g} <= {floors_text})"
+        return f"fail: off by {worst:.3g} nats with no sampling spread, beyond {floors_text}"
     if estimator.kind == "exact" or bool(np.all(se == 0)):  # a closed form in every replicate
         worst = float(np.max(np.abs(value - exact)))
-        within = worst <= EXACT_TOLERANCE * regime.kl_floor
-        floors = f"{EXACT_TOLERANCE} rounding floors {regime.kl_floor:.2g}"
-        verdict = (
-            f"exact (max |error| {worst:.2g} <= {floors})"
-            if within
-            else f"fail: an SE-0 value off by {worst:.3g} nats, beyond {floors}"
-        )
-        return row | no_z | {"verdict": verdict}
-    if estimator.name in GAP_NOT_AN_SE:
-        return row | bound_summary(estimator.kind, value, se, exact, unreliable, level)
-    # the replicates labelled reliable are judged however many others are labelled unreliable: a label
-    # must be calibrated wherever it is given
+        floors_text = f"{EXACT_TOLERANCE} rounding floors {kl_floor:.2g}"
+        if worst <= EXACT_TOLERANCE * kl_floor:
+            return f"exact (max |error| {worst:.2g} <= {floors_text})"
+        return f"fail: an SE-0 value off by {worst:.3g} nats, beyond {floors_text}"
+    return None
+
+
+def z_verdict(z: np.ndarray, unreliable: np.ndarray, level: float) -> dict[str, object]:
+    """The z columns and the verdict of replicates with z's: those labelled reliable are judged
+    (``calibration_verdict``) however many others are labelled unreliable, since a label must be
+    calibrated wherever it is given; "unreliable" when fewer than two, or at least half, are labelled."""
+    fraction = float(unreliable.mean())
     reliable = z[~unreliable]
     judged = reliable if reliable.size >= 2 else z
     labelled_text = f"labelled unreliable in {fraction:.0%} of replicates"
@@ -397,17 +422,13 @@ def summarize(
         elif fraction >= 0.5:
             verdict = f"unreliable (labelled in {fraction:.0%} of replicates; the {reliable.size} others ok)"
     low, high = sd_interval(max(judged.size, 2), level)
-    return (
-        row
-        | z_summary(judged)
-        | {
-            "judged": int(reliable.size),
-            "verdict": verdict,
-            "z_sd_low": low,
-            "z_sd_high": high,
-            "z_mean_limit": mean_limit(max(judged.size, 1), level),
-        }
-    )
+    return z_summary(judged) | {
+        "judged": int(reliable.size),
+        "verdict": verdict,
+        "z_sd_low": low,
+        "z_sd_high": high,
+        "z_mean_limit": mean_limit(max(judged.size, 1), level),
+    }
 
 
 def bound_summary(

@@ -5,20 +5,18 @@ progress=True)``."""
 
 from __future__ import annotations
 
-import importlib
 import math
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppl_suite import runner, schema
+from ppl_suite import runner, schema, studies
 from ppl_suite.cell import Record
 
 if TYPE_CHECKING:
     import pandas as pd
-
-STUDY_TITLES = {"vae": "VAE", "vqvae": "VQ-VAE"}
 
 
 def _count(n: int, noun: str) -> str:
@@ -114,7 +112,7 @@ class Printer:
             runner.Reusing: self._reusing,
             runner.ExecutionStarted: self._start,
             runner.UnitFinished: self._unit_finished,
-            runner.StudyStarted: lambda e: print(f"\nrunning the {STUDY_TITLES[e.name]} study"),
+            runner.StudyStarted: lambda e: print(f"\nrunning the {studies.get(e.name).title} study"),
             runner.StudyProgress: lambda e: print(e.text),
             runner.StudyFinished: self._study_finished,
             runner.Stopped: self._stopped,
@@ -186,8 +184,7 @@ class Printer:
 
     @staticmethod
     def _study_finished(event: runner.StudyFinished) -> None:
-        command = importlib.import_module(f"ppl_suite.{event.name}.command")
-        print("\n".join(command.summary_lines(dict(event.tables))))
+        print("\n".join(studies.get(event.name).summary_lines(event.tables)))
 
     @staticmethod
     def _stopped(event: runner.Stopped) -> None:
@@ -223,21 +220,51 @@ class Printer:
             plan = outcome.matrix
             print("\n".join(unit.key for unit in plan.units))
             problems = f" after {_count(len(plan.problems), 'problem unit')}" if plan.problems else ""
-            vae = "".join(
-                f" and the {STUDY_TITLES[name]} study"
-                for name in runner.STUDIES
-                if getattr(plan, name) is not None
-            )
+            vae = "".join(f" and the {studies.get(name).title} study" for name in plan.studies)
             print(f"{len(plan.cells)} cells would run{problems}{vae}")
             return
-        print("\n" + summary(outcome.rows, outcome.planned, outcome.problem_rows))
+        lines = [summary(outcome.rows, outcome.planned, outcome.problem_rows)] if outcome.planned else []
+        lines += [study_outcome(name, tables) for name, tables in outcome.study_tables.items()]
+        print("\n" + "\n".join(lines))
         if outcome.failed_checks:
             print(
                 f"{len(outcome.failed_checks)} correctness checks failed:\n"
                 + "\n".join(outcome.failed_checks)
             )
-        if not outcome.failures.empty or len(outcome.rows) < outcome.planned:
+        if outcome.failures is not None and (
+            not outcome.failures.empty or len(outcome.rows) < outcome.planned
+        ):
             print(
                 f"\n{len(outcome.failures)} cells did not finish:\n"
                 + outcome.failures.to_string(index=False, line_width=_width())
             )
+
+
+def study_outcome(name: str, tables: Any) -> str:
+    """'the VAE study: 3 of 3 backends ok' (``Study.outcome``)."""
+    study = studies.get(name)
+    return f"the {study.title} study: {study.outcome(tables)}"
+
+
+class StudyPrinter:
+    """An ``on_event`` for a plan of studies alone (``ppl-suite vae``): the clean-up, each study's
+    progress lines, its summary and the folder of its tables, the report's files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self, event: runner.Event) -> None:
+        if isinstance(event, runner.TemporaryRemoved):
+            print(f"removed {event.count} temporary files left by an interrupted run in {event.folder}")
+        elif isinstance(event, runner.StoredRemoved):
+            names = " and ".join(studies.get(name).title for name in event.studies)
+            print(f"--fresh: removed {event.count} files of earlier {names} studies from {event.folder}")
+        elif isinstance(event, runner.StudyProgress):
+            print(event.text)
+        elif isinstance(event, runner.StudyFinished):
+            study = studies.get(event.name)
+            print("\n".join(study.summary_lines(event.tables)))
+            print(f"\n{study.title} tables: {self.folder / study.folder}")
+        elif isinstance(event, runner.ReportWritten):
+            for kind, path in event.files.items():
+                print(f"report ({kind}): {path}")

@@ -19,11 +19,9 @@ A config (a shipped profile in ``ppl_suite/profiles/`` or any TOML file) has the
     [estimators] <name> = {setting = value}   # extra estimators: on every fitted guide, or, for a
                                           # guide-free one (AIS, BDMC, Laplace...), once per problem
     [params.<model>] name = value         # model size and hyperparameter overrides
-    [vae]        the VAE study (``ppl_suite.vae.settings``), run after the cells into the same folder;
-                 with a [vae] table, models default to none (the VAE alone), and backends default to
-                 the config's backends
-    [vqvae]      the VQ-VAE study (``ppl_suite.vqvae.settings``), likewise: after the cells (and the VAE
-                 study), models default to none, backends to the config's
+    [<study>]    a study's settings (``ppl_suite.studies``: [vae] the VAE, [vqvae] the VQ-VAE), run
+                 after the cells into the same folder; with a study's section, models default to none
+                 (the study alone), and the study's backends default to the config's backends
 
 Every problem found is reported at once, each naming what was wrong and what is valid; nothing runs
 until the whole matrix is valid. Validation needs no data: model parameters are checked against their
@@ -39,9 +37,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ppl_suite import backends, guides, registry, sizes
+from ppl_suite import backends, guides, registry, sizes, studies
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, EstimatorSettings, ProblemUnit
+from ppl_suite.errors import InputProblem
 from ppl_suite.spec import Domain
 
 TOP_KEYS = {
@@ -55,9 +54,7 @@ TOP_KEYS = {
     "evaluation",
     "params",
     "estimators",
-    "vae",
-    "vqvae",
-}
+}  # and each study's section (``top_keys``)
 MODEL_SETS = ("closed_form", "reference", "all")
 SEED = Domain.integer(0, 2**32 - 1)  # 32 bits: every generator (NumPy, JAX, torch) and int64 column takes it
 GUIDES_PER_MODEL = Domain.integer(low=0)
@@ -81,8 +78,13 @@ class Matrix:
     skipped: list[str]
     config: dict[str, Any]
     problems: list[ProblemUnit] = field(default_factory=list)
-    vae: Any = None  # the VAE study's settings (ppl_suite.vae.settings.VAEStudySettings), or None
-    vqvae: Any = None  # the VQ-VAE study's (ppl_suite.vqvae.settings.VQVAEStudySettings), or None
+    studies: dict[str, Any] = field(default_factory=dict)  # the studies' settings, by name
+
+    def __getattr__(self, name: str) -> Any:
+        """A study's settings by its name (``matrix.vae``), None when the config has no such section."""
+        if name.startswith("_") or name not in studies.names():
+            raise AttributeError(name)
+        return self.studies.get(name)
 
     @property
     def units(self) -> list[ProblemUnit | Cell]:
@@ -168,15 +170,48 @@ def _checked(domain: Domain, name: str, value: Any, problems: list[str]) -> Any:
 def expand(config: dict[str, Any]) -> Matrix:
     """Validate a config and expand it into cells; raises ConfigError listing every problem."""
     problems: list[str] = []
-    unknown = sorted(set(config) - TOP_KEYS)
+    valid_keys = top_keys()
+    unknown = sorted(set(config) - valid_keys)
     if unknown:
         problems.append(
-            f"unknown config key {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(TOP_KEYS))}"
+            f"unknown config key {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid_keys))}"
         )
-    vae = _vae(config, problems)
-    vqvae = _vqvae(config, problems)
-    studies = {"vae", "vqvae"} & set(config)
-    models = config.get("models", "closed_form" if not studies else [])
+    chosen_studies = _studies(config, problems)
+    chosen = _chosen(config, bool(set(studies.names()) & set(config)), problems)
+    if problems:
+        raise ConfigError(problems)
+    cells, skipped, units = _cells(chosen)
+    if not cells and not chosen_studies:
+        raise ConfigError(["no cell can run with this selection:", *skipped])
+    config = {**config, "cell_timeout": chosen.cell_timeout}
+    return Matrix(cells, skipped, config, units, chosen_studies)
+
+
+def top_keys() -> set[str]:
+    """The keys a config may have: the matrix's and each study's section (``ppl_suite.studies``)."""
+    return {*TOP_KEYS, *studies.names()}
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The validated selection of a config, before expansion."""
+
+    models: list[str]
+    backends: list[str]
+    guides: list[str] | None
+    per_model: int
+    seeds: list[int]
+    cell_timeout: float
+    svi: SVIConfig
+    samples: int
+    overrides: dict[str, dict[str, Any]]
+    estimators: EstimatorSettings
+
+
+def _chosen(config: dict[str, Any], with_study: bool, problems: list[str]) -> _Chosen:
+    """The config's selection of cells, every problem appended to ``problems`` (with a study section,
+    models default to none)."""
+    models = config.get("models", "closed_form" if not with_study else [])
     if isinstance(models, str) and models not in MODEL_SETS and models not in registry.names():
         problems.append(
             f"unknown model set {models!r}; valid: {', '.join(MODEL_SETS)} or a list of models "
@@ -194,17 +229,9 @@ def expand(config: dict[str, Any]) -> Matrix:
         CELL_TIMEOUT, "cell_timeout (seconds)", config.get("cell_timeout", DEFAULT_CELL_TIMEOUT), problems
     )
     svi = _svi(_table(config, "svi", problems), problems)
-    evaluation = dict(_table(config, "evaluation", problems))
-    samples = evaluation.pop("samples", 10_000)
-    if too_many := EVAL_SAMPLES.problem("evaluation samples", samples) or sizes.over_budget(
-        "evaluation samples", samples, 2, DRAW
-    ):
-        problems.append(too_many)
-    if evaluation:
-        problems.append(f"unknown evaluation setting {', '.join(map(repr, evaluation))}; valid: 'samples'")
+    samples = _samples(_table(config, "evaluation", problems), problems)
     overrides = _overrides(_table(config, "params", problems), problems)
     chosen_estimators = _estimators(_table(config, "estimators", problems), problems)
-
     for model in model_names:  # the overrides kept are valid; invalid svi settings leave the defaults
         problems += _particles_problem(model, svi, overrides.get(model, {}))
     if guide_names:  # a list (a profile's, say) may name families some models lack; none may get none
@@ -215,30 +242,48 @@ def expand(config: dict[str, Any]) -> Matrix:
                     f"model {model!r} supports none of the guides {', '.join(guide_names)} "
                     f"(it supports {', '.join(supported)})"
                 )
-    if problems:
-        raise ConfigError(problems)
+    return _Chosen(
+        model_names, backend_names, guide_names, per_model, seeds, cell_timeout, svi, samples, overrides,
+        chosen_estimators,
+    )  # fmt: skip
 
-    guide_free = _guide_free(chosen_estimators)
+
+def _samples(evaluation: dict[str, Any], problems: list[str]) -> int:
+    """The ``[evaluation]`` table's Monte Carlo samples (default 10 000)."""
+    evaluation = dict(evaluation)
+    samples = evaluation.pop("samples", 10_000)
+    if too_many := EVAL_SAMPLES.problem("evaluation samples", samples) or sizes.over_budget(
+        "evaluation samples", samples, 2, DRAW
+    ):
+        problems.append(too_many)
+    if evaluation:
+        problems.append(f"unknown evaluation setting {', '.join(map(repr, evaluation))}; valid: 'samples'")
+    return samples
+
+
+def _cells(chosen: _Chosen) -> tuple[list[Cell], list[str], list[ProblemUnit]]:
+    """The cells of a valid selection, the combinations skipped (with why) and the problem units."""
+    guide_free = _guide_free(chosen.estimators)
     cells, skipped, problems = [], [], {}
-    for model in model_names:
+    for model in chosen.models:
         spec = registry.get(model)
-        chosen = [g for g in guide_names if g in spec.guides] if guide_names else list(spec.guides)
-        if not guide_names and per_model:
-            chosen = chosen[:per_model]
-        model_overrides = tuple(sorted(overrides.get(model, {}).items()))
+        families = [g for g in chosen.guides if g in spec.guides] if chosen.guides else list(spec.guides)
+        if not chosen.guides and chosen.per_model:
+            families = families[: chosen.per_model]
+        model_overrides = tuple(sorted(chosen.overrides.get(model, {}).items()))
         sites = spec.sites(spec.params(dict(model_overrides)))  # no data: the parameters are valid
         # with learned theta, guide-free estimates depend on each fit: the cells run them
         per_cell = (
-            chosen_estimators if spec.learned else tuple(e for e in chosen_estimators if e not in guide_free)
+            chosen.estimators if spec.learned else tuple(e for e in chosen.estimators if e not in guide_free)
         )
         shared = () if spec.learned else guide_free
-        for guide in chosen:
-            for backend in backend_names:
+        for guide in families:
+            for backend in chosen.backends:
                 reason = backends.info(backend).unsupported(spec, sites, guide)  # imports no library
                 if reason:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue
-                for seed in seeds:
+                for seed in chosen.seeds:
                     # a fixed data set is one problem whatever the seed: its cells share data seed 0
                     data_seed = 0 if spec.fixed_data else seed
                     unit = ProblemUnit(model, data_seed, model_overrides, shared) if shared else None
@@ -247,22 +292,11 @@ def expand(config: dict[str, Any]) -> Matrix:
                     problem_key = unit.key if unit is not None else None
                     cells.append(
                         Cell(
-                            model,
-                            backend,
-                            guide,
-                            data_seed,
-                            seed,
-                            model_overrides,
-                            svi,
-                            samples,
-                            per_cell,
-                            problem_key,
+                            model, backend, guide, data_seed, seed, model_overrides, chosen.svi,
+                            chosen.samples, per_cell, problem_key,
                         )
-                    )
-    if not cells and vae is None and vqvae is None:
-        raise ConfigError(["no cell can run with this selection:", *skipped])
-    config = {**config, "cell_timeout": cell_timeout}
-    return Matrix(cells, skipped, config, list(problems.values()), vae, vqvae)
+                    )  # fmt: skip
+    return cells, skipped, list(problems.values())
 
 
 def _particles_problem(model: str, svi: SVIConfig, overrides: dict[str, Any]) -> list[str]:
@@ -277,39 +311,17 @@ def _particles_problem(model: str, svi: SVIConfig, overrides: dict[str, Any]) ->
     return [too_many] if too_many else []
 
 
-def _vae(config: dict[str, Any], problems: list[str]) -> Any:
-    """The VAE study's settings from the ``[vae]`` table (None without one); its backends default to
-    the config's."""
-    if "vae" not in config:
-        return None
-    from ppl_suite.vae import settings
-
-    table = config["vae"]
-    if isinstance(table, dict) and "backends" not in table and "backends" in config:
-        table = {**table, "backends": config["backends"]}
-    try:
-        return settings.from_table(table)
-    except settings.SettingsError as error:
-        problems.extend(error.problems)
-        return None
-
-
-def _vqvae(config: dict[str, Any], problems: list[str]) -> Any:
-    """The VQ-VAE study's settings from the ``[vqvae]`` table (None without one); its backends default
-    to the config's."""
-    if "vqvae" not in config:
-        return None
-    from ppl_suite.vae.settings import SettingsError
-    from ppl_suite.vqvae import settings
-
-    table = config["vqvae"]
-    if isinstance(table, dict) and "backends" not in table and "backends" in config:
-        table = {**table, "backends": config["backends"]}
-    try:
-        return settings.from_table(table)
-    except SettingsError as error:
-        problems.extend(error.problems)
-        return None
+def _studies(config: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The settings of each study whose section the config has (``Study.settings``: their backends
+    default to the config's), by name; their problems appended to ``problems``."""
+    chosen = {}
+    for name in studies.names():
+        if name in config:
+            try:
+                chosen[name] = studies.get(name).settings(config[name], config)
+            except InputProblem as error:
+                problems.extend(error.problems)
+    return chosen
 
 
 def _guide_free(chosen: EstimatorSettings) -> EstimatorSettings:

@@ -41,7 +41,9 @@ def opened(path: str | Path) -> ResultsStore:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """The cell table of a results folder's last run, one row per cell."""
+    """The cell table of a results folder's last run, one row per cell; its evaluation columns
+    (``schema.EVALUATION_COLUMNS``: ELBO, KL by its route, residual, gap) derived from each cell's
+    rows of the estimates table (``cell_columns``), or in a folder of schema version 3 as stored."""
     return opened(path).rows()
 
 

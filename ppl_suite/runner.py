@@ -12,7 +12,7 @@ their own result: ``cli`` to an exit code (``Outcome.exit_code``), ``check`` to 
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import os
 import signal
 import socket
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppl_suite import executors, matrix, provenance, registry, schema
+from ppl_suite import executors, matrix, provenance, registry, schema, studies
 from ppl_suite.cell import Cell, Record, Unit
 from ppl_suite.compilation_cache import VARIABLE as CACHE_VARIABLE
 from ppl_suite.compilation_cache import cache_dir
@@ -42,7 +42,9 @@ SCHEDULER_TIMEOUT = 5.0  # seconds to open a connection to a Dask scheduler duri
 class Plan:
     """What to run and how: the matrix config (a shipped profile or a TOML file, with overrides that
     take precedence), the executor, and what to do around the cells. ``report``: the report's folder
-    (None: no report); ``command``: the command line kept in the manifest."""
+    (None: no report); ``command``: the command line kept in the manifest. ``studies``: instead of a
+    matrix, these studies' settings by name (``ppl-suite vae``): no cell runs, the folder's manifest
+    gains each study's entry (a new folder gets one of its own), ``fresh`` removes only their work."""
 
     profile: str | None = None
     config: str | Path | None = None
@@ -61,6 +63,7 @@ class Plan:
     dry_run: bool = False
     report: Path | None = None
     command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+    studies: Mapping[str, Any] | None = None  # a run of these studies alone: their settings by name
 
 
 # -- events: what a front end may show while a run goes -------------------------------------------
@@ -95,10 +98,12 @@ class TemporaryRemoved(Event):
 
 @dataclass(frozen=True)
 class StoredRemoved(Event):
-    """``fresh``: the stored files of earlier runs were removed from the folder."""
+    """``fresh``: the stored files of earlier runs were removed from the folder (``studies``: only
+    these studies' work, for a plan of studies alone)."""
 
     count: int
     folder: Path
+    studies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,7 @@ class Outcome:
     study_failed: bool = False
     stopped_by: int | None = None
     report_files: dict[str, Path] = field(default_factory=dict)
+    study_tables: dict[str, Mapping[str, pd.DataFrame]] = field(default_factory=dict)  # by study
 
     @property
     def planned(self) -> int:
@@ -371,6 +377,8 @@ def run(
     from ppl_suite.store import FolderBusy, ResultsStore
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    if plan.studies is not None:
+        return _run_studies(plan, store, on_event)
     problems = run_problems(plan, store)
     expanded = None
     try:
@@ -433,8 +441,8 @@ def _run_locked(
     with StopSignals() as stop:
         try:
             execute(executor, todo, store, jobs, on_event)
-            in_study = any(getattr(expanded, name) is not None for name in STUDIES)
-            study_failed = _studies(expanded, store, on_event)
+            in_study = bool(expanded.studies)
+            tables = _studies(expanded.studies, store, on_event)
         except KeyboardInterrupt:
             stop.ignore()  # a second Ctrl-C must not break the clean-up
             rows = store.finalize()
@@ -445,7 +453,7 @@ def _run_locked(
             on_event(Stopped(name, len(rows), len(expanded.cells), store.path, in_study))
             return Outcome(STOPPED, matrix=expanded, rows=rows, stopped_by=signum)
     store.write_manifest(manifest | {schema.MANIFEST_FINISHED: now()})
-    return _finish(plan, store, expanded, study_failed, on_event)
+    return _finish(plan, store, expanded, tables, on_event)
 
 
 def _manifest(
@@ -508,40 +516,106 @@ def execute(
     on_event(ExecutionFinished(done, len(units)))
 
 
-# the studies a profile may add after its cells: {name: (study module, table of its runs, its results)}
-STUDIES = {
-    "vae": ("ppl_suite.vae.study", "backends", "ppl_suite.vae.results"),
-    "vqvae": ("ppl_suite.vqvae.study", "vqvae_runs", "ppl_suite.vqvae.results"),
-}
+def _studies(
+    chosen: Mapping[str, Any], store: ResultsStore, on_event: OnEvent
+) -> dict[str, Mapping[str, pd.DataFrame]]:
+    """The ``chosen`` studies (their settings by name; ``ppl_suite.studies``), in the registry's order,
+    into the run's folder after its cells; their tables by name."""
+    return {name: _study(name, chosen[name], store, on_event) for name in studies.names() if name in chosen}
 
 
-def _studies(expanded: matrix.Matrix, store: ResultsStore, on_event: OnEvent) -> bool:
-    """The studies of the plan (its [vae] and [vqvae] tables), in order, into the run's folder after its
-    cells; returns whether some part of one failed."""
-    failed = False
-    for name in STUDIES:
-        settings = getattr(expanded, name)
-        if settings is not None:
-            failed = _study(name, settings, store, on_event) or failed
-    return failed
-
-
-def _study(name: str, settings: Any, store: ResultsStore, on_event: OnEvent) -> bool:
-    """One study's step: its ``run_study`` (progress lines as events); whether some run failed."""
+def _study(name: str, settings: Any, store: ResultsStore, on_event: OnEvent) -> Mapping[str, pd.DataFrame]:
+    """One study's step: its ``run`` (progress lines as events); its tables."""
     from ppl_suite.numerics import setup
 
-    module, runs, results_module = STUDIES[name]
-    study, results = importlib.import_module(module), importlib.import_module(results_module)
+    study = studies.get(name)
     setup(one_thread=False)  # float64 in JAX and torch (Pyro trains here, in the runner's own process)
     on_event(StudyStarted(name))
-    tables = study.run_study(settings, store.path, log=lambda text: on_event(StudyProgress(name, text)))
-    failed = bool((tables[runs][results.STATUS] != results.OK).any())
-    on_event(StudyFinished(name, tables, failed))
-    return failed
+    tables = study.run(settings, store.path, lambda text: on_event(StudyProgress(name, text)))
+    on_event(StudyFinished(name, tables, study.failed(tables)))
+    return tables
+
+
+def _study_failed(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> bool:
+    """Whether some part of a study failed."""
+    return any(studies.get(name).failed(found) for name, found in tables.items())
+
+
+def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
+    """A plan of studies alone (``Plan.studies``): under the folder's lock, clean up, with ``fresh``
+    remove their earlier work, run each recorded in the manifest, write the report."""
+    from ppl_suite.store import FolderBusy
+
+    chosen = dict(plan.studies or {})
+    unknown = [f"unknown study {name!r}; valid: {', '.join(studies.names())}" for name in chosen
+               if name not in studies.names()]  # fmt: skip
+    if unknown or (problem := store.problem()) is not None:
+        return Outcome(BAD_INPUT, problems=unknown or [problem])
+    expanded = matrix.Matrix([], [], {}, [], chosen)
+    try:
+        with store.locked():
+            if removed := store.clean_temporary():
+                on_event(TemporaryRemoved(removed, store.path))
+            if plan.fresh and (removed := store.discard(only=list(chosen))):
+                on_event(StoredRemoved(removed, store.path, tuple(chosen)))
+            tables = {
+                name: _recorded(plan, store, name, settings, on_event) for name, settings in chosen.items()
+            }
+    except FolderBusy as error:
+        return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
+    files = _report(plan, store, on_event)
+    status = FAILED if _study_failed(tables) else OK
+    outcome = Outcome(
+        status, matrix=expanded, study_failed=status == FAILED, report_files=files, study_tables=tables
+    )
+    return _over(outcome, on_event)
+
+
+def _recorded(
+    plan: Plan, store: ResultsStore, name: str, settings: Any, on_event: OnEvent
+) -> Mapping[str, pd.DataFrame]:
+    """Study ``name`` run into ``store``, recorded in its manifest under the study's key: a new folder
+    gets a manifest of its own; a results folder of an earlier run keeps its manifest, with the study's
+    entry added."""
+    from ppl_suite.store import now
+
+    existing = store.manifest() if store.is_results_folder() else {}
+    entry = {
+        schema.MANIFEST_COMMAND: list(plan.command),
+        schema.MANIFEST_CONFIG: {name: dataclasses.asdict(settings)},
+        schema.MANIFEST_STARTED: now(),
+    }
+    base = existing or {
+        **entry,
+        schema.MANIFEST_VERSIONS: provenance.versions(),
+        schema.MANIFEST_GIT_COMMIT: provenance.git_commit(),
+    }
+    key = studies.get(name).manifest_key
+    store.write_manifest(base | {key: entry})
+    tables = _study(name, settings, store, on_event)
+    finished = {} if existing else {schema.MANIFEST_FINISHED: now()}
+    store.write_manifest(base | {key: entry | {schema.MANIFEST_FINISHED: now()}} | finished)
+    return tables
+
+
+def _report(plan: Plan, store: ResultsStore, on_event: OnEvent) -> dict[str, Path]:
+    """The report's files (none when the plan asks for none)."""
+    if plan.report is None:
+        return {}
+    from ppl_suite.report.render import write_report
+
+    on_event(ReportStarted(plan.report))
+    files = write_report(store.path, plan.report)
+    on_event(ReportWritten(files))
+    return files
 
 
 def _finish(
-    plan: Plan, store: ResultsStore, expanded: matrix.Matrix, study_failed: bool, on_event: OnEvent
+    plan: Plan,
+    store: ResultsStore,
+    expanded: matrix.Matrix,
+    tables: dict[str, Mapping[str, pd.DataFrame]],
+    on_event: OnEvent,
 ) -> Outcome:
     """Write the folder's tables and the report; the outcome from what the folder holds."""
     from ppl_suite import checks
@@ -553,19 +627,14 @@ def _finish(
     rows = store.finalize()
     problem_rows = store.problems()
     on_event(Finalized(rows, problem_rows, (store.path / ROWS, store.path / ESTIMATES)))
-    files: dict[str, Path] = {}
-    if plan.report is not None:
-        from ppl_suite.report.render import write_report
-
-        on_event(ReportStarted(plan.report))
-        files = write_report(store.path, plan.report)
-        on_event(ReportWritten(files))
+    files = _report(plan, store, on_event)
+    study_failed = _study_failed(tables)
     failures = failures_table(units(rows, problem_rows))
     failed_checks = checks.failed_checks(rows)
     unfinished = not failures.empty or len(rows) < len(expanded.cells)
     status = FAILED if unfinished or study_failed else CHECKS_FAILED if failed_checks else OK
     outcome = Outcome(
         status, matrix=expanded, rows=rows, problem_rows=problem_rows, failed_checks=failed_checks,
-        failures=failures, study_failed=study_failed, report_files=files,
+        failures=failures, study_failed=study_failed, report_files=files, study_tables=tables,
     )  # fmt: skip
     return _over(outcome, on_event)

@@ -4,12 +4,19 @@ Writers (``execute``, ``store``) and readers (``results``, ``report``, ``checks`
 from here; no other module spells a column name. Three tables:
 
     cells     (rows.parquet)       one row per cell (CELL_COLUMNS): identity, status, timings, the
-                                   fit and the evaluation of its guide, where its fitted parameters are
+                                   fit, the truth it is measured against, where its fitted parameters
+                                   are, and the evaluation of its guide (EVALUATION_COLUMNS: derived
+                                   from its rows of the estimates table, ``cell_columns``)
     problems  (problems.parquet)   one row per problem unit (PROBLEM_COLUMNS): the guide-free
                                    estimators of one (model, parameters, data set), run once
     estimates (estimates.parquet)  long: one row per (cell or problem unit, estimator)
                                    (ESTIMATE_COLUMNS); a cell's ``problem_key`` names the problem unit
                                    whose guide-free estimates belong to it
+
+Every number of a cell's evaluation is a row of the estimates table (its ELBO, KL by each route, identity
+residual, optimization gap: the plug-ins of ``cell_columns.EVALUATION``); a stored cell row holds none
+of them, and readers get the EVALUATION_COLUMNS derived from those rows by ``cell_columns``. A row of
+schema version 3 (before the evaluation moved into the estimates table) holds its own, and keeps them.
 
 Models with learned model parameters theta (ppca, gaussian_mixture) have no problem unit: their
 guide-free estimates depend on each fit's theta, so they are computed per cell (scope "cell").
@@ -32,7 +39,9 @@ if TYPE_CHECKING:
 
     from ppl_suite.estimate import Estimate
 
-SCHEMA_VERSION = 3  # 3: estimates in their own long table, problem units, fitted parameters stored
+SCHEMA_VERSION = 4  # 4: a cell's evaluation in the estimates table, its columns derived from there
+# 3: estimates in their own long table, problem units, fitted parameters stored
+EVALUATION_IN_ESTIMATES = 4  # the first version whose cell rows leave EVALUATION_COLUMNS to the estimates
 
 # ------------------------------------------------------------------------------ identity and status
 KEY = "key"
@@ -60,6 +69,7 @@ STEPS_PER_SECOND = "steps_per_second"
 FINAL_LOSS = "final_loss"
 LIBRARY_ELBO = "library_elbo"
 LIBRARY_ELBO_SE = "library_elbo_se"
+DRAWS_PATH = "draws_path"
 
 # --------------------------------------------------------------------------------- the evaluation
 ELBO = "elbo"
@@ -86,6 +96,12 @@ KL_SE = "kl_se"
 KL_RELIABILITY = "kl_reliability"
 REFERENCE = "reference"
 KL_BY_REFERENCE = "reference"  # the kl_method of a cell measured against a NUTS reference (no oracle)
+
+# the cell table's columns derived from the cell's rows of the estimates table (``cell_columns``)
+EVALUATION_COLUMNS = (
+    ELBO, ELBO_SE, ELBO_SECONDS, ELBO_RELIABILITY, KL, KL_SE, KL_RELIABILITY, KL_METHOD, KL_ANALYTIC, KL_MC,
+    KL_MC_SE, KL_IDENTITY, RESIDUAL_SE, RESIDUAL_FLOOR, KL_FAMILY_MIN, OPTIMIZATION_GAP, CONVERGED,
+)  # fmt: skip
 
 # manifest.json: what a run ran (``store.ResultsStore.write_manifest``, read by the report)
 # the cell row's numbers: a stored row holding anything else there (a string, a list) is damaged
@@ -157,6 +173,9 @@ CELL_COLUMNS: dict[str, str] = {
     FINAL_LOSS: "mean training loss (-ELBO) over the last tenth of the steps",
     LIBRARY_ELBO: "the backend's own ELBO of the fitted guide (NaN for hand-rolled)",
     LIBRARY_ELBO_SE: "its standard error",
+    DRAWS_PATH: "how the fit put particles through the model: vectorized (Pyro: a batch axis left of "
+    "every latent), loop (Pyro: one at a time, for a model written for one draw, e.g. a[group]), vmap "
+    "(NumPyro: jax.vmap of one-particle code); '' for the hand-rolled backend",
     ELBO: "E_q[log p(x, z) - log q(z)], the suite's estimate",
     ELBO_SE: "its standard error (0 when exact)",
     ELBO_SECONDS: "seconds of the ELBO estimate",

@@ -15,6 +15,8 @@
       run.lock                 held by the run writing the folder (one run per folder)
       run.holder.json          the PID, host and start time of that run
       logs/error-<time>.log    the traceback of an internal error
+      kept/<study>/...         files a study keeps (``ppl-suite check``'s draws), written through
+                               ``write_kept`` (temp file + rename) and read through ``kept_file``
 
 Every path is resolved through ``ppl_suite.paths`` (no ``..``, no symbolic link followed), and every
 file read is checked against its schema: a damaged file is named (``DamagedFile`` for the manifest,
@@ -41,7 +43,7 @@ import re
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -52,12 +54,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ppl_suite import paths, schema
+from ppl_suite import paths, schema, studies
 from ppl_suite.cell import Cell, Record, Unit
+from ppl_suite.cell_columns import cell_rows
 from ppl_suite.errors import InputProblem
 from ppl_suite.schema import SCHEMA_VERSION
-from ppl_suite.vae.results import TABLES as VAE_STUDY_TABLES
-from ppl_suite.vqvae.results import TABLES as VQVAE_TABLES
 
 MANIFEST = "manifest.json"
 ROWS = "rows.parquet"
@@ -67,10 +68,11 @@ TABLES = (ROWS, ESTIMATES, PROBLEMS)
 LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
-VAE = "vae"  # the VAE and VQ-VAE studies' tables (ppl_suite.vae.results, ppl_suite.vqvae.results)
-VAE_TABLES = {**VAE_STUDY_TABLES, **VQVAE_TABLES}  # their names do not overlap
-VAE_PARTS = f"{VAE}/parts"  # each backend's finished work, kept for reruns (ppl_suite.vae.stored)
-VAE_PART = re.compile(r"[0-9a-f]{16}\.[a-z_]+\.(parquet|npz)")  # <digest>.<kind>.<suffix>
+KEPT = "kept"  # kept/<study>/...: the files a study keeps beside the runs' (``write_kept``)
+# the studies' (``ppl_suite.studies``): their tables as <folder>/<table>.parquet, their kept work as
+# <folder>/parts/<digest>.<kind>.<suffix>, each file claimed by one study (``Study.owns_part``)
+VAE = "vae"  # the VAE and VQ-VAE studies' folder, for the vae_* methods (their names from before plug-ins)
+STUDY_PART = re.compile(r"[0-9a-f]{16}\.[a-z_]+\.(parquet|npz)")  # <digest>.<kind>.<suffix>
 # folder -> suffix of <digest>.<suffix>; the row's file (the first) is written last
 CELL_FILES = {"cells": "json", "traces": "npy", "artifacts": "npz", "estimates": "json"}
 PROBLEM_FILES = {"problems": "json", "estimates": "json"}
@@ -298,9 +300,9 @@ class DamagedFile(InputProblem):
     why), or that a newer version of the suite wrote."""
 
 
-# every name the suite reads or writes in a results folder (its kept VAE parts too): none may be a
-# symbolic link, nor lie under one
-SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, VAE, VAE_PARTS)
+# every name the suite reads or writes in a results folder (the studies' folders added where it is
+# asked, ``_study_folders``): none may be a symbolic link, nor lie under one
+SUITE_NAMES = (MANIFEST, LOCK, HOLDER, *TABLES, LOGS, *UNIT_FILES, KEPT)
 MANIFEST_LISTS = {  # the manifest's lists, and the pattern of their entries (None: any string)
     schema.MANIFEST_CELLS: None,
     schema.MANIFEST_PROBLEMS: None,
@@ -401,7 +403,8 @@ class ResultsStore:
         names the suite writes in it a symbolic link."""
         reason = unwritable(self.path)
         if reason is None and self.path.is_dir():
-            reason = "; ".join(paths.links(self.path, SUITE_NAMES)) or None
+            names = (*SUITE_NAMES, *self._study_folders())
+            reason = "; ".join(paths.links(self.path, names)) or None
         if reason is not None or not self.path.exists():
             return reason
         if (self.path / MANIFEST).exists():
@@ -457,19 +460,28 @@ class ResultsStore:
         yield from self.temporary_files()
         yield from (self.file(table) for table in TABLES)
         yield from paths.files(self.path, LOGS, ERROR_LOG)
-        yield from self._vae_files()
+        yield from self._study_files()
 
-    def _vae_files(self) -> Iterator[Path]:
-        """The VAE study's tables and kept parts (temporary files of their killed writes apart)."""
-        yield from (self.file(VAE, f"{name}.parquet") for name in VAE_TABLES)
-        yield from paths.files(self.path, VAE_PARTS, VAE_PART)
+    def _study_files(self, chosen: list[str] | None = None) -> Iterator[Path]:
+        """The tables and kept parts of the ``chosen`` studies (default: every study), temporary files
+        of their killed writes apart."""
+        for name in studies.names() if chosen is None else chosen:
+            study = studies.get(name)
+            yield from (self.file(study.folder, f"{table}.parquet") for table in study.tables)
+            parts = paths.files(self.path, f"{study.folder}/{studies.PARTS}", STUDY_PART)
+            yield from (path for path in parts if study.owns_part(path.name))
+
+    @staticmethod
+    def _study_folders() -> list[str]:
+        """The studies' folders and their parts folders, relative to the results folder."""
+        return [place for folder in studies.folders() for place in (folder, f"{folder}/{studies.PARTS}")]
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX.ppl-suite-partial``
         (a name only ``_atomic_write`` gives) beside a file the suite writes (a unit file, the
         manifest, a table, the holder file); a user's look-alike (``.manifest.json.original``) is not."""
         found = []
-        for relative in ("", VAE, VAE_PARTS, *UNIT_FILES):
+        for relative in ("", *self._study_folders(), *UNIT_FILES):
             for path in paths.files(self.path, relative, TEMPORARY):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and self._is_own_name(path.parent, match["name"]):
@@ -479,10 +491,11 @@ class ResultsStore:
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
             return name in {MANIFEST, HOLDER, PROBE, *TABLES}
-        if folder == self.path / VAE:
-            return name in {f"{table}.parquet" for table in VAE_TABLES}
-        if folder == self.path / VAE_PARTS:
-            return VAE_PART.fullmatch(name) is not None
+        relative = folder.relative_to(self.path).as_posix()
+        if relative in studies.folders():
+            return name in {f"{table}.parquet" for table in studies.table_names(relative)}
+        if relative in self._study_folders():
+            return STUDY_PART.fullmatch(name) is not None
         stem, _, suffix = name.partition(".")
         return DIGEST.fullmatch(stem) is not None and suffix == UNIT_FILES[folder.name]
 
@@ -491,17 +504,19 @@ class ResultsStore:
         found = self.temporary_files()
         return sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
 
-    def discard(self, *, vae_only: bool = False) -> int:
+    def discard(self, *, vae_only: bool = False, only: list[str] | None = None) -> int:
         """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
-        the suite's subfolders when that leaves them empty; nothing else. ``vae_only``: only the VAE
-        study's tables and kept parts (``ppl-suite vae --fresh``). Returns the file count."""
-        if vae_only:
-            vae = {self.path / VAE, self.path / VAE_PARTS}
-            found = [*self._vae_files(), *(p for p in self.temporary_files() if p.parent in vae)]
+        the suite's subfolders when that leaves them empty; nothing else. ``only``: only these studies'
+        tables and kept parts (``ppl-suite vae --fresh``), and the temporary files in their folders;
+        ``vae_only``: every study's. Returns the file count."""
+        if vae_only or only is not None:
+            own = {self.file(folder) for folder in self._study_folders()}
+            temporary = [path for path in self.temporary_files() if path.parent in own]
+            found = [*self._study_files(only), *temporary]
         else:
             found = list(self._own_files())
         removed = sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
-        for folder in (*UNIT_FILES, LOGS, VAE_PARTS, VAE):
+        for folder in (*UNIT_FILES, LOGS, *reversed(self._study_folders())):
             place = self.file(folder)
             if place.is_dir() and not any(place.iterdir()):
                 place.rmdir()
@@ -572,7 +587,8 @@ class ResultsStore:
         """The unit's files, its row last: a row on disk always has its arrays and estimates. A cell's
         row says where its fitted parameters are (``schema.FITTED_PARAMS``)."""
         name = digest(unit)
-        row = {**record.row, schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
+        row = {k: v for k, v in record.row.items() if k not in schema.EVALUATION_COLUMNS}  # in estimates
+        row |= {schema.DIGEST: name, schema.VERSION: SCHEMA_VERSION}
         if isinstance(unit, Cell):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(record.losses, dtype=float))
@@ -623,8 +639,9 @@ class ResultsStore:
 
     def rows(self) -> pd.DataFrame:
         """The cell table of the last run (each cell of its manifest that has a readable row), sorted by
-        key; in a folder whose manifest lists no digests, every stored row."""
-        return _table(self._records("cells", schema.MANIFEST_DIGESTS))
+        key, with its evaluation columns (``cell_columns.cell_rows``); in a folder whose manifest lists
+        no digests, every stored row."""
+        return _table(cell_rows(self._records("cells", schema.MANIFEST_DIGESTS), self.estimates()))
 
     def problems(self) -> pd.DataFrame:
         """The problem-unit table of the last run, sorted by key."""
@@ -650,33 +667,82 @@ class ResultsStore:
                     records += found
         return schema.estimates_frame(records)
 
-    # --------------------------------------------------------------------------- the VAE study
-    def write_vae_table(self, name: str, frame: pd.DataFrame) -> None:
-        """Write one table of the VAE study (``ppl_suite.vae.results``) as vae/<name>.parquet, atomically."""
+    # ------------------------------------------------------------------------------- the studies
+    def write_study_table(self, study: str, name: str, frame: pd.DataFrame) -> None:
+        """Write table ``name`` of ``study`` (``ppl_suite.studies``) as <its folder>/<name>.parquet,
+        atomically."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        _atomic_write(self.file(VAE, f"{name}.parquet"), buffer.getvalue())
+        _atomic_write(self.file(studies.get(study).folder, f"{name}.parquet"), buffer.getvalue())
 
-    def write_vae_part(self, digest_: str, kind: str, payload: bytes) -> None:
-        """Write one part of a VAE backend's finished work (``ppl_suite.vae.stored``) as
-        vae/parts/<digest>.<kind>, atomically."""
-        _atomic_write(self._vae_part_path(digest_, kind), payload)
+    def study_tables(self, folder: str) -> dict[str, pd.DataFrame]:
+        """The tables the studies keep in ``folder``, by name ({} when the results folder holds none)."""
+        files = {name: self.file(folder, f"{name}.parquet") for name in studies.table_names(folder)}
+        return {name: pd.read_parquet(path) for name, path in files.items() if path.exists()}
 
-    def vae_part(self, digest_: str, kind: str) -> bytes | None:
-        """The bytes of a stored part (``write_vae_part``), or None when it is not stored."""
-        path = self._vae_part_path(digest_, kind)
+    def write_part(self, study: str, digest_: str, kind: str, payload: bytes) -> None:
+        """Write one part of ``study``'s kept work as <its folder>/parts/<digest>.<kind>, atomically."""
+        _atomic_write(self._part_path(study, digest_, kind), payload)
+
+    def part(self, study: str, digest_: str, kind: str) -> bytes | None:
+        """The bytes of a part ``study`` kept (``write_part``), or None when it is not stored."""
+        path = self._part_path(study, digest_, kind)
         return path.read_bytes() if paths.is_own_file(path) else None
 
-    def _vae_part_path(self, digest_: str, kind: str) -> Path:
+    def _part_path(self, study: str, digest_: str, kind: str) -> Path:
         name = f"{digest_}.{kind}"
-        if not VAE_PART.fullmatch(name):
-            raise ValueError(f"a VAE part is <16 hex digits>.<kind>.<parquet|npz>, got {name!r}")
-        return self.file(VAE_PARTS, name)
+        if not STUDY_PART.fullmatch(name):
+            raise ValueError(f"a study's part is <16 hex digits>.<kind>.<parquet|npz>, got {name!r}")
+        return self.file(studies.get(study).folder, studies.PARTS, name)
+
+    def write_vae_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Write one table of the VAE or the VQ-VAE study as vae/<name>.parquet, atomically."""
+        study = next(s for s in studies.names() if name in studies.get(s).tables)
+        self.write_study_table(study, name, frame)
+
+    def write_vae_part(self, digest_: str, kind: str, payload: bytes) -> None:
+        """Write one part of a VAE or VQ-VAE run's kept work as vae/parts/<digest>.<kind>, atomically."""
+        self.write_part("vae", digest_, kind, payload)
+
+    def vae_part(self, digest_: str, kind: str) -> bytes | None:
+        """The bytes of a part kept under vae/parts/ (``write_vae_part``), or None when it is not stored."""
+        return self.part("vae", digest_, kind)
 
     def vae_tables(self) -> dict[str, pd.DataFrame]:
-        """The VAE study's tables by name ({} when the folder holds none)."""
-        files = {name: self.file(VAE, f"{name}.parquet") for name in VAE_TABLES}
-        return {name: pd.read_parquet(path) for name, path in files.items() if path.exists()}
+        """The VAE and VQ-VAE studies' tables by name ({} when the folder holds none)."""
+        return self.study_tables(VAE)
+
+    # ------------------------------------------------------------------------ a study's kept files
+    def kept_path(self, study: str, *parts: str) -> Path:
+        """kept/<study>/<parts>: where a study keeps a file of its own (``paths.inside``: no ``..``,
+        no link on the way)."""
+        return self.file(KEPT, study, *parts)
+
+    def write_kept(self, study: str, parts: Sequence[str], write: Callable[[Path], None]) -> Path:
+        """``write(temporary)`` (a file beside kept/<study>/<parts>), then rename the temporary file
+        there: a reader never sees half a file, a killed write leaves only a temporary file. Returns
+        the file."""
+        path = self.kept_path(study, *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.chmod(tmp, _file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def kept_file(self, study: str, *parts: str) -> Path | None:
+        """kept/<study>/<parts> when it is a regular file (``write_kept``'s), else None."""
+        path = self.kept_path(study, *parts)
+        return path if paths.is_own_file(path) else None
+
+    def remove_kept(self, study: str, *parts: str) -> bool:
+        """Remove the regular file kept/<study>/<parts>; returns whether there was one."""
+        return paths.remove(self.path, KEPT, study, *parts)
 
     def finalize(self) -> pd.DataFrame:
         """Write rows.parquet, estimates.parquet and problems.parquet from the last run (each removed

@@ -31,7 +31,7 @@ FAST = {  # the production estimators at smaller sample sizes: each SE is still 
     "importance": estimators.get("importance", n=4000, ks=(1, 10, 100)),
     "iwae": estimators.get("iwae", k=100, repeats=40),  # the same 4000 weights as importance
 }
-LIBRARIES = list(calibrate.LIBRARY_ESTIMATORS.values())
+LIBRARIES = list(calibrate.library_estimators().values())
 CASES = [
     (model, regime, name)
     for model in ("normal_normal", "bayes_linreg")
@@ -84,7 +84,7 @@ def test_verdict_passes_standard_normal_z_and_fails_when_the_se_is_halved():
 
 @pytest.mark.parametrize(("model", "regime", "name"), CASES)
 def test_standard_errors_are_calibrated_or_labelled(model, regime, name):
-    row = rows(model, name in calibrate.LIBRARY_ESTIMATORS)[regime, name]
+    row = rows(model, name in calibrate.library_estimators())[regime, name]
     assert row["replicates"] == R
     assert (
         row["verdict"] == "ok"
@@ -201,11 +201,11 @@ def test_bad_arguments_are_one_message_each():
     assert "--replicates" in problems[2]
 
 
-@pytest.mark.parametrize("library", list(calibrate.LIBRARY_ESTIMATORS))
+@pytest.mark.parametrize("library", list(calibrate.library_estimators()))
 def test_library_elbos_of_a_fixed_guide_depend_on_the_seed_alone(library):
     problem = calibrate.calibration_problem("normal_normal")
     target, guide = target_for(problem), calibrate.regimes(problem)[1].guide
-    estimator = calibrate.LIBRARY_ESTIMATORS[library]
+    estimator = calibrate.library_estimators()[library]
     first, again, other = (estimator.estimate(target, guide, seed) for seed in (0, 0, 1))
     assert (first.value, first.se) == (again.value, again.se) and first.value != other.value
 

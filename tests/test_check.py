@@ -73,14 +73,11 @@ def model(data):
 )
 
 
-def test_latent_site_inside_a_plate_is_refused_for_the_suites_families_naming_what_takes_it(
-    tmp_path, data_file
-):
+def test_latent_site_inside_a_plate_is_taken_by_the_suites_families(tmp_path, data_file):
     model = write(tmp_path, "plated.py", PLATED)
-    (problem,) = problems_of(tmp_path, data_file, numpyro=f"{model}:model")
-    assert "'theta' is sampled inside plate 'groups'" in problem
-    assert "mean_field, full_rank cannot take" in problem
-    assert "--guides auto_normal" in problem and ".expand([3]).to_event(1)" in problem
+    spec, _ = build(UserModel(name="plated", data=data_file, numpyro=f"{model}:model"))
+    assert spec.guides == ("mean_field", "full_rank")
+    assert [(s.name, s.shape) for s in spec.sites(spec.params())] == [("theta", (3,))]
 
 
 def test_latent_site_inside_a_plate_is_a_site_of_the_plates_shape_for_the_autoguides(tmp_path, data_file):

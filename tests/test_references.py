@@ -28,7 +28,7 @@ from ppl_suite.references.gates import GateResult
 # 1.009 at seed 0), gates lowered to what such a run passes. SHORT is the same run (one compiled
 # program) under the default gates, which it fails.
 SMALL = NUTSSettings(warmup=200, draws=500, max_draws=500, rhat_max=1.05, ess_min=400.0)
-SHORT = NUTSSettings(warmup=200, draws=500, max_draws=500)
+SHORT = NUTSSettings(warmup=200, draws=500, max_draws=500, remedies=False)  # one attempt only
 
 # posteriordb's reference posterior of eight_schools-eight_schools_noncentered (Stan NUTS, 10 chains x
 # 1 000 draws kept of 10 000 thinned by 10: near-independent, bulk ESS 10 039 for mu and 9 605 for tau;
@@ -127,7 +127,7 @@ def test_other_data_rebuilds(built, cache, monkeypatch):
     class Built(Exception):
         pass
 
-    def record(problem, settings, key, command):
+    def record(problem, settings, key, command, on_progress):
         raise Built(problem.data_seed, key)
 
     monkeypatch.setattr(reference_module, "build", record)

@@ -31,6 +31,7 @@ from PIL import Image
 from ppl_suite import cli, estimators, schema
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, ProblemUnit, Record
+from ppl_suite.cell_columns import EVALUATION
 from ppl_suite.estimate import Estimate
 from ppl_suite.execute import execute
 from ppl_suite.report.agreement import agreement_table
@@ -93,6 +94,18 @@ def _cell_estimates(row: dict, rng: np.random.Generator, n: int, khat: float = 0
     ]
 
 
+def _evaluation(record: Record, key: str, shift: float = 0.0, drop: tuple[str, ...] = ()) -> list[dict]:
+    """The real cell's evaluation rows (``cell_columns.EVALUATION``, which its ELBO, KL... columns are
+    derived from) as cell ``key``'s, its ELBO moved by ``shift`` (and log p(x) - ELBO by -shift), but
+    for the estimators ``drop``."""
+    moved = {"elbo": shift, "kl_identity": -shift}
+    return [
+        row | {schema.KEY: key, schema.VALUE: row[schema.VALUE] + moved.get(row[schema.ESTIMATOR], 0.0)}
+        for row in record.estimates
+        if row[schema.ESTIMATOR] in EVALUATION and row[schema.ESTIMATOR] not in drop
+    ]
+
+
 def _guide_free(key: str, scope: str, exact: float, rng: np.random.Generator, n: int) -> list[dict]:
     """AIS and BDMC sandwiching the exact log p(x)."""
     return [
@@ -150,7 +163,7 @@ def build_results(path: Path) -> ResultsStore:
 
     base = record.row
     exact = base["log_evidence"]
-    derived = [(real, base, _cell_estimates(base, rng, 1000))]
+    derived = [(real, base, _evaluation(record, real.key) + _cell_estimates(base, rng, 1000))]
     for backend, shift in (("pyro", 0.0001), ("numpyro", -0.0002)):
         cell = replace(real, backend=backend)
         row = base | {
@@ -163,14 +176,15 @@ def build_results(path: Path) -> ResultsStore:
             "steps_per_second": base["steps_per_second"] / 50,
         }
         khat = {"pyro": 0.62, "numpyro": 0.93}[backend]  # one cell per PSIS reading with the real one
-        derived.append((cell, row, _cell_estimates(row, rng, 1000, khat)))
+        derived.append(
+            (cell, row, _evaluation(record, cell.key, shift) + _cell_estimates(row, rng, 1000, khat))
+        )
     for backend in PPCA_SHIFTS:  # learned θ: each backend's exact posterior is its own, AIS and BDMC too
         ppca = Cell("ppca", backend, "amortized", svi=svi)
         row = base | {"key": ppca.key, "model": "ppca", "backend": backend, "guide": "amortized"}
         row |= {"problem_key": None}
-        estimates = _cell_estimates(row, rng, 1000) + _guide_free(
-            ppca.key, schema.SCOPE_CELL, exact, rng, 1000
-        )
+        estimates = _evaluation(record, ppca.key) + _cell_estimates(row, rng, 1000)
+        estimates += _guide_free(ppca.key, schema.SCOPE_CELL, exact, rng, 1000)
         derived.append((ppca, row, estimates))
     # a model without an oracle, measured against its NUTS reference (execute.reference_of)
     schools = Cell("eight_schools_noncentered", "numpyro", "mean_field", svi=svi)
@@ -199,7 +213,10 @@ def build_results(path: Path) -> ResultsStore:
         "worst_sd_error": -0.41,
         "worst_sd_error_se": 0.02,
     }
+    measured = ("kl_analytic", "kl_monte_carlo", "identity", "optimization_gap")  # need an oracle
     estimates = [
+        *_evaluation(record, schools.key, drop=measured),
+        _estimate(schools.key, schema.SCOPE_CELL, "kl_reference", 1.25, 0.07, 1000),
         _estimate(schools.key, schema.SCOPE_CELL, "posterior_moments", 0.37, 0.02, 1000, **moments),
         _estimate(schools.key, schema.SCOPE_CELL, "wasserstein", 0.93, 0.04, 2000, floor=0.61, floor_se=0.02),
         _estimate(schools.key, schema.SCOPE_CELL, "psis", 0.83, math.nan, 1000, interpretation="unreliable"),
@@ -842,8 +859,12 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
     for _, row in real.iterrows():
         cell = Cell(row["model"], row["backend"], row["guide"], row["data_seed"], row["seed"])
         stored = {k: v for k, v in row.items() if k not in ("digest", "schema_version") and not _missing(v)}
+        estimates = report["estimates"]
+        own = estimates[(estimates["key"] == row["key"]) & estimates["estimator"].isin(EVALUATION)]
         arrays = report["store"].artifacts(row["digest"])
-        store.write(cell, Record(stored, report["store"].trace(row["digest"]), arrays))
+        store.write(
+            cell, Record(stored, report["store"].trace(row["digest"]), arrays, own.to_dict("records"))
+        )
     late = Cell(ODD_MODEL, "numpyro", "mean_field", seed=3)
     _unfinished(store, late, "timeout", TIMEOUT_ERROR)
     never = Cell("normal_normal", "pyro", "mean_field", seed=7)  # planned, but the run ended first
@@ -859,7 +880,7 @@ def test_a_mixed_folder_lists_failed_timed_out_and_never_run_cells_beside_the_fi
         never.key: ("not run", listed[never.key][1]),
     }
     left_out = [title for title in SECTIONS if title not in page.headings]
-    assert left_out == [ESTIMATORS, AGREEMENT]  # its ok cell has no estimates, and one backend
+    assert left_out == [ESTIMATORS, AGREEMENT]  # its ok cell has no log p(x) estimate, and one backend
     parts = section_headings(page)
     assert parts[TRAINING] == parts[POSTERIOR] == ["normal_normal"]  # from its ok cell
     _assert_markdown_shows_what_html_shows(written)

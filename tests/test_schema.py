@@ -13,6 +13,7 @@ import pytest
 
 from ppl_suite import cli, matrix, results, schema
 from ppl_suite.cell import Cell, ProblemUnit
+from ppl_suite.cell_columns import EVALUATION, evaluation_columns
 from ppl_suite.executors.worker import lost_record, timeout_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,7 @@ def test_guide_free_results_appear_once_in_the_store_and_the_cells_refer_to_them
     )
     (problem,) = problems.to_dict("records")
     laplace = estimates[estimates[schema.ESTIMATOR] == "laplace"]
-    assert len(laplace) == 1 and len(estimates) == 1
+    assert len(laplace) == 1 and (estimates[schema.SCOPE] == schema.SCOPE_PROBLEM).sum() == 1
     (row,) = laplace.to_dict("records")
     assert row[schema.KEY] == problem[schema.KEY] == "normal_normal/data0"
     assert row[schema.SCOPE] == schema.SCOPE_PROBLEM and row[schema.STATUS] == schema.ESTIMATE_OK
@@ -63,14 +64,14 @@ def test_guide_free_results_appear_once_in_the_store_and_the_cells_refer_to_them
 
 def test_a_rerun_reuses_the_problem_unit(finished, capsys):
     before = {path: path.stat().st_mtime_ns for path in (finished / "problems").iterdir()}
-    seconds = results.estimates(finished)[schema.SECONDS].tolist()
+    seconds = results.estimates(finished)[schema.SECONDS]  # NaN for skipped estimators
     assert run(finished.parent / "small.toml", finished) == 0
     assert (
         f"reusing 4 finished cells and 1 problem unit stored in {finished}; running 0"
         in capsys.readouterr().out
     )
     assert {path: path.stat().st_mtime_ns for path in (finished / "problems").iterdir()} == before
-    assert results.estimates(finished)[schema.SECONDS].tolist() == seconds
+    assert results.estimates(finished)[schema.SECONDS].equals(seconds)
 
 
 def test_tables_have_exactly_the_declared_columns(finished):
@@ -81,6 +82,23 @@ def test_tables_have_exactly_the_declared_columns(finished):
     svi = {name for name in cells if name.startswith(schema.SVI_PREFIX)}
     assert svi and cells - svi == set(schema.CELL_COLUMNS)
     assert set(pd.read_parquet(finished / "problems.parquet").columns) == set(schema.PROBLEM_COLUMNS)
+
+
+def test_cell_rows_hold_no_evaluation_column_and_the_table_derives_them_from_the_estimates(finished):
+    """Schema 4: a cell's stored row leaves its ELBO, KL... to its rows of the estimates table; the cell
+    table (``results.load``, rows.parquet) has them, derived from those rows (``cell_columns``)."""
+    cells, estimates = results.load(finished), results.estimates(finished)
+    stored = [json.loads(path.read_text()) for path in sorted((finished / "cells").glob("*.json"))]
+    assert len(stored) == 4
+    for row in stored:
+        assert row[schema.VERSION] == schema.SCHEMA_VERSION == 4
+        assert not set(schema.EVALUATION_COLUMNS) & set(row)
+        own = estimates[estimates[schema.KEY] == row[schema.KEY]]
+        assert list(own[schema.ESTIMATOR])[: len(EVALUATION)] == list(EVALUATION)
+        loaded = cells.set_index(schema.KEY).loc[row[schema.KEY]]
+        for column, value in evaluation_columns(own.to_dict("records")).items():
+            assert loaded[column] == value or (pd.isna(loaded[column]) and pd.isna(value)), column
+    assert cells.equals(pd.read_parquet(finished / "rows.parquet"))
 
 
 def test_stored_fitted_parameters_redo_the_evaluation_bit_for_bit(finished):

@@ -189,7 +189,7 @@ def _nats(value: float) -> str:
 
 def test_the_report_section_shows_the_study_and_its_headline(study, tmp_path):
     from ppl_suite.report.document import Context, Image, Table, Text
-    from ppl_suite.report.vae import VAE
+    from ppl_suite.vae.report import VAE
 
     folder, _ = study
     context = Context(ResultsStore(folder), tmp_path / "figures")
@@ -209,7 +209,7 @@ def test_the_first_screen_gives_each_backends_final_split_its_gain_and_the_kls_p
     trained model, the ELBO's gain over training = Δlog p + (−ΔKL), and the KL at the first, lowest
     and last checkpoints."""
     from ppl_suite.report.document import Context, Table, Text
-    from ppl_suite.report.vae import VAE
+    from ppl_suite.vae.report import VAE
 
     folder, tables = study
     headline = VAE().headline(Context(ResultsStore(folder), tmp_path / "figures"))
@@ -241,7 +241,7 @@ def test_the_first_screen_gives_each_backends_final_split_its_gain_and_the_kls_p
 
 
 def test_the_kl_path_says_fell_then_rose_only_where_each_change_is_beyond_its_noise():
-    from ppl_suite.report.vae import KLPath
+    from ppl_suite.vae.report import KLPath
 
     def path(kl, log_p, se):
         return KLPath.of(
@@ -272,7 +272,7 @@ def test_a_vae_folder_reads_true_without_empty_sections_and_with_its_cost(study,
 
     from ppl_suite import schema
     from ppl_suite.report.render import write_report
-    from ppl_suite.report.vae import cost_table
+    from ppl_suite.vae.report import cost_table
 
     folder, tables = study
     copy = tmp_path / "results"
@@ -318,7 +318,7 @@ def test_a_vae_folder_reads_true_without_empty_sections_and_with_its_cost(study,
 def test_the_cost_table_sums_the_other_runs_and_says_what_is_not_stored():
     """Per ok backend: the other ok runs counted and their seconds summed; a time an older study did
     not keep is missing (NaN), never a partial sum."""
-    from ppl_suite.report.vae import cost_table
+    from ppl_suite.vae.report import cost_table
 
     backends = r.frame(
         "backends",
@@ -359,7 +359,7 @@ def test_the_store_writes_the_tables_atomically_and_fresh_removes_only_them(tmp_
     store.write_vae_part("0123456789abcdef", "losses.parquet", b"kept rows")
     assert store.vae_part("0123456789abcdef", "losses.parquet") == b"kept rows"
     assert store.vae_part("fedcba9876543210", "losses.parquet") is None
-    with pytest.raises(ValueError, match="VAE part"):
+    with pytest.raises(ValueError, match="part is <16 hex digits>"):
         store.write_vae_part("../../elsewhere", "losses.parquet", b"")
     (tmp_path / r.FOLDER / "parts" / f".0123456789abcdef.trained.npz.abcd1234{PARTIAL}").write_bytes(b"half")
     (tmp_path / r.FOLDER / "parts" / "notes.txt").write_text("the user's own file")
@@ -473,7 +473,7 @@ def test_other_training_runs_are_kept_compared_as_procedures_and_extended_withou
     assert not row[r.FLAGGED]  # the same training procedure (this stand-in's) under two names
 
     from ppl_suite.report.document import Context, Heading, Image, Table
-    from ppl_suite.report.vae import VAE
+    from ppl_suite.vae.report import VAE
 
     context = Context(ResultsStore(tmp_path), tmp_path / "figures")
     blocks = VAE().build(context)

@@ -93,7 +93,8 @@ class Fit:
     (-ELBO estimate) at every step; ``library_elbo``: the backend's own ELBO of the final guide.
     ``compile_seconds`` is the tracing and compilation this fit paid (for Pyro: the first step; for the
     JAX backends near 0 when a program compiled for the same shapes in this process was reused, see
-    ``programs``); ``run_seconds`` times the remaining ``timed_steps`` steps. ``trajectory`` holds
+    ``programs``); ``run_seconds`` times the remaining ``timed_steps`` steps. ``draws_path``: how the
+    backend put a batch of particles through the model (``schema.DRAWS_PATH``). ``trajectory`` holds
     parameter snapshots during training:
     {"step": (C,), "phi": {name: (C, ...)}, "theta": {name: (C, ...)}}, C about 20.
     """
@@ -107,6 +108,7 @@ class Fit:
     run_seconds: float
     timed_steps: int
     library_elbo: Estimate | None = None
+    draws_path: str = ""
     trajectory: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
 

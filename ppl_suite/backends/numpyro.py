@@ -20,12 +20,13 @@ from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
-from ppl_suite.guides.base import per_point, plated_sites
+from ppl_suite.guides.plates import read_plates, sample_sites
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
+from ppl_suite.spec import ModelSpec, Site
 
 ELBO_EVAL_BATCH = 1000
+VMAP = "vmap"  # the fit's draws path (schema.DRAWS_PATH): Trace_ELBO vmaps one-particle code
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
 
 
@@ -35,18 +36,16 @@ def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
-    """The guide family as a NumPyro guide with ``numpyro.param`` sites named as in ``phi``."""
+    """The guide family as a NumPyro guide with ``numpyro.param`` sites named as in ``phi``, each
+    latent site sampled in the model's plates (``guides.plates``, read from one trace of the model)."""
     family, sites, ops = guides.get(guide), problem.sites, guides.jax_ops()
-    plated = plated_sites(sites)
+    model = registry.implementation(problem.spec.name, "numpyro")
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(problem.data, as_jax(problem.params))
+    layout = read_plates(trace.items(), problem.spec.name)
 
     def numpyro_guide(data, params):
         phi = {name: numpyro.param(name, jnp.asarray(value)) for name, value in phi0.items()}
-        for name, q in family.distributions(phi, sites, data, ops).items():
-            if name in plated:
-                with numpyro.plate(LOCAL_PLATE, plated[name].shape[0]):
-                    numpyro.sample(name, per_point(q, ops))
-            else:
-                numpyro.sample(name, q)
+        sample_sites(numpyro, ops, family.distributions(phi, sites, data, ops), sites, layout)
 
     return numpyro_guide
 
@@ -146,6 +145,20 @@ def autoguide_posterior(
     return FlatPosterior(order, sample, log_prob)
 
 
+def guide_to_fit(problem: Problem, guide: str, model) -> tuple[Any, Any]:
+    """The guide program SVI fits for family ``guide`` and the function reading phi from its
+    parameters: a library autoguide's own (``autoguide_phi``), or the suite family's (its names)."""
+    family = guides.get(guide)
+    if isinstance(family, guides.AutoGuide):
+        return set_up_autoguide(problem, family, model)[0], autoguide_phi
+    phi0 = family.init_params(problem.sites, problem.data, problem.params)
+
+    def phi_of(values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {name: np.asarray(values[name]) for name in phi0}
+
+    return make_guide(problem, guide, phi0), phi_of
+
+
 class NumPyroBackend:
     name = "numpyro"
 
@@ -156,16 +169,7 @@ class NumPyroBackend:
         enable_float64()
         model = registry.implementation(problem.spec.name, "numpyro")
         family = guides.get(guide)
-        if isinstance(family, guides.AutoGuide):
-            numpyro_guide, _ = set_up_autoguide(problem, family, model)
-            phi_of = autoguide_phi
-        else:
-            phi0 = family.init_params(problem.sites, problem.data, problem.params)
-            numpyro_guide = make_guide(problem, guide, phi0)
-
-            def phi_of(values: Mapping[str, Any]) -> dict[str, np.ndarray]:
-                return {name: np.asarray(values[name]) for name in phi0}
-
+        numpyro_guide, phi_of = guide_to_fit(problem, guide, model)
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
         elbo = ELBO_CLASSES[family.elbo]
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -190,8 +194,7 @@ class NumPyroBackend:
         run_seconds = time.perf_counter() - start
 
         learned = problem.spec.learned
-        guide_params = {name: value for name, value in fitted.items() if name not in learned}
-        phi = phi_of(guide_params)
+        phi = phi_of({name: value for name, value in fitted.items() if name not in learned})
         theta = {name: np.asarray(fitted[name]) for name in learned}
         trajectory = {
             "step": checkpoint_steps(config.steps),
@@ -213,6 +216,7 @@ class NumPyroBackend:
             run_seconds=run_seconds,
             timed_steps=config.steps,
             library_elbo=library_elbo,
+            draws_path=VMAP,
             trajectory=trajectory,
         )
 

@@ -36,14 +36,16 @@ from torch.distributions import transform_to
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
+from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
-from ppl_suite.guides.base import per_point, plated_sites
 from ppl_suite.guides.mean_field import INIT_SCALE
+from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
 from ppl_suite.problem import Problem
-from ppl_suite.spec import LOCAL_PLATE, ModelSpec, Site
+from ppl_suite.spec import ModelSpec, Site
 
 ELBO_EVAL_BATCH = 500
+LOOP_EVAL_BATCH, LOOP_EVAL_PARTICLES = 50, 2000  # one model and guide trace per particle
 ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
 JIT_ELBO_CLASSES = {"trace": JitTrace_ELBO, "trace_enum": JitTraceEnum_ELBO}
 logging.getLogger("pyro").setLevel(logging.WARNING)  # silence "Guessed max_plate_nesting" notes
@@ -61,19 +63,25 @@ def as_torch(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def site_plates(model: Callable, data, params, what: str) -> dict[str, SitePlates]:
+    """The plates of every latent site of one trace of ``model(data, params)`` (``guides.plates``),
+    traced under a scoped parameter store (the model's ``pyro.param`` sites are left as they were)."""
+    with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        pyro.get_param_store().clear()
+        trace = poutine.trace(model).get_trace(data, params)
+    return read_plates(trace.nodes.items(), what)
+
+
 def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
-    """The guide family as a Pyro guide with ``pyro.param`` sites named as in ``phi``."""
+    """The guide family as a Pyro guide with ``pyro.param`` sites named as in ``phi``, each latent site
+    sampled in the model's plates (``guides.plates``)."""
     family, sites, ops = guides.get(guide), problem.sites, guides.torch_ops()
-    plated = plated_sites(sites)
+    model = registry.implementation(problem.spec.name, "pyro")
+    layout = site_plates(model, as_torch(problem.data), as_torch(problem.params), problem.spec.name)
 
     def pyro_guide(data, params):
         phi = {name: pyro.param(name, lambda v=value: torch.as_tensor(v)) for name, value in phi0.items()}
-        for name, q in family.distributions(phi, sites, data, ops).items():
-            if name in plated:
-                with pyro.plate(LOCAL_PLATE, plated[name].shape[0]):
-                    pyro.sample(name, per_point(q, ops))
-            else:
-                pyro.sample(name, q)
+        sample_sites(pyro, ops, family.distributions(phi, sites, data, ops), sites, layout)
 
     return pyro_guide
 
@@ -91,8 +99,9 @@ class _SVIRun:
     evaluation_guide: Callable[[], Callable]
 
 
-def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params) -> _SVIRun:
-    """A suite family: its guide written in Pyro, the loss compiled (JitTrace_ELBO)."""
+def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, draws: Draws) -> _SVIRun:
+    """A suite family: its guide written in Pyro, the loss compiled (JitTrace_ELBO); particles
+    vectorized, or one at a time for a model written for one draw (``pyro_draws``)."""
     model = registry.implementation(problem.spec.name, "pyro")
     phi0 = guides.get(guide).init_params(problem.sites, problem.data, problem.params)
     pyro_guide = make_guide(problem, guide, phi0)
@@ -106,7 +115,7 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params) -
         return pyro_guide({**fixed, **tensors}, params)
 
     elbo = JIT_ELBO_CLASSES[guides.get(guide).elbo](
-        num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True
+        num_particles=config.particles, ignore_jit_warnings=True, **draws.elbo_options()
     )
     store = pyro.get_param_store()
     return _SVIRun(
@@ -118,12 +127,14 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params) -
     )
 
 
-def _autoguide_run(problem: Problem, family: guides.AutoGuide, config: SVIConfig, data, params) -> _SVIRun:
+def _autoguide_run(
+    problem: Problem, family: guides.AutoGuide, config: SVIConfig, data, params, draws: Draws
+) -> _SVIRun:
     """A Pyro autoguide with plain Trace_ELBO (its modules cannot be traced by JitTrace_ELBO: the
     compiled loss asserts on the parameters PyroModule creates)."""
     model = registry.implementation(problem.spec.name, "pyro")
     guide = build_autoguide(family, model, problem.sites, data, params)
-    elbo = Trace_ELBO(num_particles=config.particles, vectorize_particles=True)
+    elbo = Trace_ELBO(num_particles=config.particles, **draws.elbo_options())
 
     def evaluation_guide():
         if family.cls == LAPLACE:  # the fitted guide is the Normal at the MAP, not the MAP's Delta
@@ -218,10 +229,11 @@ class PyroBackend:
         store = pyro.get_param_store()
         store.clear()
         family = guides.get(guide)
+        draws = check_draws(registry.implementation(problem.spec.name, "pyro"), data, params)
         if isinstance(family, guides.AutoGuide):
-            run = _autoguide_run(problem, family, config, data, params)
+            run = _autoguide_run(problem, family, config, data, params, draws)
         else:
-            run = _family_run(problem, guide, config, data, params)
+            run = _family_run(problem, guide, config, data, params, draws)
 
         optimizer = scheduler = None
         snapshot_at = set(checkpoint_steps(config.steps).tolist())
@@ -255,6 +267,7 @@ class PyroBackend:
             data,
             params,
             config.eval_particles,
+            draws,
         )
         store.clear()
         return Fit(
@@ -268,6 +281,7 @@ class PyroBackend:
             timed_steps=config.steps - 1,
             trajectory=trajectory,
             library_elbo=library_elbo,
+            draws_path=draws.path,
         )
 
     @staticmethod
@@ -286,11 +300,17 @@ class PyroBackend:
         return {name: store[name].detach().numpy().copy() for name in names}
 
     @staticmethod
-    def _library_elbo(model, guide, elbo_class, data, params, n: int) -> Estimate:
+    def _library_elbo(model, guide, elbo_class, data, params, n: int, draws: Draws | None = None) -> Estimate:
         """Pyro's own Trace_ELBO of the final guide: -loss averaged over batches of particles;
-        SE from the spread of the batch means (each batch is ELBO_EVAL_BATCH particles)."""
-        batches = max(n // ELBO_EVAL_BATCH, 2)
-        elbo = elbo_class(num_particles=ELBO_EVAL_BATCH, vectorize_particles=True)
+        SE from the spread of the batch means. Vectorized, each batch is ELBO_EVAL_BATCH particles;
+        one at a time (a model written for one draw: one trace per particle), at most
+        LOOP_EVAL_PARTICLES particles in batches of LOOP_EVAL_BATCH. ``draws``: the model's
+        ``check_draws``, found here when not given."""
+        draws = draws or check_draws(model, data, params)
+        per_batch = ELBO_EVAL_BATCH if draws.path == VECTORIZED else LOOP_EVAL_BATCH
+        n = n if draws.path == VECTORIZED else min(n, LOOP_EVAL_PARTICLES)
+        batches = max(n // per_batch, 2)
+        elbo = elbo_class(num_particles=per_batch, **draws.elbo_options())
         start = time.perf_counter()
         with torch.no_grad():
             means = np.array([-elbo.loss(model, guide, data, params) for _ in range(batches)])
@@ -298,7 +318,7 @@ class PyroBackend:
         return Estimate(
             value=float(means.mean()),
             se=float(means.std(ddof=1) / np.sqrt(batches)),
-            n_evals=batches * ELBO_EVAL_BATCH,
+            n_evals=batches * per_batch,
             seconds=seconds,
         )
 
@@ -309,14 +329,15 @@ def library_elbo(problem: Problem, family: str, phi: Mapping[str, np.ndarray], n
     guide, for any phi. Draws depend on ``seed`` alone (torch's global generator is forked)."""
     model = registry.implementation(problem.spec.name, "pyro")
     kind = guides.get(family).elbo
+    data, params = as_torch(problem.data), as_torch(problem.params)
+    draws = check_draws(model, data, params)
     store = pyro.get_param_store()
     store.clear()
     try:
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
             torch.manual_seed(seed)
             return PyroBackend._library_elbo(
-                model, make_guide(problem, family, phi), ELBO_CLASSES[kind], as_torch(problem.data),
-                as_torch(problem.params), n,
-            )  # fmt: skip
+                model, make_guide(problem, family, phi), ELBO_CLASSES[kind], data, params, n, draws
+            )
     finally:
         store.clear()

@@ -1,14 +1,15 @@
 """Bring your own model: ``check`` a NumPyro and/or Pyro model on its data against its NUTS reference.
 
     import ppl_suite
-    result = ppl_suite.check("my_model.py:model", "data.npz")
+    result = ppl_suite.check(model, args=(x, group, n_groups), kwargs={"y": y})
 
 ``api`` (``check``, ``CheckResult``), ``command`` (``ppl-suite check``), ``sources`` (files, functions
-and data), ``sites`` (latent sites from a trace), ``user_model`` (the spec built on the fly),
-``agreement`` (NumPyro vs Pyro, site by site), ``user_guide`` (a user's own guide as a guide family),
-``draws`` (InferenceData of any cell, written as NetCDF), ``stored`` (what a check keeps in its
-results folder), ``table`` (the headline table). Names are imported on
-first use, so that ``import ppl_suite`` stays light.
+and data), ``calls`` (a model's call: its arguments by name), ``main_module`` and ``in_process`` (no
+worker re-runs the user's script), ``sites`` (latent sites from a trace), ``user_model`` (the spec
+built on the fly), ``agreement`` (NumPyro vs Pyro, site by site), ``user_guide`` (a user's own guide
+as a guide family), ``draws`` (InferenceData of any cell, written as NetCDF), ``stored`` (what a check
+keeps in its results folder), ``table`` (the headline table). Names are imported on first use, so
+that ``import ppl_suite`` stays light.
 """
 
 from __future__ import annotations

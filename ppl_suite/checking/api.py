@@ -1,6 +1,6 @@
 """``ppl_suite.check``: is my VI right, for my model? The whole runner on one user model.
 
-    result = ppl_suite.check("my_model.py:model", "data.npz", guides=["mean_field"])
+    result = ppl_suite.check(model, args=(x, group, n_groups), kwargs={"y": y})
     result.table                      # per guide and backend: ELBO, log p(x), KL, moment errors, k-hat
     result.draws(result.table.key[0]) # q's and the reference's draws as InferenceData
 
@@ -29,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 from ppl_suite import paths
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
-from ppl_suite.checking.sources import InputProblem, load_data, split_reference
+from ppl_suite.checking.calls import CALL_FORM, Bound, resolve
+from ppl_suite.checking.sources import (
+    InputProblem,
+    closest,
+    function_text,
+    in_process,
+    load_function,
+    read_source,
+    shown,
+    split_reference,
+)
 from ppl_suite.checking.user_model import (
     ENVIRONMENT,
     PLUGIN,
@@ -53,41 +63,34 @@ class CheckFailed(Exception):
     NumPyro and Pyro versions' log joints differ (the message names the largest difference and its site)."""
 
 
-def reference_text(model: Model, what: str) -> str:
-    """``FILE.py:NAME`` of a model given as such or as a function defined at the top of a file."""
+def model_text(model: Model, what: str) -> str:
+    """The text naming a model or guide: ``FILE.py:NAME`` given as such (checked) or a function
+    (``sources.function_text``)."""
     if isinstance(model, str):
         file, name = split_reference(model, what)
         return f"{file.resolve()}:{name}"
-    function = inspect.unwrap(model)
-    try:
-        file = inspect.getsourcefile(function)
-    except TypeError:
-        file = None
-    module = inspect.getmodule(function)
-    if file is None or module is None or getattr(module, function.__name__, None) is not function:
-        raise InputProblem(
-            f"{what} {function!r}: define it at the top level of a Python file (workers import it from there)"
-        )
-    return f"{Path(file).resolve()}:{function.__name__}"
+    if not callable(model):
+        raise InputProblem(f"{what} {model!r}: expected a function or FILE.py:NAME")
+    return function_text(model)
 
 
 def _libraries(model: Model | None, pyro: Model | None, numpyro: Model | None) -> dict[str, str]:
-    """{library: FILE.py:NAME} of the models given; ``model``'s library read from what its file imports."""
+    """{library: text} of the models given; ``model``'s library read from what its module imports."""
     given = {"numpyro": numpyro, "pyro": pyro}
-    found = {library: reference_text(m, f"--{library}") for library, m in given.items() if m is not None}
+    found = {library: model_text(m, f"--{library}") for library, m in given.items() if m is not None}
     if model is not None:
-        text = reference_text(model, "model")
-        from ppl_suite.checking.sources import load_function
-
+        text = model_text(model, "model")
         library = sites_module.library_of(load_function(text, "model"))
         if library is None:
             raise InputProblem(
-                f"model {text}: cannot tell whether it is a NumPyro or a Pyro model (its file imports both "
-                "or neither); pass it as --numpyro or --pyro"
+                f"model {shown(text)}: cannot tell whether it is a NumPyro or a Pyro model (its module "
+                "imports both or neither); pass it as numpyro= or pyro= (--numpyro or --pyro)"
             )
         if library in found:
             raise InputProblem(f"two {library} models given ({found[library]} and {text})")
         found[library] = text
+    if not found:
+        raise InputProblem("no model given: a NumPyro or Pyro model function, or numpyro= and/or pyro=")
     return found
 
 
@@ -132,9 +135,22 @@ class CheckResult:
         return check_table(self.rows, self.estimates)
 
     def draws(self, key: str, n: int = 4000, seed: int = 0):
-        """q's and the reference's draws of cell ``key`` as InferenceData (``checking.draws``)."""
+        """q's and the reference's draws of cell ``key`` as InferenceData (``checking.draws``); a key
+        of no cell, or of a cell that did not finish, is an InputProblem saying so."""
+        from ppl_suite import schema
         from ppl_suite.checking.draws import cell_draws
 
+        rows = self.rows
+        keys = list(rows[schema.KEY]) if not rows.empty else []
+        if key not in keys:
+            raise InputProblem(f"no cell {key!r}{closest(key, keys)}; cells: {', '.join(keys) or 'none'}")
+        row = rows[rows[schema.KEY] == key].iloc[0]
+        if row[schema.STATUS] != schema.OK:
+            error = str(row.get(schema.ERROR) or "").strip().splitlines()
+            raise InputProblem(
+                f"cell {key!r} {row[schema.STATUS]}: {error[-1] if error else 'no error recorded'}; it has "
+                "no fitted q to draw from: fix the cause and check again (finished cells are reused)"
+            )
         return cell_draws(self.folder, key, n, seed)
 
     def reference(self):
@@ -167,14 +183,108 @@ def _environment(users: list[UserModel]) -> Iterator[None]:
 
 
 def _name(models: dict[str, str]) -> str:
-    file = Path(next(iter(models.values())).rpartition(":")[0])
-    return "".join(c if c.isalnum() else "_" for c in file.stem).lower()
+    """The default name of a check: its model file's stem (for a function kept in this process, the
+    stem of the script defining it, else the function's name)."""
+    text = next(iter(models.values()))
+    if in_process(text):
+        function = load_function(text, "model")
+        try:
+            file = inspect.getsourcefile(inspect.unwrap(function))
+        except TypeError:
+            file = None
+        stem = Path(file).stem if file and Path(file).is_file() else text.rpartition(":")[2]
+    else:
+        stem = Path(text.rpartition(":")[0]).stem
+    return "".join(c if c.isalnum() else "_" for c in stem).lower()
+
+
+def _collect(problems: list[str], function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, or None with its InputProblem's problems added to ``problems``."""
+    try:
+        return function(*args)
+    except InputProblem as error:
+        problems += error.problems
+        return None
+
+
+def _bind(
+    models: dict[str, str],
+    data: Any,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    params: Mapping[str, Any],
+) -> Bound:
+    """The arguments bound to each model given (``calls.resolve``: both versions must take them
+    alike); in the call form, ``params`` must name the model's parameters too."""
+    bound = {
+        library: resolve(
+            load_function(text, f"--{library}"), data, args, kwargs, f"{library} model {shown(text)}"
+        )
+        for library, text in models.items()
+    }
+    first, *others = bound.values()
+    shape = (first.form, sorted(first.data), sorted(first.params))
+    if any((b.form, sorted(b.data), sorted(b.params)) != shape for b in others):
+        raise InputProblem(
+            "the NumPyro and Pyro models take different arguments; give both the same signature"
+        )
+    if first.form == CALL_FORM and params:
+        function = load_function(next(iter(models.values())), "model")
+        names = inspect.signature(function).parameters
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in names.values())
+        unknown = [name for name in params if name not in names and not takes_any]
+        if unknown:
+            raise InputProblem(
+                *(f"params {name!r}{closest(name, names)}: the model has no such parameter; its parameters: "
+                  f"{', '.join(names)}" for name in unknown)
+            )  # fmt: skip
+    return first
+
+
+def _guides(guides: Sequence[str | Callable[..., Any]] | None, problems: list[str]) -> tuple[list[str], dict]:
+    """(the guide families and own guides chosen, the own guides declared); problems added."""
+    from ppl_suite import guides as guide_registry
+
+    own = [model_text(g, "guide") for g in guides or () if user_guide.is_user_guide(g)]
+    own_guides = _collect(problems, user_guide.declare, own) or {}
+    chosen = [g for g in guides or DEFAULT_GUIDES if not user_guide.is_user_guide(g)] + list(own_guides)
+    valid = guide_registry.names()
+    problems += [
+        f"unknown guide {g!r}{closest(g, valid)}; valid: {', '.join(valid)}"
+        for g in chosen
+        if g not in valid and g not in own_guides
+    ]
+    return chosen, own_guides
+
+
+def _backends(backends: Sequence[str] | None, models: dict[str, str], problems: list[str]) -> list[str]:
+    """The backends chosen (default: the library of each model given); problems added: an unknown
+    backend, or a library's backend without a model of that library."""
+    from ppl_suite import backends as backend_registry
+
+    chosen = list(backends or [library for library in sites_module.LIBRARIES if library in models])
+    valid = backend_registry.names()
+    for backend in chosen:
+        if backend not in valid:
+            problems.append(
+                f"unknown backend {backend!r}{closest(backend, valid)}; valid: {', '.join(valid)}"
+            )
+        elif backend in sites_module.LIBRARIES and models and backend not in models:
+            given = " and ".join(models)
+            problems.append(
+                f"backend {backend!r} fits a {backend} model, and only a {given} model is given: pass the "
+                f"{backend} version as {backend}=... (--{backend}), or choose backend={list(models)} "
+                f"(--backends {' '.join(models)})"
+            )
+    return chosen
 
 
 def prepare(
     model: Model | None,
-    data: str | Mapping[str, Any],
+    data: Any,
     *,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
     pyro: Model | None = None,
     numpyro: Model | None = None,
     guides: Sequence[str | Callable[..., Any]] | None = None,
@@ -184,43 +294,17 @@ def prepare(
     nuts: Mapping[str, Any] | None = None,
     data_file: Path,
 ) -> tuple[UserModel, list[str]]:
-    """The UserModel of a check (its data saved to ``data_file``) and the backends to fit with;
-    raises InputProblem listing every problem found."""
-    from ppl_suite import backends as backend_registry
-    from ppl_suite import guides as guide_registry
-
+    """The UserModel of a check (its numeric arguments saved to ``data_file``) and the backends to fit
+    with; raises InputProblem listing every problem found."""
     problems: list[str] = []
-    models: dict[str, str] = {}
-    try:
-        models = _libraries(model, pyro, numpyro)
-    except InputProblem as error:
-        problems += error.problems
-    loaded = None
-    try:
-        loaded = load_data(data)
-    except InputProblem as error:
-        problems += error.problems
-    own_guides = {}
-    try:
-        own_guides = user_guide.declare(
-            [reference_text(g, "guide") for g in guides or () if user_guide.is_user_guide(g)]
-        )
-    except InputProblem as error:
-        problems += error.problems
-    chosen_guides = [g for g in guides or DEFAULT_GUIDES if not user_guide.is_user_guide(g)] + list(
-        own_guides
-    )
-    unknown = [g for g in chosen_guides if g not in guide_registry.names() and g not in own_guides]
-    if unknown:
-        problems.append(
-            f"unknown guide {', '.join(map(repr, unknown))}; valid: {', '.join(guide_registry.names())}"
-        )
-    chosen_backends = list(backends or [library for library in sites_module.LIBRARIES if library in models])
-    unknown = [b for b in chosen_backends if b not in backend_registry.names()]
-    if unknown:
-        problems.append(
-            f"unknown backend {', '.join(map(repr, unknown))}; valid: {', '.join(backend_registry.names())}"
-        )
+    models = _collect(problems, _libraries, model, pyro, numpyro) or {}
+    bound = None
+    if models:
+        bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {}))
+    elif data is not None:
+        _collect(problems, read_source, data)  # the data's own problems, with no model to bind them to
+    chosen_guides, own_guides = _guides(guides, problems)
+    chosen_backends = _backends(backends, models, problems)
     for guide, programs in own_guides.items():
         unfit = [b for b in chosen_backends if b not in programs]
         if unfit:
@@ -231,36 +315,38 @@ def prepare(
             )
     if name is not None and not name.isidentifier():
         problems.append(f"--name {name!r}: a model name is letters, digits and underscores")
-    if nuts:
-        from ppl_suite.references import NUTSSettings
-
-        try:
-            NUTSSettings(**dict(nuts))
-        except (TypeError, ValueError) as error:
-            problems.append(f"NUTS settings: {error}")
-    if problems or loaded is None:
+    problems += _nuts_problems(nuts)
+    if problems or bound is None:
         raise InputProblem(*problems)
-    stored.save_data(loaded, data_file)
+    stored.save_data(bound.data, data_file)
     origin = ", ".join(f"{library} {text}" for library, text in models.items())
     user = UserModel(
-        name=name or _name(models),
-        data=str(data_file),
-        numpyro=models.get("numpyro"),
-        pyro=models.get("pyro"),
-        params=dict(params or {}),
-        guides=tuple(chosen_guides),
-        own_guides=own_guides,
-        reference=dict(nuts or {}),
+        name=name or _name(models), data=str(data_file), numpyro=models.get("numpyro"),
+        pyro=models.get("pyro"), params={**bound.params, **dict(params or {})}, guides=tuple(chosen_guides),
+        own_guides=own_guides, reference=dict(nuts or {}), form=bound.form, nones=bound.nones,
         description=f"checked with ppl-suite check: {origin}",
-    )
+    )  # fmt: skip
     register(user)  # traces the model(s): every site problem is raised here
     return user, chosen_backends
 
 
-def verify(user: UserModel) -> None:
-    """Build (or load) the NUTS reference and, when both versions are given, compare their log joints
-    at its draws; raises CheckFailed naming what failed."""
-    from ppl_suite import registry
+def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
+    if not nuts:
+        return []
+    from ppl_suite.references import NUTSSettings
+
+    try:
+        NUTSSettings(**dict(nuts))
+    except (TypeError, ValueError) as error:
+        return [f"NUTS settings: {error}"]
+    return []
+
+
+def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
+    """Build (or load) the NUTS reference (each step of a build told to ``on_event`` as a
+    ``runner.StudyProgress`` of ``"reference"``) and, when both versions are given, compare their log
+    joints at its draws; raises CheckFailed naming what failed."""
+    from ppl_suite import registry, runner
     from ppl_suite.checking.agreement import compare
     from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.numerics import setup
@@ -274,7 +360,10 @@ def verify(user: UserModel) -> None:
 
     problem = Problem.build(user.name, 0)
     try:
-        reference = reference_for(problem)
+        tell = on_event or runner.ignore
+        reference = reference_for(
+            problem, on_progress=lambda step: tell(runner.StudyProgress("reference", step.text))
+        )
     except ReferenceGateError as error:
         raise CheckFailed(str(error)) from None
     if user.pyro is None:
@@ -292,12 +381,15 @@ def verify(user: UserModel) -> None:
 
 def check(
     model: Model | None = None,
-    data: str | Mapping[str, Any] | None = None,
+    data: Any = None,
     *,
+    args: Sequence[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
     pyro: Model | None = None,
     numpyro: Model | None = None,
     guides: Sequence[str | Callable[..., Any]] | None = None,
     backend: str | Sequence[str] | None = None,
+    backends: Sequence[str] | None = None,
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
@@ -311,80 +403,111 @@ def check(
     progress: bool = False,
 ) -> CheckResult:
     """Fit ``guides`` to a user's model with each backend and evaluate every fit against the model's
-    NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS.
+    NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS (``docs/api.md``).
 
-    model: a NumPyro or Pyro ``model(data)`` / ``model(data, params)``, as a function defined at the
-        top of a file or as ``"FILE.py:NAME"``; or give ``numpyro=`` and/or ``pyro=`` (both: their log
-        joints are compared at reference draws first).
-    data: a dict of arrays, a ``.npz`` or ``.json`` file, or ``"FILE.py:FUNCTION"`` returning a dict.
-    guides: guide families (default mean_field and full_rank) and/or the user's own guides, each a
-        NumPyro or Pyro ``guide(data)`` / ``guide(data, params)`` sampling exactly the model's latent
-        sites (a top-level function or ``"FILE.py:NAME"``; ``checking.user_guide``); backend: one or
-        several backends (default: the library of each model given); params: fixed values passed as
-        ``params``;
-    seeds, steps, estimators: as ``ppl-suite run`` (default: the ``references`` profile's settings);
-    nuts: ``NUTSSettings`` fields for the reference (e.g. ``{"draws": 500, "ess_min": 400}``);
-    out: the results folder (default ``results/check-<name>``); report: its folder (default
-        ``reports/check-<name>``; False: none); jobs: worker processes; fresh: refit every cell;
-    progress: print the run's progress as ``ppl-suite check`` does (``ppl_suite.console``); by default
-        nothing is printed.
+    model (or numpyro= and/or pyro=: both are compared at reference draws first): a NumPyro or Pyro
+        function or ``"FILE.py:NAME"``, called ``model(*args, **kwargs)`` as ``MCMC.run`` calls it;
+        observed sites are those given ``obs`` (``y=None``: latent). One defined in a script or a
+        notebook (closures, lambdas) runs in this process and is never imported from a file.
+    args, kwargs, or data (a dict of keyword arguments, a DataFrame's columns, a .npz/.json file,
+        ``"FILE.py:FUNCTION"`` returning ``(args, kwargs)`` or a dict; a ``model(data)`` gets the dict);
+    guides (families, default mean_field and full_rank, and/or the user's guides), backend or backends
+        (default: the library of each model), params (fixed keyword arguments), seeds, steps,
+        estimators (as ``ppl-suite run``), nuts (``NUTSSettings`` fields), out (``results/check-<name>``),
+        report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
+        as ``ppl-suite check`` does; by default nothing is printed).
 
-    Raises InputProblem (a ValueError-like list of problems, nothing run) or CheckFailed (the reference
-    failed its gates, or the two versions disagree); cells that fail are in the result (exit code 1).
+    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run) or CheckFailed
+    (the reference failed its gates, or the two versions disagree); cells that fail are in the result.
     """
     from ppl_suite import runner
-    from ppl_suite.checking.draws import write_draws
     from ppl_suite.console import Printer
+
+    chosen = _backend_option(backend, backends)
+    on_event = printer = Printer() if progress else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch:
+            user, fitted = prepare(
+                model, data, args=args, kwargs=kwargs, pyro=pyro, numpyro=numpyro, guides=guides,
+                backends=chosen, name=name, params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
+            )  # fmt: skip
+            options = dict(seeds=seeds, steps=steps, estimators=estimators, jobs=jobs, fresh=fresh)
+            store, plan = _plan(user, fitted, out, report, options)
+            outcome = _run(user, plan, store, on_event or runner.ignore)
+            stored.store(store.path, user)
+    finally:
+        if printer is not None:
+            printer.close()
+    return _finish(user, plan, store.path, outcome, on_event or runner.ignore)
+
+
+def _backend_option(backend: str | Sequence[str] | None, backends: Sequence[str] | None) -> list[str] | None:
+    """The backends asked for, by ``backend`` (one or several) or ``backends``."""
+    if backend is not None and backends is not None:
+        raise InputProblem("give backend= or backends=, not both")
+    chosen = [backend] if isinstance(backend, str) else backend if backend is not None else backends
+    return list(chosen) if chosen is not None else None
+
+
+def _plan(
+    user: UserModel, backends: list[str], out: str | Path | None, report: Any, options: dict[str, Any]
+) -> tuple[ResultsStore, Plan]:
+    """The results store and the runner's Plan of a check: every cell refit when the stored check's
+    fingerprint differs; one job and no plug-in for a model kept in this process."""
+    from ppl_suite import runner
     from ppl_suite.store import ResultsStore
 
-    backends = [backend] if isinstance(backend, str) else backend
-    if data is None:
-        raise InputProblem("no data given: a dict of arrays, a .npz or .json file, or FILE.py:FUNCTION")
-    printer = Printer() if progress else None
-    on_event = printer or runner.ignore
-    with tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch:
-        user, chosen = prepare(
-            model, data, pyro=pyro, numpyro=numpyro, guides=guides, backends=backends, name=name,
-            params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
-        )  # fmt: skip
-        store = ResultsStore(Path(out) if out is not None else Path("results") / f"check-{user.name}")
-        report_folder = report if report not in (None, True) else Path("reports") / f"check-{user.name}"
-        previous = stored.stored_fingerprint(store.path)
-        plan = runner.Plan(
-            profile=PROFILE, models=[user.name], backends=chosen, guides=user.guides,
-            seeds=list(seeds) or [0], steps=steps, estimators=estimators, jobs=jobs, plugins=[PLUGIN],
-            fresh=fresh or (previous is not None and previous != fingerprint(user)),
-            report=None if report_folder is False else Path(report_folder),
-        )  # fmt: skip
-        try:
-            outcome = _run(user, plan, store, on_event)
-        finally:
-            if printer is not None:
-                printer.close()
-        stored.store(store.path, user)
+    store = ResultsStore(Path(out) if out is not None else Path("results") / f"check-{user.name}")
+    report_folder = report if report not in (None, True) else Path("reports") / f"check-{user.name}"
+    previous = stored.stored_fingerprint(store.path)
+    here = user.in_process()
+    plan = runner.Plan(
+        profile=PROFILE, models=[user.name], backends=backends, guides=user.guides,
+        seeds=list(options["seeds"]) or [0], steps=options["steps"], estimators=options["estimators"],
+        jobs=1 if here else options["jobs"], plugins=[] if here else [PLUGIN],
+        fresh=options["fresh"] or (previous is not None and previous != fingerprint(user)),
+        report=None if report_folder is False else Path(report_folder),
+    )  # fmt: skip
+    return store, plan
+
+
+def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_event: OnEvent) -> CheckResult:
+    """The draws of every finished cell, then the report linking them; the CheckResult."""
+    from ppl_suite import runner
+    from ppl_suite.checking.draws import write_draws
+
     if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
-        return CheckResult(store.path, outcome.exit_code, user.name, {}, outcome)
-    write_draws(store.path)  # before the report, which links them
+        return CheckResult(folder, outcome.exit_code, user.name, {}, outcome)
+    write_draws(folder)  # before the report, which links them
     files = {}
     if plan.report is not None:
         from ppl_suite.report.render import write_report
 
-        files = write_report(store.path, plan.report)
+        files = write_report(folder, plan.report)
         on_event(runner.ReportWritten(files))
-    return CheckResult(store.path, outcome.exit_code, user.name, files, outcome)
+    return CheckResult(folder, outcome.exit_code, user.name, files, outcome)
 
 
 def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
     """Validate the run (InputProblem), verify the model (CheckFailed), run the cells without the
-    report (written after the draws); the runner's Outcome."""
+    report (written after the draws): in worker processes, which do not re-run the user's script
+    (``checking.main_module``), or in this process for a model kept here (``checking.in_process``);
+    the runner's Outcome."""
     from ppl_suite import runner
 
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verify(user)
-    with _environment([user]):
-        outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
+    verify(user, on_event)
+    if user.in_process():
+        from ppl_suite.checking.in_process import InProcessExecutor
+
+        outcome = runner.run(replace(plan, report=None), store, InProcessExecutor(), on_event=on_event)
+    else:
+        from ppl_suite.checking.main_module import not_rerun_by_workers
+
+        with _environment([user]), not_rerun_by_workers():
+            outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
     if outcome.status == runner.BAD_INPUT:
         raise InputProblem(*outcome.problems)
     return outcome

@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 DESCRIPTION = """\
-Is my VI right, for my model? Traces the model (a NumPyro or Pyro function model(data) or
-model(data, params)) for its latent sites, builds its NUTS reference and AIS evidence (cached),
+Is my VI right, for my model? Traces the model (a NumPyro or Pyro function called as MCMC.run calls
+it, model(*args, **kwargs), with the arguments --data gives; or model(data) / model(data, params))
+for its latent sites, builds its NUTS reference and AIS evidence (cached),
 compares the NumPyro and Pyro versions' log joints at reference draws when both are given, then fits
 the guides with each backend and evaluates every fit: ELBO ± SE, the reference log p(x) ± SE,
 KL = log p(x) - ELBO ± SE, q's posterior mean and sd errors against the reference, and k-hat. Writes
@@ -35,7 +36,10 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
     check.add_argument("--numpyro", metavar="FILE.py:MODEL", help="the NumPyro version")
     check.add_argument("--pyro", metavar="FILE.py:MODEL", help="the Pyro version")
     check.add_argument(
-        "--data", required=True, help="DATA.npz, DATA.json, or FILE.py:FUNCTION returning a dict"
+        "--data",
+        required=True,
+        help="DATA.npz or DATA.json (keyword arguments), or FILE.py:FUNCTION returning (args, kwargs), a "
+        "dict of keyword arguments, or the dict of a model(data)",
     )
     check.add_argument("--name", help="the model's name in results and reports (default: the file's name)")
     check.add_argument(
@@ -43,7 +47,7 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="NAME=VALUE",
-        help="values passed as params (TOML: n=50, w=[1.0, 2.0])",
+        help="fixed values passed as keyword arguments, or as params to model(data, params) (TOML: n=50)",
     )
     check.add_argument("--guides", nargs="+", help="guide families (default: mean_field full_rank)")
     check.add_argument(
@@ -51,7 +55,8 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE.py:GUIDE",
-        help="your own NumPyro or Pyro guide(data), sampling the model's latent sites (repeatable; "
+        help="your own NumPyro or Pyro guide, taking the model's arguments and sampling its latent sites "
+        "(repeatable; "
         "with no --guides, only your guides are fitted)",
     )
     check.add_argument("--backends", nargs="+", help="backends (default: the library of each model given)")

@@ -1,6 +1,9 @@
 """Draws of any cell of a results folder as ArviZ InferenceData: q's, rebuilt from the stored fitted
 parameters phi, and the posterior the cell was compared with (exact draws where the model has an
-oracle, else its NUTS reference, with its chains), each savable as NetCDF.
+oracle, else its NUTS reference, with its chains and sampler statistics), each savable as NetCDF,
+laid out as ArviZ users expect (``ppl_suite.references.inference_data``: several chains, plate-named
+dims, deterministic sites, observed data and log-likelihood; q's posterior attributes carry the
+cell's ELBO, log p(x), KL and k-hat with their SEs).
 
     draws = cell_draws("results/mine", key)
     draws.q.posterior["mu"], draws.reference.posterior["mu"]
@@ -10,26 +13,34 @@ oracle, else its NUTS reference, with its chains), each savable as NetCDF.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ppl_suite import paths, results, schema
-from ppl_suite.spec import Latents
+from ppl_suite import draws_files, results, schema
+from ppl_suite.store import ResultsStore
 
 if TYPE_CHECKING:
     import arviz as az
+    import pandas as pd
 
 DRAWS = 4000
+# the cell's numbers kept as q's attributes, named as ``ppl_suite.check``'s table names them
+CELL_ATTRIBUTES = (
+    schema.MODEL, schema.GUIDE, schema.BACKEND, schema.SEED, schema.ELBO, schema.ELBO_SE,
+    schema.LOG_EVIDENCE, schema.LOG_EVIDENCE_SE, schema.KL, schema.KL_SE,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CellDraws:
-    """q's draws (one chain) and the reference posterior's, as InferenceData."""
+    """q's draws (independent, in ``inference_data.CHAINS`` chains) and the reference posterior's, as
+    InferenceData."""
 
     q: az.InferenceData
     reference: az.InferenceData
@@ -45,10 +56,19 @@ class CellDraws:
         return written
 
 
-def _one_chain(latents: Latents) -> az.InferenceData:
-    import arviz as az
+def _cell_attributes(row: pd.Series, k_hat: float) -> dict[str, Any]:
+    """The cell's identity and numbers (NaN where not stored), and its PSIS k-hat."""
+    values = {name: row.get(name, math.nan) for name in CELL_ATTRIBUTES}
+    return {**values, "k_hat": k_hat, "cell": row[schema.KEY]}
 
-    return az.from_dict(posterior={name: np.asarray(value)[None] for name, value in latents.items()})
+
+def _k_hat(folder: str | Path, key: str) -> float:
+    found = results.estimates(folder)
+    if found.empty:
+        return math.nan
+    found = found[(found[schema.KEY] == key) & (found[schema.ESTIMATOR] == "psis")]
+    found = found[found[schema.STATUS] == schema.ESTIMATE_OK]
+    return float(found.iloc[0][schema.VALUE]) if not found.empty else math.nan
 
 
 def cell_draws(
@@ -60,12 +80,14 @@ def cell_draws(
     files: Iterable[str | Path] = (),
     trust_stored_code: bool = False,
 ) -> CellDraws:
-    """q's n draws (seeded by ``seed``) and the reference draws of cell ``key`` of a results folder.
-    A results folder of ``ppl-suite check`` needs its model, which is never imported from the folder:
-    registered in this process already, or ``files`` (the model's and own guides' Python files, passed
-    again, checked by sha256), or ``trust_stored_code`` (``checking.stored.register_stored``)."""
+    """q's n draws (seeded by ``seed``; n a multiple of ``inference_data.CHAINS``) and the reference
+    draws of cell ``key`` of a results folder. A results folder of ``ppl-suite check`` needs its
+    model, which is never imported from the folder: registered in this process already, or ``files``
+    (the model's and own guides' Python files, passed again, checked by sha256), or
+    ``trust_stored_code`` (``checking.stored.register_stored``)."""
     from ppl_suite.checking.stored import register_stored
     from ppl_suite.problem import Problem
+    from ppl_suite.references.inference_data import draws_data
     from ppl_suite.targets.fitted_guide import FittedGuide
 
     register_stored(folder, files, trust_stored_code)
@@ -79,10 +101,12 @@ def cell_draws(
     phi, theta = results.fitted_params(folder, key)
     problem = Problem.build(row[schema.MODEL], int(row[schema.DATA_SEED]), json.loads(row[schema.PARAMS]))
     problem = problem.with_params(theta)
-    q = _one_chain(FittedGuide(problem, row[schema.GUIDE], phi).sample(seed, n))
+    latents = FittedGuide(problem, row[schema.GUIDE], phi).sample(seed, n)
+    q = draws_data(problem, latents, _cell_attributes(row, _k_hat(folder, key)))
     exact = problem.exact()
     if exact is not None:
-        reference = _one_chain(exact.sample(np.random.default_rng(seed), n))
+        drawn = exact.sample(np.random.default_rng(seed), n)
+        reference = draws_data(problem, drawn, {"model": problem.spec.name, "source": "exact posterior"})
     else:
         from ppl_suite.references import reference_for
 
@@ -91,43 +115,44 @@ def cell_draws(
 
 
 def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, dict[str, Path]]:
-    """Write the draws of every finished cell of a results folder as NetCDF (``stored.draws_files``),
-    skipping a cell whose files were drawn from the same cell digest (nothing is imported or drawn
-    then: a re-check pays nothing here); returns the files by cell key."""
-    from ppl_suite.checking import stored
-
+    """Write the draws of every finished cell of a results folder as NetCDF through the store's kept
+    files (``ppl_suite.draws_files``), skipping a cell whose files were drawn from the same cell
+    digest (nothing is imported or drawn then: a re-check pays nothing here); returns the files by
+    cell key."""
+    store = ResultsStore(folder)
     rows = results.load(folder)
     written = {}
     for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
-        key, place = row[schema.KEY], stored.draws_folder(folder, row[schema.KEY])
-        marker = paths.inside(place, stored.DRAWS_DIGEST)
-        if not (paths.is_own_file(marker) and marker.read_text(errors="replace") == row[schema.DIGEST]):
-            _write(cell_draws(folder, key, n, seed), place, marker, row[schema.DIGEST])
-        elif damaged := _unreadable(stored.draws_files(folder, key), place):
+        key = row[schema.KEY]
+        marker = store.kept_file(draws_files.STUDY, *draws_files.cell_parts(key, draws_files.DIGEST))
+        if marker is None or marker.read_text(errors="replace") != row[schema.DIGEST]:
+            _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
+        elif damaged := _unreadable(draws_files.draws_files(folder, key), store, key):
             warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
-            _write(cell_draws(folder, key, n, seed), place, marker, row[schema.DIGEST])
-        written[key] = stored.draws_files(folder, key)
+            _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
+        written[key] = draws_files.draws_files(folder, key)
     return written
 
 
-def _write(draws: CellDraws, place: Path, marker: Path, digest: str) -> None:
+def _write(draws: CellDraws, store: ResultsStore, key: str, digest: str) -> None:
     """The draws' files, then the digest they were drawn from (so a killed write is drawn again)."""
-    from ppl_suite.checking.stored import DRAWS_KINDS
+    study = draws_files.STUDY
+    store.remove_kept(study, *draws_files.cell_parts(key, draws_files.DIGEST))
+    for kind, data in (("q", draws.q), ("reference", draws.reference)):
+        store.write_kept(
+            study, draws_files.cell_parts(key, f"{kind}.nc"), lambda path, d=data: d.to_netcdf(str(path))
+        )
+    store.write_kept(
+        study, draws_files.cell_parts(key, draws_files.DIGEST), lambda path: path.write_text(digest)
+    )
 
-    paths.remove(marker.parent, marker.name)
-    for kind in DRAWS_KINDS:
-        paths.inside(place, f"{kind}.nc")  # raises on a link: nothing is written through one
-    draws.to_netcdf(place)
-    marker.write_text(digest)
 
-
-def _unreadable(found: dict[str, Path], place: Path) -> list[str]:
-    """One phrase per draws file of ``place`` that is missing or cannot be read as NetCDF."""
+def _unreadable(found: dict[str, Path], store: ResultsStore, key: str) -> list[str]:
+    """One phrase per draws file of cell ``key`` that is missing or cannot be read as NetCDF."""
     import arviz as az
 
-    from ppl_suite.checking.stored import DRAWS_KINDS
-
-    damaged = [f"{place / f'{kind}.nc'} is missing" for kind in DRAWS_KINDS if kind not in found]
+    place = draws_files.draws_folder(store.path, key)
+    damaged = [f"{place / f'{kind}.nc'} is missing" for kind in draws_files.KINDS if kind not in found]
     for path in found.values():
         try:
             az.from_netcdf(str(path))

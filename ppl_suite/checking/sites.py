@@ -9,10 +9,8 @@ axes included) and its support, read from the site's distribution:
     simplex                      -> "simplex"
 
 A latent site sampled inside a plate (``with numpyro.plate("J", 8): theta = sample(...)``) is a site
-of the plate's shape. The libraries' autoguides and a user's own guide take it as it is; the suite's
-own families (``mean_field``, ``full_rank``) render each latent site as one event and cannot, so with
-them it is refused, naming the autoguides and the event form that works
-(``dist.Normal(mu, tau).expand([J]).to_event(1)``).
+of the plate's shape; every guide family takes it (the suite's own sample it in the model's plates,
+``guides.plates``).
 Anything else (discrete sites, other intervals, matrices with constraints such as Cholesky factors,
 ``param`` sites) cannot be checked: the NUTS reference and the guides need continuous latents on one
 of these supports. Such a site, a model that fails to trace and a data name the model reads but the
@@ -21,12 +19,12 @@ data lack are each one problem naming the site or key and what is valid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ppl_suite.checking.sources import InputProblem
+from ppl_suite.checking.sources import InputProblem, closest
 from ppl_suite.spec import Site
 
 LIBRARIES = ("numpyro", "pyro")
@@ -98,6 +96,7 @@ def _numpyro_trace(
             "value": np.asarray(site["value"]),
             "fn": site.get("fn"),
             "plates": [frame.name for frame in site.get("cond_indep_stack", [])],
+            "scale": site.get("scale"),
         }
         for name, site in sites.items()
     ]
@@ -106,16 +105,20 @@ def _numpyro_trace(
 def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapping[str, Any]) -> list[dict]:
     import pyro
     import pyro.poutine as poutine
+    import torch
     from pyro.poutine.util import site_is_subsample
 
     from ppl_suite.backends.pyro import as_torch
 
     tracked = _ReadData(as_torch(data))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as the Pyro backend runs it: priors in float64, as the data
     try:
         with pyro.get_param_store().scope():
             pyro.get_param_store().clear()
             sites = poutine.trace(model).get_trace(tracked, as_torch(dict(params)))
     finally:
+        torch.set_default_dtype(previous)
         if isinstance(data, _ReadData):
             data.missing += tracked.missing
     return [
@@ -126,6 +129,7 @@ def _pyro_trace(model: Callable[..., Any], data: Mapping[str, Any], params: Mapp
             "value": np.asarray(site["value"].detach()),
             "fn": site.get("fn"),
             "plates": [frame.name for frame in site.get("cond_indep_stack", [])],
+            "scale": site.get("scale"),
         }
         for name, site in sites.nodes.items()
         if site["type"] in ("sample", "param") and not site_is_subsample(site)
@@ -144,9 +148,10 @@ def trace_program(
         return tracer(function, tracked, params)
     except Exception as error:
         if tracked.missing:
+            names = ", ".join(f"{name!r}{closest(name, data)}" for name in dict.fromkeys(tracked.missing))
             raise InputProblem(
-                f"{what} reads data {', '.join(map(repr, dict.fromkeys(tracked.missing)))}, which the data "
-                f"lack; the data have: {', '.join(sorted(data)) or 'nothing'}"
+                f"{what} reads data {names}, which the data lack; the data have: "
+                f"{', '.join(sorted(data)) or 'nothing'}"
             ) from None
         raise InputProblem(f"{what} fails to trace: {type(error).__name__}: {error}") from None
 
@@ -157,11 +162,9 @@ def trace_sites(
     data: Mapping[str, Any],
     params: Mapping[str, Any],
     what: str,
-    plated_guides: Sequence[str] = (),
 ) -> tuple[Site, ...]:
     """The latent sites of one trace of ``model`` (a ``model(data, params)`` of ``library``); raises
-    InputProblem naming every site or data key that cannot be handled. ``plated_guides``: the chosen
-    guide families that cannot take a latent site sampled inside a plate (the suite's own)."""
+    InputProblem naming every site or data key that cannot be handled."""
     traced = trace_program(model, library, data, params, what)
     problems, sites = [], []
     for site in traced:
@@ -171,20 +174,15 @@ def trace_sites(
                 "make it a latent sample site with a prior"
             )
             continue
+        if site["type"] == "sample" and site["scale"] is not None and np.any(np.asarray(site["scale"]) != 1):
+            problems.append(
+                f"{what}: site {site['name']!r} is scaled (plate {', '.join(map(repr, site['plates']))}): "
+                "subsampled plates are not supported; give every plate its whole size"
+            )
+            continue
         if site["type"] != "sample" or site["observed"]:
             continue
         distribution = site["fn"]
-        if site["plates"] and plated_guides:
-            shape = list(site["value"].shape)
-            problems.append(
-                f"{what}: latent site {site['name']!r} is sampled inside plate "
-                f"{', '.join(map(repr, site['plates']))}, which the guide families "
-                f"{', '.join(plated_guides)} cannot take (they treat a latent site as one event): use the "
-                "libraries' autoguides (--guides auto_normal auto_multivariate_normal ...) or your own guide "
-                f"(--guide FILE.py:GUIDE), or sample it outside the plate, dist.<Family>(...).expand({shape})"
-                f".to_event({len(shape)})"
-            )
-            continue
         support = support_of(distribution.support)
         if support is None:
             kind = "a discrete" if getattr(distribution.support, "is_discrete", False) else "an unsupported"

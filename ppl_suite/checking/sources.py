@@ -2,14 +2,22 @@
 
 Conventions (``docs/api.md``):
 
-- a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file ``FILE.py``, imported
-  as a module of its own (its folder is not put on ``sys.path``);
-- a model function takes ``model(data)`` or ``model(data, params)``: ``data`` is a dict of arrays
-  (NumPy arrays become JAX arrays in NumPyro, torch tensors in Pyro; a 0-d array becomes a Python
-  number, so it can size a plate), ``params`` the fixed values given with ``--set NAME=VALUE`` (the
-  suite's own models take ``(data, params)``);
-- data are a ``.npz`` file, a ``.json`` object of arrays and numbers, or ``FILE.py:FUNCTION``, a
-  function of no arguments returning such a dict.
+- a model is a function, called as ``MCMC.run`` and ``SVI.run`` call it: ``model(*args, **kwargs)``
+  (the *call form*), or, the older convention, ``model(data)`` / ``model(data, params)`` with ``data``
+  a dict of arrays (the *data form*): ``checking.calls``;
+- numeric arguments (NumPy arrays, lists of numbers, numbers, torch tensors, JAX arrays, pandas
+  columns) are kept as NumPy arrays, named after the model's parameters; each library gets its own
+  arrays (JAX arrays in NumPyro, torch float64 tensors in Pyro), a 0-d array as a Python number (so it
+  can size a plate); strings are fixed values (``params``); ``None`` is passed as ``None`` (``y=None``:
+  the site is latent);
+- on the command line a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file
+  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``); given to the
+  API as a function, a top-level function of an importable module is named so too, any other (defined
+  in a script or a notebook, a closure, a lambda) is kept in this process under a text naming its
+  content digest (``function_text``) and is never imported from a file;
+- data are a ``.npz`` file or a ``.json`` object (keyword arguments, or the data form's dict), or
+  ``FILE.py:FUNCTION``, a function of no arguments returning ``(args, kwargs)``, a dict of keyword
+  arguments or the data form's dict.
 
 Every problem is a sentence naming the file, name or key and what is valid; callers collect them
 and refuse the input at once (exit 2).
@@ -17,13 +25,13 @@ and refuse the input at once (exit 2).
 
 from __future__ import annotations
 
-import functools
+import difflib
 import hashlib
 import importlib.util
 import inspect
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,8 +82,73 @@ def import_file(file: Path) -> ModuleType:
     return module
 
 
+IN_PROCESS = "<in-process "  # how function_text names a function kept in this process
+
+
+def function_text(function: Callable[..., Any]) -> str:
+    """How a check names a model or guide given as a function: ``FILE.py:NAME`` for a top-level
+    function of an importable module with a source file (worker processes import it from there); any
+    other (defined in ``__main__``, a script or a notebook, a closure, a lambda) is kept in this process
+    only, named ``<in-process QUALNAME sha256:DIGEST>:NAME`` with the digest of its content (its code,
+    the values it captures and the globals it reads: ``function_digest``); it is never imported."""
+    module = inspect.getmodule(inspect.unwrap(function))
+    name = getattr(function, "__name__", "")
+    file = getattr(module, "__file__", None) or ""
+    if (
+        module is not None
+        and module.__name__ != "__main__"
+        and file.endswith(".py")
+        and name.isidentifier()
+        and getattr(module, name, None) is function
+    ):
+        return f"{Path(file).resolve()}:{name}"
+    qualname = getattr(function, "__qualname__", type(function).__name__)
+    short = name if name.isidentifier() else "model"
+    text = f"{IN_PROCESS}{qualname} sha256:{function_digest(function)}>:{short}"
+    _in_process[text] = function
+    return text
+
+
+_in_process: dict[str, Callable[..., Any]] = {}
+
+
+def shown(text: str) -> str:
+    """A model's or guide's text as messages name it: ``FILE.py:NAME``, or ``QUALNAME (defined in
+    this process)`` for a function kept here."""
+    if in_process(text):
+        return f"{text[len(IN_PROCESS) :].partition(' sha256:')[0]} (defined in this process)"
+    return text
+
+
+def in_process(text: str) -> bool:
+    """Whether a model's or guide's text names a function kept in this process (``function_text``)."""
+    return text.startswith(IN_PROCESS)
+
+
+def function_digest(function: Callable[..., Any]) -> str:
+    """16 hex digits of sha256 over the function as cloudpickle writes it by value (its code, closure,
+    defaults and the globals it reads), or over its source when it cannot be pickled."""
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(function)
+    except Exception:
+        try:
+            payload = inspect.getsource(function).encode()
+        except (OSError, TypeError):
+            payload = repr(function).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
 def load_function(text: str, what: str) -> Callable[..., Any]:
-    """The function named by ``FILE.py:NAME``."""
+    """The function named by ``FILE.py:NAME`` or kept in this process under ``text``."""
+    if text in _in_process:
+        return _in_process[text]
+    if in_process(text):
+        raise InputProblem(
+            f"{what} {text}: a function given to ppl_suite.check in another process is never imported "
+            "from a file; call ppl_suite.check with it in this process"
+        )
     file, name = split_reference(text, what)
     module = import_file(file)
     function = getattr(module, name, None)
@@ -84,43 +157,25 @@ def load_function(text: str, what: str) -> Callable[..., Any]:
             k for k, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__
         )
         raise InputProblem(
-            f"{what} {text!r}: {file} defines no function {name!r}; "
+            f"{what} {text!r}: {file} defines no function {name!r}{closest(name, found)}; "
             f"its functions: {', '.join(found) or 'none'}"
         )
     return function
 
 
-def with_params(function: Callable[..., Any], what: str) -> Callable[..., Any]:
-    """The model as the suite calls it, ``model(data, params)``: a ``model(data)`` ignores params. The
-    wrapper keeps the function's module, so the store hashes the user's source."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return function
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p for p in positional if p.default is p.empty]
-    if len(required) > 2 or not positional:
-        raise InputProblem(
-            f"{what} {function.__name__!r} must take (data) or (data, params), "
-            f"takes {len(required)} arguments"
-        )
-    if len(positional) >= 2:
-        return function
-
-    @functools.wraps(function)
-    def model(data: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
-        return function(data)
-
-    return model
+def closest(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'NAME'?)`` naming the valid name closest to a misspelt one, or ``""``."""
+    found = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {found[0]!r}?)" if found else ""
 
 
-def _plain(name: str, value: Any, origin: str) -> Any:
+def as_value(name: str, value: Any, origin: str) -> Any:
     """A data value as the suite passes it: a 0-d array as a Python number, else a numeric NumPy array."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         raise InputProblem(
-            f"data {origin}: {name!r} is not numeric (dtype {array.dtype}); "
-            "data must be numbers or arrays of numbers"
+            f"data {origin}: {name!r} is not numeric (dtype {array.dtype}); data must be numbers or arrays "
+            "of numbers (labels: code them as integers, e.g. pandas.factorize)"
         )
     if array.ndim == 0:
         return array.item()
@@ -128,28 +183,55 @@ def _plain(name: str, value: Any, origin: str) -> Any:
 
 
 def load_data(source: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The data of ``source``: a mapping, a ``.npz`` or ``.json`` file, or ``FILE.py:FUNCTION``."""
-    if isinstance(source, Mapping):
-        raw, origin = dict(source), "given"
-    elif source.endswith(DATA_SUFFIXES):
-        raw, origin = _read_file(Path(source)), source
-    elif ".py:" in source:
-        function = load_function(source, "--data")
-        try:
-            raw = function()
-        except Exception as error:
-            raise InputProblem(f"--data {source!r} raised {type(error).__name__}: {error}") from None
-        if not isinstance(raw, Mapping):
-            raise InputProblem(f"--data {source!r} returned {type(raw).__name__}, not a dict of arrays")
-        origin = source
-    else:
-        raise InputProblem(
-            f"--data {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning a dict"
-        )
+    """The data form's dict of ``source`` (a mapping, a ``.npz`` or ``.json`` file, or
+    ``FILE.py:FUNCTION``), each value as the suite passes it (a number or a numeric array)."""
+    raw = read_source(source)
+    origin = source if isinstance(source, str) else "given"
+    if isinstance(raw, tuple):
+        raise InputProblem(f"data {origin}: (args, kwargs) are given to a model taking a dict (data)")
     bad = [key for key in raw if not isinstance(key, str) or not key.isidentifier()]
     if bad:
         raise InputProblem(f"data {origin}: keys {bad} are not names (letters, digits, underscores)")
-    return {name: _plain(name, value, origin) for name, value in raw.items()}
+    return {name: as_value(name, value, origin) for name, value in raw.items()}
+
+
+def read_source(source: Any) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+    """What ``data`` holds: a dict (keyword arguments, or the data form's dict) or ``(args, kwargs)``.
+    A DataFrame is its columns; a list, a tuple or an array is a problem naming ``args=``."""
+    if hasattr(source, "columns") and hasattr(source, "to_numpy"):  # a pandas DataFrame
+        return {str(column): source[column].to_numpy() for column in source.columns}
+    if isinstance(source, Mapping):
+        return dict(source)
+    if isinstance(source, str) and source.endswith(DATA_SUFFIXES):
+        return _read_file(Path(source))
+    if isinstance(source, str) and ".py:" in source:
+        return _called(source)
+    if isinstance(source, str | Path):
+        raise InputProblem(
+            f"--data {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning "
+            "(args, kwargs) or a dict"
+        )
+    raise InputProblem(
+        f"data is a {type(source).__name__}: pass the model's positional arguments as args=(...) and its "
+        "keyword arguments as kwargs={...} (or data= a dict of named arrays, or a DataFrame)"
+    )
+
+
+def _called(source: str) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+    """What ``FILE.py:FUNCTION`` returns: ``(args, kwargs)``, a dict or a DataFrame."""
+    function = load_function(source, "--data")
+    try:
+        value = function()
+    except Exception as error:
+        raise InputProblem(f"--data {source!r} raised {type(error).__name__}: {error}") from None
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        return tuple(value[0]), dict(value[1])
+    if isinstance(value, Mapping) or hasattr(value, "columns"):
+        return read_source(value)
+    raise InputProblem(
+        f"--data {source!r} returned {type(value).__name__}: return (args, kwargs), a dict of keyword "
+        "arguments or a dict of arrays"
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:

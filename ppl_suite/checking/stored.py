@@ -2,8 +2,8 @@
 reread, redrawn and compared later in any process: ``check/model.json`` (the UserModel, its data
 pointing at ``check/data.npz``), ``check/data.npz`` (the data as checked) and
 ``check/fingerprint.json`` (model files' sha256 and the data digest: when they change, the folder's
-stored cells are not reused), and ``draws/<cell key>/`` (q's and the reference's draws of each
-finished cell as NetCDF, with the digest of the cell they were drawn from)."""
+stored cells are not reused), and, through the store's kept files, q's and the reference's draws of
+each finished cell as NetCDF (``ppl_suite.draws_files``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ppl_suite import draws_files as draws_layout
 from ppl_suite import paths
 from ppl_suite.checking.sources import load_data
 from ppl_suite.checking.user_model import UserModel, fingerprint, register, registered
@@ -111,6 +112,11 @@ def register_stored(
     user = stored_model(results)
     if user is None or registered(user):
         return user
+    if user.in_process():
+        raise InputProblem(
+            f"{results} holds a check of a function defined in the process that ran it (a script or a "
+            "notebook): it is never imported; run ppl_suite.check with it again (finished cells are reused)"
+        )
     needed = _code_files(user)
     known = (stored_fingerprint(results) or {}).get(SOURCES)
     if not isinstance(known, dict) or set(needed) - set(known):
@@ -150,20 +156,7 @@ def register_stored(
     return user
 
 
-DRAWS = "draws"  # draws/<cell key>/q.nc, reference.nc, digest: written by ``checking.draws.write_draws``
-DRAWS_KINDS = ("q", "reference")
-DRAWS_DIGEST = "digest"
-
-
-def draws_folder(results: str | Path, key: str) -> Path:
-    """Where the draws of cell ``key`` are kept: ``draws/<key>/`` (the key's parts as folders, none
-    of them ``..`` or a link: ``paths.inside``)."""
-    return paths.inside(results, DRAWS, *key.split("/"))
-
-
-def draws_files(results: str | Path, key: str) -> dict[str, Path]:
-    """The NetCDF files of cell ``key`` that exist: ``q`` (q's draws) and ``reference`` (the posterior
-    it was compared with), each InferenceData (``arviz.from_netcdf``)."""
-    folder = draws_folder(results, key)
-    found = {kind: paths.inside(folder, f"{kind}.nc") for kind in DRAWS_KINDS}
-    return {kind: path for kind, path in found.items() if paths.is_own_file(path)}
+DRAWS = draws_layout.RELATIVE  # q's and the reference's draws of each cell (``ppl_suite.draws_files``)
+DRAWS_KINDS = draws_layout.KINDS
+draws_files = draws_layout.draws_files
+draws_folder = draws_layout.draws_folder

@@ -1,12 +1,12 @@
 """A user's own guide (``--guide FILE.py:GUIDE``, ``ppl_suite.check(guides=[guide])``) as a guide family.
 
-A guide is a NumPyro or Pyro function ``guide(data)`` or ``guide(data, params)`` with the model's
-arguments, whose ``param`` sites are its variational parameters and whose sample sites are exactly
-the model's latent sites, with the same shapes. It becomes a ``guides.autoguides.GuideProgram``
-named after the function: the backend of its library fits it with Trace_ELBO as it fits an
-autoguide, and its density is read from the library's trace (``targets.autoguide_density``), so it is
-evaluated by the same estimators as every family. Two guides of one name, one per library, are one
-family fitted by both backends.
+A guide is a NumPyro or Pyro function taking the model's arguments (``guide(*args, **kwargs)``, or
+``guide(data)`` / ``guide(data, params)`` beside a model of that form: ``calls.calling``), whose
+``param`` sites are its variational parameters and whose sample sites are exactly the model's latent
+sites, with the same shapes. It becomes a ``guides.autoguides.GuideProgram`` named after the function:
+the backend of its library fits it with Trace_ELBO as it fits an autoguide, and its density is read
+from the library's trace (``targets.autoguide_density``), so it is evaluated by the same estimators as
+every family. Two guides of one name, one per library, are one family fitted by both backends.
 
 Every problem (a file or function that cannot be loaded, a guide that fails to trace, a sample site
 the model lacks or a latent site the guide lacks, a shape that differs, a name already taken) is a
@@ -20,7 +20,8 @@ from typing import Any
 
 from ppl_suite import guides
 from ppl_suite.checking import sites as sites_module
-from ppl_suite.checking.sources import InputProblem, load_function, with_params
+from ppl_suite.checking.calls import DATA_FORM, calling
+from ppl_suite.checking.sources import InputProblem, closest, load_function
 from ppl_suite.guides.autoguides import GuideProgram
 from ppl_suite.spec import Site
 
@@ -61,10 +62,12 @@ def declare(texts: Sequence[str]) -> Declared:
     return declared
 
 
-def family(name: str, programs: Mapping[str, str]) -> GuideProgram:
-    """The GuideProgram of one declared guide."""
+def family(
+    name: str, programs: Mapping[str, str], form: str = DATA_FORM, nones: Sequence[str] = ()
+) -> GuideProgram:
+    """The GuideProgram of one declared guide, called as its model is (``form``, ``nones``)."""
     loaded = tuple(
-        (library, with_params(load_function(text, "--guide"), "--guide"))
+        (library, calling(load_function(text, "--guide"), form, nones))
         for library, text in sorted(programs.items())
     )
     origin = ", ".join(f"{library} {text}" for library, text in sorted(programs.items()))
@@ -74,9 +77,9 @@ def family(name: str, programs: Mapping[str, str]) -> GuideProgram:
 _registered: Declared = {}  # what this process registered under each name
 
 
-def register(declared: Declared) -> None:
-    """Register each declared guide as a guide family (again in a process only as the same files and
-    functions: a family cannot be replaced)."""
+def register(declared: Declared, form: str = DATA_FORM, nones: Sequence[str] = ()) -> None:
+    """Register each declared guide as a guide family called as its model is (again in a process only
+    as the same files and functions: a family cannot be replaced)."""
     for name, programs in declared.items():
         if _registered.get(name) == programs:
             continue
@@ -85,7 +88,7 @@ def register(declared: Declared) -> None:
                 f"guide {name!r}: another guide of that name was already checked in this process "
                 "(a family cannot be replaced); rename the function"
             )
-        guides.register(family(name, programs))
+        guides.register(family(name, programs, form, nones))
         _registered[name] = dict(programs)
 
 
@@ -112,8 +115,8 @@ def site_problems(name: str, library: str, text: str, data: Mapping[str, Any], p
         if site not in sampled
     ]
     problems += [
-        f"{what} samples {site!r}, which is not a latent site of the model (the model's: "
-        f"{', '.join(latent)}): q is scored at the model's latents, so a guide samples those alone"
+        f"{what} samples {site!r}{closest(site, latent)}, which is not a latent site of the model (the "
+        f"model's: {', '.join(latent)}): q is scored at the model's latents, so a guide samples those alone"
         for site in sampled
         if site not in latent
     ]

@@ -1,7 +1,10 @@
 """A user's model as a registered ModelSpec, built on the fly from its code and data.
 
 A ``UserModel`` is plain JSON data: the model's name, its NumPyro and/or Pyro function
-(``FILE.py:NAME``, absolute paths), the file holding its data (``.npz``), its fixed ``params``, the
+(``FILE.py:NAME``, absolute paths, or a function kept in this process: ``sources.function_text``), how
+it is called (``form``: ``model(*args, **kwargs)`` or ``model(data[, params])``, and the arguments
+given None: ``calls.calling``), the file holding its data (``.npz``: the numeric arguments by name),
+its fixed ``params`` (the other arguments, and ``--set`` values), the
 guide families to fit, the user's own guides among them (``checking.user_guide``: name -> {library:
 ``FILE.py:NAME``}) and NUTS settings for its reference. ``register`` turns it into a spec and
 registers it; the latent sites come from one trace of the model (``checking.sites``), there is no
@@ -24,10 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite import guides, registry
+from ppl_suite import registry
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import user_guide
-from ppl_suite.checking.sources import InputProblem, data_digest, load_data, load_function, with_params
+from ppl_suite.checking.calls import DATA_FORM, calling
+from ppl_suite.checking.sources import (
+    InputProblem,
+    data_digest,
+    in_process,
+    load_data,
+    load_function,
+    shown,
+)
 from ppl_suite.spec import MAX_PROBLEM_SIZE, Domain, ModelSpec, Site
 
 ENVIRONMENT = "PPL_SUITE_CHECK_MODELS"
@@ -47,13 +58,28 @@ class UserModel:
     own_guides: dict[str, dict[str, str]] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    form: str = DATA_FORM
+    nones: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> UserModel:
-        return cls(**{**values, "guides": tuple(values["guides"])})
+        return cls(**{**values, "guides": tuple(values["guides"]), "nones": tuple(values.get("nones", ()))})
+
+    def texts(self) -> list[str]:
+        """The texts naming its models and own guides."""
+        return [
+            text
+            for text in (self.numpyro, self.pyro, *(t for g in self.own_guides.values() for t in g.values()))
+            if text
+        ]
+
+    def in_process(self) -> bool:
+        """Whether some model or guide of it is kept in this process (never imported: its cells run
+        here, not in worker processes)."""
+        return any(in_process(text) for text in self.texts())
 
 
 def domain_of(name: str, value: Any) -> Domain:
@@ -89,17 +115,18 @@ def build(user: UserModel) -> tuple[ModelSpec, dict[str, Any]]:
     """(spec, implementations by backend) of a UserModel; raises InputProblem listing every problem
     (missing data names, sites that cannot be handled, Pyro and NumPyro versions whose sites differ)."""
     data = load_data(user.data)
-    user_guide.register(user.own_guides)
-    plated_guides = [g for g in user.guides if g in guides.names() and not guides.is_autoguide(g)]
+    user_guide.register(user.own_guides, user.form, user.nones)
     implementations, traced, problems = {}, {}, []
     for library in sites_module.LIBRARIES:
         text = getattr(user, library)
         if text is None:
             continue
         try:
-            model = with_params(load_function(text, f"--{library}"), f"--{library}")
+            model = calling(load_function(text, f"--{library}"), user.form, user.nones)
+            if in_process(text):  # its content, for the reference's key: it has no file of its own
+                model.content_digest = text
             traced[library] = sites_module.trace_sites(
-                model, library, data, user.params, f"{library} model {text}", plated_guides
+                model, library, data, user.params, f"{library} model {shown(text)}"
             )
             implementations[library] = model
         except InputProblem as error:
@@ -195,14 +222,10 @@ def environment_value(users: list[UserModel]) -> str:
 
 
 def fingerprint(user: UserModel) -> dict[str, Any]:
-    """What a check's cells are computed from: the declaration, the sha256 of its model files and the
-    digest of its data (``sources.data_digest``), not where the data lie."""
-    texts = [
-        user.numpyro,
-        user.pyro,
-        *(t for programs in user.own_guides.values() for t in programs.values()),
-    ]
-    files = [Path(text.rpartition(":")[0]) for text in texts if text]
+    """What a check's cells are computed from: the declaration (a function kept in this process is named
+    with its content digest), the sha256 of its model files and the digest of its data
+    (``sources.data_digest``), not where the data lie."""
+    files = [Path(text.rpartition(":")[0]) for text in user.texts() if not in_process(text)]
     values = {
         **user.to_json(),
         "data": data_digest(load_data(user.data)),

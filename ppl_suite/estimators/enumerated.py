@@ -15,19 +15,22 @@ The ELBO comes from the Target's log joint and the KL from the oracle's posterio
 library's loss, so log p(x) = ELBO + KL checks the model against the oracle with independent terms
 (Obermeyer et al. 2019, "Tensor variable elimination for plated factor graphs", for enumeration).
 Both are exact sums: SE 0; their float64 rounding is ``rounding.rounding_floor`` of ``magnitude``.
+The plug-ins ``elbo_enumerated`` and ``kl_enumerated`` are these two terms of an enumerating guide.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
 
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import need_exact
-from ppl_suite.targets import Target
+from ppl_suite.estimators.cache import EvaluationCache
+from ppl_suite.targets import GuideDensity, Target
 
 
 def enumeration_reason(target: Target) -> str | None:
@@ -47,8 +50,11 @@ class EnumeratedTerms:
     magnitude: float
 
 
-def enumerated_terms(target: Target) -> EnumeratedTerms:
-    """ELBO(q) and KL(q || p(z | x)) of the q implied by enumeration (see the module docstring)."""
+def enumerated_terms(target: Target, cache: EvaluationCache | None = None) -> EnumeratedTerms:
+    """ELBO(q) and KL(q || p(z | x)) of the q implied by enumeration (see the module docstring), once
+    per cell through ``cache`` (the sums are deterministic: the cache changes the cost only)."""
+    if cache is not None:
+        return cache.get(target, None, ("enumerated",), lambda: enumerated_terms(target))
     reason = enumeration_reason(target)
     if reason is not None:
         raise ValueError(f"{target.name!r}: {reason}")
@@ -76,3 +82,61 @@ def enumerated_terms(target: Target) -> EnumeratedTerms:
     return EnumeratedTerms(
         Estimate(elbo, 0.0, evals, seconds), Estimate(kl, 0.0, evals, seconds), float(magnitude)
     )
+
+
+def enumerated_guide_reason(target: Target, guide: GuideDensity | None) -> str | None:
+    """Why the enumerated terms of ``guide`` cannot be computed, or None when they can."""
+    if guide is None or not guide.samples_nothing:
+        return "needs a guide that samples nothing (enumeration)"
+    if target.exact is None:
+        return "needs the exact posterior (an oracle)"
+    return enumeration_reason(target)
+
+
+def _need_enumerating(name: str, target: Target, guide: GuideDensity | None) -> None:
+    """A clear error naming the estimator when ``enumerated_guide_reason`` gives a reason."""
+    reason = enumerated_guide_reason(target, guide)
+    if reason is not None:
+        raise ValueError(f"estimator {name!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class ELBOEnumerated:
+    """Plug-in: the ELBO of an enumerating guide, summed exactly over the discrete states (SE 0)."""
+
+    name: ClassVar[str] = "elbo_enumerated"
+    quantity: ClassVar[str] = "elbo"
+    kind: ClassVar[str] = "exact"
+    uses_guide: ClassVar[bool] = True
+
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        return enumerated_guide_reason(target, guide)
+
+    def estimate(
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
+    ) -> Estimate:
+        _need_enumerating(self.name, target, guide)
+        return enumerated_terms(target, cache).elbo
+
+
+@dataclass(frozen=True)
+class KLEnumerated:
+    """Plug-in: KL(q || p(z | x)) of an enumerating guide, summed exactly over the states with the
+    oracle's posterior (SE 0)."""
+
+    name: ClassVar[str] = "kl_enumerated"
+    quantity: ClassVar[str] = "kl_to_posterior"
+    kind: ClassVar[str] = "exact"
+    uses_guide: ClassVar[bool] = True
+
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        return enumerated_guide_reason(target, guide)
+
+    def estimate(
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
+    ) -> Estimate:
+        _need_enumerating(self.name, target, guide)
+        return enumerated_terms(target, cache).kl
+
+
+ESTIMATORS = (ELBOEnumerated(), KLEnumerated())

@@ -60,7 +60,7 @@ def identity_terms(
     """ELBO, KL and the residual of ``guide`` against the exact posterior of ``target``."""
     exact = need_exact("identity", target.exact)
     if guide.samples_nothing:  # the library summed every latent out: the suite's enumerated sums
-        terms = enumerated_terms(target)
+        terms = enumerated_terms(target, cache)
         floor = rounding_floor(exact.log_evidence, terms.magnitude)
         residual = identity_residual(exact.log_evidence, terms.elbo, terms.kl, floor)
         return IdentityTerms(terms.elbo, terms.kl, "enumerated", residual)

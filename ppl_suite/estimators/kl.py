@@ -5,8 +5,8 @@
   (``GuideDensity.kl_to``: Pyro's KL registry for the suite's torch rendering);
 - Monte Carlo: E_q[log q(z) - log p(z | x)] with SE = sd / sqrt(n), when the posterior density is
   known, from the ``kl_monte_carlo`` stream of the cell;
-- identity: log p(x) - ELBO, with the ELBO's SE (the ELBO of the ``elbo`` stream: the same numbers
-  as the cell's ``elbo`` column);
+- identity: log p(x) - ELBO, with the ELBO's SE (the ELBO of the ``elbo`` stream, the ``elbo``
+  plug-in's numbers; for a guide that samples nothing, the exact sum of ``enumerated``);
 - reference: without an oracle, log p(x) estimated by the reference's AIS - ELBO, with both SEs.
 """
 
@@ -24,6 +24,7 @@ from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import guide_reason, need_exact, need_guide, need_positive_int
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
+from ppl_suite.estimators.enumerated import enumerated_terms
 from ppl_suite.estimators.rounding import labelled_by_floor
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior, Site
@@ -166,8 +167,10 @@ class KLAnalytic:
 
     def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
         reason = _no_oracle(target) or guide_reason(guide)
-        if reason is None and target.exact.factors() is None:
+        if reason is None and (factors := target.exact.factors()) is None:
             return "the posterior does not factor into library distributions over sites"
+        if reason is None and guide.kl_to(factors) is None:
+            return f"no closed-form KL is registered between guide {guide.family!r} and the posterior"
         return reason
 
     def estimate(
@@ -205,9 +208,19 @@ class KLMonteCarlo:
         return kl_monte_carlo(need_guide(self.name, guide), exact, self.n, seed, cache)
 
 
+def guide_elbo(
+    target: Target, guide: GuideDensity, n: int, seed: int, cache: EvaluationCache | None = None
+) -> Estimate:
+    """The ELBO of ``guide``: Monte Carlo from the ``elbo`` stream, or for a guide that samples nothing
+    the exact sum over the discrete states (``enumerated``)."""
+    if guide.samples_nothing:
+        return enumerated_terms(target, cache).elbo
+    return elbo(target, guide, n, seed, cache)
+
+
 @dataclass(frozen=True)
 class KLIdentity:
-    """Plug-in: KL(q || p(z | x)) = log p(x) - ELBO, with the Monte Carlo ELBO's SE."""
+    """Plug-in: KL(q || p(z | x)) = log p(x) - ELBO, with the ELBO's SE (``guide_elbo``)."""
 
     n: int = 10_000
     name: ClassVar[str] = "kl_identity"
@@ -219,15 +232,43 @@ class KLIdentity:
         need_positive_int(self.name, "n (the SE needs two samples)", self.n, minimum=2)
 
     def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
-        return _no_oracle(target) or guide_reason(guide)
+        return _no_oracle(target) or (None if guide is not None else "needs a fitted guide")
 
     def estimate(
         self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
     ) -> Estimate:
         exact = need_exact(self.name, target.exact)
-        return kl_identity(
-            elbo(target, need_guide(self.name, guide), self.n, seed, cache), exact.log_evidence
-        )
+        if guide is None:
+            raise TypeError(f"estimator {self.name!r} needs a fitted guide")
+        return kl_identity(guide_elbo(target, guide, self.n, seed, cache), exact.log_evidence)
 
 
-ESTIMATORS = (KLAnalytic(), KLMonteCarlo(), KLIdentity())
+@dataclass(frozen=True)
+class KLReference:
+    """Plug-in: without an oracle, KL(q || p(z | x)) = log p(x) by the NUTS reference's AIS - ELBO
+    (``kl_reference``). AIS estimates log p(x) from below in expectation, so this KL is a lower bound
+    in expectation, never exact."""
+
+    n: int = 10_000
+    name: ClassVar[str] = "kl_reference"
+    quantity: ClassVar[str] = "kl_to_posterior"
+    kind: ClassVar[str] = "lower_bound"
+    uses_guide: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        need_positive_int(self.name, "n (the SE needs two samples)", self.n, minimum=2)
+
+    def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
+        if target.reference is None:
+            return "needs a NUTS reference (a model without an oracle)"
+        return guide_reason(guide)
+
+    def estimate(
+        self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None
+    ) -> Estimate:
+        if target.reference is None:
+            raise ValueError(f"estimator {self.name!r} needs a NUTS reference, and the target has none")
+        return kl_reference(elbo(target, need_guide(self.name, guide), self.n, seed, cache), target.reference)
+
+
+ESTIMATORS = (KLAnalytic(), KLMonteCarlo(), KLIdentity(), KLReference())

@@ -21,29 +21,41 @@ from ppl_suite.spec import Data, Params, Site
 @dataclass(frozen=True)
 class ArrayOps:
     """What a guide needs from an array library: its distributions module, bijections to supports,
-    conversion of NumPy constants, and exp."""
+    conversion of NumPy constants, exp, and ``reshape(in_shape, out_shape)``, the transform that
+    reshapes an event."""
 
     name: str
     dist: ModuleType
     biject_to: Callable[[Any], Any]
     asarray: Callable[[np.ndarray], Any]
     exp: Callable[[Any], Any]
+    reshape: Callable[[tuple[int, ...], tuple[int, ...]], Any]
 
 
 def torch_ops() -> ArrayOps:
     import pyro.distributions as dist
     import torch
     from torch.distributions import biject_to
+    from torch.distributions.transforms import ReshapeTransform
 
-    return ArrayOps("torch", dist, biject_to, lambda a: torch.as_tensor(a, dtype=torch.float64), torch.exp)
+    def asarray(a: np.ndarray) -> Any:
+        return torch.as_tensor(a, dtype=torch.float64)
+
+    return ArrayOps("torch", dist, biject_to, asarray, torch.exp, ReshapeTransform)
 
 
 def jax_ops() -> ArrayOps:
     import jax.numpy as jnp
     import numpyro.distributions as dist
-    from numpyro.distributions.transforms import biject_to
+    from numpyro.distributions.transforms import ReshapeTransform, biject_to
 
-    return ArrayOps("jax", dist, biject_to, lambda a: jnp.asarray(a, dtype=jnp.float64), jnp.exp)
+    def asarray(a: np.ndarray) -> Any:
+        return jnp.asarray(a, dtype=jnp.float64)
+
+    def reshape(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
+        return ReshapeTransform(forward_shape=out_shape, inverse_shape=in_shape)
+
+    return ArrayOps("jax", dist, biject_to, asarray, jnp.exp, reshape)
 
 
 def unconstrained_shape(site: Site) -> tuple[int, ...]:

@@ -1,8 +1,10 @@
 """Full-rank Gaussian in unconstrained space, one block per site.
 
 q(z) = prod_sites T_site#N(u_site; loc_site, L_site L_site^T), with
-L = tril(raw, -1) + diag(exp(log_diag)) over the flattened site. Sites are independent of each other
-(block-diagonal covariance); within a site every pair of coordinates is correlated. For a model with a
+L = tril(raw, -1) + diag(exp(log_diag)) over the flattened site (a matrix site, or a vector site
+sampled in a plate, is flattened in row-major order and reshaped back before T_site). Sites are
+independent of each other (block-diagonal covariance); within a site every pair of coordinates is
+correlated, the elements of a site's plates included (as AutoMultivariateNormal's are). For a model with a
 single vector site (Bayesian linear regression) this is the whole full-rank family; for a model with
 several sites it cannot hold correlations between them (eight schools' tau and theta): the libraries'
 AutoMultivariateNormal (``autoguides``) can. A scalar site is a vector of length 1 (its 1 x 1 Cholesky
@@ -31,8 +33,8 @@ class FullRank:
     elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
-        bad = [s.name for s in sites if s.support == "integer" or len(unconstrained_shape(s)) > 1]
-        return f"sites {bad} are discrete or matrices (use mean_field)" if bad else None
+        discrete = [s.name for s in sites if s.support == "integer"]
+        return f"discrete sites {discrete} have no reparameterized Normal" if discrete else None
 
     def init_params(self, sites: tuple[Site, ...], data: Data, params: Params) -> dict[str, np.ndarray]:
         phi = {}
@@ -55,6 +57,8 @@ class FullRank:
                 strict_lower, eye = ops.asarray(np.tril(np.ones((d, d)), -1)), ops.asarray(np.eye(d))
                 scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(log_diag)
                 base = ops.dist.MultivariateNormal(loc, scale_tril=scale_tril)
+            if len(unconstrained_shape(site)) > 1:
+                base = ops.dist.TransformedDistribution(base, ops.reshape((d,), unconstrained_shape(site)))
             if site.support != "real":
                 base = ops.dist.TransformedDistribution(base, ops.biject_to(constraint(site, ops)))
             out[site.name] = base

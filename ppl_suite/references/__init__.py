@@ -19,6 +19,7 @@ _HOMES = {
     "reference_from": "ppl_suite.references.reparametrized",
     "register_reference_from": "ppl_suite.references.reparametrized",
     "NUTSSettings": "ppl_suite.references.settings",
+    "ReferenceProgress": "ppl_suite.references.progress",
 }
 __all__ = sorted(_HOMES)
 

@@ -1,6 +1,7 @@
 """``ppl-suite reference MODEL``: build, or show when cached, a model's reference (exit codes of
 ``ppl_suite.cli``: 0 ok, 2 bad input, 3 a gate failed and nothing was stored, 4 internal error).
 
+While it builds, each step (attempt, warmup, draws and their gates, evidence) is printed to stderr.
 Without ``--json`` it prints a table (per latent coordinate: mean, sd, MCSE of the mean, R-hat, bulk
 and tail ESS) and then the divergences, draws, seconds, the evidence with its SE and chain ESS,
 whether the reference was cached or built, and the cache file. ``--json`` prints the summary of
@@ -103,6 +104,12 @@ def table(summary: dict[str, Any], path: Path, cached: bool) -> str:
             f"divergences, worst R-hat {direct['r_hat_max']:.4f}, bulk ESS {direct['ess_bulk_min']:.0f}, "
             f"tail ESS {direct['ess_tail_min']:.0f}"
         )
+    for number, attempt in enumerate(summary.get("attempts") or (), 1):
+        failures = "; ".join(attempt["gates"]["failures"]) or "gates passed"
+        lines.append(
+            f"attempt {number} ({attempt['label']}): {attempt['draws_per_chain']} draws per chain, "
+            f"{attempt['seconds']:.0f} s: {failures}"
+        )
     lines.append(f"{'cached' if cached else 'built'}: {path}")
     return "\n".join(lines)
 
@@ -127,7 +134,12 @@ def command(args: argparse.Namespace) -> int:
         line = shlex.join(["ppl-suite", "reference", args.model, "--data-seed", str(args.data_seed)])
         line += "".join(f" --set {shlex.quote(pair)}" for pair in args.set)
         try:
-            reference = reference_for(problem, command=line, rebuild=args.rebuild)
+            reference = reference_for(
+                problem,
+                command=line,
+                rebuild=args.rebuild,
+                on_progress=lambda step: print(step.text, file=sys.stderr),
+            )
         except ReferenceGateError as error:
             print(f"ppl-suite: gate failed: {error}", file=sys.stderr)
             return 3

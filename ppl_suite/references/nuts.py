@@ -2,9 +2,14 @@
 
 The chains (``chain_method="vectorized"``: one program advances all of them) warm up once (step size
 and diagonal mass matrix adapted; Hoffman and Gelman 2014, "The No-U-Turn sampler", JMLR 15), keep
-``draws`` draws each, and while a gate fails run on from their last state until the draws per chain
-have doubled (in chunks of ``draws``, one compiled program), up to ``max_draws``: the draws kept
-are one continuous run of each chain.
+``draws`` draws each, and while R-hat or ESS fails (and no transition diverged: more draws do not
+remove a divergence) run on from their last state until the draws per chain have doubled (in chunks
+of ``draws``, one compiled program), up to ``max_draws``: the draws kept are one continuous run of
+each chain. While NUTS runs, a helper thread tells that it still runs (``progress.heartbeat``).
+
+Sites given as ``non_centered`` are sampled in their non-centered form (NumPyro's
+``LocScaleReparam``: ``ppl_suite.references.remedies``); their draws are kept as deterministic sites
+under their own names, the auxiliary ``<site>_decentered`` sites are dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import arviz as az
 import jax
@@ -29,21 +35,41 @@ from ppl_suite.spec import Latents
 # Draws of each site grouped by chain: (chains, draws, *shape).
 ChainDraws = dict[str, np.ndarray]
 LatentMap = Callable[[Latents], Latents]  # flattened draws of one model -> another's
+# NUTS' statistics per transition, named as ``arviz.from_numpyro`` names them
+EXTRA_FIELDS = {
+    "diverging": "diverging",
+    "energy": "energy",
+    "num_steps": "n_steps",
+    "adapt_state.step_size": "step_size",
+    "accept_prob": "acceptance_rate",
+    "potential_energy": "lp",  # stored negated: the log density
+}
+# tell(phase, draws per chain kept, seconds the next phase should take or None, gates or None)
+Tell = Callable[[str, int, float | None, GateResult | None], None]
 
 
 @dataclass(frozen=True)
 class NUTSRun:
-    """The kept draws as InferenceData (posterior, sample_stats.diverging), their coordinate table
-    and gates, and the wall time of sampling."""
+    """The kept draws of the problem's latent sites, of its deterministic sites (empty when the draws
+    are mapped from another model) and NUTS' statistics per transition (``EXTRA_FIELDS``' names, plus
+    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time."""
 
-    idata: az.InferenceData
+    draws: ChainDraws
+    deterministic: ChainDraws
+    stats: dict[str, np.ndarray]
     coordinates: dict[str, dict[str, float]]
     gates: GateResult
     seconds: float
 
     @property
     def draws_per_chain(self) -> int:
-        return int(self.idata.posterior.sizes["draw"])
+        return int(self.stats["diverging"].shape[1])
+
+    @property
+    def idata(self) -> az.InferenceData:
+        """The latent draws and the statistics as InferenceData (no dims, no observed data: the
+        reference's own is ``references.inference_data.reference_data``)."""
+        return az.from_dict(posterior=self.draws, sample_stats=self.stats)
 
 
 def _by_chain(flat: Latents, chains: int) -> ChainDraws:
@@ -54,20 +80,43 @@ def _flat(draws: ChainDraws) -> Latents:
     return {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
 
 
+def _silent(phase: str, kept: int, eta: float | None, gates: GateResult | None) -> None:
+    """The default ``tell``: nothing."""
+
+
+def sampled_model(problem: Problem, non_centered: tuple[str, ...] = ()):
+    """The NumPyro model NUTS runs: the problem's, with ``non_centered`` sites reparametrized."""
+    model = registry.implementation(problem.spec.name, "numpyro")
+    if model is None:
+        raise ValueError(f"model {problem.spec.name!r} has no NumPyro implementation to run NUTS on")
+    if not non_centered:
+        return model
+    from numpyro import handlers
+    from numpyro.infer.reparam import LocScaleReparam
+
+    return handlers.reparam(model, config={name: LocScaleReparam(centered=0) for name in non_centered})
+
+
 def run(
     problem: Problem,
     settings: NUTSSettings,
     mapping: LatentMap | None = None,
     *,
     extend: bool = True,
+    non_centered: tuple[str, ...] = (),
+    tell: Tell = _silent,
+    expected: float | None = None,
 ) -> NUTSRun:
-    """NUTS on ``problem``'s NumPyro model; gates on its latent draws (after ``mapping``, which takes
-    flattened draws of ``problem``'s sites to those of another parametrization, when given). With
-    ``extend`` the chains run on, doubling their draws, while a gate fails (module docstring)."""
+    """NUTS on ``problem``'s NumPyro model (``non_centered`` sites reparametrized); gates on its latent
+    draws (after ``mapping``, which takes flattened draws of ``problem``'s sites to those of another
+    parametrization, when given). With ``extend`` the chains run on, doubling their draws, while
+    R-hat or ESS fails (module docstring). ``tell`` hears each phase (``ppl_suite.references.progress``
+    names them), and every ``progress.HEARTBEAT_SECONDS`` while NUTS runs; ``expected``: the seconds
+    the first run should take, when known (told with its start)."""
+    from ppl_suite.references import progress
+
     enable_float64()
-    model = registry.implementation(problem.spec.name, "numpyro")
-    if model is None:
-        raise ValueError(f"model {problem.spec.name!r} has no NumPyro implementation to run NUTS on")
+    model = sampled_model(problem, non_centered)
     sites = [site.name for site in problem.sites]
     start = time.perf_counter()
     kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
@@ -80,23 +129,33 @@ def run(
         progress_bar=False,
     )
     data, params = dict(problem.data), dict(problem.params)
-    mcmc.run(jax.random.PRNGKey(settings.seed), data, params, extra_fields=("diverging",))
-    parts = [_kept(mcmc, sites)]
+    tell(progress.STARTED, settings.draws, expected, None)
+    with progress.heartbeat(partial(tell, progress.RUNNING, settings.draws, expected, None)):
+        mcmc.run(jax.random.PRNGKey(settings.seed), data, params, extra_fields=tuple(EXTRA_FIELDS))
+    per_step = (time.perf_counter() - start) / (settings.warmup + settings.draws)  # compilation included
+    parts = [_kept(mcmc, non_centered)]
     while True:
-        draws = {name: np.concatenate([p[0][name] for p in parts], axis=1) for name in sites}
-        diverging = np.concatenate([p[1] for p in parts], axis=1)
+        samples = {name: np.concatenate([p[0][name] for p in parts], axis=1) for name in parts[0][0]}
+        stats = {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in parts[0][1]}
+        draws = {name: samples[name] for name in sites}
+        deterministic = {name: v for name, v in samples.items() if name not in sites}
         if mapping is not None:
-            draws = _by_chain(mapping(_flat(draws)), settings.chains)
-        idata = az.from_dict(posterior=draws, sample_stats={"diverging": diverging})
-        coordinates = coordinate_table(idata)
-        gates = GateResult.of(coordinates, int(diverging.sum()), settings)
-        kept = diverging.shape[1]
-        if gates.passed or not extend or kept >= settings.max_draws:
-            return NUTSRun(idata, coordinates, gates, time.perf_counter() - start)
-        for _ in range(kept // settings.draws):  # chunks of one shape: one compiled program
-            _run_on(mcmc, min(settings.draws, settings.max_draws - kept), data, params)
-            parts.append(_kept(mcmc, sites))
-            kept += parts[-1][1].shape[1]
+            draws, deterministic = _by_chain(mapping(_flat(draws)), settings.chains), {}
+        coordinates = coordinate_table(az.from_dict(posterior=draws))
+        gates = GateResult.of(coordinates, int(stats["diverging"].sum()), settings)
+        kept = stats["diverging"].shape[1]
+        more = extend and not gates.divergences and kept < settings.max_draws
+        chunks = kept // settings.draws if more else 0
+        tell(progress.DRAWN, kept, per_step * chunks * settings.draws if chunks else None, gates)
+        if gates.passed or not more:
+            return NUTSRun(draws, deterministic, stats, coordinates, gates, time.perf_counter() - start)
+        for _ in range(chunks):  # chunks of one shape: one compiled program
+            chunk = time.perf_counter()
+            with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):
+                _run_on(mcmc, min(settings.draws, settings.max_draws - kept), data, params)
+            parts.append(_kept(mcmc, non_centered))
+            per_step = (time.perf_counter() - chunk) / parts[-1][1]["diverging"].shape[1]
+            kept += parts[-1][1]["diverging"].shape[1]
             if kept >= settings.max_draws:
                 break
 
@@ -105,11 +164,17 @@ def _run_on(mcmc: MCMC, draws: int, data: dict, params: dict) -> None:
     """``draws`` more draws per chain from where the chains stopped, no warmup."""
     mcmc.post_warmup_state = mcmc.last_state
     mcmc.num_samples = draws
-    mcmc.run(mcmc.post_warmup_state.rng_key, data, params, extra_fields=("diverging",))
+    mcmc.run(mcmc.post_warmup_state.rng_key, data, params, extra_fields=tuple(EXTRA_FIELDS))
 
 
-def _kept(mcmc: MCMC, sites: list[str]) -> tuple[ChainDraws, np.ndarray]:
-    """The last run's draws of ``sites`` and its divergence flags, grouped by chain."""
+def _kept(mcmc: MCMC, non_centered: tuple[str, ...]) -> tuple[ChainDraws, dict[str, np.ndarray]]:
+    """The last run's draws of every site but the non-centered forms' auxiliaries, and NUTS'
+    statistics (``EXTRA_FIELDS``), grouped by chain."""
+    auxiliary = {f"{name}_decentered" for name in non_centered}
     samples = mcmc.get_samples(group_by_chain=True)
-    diverging = mcmc.get_extra_fields(group_by_chain=True)["diverging"]
-    return {name: np.asarray(samples[name]) for name in sites}, np.asarray(diverging)
+    draws = {name: np.asarray(value) for name, value in samples.items() if name not in auxiliary}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {EXTRA_FIELDS[field]: np.asarray(extra[field]) for field in EXTRA_FIELDS}
+    stats["lp"] = -stats["lp"]
+    stats["tree_depth"] = np.floor(np.log2(stats["n_steps"])).astype(np.int64) + 1
+    return draws, stats

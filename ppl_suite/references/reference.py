@@ -33,10 +33,13 @@ import arviz as az
 import numpy as np
 
 from ppl_suite.problem import Problem
-from ppl_suite.references import cache, nuts
+from ppl_suite.references import cache, nuts, progress
 from ppl_suite.references import settings as settings_module
 from ppl_suite.references.evidence import log_evidence
 from ppl_suite.references.gates import GateResult, ReferenceGateError
+from ppl_suite.references.inference_data import reference_data
+from ppl_suite.references.progress import OnProgress, ReferenceProgress
+from ppl_suite.references.remedies import HIGH_TARGET_ACCEPT, Attempt, next_attempt
 from ppl_suite.references.reparametrized import reference_from
 from ppl_suite.references.settings import NUTSSettings
 from ppl_suite.spec import Latents
@@ -45,8 +48,8 @@ from ppl_suite.store import package_versions
 ATTRIBUTE = "ppl_suite_reference"  # the posterior group's attribute holding the summary as JSON
 RESERVED = (
     "latents", "model", "data_seed", "overrides", "chains", "draws_per_chain", "draws", "divergences",
-    "gates", "seconds", "nuts_seconds", "evidence_seconds", "evidence", "mapped_from", "settings",
-    "versions", "command", "key",
+    "gates", "seconds", "nuts_seconds", "evidence_seconds", "evidence", "mapped_from", "attempts",
+    "non_centered", "settings", "versions", "command", "key",
 )  # fmt: skip
 
 
@@ -160,31 +163,150 @@ def _evidence(problem: Problem, seed: int, draws: Latents | None) -> dict[str, A
     }
 
 
-def build(problem: Problem, settings: NUTSSettings, key: str, command: str) -> az.InferenceData:
-    """Run NUTS (on the source parametrization when there is one) and AIS; the InferenceData with the
-    summary in its posterior attributes. Raises ReferenceGateError when a gate fails."""
+def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
+    return {
+        **attempt.record(),
+        "draws_per_chain": run.draws_per_chain,
+        "divergences": run.gates.divergences,
+        "r_hat_max": run.gates.rhat_max,
+        "ess_bulk_min": run.gates.ess_bulk_min,
+        "ess_tail_min": run.gates.ess_tail_min,
+        "gates": run.gates.as_dict(),
+        "seconds": run.seconds,
+    }
+
+
+def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
+    """The sites a remedy may sample in non-centered form (none when remedies are off)."""
+    if not settings.remedies:
+        return ()
+    from ppl_suite.references.remedies import centered_sites
+
+    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params))
+
+
+def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
+    """The seconds ``attempt`` should take at the last attempt's rate per transition."""
+    done = last["warmup"] + last["draws_per_chain"]
+    return last["seconds"] / done * (attempt.settings.warmup + attempt.settings.draws)
+
+
+def _sample(
+    problem: Problem, settings: NUTSSettings, on_progress: OnProgress, start: float
+) -> tuple[nuts.NUTSRun, Attempt, list[dict[str, Any]]]:
+    """NUTS on ``problem``, remedies tried while a gate fails (``references.remedies``), each attempt
+    told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
+    ReferenceGateError naming every attempt, its gates, and what the user can do."""
+    attempt, centered, records = Attempt(settings), None, []
+    while True:
+        number = len(records) + 1
+
+        def tell(phase, kept, eta, gates, attempt=attempt, number=number):
+            on_progress(
+                ReferenceProgress(
+                    problem.spec.name, number, attempt.label, phase, settings.chains, kept,
+                    time.perf_counter() - start, eta, gates,
+                )
+            )  # fmt: skip
+
+        expected = _expected_seconds(attempt, records[-1]) if records else None
+        run = nuts.run(
+            problem, attempt.settings, non_centered=attempt.non_centered, tell=tell, expected=expected
+        )
+        records.append(_attempt_record(attempt, run))
+        if run.gates.passed:
+            return run, attempt, records
+        if centered is None:  # looked for once, and only when a gate fails
+            centered = _centered(problem, settings)
+        following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
+        stop = None if following is not None else "no remedy left for what failed"
+        if following is not None:
+            expected = _expected_seconds(following, records[-1])
+            if time.perf_counter() - start + expected > settings.budget_seconds:
+                stop = (
+                    f"the next attempt ({following.label}) would take about {expected:.0f} s, past the "
+                    f"budget of {settings.budget_seconds:g} s"
+                )
+        if stop is not None:
+            tell(progress.STOPPED, run.draws_per_chain, None, run.gates)
+            raise ReferenceGateError(_failure(problem, settings, records, stop))
+        attempt = following
+
+
+def _failure(problem: Problem, settings: NUTSSettings, records: list[dict[str, Any]], stop: str) -> str:
+    """The message of a reference that failed its gates: each attempt and its numbers, why no more
+    was tried, and what the user can change."""
+    tried = "; ".join(
+        f"{i}. {r['label']} ({settings.chains} chains x {r['draws_per_chain']} draws, {r['seconds']:.0f} s): "
+        + ", ".join(r["gates"]["failures"])
+        for i, r in enumerate(records, 1)
+    )
+    last = records[-1]
+    advice = (
+        f"budget_seconds={max(2 * settings.budget_seconds, 600):g} "
+        f"target_accept={min(max(last['target_accept'], HIGH_TARGET_ACCEPT) + 0.005, 0.999):g} "
+        f"warmup={2 * last['warmup']} max_draws={2 * last['max_draws']}"
+    )
+    return (
+        f"the NUTS reference of {problem.spec.name!r} (data seed {problem.data_seed}) failed its gates in "
+        f"{len(records)} attempt{'s' * (len(records) > 1)}: {tried}; stopped: {stop}; nothing was stored. "
+        f"What you can do: give NUTS more room with --nuts NAME=VALUE (Python: nuts={{...}}), e.g. "
+        f"--nuts {advice} (remedies=false: one attempt only); or write the model in a form NUTS samples "
+        f"well (hierarchical sites non-centered, priors on the data's scale)"
+    )
+
+
+def build(
+    problem: Problem,
+    settings: NUTSSettings,
+    key: str,
+    command: str,
+    on_progress: OnProgress = progress.ignore,
+) -> az.InferenceData:
+    """Run NUTS (on the source parametrization when there is one, else with remedies while a gate
+    fails: ``references.remedies``) and AIS; the InferenceData (``inference_data.reference_data``) with
+    the summary in its posterior attributes. Raises ReferenceGateError when the gates still fail."""
     start = time.perf_counter()
     source = reference_from(problem.spec.name)
-    sampled, mapping, mapped = problem, None, None
+    mapped, attempts, non_centered = None, [], ()
     if source is not None:
         from ppl_suite import registry
 
         sampled = Problem(registry.get(source.model), problem.params, problem.data, problem.data_seed)
-        mapping = lambda draws: source.latents(draws, problem.params)  # noqa: E731
-    run = nuts.run(sampled, settings, mapping)
-    if not run.gates.passed:
-        raise ReferenceGateError(
-            f"the NUTS reference of {problem.spec.name!r} (data seed {problem.data_seed}, "
-            f"{settings.chains} chains x {run.draws_per_chain} draws) failed its gates: "
-            + "; ".join(run.gates.failures())
-            + "; nothing was stored"
-        )
-    if source is not None:
+        run = nuts.run(sampled, settings, lambda draws: source.latents(draws, problem.params))
+        if not run.gates.passed:
+            raise ReferenceGateError(
+                f"the NUTS reference of {problem.spec.name!r} (data seed {problem.data_seed}, "
+                f"{settings.chains} chains x {run.draws_per_chain} draws) failed its gates: "
+                + "; ".join(run.gates.failures())
+                + "; nothing was stored"
+            )
         mapped = {"model": source.model, "why": source.why, "direct": _direct(problem, settings)}
+    else:
+        sampled = problem
+        run, attempt, attempts = _sample(problem, settings, on_progress, start)
+        non_centered = attempt.non_centered
+        if non_centered:
+            mapped = {
+                "model": f"{problem.spec.name} with {', '.join(non_centered)} non-centered (LocScaleReparam)",
+                "why": "NUTS on the model as written failed its gates (attempts)",
+                "direct": attempts[0],
+            }
     evidence_start = time.perf_counter()
+
+    def tell(phase: str) -> None:
+        on_progress(
+            ReferenceProgress(
+                problem.spec.name, max(len(attempts), 1), attempts[-1]["label"] if attempts else "mapped",
+                phase, settings.chains, run.draws_per_chain, time.perf_counter() - start,
+            )
+        )  # fmt: skip
+
+    tell(progress.EVIDENCE)
     # BDMC may start its reverse chains at the NUTS draws only where they are draws of ``sampled``.
-    draws = None if source is not None else _draws(run.idata, problem)
-    evidence = _evidence(sampled, settings.seed, draws)
+    draws = None if source is not None else {k: v.reshape(-1, *v.shape[2:]) for k, v in run.draws.items()}
+    with progress.heartbeat(lambda: tell(progress.RUNNING)):
+        evidence = _evidence(sampled, settings.seed, draws)
     clash = sorted(set(run.coordinates) & set(RESERVED))
     if clash:
         raise ValueError(f"latent coordinates {clash} clash with the summary's own keys")
@@ -200,18 +322,32 @@ def build(problem: Problem, settings: NUTSSettings, key: str, command: str) -> a
         "divergences": run.gates.divergences,
         "gates": run.gates.as_dict(),
         "seconds": time.perf_counter() - start,
-        "nuts_seconds": run.seconds,
+        "nuts_seconds": sum(a["seconds"] for a in attempts) if attempts else run.seconds,
         "evidence_seconds": time.perf_counter() - evidence_start,
         "evidence": evidence,
         "mapped_from": mapped,
+        "attempts": attempts,
+        "non_centered": list(non_centered),
         "settings": asdict(settings),
         "versions": package_versions(),
         "command": command or f"reference_for({problem.spec.name!r}, data_seed={problem.data_seed})",
         "key": key,
     }
-    idata = run.idata
-    idata.posterior.attrs[ATTRIBUTE] = json.dumps(summary)
-    return idata
+    attrs = {
+        ATTRIBUTE: json.dumps(summary),
+        "model": problem.spec.name,
+        "data_seed": problem.data_seed,
+        "log_evidence": evidence["log_evidence"],
+        "log_evidence_se": evidence["se"],
+        "log_evidence_reliability": evidence["reliability"],
+        "divergences": run.gates.divergences,
+        "r_hat_max": run.gates.rhat_max,
+        "ess_bulk_min": run.gates.ess_bulk_min,
+        "ess_tail_min": run.gates.ess_tail_min,
+        "non_centered": ", ".join(non_centered),
+        "attempts": len(attempts) or 1,
+    }
+    return reference_data(problem, run, attrs)
 
 
 def reference_for(
@@ -221,10 +357,12 @@ def reference_for(
     cache_dir: Path | None = None,
     command: str = "",
     rebuild: bool = False,
+    on_progress: OnProgress = progress.ignore,
 ) -> Reference:
     """The stored reference of ``problem`` under ``settings`` (None: ``settings.settings_for``) when its key
-    matches (``rebuild``: build it anew regardless), else built, stored and returned. A reference
-    failing a gate raises ReferenceGateError and is not stored."""
+    matches (``rebuild``: build it anew regardless), else built, stored and returned; ``on_progress``
+    hears each step of a build (``references.progress``). A reference failing its gates after every
+    remedy tried raises ReferenceGateError (the message names each attempt) and is not stored."""
     settings = settings or settings_module.settings_for(problem.spec)
     path = cache.reference_path(problem, settings, cache_dir)
     if path.exists() and not rebuild and (stored := _stored(path, problem)) is not None:
@@ -232,7 +370,7 @@ def reference_for(
     with cache.building(path):
         if path.exists() and not rebuild and (stored := _stored(path, problem)) is not None:
             return stored  # another process built it while this one waited
-        idata = build(problem, settings, path.stem.rpartition("-")[2], command)
+        idata = build(problem, settings, path.stem.rpartition("-")[2], command, on_progress)
         cache.write_atomically(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
         summary = idata.posterior.attrs[ATTRIBUTE]
         cache.write_atomically(cache.summary_path(path), lambda temporary: temporary.write_text(summary))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ppl_suite.spec import ModelSpec
@@ -19,6 +19,12 @@ class NUTSSettings:
     divergent transition (Vehtari, Gelman, Simpson, Carpenter and Buerkner 2021, "Rank-normalization,
     folding, and localization: an improved R-hat", Bayesian Analysis 16; posteriordb's reference
     posterior rules).
+
+    When a gate still fails and ``remedies`` is on, ``ppl_suite.references.remedies`` tries again
+    (the non-centered form of centered sites, a higher ``target_accept`` with a longer warmup, more
+    draws) while the next attempt is expected to end within ``budget_seconds`` of the start. Neither
+    of these two fields is part of a stored reference's key: a reference passes at the same attempt,
+    with the same numbers, whatever budget let that attempt run.
     """
 
     chains: int = 4
@@ -30,6 +36,8 @@ class NUTSSettings:
     seed: int = 0
     rhat_max: float = 1.01
     ess_min: float = 1000.0
+    remedies: bool = True
+    budget_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -40,12 +48,15 @@ class NUTSSettings:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_draws < self.draws:
             problems.append(f"max_draws ({self.max_draws}) must be >= draws ({self.draws})")
+        if not self.budget_seconds > 0:
+            problems.append(f"budget_seconds must be > 0, got {self.budget_seconds}")
         if not 0.0 < self.target_accept < 1.0:
             problems.append(f"target_accept must lie in (0, 1), got {self.target_accept}")
         if problems:
             raise ValueError("NUTSSettings: " + "; ".join(problems))
 
 
+NOT_IN_KEY = ("remedies", "budget_seconds")  # how far to look for a passing attempt, not what it holds
 DEFAULT = NUTSSettings()  # what ``reference_for`` and ``ppl-suite reference`` use when given none
 
 
@@ -53,3 +64,8 @@ def settings_for(spec: ModelSpec) -> NUTSSettings:
     """A model's reference settings: DEFAULT updated by its ``ModelSpec.reference_settings`` (a user's
     model checked with smaller NUTS settings gets them in every worker, not only where it was asked)."""
     return replace(DEFAULT, **dict(spec.reference_settings))
+
+
+def key_fields(settings: NUTSSettings) -> dict[str, Any]:
+    """The fields of ``settings`` that a stored reference's key covers (all but NOT_IN_KEY)."""
+    return {name: value for name, value in asdict(settings).items() if name not in NOT_IN_KEY}

@@ -2,7 +2,9 @@
 register themselves), then the sections are sorted by their module's place in ORDER.
 
 A new topic is one new module here that calls ``document.register``: it is found by discovery, and
-placed where ORDER has ``*`` (before backend agreement) until ORDER names it.
+placed where ORDER has ``*`` (before backend agreement) until ORDER names it. A study's section lives
+with the study (``Study.report``, ``ppl_suite.studies``), is imported after this package's modules and
+placed by the study's name.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ppl_suite import studies
 from ppl_suite.report import document
 
 PACKAGE = "ppl_suite.report"
@@ -33,15 +36,21 @@ ORDER = (
 
 
 def discover() -> None:
-    """Import every module of the report package, so that each registers its sections."""
+    """Import every module of the report package, then every study's report module, so that each
+    registers its sections."""
     package = importlib.import_module(PACKAGE)
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{PACKAGE}.{module.name}")
+    for name in studies.names():
+        if (module := studies.get(name).report) is not None:
+            importlib.import_module(module)
 
 
 def rank(module: str) -> int:
-    """A module's place in ORDER (``*``'s place for a module ORDER does not name)."""
-    name = module.rsplit(".", 1)[-1]
+    """A module's place in ORDER (``*``'s place for a module ORDER does not name); a study's report
+    module is placed by the study's name."""
+    by_study = {studies.get(name).report: name for name in studies.names()}
+    name = by_study.get(module) or module.rsplit(".", 1)[-1]
     return ORDER.index(name) if name in ORDER else ORDER.index("*")
 
 

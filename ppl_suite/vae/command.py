@@ -1,4 +1,8 @@
 """``ppl-suite vae``: train the digits VAE with each backend and evaluate it (``ppl_suite.vae.study``).
+The flags give the study's settings; the runner (``runner.run`` with a plan of this study alone)
+locks the results folder, runs the study into it, records it in the manifest and writes the report;
+``console.StudyPrinter`` prints its events. With --model vqvae_digits, the VQ-VAE study likewise
+(``ppl_suite.vqvae.command``).
 
 Exit codes are the runner's: 0 every backend trained and was evaluated, 1 some backend failed (the
 others were written), 2 bad input (every problem listed, nothing run) or the folder is in use, 4
@@ -9,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 MODELS = ("vae_digits", "vqvae_digits")
@@ -88,60 +95,44 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return settings
 
 
-def run_in(store: Any, settings: Any, command: list[str]) -> dict[str, Any]:
-    """Run the study into ``store`` (held locked by the caller); the manifest as ``run_recorded``'s."""
-    from ppl_suite.vae import results as r
-    from ppl_suite.vae.command_flow import run_recorded
-    from ppl_suite.vae.study import run_study
-
-    return run_recorded(
-        store, command, {"vae": settings}, r.MANIFEST_VAE, lambda: run_study(settings, store.path, log=print)
-    )
-
-
-def summary_lines(tables: dict[str, Any]) -> list[str]:
-    """The backends' table and the flagged disagreements, as printed lines."""
-    from ppl_suite.vae import results as r
-
-    backends = tables["backends"]
-    shown = [
-        r.BACKEND,
-        r.STATUS,
-        r.LOG_P,
-        r.se(r.LOG_P),
-        r.IWAE,
-        r.ELBO,
-        r.KL,
-        r.se(r.KL),
-        r.APPROXIMATION,
-        r.AMORTIZATION,
-    ]
-    lines = [backends[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")]
-    agreement = tables["agreement"]
-    flagged = agreement[agreement[r.FLAGGED]] if not agreement.empty else agreement
-    for row in flagged.itertuples(index=False):
-        lines.append(
-            f"backends differ beyond noise: {getattr(row, r.QUANTITY)} {getattr(row, r.BACKEND_A)} - "
-            f"{getattr(row, r.BACKEND_B)} = {getattr(row, r.DIFFERENCE):.3f} ({getattr(row, r.Z):.1f} SE)"
-        )
-    return lines
-
-
-def failed(tables: dict[str, Any]) -> bool:
-    """Whether some backend failed."""
-    from ppl_suite.vae import results as r
-
-    return bool((tables["backends"][r.STATUS] != r.OK).any())
-
-
 def command(args: argparse.Namespace) -> int:
     """Run ``ppl-suite vae``; bad input is a ``matrix.ConfigError`` (exit 2)."""
     if args.model == "vqvae_digits":
-        from ppl_suite.vqvae.command import command as vqvae_command
+        from ppl_suite.vqvae.command import settings_from_args as vqvae_settings
 
         args.out = args.out or "results/vqvae"
-        return vqvae_command(args)
+        return run_command(args, "vqvae", vqvae_settings)
     args.out = args.out or "results/vae"
-    from ppl_suite.vae.command_flow import run_command
+    return run_command(args, "vae", settings_from_args)
 
-    return run_command(args, settings_from_args, run_in, summary_lines, failed, "VAE studies", "VAE")
+
+def run_command(
+    args: argparse.Namespace, study: str, settings_from_args: Callable[[argparse.Namespace], Any]
+) -> int:
+    """A study command: the settings from the flags, then ``study`` alone through the runner into --out
+    (the temporary files of an interrupted run removed, with --fresh the study's earlier tables and
+    kept work too), its summary and its tables' folder printed, the report written unless --no-report.
+    Exit 1 when some part of it failed; bad settings, an unusable or busy folder are a
+    ``matrix.ConfigError`` (exit 2)."""
+    from ppl_suite import console, matrix, runner
+    from ppl_suite.numerics import setup
+    from ppl_suite.store import ResultsStore
+    from ppl_suite.vae.settings import SettingsError
+
+    setup(one_thread=False)  # float64 in JAX and torch before anything computes; XLA's threads left alone
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as error:
+        raise matrix.ConfigError(error.problems) from None
+    report = None if args.no_report else report_folder(args)
+    plan = runner.Plan(fresh=args.fresh, report=report, command=list(sys.argv), studies={study: settings})
+    store = ResultsStore(args.out)
+    outcome = runner.run(plan, store, on_event=console.StudyPrinter(store.path))
+    if outcome.status == runner.BAD_INPUT:
+        raise matrix.ConfigError(outcome.problems)
+    return outcome.exit_code
+
+
+def report_folder(args: argparse.Namespace) -> Path:
+    """--report, else reports/<results folder name>."""
+    return Path(args.report) if args.report else Path("reports") / Path(args.out).resolve().name

@@ -103,12 +103,50 @@ class Evaluator:
             r.APPROXIMATION: (gaps.approximation, gaps.approximation_se),
             r.AMORTIZATION: (gaps.amortization, gaps.amortization_se),
         }
-        summary = {r.BACKEND: backend, r.STATUS: r.OK, r.ERROR: "", r.N_IMAGES: test.shape[0]}
+        summary = self._summary(
+            backend, test.shape[0], per_image, evidence, proposal, best, trained, fit_seconds
+        )
+        images = _image_rows(backend, test.shape[0], per_image, evidence, proposal, best)
+        start = time.perf_counter()
+        checkpoints, intervals = self.checkpoints(
+            backend, trained, test[: s.checkpoint_images], decoder, evidence.schedule
+        )
+        summary[r.CHECKPOINT_SECONDS] = time.perf_counter() - start
+        losses = [
+            {r.BACKEND: backend, r.STEP: i, r.LOSS: float(v)}
+            for i, v in enumerate(np.asarray(trained.losses))
+        ]
+        kept = (r.ELBO, r.se(r.ELBO), r.IWAE, r.se(r.IWAE), r.FINAL_LOSS, r.TRAINING_SECONDS, r.IWAE_SECONDS)
+        return {
+            "runs": [{r.BACKEND: backend, r.RUN: 0, **{name: summary[name] for name in kept}}],
+            "backends": [summary],
+            "images": images,
+            "checkpoints": checkpoints,
+            "intervals": intervals,
+            "bdmc": self.bdmc_rows(backend, theta, evidence.schedule),
+            "losses": losses,
+        }
+
+    def _summary(
+        self,
+        backend: str,
+        n_images: int,
+        per_image: dict[str, tuple[np.ndarray, np.ndarray]],
+        evidence: Any,
+        proposal: Any,
+        best: Any,
+        trained: Any,
+        fit_seconds: float,
+    ) -> dict[str, Any]:
+        """The backend's ``backends`` row (its checkpoints' seconds apart): the averages over images of
+        the ``per_image`` estimates with their SEs (``mean_over_images``), diagnostics and costs."""
+        s = self.settings
+        summary = {r.BACKEND: backend, r.STATUS: r.OK, r.ERROR: "", r.N_IMAGES: n_images}
         for name, (value, se) in per_image.items():
             summary[name], summary[r.se(name)], spread = mean_over_images(value, se)
             if name == r.LOG_P:
                 summary[r.LOG_P_SPREAD_SE] = spread
-        summary |= {
+        return summary | {
             r.IWAE_K: s.iwae_k,
             r.KHAT_MEDIAN: float(np.median(proposal.khat)),
             r.KHAT_ABOVE: float(np.mean(proposal.khat > khat_threshold(s.iwae_k))),
@@ -125,55 +163,16 @@ class Evaluator:
             r.IWAE_SECONDS: proposal.seconds,
             r.FIT_SECONDS: fit_seconds,
         }
-        images = [
-            {
-                r.BACKEND: backend,
-                r.IMAGE: i,
-                **{
-                    c: float(v[i])
-                    for name, (value, se) in per_image.items()
-                    for c, v in ((name, value), (r.se(name), se))
-                },
-                r.KHAT: float(proposal.khat[i]),
-                r.AIS_ESS: float(evidence.estimates.ess[i]),
-                r.AIS_UNRELIABLE_IMAGE: bool(evidence.estimates.unreliable[i]),
-                r.QSTAR_CONVERGED: bool(best.converged[i]),
-                r.AIS_TEMPERATURES: int(evidence.temperatures[i]),
-            }
-            for i in range(test.shape[0])
-        ]
-        start = time.perf_counter()
-        checkpoints, intervals = self.checkpoints(
-            backend, trained, test[: s.checkpoint_images], decoder, evidence.schedule
+
+    def bdmc_rows(self, backend: str, theta: Any, schedule: Any) -> list[dict]:
+        """The BDMC sandwich on images simulated from the decoder, per schedule length (``bdmc_lengths``
+        times the tuned schedule's)."""
+        s = self.settings
+        lengths = tuple(sorted({max(1, round(m * schedule.temperatures)) for m in s.bdmc_lengths}))
+        found = sandwiches(
+            self.annealer, theta, schedule, lengths, s.bdmc_images, s.ais.chains, self.key(backend, "bdmc")
         )
-        summary[r.CHECKPOINT_SECONDS] = time.perf_counter() - start
-        lengths = tuple(sorted({max(1, round(m * evidence.schedule.temperatures)) for m in s.bdmc_lengths}))
-        bdmc = [
-            {r.BACKEND: backend, r.N_IMAGES: s.bdmc_images, **sandwich.summary()}
-            for sandwich in sandwiches(
-                self.annealer,
-                theta,
-                evidence.schedule,
-                lengths,
-                s.bdmc_images,
-                s.ais.chains,
-                self.key(backend, "bdmc"),
-            )
-        ]
-        losses = [
-            {r.BACKEND: backend, r.STEP: i, r.LOSS: float(v)}
-            for i, v in enumerate(np.asarray(trained.losses))
-        ]
-        kept = (r.ELBO, r.se(r.ELBO), r.IWAE, r.se(r.IWAE), r.FINAL_LOSS, r.TRAINING_SECONDS, r.IWAE_SECONDS)
-        return {
-            "runs": [{r.BACKEND: backend, r.RUN: 0, **{name: summary[name] for name in kept}}],
-            "backends": [summary],
-            "images": images,
-            "checkpoints": checkpoints,
-            "intervals": intervals,
-            "bdmc": bdmc,
-            "losses": losses,
-        }
+        return [{r.BACKEND: backend, r.N_IMAGES: s.bdmc_images, **sandwich.summary()} for sandwich in found]
 
     def run_row(
         self, backend: str, run: int, trained: Any, test: np.ndarray, decoder: tuple[str, ...]
@@ -197,64 +196,102 @@ class Evaluator:
         self, backend: str, trained: Any, images: np.ndarray, decoder: tuple[str, ...], schedule: Any
     ) -> tuple[list[dict], list[dict]]:
         """Per checkpoint: AIS log p, ELBO and KL averaged over ``images``; per interval: the split."""
-        rows = []
-        for step in sorted(trained.checkpoints):
-            weights = trained.checkpoints[step]
-            theta = as_jax(weights, decoder)
-            loc, scale = (np.asarray(a) for a in self.encode(weights, images))
-            estimates, _, _ = forward_with_reruns(
-                self.annealer,
-                theta,
-                images,
-                schedule,
-                self.settings.ais,
-                self.key(backend, f"checkpoint.{step}.ais"),
-            )
-            elbo, elbo_se = elbo_estimates(
-                self.weights,
-                theta,
-                images,
-                loc,
-                scale,
-                self.settings.iwae_k,
-                self.key(backend, f"checkpoint.{step}.elbo"),
-            )
-            log_p, log_p_se, _ = mean_over_images(estimates.value, estimates.se)
-            elbo_mean, elbo_mean_se, _ = mean_over_images(elbo, elbo_se)
-            rows.append(
-                {
-                    r.BACKEND: backend,
-                    r.STEP: int(step),
-                    r.N_IMAGES: images.shape[0],
-                    r.LOG_P: log_p,
-                    r.se(r.LOG_P): log_p_se,
-                    r.ELBO: elbo_mean,
-                    r.se(r.ELBO): elbo_mean_se,
-                    r.KL: log_p - elbo_mean,
-                    r.se(r.KL): float(np.hypot(log_p_se, elbo_mean_se)),
-                    r.AIS_UNRELIABLE: int(estimates.unreliable.sum()),
-                }
-            )
-        if len(rows) < 2:
-            return rows, []
-        frame = pd.DataFrame(rows)
-        columns = [r.STEP, r.LOG_P, r.se(r.LOG_P), r.ELBO, r.se(r.ELBO)]
-        consecutive = split(*(frame[c].to_numpy() for c in columns))
-        whole = split(*(frame[c].to_numpy()[[0, -1]] for c in columns))
-        intervals = [
-            {
-                r.BACKEND: backend,
-                r.SPAN: span,
-                r.STEP_FROM: int(parts.step_from[k]),
-                r.STEP_TO: int(parts.step_to[k]),
-                r.ELBO_GAIN: float(parts.elbo_gain[k]),
-                r.se(r.ELBO_GAIN): float(parts.elbo_gain_se[k]),
-                r.LOG_P_GAIN: float(parts.log_p_gain[k]),
-                r.se(r.LOG_P_GAIN): float(parts.log_p_gain_se[k]),
-                r.KL_FALL: float(parts.kl_fall[k]),
-                r.se(r.KL_FALL): float(parts.kl_fall_se[k]),
-            }
-            for span, parts in ((r.INTERVAL, consecutive), (r.WHOLE, whole))
-            for k in range(parts.elbo_gain.size)
+        rows = [
+            self.checkpoint_row(backend, step, trained.checkpoints[step], images, decoder, schedule)
+            for step in sorted(trained.checkpoints)
         ]
-        return rows, intervals
+        return rows, interval_rows(backend, rows)
+
+    def checkpoint_row(
+        self,
+        backend: str,
+        step: int,
+        weights: dict[str, np.ndarray],
+        images: np.ndarray,
+        decoder: tuple[str, ...],
+        schedule: Any,
+    ) -> dict[str, Any]:
+        """One checkpoint's AIS log p, ELBO and KL = log p - ELBO, averaged over ``images``."""
+        theta = as_jax(weights, decoder)
+        loc, scale = (np.asarray(a) for a in self.encode(weights, images))
+        estimates, _, _ = forward_with_reruns(
+            self.annealer,
+            theta,
+            images,
+            schedule,
+            self.settings.ais,
+            self.key(backend, f"checkpoint.{step}.ais"),
+        )
+        elbo, elbo_se = elbo_estimates(
+            self.weights, theta, images, loc, scale, self.settings.iwae_k,
+            self.key(backend, f"checkpoint.{step}.elbo"),
+        )  # fmt: skip
+        log_p, log_p_se, _ = mean_over_images(estimates.value, estimates.se)
+        elbo_mean, elbo_mean_se, _ = mean_over_images(elbo, elbo_se)
+        return {
+            r.BACKEND: backend,
+            r.STEP: int(step),
+            r.N_IMAGES: images.shape[0],
+            r.LOG_P: log_p,
+            r.se(r.LOG_P): log_p_se,
+            r.ELBO: elbo_mean,
+            r.se(r.ELBO): elbo_mean_se,
+            r.KL: log_p - elbo_mean,
+            r.se(r.KL): float(np.hypot(log_p_se, elbo_mean_se)),
+            r.AIS_UNRELIABLE: int(estimates.unreliable.sum()),
+        }
+
+
+def _image_rows(
+    backend: str,
+    n_images: int,
+    per_image: dict[str, tuple[np.ndarray, np.ndarray]],
+    evidence: Any,
+    proposal: Any,
+    best: Any,
+) -> list[dict]:
+    """One ``images`` row per test image: its ``per_image`` estimates and SEs and its diagnostics."""
+    return [
+        {
+            r.BACKEND: backend,
+            r.IMAGE: i,
+            **{
+                c: float(v[i])
+                for name, (value, se) in per_image.items()
+                for c, v in ((name, value), (r.se(name), se))
+            },
+            r.KHAT: float(proposal.khat[i]),
+            r.AIS_ESS: float(evidence.estimates.ess[i]),
+            r.AIS_UNRELIABLE_IMAGE: bool(evidence.estimates.unreliable[i]),
+            r.QSTAR_CONVERGED: bool(best.converged[i]),
+            r.AIS_TEMPERATURES: int(evidence.temperatures[i]),
+        }
+        for i in range(n_images)
+    ]
+
+
+def interval_rows(backend: str, rows: list[dict]) -> list[dict]:
+    """The ``intervals`` rows of the checkpoint ``rows``: the ELBO's gain split into Delta log p and
+    -Delta KL, between consecutive checkpoints (span interval) and from the first to the last (whole)."""
+    if len(rows) < 2:
+        return []
+    frame = pd.DataFrame(rows)
+    columns = [r.STEP, r.LOG_P, r.se(r.LOG_P), r.ELBO, r.se(r.ELBO)]
+    consecutive = split(*(frame[c].to_numpy() for c in columns))
+    whole = split(*(frame[c].to_numpy()[[0, -1]] for c in columns))
+    return [
+        {
+            r.BACKEND: backend,
+            r.SPAN: span,
+            r.STEP_FROM: int(parts.step_from[k]),
+            r.STEP_TO: int(parts.step_to[k]),
+            r.ELBO_GAIN: float(parts.elbo_gain[k]),
+            r.se(r.ELBO_GAIN): float(parts.elbo_gain_se[k]),
+            r.LOG_P_GAIN: float(parts.log_p_gain[k]),
+            r.se(r.LOG_P_GAIN): float(parts.log_p_gain_se[k]),
+            r.KL_FALL: float(parts.kl_fall[k]),
+            r.se(r.KL_FALL): float(parts.kl_fall_se[k]),
+        }
+        for span, parts in ((r.INTERVAL, consecutive), (r.WHOLE, whole))
+        for k in range(parts.elbo_gain.size)
+    ]

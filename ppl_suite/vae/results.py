@@ -31,6 +31,7 @@ import pandas as pd
 
 FOLDER = "vae"
 MANIFEST_VAE = "vae_study"  # the manifest's entry of the study: command, config, start and end
+TRAINED = "trained.npz"  # the kind of a backend's kept trained weights (``ppl_suite.vae.stored``)
 
 BACKEND = "backend"
 STATUS = "status"

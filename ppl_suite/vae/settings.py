@@ -28,8 +28,8 @@ from typing import Any, Self
 from ppl_suite import sizes
 from ppl_suite.estimators.ais import AISConfig
 from ppl_suite.vae.best_guide import FitSettings
+from ppl_suite.vae.training import BACKENDS
 
-BACKENDS = ("pyro", "numpyro", "handrolled")
 TEST_IMAGES = 500
 
 

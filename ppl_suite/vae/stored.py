@@ -39,7 +39,7 @@ from ppl_suite.vae import results as r
 from ppl_suite.vae.settings import VAEStudySettings
 from ppl_suite.vae.training import TrainedVAE, TrainingSettings
 
-TRAINED = "trained.npz"
+TRAINED = r.TRAINED
 # the tables written per backend, ``backends`` last (it marks the part whole)
 PER_BACKEND = ("images", "checkpoints", "intervals", "bdmc", "losses", "runs", "backends")
 _CHECKPOINT = "checkpoint"
@@ -115,8 +115,9 @@ def run_digest(
     )
 
 
-def save_trained(store: ResultsStore, digest: str, trained: TrainedVAE) -> None:
-    """Keep a trained backend: final weights, the weights at every checkpoint, losses and times."""
+def save_trained(store: ResultsStore, digest: str, trained: TrainedVAE, kind: str = TRAINED) -> None:
+    """Keep a trained backend as part ``<digest>.<kind>``: final weights, the weights at every
+    checkpoint, losses and times."""
     arrays = {f"weights.{name}": value for name, value in trained.weights.items()}
     for step, weights in trained.checkpoints.items():
         arrays |= {f"{_CHECKPOINT}.{int(step)}.{name}": value for name, value in weights.items()}
@@ -124,14 +125,14 @@ def save_trained(store: ResultsStore, digest: str, trained: TrainedVAE) -> None:
     arrays |= {name: np.float64(getattr(trained, name)) for name in _TIMES}
     buffer = io.BytesIO()
     np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
-    store.write_vae_part(digest, TRAINED, buffer.getvalue())
+    store.write_vae_part(digest, kind, buffer.getvalue())
 
 
 def load_trained(
-    store: ResultsStore, digest: str, backend: str, settings: TrainingSettings
+    store: ResultsStore, digest: str, backend: str, settings: TrainingSettings, kind: str = TRAINED
 ) -> TrainedVAE | None:
-    """The trained backend kept under ``digest``, or None."""
-    payload = store.vae_part(digest, TRAINED)
+    """The trained backend kept as part ``<digest>.<kind>``, or None."""
+    payload = store.vae_part(digest, kind)
     if payload is None:
         return None
     try:
@@ -149,7 +150,7 @@ def load_trained(
         times = {name: float(arrays[name]) for name in _TIMES}
         losses = arrays["losses"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise Unreadable(f"vae/parts/{digest}.{TRAINED}: {type(error).__name__}: {error}") from error
+        raise Unreadable(f"vae/parts/{digest}.{kind}: {type(error).__name__}: {error}") from error
     return TrainedVAE(backend, settings, weights, dict(sorted(checkpoints.items())), losses, **times)
 
 

@@ -13,6 +13,7 @@ written from every backend's rows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import traceback
 from collections.abc import Callable
@@ -155,13 +156,13 @@ def run_study(
     log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, pd.DataFrame]:
     """Train and evaluate every backend of ``settings`` (module docstring) and write the tables into
-    the results folder ``folder`` (``ResultsStore.write_vae_table``) after each backend; returns them.
+    the results folder ``folder`` (``ResultsStore.write_study_table``) after each backend; returns them.
 
     ``trainer``, ``data``, ``model``, ``encode`` and ``decoder`` default to the digits VAE
     (``ppl_suite.vae.training.train``, ``models.vae_digits``); tests pass small ones."""
     from ppl_suite.numerics import enable_float64
     from ppl_suite.store import ResultsStore
-    from ppl_suite.vae.training import BACKEND_MODULES, train
+    from ppl_suite.vae.training import train
 
     enable_float64()  # a no-op where the caller set the numerics up already (the CLI, workers, tests)
     settings = settings.checked()
@@ -177,22 +178,13 @@ def run_study(
     trainer = trainer or train
     model = model or digits_model(latent_dim)
     encode = encode or digits_encode
-
-    def training_code(backend: str) -> tuple[str, ...]:
-        # the default trainer imports its backend's module by name, where imports cannot be followed
-        chosen = [BACKEND_MODULES[backend]] if trainer is train else []
-        return tuple(dict.fromkeys([trainer.__module__, *chosen, *DIGITS_MODULES]))
-
-    functions = (model.log_likelihood, model.simulate, encode)
-    evaluation_code = tuple(
-        dict.fromkeys([Evaluator.__module__, *(f.__module__ for f in functions), *DIGITS_MODULES])
-    )
+    evaluation_code = _evaluation_code(model, encode)
     test = np.asarray(data.test)[: settings.n_test]
     study = _Study(
         settings,
         ResultsStore(folder),
         trainer,
-        training_code,
+        functools.partial(_training_code, trainer),
         evaluation_code,
         Evaluator(model, settings, encode),
         data,
@@ -206,8 +198,23 @@ def run_study(
             rows[name] += new
         tables = _tables(rows, latent_dim)
         for name, frame in tables.items():
-            study.store.write_vae_table(name, frame)
+            study.store.write_study_table("vae", name, frame)
     return tables
+
+
+def _training_code(trainer: Trainer, backend: str) -> tuple[str, ...]:
+    """The modules a backend's training runs: the default trainer imports its backend's module by
+    name, where imports cannot be followed."""
+    from ppl_suite.vae.training import BACKEND_MODULES, train
+
+    chosen = [BACKEND_MODULES[backend]] if trainer is train else []
+    return tuple(dict.fromkeys([trainer.__module__, *chosen, *DIGITS_MODULES]))
+
+
+def _evaluation_code(model: LatentModel, encode: Callable[..., Any]) -> tuple[str, ...]:
+    """The modules the evaluation runs: the evaluator's, the model's functions' and the digits'."""
+    functions = (model.log_likelihood, model.simulate, encode)
+    return tuple(dict.fromkeys([Evaluator.__module__, *(f.__module__ for f in functions), *DIGITS_MODULES]))
 
 
 def _tables(rows: dict[str, list[dict]], latent_dim: int) -> dict[str, pd.DataFrame]:

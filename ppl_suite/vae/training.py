@@ -18,6 +18,7 @@ distribution, not draw for draw.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -29,7 +30,16 @@ from models.vae_digits.data import VAEData
 from ppl_suite import sizes
 from ppl_suite.spec import Domain
 
-BACKENDS = ("pyro", "numpyro", "handrolled")
+
+def trainer_backends(package: str) -> tuple[str, ...]:
+    """The backends (``ppl_suite.backends.names()``, in its order) that ``package`` has a trainer for:
+    a module ``<package>.train_<backend>``."""
+    from ppl_suite import backends
+
+    return tuple(name for name in backends.names() if importlib.util.find_spec(f"{package}.train_{name}"))
+
+
+BACKENDS = trainer_backends("ppl_suite.vae")
 BACKEND_MODULES = {name: f"ppl_suite.vae.train_{name}" for name in BACKENDS}
 MINIBATCH_STREAM = 1  # minibatch order: np.random.default_rng([MINIBATCH_STREAM, seed]); weights: seed
 TRAINING_DOMAINS = {

@@ -1,6 +1,6 @@
-"""``ppl-suite vae --model vqvae_digits``: the VQ-VAE study (``ppl_suite.vqvae.study``) with the
-``vae`` command's flags (``ppl_suite.vae.command``): --out, --backends, --steps, --n-test, --quick,
---fresh, --report, --no-report; the ``vqvae`` profile's settings otherwise."""
+"""``ppl-suite vae --model vqvae_digits``: the VQ-VAE study's settings (``ppl_suite.vqvae.study``) from
+the ``vae`` command's flags (``ppl_suite.vae.command``, which runs it): --out, --backends, --steps,
+--n-test, --quick, --fresh, --report, --no-report; the ``vqvae`` profile's settings otherwise."""
 
 from __future__ import annotations
 
@@ -42,43 +42,3 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             quick = dataclasses.replace(quick, training={**quick.training, "steps": args.steps})
         settings = quick.checked()
     return settings
-
-
-def run_in(store: Any, settings: Any, command: list[str], log=print) -> dict[str, Any]:
-    """Run the study into ``store`` (held locked by the caller); the manifest gains the study's entry."""
-    from ppl_suite.vae.command_flow import run_recorded
-    from ppl_suite.vqvae import results as r
-    from ppl_suite.vqvae.study import run_study
-
-    return run_recorded(
-        store,
-        command,
-        {"vqvae": settings},
-        r.MANIFEST_VQVAE,
-        lambda: run_study(settings, store.path, log=log),
-    )
-
-
-def summary_lines(tables: dict[str, Any]) -> list[str]:
-    """Per backend and objective: the final test log p, ELBO and KL (exact), and the training's cost."""
-    from ppl_suite.vqvae import results as r
-
-    runs = tables["vqvae_runs"]
-    shown = [r.BACKEND, r.OBJECTIVE, r.STATUS, r.LOG_EVIDENCE, r.ELBO, r.KL, r.KL_NEAREST, r.TRAINING_SECONDS]
-    return [runs[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}")]
-
-
-def failed(tables: dict[str, Any]) -> bool:
-    """Whether some run failed."""
-    from ppl_suite.vqvae import results as r
-
-    return bool((tables["vqvae_runs"][r.STATUS] != r.OK).any())
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run ``ppl-suite vae --model vqvae_digits``; bad input is a ``matrix.ConfigError`` (exit 2)."""
-    from ppl_suite.vae.command_flow import run_command
-
-    return run_command(
-        args, settings_from_args, run_in, summary_lines, failed, "VAE and VQ-VAE studies", "VQ-VAE"
-    )

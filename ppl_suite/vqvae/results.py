@@ -31,7 +31,9 @@ import pandas as pd
 
 from ppl_suite.vae import results as vae_results
 
+FOLDER = vae_results.FOLDER  # its tables lie beside the VAE study's
 MANIFEST_VQVAE = "vqvae_study"
+TRAINED = "vqvae_trained.npz"  # the kind of a kept run's trained weights (the VAE's: trained.npz)
 BACKEND, OBJECTIVE, STATUS, ERROR = "backend", "objective", "status", "error"
 OK, FAILED = "ok", "failed"
 STEP, IMAGE, IMAGES = "step", "image", "images"

@@ -1,7 +1,7 @@
 """The VQ-VAE study's finished work in the results folder, kept as the VAE study keeps its own
 (``ppl_suite.vae.stored``: the same parts folder, digests and trained-weights format):
 
-    <digest>.trained.npz            one backend and objective's trained weights, checkpoints, losses
+    <digest>.vqvae_trained.npz      one backend and objective's trained weights, checkpoints, losses
                                     and times; the digest covers the backend, the objective, the
                                     training settings, the training images, the versions and the
                                     training code's source

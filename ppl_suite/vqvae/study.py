@@ -58,9 +58,6 @@ def run_study(
     docstring); returns the tables. ``data`` defaults to the digits (``models.vae_digits.data``)."""
     from ppl_suite.numerics import enable_float64
     from ppl_suite.store import ResultsStore
-    from ppl_suite.vqvae.evaluation import calibration_rows, checkpoint_rows, estimator_rows
-    from ppl_suite.vqvae.gradients import gradient_rows
-    from ppl_suite.vqvae.training import train
 
     enable_float64()
     settings = settings.checked()
@@ -68,110 +65,142 @@ def run_study(
         from models.vae_digits import data as digits
 
         data = digits.load()
-    store = ResultsStore(folder)
-    training = settings.training_settings()
-    train_images = np.asarray(data.train, dtype=np.float64)
-    test = np.asarray(data.test, dtype=np.float64)[: settings.n_test]
-    batch = minibatches(training, len(train_images))[0]
+    study = _Study(settings, ResultsStore(folder), data, log)
     rows: dict[str, list[dict]] = {name: [] for name in r.TABLES}
+    tables: dict[str, pd.DataFrame] = {}
+    for backend in settings.backends:
+        enumerated = None
+        for objective in settings.objectives:
+            out, trained = study.run_rows(backend, objective)
+            for name, new in out.items():
+                rows[name] += new
+            if objective == "enumerated":
+                enumerated = trained
+        rows["vqvae_gradients"] += study.backend_gradients(backend, enumerated)
+        tables = _tables(rows)
+        for name, frame in tables.items():
+            study.store.write_study_table("vqvae", name, frame)
+    return tables
 
-    def kept(label: str, read: Callable[[], Any]) -> Any:
+
+def _tables(rows: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
+    """Every table from the runs' rows, with the estimators' calibration."""
+    from ppl_suite.vqvae.evaluation import calibration_rows
+
+    tables = {name: r.frame(name, rows[name]) for name in r.TABLES if name != "vqvae_calibration"}
+    estimators = tables["vqvae_estimators"]
+    tables["vqvae_calibration"] = r.frame(
+        "vqvae_calibration", calibration_rows(estimators) if not estimators.empty else []
+    )
+    return tables
+
+
+class _Study:
+    """One study's settings, folder, images and log, and its steps: a run trained (or its kept
+    training read), evaluated (or its kept rows read), a backend's gradients."""
+
+    def __init__(self, settings: VQVAEStudySettings, store: Any, data: Any, log: Callable[[str], None]):
+        self.settings, self.store, self.data, self.log = settings, store, data, log
+        self.training = settings.training_settings()
+        self.train_images = np.asarray(data.train, dtype=np.float64)
+        self.test = np.asarray(data.test, dtype=np.float64)[: settings.n_test]
+        self.batch = minibatches(self.training, len(self.train_images))[0]
+
+    def kept(self, label: str, read: Callable[[], Any]) -> Any:
+        """``read()``, or None (said) when the kept part is unreadable."""
         try:
             return read()
         except stored.Unreadable as error:
-            log(f"{label}: a kept part is unreadable, redoing it ({error})")
+            self.log(f"{label}: a kept part is unreadable, redoing it ({error})")
             return None
 
-    def trained_run(backend: str, objective: str) -> tuple[str, Any]:
+    def trained_run(self, backend: str, objective: str) -> tuple[str, Any]:
+        """The run's training digest and its trained weights (kept, else trained and kept)."""
         from ppl_suite.vae import stored as vae_stored
+        from ppl_suite.vqvae.training import train
 
-        key = stored.training_digest(backend, objective, training, train_images, training_code(backend))
+        training = self.training
+        key = stored.training_digest(backend, objective, training, self.train_images, training_code(backend))
         label = f"vqvae {backend} {objective}"
-        found = kept(label, lambda: vae_stored.load_trained(store, key, backend, training))
+        found = self.kept(
+            label, lambda: vae_stored.load_trained(self.store, key, backend, training, r.TRAINED)
+        )
         if found is None:
-            found = train(backend, objective, data, training)
-            vae_stored.save_trained(store, key, found)
-            log(f"{label}: trained in {found.seconds:.1f} s (+ {found.compile_seconds:.1f} s set-up)")
+            found = train(backend, objective, self.data, training)
+            vae_stored.save_trained(self.store, key, found, r.TRAINED)
+            self.log(f"{label}: trained in {found.seconds:.1f} s (+ {found.compile_seconds:.1f} s set-up)")
         else:
-            log(f"{label}: its stored training reused (vae/parts/{key}.trained.npz)")
+            self.log(f"{label}: its stored training reused (vae/parts/{key}.{r.TRAINED})")
         return key, found
 
-    def run_rows(backend: str, objective: str) -> tuple[dict[str, list[dict]], tuple[str, Any] | None]:
+    def run_rows(self, backend: str, objective: str) -> tuple[dict[str, list[dict]], tuple[str, Any] | None]:
+        """The run's rows of each per-run table (kept, else evaluated and kept) and its training; a
+        failed run is one ``failed`` row of ``vqvae_runs`` (no training)."""
         label = f"vqvae {backend} {objective}"
         try:
-            key, trained = trained_run(backend, objective)
-            evaluated = stored.evaluation_digest(key, settings, test, train_images, EVALUATION_MODULES)
-            found = kept(label, lambda: stored.load_rows(store, evaluated, r.PER_RUN))
+            key, trained = self.trained_run(backend, objective)
+            evaluated = stored.evaluation_digest(
+                key, self.settings, self.test, self.train_images, EVALUATION_MODULES
+            )
+            found = self.kept(label, lambda: stored.load_rows(self.store, evaluated, r.PER_RUN))
             if found is not None:
-                log(f"{label}: its stored evaluation reused")
+                self.log(f"{label}: its stored evaluation reused")
                 return found, (key, trained)
             start = time.perf_counter()
-            out = checkpoint_rows(backend, objective, trained, test, train_images, training.temperature)
-            out["vqvae_estimators"] = estimator_rows(
-                backend, objective, trained.weights, test, training.temperature, settings.draws,
-                settings.iwae_ks, settings.seed,
-            )  # fmt: skip
-            final = [row for row in out["vqvae_checkpoints"] if row[r.IMAGES] == r.TEST][-1]
-            losses = np.asarray(trained.losses)
-            out["vqvae_runs"] = [
-                {r.BACKEND: backend, r.OBJECTIVE: objective, r.STATUS: r.OK, r.ERROR: ""}
-                | {r.CODES: training.codes, r.POSITIONS: training.positions, r.N_IMAGES: test.shape[0]}
-                | {name: final[name] for name in r.TERMS}
-                | {r.FINAL_LOSS: float(np.mean(losses[-min(100, losses.size) :]))}
-                | {r.TRAINING_SECONDS: trained.seconds, r.COMPILE_SECONDS: trained.compile_seconds}
-            ]
-            stored.save_rows(store, evaluated, out, r.PER_RUN)
-            log(f"{label}: evaluated in {time.perf_counter() - start:.1f} s")
+            out = self.evaluate(backend, objective, trained)
+            stored.save_rows(self.store, evaluated, out, r.PER_RUN)
+            self.log(f"{label}: evaluated in {time.perf_counter() - start:.1f} s")
             return out, (key, trained)
         except Exception as error:  # a failed run is recorded; the others go on
-            log(f"{label}: failed: {type(error).__name__}: {error}")
+            self.log(f"{label}: failed: {type(error).__name__}: {error}")
             failed = {r.BACKEND: backend, r.OBJECTIVE: objective, r.STATUS: r.FAILED, r.ERROR: _error(error)}
             return {"vqvae_runs": [failed]}, None
 
-    def backend_gradients(backend: str, enumerated: tuple[str, Any] | None) -> list[dict]:
+    def evaluate(self, backend: str, objective: str, trained: Any) -> dict[str, list[dict]]:
+        """A trained run's rows: its checkpoints evaluated exactly, its estimators, its summary row."""
+        from ppl_suite.vqvae.evaluation import checkpoint_rows, estimator_rows
+
+        training, settings, test = self.training, self.settings, self.test
+        out = checkpoint_rows(backend, objective, trained, test, self.train_images, training.temperature)
+        out["vqvae_estimators"] = estimator_rows(
+            backend, objective, trained.weights, test, training.temperature, settings.draws,
+            settings.iwae_ks, settings.seed,
+        )  # fmt: skip
+        final = [row for row in out["vqvae_checkpoints"] if row[r.IMAGES] == r.TEST][-1]
+        losses = np.asarray(trained.losses)
+        out["vqvae_runs"] = [
+            {r.BACKEND: backend, r.OBJECTIVE: objective, r.STATUS: r.OK, r.ERROR: ""}
+            | {r.CODES: training.codes, r.POSITIONS: training.positions, r.N_IMAGES: test.shape[0]}
+            | {name: final[name] for name in r.TERMS}
+            | {r.FINAL_LOSS: float(np.mean(losses[-min(100, losses.size) :]))}
+            | {r.TRAINING_SECONDS: trained.seconds, r.COMPILE_SECONDS: trained.compile_seconds}
+        ]
+        return out
+
+    def backend_gradients(self, backend: str, enumerated: tuple[str, Any] | None) -> list[dict]:
+        """A backend's gradient rows at the start and, when its enumerated run trained, at its end."""
+        from ppl_suite.vqvae.gradients import gradient_rows
+
+        training, settings = self.training, self.settings
         label = f"vqvae {backend} gradients"
-        start_key = stored.training_digest(backend, "start", training, train_images, ())
+        start_key = stored.training_digest(backend, "start", training, self.train_images, ())
         points = {r.START: (0, training.init_weights())}
         digests = {r.START: start_key}
         if enumerated is not None:
             points[r.END] = (training.steps, enumerated[1].weights)
             digests[r.END] = enumerated[0]
-        key = stored.gradient_digest(digests, settings, batch, GRADIENT_MODULES)
-        found = kept(label, lambda: stored.load_rows(store, key, ("vqvae_gradients",)))
+        key = stored.gradient_digest(digests, settings, self.batch, GRADIENT_MODULES)
+        found = self.kept(label, lambda: stored.load_rows(self.store, key, ("vqvae_gradients",)))
         if found is not None:
             return found["vqvae_gradients"]
         try:
             out = gradient_rows(
-                backend,
-                points,
-                train_images,
-                batch,
-                training.temperature,
-                settings.gradient_draws,
-                settings.seed,
-            )
+                backend, points, self.train_images, self.batch, training.temperature,
+                settings.gradient_draws, settings.seed,
+            )  # fmt: skip
         except Exception as error:
-            log(f"{label}: failed: {type(error).__name__}: {error}")
+            self.log(f"{label}: failed: {type(error).__name__}: {error}")
             return []
-        stored.save_rows(store, key, {"vqvae_gradients": out}, ("vqvae_gradients",))
-        log(f"{label}: {settings.gradient_draws} draws per point")
+        stored.save_rows(self.store, key, {"vqvae_gradients": out}, ("vqvae_gradients",))
+        self.log(f"{label}: {settings.gradient_draws} draws per point")
         return out
-
-    tables: dict[str, pd.DataFrame] = {}
-    for backend in settings.backends:
-        enumerated = None
-        for objective in settings.objectives:
-            out, trained = run_rows(backend, objective)
-            for name, new in out.items():
-                rows[name] += new
-            if objective == "enumerated":
-                enumerated = trained
-        rows["vqvae_gradients"] += backend_gradients(backend, enumerated)
-        tables = {name: r.frame(name, rows[name]) for name in r.TABLES if name != "vqvae_calibration"}
-        estimators = tables["vqvae_estimators"]
-        tables["vqvae_calibration"] = r.frame(
-            "vqvae_calibration", calibration_rows(estimators) if not estimators.empty else []
-        )
-        for name, frame in tables.items():
-            store.write_vae_table(name, frame)
-    return tables

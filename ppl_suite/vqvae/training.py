@@ -38,9 +38,11 @@ from ppl_suite.vae.training import (
     checkpoint_problems,
     minibatches,
     setting_problems,
+    trainer_backends,
 )
 
-BACKENDS = ("pyro", "numpyro", "handrolled")
+# a backend's index seeds its draws (``evaluation``): ``backends.names()`` keeps new backends last
+BACKENDS = trainer_backends("ppl_suite.vqvae")
 BACKEND_MODULES = {name: f"ppl_suite.vqvae.train_{name}" for name in BACKENDS}
 OBJECTIVES = ("enumerated", "score_function", "vq")
 TRAINING_DOMAINS = {

@@ -322,21 +322,7 @@ class VAE:
         if runs is None or procedures is None or procedures.empty:
             return []
         ok = runs[runs[r.STATUS] == r.OK]
-        tested = procedures[procedures[r.P].notna()]
-        flagged = tested[tested[r.FLAGGED]]
-        if not flagged.empty:
-            verdict = (
-                f"{len(flagged)} of {len(tested)} comparisons flagged: there the backends differ as "
-                "training procedures, beyond the runs' spread."
-            )
-        elif not tested.empty:
-            verdict = (
-                "None flagged: no difference between the backends as large as the table's last column "
-                "(the smallest difference this many runs can flag); a difference between their first "
-                "runs (Backend agreement, above) is within what separate training runs give."
-            )
-        else:
-            verdict = "No comparison could be made: the runs did not spread."
+        verdict = _procedures_verdict(procedures)
         blocks: list[Block] = [
             Heading("The backends as training procedures"),
             Text(
@@ -485,6 +471,24 @@ class VAE:
         if table.drop(columns="backend").isna().to_numpy().any():
             caption += " —: not stored (the study that wrote this folder did not keep that time)."
         return [*blocks, Table(table, caption=caption, formats=formats)]
+
+
+def _procedures_verdict(procedures: pd.DataFrame) -> str:
+    """What the Welch tests between the backends' training runs say, in a sentence."""
+    tested = procedures[procedures[r.P].notna()]
+    flagged = tested[tested[r.FLAGGED]]
+    if not flagged.empty:
+        return (
+            f"{len(flagged)} of {len(tested)} comparisons flagged: there the backends differ as "
+            "training procedures, beyond the runs' spread."
+        )
+    if not tested.empty:
+        return (
+            "None flagged: no difference between the backends as large as the table's last column "
+            "(the smallest difference this many runs can flag); a difference between their first "
+            "runs (Backend agreement, above) is within what separate training runs give."
+        )
+    return "No comparison could be made: the runs did not spread."
 
 
 def _number(value: float) -> str:

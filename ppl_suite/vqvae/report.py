@@ -144,6 +144,16 @@ class VQVAE:
                 formats={c: "{:.3f}" for c in shown.columns[2:]},
             )
         )
+        blocks += self._figures(context, tables)
+        blocks += self._split(tables)
+        blocks += self._gradients(tables)
+        blocks += self._estimators(tables)
+        return blocks
+
+    @staticmethod
+    def _figures(context: Context, tables: dict[str, pd.DataFrame]) -> list[Block]:
+        """The curves over training and the per-image identity at the end of training."""
+        blocks: list[Block] = []
         checkpoints = tables.get("vqvae_checkpoints")
         if checkpoints is not None and not checkpoints.empty:
             test = checkpoints[checkpoints[r.IMAGES] == r.TEST]
@@ -168,9 +178,6 @@ class VQVAE:
                     alt="Per objective, points of each image's ELBO under its log p(x) line.",
                 )
             )
-        blocks += self._split(tables)
-        blocks += self._gradients(tables)
-        blocks += self._estimators(tables)
         return blocks
 
     def _split(self, tables: dict[str, pd.DataFrame]) -> list[Block]:

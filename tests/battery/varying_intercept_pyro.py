@@ -1,0 +1,32 @@
+"""The varying-intercept regression in Pyro, indexing the group intercepts from the left
+(``a[group]``) as Pyro's tutorials do."""
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from sizes import options
+
+import ppl_suite
+
+rng = np.random.default_rng(3)
+n_groups, n = 6, 60
+group = rng.integers(0, n_groups, n)
+x = rng.normal(size=n)
+y = 1.0 + 0.5 * x + rng.normal(0.0, 0.7, n_groups)[group] + rng.normal(size=n)
+
+
+def model(x, group, n_groups, y=None):
+    mu_a = pyro.sample("mu_a", dist.Normal(0.0, 5.0))
+    sigma_a = pyro.sample("sigma_a", dist.HalfNormal(2.0))
+    b = pyro.sample("b", dist.Normal(0.0, 5.0))
+    with pyro.plate("groups", n_groups):
+        a = pyro.sample("a", dist.Normal(mu_a, sigma_a))
+    sigma = pyro.sample("sigma", dist.HalfNormal(2.0))
+    with pyro.plate("data", len(x)):
+        pyro.sample("y", dist.Normal(a[group] + b * x, sigma), obs=y)
+
+
+result = ppl_suite.check(model, args=(torch.tensor(x), torch.tensor(group), n_groups), kwargs={"y": y},
+                         **options())  # fmt: skip
+print(result.table.drop(columns="key").to_string())
