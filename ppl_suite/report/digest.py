@@ -90,10 +90,12 @@ def _sources(sections: Iterable[object]) -> Iterator[Path]:
     every section registered from elsewhere (a user's module, an entry point)."""
     yield from sorted(SUITE.rglob("*.py"))
     yield from sorted(registry.ZOO.rglob("*.py"))
-    outside = set()  # the shipped sections' files are the suite's: counted once, discovered or not
+    outside = set()  # the suite's and the zoo's sections are counted above, discovered or not
     for section in sections:
         file = getattr(sys.modules.get(type(section).__module__), "__file__", None)
-        if file is not None and not Path(file).resolve().is_relative_to(SUITE):
+        if file is not None and not any(
+            Path(file).resolve().is_relative_to(p) for p in (SUITE, registry.ZOO)
+        ):
             outside.add(Path(file).resolve())
     yield from sorted(outside)
 
