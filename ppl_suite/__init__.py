@@ -24,6 +24,7 @@ _HOMES = {
     "InputProblem": "ppl_suite.checking",
     "cell_draws": "ppl_suite.checking",
     "CellDraws": "ppl_suite.checking",
+    "diagnose": "ppl_suite.diagnosing",
 }
 __all__ = ["__version__", *sorted(_HOMES)]
 

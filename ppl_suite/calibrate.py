@@ -58,43 +58,51 @@ Each verdict tests two statistics at ``level``: a correct estimator fails about 
 rows by chance (2% at 0.99), so a table of m rows holds about 0.02 m chance failures.
 
 Besides the registered estimators, ``pyro_trace_elbo`` and ``numpyro_trace_elbo``: each library's own
-Trace_ELBO of the same guide (``backends.pyro.library_elbo``, ``backends.numpyro.library_elbo``), the
-number a fit reports as ``library_elbo``. Writes DIR/calibration.csv, DIR/calibration_by_khat.csv,
-DIR/calibration_replicates.csv and DIR/calibration.png, prints the tables; exit 0 when every verdict
-(rows and k-hat bins) is ok, labelled, an approximation or a diagnostic, 3 when the replicates an
-estimator labels reliable fail.
+Trace_ELBO of the same guide (the function a backend declares as ``BackendInfo.library_elbo``), the
+number a fit reports as ``library_elbo``.
+
+This module computes; the study around it is ``ppl_suite.calibration`` (its settings, tables, plug-in,
+report section and ``ppl-suite calibrate``, which writes the tables into a results folder, exports them
+as DIR/calibration.csv, DIR/calibration_by_khat.csv, DIR/calibration_replicates.csv with the figure
+DIR/calibration.png, prints them, and exits 0 when every verdict (rows and k-hat bins) is ok, labelled,
+an approximation or a diagnostic, 3 when the replicates an estimator labels reliable fail).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import importlib.util
 import math
-import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ppl_suite import backends, estimators, registry, sizes
+from ppl_suite import backends, estimators, registry
 from ppl_suite.backends.base import SVIConfig
+from ppl_suite.calibration.tables import (
+    BY_KHAT,
+    CALIBRATION,
+    COLUMNS,
+    DEFAULT_REPLICATES,
+    KHAT_COLUMNS,
+    LEVEL,
+    REPLICATE_COLUMNS,
+    REPLICATES,
+    failed,
+)
 from ppl_suite.estimate import Estimate
 from ppl_suite.estimators import Estimator
 from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.draws import guide_draws
 from ppl_suite.estimators.rounding import labelled_by_floor, rounding_floor
 from ppl_suite.estimators.streams import stream_seed
-from ppl_suite.matrix import ConfigError
 from ppl_suite.problem import Problem
-from ppl_suite.store import unwritable
 from ppl_suite.targets import GuideDensity, Target
 from ppl_suite.targets.build import target_for
 from ppl_suite.targets.exact_guide import gaussian_family, gaussian_guide
@@ -111,28 +119,12 @@ NO_REGIME = "none"
 # seeds of the first four never change)
 SEED_BLOCKS = ("exact", "slightly_off", "badly_off", NO_REGIME, "scaled_0.9", "scaled_0.85", "scaled_0.75",
                "scaled_0.7")  # fmt: skip
-DEFAULT_REPLICATES = 200
 MAGNITUDE_DRAWS = 256  # draws that size a library ELBO's terms, for its rounding floor
 GAP_NOT_AN_SE = {"iwae"}  # bounds judged on one side only: their gap to the truth is no SE
-LEVEL = 0.99
 DATA_SEED = 0
 EXACT_TOLERANCE = 4  # rounding floors an SE-0 estimate may be off by
-EXIT_FAILED = 3
 KHAT_DRAWS = 100_000  # draws of the one PSIS run that gives a regime its k-hat
 KHAT_BINS = (0.5, 0.6, 0.7, 0.8, 0.9)  # edges of the k-hat bins of ``khat_table``
-REPLICATE_COLUMNS = (
-    "model", "estimator", "regime", "seed", "value", "se", "k_hat", "reliable", "exact", "z", "z_about",
-)  # fmt: skip
-KHAT_COLUMNS = (
-    "model", "estimator", "khat_bin", "z_about", "count", "z_mean", "z_sd", "fraction_reliable",
-    "reliable_count", "reliable_z_mean", "reliable_z_sd", "error_nats", "verdict",
-)  # fmt: skip
-COLUMNS = (
-    "model", "estimator", "regime", "replicates", "z_mean", "z_sd", "frac_abs_z_gt_2", "frac_abs_z_gt_3",
-    "khat", "verdict", "judged", "fraction_unreliable", "z_sd_low", "z_sd_high", "z_mean_limit",
-    "exact", "mean_estimate", "mean_se", "error_nats", "seconds",
-)  # fmt: skip
-
 
 CALIBRATION_MODULE = "calibration"  # <model package>.calibration.at_maximum_likelihood(problem), optional
 
@@ -188,11 +180,10 @@ class LibraryELBO:
 @functools.cache
 def library_elbos() -> dict[str, Callable[..., Estimate]]:
     """Each backend's own ELBO of a fixed guide, ``library_elbo(problem, family, phi, n, seed)``, where
-    the backend's module has one (the libraries': Pyro's and NumPyro's Trace_ELBO)."""
+    its descriptor declares one (``BackendInfo.library_elbo``: Pyro's and NumPyro's Trace_ELBO)."""
     found = {}
     for name in backends.names():
-        module = sys.modules[type(backends.get(name)).__module__]
-        if callable(function := getattr(module, "library_elbo", None)):
+        if (function := backends.info(name).load_library_elbo()) is not None:
             found[name] = function
     return found
 
@@ -278,10 +269,6 @@ def calibration_verdict(z: np.ndarray, kind: str = "unbiased", level: float = LE
     if not mean >= -limit and kind != "lower_bound":
         reasons.append(f"z_mean {mean:+.3g} below -{limit:.2f}")
     return "ok" if not reasons else "fail: " + "; ".join(reasons)
-
-
-def failed(verdict: str) -> bool:
-    return verdict.startswith("fail")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -623,75 +610,18 @@ def khat_table(replicates: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------
-# command line
+# the study's step
 
 
-def validate(args: argparse.Namespace) -> tuple[list[str], list[Estimator]]:
-    """The models and estimators to run; every problem with the arguments is one ConfigError message."""
-    problems = []
-    valid_models = calibratable_models()
-    models = list(dict.fromkeys(args.models or valid_models))
-    unknown = [m for m in models if m not in valid_models]
-    if unknown:
-        problems.append(
-            f"cannot calibrate on model(s) {', '.join(map(repr, unknown))} (calibration needs an exact "
-            f"Gaussian posterior that a guide family of the model holds); valid: {', '.join(valid_models)}"
-        )
-    names = list(dict.fromkeys(args.estimators or estimator_names()))
-    unknown = [n for n in names if n not in estimator_names()]
-    if unknown:
-        problems.append(
-            f"unknown estimator(s) {', '.join(map(repr, unknown))}; valid: {', '.join(estimator_names())}"
-        )
-    if args.replicates is None:
-        args.replicates = DEFAULT_REPLICATES
-    if args.level is None:
-        args.level = LEVEL
-    if args.replicates < 2:
-        problems.append(f"--replicates must be at least 2 (an sd needs two), got {args.replicates}")
-    elif too_many := sizes.over_budget("--replicates", args.replicates, 1, "per replicate (its estimate)"):
-        problems.append(too_many)
-    if not 0 < args.level < 1:
-        problems.append(f"--level must lie in (0, 1), got {args.level}")
-    cannot_write = unwritable(Path(args.out))
-    if cannot_write:
-        problems.append(f"--out: {cannot_write}")
-    if problems:
-        raise ConfigError(problems)
-    return models, [get_estimator(n) for n in names]
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run, write DIR/calibration.csv and DIR/calibration.png, print the table; 0, or 3 on a failure."""
-    from ppl_suite.numerics import setup
-
-    setup()
-    models, chosen = validate(args)
-    out = Path(args.out)
+def calibration_tables(
+    settings: Any, progress: Callable[[str], None] = lambda line: None
+) -> dict[str, pd.DataFrame]:
+    """The study's tables (``ppl_suite.calibration.tables``) for ``settings``
+    (``ppl_suite.calibration.settings.Settings``: no models or estimators named means every one):
+    the calibration table, one row per replicate and the k-hat table."""
+    models = list(settings.models or calibratable_models())
+    chosen = [get_estimator(name) for name in settings.estimators or estimator_names()]
     replicates: list[dict[str, object]] = []
-    table = calibrate(models, chosen, args.replicates, args.level, progress=print, record=replicates)
+    table = calibrate(models, chosen, settings.replicates, settings.level, progress, record=replicates)
     each = pd.DataFrame(replicates, columns=list(REPLICATE_COLUMNS))
-    by_khat = khat_table(each, args.level)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "calibration.csv", index=False)
-    each.to_csv(out / "calibration_replicates.csv", index=False)
-    by_khat.to_csv(out / "calibration_by_khat.csv", index=False)
-    from ppl_suite.report.calibration_figure import draw_calibration
-
-    draw_calibration(table, out / "calibration.png", args.level)
-    shown = table[list(COLUMNS[:10])]
-    print(
-        shown.to_string(
-            index=False, line_width=shutil.get_terminal_size().columns, float_format="{:.3g}".format
-        )
-    )
-    if len(by_khat):
-        print(by_khat.drop(columns="z_about").to_string(index=False, float_format="{:.3g}".format))
-    failures = table[table["verdict"].map(failed)]
-    khat_failures = by_khat[by_khat["verdict"].map(failed)]
-    print(
-        f"{len(table)} rows: {len(failures)} failed calibration; {len(khat_failures)} of {len(by_khat)} "
-        f"k-hat bins failed; written {out / 'calibration.csv'}, {out / 'calibration_by_khat.csv'}, "
-        f"{out / 'calibration_replicates.csv'}, {out / 'calibration.png'}"
-    )
-    return EXIT_FAILED if len(failures) or len(khat_failures) else 0
+    return {CALIBRATION: table, REPLICATES: each, BY_KHAT: khat_table(each, settings.level)}

@@ -183,9 +183,10 @@ def parser() -> argparse.ArgumentParser:
         "calibrate",
         help="run estimators many times on fixed guides and check their SEs against exact answers",
         description="Is (estimate - exact) / SE a standard normal draw? Each estimator runs R times on "
-        "fixed guides (the exact posterior, a slightly-off and a badly-off guide); writes "
-        "DIR/calibration.csv and DIR/calibration.png. Exit 0, or 3 when an estimator that did not "
-        "label itself unreliable fails calibration.",
+        "fixed guides (the exact posterior, a slightly-off and a badly-off guide); writes the results "
+        "folder DIR (tables under DIR/calibration/) and, as before, DIR/calibration.csv, "
+        "DIR/calibration_by_khat.csv, DIR/calibration_replicates.csv and DIR/calibration.png. Exit 0, "
+        "2 on bad input, or 3 when an estimator that did not label itself unreliable fails calibration.",
     )
     calibration.add_argument(
         "--models", nargs="+", help="models (default: every model calibration applies to)"
@@ -198,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
         "--level", type=float, help="probability of each acceptance interval (default 0.99)"
     )
     calibration.add_argument(
-        "--out", default="results/calibration", help="folder for calibration.csv and .png"
+        "--out", default="results/calibration", help="results folder (also holds calibration.csv and .png)"
     )
     calibration.set_defaults(handler=command_calibrate)
     reference = commands.add_parser(
@@ -238,9 +239,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
-    from ppl_suite import calibrate  # torch and JAX: loaded only when calibrating
+    from ppl_suite.calibration import command as calibrate_command  # the estimators: loaded here only
 
-    return calibrate.command(args)
+    return calibrate_command.command(args)
 
 
 def command_reference(args: argparse.Namespace) -> int:

@@ -64,6 +64,7 @@ class Plan:
     report: Path | None = None
     command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     studies: Mapping[str, Any] | None = None  # a run of these studies alone: their settings by name
+    exports: tuple[str, ...] = ()  # files the command writes at the folder's top (``store.problem``)
 
 
 # -- events: what a front end may show while a run goes -------------------------------------------
@@ -549,7 +550,7 @@ def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
     chosen = dict(plan.studies or {})
     unknown = [f"unknown study {name!r}; valid: {', '.join(studies.names())}" for name in chosen
                if name not in studies.names()]  # fmt: skip
-    if unknown or (problem := store.problem()) is not None:
+    if unknown or (problem := store.problem(plan.exports)) is not None:
         return Outcome(BAD_INPUT, problems=unknown or [problem])
     expanded = matrix.Matrix([], [], {}, [], chosen)
     try:

@@ -397,13 +397,14 @@ class ResultsStore:
         """True when the folder holds a manifest.json (which ``manifest`` reads and checks)."""
         return paths.is_own_file(self.path / MANIFEST)
 
-    def problem(self) -> str | None:
+    def problem(self, exports: Sequence[str] = ()) -> str | None:
         """Why a run cannot write this folder (a sentence), or None: it must be a results folder (its
         manifest whole and not newer), an empty or missing folder, and writable, and none of the
-        names the suite writes in it a symbolic link."""
+        names the suite writes in it a symbolic link. ``exports``: files a command writes at its top
+        besides (``ppl-suite calibrate``'s CSVs): never links; a folder of only these is taken as new."""
         reason = unwritable(self.path)
         if reason is None and self.path.is_dir():
-            names = (*SUITE_NAMES, *self._study_folders())
+            names = (*SUITE_NAMES, *self._study_folders(), *exports)
             reason = "; ".join(paths.links(self.path, names)) or None
         if reason is not None or not self.path.exists():
             return reason
@@ -413,8 +414,12 @@ class ResultsStore:
             except DamagedFile as error:
                 return str(error)
             return None
-        own = {LOCK, HOLDER} | {p.name for p in self.temporary_files()}
-        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in own)
+        own = {LOCK, HOLDER, *exports} | {p.name for p in self.temporary_files()}
+        foreign = sorted(
+            p.name
+            for p in self.path.iterdir()
+            if p.name not in own or (p.name in exports and not paths.is_own_file(p))
+        )
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             return (

@@ -48,7 +48,7 @@ def table_of(folder: Path, name: str):
     from ppl_suite import results
     from ppl_suite.checking.table import check_table
 
-    results_folder = folder / "results" / f"check-{name}"
+    (results_folder,) = (folder / "results").glob(f"check-{name}*")  # *_user where a zoo model has it
     return check_table(results.load(results_folder), results.estimates(results_folder))
 
 

@@ -1,12 +1,14 @@
 """Calibration: the acceptance intervals are those of standard normal z's, a correct SE passes and a
-halved one fails, the guides are the posterior with its spread scaled, and the command writes one row
-per model x estimator x regime."""
+halved one fails, the guides are the posterior with its spread scaled, and the command runs the study
+through the runner into a results folder, writes one row per model x estimator x regime (as CSV too)
+and adopts a folder holding only what it wrote before."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import functools
+import json
 import math
 
 import numpy as np
@@ -14,10 +16,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ppl_suite import calibrate, cli, estimators
+from ppl_suite import calibrate, cli, estimators, runner, studies
+from ppl_suite.calibration import command as calibrate_command
+from ppl_suite.calibration import settings as calibration_settings
+from ppl_suite.calibration import tables
+from ppl_suite.errors import InputProblem
 from ppl_suite.estimate import Estimate
 from ppl_suite.matrix import ConfigError
 from ppl_suite.problem import Problem
+from ppl_suite.store import ResultsStore
 from ppl_suite.targets.build import target_for
 from ppl_suite.targets.exact_guide import gaussian_family, gaussian_guide
 
@@ -171,6 +178,8 @@ def _args(**overrides) -> argparse.Namespace:
 
 
 def test_command_writes_one_row_per_model_estimator_regime(tmp_path, capsys):
+    """The study's tables in the results folder, the same tables exported as CSV at its top as before,
+    the figure, the manifest's entry, and the exit code from the verdicts."""
     args = _args(models=["normal_normal"], estimators=["elbo", "psis", "laplace", "numpyro_trace_elbo"],
                  replicates=3, out=str(tmp_path))  # fmt: skip
     code = args.handler(args)
@@ -185,15 +194,78 @@ def test_command_writes_one_row_per_model_estimator_regime(tmp_path, capsys):
     assert (tmp_path / "calibration.png").stat().st_size > 0
     replicates = pd.read_csv(tmp_path / "calibration_replicates.csv")
     assert len(replicates) == 3 * 2 * len(calibrate.REGIMES)  # elbo, numpyro_trace_elbo: z's each
-    assert list(pd.read_csv(tmp_path / "calibration_by_khat.csv").columns) == list(calibrate.KHAT_COLUMNS)
-    assert code == (calibrate.EXIT_FAILED if table["verdict"].map(calibrate.failed).any() else 0)
+    assert list(pd.read_csv(tmp_path / "calibration_by_khat.csv").columns) == list(tables.KHAT_COLUMNS)
+    stored = {name: pd.read_parquet(tmp_path / tables.FOLDER / f"{name}.parquet") for name in tables.TABLES}
+    assert stored[tables.CALIBRATION][["model", "estimator", "regime", "verdict"]].equals(
+        table[["model", "estimator", "regime", "verdict"]]
+    )
+    assert len(stored[tables.REPLICATES]) == len(replicates)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["calibration_study"]["config"]["calibration"]["replicates"] == 3
+    assert code == (tables.EXIT_FAILED if table["verdict"].map(calibrate.failed).any() else 0)
     assert "numpyro_trace_elbo" in capsys.readouterr().out
+
+
+def test_a_folder_of_the_files_calibrate_wrote_before_is_adopted_and_others_refused(tmp_path, capsys):
+    """A folder with only the exported files (no manifest: what the command wrote before) is taken as
+    new and the files written anew; a folder with another file, or with a link among the exports, is
+    refused (exit 2), nothing run or removed."""
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for name in tables.EXPORTS:
+        (earlier / name).write_text("written by an earlier ppl-suite calibrate\n")
+    args = _args(models=["normal_normal"], estimators=["laplace"], replicates=2, out=str(earlier))
+    assert args.handler(args) == 0
+    assert (earlier / "manifest.json").is_file()
+    assert pd.read_csv(earlier / "calibration.csv")["estimator"].tolist() == ["laplace"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "calibration.csv").write_text("x\n")
+    (foreign / "notes.txt").write_text("mine\n")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "calibration.png").symlink_to(foreign / "notes.txt")
+    for folder in (foreign, linked):
+        with pytest.raises(ConfigError) as error:
+            calibrate_command.command(
+                _args(models=["normal_normal"], estimators=["laplace"], out=str(folder))
+            )
+        assert len(error.value.problems) == 1 and str(folder) in error.value.problems[0]
+        assert not (folder / "manifest.json").exists() and not (folder / tables.FOLDER).exists()
+    assert (foreign / "notes.txt").read_text() == "mine\n" and (
+        foreign / "calibration.csv"
+    ).read_text() == "x\n"
+
+
+def test_a_plan_runs_calibration_as_a_study_and_its_section_is_checked():
+    """``runner.run`` with the study alone gives its tables; the ``[calibration]`` section lists each
+    problem."""
+    assert "calibration" in studies.names()
+    study = studies.get("calibration")
+    settings = study.settings({"models": ["normal_normal"], "estimators": ["laplace"], "replicates": 2}, {})
+    assert settings == calibration_settings.Settings(("normal_normal",), ("laplace",), 2, tables.LEVEL)
+    with pytest.raises(InputProblem) as error:
+        study.settings({"replicates": 1, "level": 2.0, "model": ["x"]}, {})
+    assert len(error.value.problems) == 3 and "'model'" in error.value.problems[0]
+    with pytest.raises(InputProblem) as error:
+        study.settings({"replicates": 1, "level": 2.0, "estimators": ["bogus"]}, {})
+    assert [p.split()[1] for p in error.value.problems] == ["estimator(s)", "replicates", "level"]
+
+
+def test_the_study_runs_through_the_runner(tmp_path):
+    settings = calibration_settings.Settings(("normal_normal",), ("laplace",), 2)
+    plan = runner.Plan(studies={"calibration": settings}, command=["test"])
+    outcome = runner.run(plan, ResultsStore(tmp_path / "out"))
+    assert outcome.status == runner.OK and outcome.exit_code == 0
+    found = outcome.study_tables["calibration"]
+    assert found[tables.CALIBRATION]["verdict"].str.startswith("approximation").all()
+    assert (tmp_path / "out" / tables.FOLDER / "calibration.parquet").is_file()
 
 
 def test_bad_arguments_are_one_message_each():
     args = _args(models=["nope", "beta_bernoulli"], estimators=["bogus"], replicates=1)
     with pytest.raises(ConfigError) as error:
-        calibrate.validate(args)
+        calibrate_command.validate(args)
     problems = error.value.problems
     assert len(problems) == 3
     assert "'nope', 'beta_bernoulli'" in problems[0] and "normal_normal" in problems[0]

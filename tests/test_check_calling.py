@@ -271,3 +271,12 @@ def test_a_pyro_model_with_float_priors_traces_against_float64_arguments(tmp_pat
 def test_one_array_as_args_is_refused_naming_the_tuple():
     with pytest.raises(InputProblem, match=r"args is a ndarray: args is the tuple of positional arguments"):
         calls.bind(recorder, X, None, "model")
+
+
+def test_a_script_named_like_a_shipped_model_gets_its_own_name(tmp_path):
+    from ppl_suite.checking.api import _name
+
+    script = tmp_path / "eight_schools_centered.py"
+    script.write_text("def model(J, sigma, y=None):\n    pass\n")
+    assert _name({"numpyro": f"{script}:model"}) == "eight_schools_centered_user"
+    assert _name({"numpyro": f"{tmp_path / 'my_schools.py'}:model"}) == "my_schools"

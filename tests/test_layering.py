@@ -22,7 +22,10 @@ PACKAGE = "ppl_suite"
 # the layers, top down; a module belongs to the first layer one of whose patterns it matches
 FRONT_ENDS = ("ppl_suite.cli", "ppl_suite.console", "ppl_suite.checking.api", "*.command")
 RUNNER = ("ppl_suite.runner",)
-STUDIES = ("ppl_suite.vae", "ppl_suite.vqvae", "ppl_suite.calibrate", "ppl_suite.checking")
+STUDIES = (
+    "ppl_suite.vae", "ppl_suite.vqvae", "ppl_suite.calibrate", "ppl_suite.calibration", "ppl_suite.checking",
+    "ppl_suite.diagnosing",
+)  # fmt: skip
 # everything else is the core: store, matrix, schema, spec, registry, estimators, targets, backends,
 # executors, guides, references, execute, results, the report...
 

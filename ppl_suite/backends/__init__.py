@@ -10,8 +10,9 @@ the entry-point group ``ppl_suite.backends`` naming its ``BackendInfo``, a user'
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ppl_suite.backends.base import Backend, Fit, SVIConfig
 from ppl_suite.plugin_registry import Registry
@@ -27,8 +28,10 @@ class BackendInfo:
     ``color`` and ``line_style``: how every figure draws it (matplotlib colour and line style: lines
     tell backends apart in grey too); ``implementations``: the model implementations (``pyro``,
     ``numpyro``) its cells rely on besides the NumPy oracle, whose log joints must agree
-    (``conformance``); ``support``: ``"module:function"`` answering ``Backend.unsupported`` without
-    importing the backend's library (None: the backend itself is asked)."""
+    (``conformance``); ``library_elbo``: the function of ``module`` giving its library's own ELBO of a
+    fixed guide, ``library_elbo(problem, family, phi, n, seed) -> Estimate`` (None: it has none);
+    ``support``: ``"module:function"`` answering ``Backend.unsupported`` without importing the
+    backend's library (None: the backend itself is asked)."""
 
     name: str
     description: str
@@ -37,11 +40,18 @@ class BackendInfo:
     color: str
     line_style: str
     implementations: tuple[str, ...]
+    library_elbo: str | None = None
     support: str | None = None
 
     def load(self) -> Backend:
         """The backend itself (imports its library)."""
         return getattr(importlib.import_module(self.module), self.cls)()
+
+    def load_library_elbo(self) -> Callable[..., Any] | None:
+        """Its ``library_elbo`` function (imports its library), or None when it declares none."""
+        if self.library_elbo is None:
+            return None
+        return getattr(importlib.import_module(self.module), self.library_elbo)
 
     def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
         """Why this backend cannot fit ``guide`` to ``spec`` (``Backend.unsupported``), or None;
@@ -61,6 +71,7 @@ SHIPPED = (
         "#d9541e",
         "-",
         ("numpyro", "pyro"),
+        library_elbo="library_elbo",
         support=f"{__name__}.support:pyro",
     ),
     BackendInfo(
@@ -71,6 +82,7 @@ SHIPPED = (
         "#1f6fb4",
         "--",
         ("numpyro",),
+        library_elbo="library_elbo",
         support=f"{__name__}.support:numpyro",
     ),
     BackendInfo(

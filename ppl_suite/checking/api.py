@@ -47,6 +47,7 @@ from ppl_suite.checking.user_model import (
     environment_value,
     fingerprint,
     register,
+    user_names,
 )
 
 if TYPE_CHECKING:
@@ -184,7 +185,15 @@ def _environment(users: list[UserModel]) -> Iterator[None]:
 
 def _name(models: dict[str, str]) -> str:
     """The default name of a check: its model file's stem (for a function kept in this process, the
-    stem of the script defining it, else the function's name)."""
+    stem of the script defining it, else the function's name), with ``_user`` appended where that is
+    the name of a model the suite ships (a user's ``eight_schools_centered.py`` is not the zoo's)."""
+    from ppl_suite import registry
+
+    name = _stem(models)
+    return f"{name}_user" if name in registry.names() and name not in user_names() else name
+
+
+def _stem(models: dict[str, str]) -> str:
     text = next(iter(models.values()))
     if in_process(text):
         function = load_function(text, "model")

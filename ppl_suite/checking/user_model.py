@@ -205,6 +205,11 @@ def register(user: UserModel) -> ModelSpec:
     return spec
 
 
+def user_names() -> set[str]:
+    """The names of the user models registered in this process."""
+    return set(_registered)
+
+
 def registered(user: UserModel) -> bool:
     """Whether this process registered the same declaration (wherever its data file lay)."""
     found = _registered.get(user.name)
