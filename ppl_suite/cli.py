@@ -77,6 +77,9 @@ def report_problems(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+UNCHANGED = "report unchanged (same results, code and formats): not rewritten"
+
+
 def command_report(args: argparse.Namespace) -> int:
     """Write the report (Markdown with PNGs, and/or one self-contained HTML page) of a results folder."""
     from ppl_suite.report.render import write_report
@@ -84,7 +87,9 @@ def command_report(args: argparse.Namespace) -> int:
     problems = report_problems(args)
     if problems:
         raise matrix.ConfigError(problems)
-    written = write_report(Path(args.results), report_out(args), args.format)
+    written = write_report(Path(args.results), report_out(args), args.format, force=args.force)
+    if not written.rewritten:
+        print(UNCHANGED)
     for kind, path in written.items():
         print(f"report ({kind}): {path}")
     return 0
@@ -114,7 +119,7 @@ def command_list(args: argparse.Namespace) -> int:
     from ppl_suite import estimators
 
     print("estimators:")
-    chosen = [estimators.get(name) for name in estimators.names()]
+    chosen = [estimators.info(name) for name in estimators.names()]  # imports no estimator
     print("\n".join(_aligned([(e.name, e.kind, estimators.QUANTITIES[e.quantity]) for e in chosen])))
     print("backends:\n  " + ", ".join(backends.names()))
     print("executors:\n  " + ", ".join(executors.names()))
@@ -223,6 +228,10 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results folder written by `ppl-suite run`")
     report.add_argument("--out", help="report folder (default: reports/<results folder name>)")
     report.add_argument("--format", default="md,html", help="comma-separated: md, html (default: md,html)")
+    report.add_argument(
+        "--force", action="store_true", help="rewrite the report even when its results, code and formats "
+        "are those it was written from (by default such a report is left as it is)"
+    )  # fmt: skip
     report.set_defaults(handler=command_report)
     check_command.add_parser(commands, epilog=EXIT_CODES)
     vae_command.add_parser(commands, epilog=EXIT_CODES)

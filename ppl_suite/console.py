@@ -208,6 +208,8 @@ class Printer:
 
     @staticmethod
     def _report_written(event: runner.ReportWritten) -> None:
+        if not getattr(event.files, "rewritten", True):  # render.ReportFiles
+            print("report unchanged (same results, code and formats): not rewritten")
         for kind, path in event.files.items():
             print(f"report ({kind}): {path}")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import DistSpec, Latents
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,7 @@ def _cells(chosen: _Chosen) -> tuple[list[Cell], list[str], list[ProblemUnit]]:
         shared = () if spec.learned else guide_free
         for guide in families:
             for backend in chosen.backends:
-                reason = backends.get(backend).unsupported(spec, sites, guide)
+                reason = backends.info(backend).unsupported(spec, sites, guide)  # imports no library
                 if reason:
                     skipped.append(f"{model}/{backend}/{guide}: {reason}")
                     continue

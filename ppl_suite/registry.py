@@ -134,6 +134,18 @@ def get(name: str) -> ModelSpec:
     return MODELS.get(name)
 
 
+def has_implementation(name: str, backend: str) -> bool:
+    """Whether ``name`` has a model function for ``backend``, without importing it (nor its library):
+    one registered with the model, or the module ``<spec.module>.pyro_impl`` / ``numpyro_impl``."""
+    key = (name, backend)
+    if key in _implementations:
+        return _implementations[key] is not None
+    try:
+        return importlib.util.find_spec(f"{get(name).module}.{IMPLEMENTATION_MODULES[backend]}") is not None
+    except ModuleNotFoundError:  # its package is missing
+        return False
+
+
 def implementation(name: str, backend: str) -> Callable[..., Any] | None:
     """The model function of ``name`` for ``backend`` (``pyro`` or ``numpyro``), or None if absent."""
     key = (name, backend)

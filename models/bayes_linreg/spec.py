@@ -20,11 +20,14 @@ Best mean-field KL: 0.5 (sum_i log Lambda_ii - log det Lambda), reached at q_i =
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, Domain, Latents, ModelSpec, Params, Site
+
+linalg = lazy_module("scipy.linalg")  # imported when first used: naming a model loads no SciPy
+stats = lazy_module("scipy.stats")
 
 
 def sites(params: Params) -> tuple[Site, ...]:

@@ -21,10 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special, stats
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+optimize = lazy_module("scipy.optimize")  # imported when first used: naming a model loads no SciPy
+special = lazy_module("scipy.special")
+stats = lazy_module("scipy.stats")
 
 HERMITE_NODES = 128
 _nodes, _weights = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)

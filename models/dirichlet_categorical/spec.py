@@ -24,10 +24,13 @@ each a smooth 2-parameter problem solved by Gauss-Hermite quadrature and BFGS.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, special
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+optimize = lazy_module("scipy.optimize")  # imported when first used: naming a model loads no SciPy
+special = lazy_module("scipy.special")
 
 QUADRATURE_NODES = 96
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)

@@ -18,10 +18,12 @@ the funnel.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 EFFECTS = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 STANDARD_ERRORS = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

@@ -17,7 +17,6 @@ have the same evidence. Data as in ``eight_schools_centered``. Latent sites ``mu
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from models.eight_schools_centered.spec import (
     DEFAULTS,
@@ -30,7 +29,10 @@ from models.eight_schools_centered.spec import (
     problem_size,
 )
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Latents, ModelSpec, Params, Site
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 
 def sites(params: Params) -> tuple[Site, ...]:

@@ -25,10 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+special = lazy_module("scipy.special")  # imported when first used: naming a model loads no SciPy
+stats = lazy_module("scipy.stats")
 
 
 def sites(params: Params) -> tuple[Site, ...]:

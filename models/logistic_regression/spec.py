@@ -19,10 +19,12 @@ from functools import cache
 from importlib import resources
 
 import numpy as np
-from scipy import stats
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 DATA_FILE = "breast_cancer_wisconsin.csv"
 TARGET = "malignant"

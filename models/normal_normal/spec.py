@@ -11,11 +11,13 @@ Evidence: x ~ N(prior_loc 1, noise_scale^2 I + prior_scale^2 1 1^T).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ppl_suite.gaussian_posterior import GaussianPosterior
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 
 def sites(params: Params) -> tuple[Site, ...]:

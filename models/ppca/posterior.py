@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Latents, Params
+
+linalg = lazy_module("scipy.linalg")  # imported when first used: naming a model loads no SciPy
 
 
 def theta(params: Params) -> tuple[np.ndarray, np.ndarray, float]:

@@ -22,10 +22,12 @@ influence is bounded, and the posterior has heavier than Gaussian tails, most vi
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ppl_suite.guides.autoguides import autoguide_names
+from ppl_suite.lazy_module import lazy_module
 from ppl_suite.spec import Data, DistSpec, Domain, Latents, ModelSpec, Params, Site
+
+stats = lazy_module("scipy.stats")  # imported when first used: naming a model loads no SciPy
 
 
 def outlier_count(params: Params) -> int:

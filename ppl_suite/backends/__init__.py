@@ -12,10 +12,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ppl_suite.backends.base import Backend, Fit, SVIConfig
 from ppl_suite.plugin_registry import Registry
+
+if TYPE_CHECKING:
+    from ppl_suite.spec import ModelSpec, Site
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,9 @@ class BackendInfo:
     tell backends apart in grey too); ``implementations``: the model implementations (``pyro``,
     ``numpyro``) its cells rely on besides the NumPy oracle, whose log joints must agree
     (``conformance``); ``library_elbo``: the function of ``module`` giving its library's own ELBO of a
-    fixed guide, ``library_elbo(problem, family, phi, n, seed) -> Estimate`` (None: it has none)."""
+    fixed guide, ``library_elbo(problem, family, phi, n, seed) -> Estimate`` (None: it has none);
+    ``support``: ``"module:function"`` answering ``Backend.unsupported`` without importing the
+    backend's library (None: the backend itself is asked)."""
 
     name: str
     description: str
@@ -36,6 +41,7 @@ class BackendInfo:
     line_style: str
     implementations: tuple[str, ...]
     library_elbo: str | None = None
+    support: str | None = None
 
     def load(self) -> Backend:
         """The backend itself (imports its library)."""
@@ -46,6 +52,14 @@ class BackendInfo:
         if self.library_elbo is None:
             return None
         return getattr(importlib.import_module(self.module), self.library_elbo)
+
+    def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
+        """Why this backend cannot fit ``guide`` to ``spec`` (``Backend.unsupported``), or None;
+        imports no library when the backend declares its ``support``."""
+        if self.support is None:
+            return self.load().unsupported(spec, sites, guide)
+        module, function = self.support.split(":")
+        return getattr(importlib.import_module(module), function)(spec, sites, guide)
 
 
 SHIPPED = (
@@ -58,6 +72,7 @@ SHIPPED = (
         "-",
         ("numpyro", "pyro"),
         library_elbo="library_elbo",
+        support=f"{__name__}.support:pyro",
     ),
     BackendInfo(
         "numpyro",
@@ -68,6 +83,7 @@ SHIPPED = (
         "--",
         ("numpyro",),
         library_elbo="library_elbo",
+        support=f"{__name__}.support:numpyro",
     ),
     BackendInfo(
         "handrolled",
@@ -77,6 +93,7 @@ SHIPPED = (
         "#2e9e44",
         ":",
         ("numpyro",),
+        support=f"{__name__}.support:handrolled",
     ),
 )
 BACKENDS: Registry[BackendInfo] = Registry(

@@ -134,6 +134,6 @@ def unsupported_reason(
     """Shared skip reasons: the model lacks the ``implementation`` (pyro or numpyro) or the guide."""
     if guide not in spec.guides:
         return f"model {spec.name!r} does not declare guide {guide!r} (it has {', '.join(spec.guides)})"
-    if registry.implementation(spec.name, implementation) is None:
+    if not registry.has_implementation(spec.name, implementation):  # imports no library
         return f"model {spec.name!r} has no {implementation} implementation"
     return guides.get(guide).unsupported(sites)

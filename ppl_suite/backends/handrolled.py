@@ -23,7 +23,8 @@ import numpy as np
 from numpyro.infer.util import log_density
 
 from ppl_suite import guides, registry
-from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
+from ppl_suite.backends import support
+from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
@@ -71,19 +72,7 @@ class HandRolledBackend:
     name = "handrolled"
 
     def unsupported(self, spec: ModelSpec, sites: tuple[Site, ...], guide: str) -> str | None:
-        if guides.is_autoguide(guide):
-            return (
-                f"guide {guide!r} is a library autoguide: Pyro or NumPyro builds, fits and renders it; "
-                "the hand-rolled backend fits the suite's own families"
-            )
-        if guides.get(guide).elbo != "trace":
-            return (
-                f"guide {guide!r} is trained with TraceEnum_ELBO (enumeration or score-function "
-                "gradients of discrete latents); the hand-rolled ELBO is pathwise only"
-            )
-        if any(site.support == "integer" for site in sites):
-            return "discrete latents have no reparameterized (pathwise) gradient"
-        return unsupported_reason(spec, sites, guide, "numpyro")
+        return support.handrolled(spec, sites, guide)
 
     def fit(self, problem: Problem, guide: str, config: SVIConfig, seed: int) -> Fit:
         enable_float64()

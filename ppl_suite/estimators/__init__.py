@@ -3,9 +3,12 @@
 Estimators see a problem through a ``Target`` and a fitted guide through a ``GuideDensity``
 (``ppl_suite.targets``) and import no torch, Pyro or NumPyro.
 
-Besides the functions of each module, every estimator is a plug-in found by discovery: a module of
-this package that defines ``ESTIMATORS`` (a tuple of objects following ``Estimator``) adds them here,
-so a new estimator is one new file. Settings (sample sizes, chains, temperatures) are dataclass fields
+Besides the functions of each module, every estimator is a plug-in: a module of this package defines
+``ESTIMATORS`` (a tuple of objects following ``Estimator``), and ``SHIPPED`` here describes each one
+(``EstimatorInfo``: name, quantity, kind, whether it uses the guide, its module) so that listing the
+estimators or validating a config imports no JAX; the module is imported when the estimator is asked
+for (``get``). A test checks that ``SHIPPED`` describes every module's ``ESTIMATORS`` as they
+declare themselves. Settings (sample sizes, chains, temperatures) are dataclass fields
 of the plug-in, validated on construction; ``get(name, **settings)`` makes a configured copy.
 
     from ppl_suite import estimators
@@ -23,10 +26,12 @@ memo of shared intermediates, such as the importance weights of IS, IWAE and PSI
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import numbers
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ppl_suite.plugin_registry import Registry, declared
+from ppl_suite.plugin_registry import Registry
 
 if TYPE_CHECKING:
     from ppl_suite.estimate import Estimate
@@ -73,7 +78,7 @@ class Estimator(Protocol):
     ) -> Estimate: ...
 
 
-def _declares_its_quantity_and_kind(estimator: Estimator) -> str | None:
+def _declares_its_quantity_and_kind(estimator: Estimator | EstimatorInfo) -> str | None:
     """Why ``estimator`` does not follow the protocol's quantity and kind, or None."""
     for attribute, value, valid in (
         ("quantity", estimator.quantity, QUANTITIES),
@@ -84,9 +89,50 @@ def _declares_its_quantity_and_kind(estimator: Estimator) -> str | None:
     return None
 
 
-ESTIMATORS: Registry[Estimator] = Registry(
+@dataclass(frozen=True)
+class EstimatorInfo:
+    """A shipped estimator's declared identity, read without importing it: ``name``, ``quantity``,
+    ``kind`` and ``uses_guide`` as in ``Estimator``, and ``module``, the module of this package whose
+    ``ESTIMATORS`` holds it."""
+
+    name: str
+    quantity: str
+    kind: str
+    uses_guide: bool
+    module: str
+
+    def load(self) -> Estimator:
+        """The estimator itself, with its default settings (imports its module)."""
+        declared = importlib.import_module(f"{__name__}.{self.module}").ESTIMATORS
+        return next(estimator for estimator in declared if estimator.name == self.name)
+
+
+SHIPPED = (
+    EstimatorInfo("ais", "log_evidence", "lower_bound", False, "ais"),
+    EstimatorInfo("bdmc", "log_evidence", "upper_bound", False, "bdmc"),
+    EstimatorInfo("elbo", "elbo", "unbiased", True, "elbo"),
+    EstimatorInfo("elbo_enumerated", "elbo", "exact", True, "enumerated"),
+    EstimatorInfo("harmonic_mean", "log_evidence", "consistent", False, "harmonic_mean"),
+    EstimatorInfo("identity", "identity_residual", "unbiased", True, "identity"),
+    EstimatorInfo("importance", "log_evidence", "consistent", True, "importance"),
+    EstimatorInfo("inclusive_kl", "kl_from_posterior", "unbiased", True, "inclusive_kl"),
+    EstimatorInfo("iwae", "log_evidence", "lower_bound", True, "importance"),
+    EstimatorInfo("kl_analytic", "kl_to_posterior", "exact", True, "kl"),
+    EstimatorInfo("kl_identity", "kl_to_posterior", "unbiased", True, "kl"),
+    EstimatorInfo("kl_enumerated", "kl_to_posterior", "exact", True, "enumerated"),
+    EstimatorInfo("kl_monte_carlo", "kl_to_posterior", "unbiased", True, "kl"),
+    EstimatorInfo("kl_reference", "kl_to_posterior", "lower_bound", True, "kl"),
+    EstimatorInfo("laplace", "log_evidence", "approximation", False, "laplace"),
+    EstimatorInfo("optimization_gap", "optimization_gap", "unbiased", True, "optimization_gap"),
+    EstimatorInfo("posterior_moments", "posterior_mean_error", "consistent", True, "posterior_moments"),
+    EstimatorInfo("psis", "pareto_k", "diagnostic", True, "psis"),
+    EstimatorInfo("psis_log_evidence", "log_evidence", "consistent", True, "psis_log_evidence"),
+    EstimatorInfo("wasserstein", "wasserstein_to_reference", "consistent", True, "wasserstein"),
+)
+
+ESTIMATORS: Registry[Estimator | EstimatorInfo] = Registry(
     "estimator",
-    discover=lambda: declared(__name__, "ESTIMATORS"),
+    discover=lambda: SHIPPED,
     entry_points="ppl_suite.estimators",
     check=_declares_its_quantity_and_kind,
 )
@@ -101,9 +147,16 @@ def names() -> list[str]:
     return ESTIMATORS.names()
 
 
+def info(name: str) -> Estimator | EstimatorInfo:
+    """What ``name`` declares (name, quantity, kind, uses_guide) without importing a shipped
+    estimator's module; unknown names are a KeyError listing the valid ones."""
+    return ESTIMATORS.get(name)
+
+
 def get(name: str, **settings: Any) -> Estimator:
     """The estimator ``name``, with ``settings`` replacing its defaults (unknown ones are an error)."""
-    estimator = ESTIMATORS.get(name)
+    plugin = ESTIMATORS.get(name)
+    estimator = plugin.load() if isinstance(plugin, EstimatorInfo) else plugin
     if not settings:
         return estimator
     valid = settings_of(estimator)

@@ -32,7 +32,7 @@ import pandas as pd
 from ppl_suite import paths
 from ppl_suite.executors.stop import stop_groups
 from ppl_suite.executors.worker import guard
-from ppl_suite.report import drawing  # first: selects matplotlib's Agg backend
+from ppl_suite.report import digest, document
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, slug
 from ppl_suite.report.order import sections
 from ppl_suite.results import opened
@@ -368,8 +368,10 @@ def _html_block(block: Block, base: Path) -> str:
         width, height = png_size(raw)
         data = base64.b64encode(raw).decode("ascii")
         alt = html.escape(block.alt or block.caption, quote=True)
-        size = f"width='{width // drawing.SCALE}' height='{height // drawing.SCALE}'"
-        small = " class='small'" if width // drawing.SCALE < 600 else ""
+        from ppl_suite.report.drawing import SCALE  # imported by write_report before any block
+
+        size = f"width='{width // SCALE}' height='{height // SCALE}'"
+        small = " class='small'" if width // SCALE < 600 else ""
         return (
             f"<figure{small}><img src='data:image/png;base64,{data}' alt='{alt}' {size}>"
             f"<figcaption>{_inline(' '.join(block.caption.split()))}</figcaption></figure>"
@@ -422,7 +424,7 @@ def _stopped_on_error(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor
     pool.shutdown(wait=True)
 
 
-FIGURE_LIST = "figures.txt"  # the figures the last report drew, with their sha256: the only files it removes
+FIGURE_LIST = digest.FIGURE_LIST  # the figures the last report drew with their sha256: all it removes
 FIGURE_NAME = re.compile(r"[a-z0-9-]+\.png")  # Context.figure's names (document.slug)
 
 
@@ -448,16 +450,29 @@ def forget_stale_figures(figure_dir: Path, drawn: set[str]) -> None:
     listing.write_text(payload)
 
 
+class ReportFiles(dict[str, Path]):
+    """The report's files by format; ``rewritten`` is False when the report was left as it was
+    (its digest unchanged, ``digest``)."""
+
+    def __init__(self, files: dict[str, Path], rewritten: bool) -> None:
+        super().__init__(files)
+        self.rewritten = rewritten
+
+
 def write_report(
     results: str | Path,
     out: str | Path,
     formats: str | Iterable[str] = FORMATS,
     processes: int | None = None,
-) -> dict[str, Path]:
-    """Write the report of the results folder ``results`` into the folder ``out``.
+    force: bool = False,
+) -> ReportFiles:
+    """Write the report of the results folder ``results`` into the folder ``out``, unless the report
+    there was written from the same results, code and formats and is intact (``digest``; ``force``:
+    write it all the same).
 
-    Returns the written files by format. Markdown gets its figures in ``out/figures``; the HTML page
-    embeds them, so with HTML alone the figures are drawn in a temporary folder and not kept.
+    Returns the report's files by format (``rewritten``: whether they were written now). Markdown
+    gets its figures in ``out/figures``; the HTML page embeds them, so with HTML alone the figures
+    are drawn in a temporary folder and not kept.
     ``processes`` draw the figures: this one and ``processes - 1`` spawned ones (default:
     FIGURE_PROCESSES, at most one per CPU). As with any spawned process, a script calling this
     with more than one needs the ``if __name__ == "__main__":`` guard.
@@ -469,6 +484,11 @@ def write_report(
         processes = min(FIGURE_PROCESSES, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     targets = {kind: paths.inside(out, f"report.{kind}") for kind in chosen}  # no link followed out
+    inputs = digest.report_digest(results, chosen, document.registered())
+    if not force and digest.unchanged(out, inputs, chosen):
+        return ReportFiles(targets, rewritten=False)
+    from ppl_suite.report import drawing  # noqa: F401  matplotlib (Agg backend): only when a report is drawn
+
     figures = paths.inside(out, "figures")
     name = results.resolve().name
     title = f"ppl-suite report: {name}"
@@ -491,4 +511,5 @@ def write_report(
         if "html" in chosen:
             written["html"] = targets["html"]
             written["html"].write_text(to_html(title, subtitle, parts, out), encoding="utf-8")
-    return written
+    digest.record(out, inputs, written)
+    return ReportFiles(written, rewritten=True)

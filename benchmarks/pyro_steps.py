@@ -1,0 +1,74 @@
+"""Pyro SVI steps per second: the suite's Pyro backend against a raw Pyro loop of the same model and
+guide (normal_normal, the mean-field family rendered in Pyro, ``JitTrace_ELBO`` with the same
+particles, torch's fused Adam), each timed after its first (compiling) step, one torch thread.
+
+    python -m benchmarks.pyro_steps [STEPS]     # prints: suite_steps_per_second raw_steps_per_second
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ppl_suite.numerics import setup
+
+setup()  # float64, one thread: as in the suite's workers
+
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from pyro.infer import JitTrace_ELBO  # noqa: E402
+
+from ppl_suite import backends, guides, registry  # noqa: E402
+from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, SVIConfig  # noqa: E402
+from ppl_suite.backends.pyro import as_torch, make_guide  # noqa: E402
+from ppl_suite.problem import Problem  # noqa: E402
+
+MODEL, GUIDE = "normal_normal", "mean_field"
+
+
+def suite_rate(problem: Problem, config: SVIConfig) -> float:
+    fit = backends.get("pyro").fit(problem, GUIDE, config, seed=0)
+    return fit.timed_steps / fit.run_seconds
+
+
+def raw_rate(problem: Problem, config: SVIConfig) -> float:
+    """The plain Pyro loop: loss_and_grads, Adam step, zero the gradients."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    model = registry.implementation(MODEL, "pyro")
+    phi0 = guides.get(GUIDE).init_params(problem.sites, problem.data, problem.params)
+    guide = make_guide(problem, GUIDE, phi0)
+    data, params = as_torch(problem.data), as_torch(problem.params)
+    elbo = JitTrace_ELBO(num_particles=config.particles, vectorize_particles=True, ignore_jit_warnings=True)
+
+    def traced_model(data):
+        return model(data, params)
+
+    def traced_guide(data):
+        return guide(data, params)
+
+    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    elbo.loss_and_grads(traced_model, traced_guide, tensors)  # compiles, creates the parameters
+    parameters = [value for _, value in pyro.get_param_store().named_parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
+    optimizer.step()
+    optimizer.zero_grad()
+    start = time.perf_counter()
+    for _ in range(config.steps - 1):
+        elbo.loss_and_grads(traced_model, traced_guide, tensors)
+        optimizer.step()
+        optimizer.zero_grad()
+    return (config.steps - 1) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    problem = Problem.build(MODEL, 0)
+    config = SVIConfig(steps=steps)
+    raw = raw_rate(problem, config)
+    ours = suite_rate(problem, config)
+    print(f"{ours:.3f} {raw:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""A report is rewritten only when its inputs changed: the results folder's files, the manifest (less
+when the run started and finished), the code, the formats (``report/digest.py``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ppl_suite import cli
+from ppl_suite.report import digest
+from ppl_suite.report.render import write_report
+from ppl_suite.store import ResultsStore
+
+MANIFEST = {"config": {"models": []}, "versions": {}, "started": "2000-01-01T00:00:00+00:00"}
+
+
+@pytest.fixture
+def results(tmp_path) -> ResultsStore:
+    store = ResultsStore(tmp_path / "results")
+    store.write_manifest(dict(MANIFEST))
+    return store
+
+
+def stamps(out) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+
+
+def test_an_unchanged_report_is_not_rewritten_and_a_changed_input_rewrites_it(results, tmp_path):
+    out = tmp_path / "report"
+    first = write_report(results.path, out, "md,html", processes=1)
+    assert first.rewritten and (out / digest.DIGEST_FILE).is_file()
+    written = stamps(out)
+    again = write_report(results.path, out, "md,html", processes=1)
+    assert not again.rewritten and dict(again) == dict(first) and stamps(out) == written
+    results.write_manifest({**MANIFEST, "started": "2001-01-01T00:00:00+00:00", "finished": "x"})
+    assert not write_report(results.path, out, "md,html", processes=1).rewritten  # the times alone
+    results.write_manifest({**MANIFEST, "config": {"models": ["normal_normal"]}})
+    assert write_report(results.path, out, "md,html", processes=1).rewritten  # a changed input
+    assert not write_report(results.path, out, "md,html", processes=1).rewritten
+    assert write_report(results.path, out, "md", processes=1).rewritten  # other formats
+    assert write_report(results.path, out, "md", processes=1, force=True).rewritten
+
+
+def test_a_report_file_changed_or_removed_since_is_rewritten(results, tmp_path):
+    out = tmp_path / "report"
+    write_report(results.path, out, "md,html", processes=1)
+    (out / "report.html").unlink()
+    assert write_report(results.path, out, "md,html", processes=1).rewritten
+    (out / "report.md").write_text("edited")
+    assert write_report(results.path, out, "md,html", processes=1).rewritten
+    kept = json.loads((out / digest.DIGEST_FILE).read_text())
+    assert set(kept["files"]) >= {"report.md", "report.html"}
+
+
+def test_a_changed_row_changes_the_digest_and_per_run_fields_do_not(results):
+    rows = results.path / "rows.parquet"
+    rows.write_bytes(b"row one")
+    before = digest.report_digest(results.path, ("md",), [])
+    results.write_manifest({**MANIFEST, "started": "2002-01-01T00:00:00+00:00", "reused": 7})
+    assert digest.report_digest(results.path, ("md",), []) == before
+    rows.write_bytes(b"row two")
+    changed = digest.report_digest(results.path, ("md",), [])
+    assert changed != before
+    (results.path / "logs").mkdir()
+    (results.path / "logs" / "error.log").write_text("not read by the report")
+    assert digest.report_digest(results.path, ("md",), []) == changed
+
+
+def test_the_report_command_says_when_it_leaves_the_report_and_force_rewrites_it(results, tmp_path, capsys):
+    argv = ["report", str(results.path), "--out", str(tmp_path / "report"), "--format", "md"]
+    assert cli.main(argv) == 0
+    assert cli.UNCHANGED not in capsys.readouterr().out
+    assert cli.main(argv) == 0
+    assert cli.UNCHANGED in capsys.readouterr().out
+    assert cli.main([*argv, "--force"]) == 0
+    assert cli.UNCHANGED not in capsys.readouterr().out
