@@ -42,5 +42,5 @@ def numpyro_model(x, group, n_groups, y=None):
 
 
 result = ppl_suite.check(pyro=model, numpyro=numpyro_model, args=(torch.tensor(x), torch.tensor(group), n_groups),
-                         kwargs={"y": y}, **options())  # fmt: skip
+                         kwargs={"y": y}, **options())  # fmt: skip  # noqa: E501
 print(result.table.drop(columns="key").to_string())
