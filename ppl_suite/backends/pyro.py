@@ -234,32 +234,8 @@ class PyroBackend:
             run = _autoguide_run(problem, family, config, data, params, draws)
         else:
             run = _family_run(problem, guide, config, data, params, draws)
-
-        optimizer = scheduler = None
-        snapshot_at = set(checkpoint_steps(config.steps).tolist())
-        trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
-        losses = np.empty(config.steps)
-        run_seconds = 0.0
-        for step in range(config.steps):
-            start = time.perf_counter()
-            losses[step] = run.loss_and_grads()
-            if optimizer is None:  # the first step created the parameters
-                optimizer, scheduler = self._adam(_parameters(store, run.module), config)
-            optimizer.step()
-            optimizer.zero_grad()
-            scheduler.step()
-            elapsed = time.perf_counter() - start
-            if step == 0:
-                compile_seconds = elapsed  # first step: tracing and shape discovery
-            else:
-                run_seconds += elapsed
-            if step + 1 in snapshot_at:
-                trajectory["phi"].append(run.phi())
-                trajectory["theta"].append(self._read(store, problem.spec.learned))
-
+        losses, compile_seconds, run_seconds, trajectory = self._train(run, store, problem, config)
         phi, theta = run.phi(), self._read(store, problem.spec.learned)
-        for part in ("phi", "theta"):
-            trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
         library_elbo = self._library_elbo(
             run.model,
             run.evaluation_guide(),
@@ -283,6 +259,35 @@ class PyroBackend:
             library_elbo=library_elbo,
             draws_path=draws.path,
         )
+
+    def _train(
+        self, run: _SVIRun, store, problem: Problem, config: SVIConfig
+    ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
+        """Adam on ``run``: losses, first step's seconds, the other steps' seconds, the trajectory."""
+        optimizer = scheduler = None
+        snapshot_at = set(checkpoint_steps(config.steps).tolist())
+        trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
+        losses = np.empty(config.steps)
+        run_seconds = 0.0
+        for step in range(config.steps):
+            start = time.perf_counter()
+            losses[step] = run.loss_and_grads()
+            if optimizer is None:  # the first step created the parameters
+                optimizer, scheduler = self._adam(_parameters(store, run.module), config)
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
+            elapsed = time.perf_counter() - start
+            if step == 0:
+                compile_seconds = elapsed  # first step: tracing and shape discovery
+            else:
+                run_seconds += elapsed
+            if step + 1 in snapshot_at:
+                trajectory["phi"].append(run.phi())
+                trajectory["theta"].append(self._read(store, problem.spec.learned))
+        for part in ("phi", "theta"):
+            trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
+        return losses, compile_seconds, run_seconds, trajectory
 
     @staticmethod
     def _adam(

@@ -99,6 +99,34 @@ def diagnose(
 
     say = (lambda text: print(f"diagnose: {text}", flush=True)) if progress else (lambda text: None)
     start = time.perf_counter()
+    settings = _checked_settings(draws, args, kwargs, params, nuts)
+    which = _library(model, guide, library)
+    enable_float64()  # the suite's estimators and references run JAX in float64
+    say(f"tracing the {which} model and its guide")
+    bound = bind(model, tuple(args), kwargs, library=which)
+    call_args, call_kwargs = bound.arguments()
+    from ppl_suite.diagnosing import traced_guide
+
+    make = traced_guide.numpyro_guide if which == "numpyro" else traced_guide.pyro_guide
+    q = make(guide, params, call_args, call_kwargs, bound.sites)
+    reference, description, file, reference_idata = (
+        _nuts_reference(bound, settings, cache, say) if which == "numpyro" else (None, "", "", None)
+    )
+    say(f"estimating with {draws} draws of q")
+    diagnosis = _estimate(bound, q, reference, draws, seed)
+    q_idata = _q_idata(q, seed, draws)
+    return replace(
+        diagnosis,
+        reference_description=description,
+        reference_file=file,
+        seconds=time.perf_counter() - start,
+        q=q_idata,
+        reference=reference_idata,
+    )
+
+
+def _checked_settings(draws: Any, args: Any, kwargs: Any, params: Any, nuts: Mapping[str, Any] | None) -> Any:
+    """The reference's NUTSSettings (None: the defaults); InputProblem, one sentence per bad argument."""
     problems = []
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 100:
         problems.append(f"draws must be an integer >= 100 (the k-hat fits a tail of them), got {draws!r}")
@@ -125,40 +153,23 @@ def diagnose(
             problems.append(f"NUTS settings: {error}")
     if problems:
         raise InputProblem(*problems)
-    which = _library(model, guide, library)
-    enable_float64()  # the suite's estimators and references run JAX in float64
-    say(f"tracing the {which} model and its guide")
-    bound = bind(model, tuple(args), kwargs, library=which)
-    call_args, call_kwargs = bound.arguments()
-    from ppl_suite.diagnosing import traced_guide
+    return settings
 
-    make = traced_guide.numpyro_guide if which == "numpyro" else traced_guide.pyro_guide
-    q = make(guide, params, call_args, call_kwargs, bound.sites)
-    reference, description, file = None, "", ""
-    if which == "numpyro":
-        from ppl_suite.compilation_cache import enable_compilation_cache
-        from ppl_suite.references import reference_for
 
-        enable_compilation_cache()
-        say("loading or building the NUTS reference and its AIS evidence (cached)")
-        folder = Path(cache) if cache is not None else None
-        found = reference_for(bound.problem, settings, cache_dir=folder)
-        from ppl_suite.targets.reference_posterior import ReferencePosterior
+def _nuts_reference(bound, settings, cache: str | Path | None, say: Callable[[str], None]) -> tuple:
+    """The NUTS reference, loaded or built (cached): (ReferencePosterior, description, file, idata)."""
+    from ppl_suite.compilation_cache import enable_compilation_cache
+    from ppl_suite.references import reference_for
+    from ppl_suite.targets.reference_posterior import ReferencePosterior
 
-        reference = ReferencePosterior.of(found)
-        description, file = ReferencePosterior.describe(found), str(found.path)
-        say(description)
-    say(f"estimating with {draws} draws of q")
-    diagnosis = _estimate(bound, q, reference, draws, seed)
-    q_idata = _q_idata(q, seed, draws)
-    return replace(
-        diagnosis,
-        reference_description=description,
-        reference_file=file,
-        seconds=time.perf_counter() - start,
-        q=q_idata,
-        reference=found.idata if reference is not None else None,
-    )
+    enable_compilation_cache()
+    say("loading or building the NUTS reference and its AIS evidence (cached)")
+    folder = Path(cache) if cache is not None else None
+    found = reference_for(bound.problem, settings, cache_dir=folder)
+    reference = ReferencePosterior.of(found)
+    description = ReferencePosterior.describe(found)
+    say(description)
+    return reference, description, str(found.path), found.idata
 
 
 def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
@@ -171,7 +182,6 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
     from ppl_suite.estimators.psis import psis_diagnostic
     from ppl_suite.estimators.weights import finite_variance_khat, finite_variance_reliability
     from ppl_suite.targets.build import target_for
-    from ppl_suite.targets.reference_posterior import ReferencePosterior
 
     target = target_for(bound.problem, reference)
     cache = EvaluationCache()
@@ -179,29 +189,11 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
     psis = psis_diagnostic(target, q, n, seed, cache)
     verdict, why = finite_variance_reliability(psis.value, n)
     diagnostics = [d for d in (lower.diagnostic, why and f"q as an importance proposal: {why}") if d]
-    if reference is None:
-        from ppl_suite.estimators.importance import importance_log_evidence
-
-        found = importance_log_evidence(target, q, n, seed, ks=(), cache=cache)
-        se = found.se if found.reliability == "reliable" else None
-        evidence = ReferencePosterior({}, math.nan, found.value, se, found.diagnostic)
-        method = f"importance sampling, q as proposal ({n} draws)"
-    else:
-        evidence, method = reference, "AIS against the NUTS reference"
+    evidence, method = _evidence(target, q, reference, n, seed, cache)
     kl = kl_reference(lower, evidence)
     if evidence.evidence_diagnostic:
         diagnostics.append(f"log p(x): {evidence.evidence_diagnostic}")
-    moments = {}
-    if reference is not None:
-        from ppl_suite.estimators.posterior_moments import moment_errors
-
-        found = moment_errors(target, q, reference, n, seed)
-        extras = found.extras
-        moments = {
-            "mean_error": found.value, "mean_error_se": found.se, "mean_error_at": extras["coordinate"],
-            "sd_error": extras["worst_sd_error"], "sd_error_se": extras["worst_sd_error_se"],
-            "sd_error_at": extras["worst_sd_coordinate"], "coordinates": extras["coordinates"],
-        }  # fmt: skip
+    moments = _moment_fields(target, q, reference, n, seed) if reference is not None else {}
     return Diagnosis(
         model=getattr(bound.function, "__qualname__", bound.problem.spec.name),
         library=bound.library,
@@ -222,3 +214,31 @@ def _estimate(bound, q, reference, n: int, seed: int) -> Diagnosis:
         diagnostics=tuple(diagnostics),
         **moments,
     )
+
+
+def _evidence(target, q, reference, n: int, seed: int, cache) -> tuple[Any, str]:
+    """log p(x) and its method: the reference's AIS, else importance sampling with q as proposal."""
+    if reference is not None:
+        return reference, "AIS against the NUTS reference"
+    import math
+
+    from ppl_suite.estimators.importance import importance_log_evidence
+    from ppl_suite.targets.reference_posterior import ReferencePosterior
+
+    found = importance_log_evidence(target, q, n, seed, ks=(), cache=cache)
+    se = found.se if found.reliability == "reliable" else None
+    evidence = ReferencePosterior({}, math.nan, found.value, se, found.diagnostic)
+    return evidence, f"importance sampling, q as proposal ({n} draws)"
+
+
+def _moment_fields(target, q, reference, n: int, seed: int) -> dict[str, Any]:
+    """The Diagnosis fields of q's worst standardized mean and sd errors against the reference."""
+    from ppl_suite.estimators.posterior_moments import moment_errors
+
+    found = moment_errors(target, q, reference, n, seed)
+    extras = found.extras
+    return {
+        "mean_error": found.value, "mean_error_se": found.se, "mean_error_at": extras["coordinate"],
+        "sd_error": extras["worst_sd_error"], "sd_error_se": extras["worst_sd_error_se"],
+        "sd_error_at": extras["worst_sd_coordinate"], "coordinates": extras["coordinates"],
+    }  # fmt: skip

@@ -205,6 +205,46 @@ def numpyro_guide(
     return TracedGuide(name, {k: np.asarray(v) for k, v in values.items()}, sites, draw)
 
 
+def _pyro_given(params: Any, store: Any) -> tuple[dict | None, dict[str, Any]]:
+    """A ParamStoreDict's state (None for a dict of tensors) and the given values as float64 tensors."""
+    import torch
+
+    if isinstance(params, type(store)):
+        state, given = params.get_state(), {k: v.detach().clone() for k, v in params.items()}
+    else:
+        state = None
+        given = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v.detach()).clone()
+                 for k, v in dict(params).items()}  # fmt: skip
+    return state, {k: v.to(torch.float64) if v.is_floating_point() else v for k, v in given.items()}
+
+
+def _pyro_trace(guide: Any, name: str, args: tuple, kwargs: Mapping[str, Any], store: Any) -> Any:
+    """One trace of the guide under a scoped, emptied store and a forked torch generator seeded 0."""
+    import torch
+    from pyro import poutine
+
+    with store.scope(), torch.random.fork_rng(devices=[]), torch.no_grad():
+        store.clear()
+        torch.manual_seed(0)
+        try:
+            return poutine.trace(guide).get_trace(*args, **kwargs)
+        except Exception as error:
+            raise InputProblem(
+                f"guide {name} fails to run on the model's arguments: {type(error).__name__}: {error}"
+            ) from None
+
+
+def _pyro_sampled(traced: Any) -> dict[str, tuple[tuple[int, ...], bool, bool]]:
+    """The guide trace's latent sample sites: name -> (shape, is Delta, is auxiliary)."""
+    from pyro.poutine.util import site_is_subsample
+
+    return {
+        k: (tuple(s["value"].shape), type(s["fn"]).__name__ == "Delta", bool(s["infer"].get("is_auxiliary")))
+        for k, s in traced.nodes.items()
+        if s["type"] == "sample" and not s.get("is_observed", False) and not site_is_subsample(s)
+    }
+
+
 def pyro_guide(
     guide: Any, params: Any, args: tuple, kwargs: Mapping[str, Any], sites: tuple[Site, ...]
 ) -> TracedGuide:
@@ -213,7 +253,6 @@ def pyro_guide(
     import pyro
     import torch
     from pyro import poutine
-    from pyro.poutine.util import site_is_subsample
 
     name = guide_name(guide)
     if _is_point_guide(guide):
@@ -221,13 +260,7 @@ def pyro_guide(
     with contextlib.suppress(Exception):  # a guide that cannot be copied holds no values of its own
         guide = copy.deepcopy(guide)  # the user's guide keeps its own values
     store = pyro.get_param_store()
-    if isinstance(params, type(store)):
-        state, given = params.get_state(), {k: v.detach().clone() for k, v in params.items()}
-    else:
-        state = None
-        given = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v.detach()).clone()
-                 for k, v in dict(params).items()}  # fmt: skip
-    given = {k: v.to(torch.float64) if v.is_floating_point() else v for k, v in given.items()}
+    state, given = _pyro_given(params, store)
 
     def load() -> None:
         """Empty the (scoped) store, set up the guide's parameters, then the given values."""
@@ -239,25 +272,12 @@ def pyro_guide(
             for key, value in given.items():
                 store[key] = value
 
-    with store.scope(), torch.random.fork_rng(devices=[]), torch.no_grad():
-        store.clear()
-        torch.manual_seed(0)
-        try:
-            traced = poutine.trace(guide).get_trace(*args, **kwargs)
-        except Exception as error:
-            raise InputProblem(
-                f"guide {name} fails to run on the model's arguments: {type(error).__name__}: {error}"
-            ) from None
+    traced = _pyro_trace(guide, name, args, kwargs, store)
     used = {k: tuple(s["value"].shape) for k, s in traced.nodes.items() if s["type"] == "param"}
     if state is not None:  # a param store may hold other fits' parameters too: the guide's are read
         given = {k: v for k, v in given.items() if k in used}
     problems = _param_problems(name, used, {k: tuple(v.shape) for k, v in given.items()})
-    sampled = {
-        k: (tuple(s["value"].shape), type(s["fn"]).__name__ == "Delta", bool(s["infer"].get("is_auxiliary")))
-        for k, s in traced.nodes.items()
-        if s["type"] == "sample" and not s.get("is_observed", False) and not site_is_subsample(s)
-    }
-    problems += _site_problems(name, sampled, sites)
+    problems += _site_problems(name, _pyro_sampled(traced), sites)
     if problems:
         raise InputProblem(*problems)
 
