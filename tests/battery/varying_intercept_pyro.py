@@ -41,6 +41,6 @@ def numpyro_model(x, group, n_groups, y=None):
         numpyro.sample("y", ndist.Normal(a[group] + b * x, sigma), obs=y)
 
 
-result = ppl_suite.check(pyro=model, numpyro=numpyro_model, args=(torch.tensor(x), torch.tensor(group), n_groups),
-                         kwargs={"y": y}, **options())  # fmt: skip  # noqa: E501
+arguments = (torch.tensor(x), torch.tensor(group), n_groups)
+result = ppl_suite.check(pyro=model, numpyro=numpyro_model, args=arguments, kwargs={"y": y}, **options())
 print(result.table.drop(columns="key").to_string())
