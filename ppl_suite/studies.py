@@ -7,27 +7,27 @@ A study declares, through the ``Study`` protocol, everything the core needs of i
 module that registers it) and its step (``run``). ``matrix``, ``store``, ``runner`` and the report
 ask this registry; none of them imports a study.
 
-A study is found by discovery: every package ``ppl_suite/<name>/`` with a ``plugin.py`` is imported
-(it calls ``register``), and so is every entry point of the group ``ppl_suite.studies``. ``names()``
-is sorted, so the order studies run and report in never depends on the order they registered in.
+The registry is the suite's one mechanism (``ppl_suite.plugin_registry.Registry``): the shipped studies
+are the ``STUDY`` of each module in ``SHIPPED``; an installed package adds one through the entry-point
+group ``ppl_suite.studies`` (a Study, or a module with a ``STUDY``); ``register`` adds one by hand.
+``names()`` is sorted, so the order studies run and report in never depends on the order they
+registered in.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ppl_suite.plugin_registry import Registry
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ENTRY_POINT_GROUP = "ppl_suite.studies"
-PLUGIN_MODULE = "plugin"  # ppl_suite/<package>/plugin.py declares a study
 PARTS = "parts"  # the subfolder of a study's folder holding its kept work
 
 Log = Callable[[str], None]
@@ -74,55 +74,41 @@ class Study(Protocol):
         ...
 
 
-_studies: dict[str, Study] = {}
-_discovered = False
+SHIPPED = ("ppl_suite.vae.plugin", "ppl_suite.vqvae.plugin", "ppl_suite.calibration.plugin")
 
 
-def register(study: Study) -> Study:
-    """Add ``study`` under its name (a name already taken by another study is a ValueError)."""
-    if not isinstance(study, Study):
-        raise TypeError(f"{study!r} does not have the Study protocol's attributes")
-    known = _studies.get(study.name)
-    if known is not None and known is not study and type(known) is not type(study):
-        raise ValueError(f"study name {study.name!r} is taken")
-    _studies[study.name] = study
-    return study
+def _shipped() -> Iterator[Study]:
+    for module in SHIPPED:
+        yield importlib.import_module(module).STUDY
 
 
-def _discover() -> None:
-    """Import every ``ppl_suite/<package>/plugin.py`` and every entry point of ``ENTRY_POINT_GROUP``."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    import ppl_suite
+def _study(loaded: Any) -> Study:
+    """What an entry point names: a Study, or a module declaring one as ``STUDY``."""
+    return loaded.STUDY if isinstance(loaded, ModuleType) else loaded
 
-    for module in pkgutil.iter_modules(ppl_suite.__path__):
-        place = getattr(module.module_finder, "path", None)  # the package's folder (a file system path)
-        if module.ispkg and place and (Path(place) / module.name / f"{PLUGIN_MODULE}.py").is_file():
-            importlib.import_module(f"ppl_suite.{module.name}.{PLUGIN_MODULE}")
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry_point.load()
-            if not isinstance(loaded, ModuleType):  # a module registers its study when imported
-                register(loaded)
-        except Exception as error:  # one broken package does not hide the other studies
-            warnings.warn(f"study entry point {entry_point.name!r} skipped: {error}", stacklevel=2)
+
+def _not_a_study(plugin: Any) -> str | None:
+    return None if isinstance(plugin, Study) else f"{plugin!r} does not have the Study protocol's attributes"
+
+
+STUDIES: Registry[Study] = Registry(
+    "study", discover=_shipped, entry_points=ENTRY_POINT_GROUP, load=_study, check=_not_a_study
+)
+
+
+def register(study: Study, *, replace: bool = False) -> Study:
+    """Add ``study`` under its name (a name taken by another study is a ValueError)."""
+    return STUDIES.register(study, replace=replace)
 
 
 def names() -> list[str]:
     """Every study's name, sorted."""
-    _discover()
-    return sorted(_studies)
+    return STUDIES.names()
 
 
 def get(name: str) -> Study:
     """The study called ``name`` (KeyError naming the valid ones)."""
-    _discover()
-    try:
-        return _studies[name]
-    except KeyError:
-        raise KeyError(f"unknown study {name!r}; valid: {', '.join(names())}") from None
+    return STUDIES.get(name)
 
 
 def folders() -> list[str]:

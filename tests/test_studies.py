@@ -68,8 +68,8 @@ class TinyStudy:
 
 @pytest.fixture
 def tiny(monkeypatch):
-    studies.names()  # discovery first, so that the stand-in is added to the discovered studies
-    monkeypatch.setitem(studies._studies, TinyStudy.name, TinyStudy())
+    monkeypatch.setattr(studies, "STUDIES", studies.STUDIES.copy())
+    studies.register(TinyStudy())
     return TinyStudy.name
 
 

@@ -69,4 +69,4 @@ class CalibrationStudy:
         return f"{len(table)} rows: {rows} failed calibration; {bins} of {len(by_khat)} k-hat bins failed"
 
 
-studies.register(CalibrationStudy())
+STUDY = CalibrationStudy()

@@ -89,4 +89,4 @@ class VAEStudy:
         return runs_outcome(tables, self.runs_table, "backend")
 
 
-studies.register(VAEStudy())
+STUDY = VAEStudy()

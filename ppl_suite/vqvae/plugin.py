@@ -54,4 +54,4 @@ class VQVAEStudy:
         return runs_outcome(tables, self.runs_table, "run")
 
 
-studies.register(VQVAEStudy())
+STUDY = VQVAEStudy()
