@@ -75,3 +75,16 @@ def test_the_report_command_says_when_it_leaves_the_report_and_force_rewrites_it
     assert cli.UNCHANGED in capsys.readouterr().out
     assert cli.main([*argv, "--force"]) == 0
     assert cli.UNCHANGED not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("study", ["vae", "calibration"])
+def test_a_changed_study_table_changes_the_digest(results, study):
+    from ppl_suite import studies
+
+    folder = results.path / studies.get(study).folder
+    folder.mkdir()
+    table = folder / f"{next(iter(studies.get(study).tables))}.parquet"
+    table.write_bytes(b"table one")
+    before = digest.report_digest(results.path, ("md",), [])
+    table.write_bytes(b"table two")
+    assert digest.report_digest(results.path, ("md",), []) != before

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 
-from ppl_suite import paths, registry, schema
+from ppl_suite import paths, registry, schema, studies
 from ppl_suite.store import HOLDER, LOCK, LOGS, MANIFEST, SUITE_NAMES
 
 DIGEST_FILE = "report.digest"
@@ -34,7 +34,8 @@ PER_RUN = (
     schema.MANIFEST_REUSED,
     schema.MANIFEST_REUSED_PROBLEMS,
 )
-# what a report may read (the manifest apart): the suite's own top-level names, files or folders
+# what a report may read (the manifest apart): the suite's own top-level names, files or folders, and
+# the studies' folders (``_read``)
 READ = sorted(name for name in set(SUITE_NAMES) - {MANIFEST, LOCK, HOLDER, LOGS} if "/" not in name)
 LIBRARIES = ("matplotlib", "numpy", "pandas", "pyarrow")
 SUITE = Path(__file__).resolve().parent.parent
@@ -50,8 +51,8 @@ def sha256(path: Path) -> str:
 
 def _own_files(results: Path) -> Iterator[str]:
     """The regular files of the results folder a report may read (``READ``: the suite's own names,
-    files or folders), relative names, following no link."""
-    for name in READ:
+    files or folders; the studies' folders), relative names, following no link."""
+    for name in sorted({*READ, *studies.folders()}):
         path = paths.inside(results, name)
         if paths.is_own_file(path):
             yield name
