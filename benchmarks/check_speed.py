@@ -40,7 +40,8 @@ def command(which: str, out: Path, fresh: bool) -> tuple[list[str], dict[str, st
     if which == "example":
         line = [
             sys.executable, "-m", "ppl_suite.cli", "check",
-            "--numpyro", f"{EXAMPLE / 'numpyro_model.py'}:model", "--pyro", f"{EXAMPLE / 'pyro_model.py'}:model",
+            "--numpyro", f"{EXAMPLE / 'numpyro_model.py'}:model",
+            "--pyro", f"{EXAMPLE / 'pyro_model.py'}:model",
             "--data", f"{EXAMPLE / 'data.py'}:simulate", "--name", "hierarchical_poisson",
             "--out", str(out / "results"), "--report", str(out / "report"), *(["--fresh"] if fresh else []),
         ]  # fmt: skip

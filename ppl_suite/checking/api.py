@@ -163,9 +163,11 @@ class CheckResult:
 
     def report(self, path: str | Path, formats: Sequence[str] = ("md", "html")) -> dict[str, Path]:
         """Write the report of the check's results folder into ``path``; returns its files by kind."""
+        from ppl_suite.checking.main_module import not_rerun_by_workers
         from ppl_suite.report.render import write_report
 
-        return write_report(self.folder, Path(path), tuple(formats))
+        with not_rerun_by_workers():  # its figure processes are spawned
+            return write_report(self.folder, Path(path), tuple(formats))
 
 
 @contextlib.contextmanager
@@ -481,9 +483,11 @@ def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_even
     write_draws(folder)  # before the report, which links them
     files = {}
     if plan.report is not None:
+        from ppl_suite.checking.main_module import not_rerun_by_workers
         from ppl_suite.report.render import write_report
 
-        files = write_report(folder, plan.report)
+        with not_rerun_by_workers():  # the report's figure processes are spawned: the script is not re-run
+            files = write_report(folder, plan.report)
         on_event(runner.ReportWritten(files))
     return CheckResult(folder, outcome.exit_code, user.name, files, outcome)
 

@@ -165,7 +165,8 @@ def _write(draws: CellDraws, store: ResultsStore, key: str, digest: str) -> None
         )
     found = draws_files.draws_files(store.path, key)
     stamp = json.dumps({"cell": digest, "files": {kind: _sha256(path) for kind, path in found.items()}})
-    store.write_kept(study, draws_files.cell_parts(key, draws_files.DIGEST), lambda path: path.write_text(stamp))
+    marker = draws_files.cell_parts(key, draws_files.DIGEST)
+    store.write_kept(study, marker, lambda path: path.write_text(stamp))
 
 
 def _changed(found: dict[str, Path], written: dict[str, str], store: ResultsStore, key: str) -> list[str]:
