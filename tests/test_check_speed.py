@@ -64,3 +64,18 @@ def test_a_recheck_verifies_draws_files_by_their_sha256_and_redraws_a_changed_on
     changed = draws_module._changed(found, hashes, store, key)
     assert len(changed) == 1 and "reference.nc is damaged (not the file written)" in changed[0]
     assert draws_module._stamp("digest-1") is None  # an earlier version's marker: drawn again
+
+
+def test_workers_get_a_fixed_hash_seed_unless_the_user_set_one_and_the_environment_is_restored(monkeypatch):
+    import os
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.delenv(api.ENVIRONMENT, raising=False)
+    with api._environment([]):
+        assert os.environ["PYTHONHASHSEED"] == api.HASH_SEED
+        assert api.ENVIRONMENT in os.environ
+    assert "PYTHONHASHSEED" not in os.environ and api.ENVIRONMENT not in os.environ
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    with api._environment([]):
+        assert os.environ["PYTHONHASHSEED"] == "7"
+    assert os.environ["PYTHONHASHSEED"] == "7"

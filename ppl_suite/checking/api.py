@@ -170,18 +170,30 @@ class CheckResult:
             return write_report(self.folder, Path(path), tuple(formats))
 
 
+# A fixed string-hash seed for the workers: NumPyro's Trace_ELBO sums its sites over a set of their
+# names, so the compiled SVI program's text (the persistent XLA cache's key) otherwise changes with
+# every process and the largest programs are compiled again in every worker of every check.
+HASH_SEED = "0"
+
+
 @contextlib.contextmanager
 def _environment(users: list[UserModel]) -> Iterator[None]:
-    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, restored after."""
-    previous = os.environ.get(ENVIRONMENT)
-    os.environ[ENVIRONMENT] = environment_value(users)
+    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, and ``PYTHONHASHSEED``
+    (HASH_SEED) unless the user set one; both restored after."""
+    settings = {
+        ENVIRONMENT: environment_value(users),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", HASH_SEED),
+    }
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(ENVIRONMENT, None)
-        else:
-            os.environ[ENVIRONMENT] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _name(models: dict[str, str]) -> str:
