@@ -164,23 +164,37 @@ class CheckResult:
 
     def report(self, path: str | Path, formats: Sequence[str] = ("md", "html")) -> dict[str, Path]:
         """Write the report of the check's results folder into ``path``; returns its files by kind."""
+        from ppl_suite.checking.main_module import not_rerun_by_workers
         from ppl_suite.report.render import write_report
 
-        return write_report(self.folder, Path(path), tuple(formats))
+        with not_rerun_by_workers():  # its figure processes are spawned
+            return write_report(self.folder, Path(path), tuple(formats))
+
+
+# A fixed string-hash seed for the workers: NumPyro's Trace_ELBO sums its sites over a set of their
+# names, so the compiled SVI program's text (the persistent XLA cache's key) otherwise changes with
+# every process and the largest programs are compiled again in every worker of every check.
+HASH_SEED = "0"
 
 
 @contextlib.contextmanager
 def _environment(users: list[UserModel]) -> Iterator[None]:
-    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, restored after."""
-    previous = os.environ.get(ENVIRONMENT)
-    os.environ[ENVIRONMENT] = environment_value(users)
+    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, and ``PYTHONHASHSEED``
+    (HASH_SEED) unless the user set one; both restored after."""
+    settings = {
+        ENVIRONMENT: environment_value(users),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", HASH_SEED),
+    }
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(ENVIRONMENT, None)
-        else:
-            os.environ[ENVIRONMENT] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _name(models: dict[str, str]) -> str:
@@ -490,9 +504,11 @@ def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_even
     write_draws(folder)  # before the report, which links them
     files = {}
     if plan.report is not None:
+        from ppl_suite.checking.main_module import not_rerun_by_workers
         from ppl_suite.report.render import write_report
 
-        files = write_report(folder, plan.report)
+        with not_rerun_by_workers():  # the report's figure processes are spawned: the script is not re-run
+            files = write_report(folder, plan.report)
         on_event(runner.ReportWritten(files))
     return CheckResult(folder, outcome.exit_code, user.name, files, outcome)
 

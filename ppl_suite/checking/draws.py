@@ -12,6 +12,7 @@ cell's ELBO, log p(x), KL and k-hat with their SEs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -117,45 +118,64 @@ def cell_draws(
 def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, dict[str, Path]]:
     """Write the draws of every finished cell of a results folder as NetCDF through the store's kept
     files (``ppl_suite.draws_files``), skipping a cell whose files were drawn from the same cell
-    digest (nothing is imported or drawn then: a re-check pays nothing here); returns the files by
-    cell key."""
+    digest and still hold the bytes written (their sha256, kept beside the digest: nothing is
+    imported, drawn or parsed then, so a re-check pays a few milliseconds here); returns the files
+    by cell key."""
     store = ResultsStore(folder)
     rows = results.load(folder)
     written = {}
     for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
         key = row[schema.KEY]
         marker = store.kept_file(draws_files.STUDY, *draws_files.cell_parts(key, draws_files.DIGEST))
-        if marker is None or marker.read_text(errors="replace") != row[schema.DIGEST]:
+        stamp = _stamp(marker.read_text(errors="replace")) if marker is not None else None
+        if stamp is None or stamp[0] != row[schema.DIGEST]:
             _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
-        elif damaged := _unreadable(draws_files.draws_files(folder, key), store, key):
+        elif damaged := _changed(draws_files.draws_files(folder, key), stamp[1], store, key):
             warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
             _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
         written[key] = draws_files.draws_files(folder, key)
     return written
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stamp(text: str) -> tuple[str, dict[str, str]] | None:
+    """(the cell digest, {kind: sha256 of its file}) of a digest marker, or None when it is not one
+    (a marker of an earlier version held the cell digest alone: its files are drawn again)."""
+    try:
+        stamp = json.loads(text)
+        digest, files = stamp["cell"], stamp["files"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(digest, str) or not isinstance(files, dict):
+        return None
+    return digest, {str(kind): str(value) for kind, value in files.items()}
+
+
 def _write(draws: CellDraws, store: ResultsStore, key: str, digest: str) -> None:
-    """The draws' files, then the digest they were drawn from (so a killed write is drawn again)."""
+    """The draws' files, then the marker (``_stamp``: the cell digest they were drawn from and each
+    file's sha256), so a killed write is drawn again."""
     study = draws_files.STUDY
     store.remove_kept(study, *draws_files.cell_parts(key, draws_files.DIGEST))
     for kind, data in (("q", draws.q), ("reference", draws.reference)):
         store.write_kept(
             study, draws_files.cell_parts(key, f"{kind}.nc"), lambda path, d=data: d.to_netcdf(str(path))
         )
-    store.write_kept(
-        study, draws_files.cell_parts(key, draws_files.DIGEST), lambda path: path.write_text(digest)
-    )
+    found = draws_files.draws_files(store.path, key)
+    stamp = json.dumps({"cell": digest, "files": {kind: _sha256(path) for kind, path in found.items()}})
+    marker = draws_files.cell_parts(key, draws_files.DIGEST)
+    store.write_kept(study, marker, lambda path: path.write_text(stamp))
 
 
-def _unreadable(found: dict[str, Path], store: ResultsStore, key: str) -> list[str]:
-    """One phrase per draws file of cell ``key`` that is missing or cannot be read as NetCDF."""
-    import arviz as az
-
+def _changed(found: dict[str, Path], written: dict[str, str], store: ResultsStore, key: str) -> list[str]:
+    """One phrase per draws file of cell ``key`` that is missing or no longer holds the bytes written
+    (its sha256 differs from the marker's)."""
     place = draws_files.draws_folder(store.path, key)
     damaged = [f"{place / f'{kind}.nc'} is missing" for kind in draws_files.KINDS if kind not in found]
-    for path in found.values():
-        try:
-            az.from_netcdf(str(path))
-        except Exception as error:  # h5py, netCDF4 and xarray raise many kinds
-            damaged.append(f"{path} is damaged ({type(error).__name__})")
-    return damaged
+    return damaged + [
+        f"{path} is damaged (not the file written)"
+        for kind, path in found.items()
+        if written.get(kind) != _sha256(path)
+    ]

@@ -1,0 +1,81 @@
+"""What keeps a repeated ``check`` quick without changing what it does: the report's spawned figure
+processes never re-run the user's script (a script without a ``__main__`` guard would run its
+whole check again in each), and a re-check verifies its draws files by the sha256 kept beside them
+instead of parsing them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ppl_suite import runner
+from ppl_suite.checking import api
+from ppl_suite.checking import draws as draws_module
+
+
+def _spec_while_writing(monkeypatch, calls: list) -> None:
+    import ppl_suite.report.render as render
+
+    def write_report(results, out, formats=("md", "html"), processes=None):
+        calls.append(getattr(sys.modules["__main__"], "__spec__", None))
+        return {}
+
+    monkeypatch.setattr(render, "write_report", write_report)
+
+
+def test_the_reports_figure_processes_do_not_rerun_the_users_script(tmp_path, monkeypatch):
+    calls: list = []
+    _spec_while_writing(monkeypatch, calls)
+    monkeypatch.setattr(draws_module, "write_draws", lambda folder: {})
+    before = getattr(sys.modules["__main__"], "__spec__", None)
+    plan = runner.Plan(profile="references", models=["m"], report=tmp_path / "report")
+    outcome = runner.Outcome(status="ok")
+    user = type("User", (), {"name": "m"})()
+    api._finish(user, plan, tmp_path, outcome, runner.ignore)
+    api.CheckResult(tmp_path, 0, "m").report(tmp_path / "again")
+    assert [spec.name if spec is not None else None for spec in calls] == ["__main__", "__main__"]
+    assert all(spec.origin is None for spec in calls)  # spawn's preparation then runs nothing
+    assert getattr(sys.modules["__main__"], "__spec__", None) is before  # restored after
+
+
+def test_a_recheck_verifies_draws_files_by_their_sha256_and_redraws_a_changed_one(tmp_path, monkeypatch):
+    import arviz as az
+
+    from ppl_suite import draws_files
+    from ppl_suite.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    key = "m/numpyro/mean_field/data0/seed0"
+    made = draws_module.CellDraws(
+        az.from_dict(posterior={"mu": np.zeros((1, 5))}), az.from_dict(posterior={"mu": np.ones((1, 5))})
+    )
+    draws_module._write(made, store, key, "digest-1")
+    found = draws_files.draws_files(tmp_path, key)
+    marker = store.kept_file(draws_files.STUDY, *draws_files.cell_parts(key, draws_files.DIGEST))
+    digest, hashes = draws_module._stamp(marker.read_text())
+    assert digest == "digest-1" and set(hashes) == {"q", "reference"}
+    assert draws_module._changed(found, hashes, store, key) == []
+    reference = Path(found["reference"])
+    content = bytearray(reference.read_bytes())
+    content[-1] ^= 0xFF  # one byte changed, the size kept
+    reference.write_bytes(bytes(content))
+    changed = draws_module._changed(found, hashes, store, key)
+    assert len(changed) == 1 and "reference.nc is damaged (not the file written)" in changed[0]
+    assert draws_module._stamp("digest-1") is None  # an earlier version's marker: drawn again
+
+
+def test_workers_get_a_fixed_hash_seed_unless_the_user_set_one_and_the_environment_is_restored(monkeypatch):
+    import os
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.delenv(api.ENVIRONMENT, raising=False)
+    with api._environment([]):
+        assert os.environ["PYTHONHASHSEED"] == api.HASH_SEED
+        assert api.ENVIRONMENT in os.environ
+    assert "PYTHONHASHSEED" not in os.environ and api.ENVIRONMENT not in os.environ
+    monkeypatch.setenv("PYTHONHASHSEED", "7")
+    with api._environment([]):
+        assert os.environ["PYTHONHASHSEED"] == "7"
+    assert os.environ["PYTHONHASHSEED"] == "7"
