@@ -1,8 +1,9 @@
 """Where the draws of a results folder's cells are kept as files: ``kept/check/draws/<cell key>/``
 holds ``q.nc`` (the fitted guide's draws) and ``reference.nc`` (the posterior the cell was compared
 with), ArviZ InferenceData as NetCDF (``ppl_suite.references.inference_data``), and ``digest``, the
-cell digest they were drawn from and each file's sha256 (JSON). Written by ``ppl-suite check`` through the store's kept
-files (``ResultsStore.write_kept``); read by the report and by the user (``arviz.from_netcdf``)."""
+cell digest they were drawn from and each file's sha256 (JSON). Written by ``ppl-suite check``
+through the store's kept files (``ResultsStore.write_kept``); read by the report and by the user
+(``arviz.from_netcdf``)."""
 
 from __future__ import annotations
 

@@ -66,16 +66,37 @@ def test_a_recheck_verifies_draws_files_by_their_sha256_and_redraws_a_changed_on
     assert draws_module._stamp("digest-1") is None  # an earlier version's marker: drawn again
 
 
-def test_workers_get_a_fixed_hash_seed_unless_the_user_set_one_and_the_environment_is_restored(monkeypatch):
+def _string_hash(queue) -> None:
+    queue.put(hash("theta"))
+
+
+def _hashes_of_two_spawned_processes() -> set[int]:
+    import multiprocessing
+
+    from ppl_suite.executors.local import _hash_seed
+
+    context = multiprocessing.get_context("spawn")
+    queue, found = context.Queue(), set()
+    for _ in range(2):
+        process = context.Process(target=_string_hash, args=(queue,))
+        with _hash_seed():
+            process.start()
+        found.add(queue.get(timeout=60))
+        process.join()
+    return found
+
+
+def test_workers_get_one_string_hash_seed_unless_the_user_set_one_and_the_environment_is_restored(
+    monkeypatch,
+):
     import os
 
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    monkeypatch.delenv(api.ENVIRONMENT, raising=False)
-    with api._environment([]):
-        assert os.environ["PYTHONHASHSEED"] == api.HASH_SEED
-        assert api.ENVIRONMENT in os.environ
-    assert "PYTHONHASHSEED" not in os.environ and api.ENVIRONMENT not in os.environ
+    assert len(_hashes_of_two_spawned_processes()) == 1  # the same set order in every worker
+    assert "PYTHONHASHSEED" not in os.environ
     monkeypatch.setenv("PYTHONHASHSEED", "7")
-    with api._environment([]):
+    from ppl_suite.executors.local import _hash_seed
+
+    with _hash_seed():
         assert os.environ["PYTHONHASHSEED"] == "7"
     assert os.environ["PYTHONHASHSEED"] == "7"

@@ -171,20 +171,11 @@ class CheckResult:
             return write_report(self.folder, Path(path), tuple(formats))
 
 
-# A fixed string-hash seed for the workers: NumPyro's Trace_ELBO sums its sites over a set of their
-# names, so the compiled SVI program's text (the persistent XLA cache's key) otherwise changes with
-# every process and the largest programs are compiled again in every worker of every check.
-HASH_SEED = "0"
-
-
 @contextlib.contextmanager
 def _environment(users: list[UserModel]) -> Iterator[None]:
-    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, and ``PYTHONHASHSEED``
-    (HASH_SEED) unless the user set one; both restored after."""
-    settings = {
-        ENVIRONMENT: environment_value(users),
-        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", HASH_SEED),
-    }
+    """``PPL_SUITE_CHECK_MODELS`` set for the worker processes started within, restored after (the
+    workers' fixed hash seed is the local executor's, ``executors.local.HASH_SEED``)."""
+    settings = {ENVIRONMENT: environment_value(users)}
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:

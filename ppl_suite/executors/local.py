@@ -19,7 +19,7 @@ import multiprocessing.connection
 import os
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ppl_suite import schema
 from ppl_suite.cell import Cell, Record
@@ -27,6 +27,24 @@ from ppl_suite.executors import OnRecord
 from ppl_suite.executors.affinity import AffinityQueue
 from ppl_suite.executors.stop import stop_groups
 from ppl_suite.executors.worker import lost_record, serve, timeout_record
+
+# A fixed string-hash seed for the workers (unless the user set one): NumPyro's Trace_ELBO sums its
+# sites' terms over a set of their names, so with Python's per-process hash seed the compiled SVI
+# program (its text, the persistent XLA cache's key, and the last bits of its loss) changed from one
+# worker process to the next.
+HASH_SEED = "0"
+
+
+@contextlib.contextmanager
+def _hash_seed() -> Iterator[None]:
+    """``PYTHONHASHSEED`` set for a process started within (spawn reads the environment), then restored."""
+    previous = os.environ.get("PYTHONHASHSEED")
+    os.environ["PYTHONHASHSEED"] = previous or HASH_SEED
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PYTHONHASHSEED"]
 
 
 class _Worker:
@@ -36,7 +54,8 @@ class _Worker:
         context = multiprocessing.get_context("spawn")  # JAX and torch must not be forked
         self.connection, child_end = context.Pipe()
         self.process = context.Process(target=serve, args=(child_end, tuple(plugins)))
-        self.process.start()
+        with _hash_seed():
+            self.process.start()
         child_end.close()
         self.cell: Cell | None = None
         self.started = 0.0
