@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ppl_suite import paths
+from ppl_suite.numerics import kept_session
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.calls import CALL_FORM, Bound, resolve
@@ -363,7 +364,7 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
 
     if user.numpyro is None:
         return  # NUTS runs on the NumPyro model: a Pyro-only check has no reference
-    setup()
+    setup(own_process=False)  # restored by check's kept_session
     enable_compilation_cache()
     from ppl_suite.references import ReferenceGateError, reference_for
 
@@ -388,6 +389,7 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
         raise CheckFailed(agreement.problem())
 
 
+@kept_session()
 def check(
     model: Model | None = None,
     data: Any = None,
