@@ -65,6 +65,16 @@ class CheckFailed(Exception):
     NumPyro and Pyro versions' log joints differ (the message names the largest difference and its site)."""
 
 
+class CheckStopped(KeyboardInterrupt):
+    """A SIGINT (Ctrl-C) or SIGTERM stopped ``check`` while its cells ran: the finished cells are kept
+    in ``result.folder`` (no draws, no report); ``result.exit_code`` is 130 or 143. A KeyboardInterrupt,
+    so a script or a notebook stops as Python's convention has it, whichever signal came."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(f"check stopped; the finished cells are kept in {result.folder}")
+        self.result = result
+
+
 def model_text(model: Model, what: str) -> str:
     """The text naming a model or guide: ``FILE.py:NAME`` given as such (checked) or a function
     (``sources.function_text``)."""
@@ -428,8 +438,9 @@ def check(
         report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
         as ``ppl-suite check`` does; by default nothing is printed).
 
-    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run) or CheckFailed
-    (the reference failed its gates, or the two versions disagree); cells that fail are in the result.
+    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run), CheckFailed
+    (the reference failed its gates, or the two versions disagree) or CheckStopped (a KeyboardInterrupt:
+    SIGINT or SIGTERM came while the cells ran; finished cells kept); cells that fail are in the result.
     """
     from ppl_suite import runner
     from ppl_suite.console import Printer
@@ -488,7 +499,7 @@ def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_even
     from ppl_suite.checking.draws import write_draws
 
     if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
-        return CheckResult(folder, outcome.exit_code, user.name, {}, outcome)
+        raise CheckStopped(CheckResult(folder, outcome.exit_code, user.name, {}, outcome))
     write_draws(folder)  # before the report, which links them
     files = {}
     if plan.report is not None:
