@@ -38,6 +38,7 @@ from ppl_suite.checking.sources import (
     in_process,
     load_function,
     read_source,
+    running_main,
     shown,
     split_reference,
 )
@@ -77,10 +78,12 @@ class CheckStopped(KeyboardInterrupt):
 
 def model_text(model: Model, what: str) -> str:
     """The text naming a model or guide: ``FILE.py:NAME`` given as such (checked) or a function
-    (``sources.function_text``)."""
+    (``sources.function_text``); one of the running script's own file is a function kept here."""
     if isinstance(model, str):
         file, name = split_reference(model, what)
-        return f"{file.resolve()}:{name}"
+        if running_main(file) is None:
+            return f"{file.resolve()}:{name}"
+        model = load_function(f"{file.resolve()}:{name}", what)  # never imported again: kept here
     if not callable(model):
         raise InputProblem(f"{what} {model!r}: expected a function or FILE.py:NAME")
     return function_text(model)
