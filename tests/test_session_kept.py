@@ -12,7 +12,13 @@ import pytest
 import ppl_suite
 from ppl_suite.errors import InputProblem
 from ppl_suite.executors.worker import configured_here
-from tests.test_diagnose import numpyro_autonormal, numpyro_model, pyro_autonormal, pyro_model, regression_data
+from tests.test_diagnose import (
+    numpyro_autonormal,
+    numpyro_model,
+    pyro_autonormal,
+    pyro_model,
+    regression_data,
+)
 
 
 def session() -> dict:

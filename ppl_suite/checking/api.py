@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ppl_suite import paths
-from ppl_suite.numerics import kept_session
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.calls import CALL_FORM, Bound, resolve
@@ -51,6 +50,7 @@ from ppl_suite.checking.user_model import (
     register,
     user_names,
 )
+from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
     from ppl_suite.runner import OnEvent, Outcome, Plan
