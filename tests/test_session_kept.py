@@ -54,7 +54,8 @@ def users_session():
     torch.set_default_dtype(suites["dtype"])
     torch.set_num_threads(suites["threads"])
     jax.config.update("jax_enable_x64", suites["x64"])
-    os.environ["XLA_FLAGS"] = suites["XLA_FLAGS"]
+    if suites["XLA_FLAGS"] is not None:
+        os.environ["XLA_FLAGS"] = suites["XLA_FLAGS"]
     Distribution.set_default_validate_args(suites["numpyro validation"])
 
 
