@@ -21,6 +21,7 @@ _HOMES = {
     "check": "ppl_suite.checking",
     "CheckResult": "ppl_suite.checking",
     "CheckFailed": "ppl_suite.checking",
+    "CheckStopped": "ppl_suite.checking",
     "InputProblem": "ppl_suite.checking",
     "cell_draws": "ppl_suite.checking",
     "CellDraws": "ppl_suite.checking",

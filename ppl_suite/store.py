@@ -123,7 +123,7 @@ def _find_module_file(name: str) -> Path | None:
         return None
     origin = Path(origin)
     if not rest:
-        return origin
+        return origin if origin.is_file() else None  # '<stdin>': a script read from standard input
     if origin.name != "__init__.py":  # a plain module has no submodules
         return None
     base = origin.parent.joinpath(*rest)

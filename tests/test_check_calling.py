@@ -4,6 +4,7 @@ mistakes are refused in one line naming the fix. Nothing here fits a model (fast
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ppl_suite.checking import calls, sources
-from ppl_suite.checking.api import CheckResult, check, prepare
+from ppl_suite.checking.api import CheckResult, check, model_text, prepare
 from ppl_suite.errors import InputProblem
 
 rng = np.random.default_rng(0)
@@ -280,3 +281,35 @@ def test_a_script_named_like_a_shipped_model_gets_its_own_name(tmp_path):
     script.write_text("def model(J, sigma, y=None):\n    pass\n")
     assert _name({"numpyro": f"{script}:model"}) == "eight_schools_centered_user"
     assert _name({"numpyro": f"{tmp_path / 'my_schools.py'}:model"}) == "my_schools"
+
+
+def test_a_script_naming_its_own_file_is_not_run_again(tmp_path, monkeypatch):
+    """``ppl_suite.check(f"{__file__}:model")`` in a script without a main guard: the model is taken
+    from the running ``__main__`` module and kept in this process; the file is never imported (here
+    importing it would raise)."""
+    import types
+
+    script = tmp_path / "script.py"
+    script.write_text("raise RuntimeError('the script ran again')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    exec("def model(y=None):\n    return y\n", vars(main))
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    text = model_text(f"{script}:model", "model")
+    assert sources.in_process(text) and sources.load_function(text, "model") is main.model
+    assert sources.import_file(script) is main
+
+
+def test_a_script_read_from_standard_input_is_hashed_by_its_functions_content(monkeypatch):
+    """``python - < script.py`` names its ``__main__`` file ``'<stdin>'``: no file to hash (it was a
+    FileNotFoundError); the model's function is kept in this process and keyed by its content."""
+    import types
+
+    from ppl_suite import store
+
+    main = types.ModuleType("__main__")
+    main.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(store, "_module_files", {})
+    assert store._find_module_file("__main__") is None
+    assert store.source_hash(("__main__",)) == store.source_hash(())

@@ -21,6 +21,7 @@ _HOMES = {
     "check": "ppl_suite.checking.api",
     "CheckResult": "ppl_suite.checking.api",
     "CheckFailed": "ppl_suite.checking.api",
+    "CheckStopped": "ppl_suite.checking.api",
     "InputProblem": "ppl_suite.checking.sources",
     "cell_draws": "ppl_suite.checking.draws",
     "CellDraws": "ppl_suite.checking.draws",

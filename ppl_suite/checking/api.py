@@ -37,6 +37,7 @@ from ppl_suite.checking.sources import (
     in_process,
     load_function,
     read_source,
+    running_main,
     shown,
     split_reference,
 )
@@ -49,6 +50,7 @@ from ppl_suite.checking.user_model import (
     register,
     user_names,
 )
+from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
     from ppl_suite.runner import OnEvent, Outcome, Plan
@@ -64,12 +66,24 @@ class CheckFailed(Exception):
     NumPyro and Pyro versions' log joints differ (the message names the largest difference and its site)."""
 
 
+class CheckStopped(KeyboardInterrupt):
+    """A SIGINT (Ctrl-C) or SIGTERM stopped ``check`` while its cells ran: the finished cells are kept
+    in ``result.folder`` (no draws, no report); ``result.exit_code`` is 130 or 143. A KeyboardInterrupt,
+    so a script or a notebook stops as Python's convention has it, whichever signal came."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(f"check stopped; the finished cells are kept in {result.folder}")
+        self.result = result
+
+
 def model_text(model: Model, what: str) -> str:
     """The text naming a model or guide: ``FILE.py:NAME`` given as such (checked) or a function
-    (``sources.function_text``)."""
+    (``sources.function_text``); one of the running script's own file is a function kept here."""
     if isinstance(model, str):
         file, name = split_reference(model, what)
-        return f"{file.resolve()}:{name}"
+        if running_main(file) is None:
+            return f"{file.resolve()}:{name}"
+        model = load_function(f"{file.resolve()}:{name}", what)  # never imported again: kept here
     if not callable(model):
         raise InputProblem(f"{what} {model!r}: expected a function or FILE.py:NAME")
     return function_text(model)
@@ -368,7 +382,7 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
 
     if user.numpyro is None:
         return  # NUTS runs on the NumPyro model: a Pyro-only check has no reference
-    setup()
+    setup(own_process=False)  # restored by check's kept_session
     enable_compilation_cache()
     from ppl_suite.references import ReferenceGateError, reference_for
 
@@ -393,6 +407,7 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
         raise CheckFailed(agreement.problem())
 
 
+@kept_session()
 def check(
     model: Model | None = None,
     data: Any = None,
@@ -431,8 +446,9 @@ def check(
         report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
         as ``ppl-suite check`` does; by default nothing is printed).
 
-    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run) or CheckFailed
-    (the reference failed its gates, or the two versions disagree); cells that fail are in the result.
+    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run), CheckFailed
+    (the reference failed its gates, or the two versions disagree) or CheckStopped (a KeyboardInterrupt:
+    SIGINT or SIGTERM came while the cells ran; finished cells kept); cells that fail are in the result.
     """
     from ppl_suite import runner
     from ppl_suite.console import Printer
@@ -491,7 +507,7 @@ def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_even
     from ppl_suite.checking.draws import write_draws
 
     if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
-        return CheckResult(folder, outcome.exit_code, user.name, {}, outcome)
+        raise CheckStopped(CheckResult(folder, outcome.exit_code, user.name, {}, outcome))
     write_draws(folder)  # before the report, which links them
     files = {}
     if plan.report is not None:

@@ -84,7 +84,7 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     """Run ``check`` on the command line's arguments; bad input is a ``matrix.ConfigError`` (exit 2)."""
     from ppl_suite import matrix
-    from ppl_suite.checking.api import CheckFailed, check
+    from ppl_suite.checking.api import CheckFailed, CheckStopped, check
     from ppl_suite.checking.sources import InputProblem
     from ppl_suite.references.command import parse_settings
 
@@ -109,6 +109,8 @@ def command(args: argparse.Namespace) -> int:
     except CheckFailed as error:
         print(f"ppl-suite: check failed: {error}", file=sys.stderr)
         return 3
+    except CheckStopped as stopped:  # the finished cells are kept; the code says which signal came
+        return stopped.result.exit_code
     table = result.table.drop(columns="key")
     if not table.empty:
         print("\n" + table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -6,7 +6,8 @@ process by name: a spawned worker would import it by re-running the user's scrip
 a notebook cell has no file at all. So ``ppl_suite.check`` runs such a model's cells here, through
 the worker's own ``run_cell`` (the same set-up and the same Records); the model, registered in this
 process, is never imported. The user's Pyro parameter store is kept: every fit clears the store
-inside a scope that restores it. There is no per-cell timeout; Ctrl-C stops the run as the runner
+inside a scope that restores it, and the process's numerical settings are restored after the cells
+(``worker.configured_here``). There is no per-cell timeout; Ctrl-C stops the run as the runner
 handles it (finished cells kept).
 """
 
@@ -24,8 +25,8 @@ class InProcessExecutor:
     def run(self, cells: Sequence[Cell], on_record: OnRecord) -> None:
         import pyro
 
-        from ppl_suite.executors.worker import run_cell
+        from ppl_suite.executors.worker import configured_here, run_cell
 
-        with pyro.get_param_store().scope():
+        with configured_here(), pyro.get_param_store().scope():
             for cell in cells:
                 on_record(cell, run_cell(cell))

@@ -63,9 +63,24 @@ def module_name(file: Path) -> str:
     return f"{MODULE_PREFIX}{stem}_{digest}"
 
 
+def running_main(file: Path) -> ModuleType | None:
+    """The running ``__main__`` module when ``file`` is its file (a script naming itself as
+    ``f"{__file__}:model"``), else None."""
+    main = sys.modules.get("__main__")
+    origin = getattr(main, "__file__", None)
+    if origin and Path(origin).is_file() and Path(origin).resolve() == file.resolve():
+        return main
+    return None
+
+
 def import_file(file: Path) -> ModuleType:
     """The module of a Python file, imported once per process and content under ``module_name(file)``
-    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests)."""
+    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests). The
+    running script's own file is never imported again (that would re-run the script, and its
+    ``ppl_suite.check`` call): its ``__main__`` module is returned."""
+    main = running_main(file)
+    if main is not None:
+        return main
     name = module_name(file)
     if name in sys.modules:
         return sys.modules[name]

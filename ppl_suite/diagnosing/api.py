@@ -29,6 +29,7 @@ from typing import Any
 from ppl_suite.diagnosing.bound_model import bind, library_of
 from ppl_suite.diagnosing.diagnosis import Diagnosis
 from ppl_suite.errors import InputProblem
+from ppl_suite.numerics import kept_session
 
 DRAWS = 4000
 Q_CHAINS = 4
@@ -66,6 +67,7 @@ def _q_idata(guide, seed: int, n: int):
     return az.from_dict(posterior={k: v.reshape(Q_CHAINS, per_chain, *v.shape[1:]) for k, v in draws.items()})
 
 
+@kept_session()
 def diagnose(
     model: Callable[..., Any],
     guide: Any,
@@ -101,7 +103,7 @@ def diagnose(
     start = time.perf_counter()
     settings = _checked_settings(draws, args, kwargs, params, nuts)
     which = _library(model, guide, library)
-    enable_float64()  # the suite's estimators and references run JAX in float64
+    enable_float64()  # the suite's estimators and references run JAX in float64 (restored on return)
     say(f"tracing the {which} model and its guide")
     bound = bind(model, tuple(args), kwargs, library=which)
     call_args, call_kwargs = bound.arguments()

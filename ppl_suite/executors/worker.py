@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def _exit_with(parent_sentinel: int) -> None:
     os._exit(PARENT_GONE_EXIT_CODE)
 
 
-def configure(plugins: Sequence[str] = ()) -> None:
+def configure(plugins: Sequence[str] = (), own_process: bool = True) -> None:
     """One thread per worker for XLA and torch (no oversubscription when workers share cores),
     float64 in JAX, the persistent compilation cache, NumPyro's argument and support checks off, and
     the user's plugin modules imported so their models are registered.
@@ -63,13 +63,14 @@ def configure(plugins: Sequence[str] = ()) -> None:
     The checks are off for the reason Pyro's are (the Pyro backend turns them off too): every value
     the suite evaluates is a draw of a guide or of an exact posterior, in support by construction,
     and each model's log joint is tested against its NumPy oracle. In compiled programs the checks
-    are extra masking operations, about a tenth of the compile time."""
+    are extra masking operations, about a tenth of the compile time. In the caller's process
+    (``own_process`` False; ``checking.in_process``) ``XLA_FLAGS`` is left alone."""
     global _configured
     if _configured == tuple(plugins):
         return
     from ppl_suite.numerics import setup
 
-    setup()
+    setup(own_process=own_process)
     import numpyro
 
     from ppl_suite.compilation_cache import enable_compilation_cache
@@ -79,6 +80,22 @@ def configure(plugins: Sequence[str] = ()) -> None:
     for module in plugins:
         importlib.import_module(module)
     _configured = tuple(plugins)
+
+
+@contextlib.contextmanager
+def configured_here() -> Iterator[None]:
+    """Configure this process (the caller's, not a worker) for the body, then restore its settings
+    (``numerics.kept_session``) and forget the configuration, so the next call configures again."""
+    global _configured
+    from ppl_suite.numerics import kept_session
+
+    remembered = _configured
+    try:
+        with kept_session():
+            configure(own_process=False)
+            yield
+    finally:
+        _configured = remembered
 
 
 def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import arviz as az
 import jax
@@ -119,15 +120,7 @@ def run(
     model = sampled_model(problem, non_centered)
     sites = [site.name for site in problem.sites]
     start = time.perf_counter()
-    kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=settings.warmup,
-        num_samples=settings.draws,
-        num_chains=settings.chains,
-        chain_method="vectorized",
-        progress_bar=False,
-    )
+    mcmc = _mcmc(model, settings)
     data, params = dict(problem.data), dict(problem.params)
     tell(progress.STARTED, settings.draws, expected, None)
     with progress.heartbeat(partial(tell, progress.RUNNING, settings.draws, expected, None)):
@@ -158,6 +151,19 @@ def run(
             kept += parts[-1][1]["diverging"].shape[1]
             if kept >= settings.max_draws:
                 break
+
+
+def _mcmc(model: Callable[..., Any], settings: NUTSSettings) -> MCMC:
+    """NumPyro's MCMC of ``settings``' NUTS on ``model``, its chains vectorized in one program."""
+    kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
+    return MCMC(
+        kernel,
+        num_warmup=settings.warmup,
+        num_samples=settings.draws,
+        num_chains=settings.chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
 
 
 def _run_on(mcmc: MCMC, draws: int, data: dict, params: dict) -> None:

@@ -256,17 +256,12 @@ def _failure(problem: Problem, settings: NUTSSettings, records: list[dict[str, A
     )
 
 
-def build(
-    problem: Problem,
-    settings: NUTSSettings,
-    key: str,
-    command: str,
-    on_progress: OnProgress = progress.ignore,
-) -> az.InferenceData:
-    """Run NUTS (on the source parametrization when there is one, else with remedies while a gate
-    fails: ``references.remedies``) and AIS; the InferenceData (``inference_data.reference_data``) with
-    the summary in its posterior attributes. Raises ReferenceGateError when the gates still fail."""
-    start = time.perf_counter()
+def _sampled(
+    problem: Problem, settings: NUTSSettings, on_progress: OnProgress, start: float
+) -> tuple[Problem, nuts.NUTSRun, list[dict], tuple[str, ...], dict | None]:
+    """NUTS on the source parametrization when there is one (ReferenceGateError if it fails its gates),
+    else with remedies (``_sample``): the problem sampled, the run, the attempts, the sites made
+    non-centered and what the reference was mapped from (None: sampled as written)."""
     source = reference_from(problem.spec.name)
     mapped, attempts, non_centered = None, [], ()
     if source is not None:
@@ -292,6 +287,40 @@ def build(
                 "why": "NUTS on the model as written failed its gates (attempts)",
                 "direct": attempts[0],
             }
+    return sampled, run, attempts, non_centered, mapped
+
+
+def _attributes(problem: Problem, run: nuts.NUTSRun, summary: dict[str, Any]) -> dict[str, Any]:
+    """The reference's posterior attributes: the whole summary as JSON and its headline numbers."""
+    evidence, non_centered = summary["evidence"], summary["non_centered"]
+    return {
+        ATTRIBUTE: json.dumps(summary),
+        "model": problem.spec.name,
+        "data_seed": problem.data_seed,
+        "log_evidence": evidence["log_evidence"],
+        "log_evidence_se": evidence["se"],
+        "log_evidence_reliability": evidence["reliability"],
+        "divergences": run.gates.divergences,
+        "r_hat_max": run.gates.rhat_max,
+        "ess_bulk_min": run.gates.ess_bulk_min,
+        "ess_tail_min": run.gates.ess_tail_min,
+        "non_centered": ", ".join(non_centered),
+        "attempts": len(summary["attempts"]) or 1,
+    }
+
+
+def build(
+    problem: Problem,
+    settings: NUTSSettings,
+    key: str,
+    command: str,
+    on_progress: OnProgress = progress.ignore,
+) -> az.InferenceData:
+    """Run NUTS (on the source parametrization when there is one, else with remedies while a gate
+    fails: ``references.remedies``) and AIS; the InferenceData (``inference_data.reference_data``) with
+    the summary in its posterior attributes. Raises ReferenceGateError when the gates still fail."""
+    start = time.perf_counter()
+    sampled, run, attempts, non_centered, mapped = _sampled(problem, settings, on_progress, start)
     evidence_start = time.perf_counter()
 
     def tell(phase: str) -> None:
@@ -304,7 +333,7 @@ def build(
 
     tell(progress.EVIDENCE)
     # BDMC may start its reverse chains at the NUTS draws only where they are draws of ``sampled``.
-    draws = None if source is not None else {k: v.reshape(-1, *v.shape[2:]) for k, v in run.draws.items()}
+    draws = None if sampled is not problem else {k: v.reshape(-1, *v.shape[2:]) for k, v in run.draws.items()}
     with progress.heartbeat(lambda: tell(progress.RUNNING)):
         evidence = _evidence(sampled, settings.seed, draws)
     clash = sorted(set(run.coordinates) & set(RESERVED))
@@ -333,21 +362,7 @@ def build(
         "command": command or f"reference_for({problem.spec.name!r}, data_seed={problem.data_seed})",
         "key": key,
     }
-    attrs = {
-        ATTRIBUTE: json.dumps(summary),
-        "model": problem.spec.name,
-        "data_seed": problem.data_seed,
-        "log_evidence": evidence["log_evidence"],
-        "log_evidence_se": evidence["se"],
-        "log_evidence_reliability": evidence["reliability"],
-        "divergences": run.gates.divergences,
-        "r_hat_max": run.gates.rhat_max,
-        "ess_bulk_min": run.gates.ess_bulk_min,
-        "ess_tail_min": run.gates.ess_tail_min,
-        "non_centered": ", ".join(non_centered),
-        "attempts": len(attempts) or 1,
-    }
-    return reference_data(problem, run, attrs)
+    return reference_data(problem, run, _attributes(problem, run, summary))
 
 
 def reference_for(
