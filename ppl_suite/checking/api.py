@@ -436,8 +436,7 @@ def check(
 
     model (or numpyro= and/or pyro=: both are compared at reference draws first): a NumPyro or Pyro
         function or ``"FILE.py:NAME"``, called ``model(*args, **kwargs)`` as ``MCMC.run`` calls it;
-        observed sites are those given ``obs`` (``y=None``: latent). One defined in a script or a
-        notebook (closures, lambdas) runs in this process and is never imported from a file.
+        observed sites are those given ``obs``. One defined in a script or notebook runs in this process.
     args, kwargs, or data (a dict of keyword arguments, a DataFrame's columns, a .npz/.json file,
         ``"FILE.py:FUNCTION"`` returning ``(args, kwargs)`` or a dict; a ``model(data)`` gets the dict);
     guides (families, default mean_field and full_rank, and/or the user's guides), backend or backends
@@ -446,10 +445,8 @@ def check(
         report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
         as ``ppl-suite check`` does; by default nothing is printed).
 
-    Raises InputProblem (``ppl_suite.errors``: every problem of the input, nothing run), CheckFailed
-    (the reference failed its gates, or the two versions disagree) or CheckStopped (a KeyboardInterrupt:
-    SIGINT or SIGTERM came while the cells ran; finished cells kept); cells that fail are in the result.
-    """
+    Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
+    gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
     from ppl_suite import runner
     from ppl_suite.console import Printer
 
