@@ -4,6 +4,7 @@ import: the study's modules load when it is asked to check its settings or to ru
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,32 @@ def runs_outcome(tables: Mapping[str, pd.DataFrame], runs: str, noun: str) -> st
     return f"{ok} of {len(found)} {noun}{'s' if len(found) != 1 else ''} ok"
 
 
-class VAEStudy:
+class TrainedStudy:
+    """What the VAE and the VQ-VAE studies share: settings, kept parts, step and failure read through
+    the study's own package (``package``: its ``settings``, ``study.run_study``), a runs table."""
+
+    package: str
+    runs_table: str
+    part_kinds: frozenset[str]
+
+    def settings(self, table: Any, config: Mapping[str, Any]) -> Any:
+        return section_settings(importlib.import_module(f"{self.package}.settings"), table, config)
+
+    def owns_part(self, name: str) -> bool:
+        return name.partition(".")[2] in self.part_kinds
+
+    def run(self, settings: Any, folder: Path, log: studies.Log) -> dict[str, pd.DataFrame]:
+        return importlib.import_module(f"{self.package}.study").run_study(settings, folder, log=log)
+
+    def failed(self, tables: Mapping[str, pd.DataFrame]) -> bool:
+        return runs_failed(tables, self.runs_table)
+
+
+class VAEStudy(TrainedStudy):
     """The digits VAE trained with each backend and evaluated (``ppl_suite.vae.study``)."""
 
     name = "vae"
+    package = "ppl_suite.vae"
     title = "VAE"
     folder = r.FOLDER
     tables = r.TABLES
@@ -52,22 +75,6 @@ class VAEStudy:
     report = "ppl_suite.vae.report"
     # the kinds of its kept parts: a backend's trained weights and its per-backend tables
     part_kinds = frozenset({r.TRAINED, *(f"{table}.parquet" for table in r.TABLES)})
-
-    def settings(self, table: Any, config: Mapping[str, Any]) -> Any:
-        from ppl_suite.vae import settings
-
-        return section_settings(settings, table, config)
-
-    def owns_part(self, name: str) -> bool:
-        return name.partition(".")[2] in self.part_kinds
-
-    def run(self, settings: Any, folder: Path, log: studies.Log) -> dict[str, pd.DataFrame]:
-        from ppl_suite.vae.study import run_study
-
-        return run_study(settings, folder, log=log)
-
-    def failed(self, tables: Mapping[str, pd.DataFrame]) -> bool:
-        return runs_failed(tables, self.runs_table)
 
     def summary_lines(self, tables: Mapping[str, pd.DataFrame]) -> list[str]:
         """The backends' table and the flagged disagreements, as printed lines."""

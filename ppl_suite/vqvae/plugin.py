@@ -5,20 +5,18 @@ report section and its step. Light to import."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from ppl_suite import studies
-from ppl_suite.vae.plugin import runs_failed, runs_outcome, section_settings
+from ppl_suite.vae.plugin import TrainedStudy, runs_outcome
 from ppl_suite.vqvae import results as r
 
 
-class VQVAEStudy:
+class VQVAEStudy(TrainedStudy):
     """The digits VQ-VAE, every term exact by enumeration (``ppl_suite.vqvae.study``)."""
 
     name = "vqvae"
+    package = "ppl_suite.vqvae"
     title = "VQ-VAE"
     folder = r.FOLDER
     tables = r.TABLES
@@ -26,22 +24,6 @@ class VQVAEStudy:
     manifest_key = r.MANIFEST_VQVAE
     report = "ppl_suite.vqvae.report"
     part_kinds = frozenset({r.TRAINED, *(f"{table}.parquet" for table in r.TABLES)})
-
-    def settings(self, table: Any, config: Mapping[str, Any]) -> Any:
-        from ppl_suite.vqvae import settings
-
-        return section_settings(settings, table, config)
-
-    def owns_part(self, name: str) -> bool:
-        return name.partition(".")[2] in self.part_kinds
-
-    def run(self, settings: Any, folder: Path, log: studies.Log) -> dict[str, pd.DataFrame]:
-        from ppl_suite.vqvae.study import run_study
-
-        return run_study(settings, folder, log=log)
-
-    def failed(self, tables: Mapping[str, pd.DataFrame]) -> bool:
-        return runs_failed(tables, self.runs_table)
 
     def summary_lines(self, tables: Mapping[str, pd.DataFrame]) -> list[str]:
         """Per backend and objective: the final test log p, ELBO and KL (exact), and the training's cost."""
