@@ -11,3 +11,25 @@ from ppl_suite.numerics import setup
 
 setup()  # the numerics of every worker: float64 in torch and JAX, one thread
 enable_compilation_cache()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registries_as_they_were():
+    """The models and guide families a test module registers (a user's model through ``check`` or
+    ``diagnose``, a stand-in model) are gone after it, so a later module that lists every registered
+    model (the references profile, ``ppl-suite list``) sees the suite's own."""
+    from ppl_suite import guides, registry
+    from ppl_suite.checking import user_guide, user_model
+
+    kept = [(registry, "MODELS", registry.MODELS.copy()), (guides, "FAMILIES", guides.FAMILIES.copy())]
+    tables = [registry._implementations, user_model._registered, user_guide._registered]
+    saved = [dict(table) for table in tables]
+    yield
+    for module, name, registry_copy in kept:
+        setattr(module, name, registry_copy)
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
