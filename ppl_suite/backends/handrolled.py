@@ -28,6 +28,7 @@ from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.numpyro import as_jax
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
+from ppl_suite.guides.joint import draw_with_log_q
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 from ppl_suite.spec import ModelSpec, Site
@@ -42,10 +43,7 @@ def elbo_terms(problem: Problem, guide: str, params, static):
     def terms(weights, arrays, key, n):
         phi, theta = weights
         data = {**static, **arrays}
-        q = family.distributions(phi, sites, data, ops)
-        keys = jax.random.split(key, len(q))
-        z = {name: dist.sample(k, (n,)) for (name, dist), k in zip(q.items(), keys, strict=True)}
-        log_q = sum(dist.log_prob(z[name]) for name, dist in q.items())
+        z, log_q = draw_with_log_q(family.distributions(phi, sites, data, ops), key, n)
         log_p = jax.vmap(lambda zz: log_density(model, (data, {**params, **theta}), {}, zz)[0])(z)
         return log_p - log_q
 

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -26,14 +25,16 @@ from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.enumerated import enumerated_terms
 from ppl_suite.estimators.rounding import labelled_by_floor
+from ppl_suite.gaussian_posterior import gaussian_over_real_sites
 from ppl_suite.estimators.streams import stream_seed
 from ppl_suite.spec import ExactPosterior, Site
 from ppl_suite.targets import GuideDensity, PosteriorReference, Target
 
 MONTE_CARLO_STREAM = "kl_monte_carlo"
 JOINT = "joint_gaussian"  # one Gaussian over every unconstrained coordinate
-# the libraries' Gaussian autoguides by the covariance blocks they can represent
-AUTOGUIDE_BLOCKS = {
+# the Gaussian families by the covariance blocks they can represent
+GAUSSIAN_BLOCKS = {
+    "full_rank": JOINT,
     "auto_normal": "mean_field",
     "auto_diagonal_normal": "mean_field",
     "auto_multivariate_normal": JOINT,
@@ -119,37 +120,26 @@ def kl_family_minimum(sites: tuple[Site, ...], family: str, exact: ExactPosterio
     """The smallest KL(q || p(z | x)) any member of the guide's family can reach, where closed-form.
 
     - ``conjugate`` family holding the posterior's per-site families: 0.
-    - Gaussian posterior N(m, Lambda^-1) on real sites, Gaussian family with block-diagonal covariance
-      (``mean_field``: 1x1 blocks; ``full_rank``: one block per site): the optimum matches the
-      posterior's precision blocks and reaches 0.5 (sum_b log det Lambda_bb - log det Lambda).
+    - Gaussian posterior N(m, Lambda^-1) on real sites: ``full_rank`` (one Gaussian over every
+      coordinate) holds it: 0; ``mean_field`` (1x1 covariance blocks) reaches at its optimum, which
+      matches the posterior's precision diagonal, 0.5 (sum_i log Lambda_ii - log det Lambda).
     - The libraries' Gaussian autoguides on the same posterior: ``auto_normal`` and
       ``auto_diagonal_normal`` (with their ``_matched`` twins) are mean-field; ``auto_multivariate_normal``
-      has one block over every coordinate, so it holds the posterior: 0.
+      has one block over every coordinate, as ``full_rank``: 0.
     Otherwise None. (A model may know more, ``ModelSpec.kl_family_min``; the pipeline asks it first.)
     """
-    family = AUTOGUIDE_BLOCKS.get(family.removesuffix("_matched"), family)
-    factors = exact.factors()
+    family = GAUSSIAN_BLOCKS.get(family.removesuffix("_matched"), family)
     if family == "conjugate":
+        factors = exact.factors()
         if factors and all(s.prior and factors[s.name].family == s.prior.family for s in sites):
             return 0.0
         return None
-    gaussian = factors is not None and all(
-        f.family in {"Normal", "MultivariateNormal"} for f in factors.values()
-    )
-    if family not in {"mean_field", "full_rank", JOINT} or not gaussian:
-        return None
-    if any(s.support != "real" for s in sites):
+    if family not in {"mean_field", JOINT} or not gaussian_over_real_sites(exact, sites):
         return None
     if family == JOINT:
         return 0.0
     precision = np.linalg.inv(exact.covariance())
-    if family == "mean_field":
-        blocks = [np.array([i]) for i in range(precision.shape[0])]
-    else:
-        offsets = np.cumsum([0] + [s.size for s in sites])
-        blocks = [np.arange(a, b) for a, b in itertools.pairwise(offsets)]
-    log_det_blocks = sum(np.linalg.slogdet(precision[np.ix_(b, b)])[1] for b in blocks)
-    return float(0.5 * (log_det_blocks - np.linalg.slogdet(precision)[1]))
+    return float(0.5 * (np.log(np.diag(precision)).sum() - np.linalg.slogdet(precision)[1]))
 
 
 def _no_oracle(target: Target) -> str | None:

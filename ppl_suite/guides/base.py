@@ -1,6 +1,7 @@
 """The guide-family contract, written once and rendered in Pyro (torch), NumPyro (JAX) or by hand.
 
-A guide family turns a dict of unconstrained parameters into one distribution per latent site. The
+A guide family turns a dict of unconstrained parameters into one distribution per latent site, or
+(a family that correlates sites) one joint distribution over all of them (``guides.joint``). The
 same parameter names and parametrization are used by every backend, so fitted parameters from Pyro,
 NumPyro and the hand-rolled optimizer are directly comparable and any of them can be re-rendered in
 torch by the estimators.
@@ -21,8 +22,8 @@ from ppl_suite.spec import Data, Params, Site
 @dataclass(frozen=True)
 class ArrayOps:
     """What a guide needs from an array library: its distributions module, bijections to supports,
-    conversion of NumPy constants, exp, and ``reshape(in_shape, out_shape)``, the transform that
-    reshapes an event."""
+    conversion of NumPy constants, exp, ``reshape(in_shape, out_shape)``, the transform that
+    reshapes an event, and ``concatenate(arrays)`` along the last axis."""
 
     name: str
     dist: ModuleType
@@ -30,6 +31,7 @@ class ArrayOps:
     asarray: Callable[[np.ndarray], Any]
     exp: Callable[[Any], Any]
     reshape: Callable[[tuple[int, ...], tuple[int, ...]], Any]
+    concatenate: Callable[[list[Any]], Any]
 
 
 def torch_ops() -> ArrayOps:
@@ -41,7 +43,10 @@ def torch_ops() -> ArrayOps:
     def asarray(a: np.ndarray) -> Any:
         return torch.as_tensor(a, dtype=torch.float64)
 
-    return ArrayOps("torch", dist, biject_to, asarray, torch.exp, ReshapeTransform)
+    def concatenate(arrays: list[Any]) -> Any:
+        return torch.cat(arrays, dim=-1)
+
+    return ArrayOps("torch", dist, biject_to, asarray, torch.exp, ReshapeTransform, concatenate)
 
 
 def jax_ops() -> ArrayOps:
@@ -55,7 +60,10 @@ def jax_ops() -> ArrayOps:
     def reshape(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
         return ReshapeTransform(forward_shape=out_shape, inverse_shape=in_shape)
 
-    return ArrayOps("jax", dist, biject_to, asarray, jnp.exp, reshape)
+    def concatenate(arrays: list[Any]) -> Any:
+        return jnp.concatenate(arrays, axis=-1)
+
+    return ArrayOps("jax", dist, biject_to, asarray, jnp.exp, reshape, concatenate)
 
 
 def unconstrained_shape(site: Site) -> tuple[int, ...]:
@@ -89,8 +97,11 @@ class GuideFamily(Protocol):
 
     def distributions(
         self, phi: Mapping[str, Any], sites: tuple[Site, ...], data: Mapping[str, Any], ops: ArrayOps
-    ) -> dict[str, Any]:
-        """q(z_site) for every site, each with the whole site as its event (log_prob is a scalar)."""
+    ) -> Any:
+        """q(z_site) for every site (a dict), each with the whole site as its event (log_prob is a
+        scalar); or, for a family that correlates sites, q(z) as one ``guides.joint.JointQ`` (a
+        distribution over the flat unconstrained vector of every site; not named in the annotation:
+        that module builds on this one)."""
 
 
 def per_point(q: Any, ops: ArrayOps) -> Any:

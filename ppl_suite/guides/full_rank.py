@@ -1,14 +1,17 @@
-"""Full-rank Gaussian in unconstrained space, one block per site.
+"""Full-rank Gaussian over every unconstrained coordinate of every site (the family of Pyro's and
+NumPyro's AutoMultivariateNormal):
 
-q(z) = prod_sites T_site#N(u_site; loc_site, L_site L_site^T), with
-L = tril(raw, -1) + diag(exp(log_diag)) over the flattened site (a matrix site, or a vector site
-sampled in a plate, is flattened in row-major order and reshaped back before T_site). Sites are
-independent of each other (block-diagonal covariance); within a site every pair of coordinates is
-correlated, the elements of a site's plates included (as AutoMultivariateNormal's are). For a model with a
-single vector site (Bayesian linear regression) this is the whole full-rank family; for a model with
-several sites it cannot hold correlations between them (eight schools' tau and theta): the libraries'
-AutoMultivariateNormal (``autoguides``) can. A scalar site is a vector of length 1 (its 1 x 1 Cholesky
-factor is its scale, so q is a Normal on it, as in ``mean_field``).
+    u = concat over sites (declaration order) of the site's unconstrained coordinates, row-major
+    u ~ N(loc, L L^T),  L = tril(raw, -1) + diag(exp(log_diag))      (d x d, d = size of u)
+    z_site = T_site(reshape(u[block_site])),  T_site = biject_to(site support)
+    log q(z) = log N(u; loc, L L^T) - sum_site log |det dT_site/du_site|
+
+so every pair of coordinates is correlated, across sites (eight schools' tau and theta) and across
+the elements of a site's plates. Its parameters are ``_joint.loc`` (d), ``_joint.log_diag`` (d) and
+``_joint.tril`` (d x d, strictly lower part used), phi_0 = (0, log 0.1, 0) as ``mean_field``'s.
+q is a ``guides.joint.JointQ``: the guide programs draw u at one auxiliary site and read the sites
+from it (``guides.plates``). (Before this form the family was block-diagonal, one Gaussian per site:
+cells fitted with it have another code digest and are rerun, not reread.)
 """
 
 from __future__ import annotations
@@ -18,18 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite.guides.base import ArrayOps, constraint, unconstrained_shape
+from ppl_suite.guides.base import ArrayOps
+from ppl_suite.guides.joint import JOINT_SITE, JointQ, size
 from ppl_suite.guides.mean_field import INIT_SCALE
 from ppl_suite.spec import Data, Params, Site
 
-
-def _size(site: Site) -> int:
-    return int(np.prod(unconstrained_shape(site), dtype=int))
+LOC, LOG_DIAG, TRIL = (f"{JOINT_SITE}.{name}" for name in ("loc", "log_diag", "tril"))
 
 
 class FullRank:
     name = "full_rank"
-    description = "multivariate Normal per site in unconstrained space (Cholesky-parametrized)"
+    description = "one multivariate Normal over every unconstrained coordinate (Cholesky-parametrized)"
     elbo = "trace"
 
     def unsupported(self, sites: tuple[Site, ...]) -> str | None:
@@ -37,29 +39,13 @@ class FullRank:
         return f"discrete sites {discrete} have no reparameterized Normal" if discrete else None
 
     def init_params(self, sites: tuple[Site, ...], data: Data, params: Params) -> dict[str, np.ndarray]:
-        phi = {}
-        for site in sites:
-            d = _size(site)
-            phi[f"{site.name}.loc"] = np.zeros(d)
-            phi[f"{site.name}.log_diag"] = np.full(d, np.log(INIT_SCALE))
-            phi[f"{site.name}.tril"] = np.zeros((d, d))
-        return phi
+        d = size(sites)
+        return {LOC: np.zeros(d), LOG_DIAG: np.full(d, np.log(INIT_SCALE)), TRIL: np.zeros((d, d))}
 
     def distributions(
         self, phi: Mapping[str, Any], sites: tuple[Site, ...], data: Mapping[str, Any], ops: ArrayOps
-    ) -> dict[str, Any]:
-        out = {}
-        for site in sites:
-            d, loc, log_diag = _size(site), phi[f"{site.name}.loc"], phi[f"{site.name}.log_diag"]
-            if site.shape == ():
-                base = ops.dist.Normal(loc[0], ops.exp(log_diag[0]))
-            else:
-                strict_lower, eye = ops.asarray(np.tril(np.ones((d, d)), -1)), ops.asarray(np.eye(d))
-                scale_tril = phi[f"{site.name}.tril"] * strict_lower + eye * ops.exp(log_diag)
-                base = ops.dist.MultivariateNormal(loc, scale_tril=scale_tril)
-            if len(unconstrained_shape(site)) > 1:
-                base = ops.dist.TransformedDistribution(base, ops.reshape((d,), unconstrained_shape(site)))
-            if site.support != "real":
-                base = ops.dist.TransformedDistribution(base, ops.biject_to(constraint(site, ops)))
-            out[site.name] = base
-        return out
+    ) -> JointQ:
+        d = size(sites)
+        strict_lower, eye = ops.asarray(np.tril(np.ones((d, d)), -1)), ops.asarray(np.eye(d))
+        scale_tril = phi[TRIL] * strict_lower + eye * ops.exp(phi[LOG_DIAG])
+        return JointQ(ops.dist.MultivariateNormal(phi[LOC], scale_tril=scale_tril), sites, ops)

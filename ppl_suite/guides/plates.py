@@ -19,6 +19,15 @@ particle axis and one axis of size 1 per plate on its left; it is reshaped to th
 
 Discrete local sites (``base.plated_sites``) are sampled per point in the data plate instead: the
 libraries enumerate them there.
+
+A family that correlates sites gives one ``JointQ`` (``guides.joint``): as in the libraries'
+AutoContinuous, u is drawn once at the auxiliary site "_joint" outside every plate, and each site is
+
+    sample(site, Delta(T_site(u_site), log_density = -log |det dT_site/du_site|, event_dim = e_site))
+
+inside its plates, the log density per element of the plates (summed over the site's event dims), so
+the guide's log q(z) = log q_u(u) - sum_site log |det dT_site/du_site| (the sign of Pyro's and
+NumPyro's ``AutoContinuous.__call__``). A site outside every plate takes its whole shape as event.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ppl_suite.guides.base import ArrayOps, per_point, plated_sites
+from ppl_suite.guides.joint import JOINT_SITE, JointQ, sum_rightmost
 from ppl_suite.spec import LOCAL_PLATE, Site
 
 
@@ -98,19 +108,50 @@ def model_layout(site: Site, value_shape: tuple[int, ...], event_dim: int) -> tu
     return np.broadcast_shapes(site.shape, (*lead, *(1,) * event_dim))
 
 
+def _in_plates(ppl: ModuleType, plates: Mapping[Plate, Any], where: SitePlates, name: str, fn: Any) -> Any:
+    with contextlib.ExitStack() as stack:
+        for plate in where.plates:
+            stack.enter_context(plates[plate])
+        return ppl.sample(name, fn)
+
+
+def _sample_joint(
+    ppl: ModuleType, q: JointQ, layout: Mapping[str, SitePlates], plates: Mapping[Plate, Any]
+) -> None:
+    """u at the auxiliary site, then each site as a Delta with its -log |det J| (module docstring)."""
+    u = ppl.sample(JOINT_SITE, q.u, infer={"is_auxiliary": True})
+    for site, (value, log_det) in zip(q.sites, q.split(u).values(), strict=True):
+        where = layout.get(site.name)
+        if where is None or not where.plates:
+            log_density = -sum_rightmost(log_det, log_det.ndim - value.ndim + len(site.shape))
+            ppl.sample(site.name, q.ops.dist.Delta(value, log_density=log_density, event_dim=len(site.shape)))
+            continue
+        shape = model_layout(site, tuple(value.shape), where.event_dim)
+        batch_shape = shape[: len(shape) - where.event_dim]
+        log_density = -sum_rightmost(log_det, log_det.ndim - value.ndim + where.event_dim)
+        delta = q.ops.dist.Delta(
+            value.reshape(shape), log_density=log_density.reshape(batch_shape), event_dim=where.event_dim
+        )
+        _in_plates(ppl, plates, where, site.name, delta)
+
+
 def sample_sites(
     ppl: ModuleType,
     ops: ArrayOps,
-    q: Mapping[str, Any],
+    q: Mapping[str, Any] | JointQ,
     sites: tuple[Site, ...],
     layout: Mapping[str, SitePlates],
 ) -> None:
     """Sample every site of a guide family's ``q`` with ``ppl`` (``pyro`` or ``numpyro``): outside
     plates where the model samples the site outside them, through a joint auxiliary draw where it
-    samples it in plates, per point in the data plate for a discrete local site (module docstring)."""
+    samples it in plates, per point in the data plate for a discrete local site; a joint q through
+    one draw of u for all sites (module docstring)."""
     by_name, discrete = {s.name: s for s in sites}, plated_sites(sites)
-    used = {p for name in q if name in layout and name not in discrete for p in layout[name].plates}
+    used = {p for name in by_name if name in layout and name not in discrete for p in layout[name].plates}
     plates = {p: ppl.plate(p.name, p.size, dim=p.dim) for p in sorted(used, key=lambda p: p.dim)}  # once each
+    if isinstance(q, JointQ):
+        _sample_joint(ppl, q, layout, plates)
+        return
     for name, q_site in q.items():
         where = layout.get(name)
         if name in discrete:
@@ -121,7 +162,4 @@ def sample_sites(
         else:
             joint = ppl.sample(auxiliary_name(name), q_site, infer={"is_auxiliary": True})
             value = joint.reshape(model_layout(by_name[name], tuple(joint.shape), where.event_dim))
-            with contextlib.ExitStack() as stack:
-                for plate in where.plates:
-                    stack.enter_context(plates[plate])
-                ppl.sample(name, ops.dist.Delta(value, event_dim=where.event_dim))
+            _in_plates(ppl, plates, where, name, ops.dist.Delta(value, event_dim=where.event_dim))

@@ -7,19 +7,20 @@ Gaussians around the exact Gaussian posterior with a chosen spread.
 - ``gaussian_guide(problem, family, scale)``: with N(m, S) the exact posterior of the flattened
   latents, the guide q = N(m, scale^2 S) of ``family``; scale 1 is the posterior itself, scale < 1 a
   guide narrower than it in every direction (what VI's mode seeking tends to produce). ``full_rank``
-  holds it when S is block-diagonal over the sites (one block per site), ``mean_field`` when S is
-  diagonal; ``gaussian_family`` says which family of the model's does.
+  (one Gaussian over every coordinate) always holds it, ``mean_field`` when S is diagonal;
+  ``gaussian_family`` says which family of the model's does.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from ppl_suite import guides
+from ppl_suite.gaussian_posterior import gaussian_over_real_sites
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.guides.conjugate import to_phi
+from ppl_suite.guides.full_rank import LOC, LOG_DIAG, TRIL
+from ppl_suite.guides.joint import blocks
 from ppl_suite.problem import Problem
 from ppl_suite.spec import ExactPosterior
 from ppl_suite.targets.fitted_guide import FittedGuide
@@ -30,24 +31,19 @@ GAUSSIAN_FAMILIES = ("full_rank", "mean_field")  # in order of preference
 
 
 def gaussian_posterior(problem: Problem) -> ExactPosterior | None:
-    """The exact posterior when it is Gaussian over real latents (every site a Normal or
-    MultivariateNormal factor), else None."""
+    """The exact posterior when it is Gaussian over real latents (a ``JointGaussianPosterior``, or
+    every site a Normal or MultivariateNormal factor), else None."""
     exact = problem.exact()
-    factors = exact.factors() if exact is not None else None
-    if factors is None or set(factors) != {s.name for s in problem.sites}:
-        return None
-    gaussian = all(f.family in {"Normal", "MultivariateNormal"} for f in factors.values())
-    return exact if gaussian and all(s.support == "real" for s in problem.sites) else None
+    return exact if gaussian_over_real_sites(exact, problem.sites) else None
 
 
 def _blocks(problem: Problem, family: str) -> list[np.ndarray]:
-    """Index blocks of the flattened latents that ``family`` correlates: one per site (full_rank) or
-    one per coordinate (mean_field)."""
-    sizes = [int(np.prod(s.shape, dtype=int)) for s in problem.sites]
+    """Index blocks of the flattened latents that ``family`` correlates: one over every coordinate
+    (full_rank) or one per coordinate (mean_field)."""
+    size = sum(s.size for s in problem.sites)
     if family == "mean_field":
-        return [np.array([i]) for i in range(sum(sizes))]
-    offsets = np.cumsum([0, *sizes])
-    return [np.arange(a, b) for a, b in itertools.pairwise(offsets)]
+        return [np.array([i]) for i in range(size)]
+    return [np.arange(size)]
 
 
 def _holds(problem: Problem, family: str, cov: np.ndarray) -> bool:
@@ -83,19 +79,16 @@ def gaussian_guide(problem: Problem, family: str, scale: float = 1.0) -> FittedG
     cov = exact.covariance()
     if not _holds(problem, family, cov):
         raise ValueError(f"guide family {family!r} of model {problem.spec.name!r} cannot hold its posterior")
-    mean, phi = exact.mean(), {}
-    for site, block in zip(problem.sites, _blocks(problem, "full_rank"), strict=True):
-        loc = np.asarray(mean[site.name], dtype=float)
-        site_cov = cov[np.ix_(block, block)]
-        if family == "mean_field":
-            log_scale = 0.5 * np.log(np.diag(site_cov)) + np.log(scale)
-            phi[f"{site.name}.loc"] = loc.reshape(unconstrained_shape(site))
-            phi[f"{site.name}.log_scale"] = log_scale.reshape(unconstrained_shape(site))
-        else:
-            chol = scale * np.linalg.cholesky(site_cov)
-            phi[f"{site.name}.loc"] = loc.reshape(-1)
-            phi[f"{site.name}.log_diag"] = np.log(np.diag(chol))
-            phi[f"{site.name}.tril"] = np.tril(chol, -1)
+    mean = exact.mean()
+    if family == "full_rank":
+        chol = scale * np.linalg.cholesky(cov)
+        loc = np.concatenate([np.asarray(mean[s.name], dtype=float).reshape(-1) for s in problem.sites])
+        return FittedGuide(problem, family, {LOC: loc, LOG_DIAG: np.log(np.diag(chol)), TRIL: np.tril(chol, -1)})
+    phi = {}
+    for site, start, stop in blocks(problem.sites):
+        shape = unconstrained_shape(site)
+        phi[f"{site.name}.loc"] = np.asarray(mean[site.name], dtype=float).reshape(shape)
+        phi[f"{site.name}.log_scale"] = (0.5 * np.log(np.diag(cov)[start:stop]) + np.log(scale)).reshape(shape)
     return FittedGuide(problem, family, phi)
 
 
@@ -104,7 +97,8 @@ def exact_guide(problem: Problem) -> FittedGuide | None:
     exact, declared = problem.exact(), problem.spec.guides
     factors = exact.factors() if exact is not None else None
     if factors is None or set(factors) != {s.name for s in problem.sites}:
-        return None
+        family = gaussian_family(problem)  # a Gaussian posterior that does not factor over the sites
+        return None if family is None else gaussian_guide(problem, family)
     if "conjugate" in declared and all(
         s.prior and factors[s.name].family == s.prior.family for s in problem.sites
     ):
