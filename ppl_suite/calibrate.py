@@ -15,7 +15,8 @@ stream of it), on fixed guides built from the oracle's exact Gaussian posterior 
                   on bayes_linreg (0.9, 0.75, 0.7; 0.45 at slightly_off), 0.39 and 0.60 on ppca
                   (0.9, 0.85; 0.79 at slightly_off)
 
-in the model's Gaussian family that holds N(m, S) (full_rank, else mean_field). A guide regime's
+in the model's Gaussian family that holds N(m, S) (full_rank, one Gaussian over every coordinate, where
+the model declares it; else mean_field where S is diagonal). A guide regime's
 ``khat`` is its guide's PSIS k-hat from one run of 100 000 draws. Guide-free estimators
 (AIS, BDMC, Laplace, the harmonic mean) run once per replicate on the model alone: regime "none".
 The i-th name of ``SEED_BLOCKS`` (exact, slightly_off, badly_off, none, then the scaled_s) uses seeds

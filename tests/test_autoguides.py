@@ -4,7 +4,7 @@
   coordinates, on bayes_linreg), and the library's own ELBO of its fit agrees with the suite's;
 - log q of the suite's rendering equals the library's own density of the guide's draws (to 1e-8);
 - matched initialization: Pyro's and NumPyro's AutoNormal reach the same ELBO within its SEs;
-- full_rank accepts scalar sites (a Normal, the same q as mean_field's).
+- full_rank with a diagonal Cholesky factor is mean_field's q (scalar and vector sites alike).
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ def test_matched_auto_normal_agrees_across_libraries_at_the_default_steps(model)
     _agree_within_4_se(*_matched_elbos(model, SVIConfig()))
 
 
-def test_full_rank_on_a_scalar_site_is_the_normal_of_mean_field():
+def test_full_rank_with_a_diagonal_factor_is_mean_field():
+    """One Gaussian over (mu, tau, eta) with L diagonal: mean_field's q, sites concatenated in order."""
     problem = Problem.build("eight_schools_noncentered", 0)
     assert guides.get("full_rank").unsupported(problem.sites) is None
     rng = np.random.default_rng(0)
@@ -182,18 +183,12 @@ def test_full_rank_on_a_scalar_site_is_the_normal_of_mean_field():
         "mean_field",
         {f"{n}.{k}": v[n] for n in loc for k, v in (("loc", loc), ("log_scale", log_scale))},
     )
+    flat_loc = np.concatenate([np.atleast_1d(loc[s.name]) for s in problem.sites])
+    flat_log_scale = np.concatenate([np.atleast_1d(log_scale[s.name]) for s in problem.sites])
     full_rank = FittedGuide(
         problem,
         "full_rank",
-        {
-            f"{n}.{k}": v
-            for n in loc
-            for k, v in (
-                ("loc", np.atleast_1d(loc[n])),
-                ("log_diag", np.atleast_1d(log_scale[n])),
-                ("tril", np.zeros((np.size(loc[n]),) * 2)),
-            )
-        },
+        {"_joint.loc": flat_loc, "_joint.log_diag": flat_log_scale, "_joint.tril": np.zeros((10, 10))},
     )
     z = mean_field.sample(0, 100)
     np.testing.assert_allclose(full_rank.log_q(z), mean_field.log_q(z), rtol=1e-12)

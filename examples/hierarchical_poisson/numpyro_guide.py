@@ -2,7 +2,8 @@
 --guide examples/hierarchical_poisson/numpyro_guide.py:guide``.
 
 The site intercepts regressed on the population parameters, which the mean-field family cannot hold
-and the per-site full-rank family cannot either (mu, tau and theta are three sites):
+(full_rank, one Gaussian over (mu, log tau, theta), holds it among d(d + 1)/2 covariance parameters;
+this guide has 4 J + 4 parameters):
 
     mu ~ N(m, s^2),  tau ~ LogNormal(l, r^2),
     theta_j | mu, tau ~ N(a_j + w_j mu + c_j log tau, b_j^2)          j = 1..J
