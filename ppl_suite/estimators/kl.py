@@ -25,8 +25,8 @@ from ppl_suite.estimators.cache import EvaluationCache
 from ppl_suite.estimators.elbo import elbo
 from ppl_suite.estimators.enumerated import enumerated_terms
 from ppl_suite.estimators.rounding import labelled_by_floor
-from ppl_suite.gaussian_posterior import gaussian_over_real_sites
 from ppl_suite.estimators.streams import stream_seed
+from ppl_suite.gaussian_posterior import gaussian_over_real_sites
 from ppl_suite.spec import ExactPosterior, Site
 from ppl_suite.targets import GuideDensity, PosteriorReference, Target
 

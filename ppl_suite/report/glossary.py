@@ -14,9 +14,9 @@ CELL = ("cell", "one fit: a model, a data set (data seed), a backend, a guide fa
 TERMS = (  # after the cell and the backend
     (
         "guide family",
-        "the form of q: mean_field (independent normals), full_rank (one multivariate "
-        "normal over every coordinate of every site), amortized (an encoder from data to q's parameters), enumerate (discrete latents summed "
-        "out exactly), auto_* (the libraries' autoguides)",
+        "the form of q: mean_field (independent normals), full_rank (one multivariate normal over "
+        "every coordinate of every site), amortized (an encoder from data to q's parameters), enumerate "
+        "(discrete latents summed out exactly), auto_* (the libraries' autoguides)",
     ),
     ("ELBO", "E_q[log p(x, z) − log q(z)], estimated from draws of q, ± its standard error (SE)"),
     (

@@ -83,12 +83,13 @@ def gaussian_guide(problem: Problem, family: str, scale: float = 1.0) -> FittedG
     if family == "full_rank":
         chol = scale * np.linalg.cholesky(cov)
         loc = np.concatenate([np.asarray(mean[s.name], dtype=float).reshape(-1) for s in problem.sites])
-        return FittedGuide(problem, family, {LOC: loc, LOG_DIAG: np.log(np.diag(chol)), TRIL: np.tril(chol, -1)})
-    phi = {}
+        phi = {LOC: loc, LOG_DIAG: np.log(np.diag(chol)), TRIL: np.tril(chol, -1)}
+        return FittedGuide(problem, family, phi)
+    phi, log_sd = {}, 0.5 * np.log(np.diag(cov)) + np.log(scale)
     for site, start, stop in blocks(problem.sites):
         shape = unconstrained_shape(site)
         phi[f"{site.name}.loc"] = np.asarray(mean[site.name], dtype=float).reshape(shape)
-        phi[f"{site.name}.log_scale"] = (0.5 * np.log(np.diag(cov)[start:stop]) + np.log(scale)).reshape(shape)
+        phi[f"{site.name}.log_scale"] = log_sd[start:stop].reshape(shape)
     return FittedGuide(problem, family, phi)
 
 

@@ -39,8 +39,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from ppl_suite import guides
-from ppl_suite.guides.joint import JointQ
 from ppl_suite.backends.pyro import as_torch
+from ppl_suite.guides.joint import JointQ
 from ppl_suite.problem import Problem
 from ppl_suite.spec import DistSpec, Latents
 from ppl_suite.targets.autoguide_density import AutoGuideDensity
@@ -140,8 +140,8 @@ class FittedGuide:
 
 def _torch_distribution(spec: DistSpec) -> Any:
     """The Pyro distribution of a posterior factor, its site's whole shape as event."""
-    p = getattr(dist, spec.family)(**{k: torch.as_tensor(v, dtype=torch.float64) for k, v in spec.params.items()})
-    return p.to_event(spec.event_dims)
+    arguments = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in spec.params.items()}
+    return getattr(dist, spec.family)(**arguments).to_event(spec.event_dims)
 
 
 def _joint_gaussian_kl(q: JointQ, p: dict[str, Any]) -> float | None:
