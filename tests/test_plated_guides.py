@@ -176,8 +176,9 @@ def test_pyro_numpyro_and_handrolled_guides_give_the_suites_log_q(mixed, family)
     value included (a positive site in a plate, a vector site in a plate, a global site)."""
     phi = _phi(mixed, family)
     fitted = FittedGuide(mixed, family, phi)
-    q_jax = guides.get(family).distributions(numpyro_backend.as_jax(phi), mixed.sites, {}, guides.jax_ops())
-    drawn, handrolled_log_q = draw_with_log_q(q_jax, jax.random.PRNGKey(0), 4)
+    family_q, ops = guides.get(family).distributions, guides.jax_ops()
+    draw = jax.jit(lambda phi, key: draw_with_log_q(family_q(phi, mixed.sites, {}, ops), key, 4))
+    drawn, handrolled_log_q = draw(numpyro_backend.as_jax(phi), jax.random.PRNGKey(0))
     latents = {k: np.asarray(v) for k, v in drawn.items()}
     expected = fitted.log_q(latents)
     np.testing.assert_allclose(np.asarray(handrolled_log_q), expected, rtol=0, atol=1e-9)
