@@ -11,10 +11,11 @@ import numpyro.distributions as ndist
 import pyro
 import pyro.distributions as pdist
 import pytest
+from pyro.infer import Trace_ELBO
 from scipy import stats
 
 from ppl_suite import guides, registry
-from ppl_suite.backends import handrolled
+from ppl_suite.backends import handrolled, pyro_draws
 from ppl_suite.backends import numpyro as numpyro_backend
 from ppl_suite.backends import pyro as pyro_backend
 from ppl_suite.backends.base import SVIConfig
@@ -116,6 +117,20 @@ def test_the_librarys_elbo_of_the_exact_full_rank_guide_is_the_evidence(linked, 
     phi = gaussian_guide(linked, "full_rank").params
     backend = pyro_backend if library == "pyro" else numpyro_backend
     estimate = backend.library_elbo(linked, "full_rank", phi, 200, seed=1)
+    assert abs(estimate.value - linked.exact().log_evidence) < ROUNDING and estimate.se < ROUNDING
+
+
+def test_pyros_elbo_one_particle_at_a_time_of_the_exact_full_rank_guide_is_the_evidence(linked):
+    """The guide program without the particle axis (Pyro's loop over particles, for models written for
+    one draw) gives the same exact ELBO."""
+    phi = gaussian_guide(linked, "full_rank").params
+    pyro.get_param_store().clear()
+    guide, data = pyro_backend.make_guide(linked, "full_rank", phi), pyro_backend.as_torch(linked.data)
+    one_at_a_time = pyro_draws.Draws(pyro_draws.LOOP, 2)
+    estimate = pyro_backend.PyroBackend._library_elbo(
+        pyro_linked, guide, Trace_ELBO, data, {}, 40, one_at_a_time
+    )
+    pyro.get_param_store().clear()
     assert abs(estimate.value - linked.exact().log_evidence) < ROUNDING and estimate.se < ROUNDING
 
 
