@@ -193,3 +193,24 @@ def test_full_rank_fits_eight_schools_better_than_mean_field(model):
     combined = np.hypot(found["full_rank"].se, found["mean_field"].se)
     print(f"{model}: mean_field {found['mean_field']}, full_rank {found['full_rank']}, gain {gain:.4f}")
     assert gain > 4 * combined, found
+
+
+def test_full_rank_on_a_simplex_site_is_the_stick_breaking_image_of_its_gaussian():
+    """One simplex site (K = 4, three free coordinates): the joint family's log q at its own draws is
+    torch's TransformedDistribution(MultivariateNormal, StickBreakingTransform).log_prob, a density the
+    library computes by its own change of variables."""
+    import torch
+    from torch.distributions import MultivariateNormal, StickBreakingTransform, TransformedDistribution
+
+    problem = Problem.build("dirichlet_categorical", 0, {"k": 4})
+    rng = np.random.default_rng(1)
+    tril = np.tril(rng.normal(0.0, 0.3, (3, 3)), -1)
+    phi = {"_joint.loc": rng.normal(size=3), "_joint.log_diag": rng.uniform(-1, 0, 3), "_joint.tril": tril}
+    guide = FittedGuide(problem, "full_rank", phi)
+    draws = guide.sample(seed=2, n=50)
+    assert np.allclose(draws["pi"].sum(-1), 1.0) and np.all(draws["pi"] > 0)
+    scale_tril = torch.as_tensor(tril + np.diag(np.exp(phi["_joint.log_diag"])))
+    gaussian = MultivariateNormal(torch.as_tensor(phi["_joint.loc"]), scale_tril=scale_tril)
+    library = TransformedDistribution(gaussian, StickBreakingTransform())
+    expected = library.log_prob(torch.as_tensor(draws["pi"])).numpy()
+    np.testing.assert_allclose(guide.log_q(draws), expected, rtol=0, atol=ROUNDING)
