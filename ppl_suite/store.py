@@ -43,7 +43,7 @@ import re
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -171,39 +171,68 @@ def _package_modules(package: str) -> list[str]:
 
 
 @functools.cache
-def source_hash(roots: tuple[str, ...]) -> str:
+def source_hash(roots: tuple[str, ...], through: tuple[str, ...] = ()) -> str:
     """sha256 of the source of ``roots`` and of every module they import that lives in their own
-    top-level packages (followed transitively); third-party modules count through their versions."""
+    top-level packages or beside them (a user's helper module in the folder of the top-level module
+    importing it: ``priors.py`` beside ``model.py``), followed transitively; third-party modules count
+    through their versions. ``through``: modules whose imports are followed but whose own text is not
+    hashed (a script defining a function kept by its content digest: ``functions_source_hash``)."""
     follow = {root.partition(".")[0] for root in roots}
+    beside = {folder for name in (*roots, *through) if (folder := _top_folder(name)) is not None}
     seen: dict[str, str] = {}
-    pending = list(roots)
+    files = {name: path for name in through if (path := _module_file(name)) is not None}
+    pending = list(roots) + [imported for name, path in files.items() for imported in _source(path, name)[1]]
     while pending:
         name = pending.pop()
-        if name in seen or name.partition(".")[0] not in follow:
+        top = name.partition(".")[0]
+        if name in seen or (top not in follow and _top_folder(top) not in beside):
             continue
         path = _module_file(name)
         if path is None:
             continue
+        follow.add(top)
         seen[name], imported = _source(path, name)
         parents = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)]
         pending += [*imported, *parents]
     return hashlib.sha256(json.dumps(sorted(seen.items())).encode()).hexdigest()
 
 
-def _model_modules(model: str) -> list[str]:
-    """The modules defining a model: its folder, or for a model registered by a plug-in, the modules
-    of its spec's functions and of its implementations."""
+def _top_folder(name: str) -> Path | None:
+    """The folder holding the top-level module (or package) ``name``, when it is imported and has a
+    file; None for a submodule's name."""
+    if "." in name or (path := _module_file(name)) is None:
+        return None
+    return path.parent.parent if path.name == "__init__.py" else path.parent
+
+
+def functions_source_hash(functions: Iterable[Any]) -> str:
+    """sha256 of the source defining ``functions`` (the callables of a model registered by a
+    plug-in): their modules (``source_hash``). A function carrying a ``content_digest`` (one kept in
+    this process, ``checking.sources.function_text``: the digest covers its code, closure and the
+    globals it reads) counts by that digest and by the user's modules its module imports beside it,
+    not by the rest of its module: an edit elsewhere in the script defining it changes nothing."""
+    found = [f for f in functions if callable(f) and getattr(f, "__module__", None)]
+    digests = sorted({str(f.content_digest) for f in found if getattr(f, "content_digest", None)})
+    kept = sorted({f.__module__ for f in found if getattr(f, "content_digest", None)})
+    modules = sorted({f.__module__ for f in found if not getattr(f, "content_digest", None)})
+    text = source_hash(tuple(modules), tuple(kept)) + "".join(digests)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_source_hash(model: str) -> str:
+    """sha256 of the source defining a model: the modules of its folder, or, for a model registered by
+    a plug-in, of its spec's functions and of its implementations (``functions_source_hash``)."""
     from ppl_suite import registry
 
     try:
         spec = registry.get(model)
     except KeyError:
-        return []
+        return source_hash(())
     if spec.module:
-        return _package_modules(spec.module)
+        return source_hash(tuple(_package_modules(spec.module)))
     functions = [getattr(spec, f.name) for f in fields(spec)]
     functions += [registry.implementation(model, backend) for backend in registry.IMPLEMENTATION_MODULES]
-    return sorted({f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)})
+    return functions_source_hash(functions)
 
 
 def _guide_modules(guide: str | None) -> list[str]:
@@ -223,7 +252,7 @@ def code_hash(model: str, guide: str | None) -> str:
     runs: the model's modules, the guide family's, the evaluation with everything it imports, every
     backend and every estimator."""
     common = [*EVALUATION_MODULES, *(m for package in PLUGIN_PACKAGES for m in _package_modules(package))]
-    parts = (source_hash(tuple(roots)) for roots in (common, _model_modules(model), _guide_modules(guide)))
+    parts = (source_hash(tuple(common)), model_source_hash(model), source_hash(tuple(_guide_modules(guide))))
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 

@@ -11,7 +11,8 @@ Conventions (``docs/api.md``):
   can size a plate); strings are fixed values (``params``); ``None`` is passed as ``None`` (``y=None``:
   the site is latent);
 - on the command line a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file
-  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``); given to the
+  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``), or, for a
+  file of a package that ``sys.path`` finds, by its module name (relative imports work); given to the
   API as a function, a top-level function of an importable module is named so too, any other (defined
   in a script or a notebook, a closure, a lambda) is kept in this process under a text naming its
   content digest (``function_text``) and is never imported from a file;
@@ -75,12 +76,16 @@ def running_main(file: Path) -> ModuleType | None:
 
 def import_file(file: Path) -> ModuleType:
     """The module of a Python file, imported once per process and content under ``module_name(file)``
-    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests). The
+    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests); a
+    file of a package that ``sys.path`` finds, by its name (``_packaged``: relative imports work). The
     running script's own file is never imported again (that would re-run the script, and its
     ``ppl_suite.check`` call): its ``__main__`` module is returned."""
     main = running_main(file)
     if main is not None:
         return main
+    packaged = _packaged(file)
+    if packaged is not None:
+        return packaged
     name = module_name(file)
     if name in sys.modules:
         return sys.modules[name]
@@ -93,8 +98,35 @@ def import_file(file: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise InputProblem(f"cannot import {file}: {type(error).__name__}: {error}") from None
+        hint = ""
+        if isinstance(error, ImportError) and "relative import" in str(error):
+            hint = "; a module of a package is imported by its name: add the folder holding the package to sys.path"
+        raise InputProblem(f"cannot import {file}: {type(error).__name__}: {error}{hint}") from None
     return module
+
+
+def _packaged(file: Path) -> ModuleType | None:
+    """The module of a file inside a package (its folder holds an ``__init__.py``), imported by its
+    name, ``pkg.models``, when ``sys.path`` finds it there (so its relative imports work, in worker
+    processes too: spawn passes ``sys.path``); None otherwise."""
+    file = file.resolve()
+    parts, folder = [file.stem], file.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1 or not all(part.isidentifier() for part in parts):
+        return None
+    name = ".".join(parts)
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if found is None or found.origin is None or Path(found.origin).resolve() != file:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception as error:
+        raise InputProblem(f"cannot import {file} as {name}: {type(error).__name__}: {error}") from None
 
 
 IN_PROCESS = "<in-process "  # how function_text names a function kept in this process
