@@ -69,6 +69,7 @@ LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
 KEPT = "kept"  # kept/<study>/...: the files a study keeps beside the runs' (``write_kept``)
+KEPT_NAME = re.compile(r"[a-z_]+(\.(nc|json|npz))?")  # the names write_kept gives: --fresh removes these
 # the studies' (``ppl_suite.studies``): their tables as <folder>/<table>.parquet, their kept work as
 # <folder>/parts/<digest>.<kind>.<suffix>, each file claimed by one study (``Study.owns_part``)
 VAE = "vae"  # the VAE and VQ-VAE studies' folder, for the vae_* methods (their names from before plug-ins)
@@ -487,14 +488,23 @@ class ResultsStore:
         return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
     def _own_files(self) -> Iterator[Path]:
-        """Unit files named by a digest, the tables, error logs and temporary files of interrupted
-        writes: the files a fresh start removes."""
+        """Unit files named by a digest, the tables, error logs, kept files and temporary files of
+        interrupted writes: the files a fresh start removes."""
         for folder, suffix in UNIT_FILES.items():
             yield from paths.files(self.path, folder, re.compile(DIGEST.pattern + re.escape(f".{suffix}")))
         yield from self.temporary_files()
         yield from (self.file(table) for table in TABLES)
         yield from paths.files(self.path, LOGS, ERROR_LOG)
         yield from self._study_files()
+        yield from self._kept_files(KEPT_NAME)
+
+    def _kept_files(self, pattern: re.Pattern[str]) -> Iterator[Path]:
+        """The regular files under kept/ (at any depth, no link followed) whose names match ``pattern``."""
+        top = self.file(KEPT)
+        for folder, subfolders, names in os.walk(top):  # os.walk enters no linked folder
+            subfolders[:] = sorted(name for name in subfolders if not Path(folder, name).is_symlink())
+            found = (Path(folder, name) for name in sorted(names) if pattern.fullmatch(name))
+            yield from (path for path in found if paths.is_own_file(path))
 
     def _study_files(self, chosen: list[str] | None = None) -> Iterator[Path]:
         """The tables and kept parts of the ``chosen`` studies (default: every study), temporary files
@@ -512,15 +522,17 @@ class ResultsStore:
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX.ppl-suite-partial``
-        (a name only ``_atomic_write`` gives) beside a file the suite writes (a unit file, the
-        manifest, a table, the holder file); a user's look-alike (``.manifest.json.original``) is not."""
+        (a name only ``_atomic_write`` and ``write_kept`` give) beside a file the suite writes (a unit
+        file, the manifest, a table, the holder file, a kept file at any depth of kept/, no link
+        followed); a user's look-alike (``.manifest.json.original``) is not."""
         found = []
         for relative in ("", *self._study_folders(), *UNIT_FILES):
             for path in paths.files(self.path, relative, TEMPORARY):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and self._is_own_name(path.parent, match["name"]):
                     found.append(path)
-        return found
+        kept = self._kept_files(TEMPORARY)  # beside a kept file (``write_kept``)
+        return found + [path for path in kept if KEPT_NAME.fullmatch(TEMPORARY.fullmatch(path.name)["name"])]
 
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
@@ -539,8 +551,9 @@ class ResultsStore:
         return sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
 
     def discard(self, *, vae_only: bool = False, only: list[str] | None = None) -> int:
-        """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
-        the suite's subfolders when that leaves them empty; nothing else. ``only``: only these studies'
+        """Remove every unit file, table, error log, kept file (named as ``write_kept`` names them:
+        ``KEPT_NAME``) and temporary file of the suite (``--fresh``), and the suite's subfolders when
+        that leaves them empty; nothing else. ``only``: only these studies'
         tables and kept parts (``ppl-suite vae --fresh``), and the temporary files in their folders;
         ``vae_only``: every study's. Returns the file count."""
         if vae_only or only is not None:
@@ -550,7 +563,9 @@ class ResultsStore:
         else:
             found = list(self._own_files())
         removed = sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
-        for folder in (*UNIT_FILES, LOGS, *reversed(self._study_folders())):
+        kept = [] if vae_only or only is not None else list(os.walk(self.file(KEPT), topdown=False))
+        folders = [Path(folder).relative_to(self.path).as_posix() for folder, _, _ in kept]
+        for folder in (*UNIT_FILES, LOGS, *reversed(self._study_folders()), *folders):
             place = self.file(folder)
             if place.is_dir() and not any(place.iterdir()):
                 place.rmdir()
@@ -754,9 +769,12 @@ class ResultsStore:
 
     def write_kept(self, study: str, parts: Sequence[str], write: Callable[[Path], None]) -> Path:
         """``write(temporary)`` (a file beside kept/<study>/<parts>), then rename the temporary file
-        there: a reader never sees half a file, a killed write leaves only a temporary file. Returns
-        the file."""
+        there: a reader never sees half a file, a killed write leaves only a temporary file (removed
+        by the next run). The file's name is ``KEPT_NAME`` (``--fresh`` removes such files under kept/,
+        and only them). Returns the file."""
         path = self.kept_path(study, *parts)
+        if not KEPT_NAME.fullmatch(path.name):
+            raise ValueError(f"a kept file's name is {KEPT_NAME.pattern}, got {path.name!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
         os.close(fd)

@@ -313,3 +313,21 @@ def test_a_script_read_from_standard_input_is_hashed_by_its_functions_content(mo
     monkeypatch.setattr(store, "_module_files", {})
     assert store._find_module_file("__main__") is None
     assert store.source_hash(("__main__",)) == store.source_hash(())
+
+
+def test_the_python_apis_messages_name_parameters_and_the_command_lines_name_flags(tmp_path, capsys):
+    from ppl_suite import cli
+
+    with pytest.raises(InputProblem) as raised:
+        check(numpyro=numpyro_model, args=(X, GROUP, 3), name="a/b", backend="pyro", out=tmp_path / "r")
+    found = " ".join(raised.value.problems)
+    assert "name= 'a/b'" in found and "as pyro=," in found and "backends=['numpyro']" in found
+    assert "--" not in found
+    model = tmp_path / "model.py"
+    model.write_text("import numpyro\n\ndef model(y=None):\n    pass\n")
+    np.savez(tmp_path / "data.npz", y=np.zeros(2))
+    argv = ["check", "--numpyro", f"{model}:model", "--data", str(tmp_path / "data.npz"), "--name", "a/b",
+            "--backends", "pyro", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--name 'a/b'" in err and "as --pyro," in err and "--backends numpyro" in err and "name=" not in err

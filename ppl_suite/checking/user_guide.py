@@ -34,27 +34,28 @@ def is_user_guide(guide: str | Callable[..., Any]) -> bool:
     return callable(guide) or ".py:" in guide
 
 
-def declare(texts: Sequence[str]) -> Declared:
+def declare(texts: Sequence[str], what: str = "--guide") -> Declared:
     """The guides of ``FILE.py:NAME`` texts by name and library (the library told by the file's
-    imports); raises InputProblem naming every guide that cannot be used."""
+    imports); raises InputProblem naming every guide that cannot be used (``what``: the option that
+    gave them, as the front end spells it)."""
     declared: Declared = {}
     problems = []
     for text in texts:
         try:
-            function = load_function(text, "--guide")
+            function = load_function(text, what)
         except InputProblem as error:
             problems += error.problems
             continue
         name, library = text.rpartition(":")[2], sites_module.library_of(function)
         if library is None:
             problems.append(
-                f"--guide {text}: cannot tell whether it is a NumPyro or a Pyro guide "
+                f"{what} {text}: cannot tell whether it is a NumPyro or a Pyro guide "
                 "(its file imports both or neither)"
             )
         elif library in declared.get(name, {}):
             problems.append(f"two {library} guides named {name!r}: {declared[name][library]} and {text}")
         elif name in guides.names() and not isinstance(guides.get(name), GuideProgram):
-            problems.append(f"--guide {text}: {name!r} is a guide family of the suite; rename the function")
+            problems.append(f"{what} {text}: {name!r} is a guide family of the suite; rename the function")
         else:
             declared.setdefault(name, {})[library] = text
     if problems:
