@@ -53,6 +53,7 @@ from ppl_suite.checking.user_model import (
     register,
     user_names,
 )
+from ppl_suite.errors import CheckFailed
 from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
@@ -63,11 +64,6 @@ PROFILE = "references"  # the estimators and SVI settings of a check: those of m
 DEFAULT_GUIDES = ("mean_field", "full_rank")
 IN_PROCESS = "in_process"  # the executor a manifest names for cells run in the caller's process (no timeout)
 Model = str | Callable[..., Any]
-
-
-class CheckFailed(Exception):
-    """A correctness check failed before any cell ran: the NUTS reference failed its gates, or the
-    NumPyro and Pyro versions' log joints differ (the message names the largest difference and its site)."""
 
 
 class CheckStopped(KeyboardInterrupt):
