@@ -39,11 +39,13 @@ def test_the_errors_are_exported_and_a_failed_gate_is_a_check_failure():
     assert not issubclass(ppl_suite.InputProblem, ppl_suite.CheckFailed)
 
 
-def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_gates(failing_reference, tmp_path):
+def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_gates(
+    failing_reference, tmp_path
+):
     from numpyro.infer.autoguide import AutoNormal
 
-    with pytest.raises(ppl_suite.CheckFailed, match="R-hat 1.2"):
+    with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.check(numpyro=model, args=(DESIGN,), kwargs={"y": Y}, out=tmp_path / "r", report=False)
     params = {"w_auto_loc": np.zeros(2), "w_auto_scale": np.ones(2)}
-    with pytest.raises(ppl_suite.CheckFailed, match="R-hat 1.2"):
+    with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.diagnose(model, AutoNormal(model), params, args=(DESIGN,), kwargs={"y": Y}, cache=tmp_path)

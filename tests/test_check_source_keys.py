@@ -69,7 +69,9 @@ def test_editing_a_comment_of_a_script_keeps_its_models_reference_key_and_cell_d
     main = script_main(folder, monkeypatch, MODEL.format(imports="", scale="1.0"))
     prepare(None, None, numpyro=main.model, kwargs={"x": X}, name="scripted", data_file=folder / "d.npz")
     before = keys("scripted")
-    (folder / "script.py").write_text(MODEL.format(imports="", scale="1.0").replace("the user edits", "edited"))
+    (folder / "script.py").write_text(
+        MODEL.format(imports="", scale="1.0").replace("the user edits", "edited")
+    )
     assert keys("scripted") == before
 
 
@@ -86,7 +88,9 @@ def test_a_helper_module_beside_a_script_enters_its_kept_models_keys(folder, mon
 
 def test_a_helper_module_beside_a_model_file_enters_its_keys(folder):
     (folder / "priors_of_file.py").write_text("SCALE = 1.0\n")
-    (folder / "model_file.py").write_text(MODEL.format(imports="from priors_of_file import SCALE", scale="SCALE"))
+    (folder / "model_file.py").write_text(
+        MODEL.format(imports="from priors_of_file import SCALE", scale="SCALE")
+    )
     model = f"{folder / 'model_file.py'}:model"
     prepare(None, None, numpyro=model, kwargs={"x": X}, name="from_file", data_file=folder / "d.npz")
     before = keys("from_file")
@@ -117,5 +121,7 @@ def test_a_package_module_not_on_sys_path_is_refused_naming_the_fix(tmp_path):
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "models.py").write_text("from .util import SCALE\n")
-    with pytest.raises(InputProblem, match="add the folder holding the package to sys.path"):
-        prepare(None, None, numpyro=f"{package / 'models.py'}:model", kwargs={"x": X}, data_file=tmp_path / "d")
+    with pytest.raises(InputProblem, match=r"add the folder holding its package to sys\.path"):
+        prepare(
+            None, None, numpyro=f"{package / 'models.py'}:model", kwargs={"x": X}, data_file=tmp_path / "d"
+        )

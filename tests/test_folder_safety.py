@@ -188,7 +188,10 @@ def test_temporary_files_of_killed_kept_writes_are_removed_at_any_depth_no_link_
     store, _ = folder
     draws = store.path / "kept" / "check" / "draws" / "m" / "numpyro" / "mean_field" / "0"
     draws.mkdir(parents=True)
-    ours = [draws / f".q.nc.ab12cd34{PARTIAL}", store.path / "kept" / "check" / f".model.json.x1y2z3w4{PARTIAL}"]
+    ours = [
+        draws / f".q.nc.ab12cd34{PARTIAL}",
+        store.path / "kept" / "check" / f".model.json.x1y2z3w4{PARTIAL}",
+    ]
     users = [draws / f".Notes.txt.ab12cd34{PARTIAL}", draws / ".q.nc.backup"]
     (store.path / "kept" / "linked").symlink_to(outside)
     behind = outside / f".q.nc.ab12cd34{PARTIAL}"
@@ -205,7 +208,10 @@ def test_fresh_removes_the_kept_files_the_suite_wrote_and_only_those(folder, out
         store.write_kept("check", ("draws", "m", "0", "q.nc"), lambda path: path.write_bytes(b"nc")),
         store.write_kept("check", ("draws", "m", "0", "digest"), lambda path: path.write_text("{}")),
     ]
-    users = [store.path / "kept" / "check" / "Notes.txt", store.path / "kept" / "check" / "draws" / "mine.csv"]
+    users = [
+        store.path / "kept" / "check" / "Notes.txt",
+        store.path / "kept" / "check" / "draws" / "mine.csv",
+    ]
     for path in users:
         path.write_text("the user's")
     (store.path / "kept" / "check" / "linked").symlink_to(outside)
@@ -213,7 +219,10 @@ def test_fresh_removes_the_kept_files_the_suite_wrote_and_only_those(folder, out
     with pytest.raises(ValueError, match="a kept file's name"):
         store.write_kept("check", ("Notes.txt",), lambda path: path.write_text(""))
     store.discard()
-    assert not any(path.exists() for path in written) and not (store.path / "kept" / "check" / "draws" / "m").exists()
+    assert (
+        not any(path.exists() for path in written)
+        and not (store.path / "kept" / "check" / "draws" / "m").exists()
+    )
     assert all(path.read_text() == "the user's" for path in users)
     assert (outside / "q.nc").read_text() == "the user's, behind a link"
 

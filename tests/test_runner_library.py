@@ -210,4 +210,6 @@ def test_a_front_ends_own_step_runs_under_the_folders_lock_before_the_report(pla
     outcome, _ = recorded(replace(plan, finishing=finishing, executor="in_process"), tmp_path / "r")
     assert outcome.status == runner.OK and seen == [(True, True)]
     manifest = results.opened(tmp_path / "r").manifest()
-    assert manifest[schema.MANIFEST_EXECUTOR] == "in_process" and manifest[schema.MANIFEST_CELL_TIMEOUT] is None
+    assert (
+        manifest[schema.MANIFEST_EXECUTOR] == "in_process" and manifest[schema.MANIFEST_CELL_TIMEOUT] is None
+    )

@@ -191,10 +191,14 @@ def test_a_run_of_studies_alone_stopped_by_a_signal_is_stopped_and_recorded(monk
     study.signum = signum
     studies.register(study)
     events = []
-    outcome = runner.run(runner.Plan(studies={study.name: TinySettings(1)}), tmp_path / "r", on_event=events.append)
+    outcome = runner.run(
+        runner.Plan(studies={study.name: TinySettings(1)}), tmp_path / "r", on_event=events.append
+    )
     assert outcome.status == runner.STOPPED and outcome.exit_code == 128 + signum
     name = signal.Signals(signum).name
     assert [e.signal_name for e in events if isinstance(e, runner.Stopped)] == [name]
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert manifest[study.manifest_key]["stopped_by"] == name and "finished" not in manifest[study.manifest_key]
+    assert (
+        manifest[study.manifest_key]["stopped_by"] == name and "finished" not in manifest[study.manifest_key]
+    )
     assert manifest["stopped_by"] == name and "stopped" in manifest

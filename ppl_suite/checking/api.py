@@ -105,11 +105,12 @@ def _libraries(
                 f"imports both or neither); pass it as {option('numpyro')} or {option('pyro')}"
             )
         if library in found:
-            raise InputProblem(f"two {library} models given ({found[library]} and {text})")
+            raise InputProblem(f"two {library} models given ({shown(found[library])} and {shown(text)})")
         found[library] = text
     if not found:
         raise InputProblem(
-            f"no model given: a NumPyro or Pyro model function, or {option('numpyro')} and/or {option('pyro')}"
+            "no model given: a NumPyro or Pyro model function, "
+            f"or {option('numpyro')} and/or {option('pyro')}"
         )
     return found
 
@@ -269,8 +270,8 @@ def _bind(
         unknown = [name for name in params if name not in names and not takes_any]
         if unknown:
             raise InputProblem(
-                *(f"{option('params')} {name!r}{closest(name, names)}: the model has no such parameter; its parameters: "
-                  f"{', '.join(names)}" for name in unknown)
+                *(f"{option('params')} {name!r}{closest(name, names)}: the model has no such parameter; "
+                  f"its parameters: {', '.join(names)}" for name in unknown)
             )  # fmt: skip
     return first
 
@@ -341,7 +342,7 @@ def prepare(
     if models:
         bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {}), option)
     elif data is not None:
-        _collect(problems, read_source, data, option)  # the data's own problems, with no model to bind them to
+        _collect(problems, read_source, data, option)  # the data's own problems, with no model to bind
     chosen_guides, own_guides = _guides(guides, problems, option)
     chosen_backends = _backends(backends, models, problems, option)
     for guide, programs in own_guides.items():
@@ -349,8 +350,8 @@ def prepare(
         if unfit:
             problems.append(
                 f"guide {guide!r} is written for {', '.join(programs)} only: the {', '.join(unfit)} backend "
-                f"cannot fit it; choose {option('backends', list(programs))}, or give a version for each library "
-                f"under the same name"
+                f"cannot fit it; choose {option('backends', list(programs))}, or give a version for each "
+                "library under the same name"
             )
     if name is not None and not name.isidentifier():
         problems.append(f"{option('name')} {name!r}: a model name is letters, digits and underscores")

@@ -120,7 +120,9 @@ def import_file(file: Path) -> ModuleType:
         del sys.modules[name]
         hint = ""
         if isinstance(error, ImportError) and "relative import" in str(error):
-            hint = "; a module of a package is imported by its name: add the folder holding the package to sys.path"
+            hint = (
+                "; a package's module is imported by its name: add the folder holding its package to sys.path"
+            )
         raise InputProblem(f"cannot import {file}: {type(error).__name__}: {error}{hint}") from None
     return module
 

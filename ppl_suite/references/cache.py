@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from ppl_suite import registry, schema
+from ppl_suite import registry, schema, store
 from ppl_suite.errors import InputProblem
 from ppl_suite.problem import Problem
 from ppl_suite.references.reparametrized import reference_from
 from ppl_suite.references.settings import NUTSSettings, key_fields
-from ppl_suite import store
 from ppl_suite.store import package_versions, source_hash
 
 VARIABLE = "PPL_SUITE_REFERENCE_CACHE"
