@@ -48,10 +48,10 @@ def folder(tmp_path, monkeypatch):
     """A folder on sys.path (as a script's own folder is), whose modules are forgotten after."""
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(store, "_module_files", {})  # each test's __main__ is another file
-    before = set(sys.modules)
     yield tmp_path
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
 
 
 def script_main(folder: Path, monkeypatch, text: str) -> types.ModuleType:

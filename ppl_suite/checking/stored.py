@@ -108,10 +108,10 @@ def register_stored(
 ) -> UserModel | None:
     """Register the model of a check's results folder (none for a folder of ``ppl-suite run``).
 
-    A results folder is data: the Python files its check/model.json names are not imported. The model
-    is registered when this process already registered the same declaration (``ppl_suite.check``
+    A results folder is data: the Python files its kept/check/model.json names are not imported. The
+    model is registered when this process already registered the same declaration (``ppl_suite.check``
     ran here), or from ``files``, the user's files passed again (each file the folder names must be
-    matched by one of them with the same sha256, stored in check/fingerprint.json), or, with
+    matched by one of them with the same sha256, stored in kept/check/fingerprint.json), or, with
     ``trust_stored_code``, from the files the folder names (a warning names them; their sha256 must
     still be the stored one). Otherwise raises InputProblem saying so."""
     user = stored_model(results)
