@@ -151,6 +151,8 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     assert result.status == runner.FAILED and result.exit_code == 1
     (key,) = [cell.key for cell in result.outcome.matrix.cells]
     assert list(result.outcome.failures["cell"]) == [key] and "no reference" in result.rows[schema.ERROR][0]
+    kept = result.folder / "kept" / "check"  # the check's declaration, written by its step of the run
+    assert {p.name for p in kept.iterdir()} == {"model.json", "data.npz", "fingerprint.json"}
 
 
 TINY_VAE = """
