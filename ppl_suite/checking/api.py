@@ -456,8 +456,7 @@ def check(
         (default: the library of each model), params (fixed keyword arguments), seeds, steps,
         estimators (as ``ppl-suite run``), nuts (``NUTSSettings`` fields), out (``results/check-<name>``),
         report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
-        as ``ppl-suite check`` does; by default nothing is printed), option (how messages name an
-        option: ``name=``; ``ppl-suite check`` passes ``sources.command_option``, ``--name``).
+        as ``ppl-suite check`` does), option (messages' spelling: ``name=``, or the CLI's ``--name``).
 
     Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
     gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
