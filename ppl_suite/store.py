@@ -553,9 +553,9 @@ class ResultsStore:
     def discard(self, *, vae_only: bool = False, only: list[str] | None = None) -> int:
         """Remove every unit file, table, error log, kept file (named as ``write_kept`` names them:
         ``KEPT_NAME``) and temporary file of the suite (``--fresh``), and the suite's subfolders when
-        that leaves them empty; nothing else. ``only``: only these studies'
-        tables and kept parts (``ppl-suite vae --fresh``), and the temporary files in their folders;
-        ``vae_only``: every study's. Returns the file count."""
+        that leaves them empty; nothing else. ``only``: only these studies' tables and kept parts
+        (``ppl-suite vae --fresh``), and the temporary files in their folders; ``vae_only``: every
+        study's. Returns the file count."""
         if vae_only or only is not None:
             own = {self.file(folder) for folder in self._study_folders()}
             temporary = [path for path in self.temporary_files() if path.parent in own]
