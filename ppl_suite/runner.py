@@ -426,8 +426,9 @@ def _run_locked(
 ) -> Outcome:
     """The run proper, under the folder's lock: clean up, choose the units to run, run, finish.
     ``workers``: the jobs and the cell timeout the executor holds (None: none)."""
-    jobs = workers[0]
     from ppl_suite.store import now
+
+    jobs = workers[0]
 
     if removed := store.clean_temporary():
         on_event(TemporaryRemoved(removed, store.path))
