@@ -8,6 +8,10 @@ light:
     ppl_suite.check(model, args=(...), kwargs={...}) -> CheckResult: model(*args, **kwargs) checked
     ppl_suite.cell_draws(results_folder, key) -> CellDraws (InferenceData of q and the reference)
     ppl_suite.results.load(results_folder) -> pandas DataFrame of cells
+
+Errors: ``InputProblem`` (bad input, every problem named, nothing run), ``CheckFailed`` (a correctness
+check failed; ``ReferenceGateError``, a reference that failed its gates, is one), ``CheckStopped`` (a
+KeyboardInterrupt: SIGINT or SIGTERM stopped a check, its finished cells kept).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ __version__ = "0.1.0"
 _HOMES = {
     "check": "ppl_suite.checking",
     "CheckResult": "ppl_suite.checking",
-    "CheckFailed": "ppl_suite.checking",
+    "CheckFailed": "ppl_suite.errors",
+    "ReferenceGateError": "ppl_suite.references",
     "CheckStopped": "ppl_suite.checking",
     "InputProblem": "ppl_suite.checking",
     "cell_draws": "ppl_suite.checking",

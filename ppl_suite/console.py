@@ -189,9 +189,14 @@ class Printer:
     @staticmethod
     def _stopped(event: runner.Stopped) -> None:
         study = "; the study's finished work is kept too" if event.in_study else ""
+        kept = (
+            f"{event.kept} of {event.planned} cells are kept"
+            if event.planned
+            else "its finished work is kept"
+        )
         print(
-            f"\n{event.signal_name}: stopped; {event.kept} of {event.planned} cells are kept in "
-            f"{event.folder}{study}; rerun the same command to run the others",
+            f"\n{event.signal_name}: stopped; {kept} in {event.folder}{study if event.planned else ''}; "
+            "rerun the same command to run the others",
             file=sys.stderr,
         )
 

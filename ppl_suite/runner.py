@@ -65,6 +65,9 @@ class Plan:
     command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     studies: Mapping[str, Any] | None = None  # a run of these studies alone: their settings by name
     exports: tuple[str, ...] = ()  # files the command writes at the folder's top (``store.problem``)
+    # a front end's own step, under the folder's lock after the tables, before the report (``check``:
+    # its declaration and the cells' draws, which the report links)
+    finishing: Callable[[ResultsStore], None] | None = None
 
 
 # -- events: what a front end may show while a run goes -------------------------------------------
@@ -373,8 +376,10 @@ def run(
 ) -> Outcome:
     """Validate the plan (every problem at once: status BAD_INPUT, nothing started), then under the
     folder's lock: clean up, reuse the finished units, run the others on ``executor`` (default: the
-    plan's, built here), write each as it finishes, run the studies' steps, write the tables and the
-    report. Prints nothing; raises only on internal errors."""
+    plan's, built here with the cell timeout; one given is the caller's, recorded in the manifest
+    under ``plan.executor`` with no cell timeout, as the runner gave it none), write each as it
+    finishes, run the studies' steps, write the tables and the report. Prints nothing; raises only on
+    internal errors."""
     from ppl_suite.store import FolderBusy, ResultsStore
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
@@ -393,7 +398,7 @@ def run(
         on_event(Skipped(reason))
     if plan.dry_run:
         return _over(Outcome(DRY_RUN, matrix=expanded), on_event)
-    timeout = expanded.config.get("cell_timeout")
+    timeout = expanded.config.get("cell_timeout") if executor is None else None
     try:
         with store.locked():
             if executor is None:
@@ -401,7 +406,7 @@ def run(
                     plan.executor, jobs=jobs, scheduler=plan.scheduler, plugins=list(plan.plugins),
                     cell_timeout=timeout,
                 )  # fmt: skip
-            return _run_locked(plan, store, expanded, executor, jobs, on_event)
+            return _run_locked(plan, store, expanded, executor, (jobs, timeout), on_event)
     except FolderBusy as error:
         return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
 
@@ -416,11 +421,14 @@ def _run_locked(
     store: ResultsStore,
     expanded: matrix.Matrix,
     executor: executors.Executor,
-    jobs: int,
+    workers: tuple[int, float | None],
     on_event: OnEvent,
 ) -> Outcome:
-    """The run proper, under the folder's lock: clean up, choose the units to run, run, finish."""
+    """The run proper, under the folder's lock: clean up, choose the units to run, run, finish.
+    ``workers``: the jobs and the cell timeout the executor holds (None: none)."""
     from ppl_suite.store import now
+
+    jobs = workers[0]
 
     if removed := store.clean_temporary():
         on_event(TemporaryRemoved(removed, store.path))
@@ -436,7 +444,7 @@ def _run_locked(
     if reused or reused_problems:
         unfinished = sum(stored[unit].status not in (None, schema.OK) for unit in todo)
         on_event(Reusing(reused, reused_problems, len(todo), unfinished, store.path))
-    manifest = _manifest(plan, expanded, stored, (reused, reused_problems), jobs)
+    manifest = _manifest(plan, expanded, stored, (reused, reused_problems), workers)
     store.write_manifest(manifest)
     in_study = False  # the stop came during a study (after the cells)
     with StopSignals() as stop:
@@ -462,9 +470,10 @@ def _manifest(
     expanded: matrix.Matrix,
     stored: Mapping[Unit, Any],
     reused: tuple[int, int],
-    jobs: int,
+    workers: tuple[int, float | None],
 ) -> dict[str, Any]:
-    """The run's manifest as it starts: command, config, units and digests, what is reused, provenance."""
+    """The run's manifest as it starts: command, config, units and digests, what is reused, provenance,
+    the executor with its jobs and cell timeout."""
     from ppl_suite.store import now
 
     return {
@@ -480,8 +489,8 @@ def _manifest(
         schema.MANIFEST_GIT_COMMIT: provenance.git_commit(),
         schema.MANIFEST_HOST: provenance.host(),
         schema.MANIFEST_EXECUTOR: plan.executor,
-        schema.MANIFEST_JOBS: jobs,
-        schema.MANIFEST_CELL_TIMEOUT: expanded.config.get("cell_timeout"),
+        schema.MANIFEST_JOBS: workers[0],
+        schema.MANIFEST_CELL_TIMEOUT: workers[1],
         schema.MANIFEST_STARTED: now(),
     }
 
@@ -544,7 +553,9 @@ def _study_failed(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> bool:
 
 def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
     """A plan of studies alone (``Plan.studies``): under the folder's lock, clean up, with ``fresh``
-    remove their earlier work, run each recorded in the manifest, write the report."""
+    remove their earlier work, run each recorded in the manifest, write the report. SIGINT or SIGTERM
+    stops it as it stops cells: the parts finished are kept, the manifest's entry says stopped, the
+    outcome is STOPPED (no report)."""
     from ppl_suite.store import FolderBusy
 
     chosen = dict(plan.studies or {})
@@ -559,9 +570,15 @@ def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
                 on_event(TemporaryRemoved(removed, store.path))
             if plan.fresh and (removed := store.discard(only=list(chosen))):
                 on_event(StoredRemoved(removed, store.path, tuple(chosen)))
-            tables = {
-                name: _recorded(plan, store, name, settings, on_event) for name, settings in chosen.items()
-            }
+            tables: dict[str, Mapping[str, pd.DataFrame]] = {}
+            with StopSignals() as stop:
+                try:
+                    for name, settings in chosen.items():
+                        tables[name] = _recorded(plan, store, name, settings, on_event, stop)
+                except KeyboardInterrupt:
+                    on_event(Stopped(stop.name(), 0, 0, store.path, in_study=True))
+                    signum = stop.exit_code() - 128
+                    return Outcome(STOPPED, matrix=expanded, stopped_by=signum, study_tables=tables)
     except FolderBusy as error:
         return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
     files = _report(plan, store, on_event)
@@ -573,11 +590,12 @@ def _run_studies(plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
 
 
 def _recorded(
-    plan: Plan, store: ResultsStore, name: str, settings: Any, on_event: OnEvent
+    plan: Plan, store: ResultsStore, name: str, settings: Any, on_event: OnEvent, stop: StopSignals
 ) -> Mapping[str, pd.DataFrame]:
     """Study ``name`` run into ``store``, recorded in its manifest under the study's key: a new folder
     gets a manifest of its own; a results folder of an earlier run keeps its manifest, with the study's
-    entry added."""
+    entry added. Stopped by a signal (``stop``), the entry (and a new folder's manifest) says when and
+    by which, and the KeyboardInterrupt goes on."""
     from ppl_suite.store import now
 
     existing = store.manifest() if store.is_results_folder() else {}
@@ -593,7 +611,13 @@ def _recorded(
     }
     key = studies.get(name).manifest_key
     store.write_manifest(base | {key: entry})
-    tables = _study(name, settings, store, on_event)
+    try:
+        tables = _study(name, settings, store, on_event)
+    except KeyboardInterrupt:
+        stop.ignore()  # a second Ctrl-C must not break the clean-up
+        stopped = {schema.MANIFEST_STOPPED: now(), schema.MANIFEST_STOPPED_BY: stop.name()}
+        store.write_manifest(base | {key: entry | stopped} | ({} if existing else stopped))
+        raise
     finished = {} if existing else {schema.MANIFEST_FINISHED: now()}
     store.write_manifest(base | {key: entry | {schema.MANIFEST_FINISHED: now()}} | finished)
     return tables
@@ -628,6 +652,8 @@ def _finish(
     rows = store.finalize()
     problem_rows = store.problems()
     on_event(Finalized(rows, problem_rows, (store.path / ROWS, store.path / ESTIMATES)))
+    if plan.finishing is not None:
+        plan.finishing(store)
     files = _report(plan, store, on_event)
     study_failed = _study_failed(tables)
     failures = failures_table(units(rows, problem_rows))

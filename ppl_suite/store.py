@@ -43,7 +43,7 @@ import re
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -69,6 +69,7 @@ LOCK = "run.lock"
 HOLDER = "run.holder.json"
 LOGS = "logs"
 KEPT = "kept"  # kept/<study>/...: the files a study keeps beside the runs' (``write_kept``)
+KEPT_NAME = re.compile(r"[a-z_]+(\.(nc|json|npz))?")  # the names write_kept gives: --fresh removes these
 # the studies' (``ppl_suite.studies``): their tables as <folder>/<table>.parquet, their kept work as
 # <folder>/parts/<digest>.<kind>.<suffix>, each file claimed by one study (``Study.owns_part``)
 VAE = "vae"  # the VAE and VQ-VAE studies' folder, for the vae_* methods (their names from before plug-ins)
@@ -171,39 +172,68 @@ def _package_modules(package: str) -> list[str]:
 
 
 @functools.cache
-def source_hash(roots: tuple[str, ...]) -> str:
+def source_hash(roots: tuple[str, ...], through: tuple[str, ...] = ()) -> str:
     """sha256 of the source of ``roots`` and of every module they import that lives in their own
-    top-level packages (followed transitively); third-party modules count through their versions."""
+    top-level packages or beside them (a user's helper module in the folder of the top-level module
+    importing it: ``priors.py`` beside ``model.py``), followed transitively; third-party modules count
+    through their versions. ``through``: modules whose imports are followed but whose own text is not
+    hashed (a script defining a function kept by its content digest: ``functions_source_hash``)."""
     follow = {root.partition(".")[0] for root in roots}
+    beside = {folder for name in (*roots, *through) if (folder := _top_folder(name)) is not None}
     seen: dict[str, str] = {}
-    pending = list(roots)
+    files = {name: path for name in through if (path := _module_file(name)) is not None}
+    pending = list(roots) + [imported for name, path in files.items() for imported in _source(path, name)[1]]
     while pending:
         name = pending.pop()
-        if name in seen or name.partition(".")[0] not in follow:
+        top = name.partition(".")[0]
+        if name in seen or (top not in follow and _top_folder(top) not in beside):
             continue
         path = _module_file(name)
         if path is None:
             continue
+        follow.add(top)
         seen[name], imported = _source(path, name)
         parents = [name.rsplit(".", depth)[0] for depth in range(1, name.count(".") + 1)]
         pending += [*imported, *parents]
     return hashlib.sha256(json.dumps(sorted(seen.items())).encode()).hexdigest()
 
 
-def _model_modules(model: str) -> list[str]:
-    """The modules defining a model: its folder, or for a model registered by a plug-in, the modules
-    of its spec's functions and of its implementations."""
+def _top_folder(name: str) -> Path | None:
+    """The folder holding the top-level module (or package) ``name``, when it is imported and has a
+    file; None for a submodule's name."""
+    if "." in name or (path := _module_file(name)) is None:
+        return None
+    return path.parent.parent if path.name == "__init__.py" else path.parent
+
+
+def functions_source_hash(functions: Iterable[Any]) -> str:
+    """sha256 of the source defining ``functions`` (the callables of a model registered by a
+    plug-in): their modules (``source_hash``). A function carrying a ``content_digest`` (one kept in
+    this process, ``checking.sources.function_text``: the digest covers its code, closure and the
+    globals it reads) counts by that digest and by the user's modules its module imports beside it,
+    not by the rest of its module: an edit elsewhere in the script defining it changes nothing."""
+    found = [f for f in functions if callable(f) and getattr(f, "__module__", None)]
+    digests = sorted({str(f.content_digest) for f in found if getattr(f, "content_digest", None)})
+    kept = sorted({f.__module__ for f in found if getattr(f, "content_digest", None)})
+    modules = sorted({f.__module__ for f in found if not getattr(f, "content_digest", None)})
+    text = source_hash(tuple(modules), tuple(kept)) + "".join(digests)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_source_hash(model: str) -> str:
+    """sha256 of the source defining a model: the modules of its folder, or, for a model registered by
+    a plug-in, of its spec's functions and of its implementations (``functions_source_hash``)."""
     from ppl_suite import registry
 
     try:
         spec = registry.get(model)
     except KeyError:
-        return []
+        return source_hash(())
     if spec.module:
-        return _package_modules(spec.module)
+        return source_hash(tuple(_package_modules(spec.module)))
     functions = [getattr(spec, f.name) for f in fields(spec)]
     functions += [registry.implementation(model, backend) for backend in registry.IMPLEMENTATION_MODULES]
-    return sorted({f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)})
+    return functions_source_hash(functions)
 
 
 def _guide_modules(guide: str | None) -> list[str]:
@@ -223,7 +253,7 @@ def code_hash(model: str, guide: str | None) -> str:
     runs: the model's modules, the guide family's, the evaluation with everything it imports, every
     backend and every estimator."""
     common = [*EVALUATION_MODULES, *(m for package in PLUGIN_PACKAGES for m in _package_modules(package))]
-    parts = (source_hash(tuple(roots)) for roots in (common, _model_modules(model), _guide_modules(guide)))
+    parts = (source_hash(tuple(common)), model_source_hash(model), source_hash(tuple(_guide_modules(guide))))
     return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
@@ -458,14 +488,23 @@ class ResultsStore:
         return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
     def _own_files(self) -> Iterator[Path]:
-        """Unit files named by a digest, the tables, error logs and temporary files of interrupted
-        writes: the files a fresh start removes."""
+        """Unit files named by a digest, the tables, error logs, kept files and temporary files of
+        interrupted writes: the files a fresh start removes."""
         for folder, suffix in UNIT_FILES.items():
             yield from paths.files(self.path, folder, re.compile(DIGEST.pattern + re.escape(f".{suffix}")))
         yield from self.temporary_files()
         yield from (self.file(table) for table in TABLES)
         yield from paths.files(self.path, LOGS, ERROR_LOG)
         yield from self._study_files()
+        yield from self._kept_files(KEPT_NAME)
+
+    def _kept_files(self, pattern: re.Pattern[str]) -> Iterator[Path]:
+        """The regular files under kept/ (at any depth, no link followed) whose names match ``pattern``."""
+        top = self.file(KEPT)
+        for folder, subfolders, names in os.walk(top):  # os.walk enters no linked folder
+            subfolders[:] = sorted(name for name in subfolders if not Path(folder, name).is_symlink())
+            found = (Path(folder, name) for name in sorted(names) if pattern.fullmatch(name))
+            yield from (path for path in found if paths.is_own_file(path))
 
     def _study_files(self, chosen: list[str] | None = None) -> Iterator[Path]:
         """The tables and kept parts of the ``chosen`` studies (default: every study), temporary files
@@ -483,15 +522,17 @@ class ResultsStore:
 
     def temporary_files(self) -> list[Path]:
         """Temporary files left by writes that were killed: ``.<name>.XXXXXXXX.ppl-suite-partial``
-        (a name only ``_atomic_write`` gives) beside a file the suite writes (a unit file, the
-        manifest, a table, the holder file); a user's look-alike (``.manifest.json.original``) is not."""
+        (a name only ``_atomic_write`` and ``write_kept`` give) beside a file the suite writes (a unit
+        file, the manifest, a table, the holder file, a kept file at any depth of kept/, no link
+        followed); a user's look-alike (``.manifest.json.original``) is not."""
         found = []
         for relative in ("", *self._study_folders(), *UNIT_FILES):
             for path in paths.files(self.path, relative, TEMPORARY):
                 match = TEMPORARY.fullmatch(path.name)
                 if match and self._is_own_name(path.parent, match["name"]):
                     found.append(path)
-        return found
+        kept = self._kept_files(TEMPORARY)  # beside a kept file (``write_kept``)
+        return found + [path for path in kept if KEPT_NAME.fullmatch(TEMPORARY.fullmatch(path.name)["name"])]
 
     def _is_own_name(self, folder: Path, name: str) -> bool:
         if folder == self.path:
@@ -510,10 +551,11 @@ class ResultsStore:
         return sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
 
     def discard(self, *, vae_only: bool = False, only: list[str] | None = None) -> int:
-        """Remove every unit file, table, error log and temporary file of the suite (``--fresh``), and
-        the suite's subfolders when that leaves them empty; nothing else. ``only``: only these studies'
-        tables and kept parts (``ppl-suite vae --fresh``), and the temporary files in their folders;
-        ``vae_only``: every study's. Returns the file count."""
+        """Remove every unit file, table, error log, kept file (named as ``write_kept`` names them:
+        ``KEPT_NAME``) and temporary file of the suite (``--fresh``), and the suite's subfolders when
+        that leaves them empty; nothing else. ``only``: only these studies' tables and kept parts
+        (``ppl-suite vae --fresh``), and the temporary files in their folders; ``vae_only``: every
+        study's. Returns the file count."""
         if vae_only or only is not None:
             own = {self.file(folder) for folder in self._study_folders()}
             temporary = [path for path in self.temporary_files() if path.parent in own]
@@ -521,7 +563,9 @@ class ResultsStore:
         else:
             found = list(self._own_files())
         removed = sum(paths.remove(self.path, str(path.relative_to(self.path))) for path in found)
-        for folder in (*UNIT_FILES, LOGS, *reversed(self._study_folders())):
+        kept = [] if vae_only or only is not None else list(os.walk(self.file(KEPT), topdown=False))
+        folders = [Path(folder).relative_to(self.path).as_posix() for folder, _, _ in kept]
+        for folder in (*UNIT_FILES, LOGS, *reversed(self._study_folders()), *folders):
             place = self.file(folder)
             if place.is_dir() and not any(place.iterdir()):
                 place.rmdir()
@@ -725,9 +769,12 @@ class ResultsStore:
 
     def write_kept(self, study: str, parts: Sequence[str], write: Callable[[Path], None]) -> Path:
         """``write(temporary)`` (a file beside kept/<study>/<parts>), then rename the temporary file
-        there: a reader never sees half a file, a killed write leaves only a temporary file. Returns
-        the file."""
+        there: a reader never sees half a file, a killed write leaves only a temporary file (removed
+        by the next run). The file's name is ``KEPT_NAME`` (``--fresh`` removes such files under kept/,
+        and only them). Returns the file."""
         path = self.kept_path(study, *parts)
+        if not KEPT_NAME.fullmatch(path.name):
+            raise ValueError(f"a kept file's name is {KEPT_NAME.pattern}, got {path.name!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
         os.close(fd)

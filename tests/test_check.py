@@ -327,7 +327,7 @@ def test_cell_draws_are_inference_data_saved_as_netcdf(hidden_oracle):
     se = math.sqrt(q.var() / q.size + reference.var() / ess)
     assert q.size == 2000 and abs(q.mean() - reference.mean()) <= 4 * se
     assert (
-        json.loads((folder / "results" / "check" / "model.json").read_text())["name"]
+        json.loads((folder / "results" / "kept" / "check" / "model.json").read_text())["name"]
         == "hidden_normal_normal"
     )
 

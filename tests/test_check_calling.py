@@ -313,3 +313,64 @@ def test_a_script_read_from_standard_input_is_hashed_by_its_functions_content(mo
     monkeypatch.setattr(store, "_module_files", {})
     assert store._find_module_file("__main__") is None
     assert store.source_hash(("__main__",)) == store.source_hash(())
+
+
+def test_the_python_apis_messages_name_parameters_and_the_command_lines_name_flags(tmp_path, capsys):
+    from ppl_suite import cli
+
+    with pytest.raises(InputProblem) as raised:
+        check(numpyro=numpyro_model, args=(X, GROUP, 3), name="a/b", backend="pyro", out=tmp_path / "r")
+    found = " ".join(raised.value.problems)
+    assert "name= 'a/b'" in found and "as pyro=," in found and "backends=['numpyro']" in found
+    assert "--" not in found
+    model = tmp_path / "model.py"
+    model.write_text("import numpyro\n\ndef model(y=None):\n    pass\n")
+    np.savez(tmp_path / "data.npz", y=np.zeros(2))
+    argv = ["check", "--numpyro", f"{model}:model", "--data", str(tmp_path / "data.npz"), "--name", "a/b",
+            "--backends", "pyro", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--name 'a/b'" in err and "as --pyro," in err and "--backends numpyro" in err and "name=" not in err
+    )
+
+
+def test_a_guide_defined_in_this_process_is_named_in_messages_as_the_user_wrote_it(tmp_path):
+    def guide(x, group, n_groups, y=None):
+        import numpyro
+        import numpyro.distributions as dist
+
+        numpyro.sample("aa", dist.Normal(0.0, 1.0).expand([n_groups]).to_event(1))
+
+    with pytest.raises(InputProblem) as raised:
+        check(numpyro=numpyro_model, args=(X, GROUP, 3), kwargs={"y": Y}, guides=[guide], out=tmp_path / "r")
+    found = " ".join(raised.value.problems)
+    assert ".guide (defined in this process)" in found and "sha256" not in found
+
+
+def test_a_model_kept_in_this_process_runs_its_cells_here_and_says_no_timeout_holds(tmp_path):
+    from ppl_suite.checking.api import IN_PROCESS, _plan
+
+    def model(x=None):
+        import numpyro
+        import numpyro.distributions as dist
+
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        numpyro.sample("x", dist.Normal(z, 1.0).expand([12]).to_event(1), obs=x)
+
+    user, backends = prepare(None, None, numpyro=model, kwargs={"x": X}, data_file=tmp_path / "d.npz")
+    options = dict(seeds=[0], steps=None, estimators=None, jobs=None, fresh=False)
+    _, plan = _plan(user, backends, tmp_path / "r", False, options)
+    assert plan.executor == IN_PROCESS == "in_process" and plan.jobs == 1 and plan.plugins == []
+
+
+def test_a_misspelt_name_the_model_reads_from_its_data_names_the_closest(tmp_path):
+    def model(data):
+        import numpyro
+        import numpyro.distributions as dist
+
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0).expand([12]).to_event(1), obs=data["yy"])
+
+    with pytest.raises(InputProblem, match=r"reads data 'yy' \(did you mean 'y'\?\)"):
+        prepare(None, None, numpyro=model, args=({"y": Y},), data_file=tmp_path / "d.npz")

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_suite import runner
-from ppl_suite.checking import api
 from ppl_suite.checking import draws as draws_module
 
 
@@ -26,15 +24,27 @@ def _spec_while_writing(monkeypatch, calls: list) -> None:
 
 
 def test_the_reports_figure_processes_do_not_rerun_the_users_script(tmp_path, monkeypatch):
+    """The report of a check (written by the runner, after the check's draws) and ``CheckResult.report``
+    are written while the main module's spec reads as a package's ``__main__``: spawned figure
+    processes run nothing of the user's script. A Pyro-only model kept in this process: no reference,
+    its one cell fails at once."""
+    import ppl_suite
+
+    def model(x=None):
+        import pyro
+        import pyro.distributions as dist
+
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(mu, 1.0).expand([3]).to_event(1), obs=x)
+
     calls: list = []
     _spec_while_writing(monkeypatch, calls)
-    monkeypatch.setattr(draws_module, "write_draws", lambda folder: {})
     before = getattr(sys.modules["__main__"], "__spec__", None)
-    plan = runner.Plan(profile="references", models=["m"], report=tmp_path / "report")
-    outcome = runner.Outcome(status="ok")
-    user = type("User", (), {"name": "m"})()
-    api._finish(user, plan, tmp_path, outcome, runner.ignore)
-    api.CheckResult(tmp_path, 0, "m").report(tmp_path / "again")
+    result = ppl_suite.check(
+        pyro=model, kwargs={"x": np.zeros(3)}, guides=["mean_field"], steps=5, estimators=["elbo"],
+        out=tmp_path / "results", report=tmp_path / "report",
+    )  # fmt: skip
+    result.report(tmp_path / "again")
     assert [spec.name if spec is not None else None for spec in calls] == ["__main__", "__main__"]
     assert all(spec.origin is None for spec in calls)  # spawn's preparation then runs nothing
     assert getattr(sys.modules["__main__"], "__spec__", None) is before  # restored after

@@ -184,6 +184,71 @@ def test_only_the_suites_own_temporary_files_are_removed(folder):
     assert not any(p.exists() for p in ours) and all(p.read_text() == "x" for p in users)
 
 
+def test_temporary_files_of_killed_kept_writes_are_removed_at_any_depth_no_link_followed(folder, outside):
+    store, _ = folder
+    draws = store.path / "kept" / "check" / "draws" / "m" / "numpyro" / "mean_field" / "0"
+    draws.mkdir(parents=True)
+    ours = [
+        draws / f".q.nc.ab12cd34{PARTIAL}",
+        store.path / "kept" / "check" / f".model.json.x1y2z3w4{PARTIAL}",
+    ]
+    users = [draws / f".Notes.txt.ab12cd34{PARTIAL}", draws / ".q.nc.backup"]
+    (store.path / "kept" / "linked").symlink_to(outside)
+    behind = outside / f".q.nc.ab12cd34{PARTIAL}"
+    for path in ours + users + [behind]:
+        path.write_text("x")
+    assert store.clean_temporary() == 2
+    assert not any(p.exists() for p in ours) and all(p.read_text() == "x" for p in [*users, behind])
+
+
+def test_fresh_removes_the_kept_files_the_suite_wrote_and_only_those(folder, outside):
+    store, _ = folder
+    written = [
+        store.write_kept("check", ("model.json",), lambda path: path.write_text("{}")),
+        store.write_kept("check", ("draws", "m", "0", "q.nc"), lambda path: path.write_bytes(b"nc")),
+        store.write_kept("check", ("draws", "m", "0", "digest"), lambda path: path.write_text("{}")),
+    ]
+    users = [
+        store.path / "kept" / "check" / "Notes.txt",
+        store.path / "kept" / "check" / "draws" / "mine.csv",
+    ]
+    for path in users:
+        path.write_text("the user's")
+    (store.path / "kept" / "check" / "linked").symlink_to(outside)
+    (outside / "q.nc").write_text("the user's, behind a link")
+    with pytest.raises(ValueError, match="a kept file's name"):
+        store.write_kept("check", ("Notes.txt",), lambda path: path.write_text(""))
+    store.discard()
+    assert (
+        not any(path.exists() for path in written)
+        and not (store.path / "kept" / "check" / "draws" / "m").exists()
+    )
+    assert all(path.read_text() == "the user's" for path in users)
+    assert (outside / "q.nc").read_text() == "the user's, behind a link"
+
+
+def test_a_checks_declaration_is_written_through_the_kept_files(tmp_path, monkeypatch):
+    """model.json, data.npz and fingerprint.json are kept files: each a temporary file renamed, so a
+    write killed half-way leaves the earlier file whole and a temporary file the next run removes."""
+    folder, _ = check_folder(tmp_path)
+    kept = folder / check_stored.FOLDER
+    assert {p.name for p in kept.iterdir()} == {"model.json", "data.npz", "fingerprint.json"}
+    before = {name: (kept / name).read_bytes() for name in ("model.json", "fingerprint.json")}
+    user = check_stored.stored_model(folder)
+    write_text = Path.write_text
+
+    def killed(path, text, *args, **kwargs):
+        write_text(path, text[:5])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        check_stored.store(folder, user)
+    monkeypatch.undo()
+    assert {name: (kept / name).read_bytes() for name in before} == before
+    assert not list(kept.glob(f"*{PARTIAL}"))
+
+
 # ------------------------------------------------------------------------------ results are data
 MODEL_FILE = """
 import pathlib
@@ -315,7 +380,7 @@ def test_a_writability_probe_left_by_a_killed_process_is_the_suites_own(tmp_path
 
 def test_a_damaged_check_fingerprint_is_named_and_its_cells_rerun(tmp_path):
     folder, _ = check_folder(tmp_path)
-    fingerprint = folder / "check" / "fingerprint.json"
+    fingerprint = folder / check_stored.FOLDER / "fingerprint.json"
     fingerprint.write_text(fingerprint.read_text()[:20])
     with pytest.warns(UserWarning, match="fingerprint.json is damaged.*cells are rerun"):
         assert check_stored.stored_fingerprint(folder) == {}  # matches no check: the cells are rerun

@@ -151,6 +151,8 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     assert result.status == runner.FAILED and result.exit_code == 1
     (key,) = [cell.key for cell in result.outcome.matrix.cells]
     assert list(result.outcome.failures["cell"]) == [key] and "no reference" in result.rows[schema.ERROR][0]
+    kept = result.folder / "kept" / "check"  # the check's declaration, written by its step of the run
+    assert {p.name for p in kept.iterdir()} == {"model.json", "data.npz", "fingerprint.json"}
 
 
 TINY_VAE = """
@@ -194,3 +196,22 @@ def test_a_profile_with_a_vae_table_runs_the_study_after_the_cells_and_says_so_t
     (finished,) = [event for event in events if isinstance(event, runner.StudyFinished)]
     assert outcome.status == (runner.FAILED if finished.failed else runner.OK)
     assert list(finished.tables["backends"]["backend"]) == ["handrolled"]
+
+
+def test_a_front_ends_own_step_runs_under_the_folders_lock_before_the_report(plan, tmp_path):
+    """``Plan.finishing`` (``check``: its declaration and draws) runs while the run holds the folder
+    (its holder file is there), after the tables are written; the manifest names the executor given and
+    no cell timeout (the runner gave it none)."""
+    from ppl_suite.store import HOLDER, ROWS
+
+    seen = []
+
+    def finishing(store):
+        seen.append(((store.path / HOLDER).exists(), (store.path / ROWS).exists()))
+
+    outcome, _ = recorded(replace(plan, finishing=finishing, executor="in_process"), tmp_path / "r")
+    assert outcome.status == runner.OK and seen == [(True, True)]
+    manifest = results.opened(tmp_path / "r").manifest()
+    assert (
+        manifest[schema.MANIFEST_EXECUTOR] == "in_process" and manifest[schema.MANIFEST_CELL_TIMEOUT] is None
+    )

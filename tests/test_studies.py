@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -164,3 +168,37 @@ def test_a_busy_or_unusable_folder_is_bad_input_for_a_plan_of_studies(tiny, tmp_
     outcome = runner.run(runner.Plan(studies={"nope": TinySettings(1)}), tmp_path / "r")
     assert outcome.status == runner.BAD_INPUT and outcome.problems[0].startswith("unknown study 'nope'")
     assert not (tmp_path / "r").exists()
+
+
+class SignalledStudy(TinyStudy):
+    """A study whose step is stopped by a signal sent to this process."""
+
+    signum = signal.SIGINT
+
+    def run(self, settings, folder, log):
+        os.kill(os.getpid(), self.signum)
+        time.sleep(30)  # the signal interrupts it
+        raise AssertionError("not stopped")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_run_of_studies_alone_stopped_by_a_signal_is_stopped_and_recorded(monkeypatch, tmp_path, signum):
+    """As a run of cells: the outcome is STOPPED (exit 130 or 143), the manifest says when and by
+    which signal, a Stopped event is told, and no KeyboardInterrupt escapes ``runner.run``."""
+    monkeypatch.setattr(studies, "STUDIES", studies.STUDIES.copy())
+    study = SignalledStudy()
+    study.signum = signum
+    studies.register(study)
+    events = []
+    outcome = runner.run(
+        runner.Plan(studies={study.name: TinySettings(1)}), tmp_path / "r", on_event=events.append
+    )
+    assert outcome.status == runner.STOPPED and outcome.exit_code == 128 + signum
+    name = signal.Signals(signum).name
+    assert [e.signal_name for e in events if isinstance(e, runner.Stopped)] == [name]
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert (
+        manifest[study.manifest_key]["stopped_by"] == name and "finished" not in manifest[study.manifest_key]
+    )
+    assert manifest["stopped_by"] == name and "stopped" in manifest

@@ -66,6 +66,8 @@ def command(args: argparse.Namespace) -> int:
     outcome = runner.run(plan, store, on_event=console.StudyPrinter(store.path))
     if outcome.status == runner.BAD_INPUT:
         raise matrix.ConfigError(outcome.problems)
+    if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: 130 or 143, the finished work kept
+        return outcome.exit_code
     found = outcome.study_tables[study]
     written = export(found, store.path, settings.level)
     print(f"{CalibrationStudy().outcome(found)}; written {', '.join(map(str, written))}")

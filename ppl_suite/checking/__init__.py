@@ -20,7 +20,7 @@ from typing import Any
 _HOMES = {
     "check": "ppl_suite.checking.api",
     "CheckResult": "ppl_suite.checking.api",
-    "CheckFailed": "ppl_suite.checking.api",
+    "CheckFailed": "ppl_suite.errors",
     "CheckStopped": "ppl_suite.checking.api",
     "InputProblem": "ppl_suite.checking.sources",
     "cell_draws": "ppl_suite.checking.draws",

@@ -17,11 +17,12 @@ report, which links them, is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,12 @@ from ppl_suite.checking import stored, user_guide
 from ppl_suite.checking.calls import CALL_FORM, Bound, resolve
 from ppl_suite.checking.sources import (
     InputProblem,
+    Option,
     closest,
     function_text,
     in_process,
     load_function,
+    python_option,
     read_source,
     running_main,
     shown,
@@ -50,6 +53,7 @@ from ppl_suite.checking.user_model import (
     register,
     user_names,
 )
+from ppl_suite.errors import CheckFailed
 from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
@@ -58,12 +62,8 @@ if TYPE_CHECKING:
 
 PROFILE = "references"  # the estimators and SVI settings of a check: those of models without an oracle
 DEFAULT_GUIDES = ("mean_field", "full_rank")
+IN_PROCESS = "in_process"  # the executor a manifest names for cells run in the caller's process (no timeout)
 Model = str | Callable[..., Any]
-
-
-class CheckFailed(Exception):
-    """A correctness check failed before any cell ran: the NUTS reference failed its gates, or the
-    NumPyro and Pyro versions' log joints differ (the message names the largest difference and its site)."""
 
 
 class CheckStopped(KeyboardInterrupt):
@@ -89,23 +89,29 @@ def model_text(model: Model, what: str) -> str:
     return function_text(model)
 
 
-def _libraries(model: Model | None, pyro: Model | None, numpyro: Model | None) -> dict[str, str]:
-    """{library: text} of the models given; ``model``'s library read from what its module imports."""
+def _libraries(
+    model: Model | None, pyro: Model | None, numpyro: Model | None, option: Option
+) -> dict[str, str]:
+    """{library: text} of the models given; ``model``'s library read from what its module imports;
+    messages name the options as ``option`` spells them."""
     given = {"numpyro": numpyro, "pyro": pyro}
-    found = {library: model_text(m, f"--{library}") for library, m in given.items() if m is not None}
+    found = {library: model_text(m, option(library)) for library, m in given.items() if m is not None}
     if model is not None:
         text = model_text(model, "model")
         library = sites_module.library_of(load_function(text, "model"))
         if library is None:
             raise InputProblem(
                 f"model {shown(text)}: cannot tell whether it is a NumPyro or a Pyro model (its module "
-                "imports both or neither); pass it as numpyro= or pyro= (--numpyro or --pyro)"
+                f"imports both or neither); pass it as {option('numpyro')} or {option('pyro')}"
             )
         if library in found:
-            raise InputProblem(f"two {library} models given ({found[library]} and {text})")
+            raise InputProblem(f"two {library} models given ({shown(found[library])} and {shown(text)})")
         found[library] = text
     if not found:
-        raise InputProblem("no model given: a NumPyro or Pyro model function, or numpyro= and/or pyro=")
+        raise InputProblem(
+            "no model given: a NumPyro or Pyro model function, "
+            f"or {option('numpyro')} and/or {option('pyro')}"
+        )
     return found
 
 
@@ -241,12 +247,13 @@ def _bind(
     args: Sequence[Any] | None,
     kwargs: Mapping[str, Any] | None,
     params: Mapping[str, Any],
+    option: Option,
 ) -> Bound:
     """The arguments bound to each model given (``calls.resolve``: both versions must take them
     alike); in the call form, ``params`` must name the model's parameters too."""
     bound = {
         library: resolve(
-            load_function(text, f"--{library}"), data, args, kwargs, f"{library} model {shown(text)}"
+            load_function(text, option(library)), data, args, kwargs, f"{library} model {shown(text)}", option
         )
         for library, text in models.items()
     }
@@ -263,18 +270,20 @@ def _bind(
         unknown = [name for name in params if name not in names and not takes_any]
         if unknown:
             raise InputProblem(
-                *(f"params {name!r}{closest(name, names)}: the model has no such parameter; its parameters: "
-                  f"{', '.join(names)}" for name in unknown)
+                *(f"{option('params')} {name!r}{closest(name, names)}: the model has no such parameter; "
+                  f"its parameters: {', '.join(names)}" for name in unknown)
             )  # fmt: skip
     return first
 
 
-def _guides(guides: Sequence[str | Callable[..., Any]] | None, problems: list[str]) -> tuple[list[str], dict]:
+def _guides(
+    guides: Sequence[str | Callable[..., Any]] | None, problems: list[str], option: Option
+) -> tuple[list[str], dict]:
     """(the guide families and own guides chosen, the own guides declared); problems added."""
     from ppl_suite import guides as guide_registry
 
-    own = [model_text(g, "guide") for g in guides or () if user_guide.is_user_guide(g)]
-    own_guides = _collect(problems, user_guide.declare, own) or {}
+    own = [model_text(g, option("guides")) for g in guides or () if user_guide.is_user_guide(g)]
+    own_guides = _collect(problems, user_guide.declare, own, option("guides")) or {}
     chosen = [g for g in guides or DEFAULT_GUIDES if not user_guide.is_user_guide(g)] + list(own_guides)
     valid = guide_registry.names()
     problems += [
@@ -285,7 +294,9 @@ def _guides(guides: Sequence[str | Callable[..., Any]] | None, problems: list[st
     return chosen, own_guides
 
 
-def _backends(backends: Sequence[str] | None, models: dict[str, str], problems: list[str]) -> list[str]:
+def _backends(
+    backends: Sequence[str] | None, models: dict[str, str], problems: list[str], option: Option
+) -> list[str]:
     """The backends chosen (default: the library of each model given); problems added: an unknown
     backend, or a library's backend without a model of that library."""
     from ppl_suite import backends as backend_registry
@@ -301,8 +312,7 @@ def _backends(backends: Sequence[str] | None, models: dict[str, str], problems: 
             given = " and ".join(models)
             problems.append(
                 f"backend {backend!r} fits a {backend} model, and only a {given} model is given: pass the "
-                f"{backend} version as {backend}=... (--{backend}), or choose backend={list(models)} "
-                f"(--backends {' '.join(models)})"
+                f"{backend} version as {option(backend)}, or choose {option('backends', list(models))}"
             )
     return chosen
 
@@ -321,28 +331,30 @@ def prepare(
     params: Mapping[str, Any] | None = None,
     nuts: Mapping[str, Any] | None = None,
     data_file: Path,
+    option: Option = python_option,
 ) -> tuple[UserModel, list[str]]:
     """The UserModel of a check (its numeric arguments saved to ``data_file``) and the backends to fit
-    with; raises InputProblem listing every problem found."""
+    with; raises InputProblem listing every problem found, each naming the options as ``option``
+    spells them (``name=``, or the command line's ``--name``)."""
     problems: list[str] = []
-    models = _collect(problems, _libraries, model, pyro, numpyro) or {}
+    models = _collect(problems, _libraries, model, pyro, numpyro, option) or {}
     bound = None
     if models:
-        bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {}))
+        bound = _collect(problems, _bind, models, data, args, kwargs, dict(params or {}), option)
     elif data is not None:
-        _collect(problems, read_source, data)  # the data's own problems, with no model to bind them to
-    chosen_guides, own_guides = _guides(guides, problems)
-    chosen_backends = _backends(backends, models, problems)
+        _collect(problems, read_source, data, option)  # the data's own problems, with no model to bind
+    chosen_guides, own_guides = _guides(guides, problems, option)
+    chosen_backends = _backends(backends, models, problems, option)
     for guide, programs in own_guides.items():
         unfit = [b for b in chosen_backends if b not in programs]
         if unfit:
             problems.append(
                 f"guide {guide!r} is written for {', '.join(programs)} only: the {', '.join(unfit)} backend "
-                f"cannot fit it; choose --backends {' '.join(programs)}, or give a version for each library "
-                f"under the same name"
+                f"cannot fit it; choose {option('backends', list(programs))}, or give a version for each "
+                "library under the same name"
             )
     if name is not None and not name.isidentifier():
-        problems.append(f"--name {name!r}: a model name is letters, digits and underscores")
+        problems.append(f"{option('name')} {name!r}: a model name is letters, digits and underscores")
     problems += _nuts_problems(nuts)
     if problems or bound is None:
         raise InputProblem(*problems)
@@ -430,6 +442,7 @@ def check(
     jobs: int | None = None,
     fresh: bool = False,
     progress: bool = False,
+    option: Option = python_option,
 ) -> CheckResult:
     """Fit ``guides`` to a user's model with each backend and evaluate every fit against the model's
     NUTS reference: log p(x) = ELBO + KL(q || p(z | x)), with log p(x) by AIS (``docs/api.md``).
@@ -443,7 +456,7 @@ def check(
         (default: the library of each model), params (fixed keyword arguments), seeds, steps,
         estimators (as ``ppl-suite run``), nuts (``NUTSSettings`` fields), out (``results/check-<name>``),
         report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
-        as ``ppl-suite check`` does; by default nothing is printed).
+        as ``ppl-suite check`` does), option (messages' spelling: ``name=``, or the CLI's ``--name``).
 
     Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
     gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
@@ -457,15 +470,15 @@ def check(
             user, fitted = prepare(
                 model, data, args=args, kwargs=kwargs, pyro=pyro, numpyro=numpyro, guides=guides,
                 backends=chosen, name=name, params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
+                option=option,
             )  # fmt: skip
             options = dict(seeds=seeds, steps=steps, estimators=estimators, jobs=jobs, fresh=fresh)
             store, plan = _plan(user, fitted, out, report, options)
             outcome = _run(user, plan, store, on_event or runner.ignore)
-            stored.store(store.path, user)
     finally:
         if printer is not None:
             printer.close()
-    return _finish(user, plan, store.path, outcome, on_event or runner.ignore)
+    return _finish(user, store.path, outcome)
 
 
 def _backend_option(backend: str | Sequence[str] | None, backends: Sequence[str] | None) -> list[str] | None:
@@ -480,7 +493,8 @@ def _plan(
     user: UserModel, backends: list[str], out: str | Path | None, report: Any, options: dict[str, Any]
 ) -> tuple[ResultsStore, Plan]:
     """The results store and the runner's Plan of a check: every cell refit when the stored check's
-    fingerprint differs; one job and no plug-in for a model kept in this process."""
+    fingerprint differs; one job, no plug-in and the executor named ``in_process`` (the manifest says
+    so, with no cell timeout) for a model kept in this process."""
     from ppl_suite import runner
     from ppl_suite.store import ResultsStore
 
@@ -492,51 +506,54 @@ def _plan(
         profile=PROFILE, models=[user.name], backends=backends, guides=user.guides,
         seeds=list(options["seeds"]) or [0], steps=options["steps"], estimators=options["estimators"],
         jobs=1 if here else options["jobs"], plugins=[] if here else [PLUGIN],
+        executor=IN_PROCESS if here else "local",
         fresh=options["fresh"] or (previous is not None and previous != fingerprint(user)),
         report=None if report_folder is False else Path(report_folder),
+        finishing=functools.partial(_keep, user),
     )  # fmt: skip
     return store, plan
 
 
-def _finish(user: UserModel, plan: Plan, folder: Path, outcome: Outcome, on_event: OnEvent) -> CheckResult:
-    """The draws of every finished cell, then the report linking them; the CheckResult."""
-    from ppl_suite import runner
+def _keep(user: UserModel, store: ResultsStore) -> None:
+    """The check's own step of the run, under the folder's lock after the cells, before the report
+    (which links the draws): the model's declaration, then the draws of every finished cell."""
     from ppl_suite.checking.draws import write_draws
 
-    if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
-        raise CheckStopped(CheckResult(folder, outcome.exit_code, user.name, {}, outcome))
-    write_draws(folder)  # before the report, which links them
-    files = {}
-    if plan.report is not None:
-        from ppl_suite.checking.main_module import not_rerun_by_workers
-        from ppl_suite.report.render import write_report
+    stored.store(store, user)
+    write_draws(store.path)
 
-        with not_rerun_by_workers():  # the report's figure processes are spawned: the script is not re-run
-            files = write_report(folder, plan.report)
-        on_event(runner.ReportWritten(files))
-    return CheckResult(folder, outcome.exit_code, user.name, files, outcome)
+
+def _finish(user: UserModel, folder: Path, outcome: Outcome) -> CheckResult:
+    """The CheckResult of a run; a stopped run raises CheckStopped carrying it."""
+    from ppl_suite import runner
+
+    result = CheckResult(folder, outcome.exit_code, user.name, dict(outcome.report_files), outcome)
+    if outcome.status == runner.STOPPED:  # SIGINT or SIGTERM: finished cells kept, nothing more started
+        raise CheckStopped(result)
+    return result
 
 
 def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
-    """Validate the run (InputProblem), verify the model (CheckFailed), run the cells without the
-    report (written after the draws): in worker processes, which do not re-run the user's script
-    (``checking.main_module``), or in this process for a model kept here (``checking.in_process``);
-    the runner's Outcome."""
+    """Validate the run (InputProblem), verify the model (CheckFailed), run the cells, the check's own
+    step (``_keep``) and the report: in worker processes, which do not re-run the user's script
+    (``checking.main_module``: nor do the report's figure processes), or in this process for a model
+    kept here (``checking.in_process``); the runner's Outcome."""
     from ppl_suite import runner
 
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
     verify(user, on_event)
+    from ppl_suite.checking.main_module import not_rerun_by_workers
+
     if user.in_process():
         from ppl_suite.checking.in_process import InProcessExecutor
 
-        outcome = runner.run(replace(plan, report=None), store, InProcessExecutor(), on_event=on_event)
+        with not_rerun_by_workers():
+            outcome = runner.run(plan, store, InProcessExecutor(), on_event=on_event)
     else:
-        from ppl_suite.checking.main_module import not_rerun_by_workers
-
         with _environment([user]), not_rerun_by_workers():
-            outcome = runner.run(replace(plan, report=None), store, on_event=on_event)
+            outcome = runner.run(plan, store, on_event=on_event)
     if outcome.status == runner.BAD_INPUT:
         raise InputProblem(*outcome.problems)
     return outcome

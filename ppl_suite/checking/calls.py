@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_suite.checking.sources import as_value, closest, load_data, read_source
+from ppl_suite.checking.sources import Option, as_value, closest, load_data, python_option, read_source
 from ppl_suite.errors import InputProblem
 
 DATA_FORM = "data"  # model(data) / model(data, params)
@@ -185,11 +185,12 @@ def resolve(
     args: Sequence[Any] | None,
     kwargs: Mapping[str, Any] | None,
     what: str,
+    option: Option = python_option,
 ) -> Bound:
     """The arguments of a check bound to its model (``bind``): ``args``/``kwargs``, or ``data`` (a dict,
-    a DataFrame, a file or ``FILE.py:FUNCTION``: ``read_source``). A dict whose names are the model's
-    parameters is its keyword arguments; otherwise a model taking ``(data)``/``(data, params)`` gets it
-    whole (the data form)."""
+    a DataFrame, a file or ``FILE.py:FUNCTION``: ``read_source``, its messages naming ``option``). A
+    dict whose names are the model's parameters is its keyword arguments; otherwise a model taking
+    ``(data)``/``(data, params)`` gets it whole (the data form)."""
     if args is not None or kwargs is not None:
         if data is not None:
             raise InputProblem("give the model's arguments as args=/kwargs= or as data=, not both")
@@ -199,7 +200,7 @@ def resolve(
             "no data given: args=(...) and/or kwargs={...} as the model takes them, a dict of arrays, "
             "a DataFrame, a .npz or .json file, or FILE.py:FUNCTION"
         )
-    given = read_source(data)
+    given = read_source(data, option)
     if isinstance(given, tuple):
         return bind(function, *given, what)
     if _binds_as_keywords(function, given) or not takes_data(function):

@@ -85,7 +85,7 @@ def command(args: argparse.Namespace) -> int:
     """Run ``check`` on the command line's arguments; bad input is a ``matrix.ConfigError`` (exit 2)."""
     from ppl_suite import matrix
     from ppl_suite.checking.api import CheckFailed, CheckStopped, check
-    from ppl_suite.checking.sources import InputProblem
+    from ppl_suite.checking.sources import InputProblem, command_option
     from ppl_suite.references.command import parse_settings
 
     params, problems = parse_settings(args.set)
@@ -102,7 +102,7 @@ def command(args: argparse.Namespace) -> int:
             backend=args.backends, name=args.name, params=params, seeds=args.seeds, steps=args.steps,
             estimators=args.estimators, nuts=nuts, out=args.out,
             report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh,
-            progress=True,
+            progress=True, option=command_option,
         )  # fmt: skip
     except InputProblem as error:
         raise matrix.ConfigError(error.problems) from None

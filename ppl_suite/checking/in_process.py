@@ -7,8 +7,10 @@ a notebook cell has no file at all. So ``ppl_suite.check`` runs such a model's c
 the worker's own ``run_cell`` (the same set-up and the same Records); the model, registered in this
 process, is never imported. The user's Pyro parameter store is kept: every fit clears the store
 inside a scope that restores it, and the process's numerical settings are restored after the cells
-(``worker.configured_here``). There is no per-cell timeout; Ctrl-C stops the run as the runner
-handles it (finished cells kept).
+(``worker.configured_here``). No per-cell timeout holds here (a compiled NumPyro fit cannot be
+interrupted in the calling process): ``check`` names this executor ``in_process`` in the manifest,
+whose ``cell_timeout`` is then null (``runner.run``: an executor given records none); Ctrl-C stops
+the run as the runner handles it (finished cells kept).
 """
 
 from __future__ import annotations

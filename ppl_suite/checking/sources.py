@@ -11,7 +11,8 @@ Conventions (``docs/api.md``):
   can size a plate); strings are fixed values (``params``); ``None`` is passed as ``None`` (``y=None``:
   the site is latent);
 - on the command line a model is named ``FILE.py:NAME``: the function ``NAME`` of the Python file
-  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``); given to the
+  ``FILE.py``, imported as a module of its own (its folder is not put on ``sys.path``), or, for a
+  file of a package that ``sys.path`` finds, by its module name (relative imports work); given to the
   API as a function, a top-level function of an importable module is named so too, any other (defined
   in a script or a notebook, a closure, a lambda) is kept in this process under a text naming its
   content digest (``function_text``) and is never imported from a file;
@@ -39,6 +40,26 @@ from typing import Any
 import numpy as np
 
 from ppl_suite.errors import InputProblem
+
+Option = Callable[..., str]  # how a front end's messages name an option: ``name=``, ``--name``
+_NO_VALUE = object()
+COMMAND_FLAGS = {"params": "set", "backend": "backends"}  # the Python parameters the flags spell otherwise
+
+
+def python_option(key: str, value: Any = _NO_VALUE) -> str:
+    """An option as the Python API's messages name it: the parameter, ``backends=`` or
+    ``backends=['numpyro']``."""
+    return f"{key}=" if value is _NO_VALUE else f"{key}={value!r}"
+
+
+def command_option(key: str, value: Any = _NO_VALUE) -> str:
+    """An option as the command line's messages name it: the flag, ``--backends`` or
+    ``--backends numpyro``."""
+    flag = f"--{COMMAND_FLAGS.get(key, key).replace('_', '-')}"
+    if value is _NO_VALUE:
+        return flag
+    return " ".join([flag, *map(str, value if isinstance(value, list | tuple) else [value])])
+
 
 MODULE_PREFIX = "ppl_suite_user_"  # user files are imported as top-level modules with this prefix
 DATA_SUFFIXES = (".npz", ".json")
@@ -75,12 +96,16 @@ def running_main(file: Path) -> ModuleType | None:
 
 def import_file(file: Path) -> ModuleType:
     """The module of a Python file, imported once per process and content under ``module_name(file)``
-    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests). The
+    (in ``sys.modules``, so the results store finds its source and hashes it into cell digests); a
+    file of a package that ``sys.path`` finds, by its name (``_packaged``: relative imports work). The
     running script's own file is never imported again (that would re-run the script, and its
     ``ppl_suite.check`` call): its ``__main__`` module is returned."""
     main = running_main(file)
     if main is not None:
         return main
+    packaged = _packaged(file)
+    if packaged is not None:
+        return packaged
     name = module_name(file)
     if name in sys.modules:
         return sys.modules[name]
@@ -93,8 +118,37 @@ def import_file(file: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise InputProblem(f"cannot import {file}: {type(error).__name__}: {error}") from None
+        hint = ""
+        if isinstance(error, ImportError) and "relative import" in str(error):
+            hint = (
+                "; a package's module is imported by its name: add the folder holding its package to sys.path"
+            )
+        raise InputProblem(f"cannot import {file}: {type(error).__name__}: {error}{hint}") from None
     return module
+
+
+def _packaged(file: Path) -> ModuleType | None:
+    """The module of a file inside a package (its folder holds an ``__init__.py``), imported by its
+    name, ``pkg.models``, when ``sys.path`` finds it there (so its relative imports work, in worker
+    processes too: spawn passes ``sys.path``); None otherwise."""
+    file = file.resolve()
+    parts, folder = [file.stem], file.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1 or not all(part.isidentifier() for part in parts):
+        return None
+    name = ".".join(parts)
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if found is None or found.origin is None or Path(found.origin).resolve() != file:
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception as error:
+        raise InputProblem(f"cannot import {file} as {name}: {type(error).__name__}: {error}") from None
 
 
 IN_PROCESS = "<in-process "  # how function_text names a function kept in this process
@@ -210,20 +264,23 @@ def load_data(source: str | Mapping[str, Any]) -> dict[str, Any]:
     return {name: as_value(name, value, origin) for name, value in raw.items()}
 
 
-def read_source(source: Any) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+def read_source(
+    source: Any, option: Option = python_option
+) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
     """What ``data`` holds: a dict (keyword arguments, or the data form's dict) or ``(args, kwargs)``.
-    A DataFrame is its columns; a list, a tuple or an array is a problem naming ``args=``."""
+    A DataFrame is its columns; a list, a tuple or an array is a problem naming ``args=``. ``option``
+    names the data option in messages (``data=``, ``--data``)."""
     if hasattr(source, "columns") and hasattr(source, "to_numpy"):  # a pandas DataFrame
         return {str(column): source[column].to_numpy() for column in source.columns}
     if isinstance(source, Mapping):
         return dict(source)
     if isinstance(source, str) and source.endswith(DATA_SUFFIXES):
-        return _read_file(Path(source))
+        return _read_file(Path(source), option("data"))
     if isinstance(source, str) and ".py:" in source:
-        return _called(source)
+        return _called(source, option("data"))
     if isinstance(source, str | Path):
         raise InputProblem(
-            f"--data {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning "
+            f"{option('data')} {source!r}: expected a .npz or .json file, or FILE.py:FUNCTION returning "
             "(args, kwargs) or a dict"
         )
     raise InputProblem(
@@ -232,35 +289,35 @@ def read_source(source: Any) -> dict[str, Any] | tuple[Sequence[Any], Mapping[st
     )
 
 
-def _called(source: str) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
+def _called(source: str, what: str) -> dict[str, Any] | tuple[Sequence[Any], Mapping[str, Any]]:
     """What ``FILE.py:FUNCTION`` returns: ``(args, kwargs)``, a dict or a DataFrame."""
-    function = load_function(source, "--data")
+    function = load_function(source, what)
     try:
         value = function()
     except Exception as error:
-        raise InputProblem(f"--data {source!r} raised {type(error).__name__}: {error}") from None
+        raise InputProblem(f"{what} {source!r} raised {type(error).__name__}: {error}") from None
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
         return tuple(value[0]), dict(value[1])
     if isinstance(value, Mapping) or hasattr(value, "columns"):
         return read_source(value)
     raise InputProblem(
-        f"--data {source!r} returned {type(value).__name__}: return (args, kwargs), a dict of keyword "
+        f"{what} {source!r} returned {type(value).__name__}: return (args, kwargs), a dict of keyword "
         "arguments or a dict of arrays"
     )
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise InputProblem(f"--data {path}: no such file")
+        raise InputProblem(f"{what} {path}: no such file")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
                 return dict(arrays)
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise InputProblem(f"--data {path}: cannot read it ({error})") from None
+        raise InputProblem(f"{what} {path}: cannot read it ({error})") from None
     if not isinstance(loaded, dict):
-        raise InputProblem(f"--data {path}: the JSON must be an object of arrays and numbers")
+        raise InputProblem(f"{what} {path}: the JSON must be an object of arrays and numbers")
     return loaded
 
 

@@ -1,9 +1,10 @@
 """What a check keeps in its results folder, beside the runner's files, so that its cells can be
-reread, redrawn and compared later in any process: ``check/model.json`` (the UserModel, its data
-pointing at ``check/data.npz``), ``check/data.npz`` (the data as checked) and
-``check/fingerprint.json`` (model files' sha256 and the data digest: when they change, the folder's
-stored cells are not reused), and, through the store's kept files, q's and the reference's draws of
-each finished cell as NetCDF (``ppl_suite.draws_files``)."""
+reread, redrawn and compared later in any process, all through the store's kept files
+(``ResultsStore.write_kept``: a temporary file renamed, written under the run's lock, removed by
+``--fresh``): ``kept/check/model.json`` (the UserModel, its data pointing at ``kept/check/data.npz``),
+``kept/check/data.npz`` (the data as checked) and ``kept/check/fingerprint.json`` (model files' sha256
+and the data digest: when they change, the folder's stored cells are not reused), and q's and the
+reference's draws of each finished cell as NetCDF (``ppl_suite.draws_files``)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from ppl_suite import paths
 from ppl_suite.checking.sources import load_data
 from ppl_suite.checking.user_model import UserModel, fingerprint, register, registered
 from ppl_suite.errors import InputProblem
-from ppl_suite.store import DamagedFile
+from ppl_suite.store import KEPT, DamagedFile, ResultsStore
 
-FOLDER = "check"
+STUDY = draws_layout.STUDY  # the check's kept files: kept/check/...
+FOLDER = f"{KEPT}/{STUDY}"
 MODEL = "model.json"
 DATA = "data.npz"
 FINGERPRINT = "fingerprint.json"
@@ -60,18 +62,21 @@ def stored_fingerprint(results: str | Path) -> dict[str, Any] | None:
 
 def save_data(data: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{name: np.asarray(value) for name, value in data.items()})
+    with path.open("wb") as handle:  # a file object: np.savez adds no .npz to the name
+        np.savez(handle, **{name: np.asarray(value) for name, value in data.items()})
     return path
 
 
-def store(results: str | Path, user: UserModel) -> None:
-    """Keep ``user`` (its data copied) in the results folder, its files named with their sha256 in
-    the fingerprint: the folder refers to the user's code, it never holds code that is run."""
-    paths.inside(results, FOLDER).mkdir(parents=True, exist_ok=True)
-    data = save_data(load_data(user.data), paths.inside(results, FOLDER, DATA))
+def store(results: str | Path | ResultsStore, user: UserModel) -> None:
+    """Keep ``user`` (its data copied) in the results folder through its kept files (each a temporary
+    file renamed), its files named with their sha256 in the fingerprint: the folder refers to the
+    user's code, it never holds code that is run. Called under the folder's lock (a step of the run)."""
+    place = results if isinstance(results, ResultsStore) else ResultsStore(results)
+    data = place.write_kept(STUDY, (DATA,), lambda path: save_data(load_data(user.data), path))
     kept = replace(user, data=str(data.resolve()))
-    paths.inside(results, FOLDER, MODEL).write_text(json.dumps(kept.to_json(), indent=1))
-    paths.inside(results, FOLDER, FINGERPRINT).write_text(json.dumps(fingerprint(kept), indent=1))
+    for name, value in ((MODEL, kept.to_json()), (FINGERPRINT, fingerprint(kept))):
+        text = json.dumps(value, indent=1)
+        place.write_kept(STUDY, (name,), lambda path, t=text: path.write_text(t))
 
 
 def stored_model(results: str | Path) -> UserModel | None:
@@ -103,10 +108,10 @@ def register_stored(
 ) -> UserModel | None:
     """Register the model of a check's results folder (none for a folder of ``ppl-suite run``).
 
-    A results folder is data: the Python files its check/model.json names are not imported. The model
-    is registered when this process already registered the same declaration (``ppl_suite.check``
+    A results folder is data: the Python files its kept/check/model.json names are not imported. The
+    model is registered when this process already registered the same declaration (``ppl_suite.check``
     ran here), or from ``files``, the user's files passed again (each file the folder names must be
-    matched by one of them with the same sha256, stored in check/fingerprint.json), or, with
+    matched by one of them with the same sha256, stored in kept/check/fingerprint.json), or, with
     ``trust_stored_code``, from the files the folder names (a warning names them; their sha256 must
     still be the stored one). Otherwise raises InputProblem saying so."""
     user = stored_model(results)

@@ -21,7 +21,7 @@ from typing import Any
 from ppl_suite import guides
 from ppl_suite.checking import sites as sites_module
 from ppl_suite.checking.calls import DATA_FORM, calling
-from ppl_suite.checking.sources import InputProblem, closest, load_function
+from ppl_suite.checking.sources import InputProblem, closest, load_function, shown
 from ppl_suite.guides.autoguides import GuideProgram
 from ppl_suite.spec import Site
 
@@ -34,27 +34,32 @@ def is_user_guide(guide: str | Callable[..., Any]) -> bool:
     return callable(guide) or ".py:" in guide
 
 
-def declare(texts: Sequence[str]) -> Declared:
+def declare(texts: Sequence[str], what: str = "--guide") -> Declared:
     """The guides of ``FILE.py:NAME`` texts by name and library (the library told by the file's
-    imports); raises InputProblem naming every guide that cannot be used."""
+    imports); raises InputProblem naming every guide that cannot be used (``what``: the option that
+    gave them, as the front end spells it)."""
     declared: Declared = {}
     problems = []
     for text in texts:
         try:
-            function = load_function(text, "--guide")
+            function = load_function(text, what)
         except InputProblem as error:
             problems += error.problems
             continue
         name, library = text.rpartition(":")[2], sites_module.library_of(function)
         if library is None:
             problems.append(
-                f"--guide {text}: cannot tell whether it is a NumPyro or a Pyro guide "
+                f"{what} {shown(text)}: cannot tell whether it is a NumPyro or a Pyro guide "
                 "(its file imports both or neither)"
             )
         elif library in declared.get(name, {}):
-            problems.append(f"two {library} guides named {name!r}: {declared[name][library]} and {text}")
+            problems.append(
+                f"two {library} guides named {name!r}: {shown(declared[name][library])} and {shown(text)}"
+            )
         elif name in guides.names() and not isinstance(guides.get(name), GuideProgram):
-            problems.append(f"--guide {text}: {name!r} is a guide family of the suite; rename the function")
+            problems.append(
+                f"{what} {shown(text)}: {name!r} is a guide family of the suite; rename the function"
+            )
         else:
             declared.setdefault(name, {})[library] = text
     if problems:
@@ -97,7 +102,7 @@ def site_problems(name: str, library: str, text: str, data: Mapping[str, Any], p
     """One problem per sample site of the guide the model lacks as a latent site, per latent site the
     guide does not sample, and per shape that differs."""
     guide = guides.get(name)
-    what = f"guide {name!r} ({text})"
+    what = f"guide {name!r} ({shown(text)})"
     try:
         traced = sites_module.trace_program(guide.program(library), library, data, params, what)
     except InputProblem as error:

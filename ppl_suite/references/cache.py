@@ -20,13 +20,12 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
-from ppl_suite import registry, schema
+from ppl_suite import registry, schema, store
 from ppl_suite.errors import InputProblem
 from ppl_suite.problem import Problem
 from ppl_suite.references.reparametrized import reference_from
@@ -54,17 +53,13 @@ def cache_dir() -> Path:
 
 def model_source_hash(model: str) -> str:
     """sha256 of every file of the model's folder (its committed reference summary and bytecode
-    aside), or, for a model registered by a plug-in, of the modules of its functions and the
-    ``content_digest`` of each function that has one (a checked function kept in a process, defined
-    in a notebook or a closure: ``checking.sources.function_text``)."""
+    aside), or, for a model registered by a plug-in, ``store.model_source_hash``: the modules of its
+    functions, and the ``content_digest`` of each function that has one (a checked function kept in a
+    process: its script's other lines do not count)."""
     spec = registry.get(model)
     found = importlib.util.find_spec(spec.module) if spec.module else None
     if found is None or not found.submodule_search_locations:
-        functions = [getattr(spec, f.name) for f in fields(spec)]
-        functions += [registry.implementation(model, b) for b in registry.IMPLEMENTATION_MODULES]
-        modules = {f.__module__ for f in functions if callable(f) and getattr(f, "__module__", None)}
-        kept = sorted(digest for f in functions if (digest := getattr(f, "content_digest", None)))
-        return source_hash(tuple(sorted(modules))) + "".join(kept)
+        return store.model_source_hash(model)  # its functions' modules, or their content digests
     folder = Path(next(iter(found.submodule_search_locations)))
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ppl_suite.errors import CheckFailed
 from ppl_suite.references.settings import NUTSSettings
 
 
-class ReferenceGateError(Exception):
+class ReferenceGateError(CheckFailed):
     """A reference failed a gate; the message names every failed gate, its value and its threshold.
-    Nothing was stored."""
+    Nothing was stored. A ``CheckFailed``: the one type ``check`` and ``diagnose`` raise for it."""
 
 
 @dataclass(frozen=True)
