@@ -1,4 +1,6 @@
-"""A model's reference posterior (NumPyro NUTS, gated) and evidence (AIS), built once and cached.
+"""A model's reference posterior (NumPyro NUTS, gated) and evidence (AIS), built once and cached: on
+its NumPyro implementation, or on its Pyro implementation's density where it has no NumPyro one
+(``references.nuts``; the non-centered remedy is then not tried, and its attempt record says so).
 
     reference = reference_for(problem)          # cached: a second call loads the stored one
     reference.draws["tau"], reference.summary["tau"]["mean"], reference.log_evidence
@@ -176,13 +178,17 @@ def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
     }
 
 
-def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
-    """The sites a remedy may sample in non-centered form (none when remedies are off)."""
+def _centered(problem: Problem, settings: NUTSSettings) -> tuple[tuple[str, ...], str | None]:
+    """The sites a remedy may sample in non-centered form (none when remedies are off), and why that
+    remedy is not tried (None where it may be): it rewrites NumPyro models only."""
     if not settings.remedies:
-        return ()
+        return (), None
+    from ppl_suite import registry
     from ppl_suite.references.remedies import centered_sites
 
-    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params))
+    if registry.implementation(problem.spec.name, "numpyro") is None:
+        return (), f"non-centered form not tried: {nuts.NOT_REPARAMETRIZED}"
+    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params)), None
 
 
 def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
@@ -197,7 +203,7 @@ def _sample(
     """NUTS on ``problem``, remedies tried while a gate fails (``references.remedies``), each attempt
     told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
     ReferenceGateError naming every attempt, its gates, and what the user can do."""
-    attempt, centered, records = Attempt(settings), None, []
+    attempt, centered, not_tried, records = Attempt(settings), None, None, []
     while True:
         number = len(records) + 1
 
@@ -217,7 +223,9 @@ def _sample(
         if run.gates.passed:
             return run, attempt, records
         if centered is None:  # looked for once, and only when a gate fails
-            centered = _centered(problem, settings)
+            centered, not_tried = _centered(problem, settings)
+        if not_tried is not None:
+            records[-1]["not_tried"] = not_tried
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:
@@ -239,6 +247,7 @@ def _failure(problem: Problem, settings: NUTSSettings, records: list[dict[str, A
     tried = "; ".join(
         f"{i}. {r['label']} ({settings.chains} chains x {r['draws_per_chain']} draws, {r['seconds']:.0f} s): "
         + ", ".join(r["gates"]["failures"])
+        + (f" ({r['not_tried']})" if "not_tried" in r else "")
         for i, r in enumerate(records, 1)
     )
     last = records[-1]
