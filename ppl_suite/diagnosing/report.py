@@ -85,7 +85,7 @@ def _parts(d: Any, files: dict[str, Path]) -> list[tuple[str, list]]:
                                                                           "sd_error": "sd_error_se"})],
         ))  # fmt: skip
     blocks = [
-        Text(d.reference_description or "No NUTS reference (a Pyro model: the reference runs NumPyro).")
+        Text(d.reference_description or "No NUTS reference.")
     ]
     if files:
         blocks.append(
