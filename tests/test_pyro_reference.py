@@ -142,9 +142,10 @@ def test_a_batch_of_points_reaches_torch_in_one_call_under_vmap(monkeypatch):
 def test_nuts_runs_on_a_pyro_only_models_potential_and_keeps_its_sites_and_statistics():
     sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
     problem = _pyro_only("nuts_left", one_draw, sites, {"group": GROUP, "y": Y})
-    settings = NUTSSettings(chains=2, warmup=30, draws=20, max_draws=20, max_tree_depth=3)  # short: shapes only
-    run = nuts.run(problem, settings, extend=False)
-    assert {k: v.shape for k, v in run.draws.items()} == {"mu": (2, 20), "sigma": (2, 20), "a": (2, 20, GROUPS)}
+    short = NUTSSettings(chains=2, warmup=30, draws=20, max_draws=20, max_tree_depth=3)  # shapes only
+    run = nuts.run(problem, short, extend=False)
+    shapes = {k: v.shape for k, v in run.draws.items()}
+    assert shapes == {"mu": (2, 20), "sigma": (2, 20), "a": (2, 20, GROUPS)}
     assert run.deterministic == {} and np.all(run.draws["sigma"] > 0)
     assert set(run.stats) >= {"diverging", "energy", "n_steps", "tree_depth", "step_size", "lp"}
     assert all(v.shape[:2] == (2, 20) for v in run.stats.values())
@@ -165,3 +166,12 @@ def test_a_pyro_only_conjugate_models_reference_matches_its_closed_form(tmp_path
     assert abs(mu["mean"] - mean) <= 4 * mu["mcse_mean"]
     assert {"energy", "diverging", "tree_depth"} <= set(reference.idata.sample_stats)
     assert reference_for(problem, SMALL_NUTS, cache_dir=tmp_path).cached  # stored, then loaded
+
+
+def test_the_laplace_estimator_does_not_apply_to_a_density_with_first_derivatives_only():
+    from ppl_suite import estimators
+
+    problem = Problem.build("normal_normal", 0)
+    laplace = estimators.get("laplace")
+    assert laplace.applies(NumPyroTarget(problem), None) is None
+    assert "no Hessian" in laplace.applies(PyroTarget(problem), None)

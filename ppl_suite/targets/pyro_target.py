@@ -37,12 +37,11 @@ import torch
 from ppl_suite import registry
 from ppl_suite.backends import pyro_draws
 from ppl_suite.backends.pyro import as_torch
-from ppl_suite.problem import Problem
-from ppl_suite.spec import Latents
-from ppl_suite.targets import PosteriorReference
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.numerics import enable_float64
-from ppl_suite.spec import Site
+from ppl_suite.problem import Problem
+from ppl_suite.spec import Latents, Site
+from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
 from ppl_suite.targets.torch_density import LogJoint, PriorAndLikelihood, jax_functions
@@ -234,7 +233,9 @@ class PyroTarget(OfProblem):
         """u = T^-1(z) of shape (n, d) for a batch of constrained latents."""
         missing = [s.name for s in self.sites if s.name not in latents]
         if missing:
-            raise ValueError(f"latents lack sites {missing}; {self.name!r} has {[s.name for s in self.sites]}")
+            raise ValueError(
+                f"latents lack sites {missing}; {self.name!r} has {[s.name for s in self.sites]}"
+            )
         n = np.shape(latents[self.sites[0].name])[0] if self.sites else 0
         parts = []
         for site, _, start, stop, transform in self._transforms:

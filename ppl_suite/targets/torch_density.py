@@ -44,7 +44,9 @@ def _gradient(value: torch.Tensor, u: torch.Tensor, keep: bool) -> torch.Tensor:
     """Row i: grad of value[i] at u[i] (the gradient of the sum, the rows being independent)."""
     if not value.requires_grad:  # a part that does not depend on u (a model without latents...)
         return torch.zeros_like(u)
-    (found,) = torch.autograd.grad(value.sum(), u, retain_graph=keep, allow_unused=True, materialize_grads=True)
+    (found,) = torch.autograd.grad(
+        value.sum(), u, retain_graph=keep, allow_unused=True, materialize_grads=True
+    )
     return found
 
 
