@@ -178,17 +178,24 @@ def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
     }
 
 
-def _centered(problem: Problem, settings: NUTSSettings) -> tuple[tuple[str, ...], str | None]:
-    """The sites a remedy may sample in non-centered form (none when remedies are off), and why that
-    remedy is not tried (None where it may be): it rewrites NumPyro models only."""
-    if not settings.remedies:
-        return (), None
-    from ppl_suite import registry
+def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
+    """The sites a remedy may sample in non-centered form (none when remedies are off or the model
+    has no NumPyro implementation: ``_not_tried``)."""
+    if not settings.remedies or _not_tried(problem) is not None:
+        return ()
     from ppl_suite.references.remedies import centered_sites
 
+    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params))
+
+
+def _not_tried(problem: Problem) -> str | None:
+    """Why the non-centered remedy is not tried on ``problem`` (it rewrites NumPyro models only), or
+    None where it may be; an attempt whose gates failed records it."""
+    from ppl_suite import registry
+
     if registry.implementation(problem.spec.name, "numpyro") is None:
-        return (), f"non-centered form not tried: {nuts.NOT_REPARAMETRIZED}"
-    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params)), None
+        return f"non-centered form not tried: {nuts.NOT_REPARAMETRIZED}"
+    return None
 
 
 def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
@@ -203,7 +210,7 @@ def _sample(
     """NUTS on ``problem``, remedies tried while a gate fails (``references.remedies``), each attempt
     told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
     ReferenceGateError naming every attempt, its gates, and what the user can do."""
-    attempt, centered, not_tried, records = Attempt(settings), None, None, []
+    attempt, centered, records = Attempt(settings), None, []
     while True:
         number = len(records) + 1
 
@@ -223,9 +230,9 @@ def _sample(
         if run.gates.passed:
             return run, attempt, records
         if centered is None:  # looked for once, and only when a gate fails
-            centered, not_tried = _centered(problem, settings)
-        if not_tried is not None:
-            records[-1]["not_tried"] = not_tried
+            centered = _centered(problem, settings)
+        if settings.remedies and (why := _not_tried(problem)) is not None:
+            records[-1]["not_tried"] = why
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:

@@ -214,6 +214,7 @@ class PyroTarget(OfProblem):
         import jax
         import jax.numpy as jnp
 
+        _ = self._transforms  # ValueError first where there is no unconstrained space
         seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
