@@ -7,6 +7,8 @@ of the closed form."""
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 import pyro
@@ -176,3 +178,28 @@ def test_the_laplace_estimator_does_not_apply_to_a_density_with_first_derivative
     laplace = estimators.get("laplace")
     assert laplace.applies(NumPyroTarget(problem), None) is None
     assert "no Hessian" in laplace.applies(PyroTarget(problem), None)
+
+
+def test_a_pyro_only_models_failed_attempts_say_the_non_centered_form_was_not_tried(monkeypatch):
+    """NUTS replaced by runs with 4 divergent transitions: the remedies go on without the non-centered
+    form, and each attempt in the message says why it was not tried."""
+    from ppl_suite.references import progress
+    from ppl_suite.references import reference as reference_module
+    from ppl_suite.references.gates import GateResult, ReferenceGateError
+
+    problem = _pyro_only("pyro_only_failing", conjugate, (Site("mu"),), {"y": CONJUGATE_Y})
+    coordinates = {"mu": {"r_hat": 1.0, "ess_bulk": 5000.0, "ess_tail": 5000.0}}
+    failing = GateResult.of(coordinates, 4, SMALL_NUTS)
+    calls = []
+
+    def run(problem, settings, mapping=None, *, extend=True, non_centered=(), tell, expected=None):
+        calls.append(non_centered)
+        stats = {"diverging": np.zeros((settings.chains, settings.draws), bool)}
+        return nuts.NUTSRun({}, {}, stats, {}, failing, 1.0)
+
+    monkeypatch.setattr(nuts, "run", run)
+    with pytest.raises(ReferenceGateError) as raised:
+        reference_module._sample(problem, SMALL_NUTS, progress.ignore, time.perf_counter())
+    message = str(raised.value)
+    assert calls == [(), ()]  # as given, then smaller steps: never a non-centered form
+    assert message.count("non-centered form not tried: NumPyro's LocScaleReparam rewrites NumPyro") == 2
