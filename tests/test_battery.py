@@ -52,14 +52,14 @@ def table_of(folder: Path, name: str):
     return check_table(results.load(results_folder), results.estimates(results_folder))
 
 
-def glm_log_evidence() -> float:
-    """log N(y; 0, PRIOR_SCALE^2 X X^T + NOISE^2 I) of the GLM script's data (its own arrays)."""
+def glm_log_evidence(name: str = "glm_positional") -> float:
+    """log N(y; 0, PRIOR_SCALE^2 X X^T + NOISE^2 I) of a GLM script's data (its own arrays)."""
     from scipy.stats import multivariate_normal
 
     namespace: dict = {}
-    lines = (BATTERY / "glm_positional.py").read_text().split("\ndef model")[0].splitlines()
+    lines = (BATTERY / f"{name}.py").read_text().split("\ndef model")[0].splitlines()
     source = "\n".join(line for line in lines if "sizes" not in line and "ppl_suite" not in line)
-    exec(compile(source, "glm_positional.py", "exec"), namespace)
+    exec(compile(source, f"{name}.py", "exec"), namespace)
     X, y = namespace["X"], namespace["y"]
     cov = namespace["PRIOR_SCALE"] ** 2 * X @ X.T + namespace["NOISE"] ** 2 * np.eye(len(y))
     return float(multivariate_normal(np.zeros(len(y)), cov).logpdf(y))
@@ -71,14 +71,21 @@ def assert_checked(name: str, folder: Path, process: subprocess.CompletedProcess
     table = table_of(folder, name)
     assert not table.empty
     assert all(math.isfinite(row.kl) and row.kl_se > 0 for row in table.itertuples())
-    if name == "glm_positional":
-        exact = glm_log_evidence()
+    if name.startswith("glm_positional"):  # the NumPyro script and its Pyro-only version
+        exact = glm_log_evidence(name)
         assert all(abs(row.log_evidence - exact) <= 4 * row.log_evidence_se for row in table.itertuples())
 
 
 @pytest.mark.slow
 def test_a_plain_script_checks_a_conjugate_glm_once_and_its_evidence_matches_the_closed_form(tmp_path):
     assert_checked("glm_positional", tmp_path, run_script("glm_positional", tmp_path, SMALL))
+
+
+@pytest.mark.slow
+def test_a_pyro_only_conjugate_glm_gets_its_reference_from_the_pyro_density_and_matches_the_closed_form(
+    tmp_path,
+):
+    assert_checked("glm_positional_pyro", tmp_path, run_script("glm_positional_pyro", tmp_path, SMALL))
 
 
 @pytest.mark.slow

@@ -61,6 +61,16 @@ def one_draw(model: Callable, data: Any, params: Any, values: Mapping[str, torch
     return poutine.trace(poutine.condition(model, data=dict(values))).get_trace(data, params).log_prob_sum()
 
 
+def one_draw_parts(
+    model: Callable, data: Any, params: Any, values: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(z), log p(x, z)) of one draw z from one trace of the conditioned model: the prior sums
+    the latent (unobserved) sample sites, the joint every sample site."""
+    trace = poutine.trace(poutine.condition(model, data=dict(values))).get_trace(data, params)
+    names = set(values)
+    return trace.log_prob_sum(lambda name, site: name in names), trace.log_prob_sum()
+
+
 def vectorized(
     model: Callable,
     data: Any,
@@ -72,6 +82,19 @@ def vectorized(
     """log p(x, z_i) of n draws (values (n, *site shape)) from one trace, the draws on a batch axis at
     dim -(nesting + 1), each site's value reshaped so its plate axes meet their plates. Raises
     ValueError when a site's log density does not carry the draws there (the model does not broadcast)."""
+    return vectorized_parts(model, data, params, values, event_dims, nesting)[1]
+
+
+def vectorized_parts(
+    model: Callable,
+    data: Any,
+    params: Any,
+    values: Mapping[str, torch.Tensor],
+    event_dims: Mapping[str, int],
+    nesting: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(z_i), log p(x, z_i)) of n draws from one trace, as ``vectorized``: the prior sums the
+    latent sites ``values`` names, the joint every sample site."""
     n = next(iter(values.values())).shape[0]
     placed = {}
     for name, value in values.items():
@@ -81,7 +104,7 @@ def vectorized(
     with pyro.plate(DRAW_PLATE, n, dim=-(nesting + 1)):
         trace = poutine.trace(poutine.condition(model, data=placed)).get_trace(data, params)
     trace.compute_log_prob()
-    total = torch.zeros(n, dtype=torch.float64)
+    prior = total = torch.zeros(n, dtype=torch.float64)
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
             continue
@@ -90,8 +113,11 @@ def vectorized(
         log_prob = site["log_prob"]
         if log_prob.dim() != nesting + 1 or log_prob.shape[0] != n:
             raise ValueError(f"site {name!r}: log density of shape {tuple(log_prob.shape)} for {n} draws")
-        total = total + log_prob.reshape(n, -1).sum(-1)
-    return total
+        term = log_prob.reshape(n, -1).sum(-1)
+        total = total + term
+        if name in values:
+            prior = prior + term
+    return prior, total
 
 
 @dataclass(frozen=True)

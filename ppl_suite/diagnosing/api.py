@@ -5,16 +5,17 @@
 
 The steps: bind the model to its arguments and register it (``bound_model``), read q from the guide
 and its parameters (``traced_guide``), build or load the model's NUTS reference and AIS evidence
-(``ppl_suite.references``, cached on disk: the NumPyro model's), then the suite's estimators on q:
+(``ppl_suite.references``, cached on disk), then the suite's estimators on q:
 
     ELBO      = mean_i [log p(x, z_i) - log q(z_i)], z_i ~ q             (``estimators.elbo``)
     KL(q || p) = log p(x) - ELBO, SE = sqrt(SE_ELBO^2 + SE_logp^2)       (``estimators.kl.kl_reference``)
     k-hat     = PSIS shape of the weights p(x, z_i) / q(z_i)               (``estimators.psis``)
     moments   = q's standardized mean and sd errors against the reference (``estimators.posterior_moments``)
 
-A Pyro model has no NUTS reference here (the reference runs NumPyro's NUTS): its log p(x) is importance
-sampling with q as proposal (``estimators.importance``, labelled by the k-hat of independent draws)
-and no moment errors are given.
+A Pyro model gets the same: its NUTS reference and AIS run on its density through a torch bridge
+(``targets.pyro_target``). Where no reference can be built (discrete latent sites: no unconstrained
+space), log p(x) is importance sampling with q as proposal (``estimators.importance``, labelled by
+the k-hat of independent draws), no moment errors are given, and the diagnosis says why.
 """
 
 from __future__ import annotations
@@ -111,9 +112,7 @@ def diagnose(
 
     make = traced_guide.numpyro_guide if which == "numpyro" else traced_guide.pyro_guide
     q = make(guide, params, call_args, call_kwargs, bound.sites)
-    reference, description, file, reference_idata = (
-        _nuts_reference(bound, settings, cache, say) if which == "numpyro" else (None, "", "", None)
-    )
+    reference, description, file, reference_idata = _nuts_reference(bound, settings, cache, say)
     say(f"estimating with {draws} draws of q")
     diagnosis = _estimate(bound, q, reference, draws, seed)
     q_idata = _q_idata(q, seed, draws)
@@ -159,10 +158,17 @@ def _checked_settings(draws: Any, args: Any, kwargs: Any, params: Any, nuts: Map
 
 
 def _nuts_reference(bound, settings, cache: str | Path | None, say: Callable[[str], None]) -> tuple:
-    """The NUTS reference, loaded or built (cached): (ReferencePosterior, description, file, idata)."""
+    """The NUTS reference, loaded or built (cached): (ReferencePosterior, description, file, idata);
+    (None, why there is none, "", None) where the model has no unconstrained space."""
     from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.references import reference_for
+    from ppl_suite.targets.build import target_for
     from ppl_suite.targets.reference_posterior import ReferencePosterior
+
+    reason = target_for(bound.problem).continuous_reason()
+    if reason is not None:
+        say(f"no NUTS reference: {reason}")
+        return None, f"no NUTS reference: {reason}", "", None
 
     enable_compilation_cache()
     say("loading or building the NUTS reference and its AIS evidence (cached)")

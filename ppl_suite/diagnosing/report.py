@@ -84,9 +84,7 @@ def _parts(d: Any, files: dict[str, Path]) -> list[tuple[str, list]]:
             [Table(frame, "each latent coordinate, in reference sds", pm={"mean_error": "mean_error_se",
                                                                           "sd_error": "sd_error_se"})],
         ))  # fmt: skip
-    blocks = [
-        Text(d.reference_description or "No NUTS reference (a Pyro model: the reference runs NumPyro).")
-    ]
+    blocks = [Text(d.reference_description or "No NUTS reference.")]
     if files:
         blocks.append(
             Links(tuple((name, ((path.name, path),)) for name, path in files.items()), "draws as NetCDF")

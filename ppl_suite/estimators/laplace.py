@@ -111,7 +111,15 @@ class Laplace:
         need_positive_int(self.name, "max_iterations", self.max_iterations)
 
     def applies(self, target: Target, guide: GuideDensity | None) -> str | None:
-        return target.continuous_reason()
+        reason = target.continuous_reason()
+        if reason is None:
+            try:  # traced, not run: a density with first derivatives only (a torch bridge) raises
+                jax.eval_shape(
+                    jax.hessian(target.log_joint_u), jax.ShapeDtypeStruct((target.dim,), "float64")
+                )
+            except (TypeError, ValueError) as error:  # JAX: no forward mode through the callback
+                return f"no Hessian of the log density ({error})"
+        return reason
 
     def estimate(
         self, target: Target, guide: GuideDensity | None, seed: int, cache: EvaluationCache | None = None

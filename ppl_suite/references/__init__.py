@@ -1,4 +1,5 @@
-"""Reference posteriors and evidence for models without a closed form: NumPyro NUTS, gated by
+"""Reference posteriors and evidence for models without a closed form: NumPyro NUTS (on the NumPyro
+model, or on a Pyro-only model's density through the torch bridge of ``targets.pyro_target``), gated by
 posteriordb's rules (R-hat, bulk and tail ESS, divergences), with the suite's AIS evidence, stored
 as ArviZ InferenceData in an on-disk cache (``cache``). See ``reference`` for the summary's shape.
 

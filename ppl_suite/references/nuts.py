@@ -1,4 +1,10 @@
-"""NumPyro NUTS on a model's NumPyro implementation, chains vectorized, run on until the gates pass.
+"""NumPyro NUTS on a model, chains vectorized, run on until the gates pass.
+
+NUTS runs on the model's NumPyro implementation when it has one, else on its Pyro implementation's
+unconstrained log density (``targets.pyro_target``: torch through ``jax.pure_callback``) given to
+NumPyro's NUTS as ``potential_fn``, the chains started uniformly in (-2, 2) on the unconstrained space
+(NumPyro's default ``init_to_uniform``) and their draws mapped back to the sites by T(u):
+``Sampled`` holds what differs, everything else (warmup, gates, running on, statistics) is shared.
 
 The chains (``chain_method="vectorized"``: one program advances all of them) warm up once (step size
 and diagonal mass matrix adapted; Hoffman and Gelman 2014, "The No-U-Turn sampler", JMLR 15), keep
@@ -45,6 +51,7 @@ EXTRA_FIELDS = {
     "accept_prob": "acceptance_rate",
     "potential_energy": "lp",  # stored negated: the log density
 }
+NOT_REPARAMETRIZED = "NumPyro's LocScaleReparam rewrites NumPyro models; a Pyro model is sampled as written"
 # tell(phase, draws per chain kept, seconds the next phase should take or None, gates or None)
 Tell = Callable[[str, int, float | None, GateResult | None], None]
 
@@ -85,6 +92,19 @@ def _silent(phase: str, kept: int, eta: float | None, gates: GateResult | None) 
     """The default ``tell``: nothing."""
 
 
+@dataclass(frozen=True)
+class Sampled:
+    """What NUTS runs on: ``kernel``, NUTS' target (``{"model": ...}`` or ``{"potential_fn": ...}``);
+    ``arguments``, the model's; ``start(key, chains)``, the chains' initial points (None: NumPyro's
+    own for a model); ``sites(samples)``, the draws MCMC returns (grouped by chain) as draws per site,
+    the problem's latent sites and any deterministic ones."""
+
+    kernel: dict[str, Any]
+    arguments: tuple
+    start: Callable[[jax.Array, int], Any] | None
+    sites: Callable[[Any], ChainDraws]
+
+
 def sampled_model(problem: Problem, non_centered: tuple[str, ...] = ()):
     """The NumPyro model NUTS runs: the problem's, with ``non_centered`` sites reparametrized."""
     model = registry.implementation(problem.spec.name, "numpyro")
@@ -98,6 +118,35 @@ def sampled_model(problem: Problem, non_centered: tuple[str, ...] = ()):
     return handlers.reparam(model, config={name: LocScaleReparam(centered=0) for name in non_centered})
 
 
+def sampled(problem: Problem, non_centered: tuple[str, ...] = ()) -> Sampled:
+    """The NumPyro model of ``problem`` (``non_centered`` sites reparametrized) when it has one, else
+    its Pyro model's unconstrained potential -log p(x, u) (module docstring)."""
+    if registry.implementation(problem.spec.name, "numpyro") is not None:
+        auxiliary = {f"{name}_decentered" for name in non_centered}
+
+        def sites(samples: dict) -> ChainDraws:
+            return {name: np.asarray(value) for name, value in samples.items() if name not in auxiliary}
+
+        model = sampled_model(problem, non_centered)
+        return Sampled({"model": model}, (dict(problem.data), dict(problem.params)), None, sites)
+    if registry.implementation(problem.spec.name, "pyro") is None:
+        raise ValueError(f"model {problem.spec.name!r} has no NumPyro or Pyro implementation to run NUTS on")
+    if non_centered:
+        raise ValueError(f"{NOT_REPARAMETRIZED}: cannot sample {non_centered} non-centered")
+    from ppl_suite.targets.pyro_target import PyroTarget
+
+    target = PyroTarget(problem)
+
+    def start(key: jax.Array, chains: int) -> jax.Array:
+        return jax.random.uniform(key, (chains, target.dim), minval=-2.0, maxval=2.0)
+
+    def pyro_sites(samples: jax.Array) -> ChainDraws:
+        u = np.asarray(samples)
+        return _by_chain(target.constrain(u.reshape(-1, u.shape[-1])), u.shape[0])
+
+    return Sampled({"potential_fn": lambda u: -target.log_joint_u(u)}, (), start, pyro_sites)
+
+
 def run(
     problem: Problem,
     settings: NUTSSettings,
@@ -108,7 +157,7 @@ def run(
     tell: Tell = _silent,
     expected: float | None = None,
 ) -> NUTSRun:
-    """NUTS on ``problem``'s NumPyro model (``non_centered`` sites reparametrized); gates on its latent
+    """NUTS on ``problem``'s model (``sampled``: ``non_centered`` sites reparametrized); gates on its latent
     draws (after ``mapping``, which takes flattened draws of ``problem``'s sites to those of another
     parametrization, when given). With ``extend`` the chains run on, doubling their draws, while
     R-hat or ESS fails (module docstring). ``tell`` hears each phase (``ppl_suite.references.progress``
@@ -117,16 +166,17 @@ def run(
     from ppl_suite.references import progress
 
     enable_float64()
-    model = sampled_model(problem, non_centered)
+    target = sampled(problem, non_centered)
     sites = [site.name for site in problem.sites]
     start = time.perf_counter()
-    mcmc = _mcmc(model, settings)
-    data, params = dict(problem.data), dict(problem.params)
+    mcmc = _mcmc(target, settings)
+    key = jax.random.PRNGKey(settings.seed)
+    begin = None if target.start is None else target.start(jax.random.fold_in(key, 1), settings.chains)
     tell(progress.STARTED, settings.draws, expected, None)
     with progress.heartbeat(partial(tell, progress.RUNNING, settings.draws, expected, None)):
-        mcmc.run(jax.random.PRNGKey(settings.seed), data, params, extra_fields=tuple(EXTRA_FIELDS))
+        mcmc.run(key, *target.arguments, init_params=begin, extra_fields=tuple(EXTRA_FIELDS))
     per_step = (time.perf_counter() - start) / (settings.warmup + settings.draws)  # compilation included
-    parts = [_kept(mcmc, non_centered)]
+    parts = [_kept(mcmc, target)]
     while True:
         samples = {name: np.concatenate([p[0][name] for p in parts], axis=1) for name in parts[0][0]}
         stats = {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in parts[0][1]}
@@ -145,17 +195,19 @@ def run(
         for _ in range(chunks):  # chunks of one shape: one compiled program
             chunk = time.perf_counter()
             with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):
-                _run_on(mcmc, min(settings.draws, settings.max_draws - kept), data, params)
-            parts.append(_kept(mcmc, non_centered))
+                _run_on(mcmc, min(settings.draws, settings.max_draws - kept), target)
+            parts.append(_kept(mcmc, target))
             per_step = (time.perf_counter() - chunk) / parts[-1][1]["diverging"].shape[1]
             kept += parts[-1][1]["diverging"].shape[1]
             if kept >= settings.max_draws:
                 break
 
 
-def _mcmc(model: Callable[..., Any], settings: NUTSSettings) -> MCMC:
-    """NumPyro's MCMC of ``settings``' NUTS on ``model``, its chains vectorized in one program."""
-    kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
+def _mcmc(target: Sampled, settings: NUTSSettings) -> MCMC:
+    """NumPyro's MCMC of ``settings``' NUTS on ``target``, its chains vectorized in one program."""
+    kernel = NUTS(
+        **target.kernel, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth
+    )
     return MCMC(
         kernel,
         num_warmup=settings.warmup,
@@ -166,19 +218,17 @@ def _mcmc(model: Callable[..., Any], settings: NUTSSettings) -> MCMC:
     )
 
 
-def _run_on(mcmc: MCMC, draws: int, data: dict, params: dict) -> None:
+def _run_on(mcmc: MCMC, draws: int, target: Sampled) -> None:
     """``draws`` more draws per chain from where the chains stopped, no warmup."""
     mcmc.post_warmup_state = mcmc.last_state
     mcmc.num_samples = draws
-    mcmc.run(mcmc.post_warmup_state.rng_key, data, params, extra_fields=tuple(EXTRA_FIELDS))
+    mcmc.run(mcmc.post_warmup_state.rng_key, *target.arguments, extra_fields=tuple(EXTRA_FIELDS))
 
 
-def _kept(mcmc: MCMC, non_centered: tuple[str, ...]) -> tuple[ChainDraws, dict[str, np.ndarray]]:
-    """The last run's draws of every site but the non-centered forms' auxiliaries, and NUTS'
-    statistics (``EXTRA_FIELDS``), grouped by chain."""
-    auxiliary = {f"{name}_decentered" for name in non_centered}
-    samples = mcmc.get_samples(group_by_chain=True)
-    draws = {name: np.asarray(value) for name, value in samples.items() if name not in auxiliary}
+def _kept(mcmc: MCMC, target: Sampled) -> tuple[ChainDraws, dict[str, np.ndarray]]:
+    """The last run's draws per site (``Sampled.sites``: the non-centered forms' auxiliaries
+    dropped) and NUTS' statistics (``EXTRA_FIELDS``), grouped by chain."""
+    draws = target.sites(mcmc.get_samples(group_by_chain=True))
     extra = mcmc.get_extra_fields(group_by_chain=True)
     stats = {EXTRA_FIELDS[field]: np.asarray(extra[field]) for field in EXTRA_FIELDS}
     stats["lp"] = -stats["lp"]

@@ -3,7 +3,8 @@
 1. the NumPyro model (``NumPyroTarget``): a compiled, vectorized log joint and every unconstrained
    method, so every estimator applies;
 2. else the NumPy oracle's ``log_joint`` (``OracleTarget``): guide-based estimators only;
-3. else the Pyro model (``PyroTarget``): guide-based estimators only, one trace per draw.
+3. else the Pyro model (``PyroTarget``): one trace per batch of draws, and the unconstrained density
+   through a torch bridge (AIS, BDMC, NUTS; no second derivatives).
 
 A ``reference`` (NUTS draws and AIS evidence, for a model without an oracle) rides along on the
 Target, so the estimators that compare a guide with it need nothing else.

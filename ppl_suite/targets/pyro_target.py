@@ -7,10 +7,19 @@ A batch of draws goes through the model the fastest way that agrees with one tra
 (``backends.pyro_draws``): vectorized (one trace, the draws on a batch axis left of every latent),
 else ``torch.func.vmap`` of the one-draw trace, else a loop of one trace per draw; ``draws_path`` says
 which. All in float64, under an empty parameter store (a model's ``pyro.param`` sites, its learned
-theta, take their values from ``problem.params``, never from a previous fit). Torch code is not
-traceable by JAX, so the unconstrained methods, which gradient-based estimators (AIS, BDMC, Laplace)
-differentiate, are not available: ``continuous_reason`` says so, and estimators that need them do
-not apply.
+theta, take their values from ``problem.params``, never from a previous fit).
+
+The unconstrained space is the NumPyro target's (``numpyro_target``): sites in declaration order,
+each flattened in its ``unconstrained_shape`` and mapped by the bijection of its support (torch's
+``biject_to``, the same maps: exp, sigmoid, stick-breaking), so u means the same point in both. On it
+
+    log p(u)     = log p(T(u)) + log |det dT/du|(u)
+    log p(x | u) = log p(x, T(u)) - log p(T(u))
+
+are torch code, evaluated for a batch of u along ``draws_path`` with their gradients and made a JAX
+function by ``targets.torch_density`` (``jax.pure_callback`` and a ``jax.custom_vjp``): AIS, BDMC and
+NUTS (``references.nuts``) run on a Pyro model through it, one torch call per batch of chains.
+Second derivatives are not available (``jax.hessian`` of it raises).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pyro
@@ -28,13 +37,14 @@ import torch
 from ppl_suite import registry
 from ppl_suite.backends import pyro_draws
 from ppl_suite.backends.pyro import as_torch
+from ppl_suite.guides.base import unconstrained_shape
+from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import Latents
+from ppl_suite.spec import Latents, Site
 from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
-
-NOT_TRACEABLE = "a Pyro model's density is torch code, which JAX cannot trace or differentiate"
+from ppl_suite.targets.torch_density import LogJoint, PriorAndLikelihood, jax_functions
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class PyroTarget(OfProblem):
     def __post_init__(self) -> None:
         if registry.implementation(self.problem.spec.name, "pyro") is None:
             raise ValueError(f"model {self.name!r} has no pyro implementation")
+        enable_float64()
 
     @cached_property
     def _model(self) -> Callable[..., Any]:
@@ -73,7 +84,7 @@ class PyroTarget(OfProblem):
             return path
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            draws = {s.name: v for s, v in zip(self.sites, self._prior_draws(), strict=True)}
+            draws = self._prior_draws(pyro_draws.CHECK_DRAWS)
         try:
             found = self._evaluate(draws, pyro_draws.VMAP)
         except Exception:  # vmap cannot run this model (data-dependent control flow...)
@@ -82,14 +93,12 @@ class PyroTarget(OfProblem):
         agree = np.allclose(found, expected, rtol=pyro_draws.AGREEMENT, atol=pyro_draws.AGREEMENT)
         return pyro_draws.VMAP if agree else pyro_draws.LOOP
 
-    def _prior_draws(self) -> list[torch.Tensor]:
-        """CHECK_DRAWS prior draws of every latent site, in site order."""
+    def _prior_draws(self, n: int) -> dict[str, torch.Tensor]:
+        """n prior draws of every latent site (n, *site.shape), one trace each, from torch's generator."""
         with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
-            traces = [
-                poutine.trace(self._model).get_trace(*self._arguments) for _ in range(pyro_draws.CHECK_DRAWS)
-            ]
-        return [torch.stack([t.nodes[s.name]["value"] for t in traces]) for s in self.sites]
+            traces = [poutine.trace(self._model).get_trace(*self._arguments) for _ in range(n)]
+        return {s.name: torch.stack([t.nodes[s.name]["value"] for t in traces]) for s in self.sites}
 
     def log_joint(self, latents: Latents) -> np.ndarray:
         """log p(x, z) for a batch of constrained latents, shape (n,), by ``draws_path``."""
@@ -100,19 +109,25 @@ class PyroTarget(OfProblem):
         return self._evaluate(values, self.draws_path)
 
     def _evaluate(self, values: dict[str, torch.Tensor], path: str) -> np.ndarray:
-        """log p(x, z_i) of the draws ``values`` (n, *site shape) along ``path``."""
-        model, (data, params) = self._model, self._arguments
+        """log p(x, z_i) of the draws ``values`` (n, *site shape) along ``path``, without gradients."""
+        with torch.no_grad():
+            return self._parts(values, path)[1].numpy()
+
+    def _parts(self, values: dict[str, torch.Tensor], path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(z_i), log p(x, z_i)) of the draws ``values`` (n, *site shape) along ``path``, in torch
+        (differentiable where gradients are enabled)."""
         n = next(iter(values.values())).shape[0] if values else 0
-        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        with pyro.get_param_store().scope(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
             if n == 0:
-                return np.empty(0)
-            if path in (pyro_draws.VECTORIZED, pyro_draws.VMAP):
-                return np.concatenate([self._batch(chunk, path) for chunk in self._chunks(values, n)])
-            out = np.empty(n)
-            for i in range(n):
-                out[i] = float(pyro_draws.one_draw(model, data, params, {k: v[i] for k, v in values.items()}))
-            return out
+                return torch.zeros(0), torch.zeros(0)
+            if path == pyro_draws.LOOP:
+                model, (data, params) = self._model, self._arguments
+                each = [pyro_draws.one_draw_parts(model, data, params, {k: v[i] for k, v in values.items()})
+                        for i in range(n)]  # fmt: skip
+                return torch.stack([p for p, _ in each]), torch.stack([j for _, j in each])
+            chunks = [self._batch(chunk, path) for chunk in self._chunks(values, n)]
+            return torch.cat([p for p, _ in chunks]), torch.cat([j for _, j in chunks])
 
     def _chunks(self, values: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
         """The draws in chunks of at most NUMBERS_PER_CHUNK numbers of data and latents together."""
@@ -120,36 +135,116 @@ class PyroTarget(OfProblem):
         step = max(pyro_draws.NUMBERS_PER_CHUNK // size, 1)
         return [{k: v[i : i + step] for k, v in values.items()} for i in range(0, n, step)]
 
-    def _batch(self, values: dict[str, torch.Tensor], path: str) -> np.ndarray:
-        """log p(x, z_i) of one chunk of draws, vectorized or by torch.func.vmap."""
+    def _batch(self, values: dict[str, torch.Tensor], path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(z_i), log p(x, z_i)) of one chunk of draws, vectorized or by torch.func.vmap."""
         model, (data, params) = self._model, self._arguments
         if path == pyro_draws.VECTORIZED:
-            return pyro_draws.vectorized(model, data, params, values, *self._layout).numpy()
-        return torch.func.vmap(lambda v: pyro_draws.one_draw(model, data, params, v))(values).numpy()
+            return pyro_draws.vectorized_parts(model, data, params, values, *self._layout)
+        return torch.func.vmap(lambda v: pyro_draws.one_draw_parts(model, data, params, v))(values)
 
     def continuous_reason(self) -> str | None:
-        return discrete_reason(self.sites) or NOT_TRACEABLE
+        return discrete_reason(self.sites)
 
-    def _not_traceable(self) -> NoReturn:
-        raise ValueError(
-            f"{self.name!r} through Pyro has no unconstrained JAX density: {self.continuous_reason()}"
-        )
+    # Unconstrained space (module docstring) -------------------------------------------------------
+
+    @cached_property
+    def _transforms(self) -> list[tuple[Site, tuple[int, ...], int, int, Any]]:
+        """(site, unconstrained shape, start, stop, torch bijection) of each site's block u[start:stop]."""
+        reason = self.continuous_reason()
+        if reason is not None:
+            raise ValueError(f"{self.name!r} has no unconstrained space: {reason}")
+        out, offset = [], 0
+        for site in self.sites:
+            shape = unconstrained_shape(site)
+            size = int(np.prod(shape, dtype=int))
+            transform = torch.distributions.biject_to(getattr(torch.distributions.constraints, site.support))
+            out.append((site, shape, offset, offset + size, transform))
+            offset += size
+        return out
 
     @property
     def dim(self) -> int:
-        self._not_traceable()
+        """d, the number of unconstrained coordinates."""
+        return self._transforms[-1][3] if self._transforms else 0
 
-    def log_joint_u(self, u: Any) -> Any:
-        self._not_traceable()
+    def _constrained(self, u: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """z = T(u) per site (n, *site.shape) and log |det dT/du| (n,) for u (n, d), in torch."""
+        n = u.shape[0]
+        values, log_jacobian = {}, torch.zeros(n, dtype=torch.float64)
+        for site, shape, start, stop, transform in self._transforms:
+            block = u[:, start:stop].reshape(n, *shape)
+            values[site.name] = transform(block)
+            log_jacobian = log_jacobian + transform.log_abs_det_jacobian(block, values[site.name]).reshape(
+                n, -1
+            ).sum(-1)
+        return values, log_jacobian
+
+    def _unconstrained_parts(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(u_i), log p(x | u_i)) for u (n, d), in torch (module docstring)."""
+        values, log_jacobian = self._constrained(u)
+        prior, joint = self._parts(values, self.draws_path)
+        return prior + log_jacobian, joint - prior
+
+    @cached_property
+    def _bridges(self) -> tuple[PriorAndLikelihood, LogJoint]:
+        return jax_functions(self._unconstrained_parts, self.dim)
+
+    def _check(self, u: Any) -> Any:
+        import jax.numpy as jnp
+
+        u = jnp.asarray(u, jnp.float64)
+        if u.shape != (self.dim,):
+            raise ValueError(
+                f"an unconstrained point of {self.name!r} has shape ({self.dim},), got {u.shape}; "
+                "batch with jax.vmap"
+            )
+        return u
 
     def prior_and_likelihood(self, u: Any) -> tuple[Any, Any]:
-        self._not_traceable()
+        """(log p(u), log p(x | T(u))) at one u (d,): JAX, differentiable once, torch underneath."""
+        return self._bridges[0](self._check(u))
+
+    def log_joint_u(self, u: Any) -> Any:
+        """log p(x, u) = log p(x, T(u)) + log |det dT/du| at one u (d,)."""
+        return self._bridges[1](self._check(u))
 
     def sample_prior(self, key: Any, n: int) -> Any:
-        self._not_traceable()
+        """n draws u ~ p(u), (n, d): the model run forward (torch's generator seeded from ``key``,
+        forked), latents mapped by T^-1."""
+        import jax
+        import jax.numpy as jnp
+
+        _ = self._transforms  # ValueError first where there is no unconstrained space
+        seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            draws = self._prior_draws(n)
+        return jnp.asarray(self.unconstrain({k: v.numpy() for k, v in draws.items()}))
 
     def constrain(self, u: Any) -> Latents:
-        self._not_traceable()
+        """Latents (constrained, one leading batch axis) for u of shape (n, d)."""
+        u = np.asarray(u, dtype=np.float64)
+        if u.ndim != 2 or u.shape[1] != self.dim:
+            raise ValueError(f"expected unconstrained points of shape (n, {self.dim}), got {u.shape}")
+        with torch.no_grad():
+            values, _ = self._constrained(torch.tensor(u))
+        return {k: v.numpy() for k, v in values.items()}
 
     def unconstrain(self, latents: Latents) -> np.ndarray:
-        self._not_traceable()
+        """u = T^-1(z) of shape (n, d) for a batch of constrained latents."""
+        missing = [s.name for s in self.sites if s.name not in latents]
+        if missing:
+            raise ValueError(
+                f"latents lack sites {missing}; {self.name!r} has {[s.name for s in self.sites]}"
+            )
+        n = np.shape(latents[self.sites[0].name])[0] if self.sites else 0
+        parts = []
+        for site, _, start, stop, transform in self._transforms:
+            value = torch.as_tensor(np.asarray(latents[site.name], dtype=np.float64))
+            if tuple(value.shape) != (n, *site.shape):
+                raise ValueError(
+                    f"site {site.name!r}: expected shape ({n}, *{site.shape}), got {tuple(value.shape)}"
+                )
+            with torch.no_grad():
+                parts.append(transform.inv(value).reshape(n, stop - start).numpy())
+        return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
