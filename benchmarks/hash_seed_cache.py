@@ -31,30 +31,33 @@ def cache_entries(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if p.name.startswith("jit_")} if folder.exists() else set()
 
 
-def main() -> None:
-    model = sys.argv[1] if len(sys.argv) > 1 else "eight_schools_noncentered"
+def two_processes(model: str) -> list[tuple[float, int, str]]:
+    """(the fit's compile seconds, new cache entries, a line saying what was seen) of each process,
+    PYTHONHASHSEED 1 then 2."""
+    out = []
     with tempfile.TemporaryDirectory(prefix="ppl-suite-hash-seed-") as scratch:
         cache = Path(scratch) / "xla"
         before: set[str] = set()
         for hash_seed in ("1", "2"):
             env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PPL_SUITE_XLA_CACHE": str(cache)}
-            done = subprocess.run(
-                [sys.executable, "-c", FIT, model],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            command = [sys.executable, "-c", FIT, model]
+            done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
             compile_seconds, value = done.stdout.split()[-2:]
             after = cache_entries(cache)
             new = sorted(name.split("-")[0] for name in after - before)
-            print(
+            line = (
                 f"PYTHONHASHSEED={hash_seed}: {len(after)} cache entries, {len(new)} new "
                 f"({', '.join(new[:6])}{'...' if len(new) > 6 else ''}); fit's compile {compile_seconds} s; "
                 f"library ELBO {value}"
             )
+            out.append((float(compile_seconds), len(new), line))
             before = after
+    return out
+
+
+def main() -> None:
+    for *_, line in two_processes(sys.argv[1] if len(sys.argv) > 1 else "eight_schools_noncentered"):
+        print(line)
 
 
 if __name__ == "__main__":
