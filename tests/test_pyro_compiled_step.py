@@ -1,7 +1,10 @@
 """The Pyro backend's step (``backends.pyro_compiled_step.CompiledELBOStep``) is JitTrace_ELBO's
-``loss_and_grads``: at the same random state, the same loss and the same gradients."""
+``loss_and_grads``: at the same random state, the same loss and the same gradients, as fused Adam
+reads them (the parameters after one Adam step)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pyro
@@ -18,8 +21,8 @@ from ppl_suite.problem import Problem
 EPS = np.finfo(np.float64).eps
 
 
-@pytest.mark.parametrize("model_name", ["normal_normal", "eight_schools_noncentered"])
-def test_the_compiled_step_gives_jit_trace_elbos_loss_and_gradients(model_name):
+@pytest.mark.parametrize("model_name", ["normal_normal", "eight_schools_noncentered", "ppca"])
+def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
     problem = Problem.build(model_name, 0)
     model = registry.implementation(model_name, "pyro")
     data, params = as_torch(problem.data), as_torch(problem.params)
@@ -38,16 +41,26 @@ def test_the_compiled_step_gives_jit_trace_elbos_loss_and_gradients(model_name):
     step = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
     step()  # compiles, creates the parameters
     store = pyro.get_param_store()
+    start = {name: value.detach().clone() for name, value in store.named_parameters()}
+
+    def adam_step_from_start(loss_and_grads: Callable[[], object], seed: int):
+        """The loss and the parameters after one fused Adam step from ``start`` (as the backend's loop)."""
+        with torch.no_grad():
+            for name, value in store.named_parameters():
+                value.copy_(start[name])
+                value.grad = None
+        torch.manual_seed(seed)
+        loss = float(loss_and_grads())
+        optimizer = torch.optim.Adam([v for _, v in store.named_parameters()], lr=0.1, fused=True)
+        optimizer.step()
+        return loss, {name: value.detach().clone() for name, value in store.named_parameters()}
+
     for seed in range(3):
-        torch.manual_seed(seed)
-        loss = float(step())
-        grads = {name: value.grad.clone() for name, value in store.named_parameters()}
-        for value in step.parameters:
-            value.grad = None
-        torch.manual_seed(seed)
-        expected = elbo.loss_and_grads(traced_model, traced_guide, dict(data))
+        loss, stepped = adam_step_from_start(step, seed)
+        expected, expected_stepped = adam_step_from_start(
+            lambda: elbo.loss_and_grads(traced_model, traced_guide, dict(data)), seed
+        )
         assert loss == pytest.approx(expected, rel=100 * EPS, abs=100 * EPS)
-        for name, value in store.named_parameters():
-            np.testing.assert_allclose(grads[name], value.grad, rtol=100 * EPS, atol=100 * EPS)
-            value.grad = None
+        for name, value in expected_stepped.items():
+            np.testing.assert_allclose(stepped[name], value, rtol=100 * EPS, atol=100 * EPS)
     pyro.clear_param_store()

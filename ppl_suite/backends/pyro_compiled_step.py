@@ -23,9 +23,9 @@ from pyro.infer import JitTrace_ELBO
 
 
 class CompiledELBOStep:
-    """``step()``: the loss (a 0-d tensor, -ELBO estimate) with every parameter's ``.grad`` set to the
-    gradient of the surrogate loss, as ``JitTrace_ELBO.loss_and_grads`` leaves them (None for a
-    parameter the loss does not use). The first call creates the parameters and compiles."""
+    """``step()``: the loss (a 0-d tensor, -ELBO estimate), the gradient of the surrogate loss added to
+    every parameter's ``.grad``, as ``JitTrace_ELBO.loss_and_grads`` does. The first call creates the
+    parameters and compiles."""
 
     def __init__(
         self, elbo: JitTrace_ELBO, model: Callable, guide: Callable, tensors: dict[str, torch.Tensor]
@@ -54,7 +54,7 @@ class CompiledELBOStep:
         if self.compiled is None:
             self._compile()
         loss, surrogate = self.compiled(*self.inputs)
-        grads = torch.autograd.grad(surrogate, self.parameters, allow_unused=True)
-        for parameter, grad in zip(self.parameters, grads, strict=True):
-            parameter.grad = grad
+        # backward, not torch.autograd.grad: accumulating into .grad gives each gradient its
+        # parameter's layout (a raw gradient can be a broadcast view, which fused Adam misreads)
+        surrogate.backward()
         return loss.detach()
