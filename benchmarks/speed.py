@@ -162,7 +162,7 @@ def pyro_steps(steps: int) -> list[Figure]:
             Figure(
                 f"Pyro SVI steps/s, {model} mean_field, {steps} steps",
                 float(suite_rate),
-                "steps/s",
+                "steps/CPU s",
                 "raw JitTrace_ELBO loop",
                 float(raw_rate),
                 ">= 1.5x",
