@@ -10,7 +10,9 @@
   cached (left out of ``--quick``: the cold state alone builds a NUTS reference);
 - Pyro SVI steps per second of the suite's Pyro backend against a raw Pyro ``JitTrace_ELBO`` loop of
   the same model, guide, particles and optimizer (the guide is the suite's mean-field family rendered
-  in Pyro), both timed after their first (compiling) step.
+  in Pyro), both timed after their first (compiling) step (``benchmarks.pyro_steps``);
+- a NumPyro cell's compile seconds in a second process with another ``PYTHONHASHSEED`` sharing the
+  first's compilation cache (``benchmarks.hash_seed_cache``): it should find every program there.
 
 Prints one line per figure and writes a Markdown table with the machine's description (CPU count and
 model, memory, Python and library versions; no host name). Not a test: wall times depend on the
@@ -145,7 +147,7 @@ def check_runs() -> list[Figure]:
 
 def pyro_steps(steps: int) -> list[Figure]:
     """Steps per second of the suite's Pyro backend and of a raw JitTrace_ELBO loop (a fresh process:
-    torch's threads as the suite's workers set them)."""
+    torch's threads as the suite's workers set them), per model of ``benchmarks.pyro_steps``."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.pyro_steps", str(steps)],
         cwd=ROOT,
@@ -153,17 +155,30 @@ def pyro_steps(steps: int) -> list[Figure]:
         capture_output=True,
         text=True,
     )
-    suite_rate, raw_rate = map(float, done.stdout.split()[-2:])
-    return [
-        Figure(
-            f"Pyro SVI steps/s, normal_normal mean_field, {steps} steps",
-            suite_rate,
-            "steps/s",
-            "raw JitTrace_ELBO loop",
-            raw_rate,
-            ">= 1.5x",
+    figures = []
+    for line in done.stdout.splitlines():
+        model, suite_rate, raw_rate = line.split()
+        figures.append(
+            Figure(
+                f"Pyro SVI steps/s, {model} mean_field, {steps} steps",
+                float(suite_rate),
+                "steps/CPU s",
+                "raw JitTrace_ELBO loop",
+                float(raw_rate),
+                ">= 1.5x",
+            )
         )
-    ]
+    return figures
+
+
+def hash_seed_cache() -> list[Figure]:
+    """A NumPyro cell's compile seconds in a new process with another PYTHONHASHSEED, the persistent
+    cache filled by the first (``benchmarks.hash_seed_cache``), against the first process's."""
+    from benchmarks.hash_seed_cache import two_processes
+
+    (first, _, _), (second, new_entries, _) = two_processes("eight_schools_noncentered")
+    what = f"NumPyro cell, new process, other hash seed: compile ({new_entries} new cache entries)"
+    return [Figure(what, second, "s", "first process, empty cache", first, "0 new entries")]
 
 
 def table(figures: list[Figure], quick: bool, seconds: float) -> str:
@@ -195,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: light_commands(3 if args.quick else 7),
             lambda: profile_runs(Path(scratch), args.quick),
             lambda: pyro_steps(300 if args.quick else 3000),
+            hash_seed_cache,
         ]
         if not args.quick:
             steps.append(check_runs)

@@ -1,4 +1,5 @@
-"""NumPyro backend: SVI with ``Trace_ELBO``, the whole optimization compiled once with ``lax.scan``."""
+"""NumPyro backend: SVI with ``Trace_ELBO`` (its sites summed in trace order: ``numpyro_elbo``), the whole
+optimization compiled once with ``lax.scan``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, autoguide, init_to_feasible
+from numpyro.infer import SVI, TraceEnum_ELBO, autoguide, init_to_feasible
 
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
+from ppl_suite.backends.numpyro_elbo import TraceOrderELBO
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
@@ -27,7 +29,7 @@ from ppl_suite.spec import ModelSpec, Site
 
 ELBO_EVAL_BATCH = 1000
 VMAP = "vmap"  # the fit's draws path (schema.DRAWS_PATH): Trace_ELBO vmaps one-particle code
-ELBO_CLASSES = {"trace": Trace_ELBO, "trace_enum": TraceEnum_ELBO}
+ELBO_CLASSES = {"trace": TraceOrderELBO, "trace_enum": TraceEnum_ELBO}  # TraceOrderELBO: numpyro_elbo
 
 
 def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
