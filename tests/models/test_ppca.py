@@ -114,9 +114,7 @@ def fitted(request):
     backend, guide = request.param
     record = fitted_record(MODEL, backend, guide)
     assert record.ok, record.row["error"]
-    curve = pd.DataFrame(
-        {c: record.artifacts[schema.training_artifact(c)] for c in ("step", *CURVE_COLUMNS)}
-    )
+    curve = pd.DataFrame({c: record.artifacts[schema.training_artifact(c)] for c in ("step", *CURVE_COLUMNS)})
     return Problem.build(MODEL, 0), schema.split_fitted(record.artifacts)[1], curve
 
 
