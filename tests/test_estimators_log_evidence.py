@@ -63,10 +63,10 @@ def test_target_log_joint_is_spec_log_joint_plus_log_jacobian(case):
     rng = np.random.default_rng(0)
     for latents in (exact.sample(rng, 16), random_latents(problem.sites, rng, 16, spread=0.5)):
         u = target.unconstrain(latents)
-        log_jac = np.asarray(jax.vmap(lambda v: target.constrain_one(v)[1])(u))
+        log_jac = np.asarray(jax.jit(jax.vmap(lambda v: target.constrain_one(v)[1]))(u))
         spec = problem.spec.log_joint(latents, problem.data, problem.params)
         scale = np.abs(spec).max() + 1
-        log_joint_u = np.asarray(jax.vmap(target.log_joint_u)(u))
+        log_joint_u = np.asarray(jax.jit(jax.vmap(target.log_joint_u))(u))
         np.testing.assert_allclose(log_joint_u - log_jac, spec, rtol=0, atol=1e3 * EPS * scale)
         # T(T^-1(z)) = z
         back = target.constrain(u)
@@ -79,10 +79,12 @@ def test_target_prior_and_likelihood_add_up_to_the_log_joint(case):
     target, exact, _ = case
     u = target.unconstrain(exact.sample(np.random.default_rng(1), 8))
     prior_draws = np.asarray(target.sample_prior(jax.random.PRNGKey(0), 8))
-    log_prior_draws, _ = jax.vmap(target.prior_and_likelihood)(prior_draws)
+    prior_and_likelihood = jax.jit(jax.vmap(target.prior_and_likelihood))  # compiled, as AIS runs it
+    log_prior_draws, _ = prior_and_likelihood(prior_draws)
     assert prior_draws.shape == (8, target.dim) and np.all(np.isfinite(np.asarray(log_prior_draws)))
-    log_prior, log_lik = (np.asarray(a) for a in jax.vmap(target.prior_and_likelihood)(u))
-    np.testing.assert_allclose(log_prior + log_lik, np.asarray(jax.vmap(target.log_joint_u)(u)), atol=1e-8)
+    log_prior, log_lik = (np.asarray(a) for a in prior_and_likelihood(u))
+    log_joint_u = np.asarray(jax.jit(jax.vmap(target.log_joint_u))(u))
+    np.testing.assert_allclose(log_prior + log_lik, log_joint_u, atol=1e-8)
 
 
 # Importance sampling and IWAE ----------------------------------------------------------------------

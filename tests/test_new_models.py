@@ -17,7 +17,7 @@ from ppl_suite import backends, matrix, registry
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
 from tests.latents import random_latents, take
-from tests.test_model_contract import numpyro_log_joint, pyro_log_joint
+from tests.test_model_contract import numpyro_log_joints, pyro_log_joint
 
 NEW_MODELS = [
     "eight_schools_centered",
@@ -45,7 +45,7 @@ def test_log_joints_agree_at_prior_draws(name):
     problem = Problem.build(name, data_seed=0)
     draws = prior_draws(problem, DRAWS)
     pyro_values = np.array([pyro_log_joint(problem, z) for z in draws])
-    numpyro_values = np.array([numpyro_log_joint(problem, z) for z in draws])
+    numpyro_values = numpyro_log_joints(problem, draws)
     batched = {site.name: np.stack([z[site.name] for z in draws]) for site in problem.sites}
     numpy_values = problem.spec.log_joint(batched, problem.data, problem.params)
     assert np.all(np.isfinite(numpy_values))

@@ -242,7 +242,8 @@ def test_fresh_removes_only_the_suites_files(results):
 
 
 def test_sigterm_keeps_finished_cells_prints_one_line_and_exits_143(results, monkeypatch, capsys):
-    config, out = results
+    _, out = results
+    config = out.parent / "four_seeds.toml"  # the module's config stays as the other tests read it
     config.write_text(SMALL.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2, 3]"))
     write = store.ResultsStore.write
 

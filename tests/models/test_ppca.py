@@ -8,18 +8,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from models.ppca.posterior import log_evidence, maximum_likelihood, theta
-from ppl_suite import backends
+from ppl_suite import backends, schema
 from ppl_suite.backends import SVIConfig
+from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.execute import CONVERGED_GAP
 from ppl_suite.problem import Problem
-from ppl_suite.training_curve import training_curve
+from tests.fitted_cells import DEFAULT_SVI, fitted_record
 
 MODEL = "ppca"
 EPS = np.finfo(np.float64).eps
+CURVE_COLUMNS = ("elbo", "elbo_se", "log_evidence", "kl", "kl_se")  # the stored curve's, after "step"
 
 
 def random_theta(rng: np.random.Generator, d: int, k: int) -> dict[str, np.ndarray]:
@@ -105,18 +108,20 @@ def test_maximum_likelihood_is_the_maximum(data_seed):
 
 @pytest.fixture(scope="module", params=[("numpyro", "amortized"), ("numpyro", "mean_field")], ids="/".join)
 def fitted(request):
-    """One fit with the suite's default SVI settings, and its training curve (start + 20 checkpoints)."""
+    """The cell fitted with the suite's default SVI settings (shared with test_fit: one fit per session),
+    its learned theta, and the training curve it stores (start + 20 checkpoints, ``execute``'s
+    ``training_curve`` at TRAINING_CURVE_SAMPLES draws per estimate)."""
     backend, guide = request.param
-    problem = Problem.build(MODEL, 0)
-    fit = backends.get(backend).fit(problem, guide, SVIConfig(), seed=0)
-    return problem, fit, training_curve(problem, guide, fit.trajectory)
+    record = fitted_record(MODEL, backend, guide)
+    assert record.ok, record.row["error"]
+    curve = pd.DataFrame({c: record.artifacts[schema.training_artifact(c)] for c in ("step", *CURVE_COLUMNS)})
+    return Problem.build(MODEL, 0), schema.split_fitted(record.artifacts)[1], curve
 
 
 def test_training_curve_has_the_start_and_every_checkpoint(fitted):
-    _, fit, curve = fitted
-    assert list(curve.columns[:5]) == ["step", "elbo", "elbo_se", "log_evidence", "kl"]
-    assert curve["step"].tolist() == [0, *fit.trajectory["step"].tolist()]
-    assert curve[["elbo", "elbo_se", "log_evidence", "kl"]].notna().all().all()
+    _, _, curve = fitted
+    assert curve["step"].tolist() == [0, *checkpoint_steps(DEFAULT_SVI.steps).tolist()]
+    assert curve[list(CURVE_COLUMNS)].notna().all().all()
 
 
 def test_identity_holds_within_4_se_at_every_checkpoint(fitted):
@@ -140,11 +145,11 @@ def test_learned_evidence_reaches_the_maximum_likelihood(fitted, record_property
     """log p_theta(X) <= max_theta log p_theta(X) (closed form) up to float64 rounding, and within
     CONVERGED_GAP nats of it, the same criterion the suite uses to call a fit converged: both families
     reach the maximum (amortized: exact family; mean_field: W rotates to orthogonal columns)."""
-    problem, fit, curve = fitted
+    problem, fitted_theta, curve = fitted
     x = problem.data["x"]
     ml = maximum_likelihood(x, 2)
-    learned = problem.with_params(fit.theta).exact().log_evidence
-    W, _, sigma = theta(problem.with_params(fit.theta).params)
+    learned = problem.with_params(fitted_theta).exact().log_evidence
+    W, _, sigma = theta(problem.with_params(fitted_theta).params)
     tol = rounding_bound(learned, W @ W.T + sigma**2 * np.eye(5), x.size)
     gap = ml.log_likelihood - learned
     record_property("maximum_likelihood_gap_nats", gap)
@@ -157,8 +162,8 @@ def test_learned_evidence_reaches_the_maximum_likelihood(fitted, record_property
 def test_mean_field_learning_picks_the_rotation_where_its_family_is_exact(fitted):
     """The likelihood cannot tell W from W R; the mean-field KL can, and is minimal (0) for orthogonal
     columns, so the mean-field fit ends with a diagonal posterior covariance: best KL < CONVERGED_GAP."""
-    problem, fit, _ = fitted
-    at = problem.with_params(fit.theta)
+    problem, fitted_theta, _ = fitted
+    at = problem.with_params(fitted_theta)
     assert problem.spec.kl_family_min("mean_field", at.data, at.params) < CONVERGED_GAP
 
 
