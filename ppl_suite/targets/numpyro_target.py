@@ -38,6 +38,7 @@ from numpyro.infer.util import compute_log_probs
 from ppl_suite import registry
 from ppl_suite.backends.programs import compiled
 from ppl_suite.guides.base import unconstrained_shape
+from ppl_suite.guides.joint import blocks
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents, Site
@@ -119,13 +120,10 @@ class NumPyroTarget(OfProblem):
         reason = self.continuous_reason()
         if reason is not None:
             raise ValueError(f"{self.name!r} has no unconstrained space: {reason}")
-        out, offset = [], 0
-        for site in self.sites:
-            shape = unconstrained_shape(site)
-            size = int(np.prod(shape, dtype=int))
-            out.append((site, shape, offset, offset + size, biject_to(getattr(constraints, site.support))))
-            offset += size
-        return out
+        return [
+            (site, unconstrained_shape(site), start, stop, biject_to(getattr(constraints, site.support)))
+            for site, start, stop in blocks(self.sites)
+        ]
 
     @property
     def layout(self) -> tuple[tuple[Site, tuple[int, ...], int, int], ...]:

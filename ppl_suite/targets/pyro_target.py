@@ -33,11 +33,13 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
+from torch.distributions import biject_to
 
 from ppl_suite import registry
 from ppl_suite.backends import pyro_draws
 from ppl_suite.backends.pyro import as_torch
 from ppl_suite.guides.base import unconstrained_shape
+from ppl_suite.guides.joint import blocks
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents, Site
@@ -153,14 +155,11 @@ class PyroTarget(OfProblem):
         reason = self.continuous_reason()
         if reason is not None:
             raise ValueError(f"{self.name!r} has no unconstrained space: {reason}")
-        out, offset = [], 0
-        for site in self.sites:
-            shape = unconstrained_shape(site)
-            size = int(np.prod(shape, dtype=int))
-            transform = torch.distributions.biject_to(getattr(torch.distributions.constraints, site.support))
-            out.append((site, shape, offset, offset + size, transform))
-            offset += size
-        return out
+        constraints = torch.distributions.constraints
+        return [
+            (site, unconstrained_shape(site), start, stop, biject_to(getattr(constraints, site.support)))
+            for site, start, stop in blocks(self.sites)
+        ]
 
     @property
     def dim(self) -> int:
