@@ -113,24 +113,24 @@ def test_the_reference_keeps_nuts_statistics_for_bfmi_and_the_energy_plot(files)
 
 def test_kept_files_are_written_whole_inside_the_folder_and_never_through_a_link(tmp_path):
     store = ResultsStore(tmp_path / "results")
-    path = store.write_kept("study", ("a", "b.txt"), lambda temporary: temporary.write_text("whole"))
-    assert path == tmp_path / "results" / KEPT / "study" / "a" / "b.txt" and path.read_text() == "whole"
-    assert store.kept_file("study", "a", "b.txt") == path and store.kept_file("study", "none") is None
-    assert sorted(p.name for p in path.parent.iterdir()) == ["b.txt"]  # no temporary file left
+    path = store.write_kept("study", ("a", "b.json"), lambda temporary: temporary.write_text("whole"))
+    assert path == tmp_path / "results" / KEPT / "study" / "a" / "b.json" and path.read_text() == "whole"
+    assert store.kept_file("study", "a", "b.json") == path and store.kept_file("study", "none") is None
+    assert sorted(p.name for p in path.parent.iterdir()) == ["b.json"]  # no temporary file left
 
     def killed(temporary: Path) -> None:
         temporary.write_text("half")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.write_kept("study", ("a", "b.txt"), killed)
-    assert path.read_text() == "whole" and sorted(p.name for p in path.parent.iterdir()) == ["b.txt"]
+        store.write_kept("study", ("a", "b.json"), killed)
+    assert path.read_text() == "whole" and sorted(p.name for p in path.parent.iterdir()) == ["b.json"]
     with pytest.raises(OutsideFolder):
         store.kept_path("study", "..", "x")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (store.path / KEPT / "linked").symlink_to(outside)
     with pytest.raises(OutsideFolder):
-        store.write_kept("linked", ("c.txt",), lambda temporary: temporary.write_text("no"))
+        store.write_kept("linked", ("c.json",), lambda temporary: temporary.write_text("no"))
     assert not list(outside.iterdir())
-    assert store.remove_kept("study", "a", "b.txt") and not path.exists()
+    assert store.remove_kept("study", "a", "b.json") and not path.exists()
