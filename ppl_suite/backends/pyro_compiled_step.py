@@ -8,8 +8,8 @@ gradient estimate (reparameterized sites pathwise, others by the score function;
 constraint transform of every parameter in the param store, two poutine contexts, a hashed key of
 the arguments; and ``loss_and_grads`` adds ``.item()`` and a NaN check. Here that compiled function
 is traced once more, inside a function of those tensors, so each step is one call of one TorchScript
-function (Pyro's graph, unchanged), ``torch.autograd.grad`` of the surrogate, and the loss returned
-as a tensor. Same estimator, same graph, same gradients; only the Python around it is gone.
+function (Pyro's graph, unchanged), the surrogate's ``backward()``, and the loss returned as a
+tensor. Same estimator, same graph, same gradients; only the Python around it is gone.
 """
 
 from __future__ import annotations
