@@ -57,7 +57,10 @@ def test_a_changed_row_changes_the_digest_and_per_run_fields_do_not(results):
     rows = results.path / "rows.parquet"
     rows.write_bytes(b"row one")
     before = digest.report_digest(results.path, ("md",), [])
-    results.write_manifest({**MANIFEST, "started": "2002-01-01T00:00:00+00:00", "reused": 7})
+    rerun = ["ppl-suite", "run", "--fresh", "--jobs", "1"]  # another command line, the same results
+    results.write_manifest(
+        {**MANIFEST, "started": "2002-01-01T00:00:00+00:00", "reused": 7, "command": rerun}
+    )
     assert digest.report_digest(results.path, ("md",), []) == before
     rows.write_bytes(b"row two")
     changed = digest.report_digest(results.path, ("md",), [])

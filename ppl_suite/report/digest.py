@@ -8,9 +8,10 @@ formats are those of the report already written leaves it alone.
 The report folder keeps it in ``report.digest`` (JSON: the digest and the sha256 of every file the
 report wrote), written and read through ``paths``. A report is unchanged when the digest matches and
 every file it wrote is still there with the same content (a user's edit or a deleted figure means a
-rewrite). Left out of the manifest: when the run started and finished and how many units it reused,
-which change with every rerun of the same results; an unchanged report keeps the times of the run
-that wrote it. Imports no plotting library.
+rewrite). Left out of the manifest: the command line, when the run started and finished and how many
+units it reused, which change with every rerun of the same results (``--fresh``, ``--jobs``, the
+program's name); an unchanged report keeps the command and times of the run that wrote it. Imports
+no plotting library.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ppl_suite.store import HOLDER, LOCK, LOGS, MANIFEST, SUITE_NAMES
 DIGEST_FILE = "report.digest"
 FIGURE_LIST = "figures.txt"  # render's listing of the figures it drew, ``<name> <sha256>`` per line
 PER_RUN = (
+    schema.MANIFEST_COMMAND,
     schema.MANIFEST_STARTED,
     schema.MANIFEST_FINISHED,
     schema.MANIFEST_REUSED,
