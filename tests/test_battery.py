@@ -24,11 +24,20 @@ SMALL = {"steps": 500, "guides": ["mean_field"], "nuts": {"draws": 500, "ess_min
 SCRIPTS = sorted(path.stem for path in BATTERY.glob("*.py") if path.stem != "sizes")
 
 
-def run_script(name: str, folder: Path, sizes: dict, as_code: bool = False) -> subprocess.CompletedProcess:
+def run_script(
+    name: str,
+    folder: Path,
+    sizes: dict,
+    as_code: bool = False,
+    timeout: float = 900,
+    environment: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run a battery script in a subprocess in ``folder``: as a file, or (``as_code``) as ``python -c``
-    source, whose ``__main__`` has no file, as a notebook's has not."""
+    source, whose ``__main__`` has no file, as a notebook's has not; ``environment`` adds variables
+    (e.g. the caches' folders)."""
     env = {
         **os.environ,
+        **(environment or {}),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(BATTERY), os.environ.get("PYTHONPATH", "")]),
         "PPL_SUITE_BATTERY_SIZES": json.dumps(sizes),
         "OMP_NUM_THREADS": "1",
@@ -40,7 +49,7 @@ def run_script(name: str, folder: Path, sizes: dict, as_code: bool = False) -> s
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
 
 
