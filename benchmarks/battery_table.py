@@ -137,7 +137,7 @@ def markdown(runs: list[ScriptRun]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scripts", nargs="*", default=SCRIPTS, choices=SCRIPTS)
+    parser.add_argument("scripts", nargs="*", choices=SCRIPTS, help="default: every script")
     parser.add_argument("--out", type=Path, help="also write the Markdown to this file")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one script may run")
     parser.add_argument("--keep", type=Path, help="an empty or new folder to keep the runs' folders in")
@@ -146,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="battery-table-") as temporary:
         scratch = options.keep or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
-        for name in options.scripts:
+        for name in options.scripts or SCRIPTS:
             runs.append(run_one(name, scratch, options.timeout))
             print(f"{name}: exit {runs[-1].exit_code}, {runs[-1].wall:.0f} s", file=sys.stderr, flush=True)
     text = markdown(runs)
