@@ -137,11 +137,14 @@ def markdown(runs: list[ScriptRun]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scripts", nargs="*", choices=SCRIPTS, help="default: every script")
+    parser.add_argument("scripts", nargs="*", help=f"default: every script ({', '.join(SCRIPTS)})")
     parser.add_argument("--out", type=Path, help="also write the Markdown to this file")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one script may run")
     parser.add_argument("--keep", type=Path, help="an empty or new folder to keep the runs' folders in")
     options = parser.parse_args()
+    unknown = sorted(set(options.scripts) - set(SCRIPTS))
+    if unknown:
+        parser.error(f"no battery script {unknown}; the scripts are {SCRIPTS}")
     runs = []
     with tempfile.TemporaryDirectory(prefix="battery-table-") as temporary:
         scratch = options.keep or Path(temporary)
