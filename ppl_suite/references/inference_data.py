@@ -13,7 +13,8 @@
 
 Two builders: ``draws_data`` for independent draws (a fitted guide q's, or exact posterior draws),
 split into ``chains`` chains so that R-hat is defined; ``reference_data`` for a NUTS run. A model with
-no NumPyro implementation gets the posterior alone, dimensions unnamed.
+no NumPyro implementation gets the same groups from its Pyro model (``pyro_log_likelihood``); one with
+neither gets the posterior alone, dimensions unnamed.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def _groups(
     """(deterministic sites, observed data, log-likelihood per draw, dims by site) of flat latent
     draws (n, *shape); ``deterministic`` given (a NUTS run's) or computed (NumPyro's Predictive)."""
     model = _numpyro_model(problem)
+    if model is None and registry.implementation(problem.spec.name, "pyro") is not None:
+        from ppl_suite.references.pyro_log_likelihood import pyro_groups
+
+        return pyro_groups(problem, flat, deterministic, MAX_LOG_LIKELIHOOD)
     if model is None:
         return deterministic or {}, {}, {}, {}
     import jax
