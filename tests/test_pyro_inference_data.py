@@ -149,3 +149,18 @@ def test_no_log_likelihood_beyond_its_size_limit_as_on_the_numpyro_route(monkeyp
     q = draws_data(problem, _latents())
     assert "log_likelihood" not in q.groups() and "y" in q.observed_data
     assert "a_centered" in q.posterior
+
+
+@pytest.mark.slow  # NumPyro compiles NUTS' program anew for the torch bridge's host callback: 15 s or more
+def test_a_nuts_run_on_a_pyro_only_model_gives_a_reference_file_loo_runs_on(tmp_path):
+    problem = _problem("pyro_only_nuts", pyro_model=one_draw)
+    short = NUTSSettings(chains=2, warmup=100, draws=100, max_draws=100, max_tree_depth=4)  # the groups only
+    run = nuts.run(problem, short, extend=False)
+    reference_data(problem, run, {}).to_netcdf(str(tmp_path / "reference.nc"))
+    reference = az.from_netcdf(tmp_path / "reference.nc")
+    latents = {name: _by_draw(values) for name, values in run.draws.items()}
+    found = _by_draw(reference.log_likelihood["y"])
+    np.testing.assert_allclose(found, _closed_form(latents), rtol=1e-9, atol=1e-9)
+    assert reference.log_likelihood["y"].dims == ("chain", "draw", "observation")
+    assert {"energy", "diverging"} <= set(reference.sample_stats) and "a_centered" in reference.posterior
+    assert np.isfinite(az.loo(reference).elpd_loo)
