@@ -151,6 +151,43 @@ def test_no_log_likelihood_beyond_its_size_limit_as_on_the_numpyro_route(monkeyp
     assert "a_centered" in q.posterior
 
 
+def users_model(group, y=None):
+    """The one-draw model as a user writes it: arguments, not a data dict."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    with pyro.plate("group", GROUPS):
+        a = pyro.sample("a", dist.Normal(mu, 1.0))
+    with pyro.plate("observation", N):
+        pyro.sample("y", dist.Normal(a[group], 1.0), obs=y)
+
+
+def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(monkeypatch):
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    import ppl_suite
+    from ppl_suite.diagnosing import api
+
+    # no NUTS reference (a minute through the torch bridge): q's file is what is checked here
+    monkeypatch.setattr(api, "_nuts_reference", lambda *arguments: (None, "", "", None))
+    arguments, y = (torch.tensor(GROUP),), torch.tensor(Y)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(users_model)
+    SVI(users_model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO()).step(*arguments, y=y)
+    found = ppl_suite.diagnose(
+        users_model, guide, pyro.get_param_store(), args=arguments, kwargs={"y": y}, draws=200
+    )
+    q = found.q
+    latents = {name: _by_draw(q.posterior[name]) for name in ("mu", "a")}
+    np.testing.assert_allclose(_by_draw(q.log_likelihood["y"]), _closed_form(latents), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(q.observed_data["y"], Y)
+    assert q.log_likelihood["y"].dims == ("chain", "draw", "observation")
+    assert q.posterior["a"].dims == ("chain", "draw", "group") and q.posterior.sizes["chain"] == api.Q_CHAINS
+    assert (q.posterior.attrs["elbo"], q.posterior.attrs["elbo_se"]) == (found.elbo, found.elbo_se)
+    assert np.isfinite(az.loo(q).elpd_loo)
+
+
 @pytest.mark.slow  # NumPyro compiles NUTS' program anew for the torch bridge's host callback: 15 s or more
 def test_a_nuts_run_on_a_pyro_only_model_gives_a_reference_file_loo_runs_on(tmp_path):
     problem = _problem("pyro_only_nuts", pyro_model=one_draw)

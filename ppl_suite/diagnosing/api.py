@@ -56,16 +56,18 @@ def _library(model: Callable[..., Any], guide: Any, library: str | None) -> str:
     return found
 
 
-def _q_idata(guide, seed: int, n: int):
-    """q's draws as InferenceData: ``Q_CHAINS`` chains of independent draws (one batch split in
-    ``Q_CHAINS``, so R-hat and ESS read them as chains)."""
-    import arviz as az
-
+def _q_idata(problem, guide, seed: int, n: int, diagnosis: Diagnosis):
+    """q's draws as InferenceData (``references.inference_data.draws_data``: observed data,
+    log-likelihood, deterministic sites, plate dims): ``Q_CHAINS`` chains of independent draws (one
+    batch split in ``Q_CHAINS``, so R-hat and ESS read them as chains), the diagnosis' numbers as the
+    posterior's attributes."""
     from ppl_suite.estimators.streams import stream_seed
+    from ppl_suite.references.inference_data import draws_data
 
     per_chain = max(n // Q_CHAINS, 1)
     draws = guide.sample(stream_seed(seed, "q_draws"), per_chain * Q_CHAINS)
-    return az.from_dict(posterior={k: v.reshape(Q_CHAINS, per_chain, *v.shape[1:]) for k, v in draws.items()})
+    attrs = {k: v for k, v in diagnosis.as_dict().items() if isinstance(v, int | float | str)}
+    return draws_data(problem, draws, attrs, chains=Q_CHAINS)
 
 
 @kept_session()
@@ -115,7 +117,7 @@ def diagnose(
     reference, description, file, reference_idata = _nuts_reference(bound, settings, cache, say)
     say(f"estimating with {draws} draws of q")
     diagnosis = _estimate(bound, q, reference, draws, seed)
-    q_idata = _q_idata(q, seed, draws)
+    q_idata = _q_idata(bound.problem, q, seed, draws, diagnosis)
     return replace(
         diagnosis,
         reference_description=description,
