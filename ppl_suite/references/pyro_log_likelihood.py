@@ -60,6 +60,7 @@ def _sample_sites(trace: poutine.Trace) -> dict[str, dict[str, Any]]:
 
 
 def _layout(model: Callable[..., Any], data: Any, params: Any, latents: list[str]) -> _Layout:
+    """The ``_Layout`` of one trace of ``model(data, params)`` (``latents``: the latent sites' names)."""
     trace = _scoped(lambda: poutine.trace(model).get_trace(data, params))
     sites = _sample_sites(trace)
     observed = {n: s for n, s in sites.items() if s["is_observed"] and not _is_deterministic(s)}
@@ -69,7 +70,7 @@ def _layout(model: Callable[..., Any], data: Any, params: Any, latents: list[str
         if frames:
             dims[name] = [frame.name for frame in frames]
     return _Layout(
-        observed={n: s["value"].detach().numpy() for n, s in observed.items()},
+        observed={n: torch.as_tensor(s["value"]).detach().numpy() for n, s in observed.items()},
         log_prob_shapes={n: tuple(s["fn"].log_prob(s["value"]).shape) for n, s in observed.items()},
         deterministic_shapes={n: tuple(s["value"].shape) for n, s in sites.items() if _is_deterministic(s)},
         event_dims={name: sites[name]["fn"].event_dim for name in latents},
