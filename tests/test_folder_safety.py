@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import random
 import shutil
 import textwrap
 import warnings
@@ -305,11 +305,12 @@ def test_trusting_the_stored_code_warns_naming_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        (os.urandom(64) + b"\xff", "manifest.json is damaged: not"),
+        (random.Random(0).randbytes(64) + b"\xff", "manifest.json is damaged: not"),
         (b'{"schema_version": 3, "cells": ["a"', "manifest.json is damaged: not JSON"),
         (b"[]", "manifest.json is damaged: a JSON list where an object is expected"),
         (b'{"schema_version": 3, "digests": ["../../x"]}', "manifest.json is damaged: 'digests' holds"),
     ],
+    ids=["random-bytes", "truncated-json", "a-list", "a-path-out"],  # the same in every xdist worker
 )
 @pytest.mark.parametrize("command", ["run", "report"])
 def test_a_damaged_manifest_is_named_as_damaged_with_exit_2(
