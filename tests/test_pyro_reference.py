@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -26,6 +27,7 @@ from ppl_suite.references import NUTSSettings, nuts, reference_for
 from ppl_suite.spec import ModelSpec, Site
 from ppl_suite.targets.numpyro_target import NumPyroTarget
 from ppl_suite.targets.pyro_target import PyroTarget
+from ppl_suite.targets.torch_compiled import FROZEN_REASON
 
 GROUPS, N = 4, 12
 GROUP = np.arange(N) % GROUPS
@@ -131,7 +133,8 @@ def test_a_batch_of_points_reaches_torch_in_one_call_under_vmap(monkeypatch):
         return parts(self, u)
 
     monkeypatch.setattr(PyroTarget, "_unconstrained_parts", counted)
-    target = PyroTarget(Problem.build("eight_schools_centered", 0))
+    # eager: every call runs the model (the compiled path replays a recording without calling it)
+    target = PyroTarget(Problem.build("eight_schools_centered", 0), compiled=False)
     u = _points(target.dim, 16)
     jax.jit(jax.vmap(jax.value_and_grad(target.log_joint_u)))(u)[1].block_until_ready()
     assert calls == [16]  # NUTS' chains vectorized: one call per leapfrog step for every chain
@@ -139,6 +142,55 @@ def test_a_batch_of_points_reaches_torch_in_one_call_under_vmap(monkeypatch):
     move = jax.jit(jax.vmap(hmc_step(target.prior_and_likelihood, 3), in_axes=(0, 0, None, None, None)))
     move(jax.random.split(jax.random.PRNGKey(0), 16), u, 0.5, 0.1, 1.0)[0].block_until_ready()
     assert calls == [16] * 4  # AIS' HMC move on 16 chains: the start and 3 leapfrog steps, each one call
+
+
+def branching(data, params):
+    """Python control flow on a latent's value: no recording can stand for both branches."""
+    mu = pyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    scale = NOISE_SD if mu.detach() > 0 else 2 * NOISE_SD
+    with pyro.plate("data", len(data["y"])):
+        pyro.sample("y", dist.Normal(mu, scale), obs=data["y"])
+
+
+def test_the_compiled_density_gives_the_eager_numbers_on_the_vectorized_and_vmap_paths():
+    """Each batch shape is recorded the second time it is met and replayed after (``torch_compiled``):
+    the values and gradients of NUTS' joint and AIS' two parts equal the eager path's to 1e-12 at the
+    recorded points and at others of the same shape, for a one-draw model (both) and its broadcasting
+    twin (the joint); through JAX too (NUTS' value and gradient, vmapped)."""
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    data = {"group": GROUP, "y": Y}
+    pair, joint = 1, 3  # TorchDensity.evaluations: (pair values, pair with gradients, joint values, ...)
+    for name, model, path, which in (
+        ("compiled_left", one_draw, pyro_draws.VMAP, (pair, joint)),
+        ("compiled_right", broadcasting, pyro_draws.VECTORIZED, (joint,)),
+    ):
+        problem = _pyro_only(name, model, sites, data)
+        eager, compiled = PyroTarget(problem, compiled=False), PyroTarget(problem)
+        assert compiled.draws_path == path
+        for i in which:
+            for seed in range(4):  # recorded at the second call, replayed on the third and fourth
+                u = torch.randn(
+                    5, compiled.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+                )
+                found, expected = compiled._density.evaluations[i](u), eager._density.evaluations[i](u)
+                assert len(found) == len(expected) == (4 if i == pair else 2)  # values, gradients
+                for a, b in zip(found, expected, strict=True):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert compiled.density_path == "compiled" and eager.density_path == "eager: compilation off"
+    nuts_callback = (jax.jit(jax.vmap(jax.value_and_grad(t.log_joint_u))) for t in (eager, compiled))
+    u = _points(compiled.dim, 5)  # the shape recorded above: replayed
+    for a, b in zip(*(jax.tree.leaves(f(u)) for f in nuts_callback), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_with_data_dependent_control_flow_stays_eager_and_says_why():
+    problem = _pyro_only("compiled_branching", branching, (Site("mu"),), {"y": CONJUGATE_Y})
+    eager, compiled = PyroTarget(problem, compiled=False), PyroTarget(problem)
+    found_at, expected_at = (jax.jit(jax.vmap(jax.value_and_grad(t.log_joint_u))) for t in (compiled, eager))
+    for u in ([[0.5], [1.0]], [[0.5], [1.0]], [[-0.5], [-1.0]]):  # both branches, same shape
+        for a, b in zip(found_at(jnp.array(u)), expected_at(jnp.array(u)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+    assert compiled.density_path == f"eager: {FROZEN_REASON}"
 
 
 @pytest.mark.slow  # NumPyro compiles NUTS' program anew for a host callback: 15 s or more

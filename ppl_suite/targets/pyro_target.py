@@ -18,7 +18,10 @@ each flattened in its ``unconstrained_shape`` and mapped by the bijection of its
 
 are torch code, evaluated for a batch of u along ``draws_path`` with their gradients and made a JAX
 function by ``targets.torch_density`` (``jax.pure_callback`` and a ``jax.custom_vjp``): AIS, BDMC and
-NUTS (``references.nuts``) run on a Pyro model through it, one torch call per batch of chains.
+NUTS (``references.nuts``) run on a Pyro model through it, one torch call per batch of chains. Each
+batch shape's evaluation is recorded once (Pyro's tracing, the transforms and torch's backward pass
+as one graph of torch operations) and replayed, unless the recording cannot stand for every input:
+``density_path`` says which.
 Second derivatives are not available (``jax.hessian`` of it raises).
 """
 
@@ -46,7 +49,7 @@ from ppl_suite.spec import Latents, Site
 from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
-from ppl_suite.targets.torch_density import LogJoint, PriorAndLikelihood, jax_functions
+from ppl_suite.targets.torch_density import TorchDensity, jax_functions
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class PyroTarget(OfProblem):
 
     problem: Problem
     reference: PosteriorReference | None = None
+    compiled: bool = True  # the unconstrained density replayed per batch shape (``torch_compiled``)
 
     def __post_init__(self) -> None:
         if registry.implementation(self.problem.spec.name, "pyro") is None:
@@ -185,8 +189,14 @@ class PyroTarget(OfProblem):
         return prior + log_jacobian, joint - prior
 
     @cached_property
-    def _bridges(self) -> tuple[PriorAndLikelihood, LogJoint]:
-        return jax_functions(self._unconstrained_parts, self.dim)
+    def _density(self) -> TorchDensity:
+        return jax_functions(self._unconstrained_parts, self.dim, self.compiled)
+
+    @property
+    def density_path(self) -> str:
+        """How torch evaluated the unconstrained density so far: "compiled" (recorded per batch shape
+        and replayed), or "eager: <why>" (``targets.torch_compiled``)."""
+        return self._density.path
 
     def _check(self, u: Any) -> Any:
         import jax.numpy as jnp
@@ -201,11 +211,11 @@ class PyroTarget(OfProblem):
 
     def prior_and_likelihood(self, u: Any) -> tuple[Any, Any]:
         """(log p(u), log p(x | T(u))) at one u (d,): JAX, differentiable once, torch underneath."""
-        return self._bridges[0](self._check(u))
+        return self._density.prior_and_likelihood(self._check(u))
 
     def log_joint_u(self, u: Any) -> Any:
         """log p(x, u) = log p(x, T(u)) + log |det dT/du| at one u (d,)."""
-        return self._bridges[1](self._check(u))
+        return self._density.log_joint(self._check(u))
 
     def sample_prior(self, key: Any, n: int) -> Any:
         """n draws u ~ p(u), (n, d): the model run forward (torch's generator seeded from ``key``,
