@@ -33,7 +33,7 @@ def _say(progress) -> None:
 def main(arguments: list[str]) -> int:
     setup(own_process=True)
     if "--eager" in arguments:
-        PyroTarget.__init__.__defaults__ = (None, False)  # reference, compiled
+        PyroTarget.__init__.__defaults__ = (None, False, ())  # reference, compiled, non_centered
     pyro_problem = varying_intercept("pyro")
     evidence = {}
     with tempfile.TemporaryDirectory() as cache:

@@ -204,8 +204,8 @@ def test_nuts_runs_on_a_pyro_only_models_potential_and_keeps_its_sites_and_stati
     assert run.deterministic == {} and np.all(run.draws["sigma"] > 0)
     assert set(run.stats) >= {"diverging", "energy", "n_steps", "tree_depth", "step_size", "lp"}
     assert all(v.shape[:2] == (2, 20) for v in run.stats.values())
-    with pytest.raises(ValueError, match="LocScaleReparam"):
-        nuts.sampled(problem, non_centered=("a",))
+    non_centered = nuts.run(problem, short, extend=False, non_centered=("a",))  # Pyro's LocScaleReparam
+    assert {k: v.shape for k, v in non_centered.draws.items()} == shapes
 
 
 @pytest.mark.slow
@@ -232,14 +232,44 @@ def test_the_laplace_estimator_does_not_apply_to_a_density_with_first_derivative
     assert "no Hessian" in laplace.applies(PyroTarget(problem), None)
 
 
-def test_a_pyro_only_models_failed_attempts_say_the_non_centered_form_was_not_tried(monkeypatch):
-    """NUTS replaced by runs with 4 divergent transitions: the remedies go on without the non-centered
-    form, and each attempt in the message says why it was not tried."""
+def test_a_pyro_only_centered_site_is_sampled_non_centered_by_pyros_loc_scale_reparam():
+    """Pyro's LocScaleReparam(0) on a: the sites are (mu, sigma, a_decentered), a = mu + sigma eta is
+    read back exactly, and the density is the centered one in other coordinates:
+    log p_nc(x, u_nc) = log p_c(x, u_c) + GROUPS log sigma (da/deta = sigma per group)."""
+    from ppl_suite.references.remedies import centered_sites_of
+
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    problem = _pyro_only("pyro_only_centered", one_draw, sites, {"group": GROUP, "y": Y})
+    assert centered_sites_of(problem) == ("a",)
+    conjugate_problem = _pyro_only("pyro_only_plain", conjugate, (Site("mu"),), {"y": CONJUGATE_Y})
+    assert centered_sites_of(conjugate_problem) == ()
+    centered, non_centered = PyroTarget(problem), PyroTarget(problem, non_centered=("a",))
+    assert [s.name for s in non_centered.sites] == ["mu", "sigma", "a_decentered"]
+    assert non_centered.draws_path == pyro_draws.VMAP and non_centered.dim == centered.dim
+    u = np.asarray(_points(non_centered.dim))
+    eta = non_centered.constrain(u)
+    latents = non_centered.original_sites(eta)
+    np.testing.assert_array_equal(latents["mu"], eta["mu"])
+    np.testing.assert_allclose(
+        latents["a"], eta["mu"][:, None] + eta["sigma"][:, None] * eta["a_decentered"], rtol=1e-12, atol=1e-12
+    )
+    u_centered = centered.unconstrain(latents)
+    found = np.asarray(jax.vmap(non_centered.log_joint_u)(u))
+    expected = np.asarray(jax.vmap(centered.log_joint_u)(u_centered)) + GROUPS * np.log(eta["sigma"])
+    np.testing.assert_allclose(found, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="not latent sites"):
+        _ = PyroTarget(problem, non_centered=("b",)).sites
+
+
+def test_a_pyro_only_models_divergences_lead_to_its_non_centered_form(monkeypatch):
+    """NUTS replaced by runs with 4 divergent transitions: the second attempt samples the centered
+    site a non-centered, as the NumPyro route's does."""
     from ppl_suite.references import progress
     from ppl_suite.references import reference as reference_module
     from ppl_suite.references.gates import GateResult, ReferenceGateError
 
-    problem = _pyro_only("pyro_only_failing", conjugate, (Site("mu"),), {"y": CONJUGATE_Y})
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    problem = _pyro_only("pyro_only_failing", one_draw, sites, {"group": GROUP, "y": Y})
     coordinates = {"mu": {"r_hat": 1.0, "ess_bulk": 5000.0, "ess_tail": 5000.0}}
     failing = GateResult.of(coordinates, 4, SMALL_NUTS)
     calls = []
@@ -252,6 +282,5 @@ def test_a_pyro_only_models_failed_attempts_say_the_non_centered_form_was_not_tr
     monkeypatch.setattr(nuts, "run", run)
     with pytest.raises(ReferenceGateError) as raised:
         reference_module._sample(problem, SMALL_NUTS, progress.ignore, time.perf_counter())
-    message = str(raised.value)
-    assert calls == [(), ()]  # as given, then smaller steps: never a non-centered form
-    assert message.count("non-centered form not tried: NumPyro's LocScaleReparam rewrites NumPyro") == 2
+    assert calls == [(), ("a",), ("a",)]  # as given, non-centered, then smaller steps as well
+    assert "2. non-centered a (" in str(raised.value)

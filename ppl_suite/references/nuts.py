@@ -14,8 +14,9 @@ of ``draws``, one compiled program), up to ``max_draws``: the draws kept are one
 each chain. While NUTS runs, a helper thread tells that it still runs (``progress.heartbeat``).
 
 Sites given as ``non_centered`` are sampled in their non-centered form (NumPyro's
-``LocScaleReparam``: ``ppl_suite.references.remedies``); their draws are kept as deterministic sites
-under their own names, the auxiliary ``<site>_decentered`` sites are dropped.
+``LocScaleReparam``, Pyro's for a Pyro-only model: ``ppl_suite.references.remedies``); their draws
+are kept as deterministic sites under their own names, the auxiliary ``<site>_decentered`` sites are
+dropped.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ EXTRA_FIELDS = {
     "accept_prob": "acceptance_rate",
     "potential_energy": "lp",  # stored negated: the log density
 }
-NOT_REPARAMETRIZED = "NumPyro's LocScaleReparam rewrites NumPyro models; a Pyro model is sampled as written"
 # tell(phase, draws per chain kept, seconds the next phase should take or None, gates or None)
 Tell = Callable[[str, int, float | None, GateResult | None], None]
 
@@ -131,18 +131,16 @@ def sampled(problem: Problem, non_centered: tuple[str, ...] = ()) -> Sampled:
         return Sampled({"model": model}, (dict(problem.data), dict(problem.params)), None, sites)
     if registry.implementation(problem.spec.name, "pyro") is None:
         raise ValueError(f"model {problem.spec.name!r} has no NumPyro or Pyro implementation to run NUTS on")
-    if non_centered:
-        raise ValueError(f"{NOT_REPARAMETRIZED}: cannot sample {non_centered} non-centered")
     from ppl_suite.targets.pyro_target import PyroTarget
 
-    target = PyroTarget(problem)
+    target = PyroTarget(problem, non_centered=non_centered)  # Pyro's LocScaleReparam on those sites
 
     def start(key: jax.Array, chains: int) -> jax.Array:
         return jax.random.uniform(key, (chains, target.dim), minval=-2.0, maxval=2.0)
 
     def pyro_sites(samples: jax.Array) -> ChainDraws:
         u = np.asarray(samples)
-        return _by_chain(target.constrain(u.reshape(-1, u.shape[-1])), u.shape[0])
+        return _by_chain(target.original_sites(target.constrain(u.reshape(-1, u.shape[-1]))), u.shape[0])
 
     return Sampled({"potential_fn": lambda u: -target.log_joint_u(u)}, (), start, pyro_sites)
 
