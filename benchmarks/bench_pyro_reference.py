@@ -3,10 +3,11 @@ battery's 10-latent varying-intercept model given only in Pyro (``benchmarks/pyr
 then the AIS log p(x) of its NumPyro twin, in a fresh reference cache; prints seconds, each attempt,
 and how far apart the two evidences are in combined standard errors.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_pyro_reference.py [--eager]
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_pyro_reference.py [--eager] [--budget S]
 
 ``--eager``: the torch density evaluated in Python on every call (the path before
-``targets.torch_compiled``), for a before/after comparison.
+``targets.torch_compiled``), for a before/after comparison. ``--budget S``: the reference's time
+budget for its remedies (``NUTSSettings.budget_seconds``; default settings otherwise).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.pyro_only_models import varying_intercept
@@ -22,6 +24,7 @@ from ppl_suite.numerics import setup
 from ppl_suite.references.evidence import log_evidence
 from ppl_suite.references.gates import ReferenceGateError
 from ppl_suite.references.reference import reference_for
+from ppl_suite.references.settings import settings_for
 from ppl_suite.targets.pyro_target import PyroTarget
 
 
@@ -35,11 +38,14 @@ def main(arguments: list[str]) -> int:
     if "--eager" in arguments:
         PyroTarget.__init__.__defaults__ = (None, False, ())  # reference, compiled, non_centered
     pyro_problem = varying_intercept("pyro")
+    settings = settings_for(pyro_problem.spec)
+    if "--budget" in arguments:
+        settings = replace(settings, budget_seconds=float(arguments[arguments.index("--budget") + 1]))
     evidence = {}
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         try:
-            reference = reference_for(pyro_problem, cache_dir=Path(cache), on_progress=_say)
+            reference = reference_for(pyro_problem, settings, cache_dir=Path(cache), on_progress=_say)
         except ReferenceGateError as error:
             print(f"Pyro-only reference failed its gates after {time.perf_counter() - start:.0f} s: {error}")
             reference = None

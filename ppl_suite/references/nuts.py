@@ -60,7 +60,8 @@ Tell = Callable[[str, int, float | None, GateResult | None], None]
 class NUTSRun:
     """The kept draws of the problem's latent sites, of its deterministic sites (empty when the draws
     are mapped from another model) and NUTS' statistics per transition (``EXTRA_FIELDS``' names, plus
-    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time."""
+    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time;
+    ``density``: how torch evaluated a Pyro-only model's density ("" for a NumPyro model)."""
 
     draws: ChainDraws
     deterministic: ChainDraws
@@ -68,6 +69,7 @@ class NUTSRun:
     coordinates: dict[str, dict[str, float]]
     gates: GateResult
     seconds: float
+    density: str = ""
 
     @property
     def draws_per_chain(self) -> int:
@@ -97,12 +99,14 @@ class Sampled:
     """What NUTS runs on: ``kernel``, NUTS' target (``{"model": ...}`` or ``{"potential_fn": ...}``);
     ``arguments``, the model's; ``start(key, chains)``, the chains' initial points (None: NumPyro's
     own for a model); ``sites(samples)``, the draws MCMC returns (grouped by chain) as draws per site,
-    the problem's latent sites and any deterministic ones."""
+    the problem's latent sites and any deterministic ones; ``density()``, how torch evaluated a
+    Pyro-only model's density so far (``PyroTarget.density_path``), "" for a NumPyro model."""
 
     kernel: dict[str, Any]
     arguments: tuple
     start: Callable[[jax.Array, int], Any] | None
     sites: Callable[[Any], ChainDraws]
+    density: Callable[[], str] = str
 
 
 def sampled_model(problem: Problem, non_centered: tuple[str, ...] = ()):
@@ -142,7 +146,8 @@ def sampled(problem: Problem, non_centered: tuple[str, ...] = ()) -> Sampled:
         u = np.asarray(samples)
         return _by_chain(target.original_sites(target.constrain(u.reshape(-1, u.shape[-1]))), u.shape[0])
 
-    return Sampled({"potential_fn": lambda u: -target.log_joint_u(u)}, (), start, pyro_sites)
+    potential = {"potential_fn": lambda u: -target.log_joint_u(u)}
+    return Sampled(potential, (), start, pyro_sites, lambda: target.density_path)
 
 
 def run(
@@ -189,7 +194,8 @@ def run(
         chunks = kept // settings.draws if more else 0
         tell(progress.DRAWN, kept, per_step * chunks * settings.draws if chunks else None, gates)
         if gates.passed or not more:
-            return NUTSRun(draws, deterministic, stats, coordinates, gates, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            return NUTSRun(draws, deterministic, stats, coordinates, gates, seconds, target.density())
         for _ in range(chunks):  # chunks of one shape: one compiled program
             chunk = time.perf_counter()
             with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):

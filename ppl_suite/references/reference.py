@@ -166,6 +166,8 @@ def _evidence(problem: Problem, seed: int, draws: Latents | None) -> dict[str, A
 
 
 def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
+    """The attempt, its gates and seconds; for a Pyro-only model how torch evaluated its density
+    (``"density"``: "compiled", or "eager: <why>", ``targets.torch_compiled``)."""
     return {
         **attempt.record(),
         "draws_per_chain": run.draws_per_chain,
@@ -175,6 +177,7 @@ def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
         "ess_tail_min": run.gates.ess_tail_min,
         "gates": run.gates.as_dict(),
         "seconds": run.seconds,
+        **({"density": run.density} if run.density else {}),
     }
 
 
