@@ -37,6 +37,7 @@ import torch
 Batched = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 COMPILED, EAGER = "compiled", "eager"
+NOT_YET = f"{EAGER}: no shape met twice yet"
 AGREEMENT = 1e-12  # relative and absolute: the same operations, float64 rounding of sums at most
 RECORD_AT = 2  # a shape is recorded when met this many times
 FROZEN = "aten._local_scalar_dense"  # a tensor made a Python number: control flow may depend on it
@@ -90,7 +91,7 @@ class CompiledBatched:
             return f"{EAGER}: {self.failure}"
         if not self.enabled:
             return f"{EAGER}: compilation off"
-        return COMPILED if self._recorded else f"{EAGER}: no shape met twice yet"
+        return COMPILED if self._recorded else NOT_YET
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         shape = tuple(batch.shape)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from ppl_suite.targets.torch_compiled import COMPILED, EAGER, Batched, CompiledBatched
+from ppl_suite.targets.torch_compiled import COMPILED, NOT_YET, Batched, CompiledBatched
 
 # A torch function of U (n, d) -> (log p(u_i), log p(x | u_i)), each (n,)
 TorchParts = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -133,11 +133,11 @@ class TorchDensity:
     def path(self) -> str:
         """How torch evaluated the calls so far: COMPILED (recorded per batch shape, replayed), or
         EAGER with the reason (``torch_compiled``)."""
-        paths = {e.path for e in self.evaluations if e.path != f"{EAGER}: no shape met twice yet"}
-        failed = sorted(p for p in paths if p != COMPILED)
+        paths = {e.path for e in self.evaluations} - {NOT_YET}
+        failed = sorted(paths - {COMPILED})
         if failed:
             return failed[0]
-        return COMPILED if paths else f"{EAGER}: no shape met twice yet"
+        return COMPILED if paths else NOT_YET
 
 
 def jax_functions(parts: TorchParts, dim: int, compiled: bool = True) -> TorchDensity:
