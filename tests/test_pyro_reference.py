@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -23,9 +24,11 @@ from ppl_suite.backends import pyro_draws
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
 from ppl_suite.references import NUTSSettings, nuts, reference_for
+from ppl_suite.references.settings import settings_for
 from ppl_suite.spec import ModelSpec, Site
 from ppl_suite.targets.numpyro_target import NumPyroTarget
 from ppl_suite.targets.pyro_target import PyroTarget
+from ppl_suite.targets.torch_compiled import FROZEN_REASON
 
 GROUPS, N = 4, 12
 GROUP = np.arange(N) % GROUPS
@@ -131,7 +134,8 @@ def test_a_batch_of_points_reaches_torch_in_one_call_under_vmap(monkeypatch):
         return parts(self, u)
 
     monkeypatch.setattr(PyroTarget, "_unconstrained_parts", counted)
-    target = PyroTarget(Problem.build("eight_schools_centered", 0))
+    # eager: every call runs the model (the compiled path replays a recording without calling it)
+    target = PyroTarget(Problem.build("eight_schools_centered", 0), compiled=False)
     u = _points(target.dim, 16)
     jax.jit(jax.vmap(jax.value_and_grad(target.log_joint_u)))(u)[1].block_until_ready()
     assert calls == [16]  # NUTS' chains vectorized: one call per leapfrog step for every chain
@@ -139,6 +143,55 @@ def test_a_batch_of_points_reaches_torch_in_one_call_under_vmap(monkeypatch):
     move = jax.jit(jax.vmap(hmc_step(target.prior_and_likelihood, 3), in_axes=(0, 0, None, None, None)))
     move(jax.random.split(jax.random.PRNGKey(0), 16), u, 0.5, 0.1, 1.0)[0].block_until_ready()
     assert calls == [16] * 4  # AIS' HMC move on 16 chains: the start and 3 leapfrog steps, each one call
+
+
+def branching(data, params):
+    """Python control flow on a latent's value: no recording can stand for both branches."""
+    mu = pyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    scale = NOISE_SD if mu.detach() > 0 else 2 * NOISE_SD
+    with pyro.plate("data", len(data["y"])):
+        pyro.sample("y", dist.Normal(mu, scale), obs=data["y"])
+
+
+def test_the_compiled_density_gives_the_eager_numbers_on_the_vectorized_and_vmap_paths():
+    """Each batch shape is recorded the second time it is met and replayed after (``torch_compiled``):
+    the values and gradients of NUTS' joint and AIS' two parts equal the eager path's to 1e-12 at the
+    recorded points and at others of the same shape, for a one-draw model (both) and its broadcasting
+    twin (the joint); through JAX too (NUTS' value and gradient, vmapped)."""
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    data = {"group": GROUP, "y": Y}
+    pair, joint = 1, 3  # TorchDensity.evaluations: (pair values, pair with gradients, joint values, ...)
+    for name, model, path, which in (
+        ("compiled_left", one_draw, pyro_draws.VMAP, (pair, joint)),
+        ("compiled_right", broadcasting, pyro_draws.VECTORIZED, (joint,)),
+    ):
+        problem = _pyro_only(name, model, sites, data)
+        eager, compiled = PyroTarget(problem, compiled=False), PyroTarget(problem)
+        assert compiled.draws_path == path
+        for i in which:
+            for seed in range(4):  # recorded at the second call, replayed on the third and fourth
+                u = torch.randn(
+                    5, compiled.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+                )
+                found, expected = compiled._density.evaluations[i](u), eager._density.evaluations[i](u)
+                assert len(found) == len(expected) == (4 if i == pair else 2)  # values, gradients
+                for a, b in zip(found, expected, strict=True):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert compiled.density_path == "compiled" and eager.density_path == "eager: compilation off"
+    nuts_callback = (jax.jit(jax.vmap(jax.value_and_grad(t.log_joint_u))) for t in (eager, compiled))
+    u = _points(compiled.dim, 5)  # the shape recorded above: replayed
+    for a, b in zip(*(jax.tree.leaves(f(u)) for f in nuts_callback), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_with_data_dependent_control_flow_stays_eager_and_says_why():
+    problem = _pyro_only("compiled_branching", branching, (Site("mu"),), {"y": CONJUGATE_Y})
+    eager, compiled = PyroTarget(problem, compiled=False), PyroTarget(problem)
+    found_at, expected_at = (jax.jit(jax.vmap(jax.value_and_grad(t.log_joint_u))) for t in (compiled, eager))
+    for u in ([[0.5], [1.0]], [[0.5], [1.0]], [[-0.5], [-1.0]]):  # both branches, same shape
+        for a, b in zip(found_at(jnp.array(u)), expected_at(jnp.array(u)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+    assert compiled.density_path == f"eager: {FROZEN_REASON}"
 
 
 @pytest.mark.slow  # NumPyro compiles NUTS' program anew for a host callback: 15 s or more
@@ -150,10 +203,11 @@ def test_nuts_runs_on_a_pyro_only_models_potential_and_keeps_its_sites_and_stati
     shapes = {k: v.shape for k, v in run.draws.items()}
     assert shapes == {"mu": (2, 20), "sigma": (2, 20), "a": (2, 20, GROUPS)}
     assert run.deterministic == {} and np.all(run.draws["sigma"] > 0)
+    assert run.density == "compiled"  # the leapfrog steps' batch shape was recorded and replayed
     assert set(run.stats) >= {"diverging", "energy", "n_steps", "tree_depth", "step_size", "lp"}
     assert all(v.shape[:2] == (2, 20) for v in run.stats.values())
-    with pytest.raises(ValueError, match="LocScaleReparam"):
-        nuts.sampled(problem, non_centered=("a",))
+    non_centered = nuts.run(problem, short, extend=False, non_centered=("a",))  # Pyro's LocScaleReparam
+    assert {k: v.shape for k, v in non_centered.draws.items()} == shapes
 
 
 @pytest.mark.slow
@@ -180,14 +234,44 @@ def test_the_laplace_estimator_does_not_apply_to_a_density_with_first_derivative
     assert "no Hessian" in laplace.applies(PyroTarget(problem), None)
 
 
-def test_a_pyro_only_models_failed_attempts_say_the_non_centered_form_was_not_tried(monkeypatch):
-    """NUTS replaced by runs with 4 divergent transitions: the remedies go on without the non-centered
-    form, and each attempt in the message says why it was not tried."""
+def test_a_pyro_only_centered_site_is_sampled_non_centered_by_pyros_loc_scale_reparam():
+    """Pyro's LocScaleReparam(0) on a: the sites are (mu, sigma, a_decentered), a = mu + sigma eta is
+    read back exactly, and the density is the centered one in other coordinates:
+    log p_nc(x, u_nc) = log p_c(x, u_c) + GROUPS log sigma (da/deta = sigma per group)."""
+    from ppl_suite.references.remedies import centered_sites_of
+
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    problem = _pyro_only("pyro_only_centered", one_draw, sites, {"group": GROUP, "y": Y})
+    assert centered_sites_of(problem) == ("a",)
+    conjugate_problem = _pyro_only("pyro_only_plain", conjugate, (Site("mu"),), {"y": CONJUGATE_Y})
+    assert centered_sites_of(conjugate_problem) == ()
+    centered, non_centered = PyroTarget(problem), PyroTarget(problem, non_centered=("a",))
+    assert [s.name for s in non_centered.sites] == ["mu", "sigma", "a_decentered"]
+    assert non_centered.draws_path == pyro_draws.VMAP and non_centered.dim == centered.dim
+    u = np.asarray(_points(non_centered.dim))
+    eta = non_centered.constrain(u)
+    latents = non_centered.original_sites(eta)
+    np.testing.assert_array_equal(latents["mu"], eta["mu"])
+    np.testing.assert_allclose(
+        latents["a"], eta["mu"][:, None] + eta["sigma"][:, None] * eta["a_decentered"], rtol=1e-12, atol=1e-12
+    )
+    u_centered = centered.unconstrain(latents)
+    found = np.asarray(jax.vmap(non_centered.log_joint_u)(u))
+    expected = np.asarray(jax.vmap(centered.log_joint_u)(u_centered)) + GROUPS * np.log(eta["sigma"])
+    np.testing.assert_allclose(found, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="not latent sites"):
+        _ = PyroTarget(problem, non_centered=("b",)).sites
+
+
+def test_a_pyro_only_models_divergences_lead_to_its_non_centered_form(monkeypatch):
+    """NUTS replaced by runs with 4 divergent transitions: the second attempt samples the centered
+    site a non-centered, as the NumPyro route's does."""
     from ppl_suite.references import progress
     from ppl_suite.references import reference as reference_module
     from ppl_suite.references.gates import GateResult, ReferenceGateError
 
-    problem = _pyro_only("pyro_only_failing", conjugate, (Site("mu"),), {"y": CONJUGATE_Y})
+    sites = (Site("mu"), Site("sigma", (), "positive"), Site("a", (GROUPS,)))
+    problem = _pyro_only("pyro_only_failing", one_draw, sites, {"group": GROUP, "y": Y})
     coordinates = {"mu": {"r_hat": 1.0, "ess_bulk": 5000.0, "ess_tail": 5000.0}}
     failing = GateResult.of(coordinates, 4, SMALL_NUTS)
     calls = []
@@ -200,6 +284,33 @@ def test_a_pyro_only_models_failed_attempts_say_the_non_centered_form_was_not_tr
     monkeypatch.setattr(nuts, "run", run)
     with pytest.raises(ReferenceGateError) as raised:
         reference_module._sample(problem, SMALL_NUTS, progress.ignore, time.perf_counter())
-    message = str(raised.value)
-    assert calls == [(), ()]  # as given, then smaller steps: never a non-centered form
-    assert message.count("non-centered form not tried: NumPyro's LocScaleReparam rewrites NumPyro") == 2
+    assert calls == [(), ("a",), ("a",)]  # as given, non-centered, then smaller steps as well
+    assert "2. non-centered a (" in str(raised.value)
+
+
+@pytest.mark.slow  # a default-size reference through the bridge: 10-30 minutes on a shared 2-core machine
+def test_a_pyro_only_centered_eight_schools_passes_its_gates_with_defaults_by_going_non_centered(tmp_path):
+    """The centered eight schools given only in Pyro: its funnel makes NUTS diverge as written, the
+    remedy samples theta by Pyro's LocScaleReparam, and its log p(x) lies within 4 combined SE of the
+    stored NumPyro reference's (the same p(x): ``models/eight_schools_centered/reference.json``).
+    Default settings but the time budget: the funnel's deep trees make the first attempt alone take
+    minutes through the bridge, past the default 300 s before the remedy could start."""
+    import dataclasses
+    import json
+    import math
+    from pathlib import Path
+
+    shipped = registry.get("eight_schools_centered")  # its NumPy log joint left out: a Pyro model alone
+    spec = dataclasses.replace(shipped, name="eight_schools_centered_pyro_only", log_joint=None)
+    registry.register(
+        spec, pyro_model=registry.implementation("eight_schools_centered", "pyro"), replace=True
+    )
+    problem = Problem.build(spec.name, 0)
+    settings = dataclasses.replace(settings_for(problem.spec), budget_seconds=3600.0)
+    reference = reference_for(problem, settings, cache_dir=tmp_path)
+    assert reference.gates.passed
+    assert reference.summary["non_centered"] == ["theta"]
+    stored = Path(__file__).parents[1] / "models" / "eight_schools_centered" / "reference.json"
+    expected = json.loads(stored.read_text())["evidence"]
+    combined = math.hypot(reference.log_evidence_se, expected["se"])
+    assert abs(reference.log_evidence - expected["log_evidence"]) <= 4 * combined

@@ -14,8 +14,9 @@ of ``draws``, one compiled program), up to ``max_draws``: the draws kept are one
 each chain. While NUTS runs, a helper thread tells that it still runs (``progress.heartbeat``).
 
 Sites given as ``non_centered`` are sampled in their non-centered form (NumPyro's
-``LocScaleReparam``: ``ppl_suite.references.remedies``); their draws are kept as deterministic sites
-under their own names, the auxiliary ``<site>_decentered`` sites are dropped.
+``LocScaleReparam``, Pyro's for a Pyro-only model: ``ppl_suite.references.remedies``); their draws
+are kept as deterministic sites under their own names, the auxiliary ``<site>_decentered`` sites are
+dropped.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ EXTRA_FIELDS = {
     "accept_prob": "acceptance_rate",
     "potential_energy": "lp",  # stored negated: the log density
 }
-NOT_REPARAMETRIZED = "NumPyro's LocScaleReparam rewrites NumPyro models; a Pyro model is sampled as written"
 # tell(phase, draws per chain kept, seconds the next phase should take or None, gates or None)
 Tell = Callable[[str, int, float | None, GateResult | None], None]
 
@@ -60,7 +60,8 @@ Tell = Callable[[str, int, float | None, GateResult | None], None]
 class NUTSRun:
     """The kept draws of the problem's latent sites, of its deterministic sites (empty when the draws
     are mapped from another model) and NUTS' statistics per transition (``EXTRA_FIELDS``' names, plus
-    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time."""
+    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time;
+    ``density``: how torch evaluated a Pyro-only model's density ("" for a NumPyro model)."""
 
     draws: ChainDraws
     deterministic: ChainDraws
@@ -68,6 +69,7 @@ class NUTSRun:
     coordinates: dict[str, dict[str, float]]
     gates: GateResult
     seconds: float
+    density: str = ""
 
     @property
     def draws_per_chain(self) -> int:
@@ -97,12 +99,14 @@ class Sampled:
     """What NUTS runs on: ``kernel``, NUTS' target (``{"model": ...}`` or ``{"potential_fn": ...}``);
     ``arguments``, the model's; ``start(key, chains)``, the chains' initial points (None: NumPyro's
     own for a model); ``sites(samples)``, the draws MCMC returns (grouped by chain) as draws per site,
-    the problem's latent sites and any deterministic ones."""
+    the problem's latent sites and any deterministic ones; ``density()``, how torch evaluated a
+    Pyro-only model's density so far (``PyroTarget.density_path``), "" for a NumPyro model."""
 
     kernel: dict[str, Any]
     arguments: tuple
     start: Callable[[jax.Array, int], Any] | None
     sites: Callable[[Any], ChainDraws]
+    density: Callable[[], str] = str
 
 
 def sampled_model(problem: Problem, non_centered: tuple[str, ...] = ()):
@@ -131,20 +135,19 @@ def sampled(problem: Problem, non_centered: tuple[str, ...] = ()) -> Sampled:
         return Sampled({"model": model}, (dict(problem.data), dict(problem.params)), None, sites)
     if registry.implementation(problem.spec.name, "pyro") is None:
         raise ValueError(f"model {problem.spec.name!r} has no NumPyro or Pyro implementation to run NUTS on")
-    if non_centered:
-        raise ValueError(f"{NOT_REPARAMETRIZED}: cannot sample {non_centered} non-centered")
     from ppl_suite.targets.pyro_target import PyroTarget
 
-    target = PyroTarget(problem)
+    target = PyroTarget(problem, non_centered=non_centered)  # Pyro's LocScaleReparam on those sites
 
     def start(key: jax.Array, chains: int) -> jax.Array:
         return jax.random.uniform(key, (chains, target.dim), minval=-2.0, maxval=2.0)
 
     def pyro_sites(samples: jax.Array) -> ChainDraws:
         u = np.asarray(samples)
-        return _by_chain(target.constrain(u.reshape(-1, u.shape[-1])), u.shape[0])
+        return _by_chain(target.original_sites(target.constrain(u.reshape(-1, u.shape[-1]))), u.shape[0])
 
-    return Sampled({"potential_fn": lambda u: -target.log_joint_u(u)}, (), start, pyro_sites)
+    potential = {"potential_fn": lambda u: -target.log_joint_u(u)}
+    return Sampled(potential, (), start, pyro_sites, lambda: target.density_path)
 
 
 def run(
@@ -191,7 +194,8 @@ def run(
         chunks = kept // settings.draws if more else 0
         tell(progress.DRAWN, kept, per_step * chunks * settings.draws if chunks else None, gates)
         if gates.passed or not more:
-            return NUTSRun(draws, deterministic, stats, coordinates, gates, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            return NUTSRun(draws, deterministic, stats, coordinates, gates, seconds, target.density())
         for _ in range(chunks):  # chunks of one shape: one compiled program
             chunk = time.perf_counter()
             with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):

@@ -1,6 +1,6 @@
 """A model's reference posterior (NumPyro NUTS, gated) and evidence (AIS), built once and cached: on
 its NumPyro implementation, or on its Pyro implementation's density where it has no NumPyro one
-(``references.nuts``; the non-centered remedy is then not tried, and its attempt record says so).
+(``references.nuts``; its non-centered remedy is then Pyro's ``LocScaleReparam``).
 
     reference = reference_for(problem)          # cached: a second call loads the stored one
     reference.draws["tau"], reference.summary["tau"]["mean"], reference.log_evidence
@@ -166,6 +166,8 @@ def _evidence(problem: Problem, seed: int, draws: Latents | None) -> dict[str, A
 
 
 def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
+    """The attempt, its gates and seconds; for a Pyro-only model how torch evaluated its density
+    (``"density"``: "compiled", or "eager: <why>", ``targets.torch_compiled``)."""
     return {
         **attempt.record(),
         "draws_per_chain": run.draws_per_chain,
@@ -175,27 +177,17 @@ def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
         "ess_tail_min": run.gates.ess_tail_min,
         "gates": run.gates.as_dict(),
         "seconds": run.seconds,
+        **({"density": run.density} if run.density else {}),
     }
 
 
 def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
-    """The sites a remedy may sample in non-centered form (none when remedies are off or the model
-    has no NumPyro implementation: ``_not_tried``)."""
-    if not settings.remedies or _not_tried(problem) is not None:
+    """The sites a remedy may sample in non-centered form (none when remedies are off)."""
+    if not settings.remedies:
         return ()
-    from ppl_suite.references.remedies import centered_sites
+    from ppl_suite.references.remedies import centered_sites_of
 
-    return centered_sites(nuts.sampled_model(problem), dict(problem.data), dict(problem.params))
-
-
-def _not_tried(problem: Problem) -> str | None:
-    """Why the non-centered remedy is not tried on ``problem`` (it rewrites NumPyro models only), or
-    None where it may be; an attempt whose gates failed records it."""
-    from ppl_suite import registry
-
-    if registry.implementation(problem.spec.name, "numpyro") is None:
-        return f"non-centered form not tried: {nuts.NOT_REPARAMETRIZED}"
-    return None
+    return centered_sites_of(problem)
 
 
 def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
@@ -231,8 +223,6 @@ def _sample(
             return run, attempt, records
         if centered is None:  # looked for once, and only when a gate fails
             centered = _centered(problem, settings)
-        if settings.remedies and (why := _not_tried(problem)) is not None:
-            records[-1]["not_tried"] = why
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:
@@ -254,7 +244,6 @@ def _failure(problem: Problem, settings: NUTSSettings, records: list[dict[str, A
     tried = "; ".join(
         f"{i}. {r['label']} ({settings.chains} chains x {r['draws_per_chain']} draws, {r['seconds']:.0f} s): "
         + ", ".join(r["gates"]["failures"])
-        + (f" ({r['not_tried']})" if "not_tried" in r else "")
         for i, r in enumerate(records, 1)
     )
     last = records[-1]

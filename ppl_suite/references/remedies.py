@@ -4,7 +4,8 @@ after it:
 - divergent transitions, where the model has centered sites: their non-centered form. A latent site
   drawn from a location-scale family whose location or scale depends on other latents (theta ~
   Normal(mu, tau)) becomes theta = mu + tau eta, eta ~ Normal(0, 1) by NumPyro's ``LocScaleReparam``
-  (Gorinova, Moore and Hoffman 2020, "Automatic reparameterisation of probabilistic programs", ICML):
+  (Pyro's for a model given only in Pyro, ``targets.pyro_target``; Gorinova, Moore and Hoffman 2020,
+  "Automatic reparameterisation of probabilistic programs", ICML):
   the same joint distribution of the data, so the same p(x), and the draws of theta are kept as a
   deterministic site, so the gates and the stored draws are those of the model as written
   (Betancourt and Girolami 2015 on the funnel of centered hierarchical models);
@@ -21,10 +22,13 @@ diverges: more draws do not remove a divergence).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ppl_suite.references.gates import GateResult
 from ppl_suite.references.settings import NUTSSettings
+
+if TYPE_CHECKING:
+    from ppl_suite.problem import Problem
 
 LOC_SCALE_FAMILIES = ("Normal", "StudentT", "Cauchy", "Laplace", "Logistic", "Gumbel")
 HIGH_TARGET_ACCEPT = 0.99
@@ -67,10 +71,20 @@ class Attempt:
 
 
 def _base_family(fn: Any) -> Any:
-    """The distribution under NumPyro's Independent / Expanded / Masked wrappers."""
+    """The distribution under NumPyro's or Pyro's Independent / Expanded / Masked wrappers."""
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
     return fn
+
+
+def _centered(families: dict[str, str], depends: dict[str, Any]) -> tuple[str, ...]:
+    """Of the latent sites (``families``: name -> distribution class name, in sampling order), those of
+    a location-scale family that depend on another latent site (``depends``: prior dependencies)."""
+    return tuple(
+        name
+        for name, family in families.items()
+        if family in LOC_SCALE_FAMILIES and (set(depends.get(name, {})) - {name}) & set(families)
+    )
 
 
 def centered_sites(model: Any, data: dict, params: dict) -> tuple[str, ...]:
@@ -86,14 +100,51 @@ def centered_sites(model: Any, data: dict, params: dict) -> tuple[str, ...]:
         depends = get_dependencies(model, (data, params))["prior_dependencies"]
     except Exception:  # JAX and NumPyro raise many kinds on a model they cannot trace
         return ()
-    latents = [name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]]
-    found = []
-    for name in latents:
-        family = type(_base_family(trace[name]["fn"])).__name__
-        upstream = set(depends.get(name, {})) - {name}
-        if family in LOC_SCALE_FAMILIES and upstream & set(latents):
-            found.append(name)
-    return tuple(found)
+    families = {
+        name: type(_base_family(site["fn"])).__name__
+        for name, site in trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    return _centered(families, depends)
+
+
+def centered_pyro_sites(model: Any, data: Any, params: Any) -> tuple[str, ...]:
+    """``centered_sites`` of a Pyro ``model(data, params)`` (torch arguments): Pyro's own
+    ``get_dependencies`` and trace; its non-centered form is Pyro's ``LocScaleReparam``."""
+    import pyro
+    import pyro.poutine as poutine
+    import torch
+    from pyro.infer.inspect import get_dependencies
+
+    try:
+        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+            pyro.get_param_store().clear()
+            trace = poutine.trace(model).get_trace(data, params)
+            depends = get_dependencies(model, (data, params))["prior_dependencies"]
+    except Exception:  # a model Pyro cannot trace or inspect: that remedy is not tried
+        return ()
+    families = {
+        name: type(_base_family(site["fn"])).__name__
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
+    }
+    return _centered(families, depends)
+
+
+def centered_sites_of(problem: Problem) -> tuple[str, ...]:
+    """The centered sites of ``problem``'s model: its NumPyro implementation's when it has one (NUTS
+    runs on it), else its Pyro implementation's."""
+    from ppl_suite import registry
+
+    numpyro_model = registry.implementation(problem.spec.name, "numpyro")
+    if numpyro_model is not None:
+        return centered_sites(numpyro_model, dict(problem.data), dict(problem.params))
+    pyro_model = registry.implementation(problem.spec.name, "pyro")
+    if pyro_model is None:
+        return ()
+    from ppl_suite.backends.pyro import as_torch
+
+    return centered_pyro_sites(pyro_model, as_torch(problem.data), as_torch(problem.params))
 
 
 def next_attempt(attempt: Attempt, gates: GateResult, centered: tuple[str, ...]) -> Attempt | None:

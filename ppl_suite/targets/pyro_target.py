@@ -18,14 +18,23 @@ each flattened in its ``unconstrained_shape`` and mapped by the bijection of its
 
 are torch code, evaluated for a batch of u along ``draws_path`` with their gradients and made a JAX
 function by ``targets.torch_density`` (``jax.pure_callback`` and a ``jax.custom_vjp``): AIS, BDMC and
-NUTS (``references.nuts``) run on a Pyro model through it, one torch call per batch of chains.
+NUTS (``references.nuts``) run on a Pyro model through it, one torch call per batch of chains. Each
+batch shape's evaluation is recorded once (Pyro's tracing, the transforms and torch's backward pass
+as one graph of torch operations) and replayed, unless the recording cannot stand for every input:
+``density_path`` says which.
 Second derivatives are not available (``jax.hessian`` of it raises).
+
+With ``non_centered`` sites the model is Pyro's ``poutine.reparam`` of it with ``LocScaleReparam(0)``
+on each (Gorinova, Moore and Hoffman 2020): theta ~ loc-scale(mu, tau) becomes eta ~ loc-scale(0, 1),
+theta = mu + tau eta, a deterministic site. The target's sites are then eta's (``<name>_decentered``)
+in theta's place: the same joint distribution of the data in other coordinates, what a NUTS reference
+samples when the centered form's funnel defeats it; ``original_sites`` maps its draws back to theta.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -42,11 +51,13 @@ from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.guides.joint import blocks
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
-from ppl_suite.spec import Latents, Site
+from ppl_suite.spec import ExactPosterior, Latents, Site
 from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
-from ppl_suite.targets.torch_density import LogJoint, PriorAndLikelihood, jax_functions
+from ppl_suite.targets.torch_density import TorchDensity, jax_functions
+
+DECENTERED = "_decentered"  # LocScaleReparam's name for a site's standardized noise
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,8 @@ class PyroTarget(OfProblem):
 
     problem: Problem
     reference: PosteriorReference | None = None
+    compiled: bool = True  # the unconstrained density replayed per batch shape (``torch_compiled``)
+    non_centered: tuple[str, ...] = ()  # sites sampled non-centered (``LocScaleReparam``): module docstring
 
     def __post_init__(self) -> None:
         if registry.implementation(self.problem.spec.name, "pyro") is None:
@@ -63,7 +76,32 @@ class PyroTarget(OfProblem):
 
     @cached_property
     def _model(self) -> Callable[..., Any]:
-        return registry.implementation(self.name, "pyro")
+        model = registry.implementation(self.name, "pyro")
+        if not self.non_centered:
+            return model
+        from pyro.infer.reparam import LocScaleReparam
+
+        return poutine.reparam(
+            model, config={name: LocScaleReparam(centered=0.0) for name in self.non_centered}
+        )
+
+    @cached_property
+    def sites(self) -> tuple[Site, ...]:
+        """The latent sites of the model sampled: each ``non_centered`` site replaced by its standardized
+        noise ``<name>_decentered`` (same shape, real), in the model's order."""
+        unknown = sorted(set(self.non_centered) - {s.name for s in self.problem.sites})
+        if unknown:
+            raise ValueError(f"non-centered sites {unknown} are not latent sites of {self.name!r}")
+        return tuple(
+            replace(site, name=f"{site.name}{DECENTERED}", support="real", prior=None)
+            if site.name in self.non_centered
+            else site
+            for site in self.problem.sites
+        )
+
+    @cached_property
+    def exact(self) -> ExactPosterior | None:
+        return None if self.non_centered else self.problem.exact()
 
     @cached_property
     def _arguments(self) -> tuple[Any, Any]:
@@ -185,8 +223,14 @@ class PyroTarget(OfProblem):
         return prior + log_jacobian, joint - prior
 
     @cached_property
-    def _bridges(self) -> tuple[PriorAndLikelihood, LogJoint]:
-        return jax_functions(self._unconstrained_parts, self.dim)
+    def _density(self) -> TorchDensity:
+        return jax_functions(self._unconstrained_parts, self.dim, self.compiled)
+
+    @property
+    def density_path(self) -> str:
+        """How torch evaluated the unconstrained density so far: "compiled" (recorded per batch shape
+        and replayed), or "eager: <why>" (``targets.torch_compiled``)."""
+        return self._density.path
 
     def _check(self, u: Any) -> Any:
         import jax.numpy as jnp
@@ -201,11 +245,11 @@ class PyroTarget(OfProblem):
 
     def prior_and_likelihood(self, u: Any) -> tuple[Any, Any]:
         """(log p(u), log p(x | T(u))) at one u (d,): JAX, differentiable once, torch underneath."""
-        return self._bridges[0](self._check(u))
+        return self._density.prior_and_likelihood(self._check(u))
 
     def log_joint_u(self, u: Any) -> Any:
         """log p(x, u) = log p(x, T(u)) + log |det dT/du| at one u (d,)."""
-        return self._bridges[1](self._check(u))
+        return self._density.log_joint(self._check(u))
 
     def sample_prior(self, key: Any, n: int) -> Any:
         """n draws u ~ p(u), (n, d): the model run forward (torch's generator seeded from ``key``,
@@ -247,3 +291,28 @@ class PyroTarget(OfProblem):
             with torch.no_grad():
                 parts.append(transform.inv(value).reshape(n, stop - start).numpy())
         return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+
+    def original_sites(self, latents: Latents) -> Latents:
+        """The problem's latent sites, as the model writes them, for a batch of this target's latents:
+        each ``non_centered`` site is the deterministic value the reparametrized model computes
+        (theta = loc + scale eta), read from one trace per draw (``torch.func.vmap`` of it on the VMAP
+        path); the latents themselves when nothing is non-centered."""
+        if not self.non_centered:
+            return latents
+        values = as_torch({s.name: np.asarray(latents[s.name]) for s in self.sites})
+        names = [s.name for s in self.problem.sites]
+        model, (data, params) = self._model, self._arguments
+
+        def one(value: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            trace = poutine.trace(poutine.condition(model, data=value)).get_trace(data, params)
+            return {name: trace.nodes[name]["value"] for name in names}
+
+        n = np.shape(latents[self.sites[0].name])[0]
+        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+            pyro.get_param_store().clear()
+            if self.draws_path == pyro_draws.VMAP:
+                found = torch.func.vmap(one)(values)
+            else:
+                each = [one({k: v[i] for k, v in values.items()}) for i in range(n)]
+                found = {name: torch.stack([e[name] for e in each]) for name in names}
+        return {name: found[name].numpy() for name in names}

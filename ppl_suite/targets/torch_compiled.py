@@ -1,0 +1,135 @@
+"""A torch function of a batch, recorded once per batch shape and replayed without Python.
+
+Evaluating a Pyro model's density eagerly runs Python on every call: Pyro's handlers trace the model
+(``poutine.trace``, ``condition``, plates, ``torch.func.vmap`` of a one-draw model), torch builds an
+autograd graph and walks it back. For a fixed batch shape the same tensor operations run every time,
+so the whole computation, values and their gradients, is recorded once as a graph of ATen operations
+(``torch.fx.experimental.proxy_tensor.make_fx``: Python runs once, autograd's backward is recorded
+with the forward, as AOTAutograd records it) and that graph is traced to TorchScript
+(``torch.jit.trace``) so a call runs the operations without Python in between. The operations are
+those the eager call runs, so the numbers are the same (float64 rounding of the same sums).
+
+Pyro's HMC does the like for its potential (``pyro.infer.mcmc.util.initialize_model(...,
+jit_compile=True)`` traces it with ``torch.jit.trace`` under ``ignore_jit_warnings``); recording the
+gradient too takes torch's backward pass, ~35 % of an eager call, out of Python as well.
+
+A recording is only kept when it stands for every input of its shape:
+
+- no operation turns a tensor into a Python number (``aten._local_scalar_dense``: ``float(x)``,
+  ``x.item()``, ``if x > 0``), which would freeze one branch of data-dependent control flow;
+- no random operation (it would replay the recorded draw);
+- replayed at other points of the same shape, it gives the eager values to ``AGREEMENT``.
+
+Otherwise the function runs eagerly from then on, and ``failure`` says why. A shape is recorded the
+second time it is met (recording costs ~0.3-1.5 s: shapes met once, a start or a last short batch,
+stay eager); ``path`` says which way calls went.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+
+import torch
+
+# A torch function of one batch tensor returning a tuple of tensors
+Batched = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+COMPILED, EAGER = "compiled", "eager"
+NOT_YET = f"{EAGER}: no shape met twice yet"
+AGREEMENT = 1e-12  # relative and absolute: the same operations, float64 rounding of sums at most
+RECORD_AT = 2  # a shape is recorded when met this many times
+FROZEN = "aten._local_scalar_dense"  # a tensor made a Python number: control flow may depend on it
+
+
+FROZEN_REASON = "the model turns a tensor into a Python number (data-dependent control flow)"
+
+
+def _refusal(graph: torch.fx.GraphModule) -> str | None:
+    """Why a recorded graph does not stand for every input of its shape, or None."""
+    for node in graph.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = str(node.target)
+        if name.startswith(FROZEN):
+            return FROZEN_REASON
+        if torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
+            return f"the model draws random numbers ({name})"
+    return None
+
+
+def _other_points(batch: torch.Tensor) -> torch.Tensor:
+    """Points of the same shape as ``batch``, each coordinate moved (so no branch is shared by chance)."""
+    return 0.9 * batch.flip(0) + 0.3
+
+
+def _agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+    return len(found) == len(expected) and all(
+        a.shape == b.shape and torch.allclose(a, b, rtol=AGREEMENT, atol=AGREEMENT, equal_nan=True)
+        for a, b in zip(found, expected, strict=True)
+    )
+
+
+class CompiledBatched:
+    """``function`` (a batch tensor -> tuple of tensors, no state between calls), replayed from a
+    recording per batch shape, else run eagerly (module docstring). Calls are serialized by ``lock``
+    (shared by functions that share global state, as Pyro's handler stack and parameter store)."""
+
+    def __init__(self, function: Batched, enabled: bool = True, lock: threading.Lock | None = None) -> None:
+        self.function = function
+        self.enabled = enabled
+        self.failure: str | None = None
+        self._seen: dict[tuple[int, ...], int] = {}
+        self._recorded: dict[tuple[int, ...], Batched] = {}
+        self._lock = lock if lock is not None else threading.Lock()
+
+    @property
+    def path(self) -> str:
+        """COMPILED when calls replay recordings, else EAGER with the reason."""
+        if self.failure is not None:
+            return f"{EAGER}: {self.failure}"
+        if not self.enabled:
+            return f"{EAGER}: compilation off"
+        return COMPILED if self._recorded else NOT_YET
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        shape = tuple(batch.shape)
+        with self._lock:
+            recorded = self._recorded.get(shape)
+            if recorded is not None:
+                return tuple(recorded(batch))
+            found = self.function(batch)
+            if not self.enabled or self.failure is not None or batch.numel() == 0:
+                return found
+            self._seen[shape] = self._seen.get(shape, 0) + 1
+            if self._seen[shape] >= RECORD_AT:
+                self._record(batch)
+            return found
+
+    def _record(self, batch: torch.Tensor) -> None:
+        """Record ``function`` at ``batch``'s shape, or set ``failure`` (module docstring)."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript's notes on tracing; checked below instead
+                graph = make_fx(self.function)(batch)
+                graph.graph.eliminate_dead_code()
+                graph.recompile()
+                refusal = _refusal(graph)
+                if refusal is None:
+                    replay = torch.jit.trace(graph, (batch,), check_trace=False)
+        except Exception as error:  # any operation the recorder cannot follow
+            frozen = FROZEN in str(error)  # make_fx refuses most such conversions itself
+            self.failure = FROZEN_REASON if frozen else f"recording failed ({type(error).__name__}: {error})"
+            return
+        if refusal is not None:
+            self.failure = refusal
+            return
+        checks = [(points, self.function(points)) for points in (batch, _other_points(batch))]
+        for points, expected in checks + checks[:1]:  # twice at one point: TorchScript optimizes after a run
+            if not _agree(tuple(replay(points)), expected):
+                self.failure = "the recording disagrees with the eager function at other points"
+                return
+        self._recorded[tuple(batch.shape)] = replay
