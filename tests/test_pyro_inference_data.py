@@ -122,7 +122,9 @@ def test_a_pyro_only_models_groups_equal_its_numpyro_twins_and_loo_runs_on_both_
     chains = {k: v.reshape(CHAINS, -1, *v.shape[1:]) for k, v in latents.items()}
     stats = {"diverging": np.zeros((CHAINS, DRAWS // CHAINS), bool)}
     coordinates = {"mu": {"r_hat": 1.0, "ess_bulk": float(DRAWS), "ess_tail": float(DRAWS)}}
-    run = nuts.NUTSRun(chains, {}, stats, coordinates, GateResult.of(coordinates, 0, NUTSSettings()), 0.0)
+    run = nuts.NUTSRun(
+        chains, {}, stats, coordinates, GateResult.of(coordinates, 0, NUTSSettings()), 0.0, 0.0
+    )
     builders = {"q": lambda p: draws_data(p, latents), "reference": lambda p: reference_data(p, run, {})}
     for kind, build in builders.items():
         written = {}

@@ -279,7 +279,7 @@ def test_a_pyro_only_models_divergences_lead_to_its_non_centered_form(monkeypatc
     def run(problem, settings, mapping=None, *, extend=True, non_centered=(), tell, expected=None):
         calls.append(non_centered)
         stats = {"diverging": np.zeros((settings.chains, settings.draws), bool)}
-        return nuts.NUTSRun({}, {}, stats, {}, failing, 1.0)
+        return nuts.NUTSRun({}, {}, stats, {}, failing, 1.0, 1.0)
 
     monkeypatch.setattr(nuts, "run", run)
     with pytest.raises(ReferenceGateError) as raised:

@@ -115,13 +115,14 @@ def test_short_ess_without_divergences_takes_longer_chains_before_the_non_center
 
 
 def fake_runs(monkeypatch, failing: GateResult, seconds: float) -> list[dict]:
-    """nuts.run replaced by runs that fail ``failing``'s gates in ``seconds`` each; the calls."""
+    """nuts.run replaced by runs that fail ``failing``'s gates in ``seconds`` each (wall and CPU); the
+    calls."""
     calls = []
 
     def run(problem, settings, mapping=None, *, extend=True, non_centered=(), tell, expected=None):
         calls.append({"settings": settings, "non_centered": non_centered})
         stats = {"diverging": np.zeros((settings.chains, settings.draws), bool)}
-        return nuts.NUTSRun({}, {}, stats, {}, failing, seconds)
+        return nuts.NUTSRun({}, {}, stats, {}, failing, seconds, seconds)
 
     monkeypatch.setattr(nuts, "run", run)
     monkeypatch.setattr(reference_module, "_centered", lambda problem, settings: ("theta",))
@@ -151,9 +152,26 @@ def test_no_attempt_starts_that_would_end_past_the_budget(centered, monkeypatch)
     calls = fake_runs(monkeypatch, gates(divergences=4), seconds=60.0)
     told = []
     settings = dataclasses.replace(SMALL, budget_seconds=50.0)
-    with pytest.raises(ReferenceGateError, match=r"would take about 60 s, past the budget of 50 s"):
+    with pytest.raises(ReferenceGateError, match=r"would take about 60 CPU s, past the budget of 50 CPU s"):
         reference_module._sample(centered, settings, told.append, time.perf_counter())
     assert len(calls) == 1 and told[-1].phase == progress.STOPPED
+    assert "past the budget of 50 CPU s" in told[-1].text  # the stop's line says why
+
+
+def test_the_budget_counts_cpu_seconds_so_a_busy_machine_changes_no_attempt(centered, monkeypatch):
+    """An attempt that took 60 s of wall time but 10 s of CPU (a machine busy with other work) leaves
+    room in a 50 s budget for the next one."""
+    calls = fake_runs(monkeypatch, gates(divergences=4), seconds=60.0)
+    slow = nuts.run
+
+    def busy(*args, **kwargs):
+        return dataclasses.replace(slow(*args, **kwargs), cpu_seconds=10.0)
+
+    monkeypatch.setattr(nuts, "run", busy)
+    settings = dataclasses.replace(SMALL, budget_seconds=50.0)
+    with pytest.raises(ReferenceGateError, match="no remedy left"):
+        reference_module._sample(centered, settings, progress.ignore, time.perf_counter())
+    assert len(calls) == 3
 
 
 def test_remedies_off_makes_one_attempt(centered, monkeypatch):

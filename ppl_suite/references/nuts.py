@@ -60,8 +60,9 @@ Tell = Callable[[str, int, float | None, GateResult | None], None]
 class NUTSRun:
     """The kept draws of the problem's latent sites, of its deterministic sites (empty when the draws
     are mapped from another model) and NUTS' statistics per transition (``EXTRA_FIELDS``' names, plus
-    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time;
-    ``density``: how torch evaluated a Pyro-only model's density ("" for a NumPyro model)."""
+    ``tree_depth``), each (chains, draws, ...); their coordinate table and gates; the wall time and
+    this process's CPU time (``time.process_time``: what the remedies' budget counts); ``density``:
+    how torch evaluated a Pyro-only model's density ("" for a NumPyro model)."""
 
     draws: ChainDraws
     deterministic: ChainDraws
@@ -69,6 +70,7 @@ class NUTSRun:
     coordinates: dict[str, dict[str, float]]
     gates: GateResult
     seconds: float
+    cpu_seconds: float
     density: str = ""
 
     @property
@@ -171,7 +173,7 @@ def run(
     enable_float64()
     target = sampled(problem, non_centered)
     sites = [site.name for site in problem.sites]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     mcmc = _mcmc(target, settings)
     key = jax.random.PRNGKey(settings.seed)
     begin = None if target.start is None else target.start(jax.random.fold_in(key, 1), settings.chains)
@@ -194,8 +196,10 @@ def run(
         chunks = kept // settings.draws if more else 0
         tell(progress.DRAWN, kept, per_step * chunks * settings.draws if chunks else None, gates)
         if gates.passed or not more:
-            seconds = time.perf_counter() - start
-            return NUTSRun(draws, deterministic, stats, coordinates, gates, seconds, target.density())
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+            return NUTSRun(
+                draws, deterministic, stats, coordinates, gates, seconds, cpu_seconds, target.density()
+            )
         for _ in range(chunks):  # chunks of one shape: one compiled program
             chunk = time.perf_counter()
             with progress.heartbeat(partial(tell, progress.RUNNING, kept, per_step * settings.draws, None)):

@@ -177,6 +177,7 @@ def _attempt_record(attempt: Attempt, run: nuts.NUTSRun) -> dict[str, Any]:
         "ess_tail_min": run.gates.ess_tail_min,
         "gates": run.gates.as_dict(),
         "seconds": run.seconds,
+        "cpu_seconds": run.cpu_seconds,
         **({"density": run.density} if run.density else {}),
     }
 
@@ -190,10 +191,11 @@ def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
     return centered_sites_of(problem)
 
 
-def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
-    """The seconds ``attempt`` should take at the last attempt's rate per transition."""
+def _expected_seconds(attempt: Attempt, last: dict[str, Any], clock: str = "seconds") -> float:
+    """The seconds (``clock``: "seconds" wall, "cpu_seconds" this process's CPU) ``attempt`` should
+    take at the last attempt's rate per transition."""
     done = last["warmup"] + last["draws_per_chain"]
-    return last["seconds"] / done * (attempt.settings.warmup + attempt.settings.draws)
+    return last[clock] / done * (attempt.settings.warmup + attempt.settings.draws)
 
 
 def _sample(
@@ -201,16 +203,19 @@ def _sample(
 ) -> tuple[nuts.NUTSRun, Attempt, list[dict[str, Any]]]:
     """NUTS on ``problem``, remedies tried while a gate fails (``references.remedies``), each attempt
     told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
-    ReferenceGateError naming every attempt, its gates, and what the user can do."""
-    attempt, centered, records = Attempt(settings), None, []
+    ReferenceGateError naming every attempt, its gates, and what the user can do.
+
+    The budget counts this process's CPU seconds (``time.process_time``), not wall time, so that a
+    busy machine slows a reference down but never changes which attempts it runs."""
+    attempt, centered, records, cpu_start = Attempt(settings), None, [], time.process_time()
     while True:
         number = len(records) + 1
 
-        def tell(phase, kept, eta, gates, attempt=attempt, number=number):
+        def tell(phase, kept, eta, gates, note="", attempt=attempt, number=number):
             on_progress(
                 ReferenceProgress(
                     problem.spec.name, number, attempt.label, phase, settings.chains, kept,
-                    time.perf_counter() - start, eta, gates,
+                    time.perf_counter() - start, eta, gates, note,
                 )
             )  # fmt: skip
 
@@ -226,14 +231,14 @@ def _sample(
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:
-            expected = _expected_seconds(following, records[-1])
-            if time.perf_counter() - start + expected > settings.budget_seconds:
+            expected = _expected_seconds(following, records[-1], "cpu_seconds")
+            if time.process_time() - cpu_start + expected > settings.budget_seconds:
                 stop = (
-                    f"the next attempt ({following.label}) would take about {expected:.0f} s, past the "
-                    f"budget of {settings.budget_seconds:g} s"
+                    f"the next attempt ({following.label}) would take about {expected:.0f} CPU s, past "
+                    f"the budget of {settings.budget_seconds:g} CPU s"
                 )
         if stop is not None:
-            tell(progress.STOPPED, run.draws_per_chain, None, run.gates)
+            tell(progress.STOPPED, run.draws_per_chain, None, run.gates, stop)
             raise ReferenceGateError(_failure(problem, settings, records, stop))
         attempt = following
 
