@@ -100,7 +100,11 @@ def run_one(name: str, scratch: Path, timeout: float) -> ScriptRun:
     try:
         done = run_script(name, folder, OPTIONS, timeout=timeout, environment=environment)
     except subprocess.TimeoutExpired as expired:
-        output = "\n".join(str(part or "") for part in (expired.stdout, expired.stderr))
+        # TimeoutExpired holds bytes whatever ``text=`` said
+        output = "\n".join(
+            part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+            for part in (expired.stdout, expired.stderr)
+        )
         done = subprocess.CompletedProcess(expired.cmd, TIMED_OUT, output, f"timed out after {timeout:.0f} s")
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,6 +156,8 @@ def main() -> None:
     unknown = sorted(set(options.scripts) - set(SCRIPTS))
     if unknown:
         parser.error(f"no battery script {unknown}; the scripts are {SCRIPTS}")
+    if options.keep is not None and options.keep.exists() and any(options.keep.iterdir()):
+        parser.error(f"--keep {options.keep} is not empty: give an empty or new folder")
     runs = []
     with tempfile.TemporaryDirectory(prefix="battery-table-") as temporary:
         scratch = options.keep or Path(temporary)

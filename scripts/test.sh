@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-cores=$(.venv/bin/python -c "import os; print(min(len(os.sched_getaffinity(0)), 4))")
+cores=$(.venv/bin/python -c "import os; print(min(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(), 4))")
 .venv/bin/python -m pytest -q -n "${PPL_SUITE_TEST_WORKERS:-$cores}" --dist loadfile "$@"

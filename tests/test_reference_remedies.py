@@ -152,22 +152,26 @@ def test_no_attempt_starts_that_would_end_past_the_budget(centered, monkeypatch)
     calls = fake_runs(monkeypatch, gates(divergences=4), seconds=60.0)
     told = []
     settings = dataclasses.replace(SMALL, budget_seconds=50.0)
-    with pytest.raises(ReferenceGateError, match=r"would take about 60 CPU s, past the budget of 50 CPU s"):
+    with pytest.raises(
+        ReferenceGateError,
+        match=r"would take about 60 s \(the smaller of wall and CPU time\), past the budget of 50 s",
+    ):
         reference_module._sample(centered, settings, told.append, time.perf_counter())
     assert len(calls) == 1 and told[-1].phase == progress.STOPPED
-    assert "past the budget of 50 CPU s" in told[-1].text  # the stop's line says why
+    assert "past the budget of 50 s" in told[-1].text  # the stop's line says why
 
 
-def test_the_budget_counts_cpu_seconds_so_a_busy_machine_changes_no_attempt(centered, monkeypatch):
-    """An attempt that took 60 s of wall time but 10 s of CPU (a machine busy with other work) leaves
-    room in a 50 s budget for the next one."""
-    calls = fake_runs(monkeypatch, gates(divergences=4), seconds=60.0)
-    slow = nuts.run
+@pytest.mark.parametrize(("wall", "cpu"), [(60.0, 10.0), (10.0, 60.0)], ids=["busy-machine", "threads"])
+def test_the_budget_counts_the_smaller_of_wall_and_cpu_seconds(centered, monkeypatch, wall, cpu):
+    """An attempt of 60 s of wall time but 10 s of CPU (a machine busy with other work), or of 10 s of
+    wall time but 60 s of CPU (threads in parallel), leaves room in a 50 s budget for the next one."""
+    calls = fake_runs(monkeypatch, gates(divergences=4), seconds=wall)
+    faked = nuts.run
 
-    def busy(*args, **kwargs):
-        return dataclasses.replace(slow(*args, **kwargs), cpu_seconds=10.0)
+    def timed(*args, **kwargs):
+        return dataclasses.replace(faked(*args, **kwargs), cpu_seconds=cpu)
 
-    monkeypatch.setattr(nuts, "run", busy)
+    monkeypatch.setattr(nuts, "run", timed)
     settings = dataclasses.replace(SMALL, budget_seconds=50.0)
     with pytest.raises(ReferenceGateError, match="no remedy left"):
         reference_module._sample(centered, settings, progress.ignore, time.perf_counter())

@@ -191,11 +191,27 @@ def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
     return centered_sites_of(problem)
 
 
-def _expected_seconds(attempt: Attempt, last: dict[str, Any], clock: str = "seconds") -> float:
-    """The seconds (``clock``: "seconds" wall, "cpu_seconds" this process's CPU) ``attempt`` should
-    take at the last attempt's rate per transition."""
+def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
+    """The seconds ``attempt`` should take at the last attempt's rate per transition."""
     done = last["warmup"] + last["draws_per_chain"]
-    return last[clock] / done * (attempt.settings.warmup + attempt.settings.draws)
+    return last["seconds"] / done * (attempt.settings.warmup + attempt.settings.draws)
+
+
+def _expected_cost(attempt: Attempt, last: dict[str, Any]) -> float:
+    """The budget's seconds (``_cost``) ``attempt`` should take at the last attempt's rate."""
+    done = last["warmup"] + last["draws_per_chain"]
+    return (
+        _cost(last["seconds"], last["cpu_seconds"])
+        / done
+        * (attempt.settings.warmup + attempt.settings.draws)
+    )
+
+
+def _cost(wall: float, cpu: float) -> float:
+    """What the remedies' budget counts: the smaller of the wall and this process's CPU seconds. On a
+    machine busy with other work CPU < wall, so its load does not decide which attempts run; where
+    XLA or torch run threads in parallel, wall < CPU, so the budget stays a time the user waits."""
+    return min(wall, cpu)
 
 
 def _sample(
@@ -205,8 +221,7 @@ def _sample(
     told to ``on_progress``: the passing run, its attempt and every attempt's record. Raises
     ReferenceGateError naming every attempt, its gates, and what the user can do.
 
-    The budget counts this process's CPU seconds (``time.process_time``), not wall time, so that a
-    busy machine slows a reference down but never changes which attempts it runs."""
+    The budget counts ``_cost``: the smaller of wall and this process's CPU seconds."""
     attempt, centered, records, cpu_start = Attempt(settings), None, [], time.process_time()
     while True:
         number = len(records) + 1
@@ -231,11 +246,12 @@ def _sample(
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:
-            expected = _expected_seconds(following, records[-1], "cpu_seconds")
-            if time.process_time() - cpu_start + expected > settings.budget_seconds:
+            expected = _expected_cost(following, records[-1])
+            spent = _cost(time.perf_counter() - start, time.process_time() - cpu_start)
+            if spent + expected > settings.budget_seconds:
                 stop = (
-                    f"the next attempt ({following.label}) would take about {expected:.0f} CPU s, past "
-                    f"the budget of {settings.budget_seconds:g} CPU s"
+                    f"the next attempt ({following.label}) would take about {expected:.0f} s (the smaller "
+                    f"of wall and CPU time), past the budget of {settings.budget_seconds:g} s"
                 )
         if stop is not None:
             tell(progress.STOPPED, run.draws_per_chain, None, run.gates, stop)

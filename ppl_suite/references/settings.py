@@ -22,8 +22,9 @@ class NUTSSettings:
 
     When a gate still fails and ``remedies`` is on, ``ppl_suite.references.remedies`` tries again
     (the non-centered form of centered sites, a higher ``target_accept`` with a longer warmup, more
-    draws) while the next attempt is expected to end within ``budget_seconds`` of CPU time (this
-    process's, so that a busy machine does not change which attempts run) from the start. Neither
+    draws) while the next attempt is expected to end within ``budget_seconds`` of the start, counted
+    as the smaller of wall and this process's CPU seconds (a machine busy with other work then does
+    not decide which attempts run). Neither
     of these two fields is part of a stored reference's key: a reference passes at the same attempt,
     with the same numbers, whatever budget let that attempt run.
     """
