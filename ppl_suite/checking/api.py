@@ -359,6 +359,7 @@ def prepare(
     if problems or bound is None:
         raise InputProblem(*problems)
     stored.save_data(bound.data, data_file)
+    _numerics()
     origin = ", ".join(f"{library} {text}" for library, text in models.items())
     user = UserModel(
         name=name or _name(models), data=str(data_file), numpyro=models.get("numpyro"),
@@ -368,6 +369,17 @@ def prepare(
     )  # fmt: skip
     register(user)  # traces the model(s): every site problem is raised here
     return user, chosen_backends
+
+
+def _numerics() -> None:
+    """float64 in JAX and torch and the persistent compilation cache on, as the cells run, before the
+    model is first traced: the eager operations of that trace then compile once for every later check
+    (restored by check's ``kept_session``)."""
+    from ppl_suite.compilation_cache import enable_compilation_cache
+    from ppl_suite.numerics import setup
+
+    setup(own_process=False)
+    enable_compilation_cache()
 
 
 def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
@@ -388,12 +400,9 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
     joints at its draws; raises CheckFailed naming what failed."""
     from ppl_suite import registry, runner
     from ppl_suite.checking.agreement import compare
-    from ppl_suite.compilation_cache import enable_compilation_cache
-    from ppl_suite.numerics import setup
     from ppl_suite.problem import Problem
 
-    setup(own_process=False)  # restored by check's kept_session
-    enable_compilation_cache()
+    _numerics()
     from ppl_suite.references import reference_for
 
     problem = Problem.build(user.name, 0)
