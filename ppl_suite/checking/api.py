@@ -359,7 +359,6 @@ def prepare(
     if problems or bound is None:
         raise InputProblem(*problems)
     stored.save_data(bound.data, data_file)
-    _numerics()
     origin = ", ".join(f"{library} {text}" for library, text in models.items())
     user = UserModel(
         name=name or _name(models), data=str(data_file), numpyro=models.get("numpyro"),
@@ -367,14 +366,16 @@ def prepare(
         own_guides=own_guides, reference=dict(nuts or {}), form=bound.form, nones=bound.nones,
         description=f"checked with ppl-suite check: {origin}",
     )  # fmt: skip
-    register(user)  # traces the model(s): every site problem is raised here
+    with kept_session():  # the caller's numerics restored after
+        _numerics()  # traced as the cells run it, its programs from the compilation cache
+        register(user)  # traces the model(s): every site problem is raised here
     return user, chosen_backends
 
 
 def _numerics() -> None:
-    """float64 in JAX and torch and the persistent compilation cache on, as the cells run, before the
-    model is first traced: the eager operations of that trace then compile once for every later check
-    (restored by check's ``kept_session``)."""
+    """float64 in JAX and torch and the persistent compilation cache on, as the cells run (``prepare``
+    traces the model so: the eager operations of that trace compile once for every later check); the
+    caller restores its settings (``kept_session``)."""
     from ppl_suite.compilation_cache import enable_compilation_cache
     from ppl_suite.numerics import setup
 
