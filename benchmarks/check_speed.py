@@ -9,7 +9,7 @@ defined in a plain script, so its cells run in the calling process; issue 23's g
 with the reference cached) and ``example`` (``ppl-suite check`` of examples/hierarchical_poisson,
 NumPyro and Pyro, 4 cells; issue 26's goals 35 / 20 / 4 s). Prints wall seconds and the CPU seconds
 of the child process (user + system, ``resource.getrusage(RUSAGE_CHILDREN)``: less sensitive to a
-loaded machine than wall time).
+loaded machine than wall time) and the machine's 1-minute load average after each run.
 
     .venv/bin/python benchmarks/check_speed.py [battery] [example] [--states cold,refit,cached]
 """
@@ -83,7 +83,9 @@ def main() -> None:
                 wall, cpu = timed(line, {**env, **extra})
                 goal = GOALS[which][state]
                 verdict = "within goal" if wall <= goal else f"over its {goal:.0f} s goal"
-                print(f"{which:8s} {state:7s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  ({verdict})", flush=True)
+                load = os.getloadavg()[0]  # the machine may be shared: its 1-minute load after the run
+                times = f"wall {wall:6.1f} s  cpu {cpu:6.1f} s  load {load:4.1f}"
+                print(f"{which:8s} {state:7s} {times}  ({verdict})", flush=True)
 
 
 if __name__ == "__main__":

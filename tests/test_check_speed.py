@@ -1,7 +1,7 @@
 """What keeps a repeated ``check`` quick without changing what it does: the report's spawned figure
 processes never re-run the user's script (a script without a ``__main__`` guard would run its
-whole check again in each), and a re-check verifies its draws files by the sha256 kept beside them
-instead of parsing them."""
+whole check again in each), a re-check verifies its draws files by the sha256 kept beside them
+instead of parsing them, and the model's first trace finds its programs in the compilation cache."""
 
 from __future__ import annotations
 
@@ -111,3 +111,30 @@ def test_workers_get_one_string_hash_seed_unless_the_user_set_one_and_the_enviro
     with _hash_seed():
         assert os.environ["PYTHONHASHSEED"] == "7"
     assert os.environ["PYTHONHASHSEED"] == "7"
+
+
+def test_the_model_is_first_traced_in_float64_with_the_compilation_cache_on(tmp_path):
+    """``prepare`` registers (traces) the model under the numerics its cells run with, so the eager
+    operations of that trace are compiled once and found in the persistent cache by every later
+    check (before, the first trace ran in float32 before the cache was on: about 30 programs compiled
+    again in every check); ``kept_session`` restores the caller's settings after."""
+    import jax
+    import numpyro
+    import numpyro.distributions as dist
+
+    from ppl_suite.checking.api import prepare
+    from ppl_suite.numerics import kept_session
+
+    seen = []
+
+    def model(x=None):
+        seen.append((jax.config.jax_enable_x64, jax.config.jax_compilation_cache_dir))
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    with kept_session():
+        jax.config.update("jax_enable_x64", False)
+        jax.config.update("jax_compilation_cache_dir", None)
+        data_file = tmp_path / "data.npz"
+        prepare(None, None, numpyro=model, kwargs={"x": np.zeros(3)}, name="traced", data_file=data_file)
+    assert seen and all(x64 and cache is not None for x64, cache in seen), seen

@@ -440,6 +440,27 @@ def test_the_report_is_the_same_whatever_the_number_of_drawing_processes(report,
         assert [name for name in expected if written[name] != expected[name]] == [], processes
 
 
+def test_a_rewritten_report_keeps_the_figures_drawn_from_the_same_data(report, tmp_path):
+    """A report whose inputs changed (here the manifest's commit, which no figure shows) leaves every
+    figure drawn from the same data and code untouched, and draws again one whose file changed since."""
+    from ppl_suite.report.render import write_report
+
+    results = shutil.copytree(report["store"].path, tmp_path / report["store"].path.name)
+    out = shutil.copytree(report["out"], tmp_path / "out")
+    store = ResultsStore(results)
+    store.write_manifest({**store.manifest(), schema.MANIFEST_GIT_COMMIT: "another commit"})
+    figures = sorted((out / "figures").glob("*.png"))
+    assert len(figures) > 2
+    drawn = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in figures}
+    edited = figures[0]
+    edited.write_bytes(b"edited by a user")
+    edited_at = edited.stat().st_mtime_ns
+    assert write_report(results, out, processes=1).rewritten
+    kept = [p.name for p in figures if p != edited and p.stat().st_mtime_ns == drawn[p.name][1]]
+    assert kept == [p.name for p in figures if p != edited]
+    assert edited.read_bytes() == drawn[edited.name][0] and edited.stat().st_mtime_ns != edited_at
+
+
 def test_html_stands_alone_every_image_inlined_and_every_anchor_resolves(report):
     page = parse(report["html"])
     assert page.images, "no figures in the HTML"

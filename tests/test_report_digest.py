@@ -1,17 +1,23 @@
 """A report is rewritten only when its inputs changed: the results folder's files, the manifest (less
-when the run started and finished), the code, the formats (``report/digest.py``)."""
+when the run started and finished), the code, the formats (``report/digest.py``); a rewritten one
+draws again only the figures whose data changed, in its own process when they are few."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor, Future
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ppl_suite import cli
 from ppl_suite.report import digest
+from ppl_suite.report.document import POOL_FIGURES, Context
 from ppl_suite.report.render import write_report
 from ppl_suite.store import ResultsStore
 
+PNG = b"\x89PNG\r\n\x1a\n"
 MANIFEST = {"config": {"models": []}, "versions": {}, "started": "2000-01-01T00:00:00+00:00"}
 
 
@@ -91,3 +97,51 @@ def test_a_changed_study_table_changes_the_digest(results, study):
     before = digest.report_digest(results.path, ("md",), [])
     table.write_bytes(b"table two")
     assert digest.report_digest(results.path, ("md",), []) != before
+
+
+def _figure(value: object, path: Path) -> Path:
+    """A stand-in drawing function (module-level, so a pool could run it): its data, written out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PNG + repr(value).encode())
+    return path
+
+
+def test_a_figure_is_drawn_again_only_when_its_data_or_the_code_changed(results, tmp_path):
+    figures = tmp_path / "figures"
+    first = Context(results, figures, code="code")
+    first.draw("a", _figure, {"x": np.arange(3.0)})
+    first.draw("b", _figure, [1.0])
+    assert first.reused == [] and set(first.keys) == {"a.png", "b.png"}
+    again = Context(results, figures, code="code", reusable=first.keys)
+    again.draw("a", _figure, {"x": np.arange(3.0)})  # the same data: kept
+    again.draw("b", _figure, [2.0])  # other data: drawn again
+    assert [path.name for path in again.reused] == ["a.png"]
+    assert (figures / "b.png").read_bytes() == PNG + b"[2.0]"
+    other_code = Context(results, figures, code="other code", reusable=again.keys)
+    other_code.draw("a", _figure, {"x": np.arange(3.0)})
+    assert other_code.reused == []
+
+
+class RecordingPool(Executor):
+    """Runs what it is handed at once, noting the figures' names."""
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.handed.append(args[-1].name)
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.mark.parametrize("count", [POOL_FIGURES - 1, POOL_FIGURES])
+def test_figures_go_to_the_pool_only_when_enough_are_to_be_drawn(results, tmp_path, count):
+    """A spawned process's start-up costs more than a few figures: fewer than POOL_FIGURES are drawn
+    in the report's own process."""
+    pool = RecordingPool()
+    context = Context(results, tmp_path, pool)
+    paths = [context.draw(f"f{i}", _figure, i) for i in range(count)]
+    context.drawn()
+    assert all(path.read_bytes() == PNG + repr(i).encode() for i, path in enumerate(paths))
+    assert pool.handed == ([] if count < POOL_FIGURES else [path.name for path in paths])

@@ -366,8 +366,21 @@ def prepare(
         own_guides=own_guides, reference=dict(nuts or {}), form=bound.form, nones=bound.nones,
         description=f"checked with ppl-suite check: {origin}",
     )  # fmt: skip
-    register(user)  # traces the model(s): every site problem is raised here
+    with kept_session():  # the caller's numerics restored after
+        _numerics()  # traced as the cells run it, its programs from the compilation cache
+        register(user)  # traces the model(s): every site problem is raised here
     return user, chosen_backends
+
+
+def _numerics() -> None:
+    """float64 in JAX and torch and the persistent compilation cache on, as the cells run (``prepare``
+    traces the model so: the eager operations of that trace compile once for every later check); the
+    caller restores its settings (``kept_session``)."""
+    from ppl_suite.compilation_cache import enable_compilation_cache
+    from ppl_suite.numerics import setup
+
+    setup(own_process=False)
+    enable_compilation_cache()
 
 
 def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
@@ -388,12 +401,9 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
     joints at its draws; raises CheckFailed naming what failed."""
     from ppl_suite import registry, runner
     from ppl_suite.checking.agreement import compare
-    from ppl_suite.compilation_cache import enable_compilation_cache
-    from ppl_suite.numerics import setup
     from ppl_suite.problem import Problem
 
-    setup(own_process=False)  # restored by check's kept_session
-    enable_compilation_cache()
+    _numerics()
     from ppl_suite.references import reference_for
 
     problem = Problem.build(user.name, 0)

@@ -5,13 +5,21 @@ formats are those of the report already written leaves it alone.
                         source of the suite, of its models and of every report section, the versions
                         of the drawing and table libraries, the formats, the results folder's name)
 
-The report folder keeps it in ``report.digest`` (JSON: the digest and the sha256 of every file the
-report wrote), written and read through ``paths``. A report is unchanged when the digest matches and
-every file it wrote is still there with the same content (a user's edit or a deleted figure means a
-rewrite). Left out of the manifest: the command line, when the run started and finished and how many
-units it reused, which change with every rerun of the same results (``--fresh``, ``--jobs``, the
-program's name); an unchanged report keeps the command and times of the run that wrote it. Imports
-no plotting library.
+The report folder keeps it in ``report.digest`` (JSON: the digest, the sha256 of every file the
+report wrote, each figure's own key), written and read through ``paths``. A report is unchanged when
+the digest matches and every file it wrote is still there with the same content (a user's edit or a
+deleted figure means a rewrite). Left out of the manifest: the command line, when the run started
+and finished and how many units it reused, which change with every rerun of the same results
+(``--fresh``, ``--jobs``, the program's name); an unchanged report keeps the command and times of
+the run that wrote it.
+
+A report whose inputs changed redraws only the figures whose own inputs changed:
+
+    figure key = sha256 of (the code digest, the drawing function's name, the pickled data it draws)
+
+A figure is kept as it is when the last report drew it under the same key and its file still holds
+the bytes it was drawn with (their sha256, kept with the key); the code digest (the sources and the
+library versions above) makes a code change redraw every figure. Imports no plotting library.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from ppl_suite import paths, registry, schema, studies
 from ppl_suite.store import HOLDER, LOCK, LOGS, MANIFEST, SUITE_NAMES
@@ -103,26 +113,49 @@ def _sources(sections: Iterable[object]) -> Iterator[Path]:
     yield from sorted(outside)
 
 
-def report_digest(results: Path, formats: tuple[str, ...], sections: Iterable[object]) -> str:
-    """The digest of the report of ``results`` in ``formats`` drawn by ``sections`` (the registered
-    ones; module doc)."""
+def code_digest(sections: Iterable[object]) -> str:
+    """The digest of the code a report is drawn by: the suite's, the zoo's and every registered
+    section's sources (``_sources``), and the versions of the drawing and table libraries."""
     hashed = hashlib.sha256()
-
-    def add(*parts: str | bytes) -> None:
-        for part in parts:
-            data = part.encode() if isinstance(part, str) else part
-            hashed.update(len(data).to_bytes(8, "little") + data)
-
-    add("formats", ",".join(formats), "name", results.resolve().name, "manifest", _manifest(results))
-    for name in _own_files(results):
-        add("file", name, sha256(results / name))
     for source in _sources(sections):
-        add("source", source.name, source.read_bytes())
+        _add(hashed, "source", source.name, source.read_bytes())
     for library in LIBRARIES:
         try:
-            add("library", library, metadata.version(library))
+            _add(hashed, "library", library, metadata.version(library))
         except metadata.PackageNotFoundError:
-            add("library", library, "absent")
+            _add(hashed, "library", library, "absent")
+    return hashed.hexdigest()
+
+
+def _add(hashed: Any, *parts: str | bytes) -> None:
+    """Each part into ``hashed``, its length first (no two sequences of parts hash alike)."""
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        hashed.update(len(data).to_bytes(8, "little") + data)
+
+
+def report_digest(
+    results: Path, formats: tuple[str, ...], sections: Iterable[object], code: str | None = None
+) -> str:
+    """The digest of the report of ``results`` in ``formats`` drawn by ``sections`` (the registered
+    ones; module doc); ``code``: their ``code_digest`` when already computed."""
+    hashed = hashlib.sha256()
+    _add(hashed, "formats", ",".join(formats), "name", results.resolve().name, "manifest", _manifest(results))
+    for name in _own_files(results):
+        _add(hashed, "file", name, sha256(results / name))
+    _add(hashed, "code", code if code is not None else code_digest(sections))
+    return hashed.hexdigest()
+
+
+def figure_key(code: str, function: Callable[..., object], args: tuple[object, ...]) -> str | None:
+    """The key of a figure drawn by ``function(*args, path)`` under the code of digest ``code``
+    (module doc); None when its data cannot be pickled (such a figure is always drawn)."""
+    try:
+        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+    hashed = hashlib.sha256()
+    _add(hashed, code, f"{function.__module__}.{function.__qualname__}", data)
     return hashed.hexdigest()
 
 
@@ -136,6 +169,15 @@ def written_files(out: Path, written: Mapping[str, Path]) -> dict[str, str]:
     return {name: sha256(paths.inside(out, name)) for name in names}
 
 
+def _figure_intact(out: Path, name: str, listed: str) -> bool:
+    """Whether figure ``name`` is a regular file of the report's figures holding the listed bytes."""
+    try:
+        figure = paths.inside(out, "figures", name)
+    except paths.OutsideFolder:
+        return False
+    return paths.is_own_file(figure) and sha256(figure) == listed
+
+
 def _figures_intact(out: Path) -> bool:
     """Every figure ``figures.txt`` lists is there with the listed content."""
     listing = paths.inside(out, "figures", FIGURE_LIST)
@@ -143,13 +185,23 @@ def _figures_intact(out: Path) -> bool:
         return True
     for line in listing.read_text(errors="replace").splitlines():
         name, _, listed = line.partition(" ")
-        try:
-            figure = paths.inside(out, "figures", name)
-        except paths.OutsideFolder:
-            return False
-        if not paths.is_own_file(figure) or sha256(figure) != listed:
+        if not _figure_intact(out, name, listed):
             return False
     return True
+
+
+def reusable_figures(out: Path) -> dict[str, str]:
+    """{figure name: key} of the figures the last report in ``out`` drew that still hold the bytes it
+    wrote (their sha256, kept with their keys): a figure of the same key need not be drawn again."""
+    record = paths.inside(out, DIGEST_FILE)
+    if not paths.is_own_file(record):
+        return {}
+    try:
+        kept = json.loads(record.read_text()).get("figures", {})
+        figures = {str(name): (str(entry["key"]), str(entry["sha256"])) for name, entry in kept.items()}
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return {}
+    return {name: key for name, (key, listed) in figures.items() if _figure_intact(out, name, listed)}
 
 
 def unchanged(out: Path, digest: str, kinds: tuple[str, ...]) -> bool:
@@ -176,7 +228,15 @@ def unchanged(out: Path, digest: str, kinds: tuple[str, ...]) -> bool:
     return "md" not in kinds or _figures_intact(out)
 
 
-def record(out: Path, digest: str, written: Mapping[str, Path]) -> None:
-    """Keep the digest and the written files' sha256 in ``out/report.digest``."""
-    kept = {"digest": digest, "files": written_files(out, written)}
+def record(
+    out: Path, digest: str, written: Mapping[str, Path], figures: Mapping[str, str] | None = None
+) -> None:
+    """Keep the digest, the written files' sha256 and each figure's key (``figure_key``, by figure
+    name) with the sha256 of its file in ``out/report.digest``."""
+    drawn = {}
+    for name, key in (figures or {}).items():
+        path = paths.inside(out, "figures", name)
+        if paths.is_own_file(path):
+            drawn[name] = {"key": key, "sha256": sha256(path)}
+    kept = {"digest": digest, "files": written_files(out, written), "figures": drawn}
     paths.inside(out, DIGEST_FILE).write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")

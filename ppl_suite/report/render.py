@@ -5,9 +5,11 @@
       out/report.html      one file: CSS inline, figures inlined as base64 data URIs, no scripts
 
 The report is a function of the results folder alone: rerunning it gives the same numbers. Figures
-are drawn by up to FIGURE_PROCESSES processes: spawned ones start while the sections are built, and
-this one joins in once they are (``Context.drawn``). Each figure is drawn on its own, so the files
-are the same whatever the number of processes.
+are drawn by up to FIGURE_PROCESSES processes: spawned ones start while the sections are built, once
+``document.POOL_FIGURES`` figures are to be drawn, and this one joins in once they are
+(``Context.drawn``). Each figure is drawn on its own, so the files are the same whatever the number
+of processes. A figure whose data and code are those the report in ``out`` drew it from is kept as
+it is (``digest.figure_key``).
 """
 
 from __future__ import annotations
@@ -471,8 +473,9 @@ def write_report(
     write it all the same).
 
     Returns the report's files by format (``rewritten``: whether they were written now). Markdown
-    gets its figures in ``out/figures``; the HTML page embeds them, so with HTML alone the figures
-    are drawn in a temporary folder and not kept.
+    gets its figures in ``out/figures``, each kept as it is where the last report drew it from the
+    same data and code (``force``: drawn all the same); the HTML page embeds them, so with HTML alone
+    the figures are drawn in a temporary folder and not kept.
     ``processes`` draw the figures: this one and ``processes - 1`` spawned ones (default:
     FIGURE_PROCESSES, at most one per CPU). As with any spawned process, a script calling this
     with more than one needs the ``if __name__ == "__main__":`` guard.
@@ -484,9 +487,12 @@ def write_report(
         processes = min(FIGURE_PROCESSES, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     targets = {kind: paths.inside(out, f"report.{kind}") for kind in chosen}  # no link followed out
-    inputs = digest.report_digest(results, chosen, document.registered())
+    code = digest.code_digest(document.registered())
+    inputs = digest.report_digest(results, chosen, document.registered(), code)
     if not force and digest.unchanged(out, inputs, chosen):
         return ReportFiles(targets, rewritten=False)
+    # a figure drawn by the last report from the same data and code is kept (``digest.figure_key``)
+    reusable = digest.reusable_figures(out) if "md" in chosen and not force else {}
     from ppl_suite.report import drawing  # noqa: F401  matplotlib (Agg backend): only when a report is drawn
 
     figures = paths.inside(out, "figures")
@@ -495,7 +501,7 @@ def write_report(
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as scratch, _figure_pool(processes) as pool:
         figure_dir = figures if "md" in chosen else Path(scratch)
-        context = Context(store, figure_dir, pool)
+        context = Context(store, figure_dir, pool, code if "md" in chosen else None, reusable)
         manifest = context.manifest
         subtitle = (
             f"Results folder `{name}`: run started {manifest.get('started', 'unknown')}, "
@@ -511,5 +517,5 @@ def write_report(
         if "html" in chosen:
             written["html"] = targets["html"]
             written["html"].write_text(to_html(title, subtitle, parts, out), encoding="utf-8")
-    digest.record(out, inputs, written)
+    digest.record(out, inputs, written, context.keys)
     return ReportFiles(written, rewritten=True)
