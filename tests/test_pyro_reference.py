@@ -191,7 +191,7 @@ def test_a_model_with_data_dependent_control_flow_stays_eager_and_says_why():
     for u in ([[0.5], [1.0]], [[0.5], [1.0]], [[-0.5], [-1.0]]):  # both branches, same shape
         for a, b in zip(found_at(jnp.array(u)), expected_at(jnp.array(u)), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
-    assert compiled.density_path == f"eager: {FROZEN_REASON}"
+    assert compiled.density_path.startswith(f"eager: {FROZEN_REASON}")
 
 
 @pytest.mark.slow  # NumPyro compiles NUTS' program anew for a host callback: 15 s or more
