@@ -113,6 +113,26 @@ def test_q_files_of_a_pyro_only_model_hold_the_closed_form_log_likelihood_by_eve
     assert np.isfinite(az.loo(q).elpd_loo)
 
 
+def broadcasting_with_a_mean(data, params):
+    """Its log density broadcasts over draws on the left, its deterministic ``a.mean()`` does not (a
+    batch of draws would give the mean over every draw)."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    with pyro.plate("group", GROUPS):
+        a = pyro.sample("a", dist.Normal(mu, 1.0))
+    pyro.deterministic("a_mean", a.mean())
+    with pyro.plate("observation", N):
+        pyro.sample("y", dist.Normal(a[..., data["group"]], 1.0), obs=data["y"])
+
+
+def test_a_deterministic_site_that_does_not_broadcast_is_computed_per_draw_on_the_vectorized_path():
+    problem = _problem("pyro_only_a_mean", pyro_model=broadcasting_with_a_mean)
+    assert PyroTarget(problem).draws_path == pyro_draws.VECTORIZED
+    latents = _latents()
+    q = draws_data(problem, latents)
+    np.testing.assert_allclose(_by_draw(q.posterior["a_mean"]), latents["a"].mean(-1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_by_draw(q.log_likelihood["y"]), _closed_form(latents), rtol=1e-9, atol=1e-9)
+
+
 def test_a_pyro_only_models_groups_equal_its_numpyro_twins_and_loo_runs_on_both_files(tmp_path):
     pyro_problem = _problem("pyro_only_groups", pyro_model=one_draw)
     numpyro_problem = _problem("numpyro_only_groups", numpyro_model=numpyro_twin)
