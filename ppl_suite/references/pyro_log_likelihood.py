@@ -32,6 +32,7 @@ from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
 from ppl_suite.targets.pyro_target import PyroTarget
+from ppl_suite.targets.torch_density import PYRO_STATE_LOCK
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,11 @@ def _layout(model: Callable[..., Any], data: Any, params: Any, latents: list[str
 
 
 def _scoped(call: Callable[[], Any]) -> Any:
-    """``call()`` under an empty parameter store (the model's ``pyro.param`` sites from its params, never
-    from a fit), without gradients or validation, torch's generator forked and seeded."""
+    """``call()`` alone in the process (``PYRO_STATE_LOCK``) under an empty parameter store (the model's
+    ``pyro.param`` sites from its params, never from a fit), without gradients or validation, torch's
+    generator forked and seeded."""
     with (
+        PYRO_STATE_LOCK,
         pyro.get_param_store().scope(),
         torch.no_grad(),
         pyro.validation_enabled(False),

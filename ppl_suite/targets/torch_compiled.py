@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -87,7 +89,9 @@ class CompiledBatched:
     recording per batch shape, else run eagerly (module docstring). Calls are serialized by ``lock``
     (shared by functions that share global state, as Pyro's handler stack and parameter store)."""
 
-    def __init__(self, function: Batched, enabled: bool = True, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, function: Batched, enabled: bool = True, lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.function = function
         self.enabled = enabled
         self.failure: str | None = None
