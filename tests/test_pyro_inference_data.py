@@ -182,7 +182,19 @@ def users_model(group, y=None):
         pyro.sample("y", dist.Normal(a[group], 1.0), obs=y)
 
 
-def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(monkeypatch):
+@pytest.fixture
+def pyro_state_restored():
+    """Pyro's parameter store and the torch, NumPy and ``random`` generators as they were before the
+    test (it fits and seeds them): under xdist the files that follow in a worker depend on scheduling."""
+    generators = pyro.util.get_rng_state()
+    with pyro.get_param_store().scope():  # an empty store, the former one restored after
+        yield
+    pyro.util.set_rng_state(generators)
+
+
+def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(
+    monkeypatch, pyro_state_restored
+):
     import torch
     from pyro.infer import SVI, Trace_ELBO
     from pyro.infer.autoguide import AutoNormal
@@ -193,7 +205,6 @@ def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(mon
     # no NUTS reference (a minute through the torch bridge): q's file is what is checked here
     monkeypatch.setattr(api, "_nuts_reference", lambda *arguments: (None, "", "", None))
     arguments, y = (torch.tensor(GROUP),), torch.tensor(Y)
-    pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = AutoNormal(users_model)
     SVI(users_model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO()).step(*arguments, y=y)
