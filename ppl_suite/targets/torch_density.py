@@ -20,9 +20,11 @@ mode (``jax.jvp``, ``jax.hessian``) is not available: second derivatives are not
 ``log_joint`` (NUTS' potential) is a bridge of its own, with one gradient per call.
 
 Each batch shape's evaluation (values, or values and gradients) is recorded once and replayed as a
-graph of torch operations (``torch_compiled``: ~7x faster than running Pyro's tracing and torch's
-backward pass in Python on every call), falling back to the eager evaluation where a recording cannot
-stand for every input (data-dependent control flow, random draws); ``TorchDensity.path`` says which.
+graph of torch operations (``torch_compiled``: 3.6-10.9x faster per callback than running Pyro's
+tracing and torch's backward pass in Python on every call, batches 1-256, less on a loaded machine,
+``benchmarks/bench_torch_density.py``), falling back to the eager evaluation where a recording cannot
+be made or checked (a latent's value read into Python, random draws, disagreement at other points,
+any error); ``TorchDensity.path`` says which.
 
 Torch code shares global state (Pyro's handler stack and parameter store), so one callback runs at a
 time in the process, for every target (``PYRO_STATE_LOCK``, which ``PyroTarget`` also takes around its
