@@ -113,6 +113,26 @@ def test_q_files_of_a_pyro_only_model_hold_the_closed_form_log_likelihood_by_eve
     assert np.isfinite(az.loo(q).elpd_loo)
 
 
+def broadcasting_with_a_mean(data, params):
+    """Its log density broadcasts over draws on the left, its deterministic ``a.mean()`` does not (a
+    batch of draws would give the mean over every draw)."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    with pyro.plate("group", GROUPS):
+        a = pyro.sample("a", dist.Normal(mu, 1.0))
+    pyro.deterministic("a_mean", a.mean())
+    with pyro.plate("observation", N):
+        pyro.sample("y", dist.Normal(a[..., data["group"]], 1.0), obs=data["y"])
+
+
+def test_a_deterministic_site_that_does_not_broadcast_is_computed_per_draw_on_the_vectorized_path():
+    problem = _problem("pyro_only_a_mean", pyro_model=broadcasting_with_a_mean)
+    assert PyroTarget(problem).draws_path == pyro_draws.VECTORIZED
+    latents = _latents()
+    q = draws_data(problem, latents)
+    np.testing.assert_allclose(_by_draw(q.posterior["a_mean"]), latents["a"].mean(-1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_by_draw(q.log_likelihood["y"]), _closed_form(latents), rtol=1e-9, atol=1e-9)
+
+
 def test_a_pyro_only_models_groups_equal_its_numpyro_twins_and_loo_runs_on_both_files(tmp_path):
     pyro_problem = _problem("pyro_only_groups", pyro_model=one_draw)
     numpyro_problem = _problem("numpyro_only_groups", numpyro_model=numpyro_twin)
@@ -162,7 +182,19 @@ def users_model(group, y=None):
         pyro.sample("y", dist.Normal(a[group], 1.0), obs=y)
 
 
-def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(monkeypatch):
+@pytest.fixture
+def pyro_state_restored():
+    """Pyro's parameter store and the torch, NumPy and ``random`` generators as they were before the
+    test (it fits and seeds them): under xdist the files that follow in a worker depend on scheduling."""
+    generators = pyro.util.get_rng_state()
+    with pyro.get_param_store().scope():  # an empty store, the former one restored after
+        yield
+    pyro.util.set_rng_state(generators)
+
+
+def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(
+    monkeypatch, pyro_state_restored
+):
     import torch
     from pyro.infer import SVI, Trace_ELBO
     from pyro.infer.autoguide import AutoNormal
@@ -173,7 +205,6 @@ def test_diagnose_gives_q_of_a_pyro_fit_the_observed_data_and_log_likelihood(mon
     # no NUTS reference (a minute through the torch bridge): q's file is what is checked here
     monkeypatch.setattr(api, "_nuts_reference", lambda *arguments: (None, "", "", None))
     arguments, y = (torch.tensor(GROUP),), torch.tensor(Y)
-    pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = AutoNormal(users_model)
     SVI(users_model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO()).step(*arguments, y=y)

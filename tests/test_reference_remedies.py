@@ -26,6 +26,7 @@ from ppl_suite.references.remedies import (
     NON_CENTERED,
     SMALLER_STEPS,
     Attempt,
+    centered_pyro_sites,
     centered_sites,
     next_attempt,
 )
@@ -93,6 +94,44 @@ def test_centered_sites_are_those_whose_loc_or_scale_depend_on_latents(centered,
     plain = user_model(tmp_path, "non_centered_sites", NON_CENTERED_MODEL)
     model = nuts.sampled_model(plain)
     assert centered_sites(model, dict(plain.data), dict(plain.params)) == ()
+
+
+def _numpyro_mixed_model(data, params):
+    import numpyro
+    import numpyro.distributions as dist
+
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    with numpyro.plate("groups", 3):
+        theta = numpyro.sample("theta", dist.LogNormal(mu, 1.0))
+        g = numpyro.sample("g", dist.HalfNormal(s))
+        h = numpyro.sample("h", dist.HalfCauchy(s))
+        z = numpyro.sample("z", dist.Normal(mu, s))
+    numpyro.sample("y", dist.Normal(theta + g + h + z, 1.0).to_event(1), obs=data["y"])
+
+
+def _pyro_mixed_model(data, params):
+    import pyro
+    import pyro.distributions as dist
+
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    s = pyro.sample("s", dist.HalfNormal(1.0))
+    theta = pyro.sample("theta", dist.LogNormal(mu, 1.0).expand([3]).to_event(1))
+    g = pyro.sample("g", dist.HalfNormal(s).expand([3]).to_event(1))
+    h = pyro.sample("h", dist.HalfCauchy(s).expand([3]).to_event(1))
+    z = pyro.sample("z", dist.Normal(mu, s).expand([3]).to_event(1))
+    pyro.sample("y", dist.Normal(theta + g + h + z, 1.0).to_event(1), obs=data["y"])
+
+
+def test_only_real_loc_scale_sites_are_centered_never_a_transformed_one():
+    """LogNormal(mu, 1), HalfNormal(s), HalfCauchy(s) depend on latents but are transformed
+    distributions: ``LocScaleReparam`` would build another model (LogNormal) or fail (HalfNormal), so
+    only the Normal(mu, s) site is flagged, in either library."""
+    import torch
+
+    y = [1.0, 2.0, 3.0]
+    assert centered_sites(_numpyro_mixed_model, {"y": np.array(y)}, {}) == ("z",)
+    assert centered_pyro_sites(_pyro_mixed_model, {"y": torch.tensor(y, dtype=torch.float64)}, {}) == ("z",)
 
 
 def test_divergences_take_the_non_centered_form_first_then_smaller_steps():

@@ -4,9 +4,10 @@ stand for every input (a tensor turned into a Python number, a random draw) stay
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from ppl_suite.targets.torch_compiled import COMPILED, EAGER, RECORD_AT, CompiledBatched
+from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, RECORD_AT, CompiledBatched
 
 
 def value_and_gradient(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +38,13 @@ def branching(flat: torch.Tensor) -> tuple[torch.Tensor]:
     return (flat.sum(-1) * (2.0 if float(flat[0, 0]) > 0 else -1.0),)
 
 
+READS = {  # each reads the first coordinate into Python, some without an ATen operation
+    "item": lambda flat: flat[0, 0].item(),
+    "numpy": lambda flat: flat.detach().numpy()[0, 0],
+    "tolist": lambda flat: flat.tolist()[0][0],
+}
+
+
 def drawing(flat: torch.Tensor) -> tuple[torch.Tensor]:
     return (flat.sum(-1) + torch.randn(flat.shape[0], dtype=flat.dtype),)
 
@@ -52,6 +60,43 @@ def test_data_dependent_control_flow_and_random_draws_stay_eager_and_say_why():
     for _ in range(RECORD_AT):
         random(positive)
     assert random.path.startswith(f"{EAGER}: the model draws random numbers")
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_a_branch_on_a_value_read_any_way_stays_eager_and_is_right_on_both_branches(read):
+    def function(flat: torch.Tensor) -> tuple[torch.Tensor]:
+        return (flat.sum(-1) * (2.0 if READS[read](flat) > 0 else -1.0),)
+
+    compiled = CompiledBatched(function)
+    positive, negative = torch.ones(2, 2, dtype=torch.float64), -torch.ones(2, 2, dtype=torch.float64)
+    for _ in range(RECORD_AT):
+        torch.testing.assert_close(compiled(positive)[0], torch.full((2,), 4.0, dtype=torch.float64))
+    assert compiled.path.startswith(f"{EAGER}: {FROZEN_REASON}") and not compiled._recorded
+    torch.testing.assert_close(compiled(negative)[0], torch.full((2,), 2.0, dtype=torch.float64))
+
+
+def test_an_error_while_checking_a_recording_falls_back_to_eager_for_every_shape():
+    """A function that raises while its recording is checked (here: from its fourth call on three
+    rows: two eager calls, the recording, then the checks) runs eagerly from then on, earlier
+    recordings dropped, saying why."""
+    calls = []
+
+    def fragile(flat: torch.Tensor) -> tuple[torch.Tensor]:
+        calls.append(flat.shape[0])
+        if flat.shape[0] == 3 and calls.count(3) == 4:
+            raise ValueError("failed at a check")
+        return (flat.sum(-1),)
+
+    compiled = CompiledBatched(fragile)
+    two, three = torch.ones(2, 2, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64)
+    for _ in range(RECORD_AT):
+        compiled(two)
+    assert compiled.path == COMPILED
+    for _ in range(RECORD_AT):
+        torch.testing.assert_close(compiled(three)[0], torch.full((3,), 2.0, dtype=torch.float64))
+    assert compiled.path.startswith(f"{EAGER}: ") and "ValueError: failed at a check" in compiled.path
+    assert not compiled._recorded
+    torch.testing.assert_close(compiled(two)[0], torch.full((2,), 2.0, dtype=torch.float64))
 
 
 def test_compilation_off_runs_the_function_itself():

@@ -9,7 +9,9 @@ observed site and each draw z_i, from the model traced with its latents conditio
 go through the model as the Pyro target's log joint sends them (``PyroTarget.draws_path``): on a batch
 axis left of every latent where the model broadcasts, else ``torch.func.vmap`` of one-draw traces,
 else one trace per draw; the sites are recorded by a ``poutine.trace`` around the very call
-(``backends.pyro_draws``) that evaluates the log joint. Dims: each sample or deterministic site's
+(``backends.pyro_draws``) that evaluates the log joint, except the deterministic sites on the
+vectorized path: a value such as ``a.mean()`` need not broadcast where the log density does, so they
+come from one-draw traces (``torch.func.vmap``, else one per draw). Dims: each sample or deterministic site's
 plates, outermost first (ArviZ's ``infer_dims`` for NumPyro)."""
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ppl_suite.backends.pyro import as_torch
 from ppl_suite.problem import Problem
 from ppl_suite.spec import Latents
 from ppl_suite.targets.pyro_target import PyroTarget
+from ppl_suite.targets.torch_density import PYRO_STATE_LOCK
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,11 @@ def _layout(model: Callable[..., Any], data: Any, params: Any, latents: list[str
 
 
 def _scoped(call: Callable[[], Any]) -> Any:
-    """``call()`` under an empty parameter store (the model's ``pyro.param`` sites from its params, never
-    from a fit), without gradients or validation, torch's generator forked and seeded."""
+    """``call()`` alone in the process (``PYRO_STATE_LOCK``) under an empty parameter store (the model's
+    ``pyro.param`` sites from its params, never from a fit), without gradients or validation, torch's
+    generator forked and seeded."""
     with (
+        PYRO_STATE_LOCK,
         pyro.get_param_store().scope(),
         torch.no_grad(),
         pyro.validation_enabled(False),
@@ -93,11 +98,15 @@ def _scoped(call: Callable[[], Any]) -> Any:
         return call()
 
 
-def _site_values(trace: poutine.Trace, layout: _Layout, n: int | None) -> dict[str, torch.Tensor]:
-    """Each observed site's log density per element and each deterministic site's value, from a trace
-    of n draws on the left (or of one draw: n None), shaped (n, *shape) (or shape)."""
+def _site_values(
+    trace: poutine.Trace, layout: _Layout, n: int | None, names: set[str]
+) -> dict[str, torch.Tensor]:
+    """Of ``names``, each observed site's log density per element and each deterministic site's value,
+    from a trace of n draws on the left (or of one draw: n None), shaped (n, *shape) (or shape)."""
     out = {}
     for name, site in _sample_sites(trace).items():
+        if name not in names:
+            continue
         if name in layout.observed:
             out[name] = _per_draw(name, site["fn"].log_prob(site["value"]), layout.log_prob_shapes[name], n)
         elif name in layout.deterministic_shapes:
@@ -106,8 +115,8 @@ def _site_values(trace: poutine.Trace, layout: _Layout, n: int | None) -> dict[s
 
 
 def _per_draw(name: str, value: torch.Tensor, shape: tuple[int, ...], n: int | None) -> torch.Tensor:
-    """``value`` as (n, *shape): the draws' axis leftmost and the plates' singleton axes dropped; a value
-    the draws do not change (a deterministic site of data alone) repeated n times."""
+    """``value`` as (n, *shape): the draws' axis leftmost and the plates' singleton axes dropped; a log
+    density the draws do not change (an observed site of data alone) repeated n times."""
     if n is None:
         return value.reshape(shape)
     size = math.prod(shape)
@@ -125,23 +134,37 @@ def _evaluate(
     values: dict[str, torch.Tensor],
     layout: _Layout,
     path: str,
+    names: set[str],
 ) -> dict[str, torch.Tensor]:
-    """The sites of ``_site_values`` for the draws ``values`` (n, *site shape) along ``path``."""
+    """The sites ``names`` of ``_site_values`` for the draws ``values`` (n, *site shape) along ``path``.
+    On the vectorized path only the observed sites' log densities come from the batched trace (the
+    path was chosen because the log density broadcasts); deterministic sites come from one-draw traces
+    (``torch.func.vmap``, else one trace per draw), as a site like ``a.mean()`` does not broadcast."""
     n = next(iter(values.values())).shape[0]
 
-    def one(draw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def one(draw: Mapping[str, torch.Tensor], names: set[str] = names) -> dict[str, torch.Tensor]:
         with poutine.trace() as tracer:
             pyro_draws.one_draw_parts(model, data, params, draw)
-        return _site_values(tracer.trace, layout, None)
+        return _site_values(tracer.trace, layout, None, names)
 
-    if path == pyro_draws.VECTORIZED:
-        with poutine.trace() as tracer:
-            pyro_draws.vectorized_parts(model, data, params, values, layout.event_dims, layout.nesting)
-        return _site_values(tracer.trace, layout, n)
+    def each(names: set[str]) -> dict[str, torch.Tensor]:
+        found = [one({k: v[i] for k, v in values.items()}, names) for i in range(n)]
+        return {name: torch.stack([f[name] for f in found]) for name in found[0]} if found else {}
+
     if path == pyro_draws.VMAP:
         return torch.func.vmap(one)(values)
-    each = [one({k: v[i] for k, v in values.items()}) for i in range(n)]
-    return {name: torch.stack([e[name] for e in each]) for name in each[0]} if each else {}
+    if path != pyro_draws.VECTORIZED:
+        return each(names)
+    with poutine.trace() as tracer:
+        pyro_draws.vectorized_parts(model, data, params, values, layout.event_dims, layout.nesting)
+    found = _site_values(tracer.trace, layout, n, names & set(layout.observed))
+    deterministic = names & set(layout.deterministic_shapes)
+    if deterministic:
+        try:
+            found |= torch.func.vmap(lambda draw: one(draw, deterministic))(values)
+        except Exception:  # a model vmap cannot follow (the log joint's own check chose no vmap)
+            found |= each(deterministic)
+    return found
 
 
 def pyro_groups(
@@ -166,7 +189,7 @@ def pyro_groups(
         values = as_torch({name: np.asarray(flat[name]) for name in names})
         step = max(pyro_draws.NUMBERS_PER_CHUNK // max(int(problem.spec.problem_size(problem.params)), 1), 1)
         chunks = [
-            _scoped(lambda chunk=chunk: _evaluate(model, data, params, chunk, layout, path))
+            _scoped(lambda chunk=chunk: _evaluate(model, data, params, chunk, layout, path, wanted))
             for chunk in ({k: v[i : i + step] for k, v in values.items()} for i in range(0, n, step))
         ]
         found = {name: np.concatenate([c[name].numpy() for c in chunks]) for name in wanted}

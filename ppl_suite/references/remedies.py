@@ -2,13 +2,16 @@
 after it:
 
 - divergent transitions, where the model has centered sites: their non-centered form. A latent site
-  drawn from a location-scale family whose location or scale depends on other latents (theta ~
-  Normal(mu, tau)) becomes theta = mu + tau eta, eta ~ Normal(0, 1) by NumPyro's ``LocScaleReparam``
-  (Pyro's for a model given only in Pyro, ``targets.pyro_target``; Gorinova, Moore and Hoffman 2020,
-  "Automatic reparameterisation of probabilistic programs", ICML):
-  the same joint distribution of the data, so the same p(x), and the draws of theta are kept as a
-  deterministic site, so the gates and the stored draws are those of the model as written
-  (Betancourt and Girolami 2015 on the funnel of centered hierarchical models);
+  drawn from a location-scale family on the real line (Normal, StudentT, Cauchy, Laplace, Logistic,
+  Gumbel with ``loc`` and ``scale``, possibly under Independent / Expanded wrappers; never a
+  transformed one such as LogNormal or HalfNormal, which ``LocScaleReparam`` cannot rewrite) whose
+  location or scale depends on other latents (theta ~ Normal(mu, tau)) becomes theta = mu + tau eta,
+  eta ~ Normal(0, 1) by NumPyro's ``LocScaleReparam`` (Pyro's for a model given only in Pyro,
+  ``targets.pyro_target``; Gorinova, Moore and Hoffman 2020, "Automatic reparameterisation of
+  probabilistic programs", ICML): the same joint distribution of the data, so the same p(x), and
+  the draws of theta are kept as a deterministic site, so the gates and the stored draws are those
+  of the model as written (Betancourt and Girolami 2015 on the funnel of centered hierarchical
+  models);
 - divergent transitions still: ``target_accept`` 0.99 (smaller steps) and twice the warmup (better
   adapted step size and mass matrix; Betancourt 2017, arXiv:1701.02434, 6.2);
 - R-hat or ESS short: twice the warmup and twice ``max_draws`` (the chains run on longer);
@@ -70,20 +73,28 @@ class Attempt:
         }
 
 
-def _base_family(fn: Any) -> Any:
-    """The distribution under NumPyro's or Pyro's Independent / Expanded / Masked wrappers."""
-    while hasattr(fn, "base_dist"):
+def loc_scale_family(fn: Any, wrappers: tuple[type, ...], real: Any) -> str | None:
+    """The class name of ``fn`` under the ``wrappers`` its library's ``LocScaleReparam`` unwraps
+    (Pyro: Independent; NumPyro: Independent and ExpandedDistribution) when that is a location-scale
+    family it can rewrite (LOC_SCALE_FAMILIES, with ``loc`` and ``scale`` and support ``real``), else
+    None. A TransformedDistribution (LogNormal, HalfNormal, HalfCauchy) is not unwrapped: its
+    non-centered form would be another model."""
+    while isinstance(fn, wrappers):
         fn = fn.base_dist
-    return fn
+    name = type(fn).__name__
+    if name not in LOC_SCALE_FAMILIES or not (hasattr(fn, "loc") and hasattr(fn, "scale")):
+        return None
+    return name if fn.support is real else None
 
 
 def _centered(families: dict[str, str], depends: dict[str, Any]) -> tuple[str, ...]:
-    """Of the latent sites (``families``: name -> distribution class name, in sampling order), those of
-    a location-scale family that depend on another latent site (``depends``: prior dependencies)."""
+    """Of the latent sites (``families``: name -> ``loc_scale_family`` of its distribution, in sampling
+    order), those of a location-scale family that depend on another latent site (``depends``: prior
+    dependencies)."""
     return tuple(
         name
         for name, family in families.items()
-        if family in LOC_SCALE_FAMILIES and (set(depends.get(name, {})) - {name}) & set(families)
+        if family is not None and (set(depends.get(name, {})) - {name}) & set(families)
     )
 
 
@@ -93,6 +104,7 @@ def centered_sites(model: Any, data: dict, params: dict) -> tuple[str, ...]:
     ``get_dependencies``, read from the model's trace), in the order the model samples them; none
     when the model's dependencies cannot be read (that remedy is then not tried)."""
     from numpyro import handlers
+    from numpyro.distributions import ExpandedDistribution, Independent, constraints
     from numpyro.infer.inspect import get_dependencies
 
     try:
@@ -101,7 +113,7 @@ def centered_sites(model: Any, data: dict, params: dict) -> tuple[str, ...]:
     except Exception:  # JAX and NumPyro raise many kinds on a model they cannot trace
         return ()
     families = {
-        name: type(_base_family(site["fn"])).__name__
+        name: loc_scale_family(site["fn"], (Independent, ExpandedDistribution), constraints.real)
         for name, site in trace.items()
         if site["type"] == "sample" and not site["is_observed"]
     }
@@ -115,6 +127,7 @@ def centered_pyro_sites(model: Any, data: Any, params: Any) -> tuple[str, ...]:
     import pyro.poutine as poutine
     import torch
     from pyro.infer.inspect import get_dependencies
+    from torch.distributions import Independent, constraints
 
     try:
         with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
@@ -124,7 +137,7 @@ def centered_pyro_sites(model: Any, data: Any, params: Any) -> tuple[str, ...]:
     except Exception:  # a model Pyro cannot trace or inspect: that remedy is not tried
         return ()
     families = {
-        name: type(_base_family(site["fn"])).__name__
+        name: loc_scale_family(site["fn"], (Independent,), constraints.real)
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"
     }

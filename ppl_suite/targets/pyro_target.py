@@ -55,7 +55,7 @@ from ppl_suite.spec import ExactPosterior, Latents, Site
 from ppl_suite.targets import PosteriorReference
 from ppl_suite.targets.numpyro_target import discrete_reason
 from ppl_suite.targets.of_problem import OfProblem
-from ppl_suite.targets.torch_density import TorchDensity, jax_functions
+from ppl_suite.targets.torch_density import PYRO_STATE_LOCK, TorchDensity, jax_functions
 
 DECENTERED = "_decentered"  # LocScaleReparam's name for a site's standardized noise
 
@@ -110,7 +110,7 @@ class PyroTarget(OfProblem):
     @cached_property
     def _layout(self) -> tuple[dict[str, int], int]:
         """Each latent site's event dimensions in the model, and the model's plate nesting."""
-        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        with PYRO_STATE_LOCK, pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
             trace = poutine.trace(self._model).get_trace(*self._arguments)
         event_dims = {s.name: trace.nodes[s.name]["fn"].event_dim for s in self.sites}
@@ -135,7 +135,7 @@ class PyroTarget(OfProblem):
 
     def _prior_draws(self, n: int) -> dict[str, torch.Tensor]:
         """n prior draws of every latent site (n, *site.shape), one trace each, from torch's generator."""
-        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        with PYRO_STATE_LOCK, pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
             traces = [poutine.trace(self._model).get_trace(*self._arguments) for _ in range(n)]
         return {s.name: torch.stack([t.nodes[s.name]["value"] for t in traces]) for s in self.sites}
@@ -157,7 +157,7 @@ class PyroTarget(OfProblem):
         """(log p(z_i), log p(x, z_i)) of the draws ``values`` (n, *site shape) along ``path``, in torch
         (differentiable where gradients are enabled)."""
         n = next(iter(values.values())).shape[0] if values else 0
-        with pyro.get_param_store().scope(), pyro.validation_enabled(False):
+        with PYRO_STATE_LOCK, pyro.get_param_store().scope(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
             if n == 0:
                 return torch.zeros(0), torch.zeros(0)
@@ -308,7 +308,7 @@ class PyroTarget(OfProblem):
             return {name: trace.nodes[name]["value"] for name in names}
 
         n = np.shape(latents[self.sites[0].name])[0]
-        with pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
+        with PYRO_STATE_LOCK, pyro.get_param_store().scope(), torch.no_grad(), pyro.validation_enabled(False):
             pyro.get_param_store().clear()
             if self.draws_path == pyro_draws.VMAP:
                 found = torch.func.vmap(one)(values)

@@ -13,23 +13,29 @@ Pyro's HMC does the like for its potential (``pyro.infer.mcmc.util.initialize_mo
 jit_compile=True)`` traces it with ``torch.jit.trace`` under ``ignore_jit_warnings``); recording the
 gradient too takes torch's backward pass, ~35 % of an eager call, out of Python as well.
 
-A recording is only kept when it stands for every input of its shape:
+The recording runs on fake tensors (``make_fx(..., tracing_mode="fake")``: shapes without values;
+the model's data, closed over, stay real constants), so Python cannot branch on the input's values:
+turning it into a Python number (``float(x)``, ``x.item()``, ``if x > 0``, ``.tolist()``,
+``.numpy()``) raises while recording. A recording is kept only when, besides,
 
-- no operation turns a tensor into a Python number (``aten._local_scalar_dense``: ``float(x)``,
-  ``x.item()``, ``if x > 0``), which would freeze one branch of data-dependent control flow;
-- no random operation (it would replay the recorded draw);
-- replayed at other points of the same shape, it gives the eager values to ``AGREEMENT``.
+- no operation turns a tensor into a Python number (``aten._local_scalar_dense``);
+- no random operation is recorded (it would replay the recorded draw);
+- replayed at other points of the same shape (the point negated, moved, and perturbed at random), it
+  gives the eager values to ``AGREEMENT``: a check at a few points, not a proof.
 
-Otherwise the function runs eagerly from then on, and ``failure`` says why. A shape is recorded the
-second time it is met (recording costs ~0.3-1.5 s: shapes met once, a start or a last short batch,
-stay eager); ``path`` says which way calls went.
+Otherwise, or when a check or a replay raises, every recording is dropped and the function runs
+eagerly from then on; ``failure`` says why. A shape is recorded the second time it is met (recording
+costs ~0.3-1.5 s: shapes met once, a start or a last short batch, stay eager); ``path`` says which
+way calls went. Control flow on a Python value computed outside the function's input (data, flags)
+is recorded as it stood, as for any trace.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -59,9 +65,16 @@ def _refusal(graph: torch.fx.GraphModule) -> str | None:
     return None
 
 
-def _other_points(batch: torch.Tensor) -> torch.Tensor:
-    """Points of the same shape as ``batch``, each coordinate moved (so no branch is shared by chance)."""
-    return 0.9 * batch.flip(0) + 0.3
+def _other_points(batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Points of the same shape as ``batch``: negated (every sign crossed), moved (every coordinate
+    changed), and perturbed by standard normal noise (fixed seed)."""
+    noise = torch.randn(batch.shape, dtype=batch.dtype, generator=torch.Generator().manual_seed(0))
+    return (-batch, 0.9 * batch.flip(0) + 0.3, batch + noise)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
@@ -76,7 +89,9 @@ class CompiledBatched:
     recording per batch shape, else run eagerly (module docstring). Calls are serialized by ``lock``
     (shared by functions that share global state, as Pyro's handler stack and parameter store)."""
 
-    def __init__(self, function: Batched, enabled: bool = True, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, function: Batched, enabled: bool = True, lock: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.function = function
         self.enabled = enabled
         self.failure: str | None = None
@@ -98,7 +113,10 @@ class CompiledBatched:
         with self._lock:
             recorded = self._recorded.get(shape)
             if recorded is not None:
-                return tuple(recorded(batch))
+                try:
+                    return tuple(recorded(batch))
+                except Exception as error:  # a replay that fails: eager from now on
+                    self._fail(f"a replay failed ({_first_line(error)})")
             found = self.function(batch)
             if not self.enabled or self.failure is not None or batch.numel() == 0:
                 return found
@@ -107,29 +125,37 @@ class CompiledBatched:
                 self._record(batch)
             return found
 
+    def _fail(self, reason: str) -> None:
+        """Run eagerly from now on, for every shape, saying why."""
+        self.failure = reason
+        self._recorded.clear()
+
     def _record(self, batch: torch.Tensor) -> None:
-        """Record ``function`` at ``batch``'s shape, or set ``failure`` (module docstring)."""
+        """Record ``function`` at ``batch``'s shape, or fail (module docstring)."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TorchScript's notes on tracing; checked below instead
-                graph = make_fx(self.function)(batch)
-                graph.graph.eliminate_dead_code()
-                graph.recompile()
-                refusal = _refusal(graph)
-                if refusal is None:
-                    replay = torch.jit.trace(graph, (batch,), check_trace=False)
-        except Exception as error:  # any operation the recorder cannot follow
-            frozen = FROZEN in str(error)  # make_fx refuses most such conversions itself
-            self.failure = FROZEN_REASON if frozen else f"recording failed ({type(error).__name__}: {error})"
+            # fake inputs: a value read into Python raises; the model's data are real constants
+            graph = make_fx(self.function, tracing_mode="fake", _allow_non_fake_inputs=True)(batch)
+        except Exception as error:  # a value read, a size from values, an operation it cannot follow
+            self._fail(f"{FROZEN_REASON}, or cannot be recorded ({_first_line(error)})")
             return
-        if refusal is not None:
-            self.failure = refusal
-            return
-        checks = [(points, self.function(points)) for points in (batch, _other_points(batch))]
-        for points, expected in checks + checks[:1]:  # twice at one point: TorchScript optimizes after a run
-            if not _agree(tuple(replay(points)), expected):
-                self.failure = "the recording disagrees with the eager function at other points"
+        try:
+            graph.graph.eliminate_dead_code()
+            graph.recompile()
+            refusal = _refusal(graph)
+            if refusal is not None:
+                self._fail(refusal)
                 return
+            replay = torch.jit.trace(graph, (batch,), check_trace=False)
+            checks = [(points, self.function(points)) for points in (batch, *_other_points(batch))]
+            for points, expected in (
+                checks + checks[:1]
+            ):  # twice at one point: TorchScript optimizes after a run
+                if not _agree(tuple(replay(points)), expected):
+                    self._fail("the recording disagrees with the eager function at other points")
+                    return
+        except Exception as error:  # the model at an input it never met, or TorchScript
+            self._fail(f"checking the recording failed ({_first_line(error)})")
+            return
         self._recorded[tuple(batch.shape)] = replay

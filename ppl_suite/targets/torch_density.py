@@ -20,18 +20,22 @@ mode (``jax.jvp``, ``jax.hessian``) is not available: second derivatives are not
 ``log_joint`` (NUTS' potential) is a bridge of its own, with one gradient per call.
 
 Each batch shape's evaluation (values, or values and gradients) is recorded once and replayed as a
-graph of torch operations (``torch_compiled``: ~7x faster than running Pyro's tracing and torch's
-backward pass in Python on every call), falling back to the eager evaluation where a recording cannot
-stand for every input (data-dependent control flow, random draws); ``TorchDensity.path`` says which.
+graph of torch operations (``torch_compiled``: 3.6-10.9x faster per callback than running Pyro's
+tracing and torch's backward pass in Python on every call, batches 1-256, less on a loaded machine,
+``benchmarks/bench_torch_density.py``), falling back to the eager evaluation where a recording cannot
+be made or checked (a latent's value read into Python, random draws, disagreement at other points,
+any error); ``TorchDensity.path`` says which.
 
 Torch code shares global state (Pyro's handler stack and parameter store), so one callback runs at a
-time (a lock).
+time in the process, for every target (``PYRO_STATE_LOCK``, which ``PyroTarget`` also takes around its
+own traces of the model).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +50,11 @@ from ppl_suite.targets.torch_compiled import COMPILED, NOT_YET, Batched, Compile
 TorchParts = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 PriorAndLikelihood = Callable[[Any], tuple[Any, Any]]
 LogJoint = Callable[[Any], Any]
+
+# One torch evaluation of a Pyro model at a time in the process: Pyro's handler stack and parameter
+# store are global, and JAX runs host callbacks from its own threads (re-entrant: a held evaluation
+# may trace the model again)
+PYRO_STATE_LOCK = threading.RLock()
 
 
 def _gradient(value: torch.Tensor, u: torch.Tensor, keep: bool) -> torch.Tensor:
@@ -81,7 +90,7 @@ def _bridge(
     dim: int,
     k: int,
     compiled: bool,
-    lock: threading.Lock,
+    lock: AbstractContextManager[Any],
 ) -> tuple[Callable, tuple[CompiledBatched, CompiledBatched]]:
     """A JAX function of one u (dim,) returning the k scalars ``parts`` gives per row of a batch
     U (n, dim), differentiable once (module docstring), and its two torch evaluations (values; values
@@ -145,7 +154,6 @@ def jax_functions(parts: TorchParts, dim: int, compiled: bool = True) -> TorchDe
     JAX, from the batched torch function ``parts`` (module docstring); the second takes one gradient
     per call, not two (what NUTS needs). With ``compiled`` torch replays a recording of each batch
     shape (``torch_compiled``) instead of running ``parts``' Python on every call."""
-    lock = threading.Lock()  # one torch call at a time for both bridges: they share Pyro's global state
-    pair, pair_evaluations = _bridge(parts, dim, 2, compiled, lock)
-    joint, joint_evaluations = _bridge(lambda u: (sum(parts(u)),), dim, 1, compiled, lock)
+    pair, pair_evaluations = _bridge(parts, dim, 2, compiled, PYRO_STATE_LOCK)
+    joint, joint_evaluations = _bridge(lambda u: (sum(parts(u)),), dim, 1, compiled, PYRO_STATE_LOCK)
     return TorchDensity(pair, lambda u: joint(u)[0], pair_evaluations + joint_evaluations)
