@@ -15,6 +15,31 @@ enable_compilation_cache()
 
 import pytest  # noqa: E402
 
+# test files that read the session's fitted cells (``tests/fitted_cells.py``): one pytest-xdist
+# worker runs them all, so each cell is fitted once per session, not once per worker
+FITTED_CELLS_FILES = tuple(
+    f"tests/{name}.py"
+    for name in (
+        "test_fit", "models/test_bayes_linreg", "models/test_dirichlet_categorical",
+        "models/test_gaussian_mixture", "models/test_normal_inverse_gamma", "models/test_ppca",
+    )
+)  # fmt: skip
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadfile``: a file per worker, the files of FITTED_CELLS_FILES together."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesSharingFittedCells(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "fitted cells" if scope in FITTED_CELLS_FILES else scope
+
+    return FilesSharingFittedCells(config, log)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _registries_as_they_were():
