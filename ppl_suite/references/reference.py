@@ -191,20 +191,12 @@ def _centered(problem: Problem, settings: NUTSSettings) -> tuple[str, ...]:
     return centered_sites_of(problem)
 
 
-def _expected_seconds(attempt: Attempt, last: dict[str, Any]) -> float:
-    """The seconds ``attempt`` should take at the last attempt's rate per transition."""
+def _expected_seconds(attempt: Attempt, last: dict[str, Any], seconds: float | None = None) -> float:
+    """The seconds ``attempt`` should take at the last attempt's rate per transition: of wall time, or
+    of what ``seconds`` counted over the last attempt (its budget's cost, ``_cost``)."""
     done = last["warmup"] + last["draws_per_chain"]
-    return last["seconds"] / done * (attempt.settings.warmup + attempt.settings.draws)
-
-
-def _expected_cost(attempt: Attempt, last: dict[str, Any]) -> float:
-    """The budget's seconds (``_cost``) ``attempt`` should take at the last attempt's rate."""
-    done = last["warmup"] + last["draws_per_chain"]
-    return (
-        _cost(last["seconds"], last["cpu_seconds"])
-        / done
-        * (attempt.settings.warmup + attempt.settings.draws)
-    )
+    spent = last["seconds"] if seconds is None else seconds
+    return spent / done * (attempt.settings.warmup + attempt.settings.draws)
 
 
 def _cost(wall: float, cpu: float) -> float:
@@ -246,7 +238,8 @@ def _sample(
         following = next_attempt(attempt, run.gates, centered) if settings.remedies else None
         stop = None if following is not None else "no remedy left for what failed"
         if following is not None:
-            expected = _expected_cost(following, records[-1])
+            last = records[-1]
+            expected = _expected_seconds(following, last, _cost(last["seconds"], last["cpu_seconds"]))
             spent = _cost(time.perf_counter() - start, time.process_time() - cpu_start)
             if spent + expected > settings.budget_seconds:
                 stop = (
