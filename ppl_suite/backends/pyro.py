@@ -7,16 +7,20 @@ parameters' gradients, then the optimizer steps. Three choices make it fast:
   for enumerated guides): model and guide are traced once with ``torch.jit.trace`` and the trace is
   replayed each step, as NumPyro's loop is compiled by XLA. The model's fixed parameters are bound
   before tracing, so only tensors reach the traced function;
-- that compiled function is called directly (``pyro_compiled_step``), without Pyro's per-call
-  wrapper, and the losses stay in a tensor until the end;
 - one ``torch.optim.Adam`` (``fused``: one kernel per parameter, about 10% faster per step than
   ``foreach`` here) updates all parameters at once, its step size set from the precomputed schedule;
   ``pyro.optim`` would wrap one optimizer and one scheduler per parameter, whose per-call overhead is
-  a third of a step on these small models.
+  a third of a step on these small models;
+- for the suite's families under ``Trace_ELBO``, the whole step, loss, gradient and Adam update, is
+  recorded after the first step and replayed as one TorchScript graph (``pyro_recorded_step``), with
+  the parameters in the loop's own tensors, written back to the param store for the trajectory's
+  snapshots and at the end; the losses stay in tensors until the end. Else (autoguides, enumerated
+  guides, a step that cannot be recorded) Pyro's compiled loss is called directly
+  (``pyro_compiled_step``), without Pyro's per-call wrapper, and torch's Adam steps eagerly.
 
-Together 1.4 to 2.4 times faster per step than ``SVI`` with ``Trace_ELBO`` and ``pyro.optim`` on the
-shipped models (measured on one core), with the same estimator, gradients and Adam. The evaluation
-of the fitted guide uses the plain ``Trace_ELBO``.
+Same estimator, gradients and Adam as ``SVI`` with ``Trace_ELBO``; ``benchmarks/pyro_steps.py``
+measures the steps per second against a raw ``JitTrace_ELBO`` loop. The evaluation of the fitted
+guide uses the plain ``Trace_ELBO``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from torch.distributions import transform_to
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
-from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
+from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
@@ -92,13 +96,13 @@ def make_guide(problem: Problem, guide: str, phi0: Mapping[str, np.ndarray]):
 
 @dataclass(frozen=True)
 class _SVIRun:
-    """What the SVI loop needs of a guide: one step's ``loss_and_grads()`` (-ELBO, gradients filled),
-    the module holding parameters outside the param store (None when all are in it), the current
-    ``phi()``, and the model and guide whose Trace_ELBO is the library's ELBO of the final fit."""
+    """What the SVI loop needs of a guide: its ``steps`` (``steps(lr)``: one Adam step at rate lr,
+    returning the loss, -ELBO estimate; ``steps.write_back()`` before the param store is read), the
+    current ``phi()``, and the model and guide whose Trace_ELBO is the library's ELBO of the final
+    fit."""
 
     model: Callable
-    loss_and_grads: Callable[[], float]
-    module: torch.nn.Module | None
+    steps: AdamSteps | RecordedAdamSteps
     phi: Callable[[], dict[str, np.ndarray]]
     evaluation_guide: Callable[[], Callable]
 
@@ -122,15 +126,15 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
     elbo = JIT_ELBO_CLASSES[kind](
         num_particles=config.particles, ignore_jit_warnings=True, **draws.elbo_options()
     )
+    store = pyro.get_param_store()
     if kind == "trace":
-        loss_and_grads = CompiledELBOStep(elbo, traced_model, traced_guide, tensors)
+        steps = RecordedAdamSteps(elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS)
     else:
         loss_and_grads = partial(elbo.loss_and_grads, traced_model, traced_guide, tensors)
-    store = pyro.get_param_store()
+        steps = AdamSteps(loss_and_grads, lambda: _parameters(store, None), ADAM_BETAS, ADAM_EPS)
     return _SVIRun(
         model=model,
-        loss_and_grads=loss_and_grads,
-        module=None,
+        steps=steps,
         phi=lambda: PyroBackend._read(store, phi0),
         evaluation_guide=lambda: pyro_guide,
     )
@@ -150,10 +154,15 @@ def _autoguide_run(
             return guide.laplace_approximation(data, params)
         return guide
 
+    store = pyro.get_param_store()
     return _SVIRun(
         model=model,
-        loss_and_grads=lambda: elbo.loss_and_grads(model, guide, data, params),
-        module=guide,
+        steps=AdamSteps(
+            lambda: elbo.loss_and_grads(model, guide, data, params),
+            lambda: _parameters(store, guide),
+            ADAM_BETAS,
+            ADAM_EPS,
+        ),
         phi=lambda: autoguide_phi(guide),
         evaluation_guide=evaluation_guide,
     )
@@ -272,8 +281,8 @@ class PyroBackend:
     def _train(
         self, run: _SVIRun, store, problem: Problem, config: SVIConfig
     ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
-        """Adam on ``run``: losses, first step's seconds, the other steps' seconds, the trajectory."""
-        optimizer = None
+        """Adam on ``run``: losses, first step's seconds, the other steps' seconds, the trajectory; lr_t =
+        config.learning_rate(t) at step t."""
         snapshot_at = set(checkpoint_steps(config.steps).tolist())
         trajectory = {"step": checkpoint_steps(config.steps), "phi": [], "theta": []}
         losses = torch.empty(config.steps, dtype=torch.float64)  # read once, at the end
@@ -281,29 +290,19 @@ class PyroBackend:
         run_seconds = 0.0
         for step in range(config.steps):
             start = time.perf_counter()
-            losses[step] = run.loss_and_grads()
-            if optimizer is None:  # the first step created the parameters
-                optimizer = self._adam(_parameters(store, run.module), config)
-            optimizer.param_groups[0]["lr"] = learning_rates[step]
-            optimizer.step()
-            optimizer.zero_grad()
+            losses[step] = run.steps(learning_rates[step])
             elapsed = time.perf_counter() - start
             if step == 0:
                 compile_seconds = elapsed  # first step: tracing and shape discovery
             else:
                 run_seconds += elapsed
             if step + 1 in snapshot_at:
+                run.steps.write_back()
                 trajectory["phi"].append(run.phi())
                 trajectory["theta"].append(self._read(store, problem.spec.learned))
         for part in ("phi", "theta"):
             trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
         return losses.numpy(), compile_seconds, run_seconds, trajectory
-
-    @staticmethod
-    def _adam(parameters: list[torch.Tensor], config: SVIConfig) -> torch.optim.Adam:
-        """One Adam over ``parameters`` (unconstrained values); the loop sets lr_t =
-        config.learning_rate(t) before step t."""
-        return torch.optim.Adam(parameters, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
 
     @staticmethod
     def _read(store, names) -> dict[str, np.ndarray]:

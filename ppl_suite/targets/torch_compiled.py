@@ -52,15 +52,16 @@ FROZEN = "aten._local_scalar_dense"  # a tensor made a Python number: control fl
 FROZEN_REASON = "the model turns a tensor into a Python number (data-dependent control flow)"
 
 
-def _refusal(graph: torch.fx.GraphModule) -> str | None:
-    """Why a recorded graph does not stand for every input of its shape, or None."""
+def _refusal(graph: torch.fx.GraphModule, draws: bool = False) -> str | None:
+    """Why a recorded graph does not stand for every input of its shape, or None; ``draws``: random
+    operations are meant to draw anew at each replay (they read torch's global generator)."""
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
         name = str(node.target)
         if name.startswith(FROZEN):
             return FROZEN_REASON
-        if torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
+        if not draws and torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
             return f"the model draws random numbers ({name})"
     return None
 

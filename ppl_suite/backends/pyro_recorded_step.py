@@ -1,0 +1,238 @@
+"""Pyro's SVI step (``JitTrace_ELBO`` gradient, torch's fused Adam), recorded whole once and replayed.
+
+A step of the loop is, for parameters p (unconstrained), Adam's moments m, v, step count t, rate lr_t:
+
+    loss, surrogate = Trace_ELBO's loss (-ELBO estimate) and surrogate loss at p, particles drawn now
+    g = d surrogate / d p           (reparameterized sites pathwise, others by the score function;
+                                     Ranganath et al. 2014, Schulman et al. 2015)
+    m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2
+    p = p - lr_t / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)      (Kingma & Ba 2015)
+
+Eagerly (``AdamSteps``) that is ``CompiledELBOStep`` (Pyro's traced forward, then the autograd
+engine's backward) and ``torch.optim.Adam(fused=True)``: each tensor operation pays Python and the
+autograd engine's per-node work, which is nearly the whole step on these small models. Here the whole
+step, forward, its gradient (``torch.autograd.grad``: make_fx records the backward's ATen operations,
+as AOTAutograd does) and the update (``aten._fused_adam``, the functional form of the kernel
+``Adam(fused=True)`` runs), is recorded once as one graph of ATen operations
+(``targets.torch_compiled``'s recording: ``make_fx`` on fake tensors, then ``torch.jit.trace``) and
+replayed without Python in between, on the loop's own tensors (written back to the parameter store
+for snapshots and at the end). The same operations in the same order: the replay's numbers are the
+eager step's, bit for bit where TorchScript runs the same kernels.
+
+The step draws the guide's particles: the recording replays the draws (``aten.normal_`` and the like
+read torch's global generator at each call), so a fit stays reproducible for a seed. The recording is
+made after the first (eager) step, under a forked generator, so the fit's draws are those of the eager
+loop. It is kept only when no operation turns a tensor into a Python number and, replayed at the
+loop's state and at a perturbed one (at the same generator state), it gives the eager step's loss and
+new parameters and moments to ``torch_compiled.AGREEMENT``; otherwise, or if a replay raises, the loop
+goes on eagerly and ``path`` says why. The first step (Pyro's trace, the recording and its checks)
+costs ~1 s more; the first recording in a process also imports ``torch._dynamo`` (make_fx needs it).
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import JitTrace_ELBO
+from torch.distributions import transform_to
+
+from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
+from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, _agree, _first_line, _refusal
+
+State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
+CHECK_SEED = 0  # the generator's seed for the checks of a recording (forked: the fit's draws are untouched)
+
+
+class AdamSteps:
+    """Step with rate ``lr``: ``loss_and_grads()`` (the loss; gradients added to ``.grad``), then one
+    torch Adam step over ``parameters()`` (read after the first call, which creates them), gradients
+    zeroed: what ``pyro.infer.SVI.step`` does with one optimizer for all parameters."""
+
+    path = f"{EAGER}: not recorded"
+
+    def __init__(
+        self,
+        loss_and_grads: Callable[[], torch.Tensor | float],
+        parameters: Callable[[], list[torch.Tensor]],
+        betas: tuple[float, float],
+        eps: float,
+    ):
+        self.loss_and_grads, self.parameters = loss_and_grads, parameters
+        self.betas, self.eps = betas, eps
+        self.optimizer: torch.optim.Adam | None = None
+
+    def __call__(self, lr: float) -> torch.Tensor | float:
+        loss = self.loss_and_grads()
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, betas=self.betas, eps=self.eps, fused=True)
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return loss
+
+    def write_back(self) -> None:
+        """The parameters are the optimizer's own: nothing to write."""
+
+
+class RecordedAdamSteps:
+    """``AdamSteps`` of ``JitTrace_ELBO`` on ``model`` and ``guide`` (functions of the ``tensors``
+    dict), the first step eager, the others replayed from a recording of one whole step (module
+    docstring), or eager when it cannot be recorded (``path`` says why). ``write_back()`` puts the
+    current parameters in the param store (and the moments in the optimizer's state)."""
+
+    def __init__(
+        self,
+        elbo: JitTrace_ELBO,
+        model: Callable,
+        guide: Callable,
+        tensors: dict[str, torch.Tensor],
+        betas: tuple[float, float],
+        eps: float,
+    ):
+        self.elbo, self.model, self.guide, self.tensors = elbo, model, guide, tensors
+        self.forward = CompiledELBOStep(elbo, model, guide, tensors)
+        self.eager = AdamSteps(self.forward, lambda: list(self.forward.parameters), betas, eps)
+        self.failure: str | None = None
+        self.replay: Callable[..., State] | None = None
+        self.state: State = ()
+        self.count = 0  # Adam's step count t: steps taken
+
+    @property
+    def path(self) -> str:
+        """COMPILED when steps replay the recording, else EAGER with the reason."""
+        if self.failure is not None:
+            return f"{EAGER}: {self.failure}"
+        return COMPILED if self.replay is not None else f"{EAGER}: not recorded yet"
+
+    def __call__(self, lr: float) -> torch.Tensor:
+        self.count += 1
+        if self.replay is not None:
+            step = torch.tensor(float(self.count), dtype=torch.float32)  # Adam's state step, as torch's
+            try:
+                loss, *state = self.replay(torch.tensor(lr, dtype=torch.float64), step, *self.state)
+            except Exception as error:  # the state is untouched (the replay returns new tensors)
+                self._fail(f"a replay failed ({_first_line(error)})")
+            else:
+                self.state = tuple(state)
+                return loss
+        loss = self.eager(lr)
+        if self.failure is None and self.replay is None:
+            self._record(lr)
+        return loss
+
+    def write_back(self) -> None:
+        if self.replay is None:
+            return
+        count = len(self.forward.parameters)
+        optimizer_state = self.eager.optimizer.state
+        with torch.no_grad():
+            for index, parameter in enumerate(self.forward.parameters):
+                parameter.copy_(self.state[index])
+                moments = optimizer_state[parameter]
+                moments["exp_avg"].copy_(self.state[count + index])
+                moments["exp_avg_sq"].copy_(self.state[2 * count + index])
+                moments["step"].fill_(self.count)
+
+    def _fail(self, reason: str) -> None:
+        """Step eagerly from here on, from the replay's state, saying why."""
+        self.write_back()
+        self.failure, self.replay = reason, None
+
+    def _step(self) -> Callable[..., State]:
+        """One whole step as a function of (lr, t, *parameters, *m, *v) -> (loss, *parameters, *m, *v),
+        the parameters bound into Pyro's loss by ``poutine.replay`` as ``pyro.ops.jit`` binds them."""
+        names = [name for name, _ in pyro.get_param_store().named_parameters()]
+        constraints = pyro.get_param_store().get_state()["constraints"]
+        loss_and_surrogate_loss = self.elbo._loss_and_surrogate_loss.fn  # JitTrace_ELBO's, untraced
+        ids = {"_pyro_model_id": id(self.model), "_pyro_guide_id": id(self.guide)}
+        count, (beta1, beta2), eps = len(names), self.eager.betas, self.eager.eps
+
+        def step(lr: torch.Tensor, t: torch.Tensor, *state: torch.Tensor) -> State:
+            parameters, m, v = state[:count], state[count : 2 * count], state[2 * count :]
+            with torch.enable_grad():
+                leaves = [parameter.detach().requires_grad_() for parameter in parameters]
+                constrained = {}
+                for name, leaf in zip(names, leaves, strict=True):
+                    constrained[name] = transform_to(constraints[name])(leaf)
+                    constrained[name].unconstrained = weakref.ref(leaf)  # as the param store's values
+                loss, surrogate = poutine.replay(loss_and_surrogate_loss, params=constrained)(self.tensors, **ids)
+                gradients = torch.autograd.grad(surrogate, leaves)
+            stepped, _, m, v, _ = torch.ops.aten._fused_adam(
+                [leaf.detach() for leaf in leaves],
+                list(gradients),
+                list(m),
+                list(v),
+                [],
+                [t] * count,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=eps,
+                amsgrad=False,
+                maximize=False,
+            )
+            return (loss.detach(), *stepped, *m, *v)
+
+        return step
+
+    def _record(self, lr: float) -> None:
+        """Record the step at the loop's state after the first step, check it, keep it or fail."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        parameters = self.forward.parameters
+        moments = [self.eager.optimizer.state[parameter] for parameter in parameters]
+        state = (
+            *(parameter.detach() for parameter in parameters),
+            *(moment["exp_avg"] for moment in moments),
+            *(moment["exp_avg_sq"] for moment in moments),
+        )
+        inputs = (torch.tensor(lr, dtype=torch.float64), torch.tensor(float(self.count + 1), dtype=torch.float32), *state)
+        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+            try:
+                step = self._step()
+                graph = make_fx(step, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
+            except Exception as error:  # a value read, a size from values, an operation it cannot follow
+                self._fail(f"{FROZEN_REASON}, or cannot be recorded ({_first_line(error)})")
+                return
+            try:
+                graph.graph.eliminate_dead_code()
+                graph.recompile()
+                refusal = _refusal(graph, draws=True)
+                if refusal is not None:
+                    self._fail(refusal)
+                    return
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+                    replay = torch.jit.trace(graph, inputs, check_trace=False)
+                points = (inputs, _perturbed(inputs, len(parameters)))
+                for point in (*points, inputs):  # twice at one point: TorchScript optimizes after a run
+                    torch.manual_seed(CHECK_SEED)
+                    expected = step(*point)
+                    torch.manual_seed(CHECK_SEED)
+                    if not _agree(tuple(replay(*point)), expected):
+                        self._fail("the recorded step disagrees with the eager step")
+                        return
+            except Exception as error:  # the model at a state it never met, or TorchScript
+                self._fail(f"checking the recorded step failed ({_first_line(error)})")
+                return
+        self.state, self.replay = state, replay
+
+
+def _perturbed(inputs: tuple[torch.Tensor, ...], count: int) -> tuple[torch.Tensor, ...]:
+    """Another point of the step: half the rate, a later step, every parameter and first moment moved
+    by standard normal noise and every second moment by its square (fixed seed)."""
+    generator = torch.Generator().manual_seed(0)
+    lr, t, *state = inputs
+
+    def noise(value: torch.Tensor) -> torch.Tensor:
+        return torch.randn(value.shape, dtype=value.dtype, generator=generator)
+
+    moved = [value + noise(value) for value in state[: 2 * count]]
+    moved += [value + noise(value) ** 2 for value in state[2 * count :]]
+    return (lr / 2, t + 10, *moved)
