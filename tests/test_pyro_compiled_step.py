@@ -1,6 +1,8 @@
 """The Pyro backend's step (``backends.pyro_compiled_step.CompiledELBOStep``) is JitTrace_ELBO's
 ``loss_and_grads``: at the same random state, the same loss and the same gradients, as fused Adam
-reads them (the parameters after one Adam step)."""
+reads them (the parameters after one Adam step); its recorded whole step
+(``backends.pyro_recorded_step.RecordedAdamSteps``) gives the eager steps' losses and parameters, or
+steps eagerly, saying why, when it cannot be recorded."""
 
 from __future__ import annotations
 
@@ -8,15 +10,19 @@ from collections.abc import Callable
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import JitTrace_ELBO
 
 from ppl_suite import guides, registry
+from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS
 from ppl_suite.backends.pyro import as_torch, make_guide
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
 from ppl_suite.backends.pyro_draws import check_draws
+from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
 from ppl_suite.problem import Problem
+from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON
 
 EPS = np.finfo(np.float64).eps
 
@@ -63,4 +69,74 @@ def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
         assert loss == pytest.approx(expected, rel=100 * EPS, abs=100 * EPS)
         for name, value in expected_stepped.items():
             np.testing.assert_allclose(stepped[name], value, rtol=100 * EPS, atol=100 * EPS)
+    pyro.clear_param_store()
+
+
+def _family_steps(model_name: str, steps_class: type, particles: int = 4):
+    """The backend's steps of the mean-field family on ``model_name`` (fresh param store)."""
+    problem = Problem.build(model_name, 0)
+    model = registry.implementation(model_name, "pyro")
+    data, params = as_torch(problem.data), as_torch(problem.params)
+    phi0 = guides.get("mean_field").init_params(problem.sites, problem.data, problem.params)
+    guide = make_guide(problem, "mean_field", phi0)
+    draws = check_draws(model, data, params)
+
+    def traced_model(tensors):
+        return model(tensors, params)
+
+    def traced_guide(tensors):
+        return guide(tensors, params)
+
+    pyro.clear_param_store()
+    elbo = JitTrace_ELBO(num_particles=particles, ignore_jit_warnings=True, **draws.elbo_options())
+    if steps_class is RecordedAdamSteps:
+        return RecordedAdamSteps(elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS)
+    forward = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
+    return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
+
+
+def _run(steps, rates: list[float], seed: int) -> tuple[list[float], dict[str, np.ndarray]]:
+    """The losses of ``steps`` at ``rates`` from ``seed``, and the parameters after the last."""
+    torch.manual_seed(seed)
+    losses = [float(steps(rate)) for rate in rates]
+    steps.write_back()
+    parameters = {
+        name: value.detach().numpy().copy() for name, value in pyro.get_param_store().named_parameters()
+    }
+    pyro.clear_param_store()
+    return losses, parameters
+
+
+@pytest.mark.parametrize("model_name", ["normal_normal", "eight_schools_noncentered", "ppca"])
+def test_the_recorded_step_gives_the_eager_steps_losses_and_adam_steps(model_name):
+    # the first step is eager and records; the others replay the recording, drawing the same particles
+    rates = [0.1, 0.05, 0.02, 0.01]
+    recorded = _family_steps(model_name, RecordedAdamSteps)
+    losses, parameters = _run(recorded, rates, seed=3)
+    assert recorded.path == COMPILED
+    expected_losses, expected = _run(_family_steps(model_name, AdamSteps), rates, seed=3)
+    np.testing.assert_allclose(losses, expected_losses, rtol=100 * EPS, atol=100 * EPS)
+    assert parameters.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_allclose(parameters[name], value, rtol=100 * EPS, atol=100 * EPS)
+
+
+def test_a_step_that_reads_a_value_into_python_is_not_recorded_and_steps_eagerly():
+    x = torch.tensor([0.5, 1.5, -0.3])
+
+    def model(tensors):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        scale = 1.0 if float(z) > 0 else 2.0  # control flow on a drawn value
+        with pyro.plate("data", 3):
+            pyro.sample("x", dist.Normal(z, scale), obs=tensors["x"])
+
+    def guide(tensors):
+        pyro.sample("z", dist.Normal(pyro.param("loc", torch.tensor(0.0)), 1.0))
+
+    pyro.clear_param_store()
+    elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+    steps = RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS)
+    losses = [float(steps(0.1)) for _ in range(3)]
+    assert steps.path.startswith(f"{EAGER}: {FROZEN_REASON}")
+    assert np.all(np.isfinite(losses))
     pyro.clear_param_store()

@@ -43,8 +43,8 @@ from torch.distributions import transform_to
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
-from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
+from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
 from ppl_suite.guides.mean_field import INIT_SCALE

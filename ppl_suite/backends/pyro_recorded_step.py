@@ -69,7 +69,9 @@ class AdamSteps:
     def __call__(self, lr: float) -> torch.Tensor | float:
         loss = self.loss_and_grads()
         if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, betas=self.betas, eps=self.eps, fused=True)
+            self.optimizer = torch.optim.Adam(
+                self.parameters(), lr=lr, betas=self.betas, eps=self.eps, fused=True
+            )
         self.optimizer.param_groups[0]["lr"] = lr
         self.optimizer.step()
         self.optimizer.zero_grad()
@@ -160,7 +162,9 @@ class RecordedAdamSteps:
                 for name, leaf in zip(names, leaves, strict=True):
                     constrained[name] = transform_to(constraints[name])(leaf)
                     constrained[name].unconstrained = weakref.ref(leaf)  # as the param store's values
-                loss, surrogate = poutine.replay(loss_and_surrogate_loss, params=constrained)(self.tensors, **ids)
+                loss, surrogate = poutine.replay(loss_and_surrogate_loss, params=constrained)(
+                    self.tensors, **ids
+                )
                 gradients = torch.autograd.grad(surrogate, leaves)
             stepped, _, m, v, _ = torch.ops.aten._fused_adam(
                 [leaf.detach() for leaf in leaves],
@@ -192,7 +196,11 @@ class RecordedAdamSteps:
             *(moment["exp_avg"] for moment in moments),
             *(moment["exp_avg_sq"] for moment in moments),
         )
-        inputs = (torch.tensor(lr, dtype=torch.float64), torch.tensor(float(self.count + 1), dtype=torch.float32), *state)
+        inputs = (
+            torch.tensor(lr, dtype=torch.float64),
+            torch.tensor(float(self.count + 1), dtype=torch.float32),
+            *state,
+        )
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
             try:
                 step = self._step()
