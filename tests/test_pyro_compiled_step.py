@@ -121,6 +121,27 @@ def test_the_recorded_step_gives_the_eager_steps_losses_and_adam_steps(model_nam
         np.testing.assert_allclose(parameters[name], value, rtol=100 * EPS, atol=100 * EPS)
 
 
+def test_after_a_replay_that_raises_the_eager_step_goes_on_from_the_replayed_state():
+    rates = [0.1, 0.05, 0.02, 0.01, 0.005]
+    recorded = _family_steps("eight_schools_noncentered", RecordedAdamSteps)
+
+    def broken_replay(*inputs):
+        raise RuntimeError("broken")
+
+    def steps_then_break(lr: float):
+        if recorded.count == 3:
+            recorded.replay = broken_replay
+        return recorded(lr)
+
+    steps_then_break.write_back = recorded.write_back
+    losses, parameters = _run(steps_then_break, rates, seed=5)
+    assert recorded.path == f"{EAGER}: a replay failed (RuntimeError: broken)"
+    expected_losses, expected = _run(_family_steps("eight_schools_noncentered", AdamSteps), rates, seed=5)
+    np.testing.assert_allclose(losses, expected_losses, rtol=100 * EPS, atol=100 * EPS)
+    for name, value in expected.items():
+        np.testing.assert_allclose(parameters[name], value, rtol=100 * EPS, atol=100 * EPS)
+
+
 def test_a_step_that_reads_a_value_into_python_is_not_recorded_and_steps_eagerly():
     x = torch.tensor([0.5, 1.5, -0.3])
 

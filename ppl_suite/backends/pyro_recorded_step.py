@@ -102,7 +102,7 @@ class RecordedAdamSteps:
         self.failure: str | None = None
         self.replay: Callable[..., State] | None = None
         self.state: State = ()
-        self.count = 0  # Adam's step count t: steps taken
+        self.count = 0  # steps taken (Adam's t of the last)
 
     @property
     def path(self) -> str:
@@ -112,17 +112,17 @@ class RecordedAdamSteps:
         return COMPILED if self.replay is not None else f"{EAGER}: not recorded yet"
 
     def __call__(self, lr: float) -> torch.Tensor:
-        self.count += 1
         if self.replay is not None:
-            step = torch.tensor(float(self.count), dtype=torch.float32)  # Adam's state step, as torch's
+            step = torch.tensor(float(self.count + 1), dtype=torch.float32)  # Adam's t, as torch keeps it
             try:
                 loss, *state = self.replay(torch.tensor(lr, dtype=torch.float64), step, *self.state)
             except Exception as error:  # the state is untouched (the replay returns new tensors)
                 self._fail(f"a replay failed ({_first_line(error)})")
             else:
-                self.state = tuple(state)
+                self.state, self.count = tuple(state), self.count + 1
                 return loss
         loss = self.eager(lr)
+        self.count += 1
         if self.failure is None and self.replay is None:
             self._record(lr)
         return loss
