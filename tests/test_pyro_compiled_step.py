@@ -20,7 +20,7 @@ from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS
 from ppl_suite.backends.pyro import as_torch, make_guide
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
 from ppl_suite.backends.pyro_draws import check_draws
-from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
+from ppl_suite.backends.pyro_recorded_step import RECORD_MIN_STEPS, AdamSteps, RecordedAdamSteps
 from ppl_suite.problem import Problem
 from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON
 
@@ -72,7 +72,7 @@ def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
     pyro.clear_param_store()
 
 
-def _family_steps(model_name: str, steps_class: type, particles: int = 4):
+def _family_steps(model_name: str, steps_class: type, particles: int = 4, steps: int = RECORD_MIN_STEPS):
     """The backend's steps of the mean-field family on ``model_name`` (fresh param store)."""
     problem = Problem.build(model_name, 0)
     model = registry.implementation(model_name, "pyro")
@@ -90,7 +90,7 @@ def _family_steps(model_name: str, steps_class: type, particles: int = 4):
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(num_particles=particles, ignore_jit_warnings=True, **draws.elbo_options())
     if steps_class is RecordedAdamSteps:
-        return RecordedAdamSteps(elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS)
+        return RecordedAdamSteps(elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS, steps)
     forward = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
     return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
 
@@ -156,8 +156,15 @@ def test_a_step_that_reads_a_value_into_python_is_not_recorded_and_steps_eagerly
 
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(ignore_jit_warnings=True)
-    steps = RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS)
+    steps = RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
     losses = [float(steps(0.1)) for _ in range(3)]
     assert steps.path.startswith(f"{EAGER}: {FROZEN_REASON}")
     assert np.all(np.isfinite(losses))
+    pyro.clear_param_store()
+
+
+def test_a_run_shorter_than_the_recordings_break_even_is_not_recorded():
+    steps = _family_steps("normal_normal", RecordedAdamSteps, steps=RECORD_MIN_STEPS - 1)
+    steps(0.1)
+    assert steps.path.startswith(f"{EAGER}: {RECORD_MIN_STEPS - 1} steps, fewer than")
     pyro.clear_param_store()

@@ -128,7 +128,9 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
     )
     store = pyro.get_param_store()
     if kind == "trace":
-        steps = RecordedAdamSteps(elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS)
+        steps = RecordedAdamSteps(
+            elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps
+        )
     else:
         loss_and_grads = partial(elbo.loss_and_grads, traced_model, traced_guide, tensors)
         steps = AdamSteps(loss_and_grads, lambda: _parameters(store, None), ADAM_BETAS, ADAM_EPS)

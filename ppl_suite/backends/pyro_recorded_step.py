@@ -25,8 +25,10 @@ made after the first (eager) step, under a forked generator, so the fit's draws 
 loop. It is kept only when no operation turns a tensor into a Python number and, replayed at the
 loop's state and at a perturbed one (at the same generator state), it gives the eager step's loss and
 new parameters and moments to ``torch_compiled.AGREEMENT``; otherwise, or if a replay raises, the loop
-goes on eagerly and ``path`` says why. The first step (Pyro's trace, the recording and its checks)
-costs ~1 s more; the first recording in a process also imports ``torch._dynamo`` (make_fx needs it).
+goes on eagerly and ``path`` says why. The recording and its checks cost 0.3-0.7 s (one core) and
+save 0.4-0.9 ms a step (2-3x fewer seconds a step on the shipped models): a run of fewer than
+``RECORD_MIN_STEPS`` steps stays eager. The first recording in a process also imports
+``torch._dynamo`` (make_fx needs it): 1.5-4 s, once.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
 from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, _agree, _first_line, _refusal
 
 State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
+RECORD_MIN_STEPS = 1000  # about where the recording's cost equals what it saves (module docstring)
 CHECK_SEED = 0  # the generator's seed for the checks of a recording (forked: the fit's draws are untouched)
 
 
@@ -84,8 +87,9 @@ class AdamSteps:
 class RecordedAdamSteps:
     """``AdamSteps`` of ``JitTrace_ELBO`` on ``model`` and ``guide`` (functions of the ``tensors``
     dict), the first step eager, the others replayed from a recording of one whole step (module
-    docstring), or eager when it cannot be recorded (``path`` says why). ``write_back()`` puts the
-    current parameters in the param store (and the moments in the optimizer's state)."""
+    docstring), or eager when it cannot be recorded or the run has fewer than RECORD_MIN_STEPS
+    ``steps`` (``path`` says why). ``write_back()`` puts the current parameters in the param store
+    (and the moments in the optimizer's state)."""
 
     def __init__(
         self,
@@ -95,11 +99,16 @@ class RecordedAdamSteps:
         tensors: dict[str, torch.Tensor],
         betas: tuple[float, float],
         eps: float,
+        steps: int,
     ):
         self.elbo, self.model, self.guide, self.tensors = elbo, model, guide, tensors
         self.forward = CompiledELBOStep(elbo, model, guide, tensors)
         self.eager = AdamSteps(self.forward, lambda: list(self.forward.parameters), betas, eps)
         self.failure: str | None = None
+        if steps < RECORD_MIN_STEPS:
+            self.failure = (
+                f"{steps} steps, fewer than {RECORD_MIN_STEPS}: recording would cost more than it saves"
+            )
         self.replay: Callable[..., State] | None = None
         self.state: State = ()
         self.count = 0  # steps taken (Adam's t of the last)
