@@ -168,3 +168,35 @@ def test_a_run_shorter_than_the_recordings_break_even_is_not_recorded():
     steps(0.1)
     assert steps.path.startswith(f"{EAGER}: {RECORD_MIN_STEPS - 1} steps, fewer than")
     pyro.clear_param_store()
+
+
+def test_the_recorded_step_keeps_the_score_function_term_of_a_site_without_rsample():
+    # z's guide has no rsample: its gradient is the score-function (surrogate) term
+    x = torch.tensor([1.0, 0.0, 1.0, 1.0])
+
+    def model(tensors):
+        z = pyro.sample("z", dist.Bernoulli(0.3))
+        with pyro.plate("data", 4):
+            pyro.sample("x", dist.Normal(2.0 * z, 1.0), obs=tensors["x"])
+
+    def guide(tensors):
+        pyro.sample("z", dist.Bernoulli(logits=pyro.param("logit", torch.tensor(0.0))))
+
+    def steps(steps_class: type):
+        pyro.clear_param_store()
+        elbo = JitTrace_ELBO(
+            num_particles=8, vectorize_particles=True, max_plate_nesting=1, ignore_jit_warnings=True
+        )
+        if steps_class is RecordedAdamSteps:
+            return RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
+        forward = CompiledELBOStep(elbo, model, guide, {"x": x})
+        return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
+
+    rates = [0.1, 0.1, 0.1, 0.1]
+    recorded = steps(RecordedAdamSteps)
+    losses, parameters = _run(recorded, rates, seed=7)
+    assert recorded.path == COMPILED
+    expected_losses, expected = _run(steps(AdamSteps), rates, seed=7)
+    np.testing.assert_allclose(losses, expected_losses, rtol=100 * EPS, atol=100 * EPS)
+    np.testing.assert_allclose(parameters["logit"], expected["logit"], rtol=100 * EPS, atol=100 * EPS)
+    assert parameters["logit"] != 0.0  # the score-function term moved the parameter
