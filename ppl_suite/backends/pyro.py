@@ -302,6 +302,7 @@ class PyroBackend:
                 run.steps.write_back()
                 trajectory["phi"].append(run.phi())
                 trajectory["theta"].append(self._read(store, problem.spec.learned))
+        run.steps.write_back()  # the final parameters in the param store
         for part in ("phi", "theta"):
             trajectory[part] = {k: np.stack([s[k] for s in trajectory[part]]) for k in trajectory[part][0]}
         return losses.numpy(), compile_seconds, run_seconds, trajectory

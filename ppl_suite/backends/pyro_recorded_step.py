@@ -56,8 +56,6 @@ class AdamSteps:
     torch Adam step over ``parameters()`` (read after the first call, which creates them), gradients
     zeroed: what ``pyro.infer.SVI.step`` does with one optimizer for all parameters."""
 
-    path = f"{EAGER}: not recorded"
-
     def __init__(
         self,
         loss_and_grads: Callable[[], torch.Tensor | float],
