@@ -295,7 +295,7 @@ class PyroBackend:
             losses[step] = run.steps(learning_rates[step])
             elapsed = time.perf_counter() - start
             if step == 0:
-                compile_seconds = elapsed  # first step: tracing and shape discovery
+                compile_seconds = elapsed  # first step: tracing, shape discovery, the step recorded
             else:
                 run_seconds += elapsed
             if step + 1 in snapshot_at:
