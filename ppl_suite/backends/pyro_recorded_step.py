@@ -25,10 +25,10 @@ made after the first (eager) step, under a forked generator, so the fit's draws 
 loop. It is kept only when no operation turns a tensor into a Python number and, replayed at the
 loop's state and at a perturbed one (at the same generator state), it gives the eager step's loss and
 new parameters and moments to ``torch_compiled.AGREEMENT``; otherwise, or if a replay raises, the loop
-goes on eagerly and ``path`` says why. The recording and its checks cost 0.3-0.7 s (one core) and
-save 0.4-0.9 ms a step (2-3x fewer seconds a step on the shipped models): a run of fewer than
-``RECORD_MIN_STEPS`` steps stays eager. The first recording in a process also imports
-``torch._dynamo`` (make_fx needs it): 1.5-4 s, once.
+goes on eagerly and ``path`` says why. The recording and its checks cost 0.2-0.7 s of one core
+(make_fx is most of it) and save 0.4-0.9 ms a step (2-3x fewer CPU seconds a step on the shipped
+models): a run of fewer than ``RECORD_MIN_STEPS`` steps stays eager. The first recording in a
+process also imports ``torch._dynamo`` (make_fx needs it): about 1.2 s of CPU, once.
 """
 
 from __future__ import annotations
