@@ -25,6 +25,8 @@ guide uses the plain ``Trace_ELBO``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +42,8 @@ from pyro.distributions import constraints
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_ELBO
 from torch.distributions import transform_to
 
-from ppl_suite import guides, registry
+from ppl_suite import guides, registry, schema
+from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
@@ -128,8 +131,9 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
     )
     store = pyro.get_param_store()
     if kind == "trace":
+        key = recording_key(problem, guide, config, draws)
         steps = RecordedAdamSteps(
-            elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps
+            elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps, key
         )
     else:
         loss_and_grads = partial(elbo.loss_and_grads, traced_model, traced_guide, tensors)
@@ -140,6 +144,32 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
         phi=lambda: PyroBackend._read(store, phi0),
         evaluation_guide=lambda: pyro_guide,
     )
+
+
+def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws) -> str:
+    """The program cache's key (``torch_program_cache``) of the recorded SVI step of ``guide`` on
+    ``problem``: the source the fit runs (the model's, the guide family's, every backend's:
+    ``store.code_hash``), the numerical packages' versions, the data and fixed parameters, the
+    particles and how they are drawn, torch's default dtype."""
+    from ppl_suite import store
+
+    data = {name: _array_digest(value) for name, value in sorted(problem.data.items())}
+    return torch_program_cache.program_key(
+        {
+            "code": store.code_hash(problem.spec.name, guide),
+            "versions": store.package_versions(),
+            "data": data,
+            "params": json.dumps(dict(problem.params), sort_keys=True, default=schema.plain),
+            "particles": config.particles,
+            "draws": json.dumps(draws.elbo_options(), sort_keys=True, default=str),
+            "dtype": str(torch.get_default_dtype()),
+        }
+    )
+
+
+def _array_digest(value: Any) -> str:
+    array = np.ascontiguousarray(value)
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
 def _autoguide_run(

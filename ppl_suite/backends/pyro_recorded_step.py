@@ -43,6 +43,7 @@ from pyro import poutine
 from pyro.infer import JitTrace_ELBO
 from torch.distributions import transform_to
 
+from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
 from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, _agree, _first_line, _refusal
 
@@ -98,8 +99,10 @@ class RecordedAdamSteps:
         betas: tuple[float, float],
         eps: float,
         steps: int,
+        key: str | None = None,
     ):
         self.elbo, self.model, self.guide, self.tensors = elbo, model, guide, tensors
+        self.key = key  # of what the step is recorded from (``torch_program_cache``); None: not kept
         self.forward = CompiledELBOStep(elbo, model, guide, tensors)
         self.eager = AdamSteps(self.forward, lambda: list(self.forward.parameters), betas, eps)
         self.failure: str | None = None
@@ -110,6 +113,7 @@ class RecordedAdamSteps:
         self.replay: Callable[..., State] | None = None
         self.state: State = ()
         self.count = 0  # steps taken (Adam's t of the last)
+        self.loaded = False  # the recording was loaded from the program cache, not made here
 
     @property
     def path(self) -> str:
@@ -193,9 +197,8 @@ class RecordedAdamSteps:
         return step
 
     def _record(self, lr: float) -> None:
-        """Record the step at the loop's state after the first step, check it, keep it or fail."""
-        from torch.fx.experimental.proxy_tensor import make_fx
-
+        """Record the step at the loop's state after the first step (or load the program kept for
+        ``key``), check it, keep it or fail."""
         parameters = self.forward.parameters
         moments = [self.eager.optimizer.state[parameter] for parameter in parameters]
         state = (
@@ -211,6 +214,11 @@ class RecordedAdamSteps:
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
             try:
                 step = self._step()
+                if self._load_kept(step, inputs):
+                    self.state = state
+                    return
+                from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
+
                 graph = make_fx(step, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
             except Exception as error:  # a value read, a size from values, an operation it cannot follow
                 self._fail(f"{FROZEN_REASON}, or cannot be recorded ({_first_line(error)})")
@@ -225,18 +233,42 @@ class RecordedAdamSteps:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
                     replay = torch.jit.trace(graph, inputs, check_trace=False)
-                points = (inputs, _perturbed(inputs, len(parameters)))
-                for point in (*points, inputs):  # twice at one point: TorchScript optimizes after a run
-                    torch.manual_seed(CHECK_SEED)
-                    expected = step(*point)
-                    torch.manual_seed(CHECK_SEED)
-                    if not _agree(tuple(replay(*point)), expected):
-                        self._fail("the recorded step disagrees with the eager step")
-                        return
+                if not _agrees(step, replay, inputs, len(parameters)):
+                    self._fail("the recorded step disagrees with the eager step")
+                    return
             except Exception as error:  # the model at a state it never met, or TorchScript
                 self._fail(f"checking the recorded step failed ({_first_line(error)})")
                 return
+        if self.key is not None:
+            torch_program_cache.keep(self.key, replay)
         self.state, self.replay = state, replay
+
+    def _load_kept(self, step: Callable[..., State], inputs: State) -> bool:
+        """Replay the program kept under ``key`` from now on, if there is one and it passes a fresh
+        recording's checks at this fit's state; else nothing changes."""
+        kept = torch_program_cache.load(self.key) if self.key is not None else None
+        if kept is None:
+            return False
+        try:
+            if not _agrees(step, kept, inputs, len(self.forward.parameters)):
+                return False
+        except Exception:  # a kept program that does not fit this step: record afresh
+            return False
+        self.replay, self.loaded = kept, True
+        return True
+
+
+def _agrees(step: Callable[..., State], replay: Callable[..., State], inputs: State, count: int) -> bool:
+    """Whether ``replay`` gives ``step``'s loss, parameters and moments (at the same generator state)
+    at ``inputs``, at a perturbed point, and at ``inputs`` again (TorchScript optimizes after a run).
+    Raises what the step or the replay raises."""
+    for point in (inputs, _perturbed(inputs, count), inputs):
+        torch.manual_seed(CHECK_SEED)
+        expected = step(*point)
+        torch.manual_seed(CHECK_SEED)
+        if not _agree(tuple(replay(*point)), expected):
+            return False
+    return True
 
 
 def _perturbed(inputs: tuple[torch.Tensor, ...], count: int) -> tuple[torch.Tensor, ...]:
