@@ -72,8 +72,15 @@ def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
     pyro.clear_param_store()
 
 
-def _family_steps(model_name: str, steps_class: type, particles: int = 4, steps: int = RECORD_MIN_STEPS):
-    """The backend's steps of the mean-field family on ``model_name`` (fresh param store)."""
+def _family_steps(
+    model_name: str,
+    steps_class: type,
+    particles: int = 4,
+    steps: int = RECORD_MIN_STEPS,
+    key: str | None = None,
+):
+    """The backend's steps of the mean-field family on ``model_name`` (fresh param store); ``key``:
+    the recorded step's key in the program cache (None: not kept)."""
     problem = Problem.build(model_name, 0)
     model = registry.implementation(model_name, "pyro")
     data, params = as_torch(problem.data), as_torch(problem.params)
@@ -90,7 +97,9 @@ def _family_steps(model_name: str, steps_class: type, particles: int = 4, steps:
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(num_particles=particles, ignore_jit_warnings=True, **draws.elbo_options())
     if steps_class is RecordedAdamSteps:
-        return RecordedAdamSteps(elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS, steps)
+        return RecordedAdamSteps(
+            elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS, steps, key
+        )
     forward = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
     return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
 

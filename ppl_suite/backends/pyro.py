@@ -156,6 +156,8 @@ def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws)
     data = {name: _array_digest(value) for name, value in sorted(problem.data.items())}
     return torch_program_cache.program_key(
         {
+            "model": problem.spec.name,
+            "guide": guide,
             "code": store.code_hash(problem.spec.name, guide),
             "versions": store.package_versions(),
             "data": data,

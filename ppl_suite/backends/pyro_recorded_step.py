@@ -232,6 +232,7 @@ class RecordedAdamSteps:
                     return
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
                     replay = torch.jit.trace(graph, inputs, check_trace=False)
                 if not _agrees(step, replay, inputs, len(parameters)):
                     self._fail("the recorded step disagrees with the eager step")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def load(key: str) -> torch.jit.ScriptModule | None:
     if path is None or not path.is_file() or path.is_symlink():
         return None
     try:
-        program = torch.jit.load(str(path))
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: the format is what it records
+            warnings.simplefilter("ignore", DeprecationWarning)
+            program = torch.jit.load(str(path))
         os.utime(path)
     except Exception:  # damaged, from another torch, unreadable: record again
         return None
@@ -69,7 +72,9 @@ def keep(key: str, program: torch.jit.ScriptModule) -> None:
         handle, temporary = tempfile.mkstemp(dir=place, prefix=".partial-", suffix=SUFFIX)
         os.close(handle)
         try:
-            torch.jit.save(program, temporary)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.jit.save(program, temporary)
             os.replace(temporary, place / f"{key}{SUFFIX}")
         finally:
             Path(temporary).unlink(missing_ok=True)
