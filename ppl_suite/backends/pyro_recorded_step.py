@@ -28,7 +28,9 @@ new parameters and moments to ``torch_compiled.AGREEMENT``; otherwise, or if a r
 goes on eagerly and ``path`` says why. The recording and its checks cost 0.2-0.7 s of one core
 (make_fx is most of it) and save 0.4-0.9 ms a step (2-3x fewer CPU seconds a step on the shipped
 models): a run of fewer than ``RECORD_MIN_STEPS`` steps stays eager. The first recording in a
-process also imports ``torch._dynamo`` (make_fx needs it): about 1.2 s of CPU, once.
+process also imports ``torch._dynamo`` (make_fx needs it): about 1.2 s of CPU, once. Given a ``key``
+(the backend's ``recording_key``), a checked recording is kept on disk (``torch_program_cache``) and a
+later fit with that key loads it, checks it the same way, and records afresh only if it fails.
 """
 
 from __future__ import annotations
