@@ -13,7 +13,7 @@ import pytest
 
 import ppl_suite
 from ppl_suite.checking import api, verified
-from ppl_suite.references.cache import VARIABLE, reference_path
+from ppl_suite.references.cache import VARIABLE, reference_path, summary_path
 from ppl_suite.references.settings import settings_for
 from ppl_suite.store import ResultsStore
 
@@ -59,6 +59,7 @@ class Stored:
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"a reference of " + path.name.encode())
+                summary_path(path).write_text("{}")
             draws = {"mu": np.random.default_rng(0).normal(size=agreement.DRAWS)}
             return SimpleNamespace(path=path, draws=draws)
 
@@ -116,6 +117,12 @@ def test_verify_is_skipped_only_where_the_stamp_matches_and_redone_on_any_change
     copy.write_bytes(bytes(content))
     assert verified.verification_digest(user, reference) == digest
     assert verified.verification_digest(user, copy) != digest
+
+    summary = summary_path(reference)
+    summary.unlink()  # the summary copy missing: the reference is loaded (which rewrites it)
+    assert verified.verification_digest(user, reference) is None
+    summary.write_text("{}")
+    assert verified.verification_digest(user, reference) == digest
 
     calls.work = True
     for changed in (_prepared(tmp_path, x=0.7), _prepared(tmp_path, scale=2.0)):  # other data; Pyro edited

@@ -19,7 +19,8 @@ suite they import, ``store.source_hash``) covers the comparison and its toleranc
 A run that verified the model writes ``kept/check/verified.json`` (``{"digest": ...}``) in its
 results folder, under the folder's lock, through the store's kept files (``--fresh`` removes it, and
 the run writes it again). ``verify`` skips its work only when that file holds the digest computed now
-and the reference file is still stored; any other file, or none, means the work is done in full.
+and the reference file is still stored with its summary copy; any other file, or none, means the
+work is done in full (a missing or damaged summary copy too: loading the reference rewrites it).
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ def reference_file(user: UserModel) -> Path:
 
 def verification_digest(user: UserModel, reference: Path) -> str | None:
     """The digest of ``verify``'s outcome for ``user`` with the reference stored at ``reference``
-    (module docstring); None when that file cannot be read."""
+    (module docstring); None when that file cannot be read or its summary copy is missing or damaged
+    (loading the reference rewrites the copy: ``references.reference``)."""
+    from ppl_suite.references.cache import summary_damage, summary_path
+
     try:
         content = hashlib.sha256(reference.read_bytes()).hexdigest()
     except OSError:
+        return None
+    if summary_damage(summary_path(reference)) is not None:
         return None
     payload = {
         "reference_key": reference.stem.rpartition("-")[2],
