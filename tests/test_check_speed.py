@@ -138,3 +138,41 @@ def test_the_model_is_first_traced_in_float64_with_the_compilation_cache_on(tmp_
         data_file = tmp_path / "data.npz"
         prepare(None, None, numpyro=model, kwargs={"x": np.zeros(3)}, name="traced", data_file=data_file)
     assert seen and all(x64 and cache is not None for x64, cache in seen), seen
+
+
+def test_write_draws_loads_a_reference_once_and_copies_its_file_to_the_other_cells(tmp_path, monkeypatch):
+    """The cells of one problem share its NUTS reference: ``write_draws`` loads it once and writes its
+    NetCDF once; the other cells' ``reference.nc`` are byte-for-byte copies (the same bytes a write
+    of the same InferenceData gives)."""
+    from types import SimpleNamespace
+
+    import arviz as az
+
+    from ppl_suite import draws_files
+    from ppl_suite.store import ResultsStore
+
+    reference = az.from_dict(posterior={"mu": np.arange(10.0).reshape(2, 5)})
+    loads, writes = [], []
+    monkeypatch.setattr(draws_module, "_nuts_reference", lambda problem: loads.append(problem) or reference)
+    write = reference.to_netcdf
+    monkeypatch.setattr(reference, "to_netcdf", lambda path: writes.append(path) or write(path))
+    references = draws_module._References()
+    problem = SimpleNamespace(spec=SimpleNamespace(name="m"), data_seed=0, params={"n": 3})
+    other = SimpleNamespace(spec=SimpleNamespace(name="m"), data_seed=1, params={"n": 3})
+    assert references(problem) is references(problem) is reference and len(loads) == 1
+    references(other)
+    assert len(loads) == 2  # another data seed: another reference
+    store = ResultsStore(tmp_path)
+    keys = [
+        "m/numpyro/mean_field/data0/seed0",
+        "m/pyro/mean_field/data0/seed0",
+        "m/pyro/full_rank/data0/seed0",
+    ]
+    for key in keys:
+        q = az.from_dict(posterior={"mu": np.zeros((1, 5))})
+        draws_module._write(draws_module.CellDraws(q, references(problem)), store, key, "digest", references)
+    assert len(writes) == 1
+    found = [draws_files.draws_files(tmp_path, key)["reference"].read_bytes() for key in keys]
+    alone = tmp_path / "alone.nc"
+    write(str(alone))
+    assert found[0] == found[1] == found[2] == alone.read_bytes()

@@ -153,7 +153,8 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     (key,) = [cell.key for cell in result.outcome.matrix.cells]
     assert len(result.rows) == 1 and result.outcome.failures.empty, key
     kept = result.folder / "kept" / "check"  # the declaration and the draws, written by its step of the run
-    assert {p.name for p in kept.iterdir()} == {"model.json", "data.npz", "fingerprint.json", "draws"}
+    expected = {"model.json", "data.npz", "fingerprint.json", "verified.json", "draws"}
+    assert {p.name for p in kept.iterdir()} == expected
 
 
 TINY_VAE = """

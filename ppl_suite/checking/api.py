@@ -17,6 +17,7 @@ report, which links them, is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import os
@@ -395,15 +396,23 @@ def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
     return []
 
 
-def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
+def verify(user: UserModel, on_event: OnEvent | None = None, results: Path | None = None) -> str | None:
     """Build (or load) the NUTS reference (each step of a build told to ``on_event`` as a
     ``runner.StudyProgress`` of ``"reference"``) and, when both versions are given, compare their log
-    joints at its draws; raises CheckFailed naming what failed."""
+    joints at its draws; raises CheckFailed naming what failed. Returns the digest of this outcome
+    (``checking.verified``; None when the reference file cannot be read back). With ``results``, a
+    check's results folder whose stamp holds the digest computed now (the same reference file, model
+    sources, data, settings and checking code): nothing is loaded or compared again."""
     from ppl_suite import registry, runner
+    from ppl_suite.checking import verified
     from ppl_suite.checking.agreement import compare
     from ppl_suite.problem import Problem
 
     _numerics()
+    if results is not None:
+        digest = verified.verification_digest(user, verified.reference_file(user))
+        if digest is not None and verified.stamped(results) == digest:
+            return digest
     from ppl_suite.references import reference_for
 
     problem = Problem.build(user.name, 0)
@@ -412,17 +421,17 @@ def verify(user: UserModel, on_event: OnEvent | None = None) -> None:
     reference = reference_for(
         problem, on_progress=lambda step: tell(runner.StudyProgress("reference", step.text))
     )
-    if user.pyro is None or user.numpyro is None:
-        return  # one version: nothing to compare it with
-    agreement = compare(
-        registry.implementation(user.name, "numpyro"),
-        registry.implementation(user.name, "pyro"),
-        problem.data,
-        problem.params,
-        reference.draws,
-    )
-    if not agreement.ok:
-        raise CheckFailed(agreement.problem())
+    if user.pyro is not None and user.numpyro is not None:
+        agreement = compare(
+            registry.implementation(user.name, "numpyro"),
+            registry.implementation(user.name, "pyro"),
+            problem.data,
+            problem.params,
+            reference.draws,
+        )
+        if not agreement.ok:
+            raise CheckFailed(agreement.problem())
+    return verified.verification_digest(user, reference.path)
 
 
 @kept_session()
@@ -515,17 +524,20 @@ def _plan(
         executor=IN_PROCESS if here else "local",
         fresh=options["fresh"] or (previous is not None and previous != fingerprint(user)),
         report=None if report_folder is False else Path(report_folder),
-        finishing=functools.partial(_keep, user),
     )  # fmt: skip
     return store, plan
 
 
-def _keep(user: UserModel, store: ResultsStore) -> None:
+def _keep(user: UserModel, store: ResultsStore, verification: str | None = None) -> None:
     """The check's own step of the run, under the folder's lock after the cells, before the report
-    (which links the draws): the model's declaration, then the draws of every finished cell."""
+    (which links the draws): the model's declaration, the stamp of its verification
+    (``checking.verified``; ``verification``: its digest), then the draws of every finished cell."""
+    from ppl_suite.checking import verified
     from ppl_suite.checking.draws import write_draws
 
     stored.store(store, user)
+    if verification is not None:
+        verified.keep(store, verification)
     write_draws(store.path)
 
 
@@ -540,8 +552,9 @@ def _finish(user: UserModel, folder: Path, outcome: Outcome) -> CheckResult:
 
 
 def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) -> Outcome:
-    """Validate the run (InputProblem), verify the model (CheckFailed), run the cells, the check's own
-    step (``_keep``) and the report: in worker processes, which do not re-run the user's script
+    """Validate the run (InputProblem), verify the model (CheckFailed; skipped where the results folder's
+    stamp proves it passed: ``checking.verified``), run the cells, the check's own step (``_keep``)
+    and the report: in worker processes, which do not re-run the user's script
     (``checking.main_module``: nor do the report's figure processes), or in this process for a model
     kept here (``checking.in_process``); the runner's Outcome."""
     from ppl_suite import runner
@@ -549,7 +562,8 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verify(user, on_event)
+    verification = verify(user, on_event, store.path)
+    plan = dataclasses.replace(plan, finishing=functools.partial(_keep, user, verification=verification))
     from ppl_suite.checking.main_module import not_rerun_by_workers
 
     if user.in_process():

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from ppl_suite.store import ResultsStore
 if TYPE_CHECKING:
     import arviz as az
     import pandas as pd
+
+    from ppl_suite.problem import Problem
 
 DRAWS = 4000
 # the cell's numbers kept as q's attributes, named as ``ppl_suite.check``'s table names them
@@ -87,11 +90,27 @@ def cell_draws(
     (the model's and own guides' Python files, passed again, checked by sha256), or
     ``trust_stored_code`` (``checking.stored.register_stored``)."""
     from ppl_suite.checking.stored import register_stored
+
+    register_stored(folder, files, trust_stored_code)
+    return _cell_draws(folder, key, n, seed, _nuts_reference)
+
+
+def _nuts_reference(problem: Problem) -> az.InferenceData:
+    """The stored NUTS reference of ``problem`` as InferenceData (``references.reference_for``)."""
+    from ppl_suite.references import reference_for
+
+    return reference_for(problem).idata
+
+
+def _cell_draws(
+    folder: str | Path, key: str, n: int, seed: int, nuts_reference: Callable[[Problem], az.InferenceData]
+) -> CellDraws:
+    """``cell_draws`` of a registered model, the reference of a model without an oracle given by
+    ``nuts_reference``."""
     from ppl_suite.problem import Problem
     from ppl_suite.references.inference_data import draws_data
     from ppl_suite.targets.fitted_guide import FittedGuide
 
-    register_stored(folder, files, trust_stored_code)
     rows = results.load(folder)
     match = rows[rows[schema.KEY] == key] if not rows.empty else rows
     if match.empty:
@@ -109,30 +128,65 @@ def cell_draws(
         drawn = exact.sample(np.random.default_rng(seed), n)
         reference = draws_data(problem, drawn, {"model": problem.spec.name, "source": "exact posterior"})
     else:
-        from ppl_suite.references import reference_for
-
-        reference = reference_for(problem).idata
+        reference = nuts_reference(problem)
     return CellDraws(q, reference)
+
+
+class _References:
+    """The NUTS references of one ``write_draws``: each loaded once (one key of its problem, data seed
+    and parameters), and its NetCDF written once, then copied byte for byte into the other cells'
+    folders (the same InferenceData writes the same bytes)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, az.InferenceData] = {}
+        self.files: dict[int, Path] = {}
+
+    def __call__(self, problem: Problem) -> az.InferenceData:
+        key = json.dumps(
+            [problem.spec.name, problem.data_seed, dict(problem.params)], sort_keys=True, default=schema.plain
+        )
+        if key not in self.loaded:
+            self.loaded[key] = _nuts_reference(problem)
+        return self.loaded[key]
+
+    def writer(self, data: az.InferenceData) -> Callable[[Path], None]:
+        """Writes ``data`` to a path: a copy of the file written before from the same reference (only
+        the references loaded here are recorded, and they stay alive: their ids are theirs)."""
+        written = self.files.get(id(data))
+        if written is not None and written.is_file():
+            return lambda path: shutil.copyfile(written, path)
+        return lambda path: data.to_netcdf(str(path))
+
+    def wrote(self, data: az.InferenceData, path: Path) -> None:
+        if any(data is d for d in self.loaded.values()):
+            self.files[id(data)] = path
 
 
 def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, dict[str, Path]]:
     """Write the draws of every finished cell of a results folder as NetCDF through the store's kept
     files (``ppl_suite.draws_files``), skipping a cell whose files were drawn from the same cell
     digest and still hold the bytes written (their sha256, kept beside the digest: nothing is
-    imported, drawn or parsed then, so a re-check pays a few milliseconds here); returns the files
-    by cell key."""
+    imported, drawn or parsed then, so a re-check pays a few milliseconds here); each NUTS reference
+    is loaded and written once (``_References``); returns the files by cell key."""
+    from ppl_suite.checking.stored import register_stored
+
     store = ResultsStore(folder)
     rows = results.load(folder)
     written = {}
+    references = _References()
     for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
         key = row[schema.KEY]
         marker = store.kept_file(draws_files.STUDY, *draws_files.cell_parts(key, draws_files.DIGEST))
         stamp = _stamp(marker.read_text(errors="replace")) if marker is not None else None
-        if stamp is None or stamp[0] != row[schema.DIGEST]:
-            _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
-        elif damaged := _changed(draws_files.draws_files(folder, key), stamp[1], store, key):
-            warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
-            _write(cell_draws(folder, key, n, seed), store, key, row[schema.DIGEST])
+        damaged = None
+        if stamp is not None and stamp[0] == row[schema.DIGEST]:
+            damaged = _changed(draws_files.draws_files(folder, key), stamp[1], store, key)
+            if damaged:
+                warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
+        if stamp is None or stamp[0] != row[schema.DIGEST] or damaged:
+            register_stored(folder)
+            draws = _cell_draws(folder, key, n, seed, references)
+            _write(draws, store, key, row[schema.DIGEST], references)
         written[key] = draws_files.draws_files(folder, key)
     return written
 
@@ -154,15 +208,22 @@ def _stamp(text: str) -> tuple[str, dict[str, str]] | None:
     return digest, {str(kind): str(value) for kind, value in files.items()}
 
 
-def _write(draws: CellDraws, store: ResultsStore, key: str, digest: str) -> None:
+def _write(
+    draws: CellDraws, store: ResultsStore, key: str, digest: str, references: _References | None = None
+) -> None:
     """The draws' files, then the marker (``_stamp``: the cell digest they were drawn from and each
-    file's sha256), so a killed write is drawn again."""
+    file's sha256), so a killed write is drawn again; ``references``: those of the ``write_draws``
+    writing them (a reference's file copied where it was written already)."""
     study = draws_files.STUDY
+    references = references or _References()
     store.remove_kept(study, *draws_files.cell_parts(key, draws_files.DIGEST))
-    for kind, data in (("q", draws.q), ("reference", draws.reference)):
-        store.write_kept(
-            study, draws_files.cell_parts(key, f"{kind}.nc"), lambda path, d=data: d.to_netcdf(str(path))
-        )
+    store.write_kept(
+        study, draws_files.cell_parts(key, "q.nc"), lambda path, d=draws.q: d.to_netcdf(str(path))
+    )
+    reference = store.write_kept(
+        study, draws_files.cell_parts(key, "reference.nc"), references.writer(draws.reference)
+    )
+    references.wrote(draws.reference, reference)
     found = draws_files.draws_files(store.path, key)
     stamp = json.dumps({"cell": digest, "files": {kind: _sha256(path) for kind, path in found.items()}})
     marker = draws_files.cell_parts(key, draws_files.DIGEST)
