@@ -28,14 +28,15 @@ FITTED_CELLS_FILES = tuple(
 
 FITTED_CELLS = "fitted cells"
 
-# the units of work that take longest, longest first (seconds of a `--durations=0` run; only the order
-# matters): handed out first, so that no long file is left to one worker while the other is idle
+# the units of work that take longest, longest first (summed `--durations=0` seconds of a `-n 2` run;
+# only the order matters): handed out first, so that no long file is left to one worker at the end
 LONGEST_FIRST = (
-    FITTED_CELLS, "tests/test_estimators_log_evidence.py", "tests/test_runner.py",
-    "tests/test_reliability.py", "tests/test_ais_calibration.py", "tests/test_vae_study.py",
-    "tests/test_runner_library.py", "tests/test_autoguides.py", "tests/test_vae_training.py",
-    "tests/test_report.py", "tests/test_check_speed.py", "tests/test_estimators_ais.py",
-    "tests/test_references.py", "tests/test_vae_evaluation.py", "tests/test_schema.py",
+    FITTED_CELLS, "tests/test_runner.py", "tests/test_estimators_log_evidence.py",
+    "tests/test_reliability.py", "tests/test_vae_study.py", "tests/test_report.py",
+    "tests/test_vae_training.py", "tests/test_ais_calibration.py", "tests/test_runner_library.py",
+    "tests/test_references.py", "tests/test_autoguides.py", "tests/test_check_speed.py",
+    "tests/test_estimators_ais.py", "tests/test_numpyro_trace_order_elbo.py", "tests/test_vae_evaluation.py",
+    "tests/test_vae_model.py", "tests/test_reliability_stops.py", "tests/test_vqvae_model.py",
     "tests/test_calibrate.py", "tests/test_compilation_cache.py",
 )  # fmt: skip
 
