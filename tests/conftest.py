@@ -26,9 +26,25 @@ FITTED_CELLS_FILES = tuple(
 )  # fmt: skip
 
 
+FITTED_CELLS = "fitted cells"
+
+# the units of work that take longest, longest first (summed `--durations=0` seconds of a `-n 2` run;
+# only the order matters): handed out first, so that no long file is left to one worker at the end
+LONGEST_FIRST = (
+    FITTED_CELLS, "tests/test_runner.py", "tests/test_estimators_log_evidence.py",
+    "tests/test_reliability.py", "tests/test_vae_study.py", "tests/test_report.py",
+    "tests/test_vae_training.py", "tests/test_ais_calibration.py", "tests/test_runner_library.py",
+    "tests/test_references.py", "tests/test_autoguides.py", "tests/test_check_speed.py",
+    "tests/test_estimators_ais.py", "tests/test_numpyro_trace_order_elbo.py", "tests/test_vae_evaluation.py",
+    "tests/test_vae_model.py", "tests/test_reliability_stops.py", "tests/test_vqvae_model.py",
+    "tests/test_calibrate.py", "tests/test_compilation_cache.py",
+)  # fmt: skip
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With ``--dist loadfile``: a file per worker, the files of FITTED_CELLS_FILES together."""
+    """With ``--dist loadfile``: a file per worker, the files of FITTED_CELLS_FILES together, the units
+    of LONGEST_FIRST handed out first and in its order, then the others as pytest-xdist orders them."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -36,7 +52,16 @@ def pytest_xdist_make_scheduler(config, log):
     class FilesSharingFittedCells(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return "fitted cells" if scope in FITTED_CELLS_FILES else scope
+            return FITTED_CELLS if scope in FITTED_CELLS_FILES else scope
+
+        def _assign_work_unit(self, node) -> None:
+            if not getattr(self, "_longest_first", False):  # the first unit handed out: order the queue
+                rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
+                queued = sorted(self.workqueue.items(), key=lambda unit: rank.get(unit[0], len(rank)))
+                self.workqueue.clear()
+                self.workqueue.update(queued)
+                self._longest_first = True
+            super()._assign_work_unit(node)
 
     return FilesSharingFittedCells(config, log)
 

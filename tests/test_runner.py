@@ -43,6 +43,18 @@ def small_config(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, results folder) of SMALL run to its end on the local executor, one worker, no report:
+    the table that a run on Dask and a killed and rerun run must both give."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = root / "small.toml"
+    config.write_text(SMALL)
+    argv = ["run", "--config", str(config), "--out", str(root / "local"), "--jobs", "1", "--no-report"]
+    assert cli.main(argv) == 0
+    return config, root / "local"
+
+
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows without timing columns, sorted by key: what must be identical between two runs."""
     keep = [c for c in frame.columns if not any(part in c for part in TIMING)]
@@ -110,25 +122,22 @@ def test_dry_run_lists_cells_and_runs_nothing(small_config, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(small_config, tmp_path):
+def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(uninterrupted, tmp_path):
     """Same backend, same machine: every non-timing column is identical (floats bitwise)."""
-    base = ["run", "--config", str(small_config), "--no-report"]
-    assert cli.main([*base, "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
-    assert cli.main([*base, "--out", str(tmp_path / "dask"), "--executor", "dask", "--jobs", "2"]) == 0
-    manifest = json.loads((tmp_path / "local" / "manifest.json").read_text())
+    config, local_folder = uninterrupted
+    argv = ["run", "--config", str(config), "--no-report", "--out", str(tmp_path / "dask")]
+    assert cli.main([*argv, "--executor", "dask", "--jobs", "2"]) == 0
+    manifest = json.loads((local_folder / "manifest.json").read_text())
     assert {"config", "versions", "git_commit", "host", "started", "finished"} <= manifest.keys()
     assert {"torch", "pyro-ppl", "jax", "numpyro", "arviz", "python"} <= manifest["versions"].keys()
-    assert (tmp_path / "local" / "rows.parquet").stat().st_size > 0
-    local, dask = comparable(load(tmp_path / "local")), comparable(load(tmp_path / "dask"))
+    assert (local_folder / "rows.parquet").stat().st_size > 0
+    local, dask = comparable(load(local_folder)), comparable(load(tmp_path / "dask"))
     assert len(local) == 6
     pd.testing.assert_frame_equal(local, dask, check_exact=True)
 
 
-def test_a_killed_run_reruns_to_the_uninterrupted_table(small_config, tmp_path):
-    full = run_cli(
-        "run", "--config", str(small_config), "--out", str(tmp_path / "full"), "--jobs", "1", "--no-report"
-    )
-    assert full.returncode == 0, full.stderr
+def test_a_killed_run_reruns_to_the_uninterrupted_table(uninterrupted, tmp_path):
+    small_config, full = uninterrupted
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
@@ -162,19 +171,23 @@ def test_a_killed_run_reruns_to_the_uninterrupted_table(small_config, tmp_path):
     resumed = run_cli("run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
     assert f"reusing {finished} finished cells stored in {out}; running {6 - finished}" in resumed.stdout
-    pd.testing.assert_frame_equal(
-        comparable(load(out)), comparable(load(tmp_path / "full")), check_exact=True
-    )
+    pd.testing.assert_frame_equal(comparable(load(out)), comparable(load(full)), check_exact=True)
 
 
-def run_faulty(out: Path, *model_names: str) -> subprocess.CompletedProcess:
-    """The faulty plug-in models on Pyro and NumPyro, two seeds, two local workers."""
-    return run_cli(
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, pd.DataFrame]:
+    """(the finished process, the rows indexed by key) of one run of the three faulty plug-in models
+    (``tests/plugins/faulty_models.py``: one raises, one's data are NaN, one ends its worker) on Pyro
+    and NumPyro, two seeds, two local workers."""
+    out = tmp_path_factory.mktemp("faulty") / "r"
+    result = run_cli(
         "run",
         "--plugins",
         "tests.plugins.faulty_models",
         "--models",
-        *model_names,
+        "faulty_raises",
+        "faulty_nan",
+        "faulty_exits",
         "--backends",
         "pyro",
         "numpyro",
@@ -189,12 +202,12 @@ def run_faulty(out: Path, *model_names: str) -> subprocess.CompletedProcess:
         "2",
         "--no-report",
     )
+    return result, load(out).set_index("key")
 
 
-def test_faulty_cells_are_recorded_and_the_rest_run(tmp_path):
-    result = run_faulty(tmp_path / "r", "faulty_raises", "faulty_nan")
+def test_faulty_cells_are_recorded_and_the_rest_run(faulty_run):
+    result, rows = faulty_run
     assert result.returncode == 1, result.stdout + result.stderr
-    rows = load(tmp_path / "r").set_index("key")
     assert set(rows.loc[[k for k in rows.index if "faulty_raises/pyro" in k], "status"]) == {"failed"}
     assert "injected fault" in rows.loc["faulty_raises/pyro/mean_field/data0/seed0", "error"]
     assert set(rows.loc[[k for k in rows.index if "faulty_raises/numpyro" in k], "status"]) == {"ok"}
@@ -217,14 +230,14 @@ def test_list_shows_every_model_with_its_guides_and_oracle(capsys):
     assert "quick" in out and "handrolled" in out
 
 
-def test_a_worker_that_dies_fails_its_cell_and_is_replaced(tmp_path):
-    result = run_faulty(tmp_path / "r", "faulty_exits")
+def test_a_worker_that_dies_fails_its_cell_and_is_replaced(faulty_run):
+    result, rows = faulty_run
     assert result.returncode == 1, result.stdout + result.stderr
-    rows = load(tmp_path / "r").set_index("key")
-    pyro_rows = rows.loc[[k for k in rows.index if "/pyro/" in k]]
-    assert set(pyro_rows["status"]) == {"failed"}
+    pyro_rows = rows.loc[[k for k in rows.index if k.startswith("faulty_exits/pyro/")]]
+    assert len(pyro_rows) == 2 and set(pyro_rows["status"]) == {"failed"}
     assert all(error.startswith("worker lost") for error in pyro_rows["error"])
-    assert set(rows.loc[[k for k in rows.index if "/numpyro/" in k], "status"]) == {"ok"}
+    numpyro_rows = rows.loc[[k for k in rows.index if k.startswith("faulty_exits/numpyro/")]]
+    assert len(numpyro_rows) == 2 and set(numpyro_rows["status"]) == {"ok"}
 
 
 def test_progress_line_of_a_cell_without_an_oracle_gives_its_reference_kl():
