@@ -349,7 +349,9 @@ class PyroBackend:
         SE from the spread of the batch means. Vectorized, each batch is ELBO_EVAL_BATCH particles;
         one at a time (a model written for one draw: one trace per particle), at most
         LOOP_EVAL_PARTICLES particles in batches of LOOP_EVAL_BATCH. ``draws``: the model's
-        ``check_draws``, found here when not given."""
+        ``check_draws``, found here when not given. The time is the batches' arithmetic, not Python's
+        tracing: Pyro's compiled ``JitTrace_ELBO`` replays the same operations and was slower on every
+        model measured (``benchmarks/pyro_library_elbo.py``), so the plain estimator stays."""
         draws = draws or check_draws(model, data, params)
         per_batch = ELBO_EVAL_BATCH if draws.path == VECTORIZED else LOOP_EVAL_BATCH
         n = n if draws.path == VECTORIZED else min(n, LOOP_EVAL_PARTICLES)
