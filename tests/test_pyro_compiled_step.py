@@ -78,10 +78,11 @@ def _family_steps(
     particles: int = 4,
     steps: int = RECORD_MIN_STEPS,
     key: str | None = None,
+    data_seed: int = 0,
 ):
-    """The backend's steps of the mean-field family on ``model_name`` (fresh param store); ``key``:
-    the recorded step's key in the program cache (None: not kept)."""
-    problem = Problem.build(model_name, 0)
+    """The backend's steps of the mean-field family on ``model_name``'s data set ``data_seed`` (fresh
+    param store); ``key``: the recorded step's key in the program cache (None: not kept)."""
+    problem = Problem.build(model_name, data_seed)
     model = registry.implementation(model_name, "pyro")
     data, params = as_torch(problem.data), as_torch(problem.params)
     phi0 = guides.get("mean_field").init_params(problem.sites, problem.data, problem.params)
@@ -209,3 +210,53 @@ def test_the_recorded_step_keeps_the_score_function_term_of_a_site_without_rsamp
     np.testing.assert_allclose(losses, expected_losses, rtol=100 * EPS, atol=100 * EPS)
     np.testing.assert_allclose(parameters["logit"], expected["logit"], rtol=100 * EPS, atol=100 * EPS)
     assert parameters["logit"] != 0.0  # the score-function term moved the parameter
+
+
+def test_a_gradient_that_is_a_broadcast_view_is_stepped_as_the_eager_loop_steps_it():
+    # d/dw of w.sum() is a tensor of ones expanded to w's shape (stride 0), which fused Adam misreads
+    # unless it is made contiguous
+    x = torch.tensor([0.5, 1.5, -0.3])
+
+    def model(tensors):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 3):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=tensors["x"])
+
+    def guide(tensors):
+        w = pyro.param("w", torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]))
+        pyro.sample("z", dist.Normal(0.1 * w.sum(), 1.0))
+
+    def steps(steps_class: type):
+        pyro.clear_param_store()
+        elbo = JitTrace_ELBO(
+            num_particles=2, vectorize_particles=True, max_plate_nesting=1, ignore_jit_warnings=True
+        )
+        if steps_class is RecordedAdamSteps:
+            return RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
+        forward = CompiledELBOStep(elbo, model, guide, {"x": x})
+        return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
+
+    recorded = steps(RecordedAdamSteps)
+    losses, parameters = _run(recorded, [0.1] * 5, seed=1)
+    assert recorded.path == COMPILED
+    expected_losses, expected = _run(steps(AdamSteps), [0.1] * 5, seed=1)
+    np.testing.assert_allclose(losses, expected_losses, rtol=100 * EPS, atol=100 * EPS)
+    np.testing.assert_allclose(parameters["w"], expected["w"], rtol=100 * EPS, atol=100 * EPS)
+
+
+def test_the_training_curves_snapshots_on_the_recorded_path_are_the_eager_loops(monkeypatch):
+    from ppl_suite import backends
+    from ppl_suite.backends import pyro_recorded_step
+    from ppl_suite.backends.base import SVIConfig
+
+    problem, config = (
+        Problem.build("normal_normal", 0),
+        SVIConfig(steps=RECORD_MIN_STEPS, eval_particles=1000),
+    )
+    recorded = backends.get("pyro").fit(problem, "mean_field", config, seed=2)
+    monkeypatch.setattr(pyro_recorded_step, "RECORD_MIN_STEPS", RECORD_MIN_STEPS + 1)  # eager throughout
+    eager = backends.get("pyro").fit(problem, "mean_field", config, seed=2)
+    np.testing.assert_allclose(recorded.losses, eager.losses, rtol=1e-12, atol=1e-12)
+    for name, value in eager.trajectory["phi"].items():
+        assert len(value) > 2 and not np.all(value[-1] == value[0])
+        np.testing.assert_allclose(recorded.trajectory["phi"][name], value, rtol=1e-12, atol=1e-12)

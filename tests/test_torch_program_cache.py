@@ -5,11 +5,13 @@ the suite wrote there; the key changes with what the step is recorded from."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
 import pyro
 import pytest
+import torch
 
 from ppl_suite import registry
 from ppl_suite.backends import torch_program_cache
@@ -88,15 +90,50 @@ def test_the_folder_keeps_the_most_recently_used_programs_and_nothing_else_is_to
         torch_program_cache.keep(key, steps.replay)
         os.utime(cache / f"{key}.pt", (1_000_000 + index, 1_000_000 + index))
     size = (cache / f"{keys[0]}.pt").stat().st_size
-    users = cache / "notes.txt"
+    users = cache / "mine.pt"  # a user's file named like a program, and older than every one
     users.write_text("mine")
+    os.utime(users, (1, 1))
+    stale, fresh = cache / ".partial-old.pt", cache / ".partial-new.pt"  # left by killed processes
+    stale.write_bytes(b"x")
+    os.utime(stale, (1, 1))
+    fresh.write_bytes(b"x")
     assert torch_program_cache.load(keys[0]) is not None  # used now: the most recent
     monkeypatch.setattr(torch_program_cache, "MAX_BYTES", 2 * size)
     torch_program_cache.keep("9" * 64, steps.replay)
-    kept = sorted(path.name for path in cache.glob("*.pt"))
+    kept = sorted(path.name for path in cache.glob("[0-9]*.pt"))
     assert kept == sorted(f"{key}.pt" for key in (keys[0], "9" * 64))  # keys 1 and 2: least recently used
     assert users.read_text() == "mine"
-    assert not list(cache.glob(".partial-*"))
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("failure", ["save", "disk"])
+def test_a_program_that_cannot_be_kept_costs_nothing_but_the_next_recording(cache, monkeypatch, failure):
+    if failure == "save":
+
+        def broken_save(*args, **kwargs):
+            raise RuntimeError("cannot save")
+
+        monkeypatch.setattr(torch.jit, "save", broken_save)
+    else:
+
+        def full_disk(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(torch_program_cache.os, "fdopen", full_disk)
+    steps, *numbers = _fit("eight_schools_noncentered", KEY)
+    assert steps.path == COMPILED and not steps.loaded
+    _same(numbers, _fit("eight_schools_noncentered", None)[1:])
+    assert not cache.exists() or not [path for path in cache.iterdir() if path.suffix == ".pt"]
+
+
+def test_a_kept_step_of_other_data_of_the_same_shapes_is_not_used(cache):
+    # normal_normal with another data set: the program replays, but not the eager step's numbers
+    other = _family_steps("normal_normal", RecordedAdamSteps, data_seed=1)
+    _run(other, RATES, seed=3)
+    torch_program_cache.keep(KEY, other.replay)
+    again, *numbers = _fit("normal_normal", KEY)
+    assert not again.loaded
+    _same(numbers, _fit("normal_normal", None)[1:])
 
 
 def test_the_key_changes_with_the_data_the_guide_and_the_particles():

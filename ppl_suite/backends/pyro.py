@@ -47,7 +47,7 @@ from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
-from ppl_suite.backends.pyro_recorded_step import AdamSteps, RecordedAdamSteps
+from ppl_suite.backends.pyro_recorded_step import RECORD_MIN_STEPS, AdamSteps, RecordedAdamSteps
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
 from ppl_suite.guides.mean_field import INIT_SCALE
@@ -131,7 +131,8 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
     )
     store = pyro.get_param_store()
     if kind == "trace":
-        key = recording_key(problem, guide, config, draws)
+        kept = config.steps >= RECORD_MIN_STEPS and torch_program_cache.folder() is not None
+        key = recording_key(problem, guide, config, draws) if kept else None
         steps = RecordedAdamSteps(
             elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps, key
         )

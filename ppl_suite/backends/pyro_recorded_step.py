@@ -47,7 +47,7 @@ from torch.distributions import transform_to
 
 from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
-from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, _agree, _first_line, _refusal
+from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, agree, first_line, refusal_of
 
 State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
 RECORD_MIN_STEPS = 1000  # about where the recording's cost equals what it saves (module docstring)
@@ -130,7 +130,7 @@ class RecordedAdamSteps:
             try:
                 loss, *state = self.replay(torch.tensor(lr, dtype=torch.float64), step, *self.state)
             except Exception as error:  # the state is untouched (the replay returns new tensors)
-                self._fail(f"a replay failed ({_first_line(error)})")
+                self._fail(f"a replay failed ({first_line(error)})")
             else:
                 self.state, self.count = tuple(state), self.count + 1
                 return loss
@@ -178,10 +178,11 @@ class RecordedAdamSteps:
                 loss, surrogate = poutine.replay(loss_and_surrogate_loss, params=constrained)(
                     self.tensors, **ids
                 )
-                gradients = torch.autograd.grad(surrogate, leaves)
+                # contiguous: a raw gradient can be a broadcast view, which fused Adam misreads
+                gradients = [gradient.contiguous() for gradient in torch.autograd.grad(surrogate, leaves)]
             stepped, _, m, v, _ = torch.ops.aten._fused_adam(
                 [leaf.detach() for leaf in leaves],
-                list(gradients),
+                gradients,
                 list(m),
                 list(v),
                 [],
@@ -223,12 +224,12 @@ class RecordedAdamSteps:
 
                 graph = make_fx(step, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
             except Exception as error:  # a value read, a size from values, an operation it cannot follow
-                self._fail(f"{FROZEN_REASON}, or cannot be recorded ({_first_line(error)})")
+                self._fail(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})")
                 return
             try:
                 graph.graph.eliminate_dead_code()
                 graph.recompile()
-                refusal = _refusal(graph, draws=True)
+                refusal = refusal_of(graph, draws=True)
                 if refusal is not None:
                     self._fail(refusal)
                     return
@@ -240,7 +241,7 @@ class RecordedAdamSteps:
                     self._fail("the recorded step disagrees with the eager step")
                     return
             except Exception as error:  # the model at a state it never met, or TorchScript
-                self._fail(f"checking the recorded step failed ({_first_line(error)})")
+                self._fail(f"checking the recorded step failed ({first_line(error)})")
                 return
         if self.key is not None:
             torch_program_cache.keep(self.key, replay)
@@ -269,7 +270,7 @@ def _agrees(step: Callable[..., State], replay: Callable[..., State], inputs: St
         torch.manual_seed(CHECK_SEED)
         expected = step(*point)
         torch.manual_seed(CHECK_SEED)
-        if not _agree(tuple(replay(*point)), expected):
+        if not agree(tuple(replay(*point)), expected):
             return False
     return True
 

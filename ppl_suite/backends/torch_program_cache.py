@@ -2,24 +2,29 @@
 cache keeps XLA programs (``compilation_cache``).
 
 The Pyro backend records its whole SVI step once per fit (``pyro_recorded_step``: make_fx and
-TorchScript, 0.2-0.7 s of one core, and ~1.2 s of imports the first time in a process). The recording
-is saved with ``torch.jit.save`` under a key of everything it was recorded from, and a later fit of
-the same model, guide, data and code loads it instead (a few ms). A loaded program is used only after
-the checks a fresh recording passes (it equals the eager step at two points of the fit's own state),
-so a stale or damaged file costs a recording, never a wrong number.
+TorchScript, 0.2-0.7 s of one core). The recording is saved with ``torch.jit.save`` under a key of
+everything it was recorded from, and a later fit of the same model, guide, data and code loads it
+instead (a few ms). A loaded program is used only after the checks a fresh recording passes (it
+equals the eager step at two points of the fit's own state), so a stale or damaged file costs a
+recording, never a wrong number. A program holds a copy of the model's data (its constants).
 
-The programs are the files ``<key>.pt`` of the folder ``torch`` inside the compilation cache's folder
-(JAX manages only its own top-level ``*-cache`` and ``*-atime`` files there); ``PPL_SUITE_XLA_CACHE=off``
-turns both off. The folder is bounded to MAX_BYTES, least recently used programs dropped first;
-deleting it is always safe. A folder that cannot be written costs a recording next time, nothing else.
+The programs are the files ``<key>.pt`` (64 hex digits) of the folder ``torch`` inside the
+compilation cache's folder (JAX manages only its own top-level ``*-cache`` and ``*-atime`` files
+there); ``PPL_SUITE_XLA_CACHE=off`` turns both off. The folder is bounded to MAX_BYTES of programs,
+least recently used dropped first; only files named as this module names them are counted or
+removed, and deleting the folder is always safe. ``keep`` never raises: a folder that cannot be
+written costs a recording next time, nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,10 @@ from ppl_suite.compilation_cache import cache_dir
 
 FOLDER = "torch"
 SUFFIX = ".pt"
+PARTIAL = ".partial-"  # a program being written; one left by a killed process is removed once stale
+STALE_SECONDS = 3600.0
 MAX_BYTES = 256 * 1024**2
+PROGRAM = re.compile(r"[0-9a-f]{64}\.pt")
 
 
 def program_key(payload: dict[str, Any]) -> str:
@@ -63,35 +71,47 @@ def load(key: str) -> torch.jit.ScriptModule | None:
 
 def keep(key: str, program: torch.jit.ScriptModule) -> None:
     """Save ``program`` under ``key`` (written whole or not at all), then drop the least recently
-    used programs past MAX_BYTES."""
+    used programs past MAX_BYTES. Never raises."""
     place = folder()
     if place is None:
         return
     try:
+        # serialized in memory: torch's own file writer aborts the process on a full disk
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(program, buffer)
+        payload = buffer.getvalue()
+        if len(payload) > MAX_BYTES:  # it would push out every other program, then itself
+            return
         place.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=place, prefix=".partial-", suffix=SUFFIX)
-        os.close(handle)
+        handle, temporary = tempfile.mkstemp(dir=place, prefix=PARTIAL, suffix=SUFFIX)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.jit.save(program, temporary)
+            with os.fdopen(handle, "wb") as file:
+                file.write(payload)
             os.replace(temporary, place / f"{key}{SUFFIX}")
         finally:
             Path(temporary).unlink(missing_ok=True)
         _bound(place)
-    except OSError:  # a read-only or full disk: the next fit records again
+    except Exception:  # a read-only or full disk, a program torch cannot save: the next fit records again
         return
 
 
 def _bound(place: Path) -> None:
-    """Remove the least recently used programs until the folder holds at most MAX_BYTES of them."""
-    kept = sorted(
-        (path.stat().st_mtime, path.stat().st_size, path)
-        for path in place.glob(f"*{SUFFIX}")
-        if path.is_file() and not path.is_symlink() and not path.name.startswith(".")
-    )
+    """Remove the least recently used programs until the folder holds at most MAX_BYTES of them, and
+    partial files left by killed processes; nothing else in the folder is touched."""
+    now, kept = time.time(), []
+    for path in place.iterdir():
+        if path.is_symlink() or not path.is_file():
+            continue
+        status = path.stat()
+        if path.name.startswith(PARTIAL) and path.name.endswith(SUFFIX):
+            if now - status.st_mtime > STALE_SECONDS:
+                path.unlink(missing_ok=True)
+        elif PROGRAM.fullmatch(path.name):
+            kept.append((status.st_mtime, status.st_size, path))
     total = sum(size for _, size, _ in kept)
-    for _, size, path in kept:
+    for _, size, path in sorted(kept):
         if total <= MAX_BYTES:
             break
         path.unlink(missing_ok=True)

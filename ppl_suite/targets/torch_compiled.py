@@ -52,7 +52,7 @@ FROZEN = "aten._local_scalar_dense"  # a tensor made a Python number: control fl
 FROZEN_REASON = "the model turns a tensor into a Python number (data-dependent control flow)"
 
 
-def _refusal(graph: torch.fx.GraphModule, draws: bool = False) -> str | None:
+def refusal_of(graph: torch.fx.GraphModule, draws: bool = False) -> str | None:
     """Why a recorded graph does not stand for every input of its shape, or None; ``draws``: random
     operations are meant to draw anew at each replay (they read torch's global generator)."""
     for node in graph.graph.nodes:
@@ -73,12 +73,12 @@ def _other_points(batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (-batch, 0.9 * batch.flip(0) + 0.3, batch + noise)
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
-def _agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+def agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
     return len(found) == len(expected) and all(
         a.shape == b.shape and torch.allclose(a, b, rtol=AGREEMENT, atol=AGREEMENT, equal_nan=True)
         for a, b in zip(found, expected, strict=True)
@@ -117,7 +117,7 @@ class CompiledBatched:
                 try:
                     return tuple(recorded(batch))
                 except Exception as error:  # a replay that fails: eager from now on
-                    self._fail(f"a replay failed ({_first_line(error)})")
+                    self._fail(f"a replay failed ({first_line(error)})")
             found = self.function(batch)
             if not self.enabled or self.failure is not None or batch.numel() == 0:
                 return found
@@ -139,12 +139,12 @@ class CompiledBatched:
             # fake inputs: a value read into Python raises; the model's data are real constants
             graph = make_fx(self.function, tracing_mode="fake", _allow_non_fake_inputs=True)(batch)
         except Exception as error:  # a value read, a size from values, an operation it cannot follow
-            self._fail(f"{FROZEN_REASON}, or cannot be recorded ({_first_line(error)})")
+            self._fail(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})")
             return
         try:
             graph.graph.eliminate_dead_code()
             graph.recompile()
-            refusal = _refusal(graph)
+            refusal = refusal_of(graph)
             if refusal is not None:
                 self._fail(refusal)
                 return
@@ -153,10 +153,10 @@ class CompiledBatched:
             for points, expected in (
                 checks + checks[:1]
             ):  # twice at one point: TorchScript optimizes after a run
-                if not _agree(tuple(replay(points)), expected):
+                if not agree(tuple(replay(points)), expected):
                     self._fail("the recording disagrees with the eager function at other points")
                     return
         except Exception as error:  # the model at an input it never met, or TorchScript
-            self._fail(f"checking the recording failed ({_first_line(error)})")
+            self._fail(f"checking the recording failed ({first_line(error)})")
             return
         self._recorded[tuple(batch.shape)] = replay
