@@ -50,12 +50,16 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadFileScheduling
 
     class FilesSharingFittedCells(LoadFileScheduling):
+        def __init__(self, config, log=None) -> None:
+            super().__init__(config, log)
+            self._longest_first = False  # whether the queue was put in LONGEST_FIRST's order
+
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
             return FITTED_CELLS if scope in FITTED_CELLS_FILES else scope
 
         def _assign_work_unit(self, node) -> None:
-            if not getattr(self, "_longest_first", False):  # the first unit handed out: order the queue
+            if not self._longest_first:  # the first unit handed out: order the queue
                 rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
                 queued = sorted(self.workqueue.items(), key=lambda unit: rank.get(unit[0], len(rank)))
                 self.workqueue.clear()
