@@ -19,7 +19,7 @@ from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS
 from ppl_suite.backends.pyro import as_torch, make_guide
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
-from ppl_suite.backends.pyro_draws import check_draws
+from ppl_suite.backends.pyro_draws import Draws, check_draws
 from ppl_suite.backends.pyro_recorded_step import RECORD_MIN_STEPS, AdamSteps, RecordedAdamSteps
 from ppl_suite.problem import Problem
 from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON
@@ -29,19 +29,7 @@ EPS = np.finfo(np.float64).eps
 
 @pytest.mark.parametrize("model_name", ["normal_normal", "eight_schools_noncentered", "ppca"])
 def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
-    problem = Problem.build(model_name, 0)
-    model = registry.implementation(model_name, "pyro")
-    data, params = as_torch(problem.data), as_torch(problem.params)
-    phi0 = guides.get("mean_field").init_params(problem.sites, problem.data, problem.params)
-    guide = make_guide(problem, "mean_field", phi0)
-    draws = check_draws(model, data, params)
-
-    def traced_model(tensors):
-        return model(tensors, params)
-
-    def traced_guide(tensors):
-        return guide(tensors, params)
-
+    traced_model, traced_guide, data, draws = _mean_field(model_name)
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(num_particles=4, ignore_jit_warnings=True, **draws.elbo_options())
     step = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
@@ -72,6 +60,24 @@ def test_the_compiled_step_gives_jit_trace_elbos_loss_and_adam_step(model_name):
     pyro.clear_param_store()
 
 
+def _mean_field(model_name: str, data_seed: int = 0) -> tuple[Callable, Callable, dict, Draws]:
+    """The model and its mean-field guide as functions of the data's tensors (as the backend traces
+    them), the data and the model's draws path, for ``model_name``'s data set ``data_seed``."""
+    problem = Problem.build(model_name, data_seed)
+    model = registry.implementation(model_name, "pyro")
+    data, params = as_torch(problem.data), as_torch(problem.params)
+    phi0 = guides.get("mean_field").init_params(problem.sites, problem.data, problem.params)
+    guide = make_guide(problem, "mean_field", phi0)
+
+    def traced_model(tensors):
+        return model(tensors, params)
+
+    def traced_guide(tensors):
+        return guide(tensors, params)
+
+    return traced_model, traced_guide, dict(data), check_draws(model, data, params)
+
+
 def _family_steps(
     model_name: str,
     steps_class: type,
@@ -82,19 +88,7 @@ def _family_steps(
 ):
     """The backend's steps of the mean-field family on ``model_name``'s data set ``data_seed`` (fresh
     param store); ``key``: the recorded step's key in the program cache (None: not kept)."""
-    problem = Problem.build(model_name, data_seed)
-    model = registry.implementation(model_name, "pyro")
-    data, params = as_torch(problem.data), as_torch(problem.params)
-    phi0 = guides.get("mean_field").init_params(problem.sites, problem.data, problem.params)
-    guide = make_guide(problem, "mean_field", phi0)
-    draws = check_draws(model, data, params)
-
-    def traced_model(tensors):
-        return model(tensors, params)
-
-    def traced_guide(tensors):
-        return guide(tensors, params)
-
+    traced_model, traced_guide, data, draws = _mean_field(model_name, data_seed)
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(num_particles=particles, ignore_jit_warnings=True, **draws.elbo_options())
     if steps_class is RecordedAdamSteps:

@@ -35,7 +35,6 @@ later fit with that key loads it, checks it the same way, and records afresh onl
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Callable
 
@@ -47,7 +46,7 @@ from torch.distributions import transform_to
 
 from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.pyro_compiled_step import CompiledELBOStep
-from ppl_suite.targets.torch_compiled import COMPILED, EAGER, FROZEN_REASON, agree, first_line, refusal_of
+from ppl_suite.targets.torch_compiled import COMPILED, EAGER, NotRecorded, agree, first_line, record
 
 State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
 RECORD_MIN_STEPS = 1000  # about where the recording's cost equals what it saves (module docstring)
@@ -215,31 +214,18 @@ class RecordedAdamSteps:
             *state,
         )
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            try:
-                step = self._step()
-                if self._load_kept(step, inputs):
-                    self.state = state
-                    return
-                from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
-
-                graph = make_fx(step, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
-            except Exception as error:  # a value read, a size from values, an operation it cannot follow
-                self._fail(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})")
+            step = self._step()
+            if self._load_kept(step, inputs):
+                self.state = state
                 return
             try:
-                graph.graph.eliminate_dead_code()
-                graph.recompile()
-                refusal = refusal_of(graph, draws=True)
-                if refusal is not None:
-                    self._fail(refusal)
-                    return
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-                    warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
-                    replay = torch.jit.trace(graph, inputs, check_trace=False)
+                replay = record(step, inputs, draws=True)
                 if not _agrees(step, replay, inputs, len(parameters)):
                     self._fail("the recorded step disagrees with the eager step")
                     return
+            except NotRecorded as refused:
+                self._fail(refused.reason)
+                return
             except Exception as error:  # the model at a state it never met, or TorchScript
                 self._fail(f"checking the recorded step failed ({first_line(error)})")
                 return

@@ -33,6 +33,7 @@ is recorded as it stood, as for any trace.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -85,6 +86,37 @@ def agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -
     )
 
 
+class NotRecorded(Exception):
+    """``record`` found that the function cannot be recorded; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def record(function: Callable[..., Any], inputs: tuple[torch.Tensor, ...], draws: bool = False) -> Any:
+    """``function`` recorded at the shapes of ``inputs`` (``make_fx`` on fake tensors: a value read into
+    Python raises; the model's data are real constants), dead code removed, traced to TorchScript; the
+    TorchScript function. Raises NotRecorded when make_fx cannot follow the function or the graph does
+    not stand for every input of its shape (``refusal_of``; random draws allowed with ``draws``), and
+    what TorchScript raises. Checking the recording against the function is the caller's."""
+    from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
+
+    try:
+        graph = make_fx(function, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
+    except Exception as error:  # a value read, a size from values, an operation it cannot follow
+        raise NotRecorded(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})") from error
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    refusal = refusal_of(graph, draws)
+    if refusal is not None:
+        raise NotRecorded(refusal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
+        return torch.jit.trace(graph, inputs, check_trace=False)
+
+
 class CompiledBatched:
     """``function`` (a batch tensor -> tuple of tensors, no state between calls), replayed from a
     recording per batch shape, else run eagerly (module docstring). Calls are serialized by ``lock``
@@ -133,22 +165,8 @@ class CompiledBatched:
 
     def _record(self, batch: torch.Tensor) -> None:
         """Record ``function`` at ``batch``'s shape, or fail (module docstring)."""
-        from torch.fx.experimental.proxy_tensor import make_fx
-
         try:
-            # fake inputs: a value read into Python raises; the model's data are real constants
-            graph = make_fx(self.function, tracing_mode="fake", _allow_non_fake_inputs=True)(batch)
-        except Exception as error:  # a value read, a size from values, an operation it cannot follow
-            self._fail(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})")
-            return
-        try:
-            graph.graph.eliminate_dead_code()
-            graph.recompile()
-            refusal = refusal_of(graph)
-            if refusal is not None:
-                self._fail(refusal)
-                return
-            replay = torch.jit.trace(graph, (batch,), check_trace=False)
+            replay = record(self.function, (batch,))
             checks = [(points, self.function(points)) for points in (batch, *_other_points(batch))]
             for points, expected in (
                 checks + checks[:1]
@@ -156,6 +174,9 @@ class CompiledBatched:
                 if not agree(tuple(replay(points)), expected):
                     self._fail("the recording disagrees with the eager function at other points")
                     return
+        except NotRecorded as refused:
+            self._fail(refused.reason)
+            return
         except Exception as error:  # the model at an input it never met, or TorchScript
             self._fail(f"checking the recording failed ({first_line(error)})")
             return
