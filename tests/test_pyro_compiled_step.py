@@ -91,11 +91,23 @@ def _family_steps(
     traced_model, traced_guide, data, draws = _mean_field(model_name, data_seed)
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(num_particles=particles, ignore_jit_warnings=True, **draws.elbo_options())
+    return _steps(steps_class, elbo, traced_model, traced_guide, data, steps, key)
+
+
+def _steps(
+    steps_class: type,
+    elbo: JitTrace_ELBO,
+    model: Callable,
+    guide: Callable,
+    tensors: dict,
+    steps: int = RECORD_MIN_STEPS,
+    key: str | None = None,
+):
+    """``steps_class``'s steps (the recorded ones, or the eager loop of CompiledELBOStep and torch's
+    Adam) of ``elbo`` on ``model`` and ``guide``, functions of ``tensors``."""
     if steps_class is RecordedAdamSteps:
-        return RecordedAdamSteps(
-            elbo, traced_model, traced_guide, dict(data), ADAM_BETAS, ADAM_EPS, steps, key
-        )
-    forward = CompiledELBOStep(elbo, traced_model, traced_guide, dict(data))
+        return RecordedAdamSteps(elbo, model, guide, tensors, ADAM_BETAS, ADAM_EPS, steps, key)
+    forward = CompiledELBOStep(elbo, model, guide, tensors)
     return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
 
 
@@ -160,7 +172,7 @@ def test_a_step_that_reads_a_value_into_python_is_not_recorded_and_steps_eagerly
 
     pyro.clear_param_store()
     elbo = JitTrace_ELBO(ignore_jit_warnings=True)
-    steps = RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
+    steps = _steps(RecordedAdamSteps, elbo, model, guide, {"x": x})
     losses = [float(steps(0.1)) for _ in range(3)]
     assert steps.path.startswith(f"{EAGER}: {FROZEN_REASON}")
     assert np.all(np.isfinite(losses))
@@ -191,10 +203,7 @@ def test_the_recorded_step_keeps_the_score_function_term_of_a_site_without_rsamp
         elbo = JitTrace_ELBO(
             num_particles=8, vectorize_particles=True, max_plate_nesting=1, ignore_jit_warnings=True
         )
-        if steps_class is RecordedAdamSteps:
-            return RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
-        forward = CompiledELBOStep(elbo, model, guide, {"x": x})
-        return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
+        return _steps(steps_class, elbo, model, guide, {"x": x})
 
     rates = [0.1, 0.1, 0.1, 0.1]
     recorded = steps(RecordedAdamSteps)
@@ -225,10 +234,7 @@ def test_a_gradient_that_is_a_broadcast_view_is_stepped_as_the_eager_loop_steps_
         elbo = JitTrace_ELBO(
             num_particles=2, vectorize_particles=True, max_plate_nesting=1, ignore_jit_warnings=True
         )
-        if steps_class is RecordedAdamSteps:
-            return RecordedAdamSteps(elbo, model, guide, {"x": x}, ADAM_BETAS, ADAM_EPS, RECORD_MIN_STEPS)
-        forward = CompiledELBOStep(elbo, model, guide, {"x": x})
-        return AdamSteps(forward, lambda: list(forward.parameters), ADAM_BETAS, ADAM_EPS)
+        return _steps(steps_class, elbo, model, guide, {"x": x})
 
     recorded = steps(RecordedAdamSteps)
     losses, parameters = _run(recorded, [0.1] * 5, seed=1)
