@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ppl_suite.estimators.pareto_smoothing import pareto_smooth, tail_length
 from ppl_suite.numerics import log_mean_exp
 
 
@@ -62,18 +63,10 @@ def khat_threshold(samples: int) -> float:
 
 
 def pareto_smoothed(log_w: np.ndarray) -> tuple[np.ndarray, float]:
-    """(Pareto-smoothed unnormalized log weights, k-hat) by ``arviz.psislw`` with reff = 1
-    (independent draws): the generalized Pareto fit of Zhang and Stephens (2009), weakly regularized
-    towards 0.5, to the M = ceil(min(S / 5, 3 sqrt(S))) largest weights."""
-    import warnings
-
-    import arviz as az
-
-    log_w = check_log_weights(log_w)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns when k-hat is high; the value says so already
-        smoothed, k_hat = az.psislw(log_w.copy(), reff=1.0, normalize=False)
-    return np.asarray(smoothed), float(k_hat)
+    """(Pareto-smoothed unnormalized log weights, k-hat) with reff = 1 (independent draws): the
+    generalized Pareto fit of Zhang and Stephens (2009), weakly regularized towards 0.5, to the
+    M = ceil(min(S / 5, 3 sqrt(S))) largest weights (``pareto_smoothing``, equal to ``arviz.psislw``)."""
+    return pareto_smooth(check_log_weights(log_w))
 
 
 FINITE_VARIANCE_KHAT = 0.5  # a generalized Pareto tail of shape k has a finite variance iff k < 1/2
@@ -84,12 +77,6 @@ def first_order_bias(se: float) -> float:
     """-SE^2 / 2: the first-order (delta-method) bias of log w_bar as an estimate of log E[w], with SE
     its delta-method standard error (module docstring)."""
     return -0.5 * se**2
-
-
-def tail_length(samples: int) -> int:
-    """M = ceil(min(S / 5, 3 sqrt(S))): the largest weights the generalized Pareto is fitted to
-    (``arviz.psislw`` with reff = 1)."""
-    return math.ceil(min(samples / 5, 3 * math.sqrt(samples)))
 
 
 def finite_variance_khat(samples: int) -> float:
