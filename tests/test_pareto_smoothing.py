@@ -57,7 +57,7 @@ def pareto_tail(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.log1p(rng.pareto(1.0 / rng.uniform(0.2, 2.0), size))
 
 
-@pytest.mark.parametrize("size", [10, 100, 1000, 10_000])
+@pytest.mark.parametrize("size", [10, 30, 100, 1000, 10_000])  # 10: a tail of 2, too short to fit
 @pytest.mark.parametrize("tail", [light_tail, pareto_tail])
 def test_psis_equals_arviz_psislw_on_random_weights(size, tail):
     rng = np.random.default_rng([size, tail is pareto_tail])
@@ -77,7 +77,7 @@ SPECIAL_CASES = {
     "mostly-minus-inf": np.r_[np.full(990, -np.inf), np.arange(10.0)],  # the cut-off at exp(-708)
     "shortest": np.array([0.0, -np.inf]),
     "all-minus-inf": np.full(20, -np.inf),  # every weight zero: ArviZ's answer, NaN weights and k-hat inf
-    "large-offset": np.random.default_rng(5).normal(size=11) * 1e-9 + 700.0,  # nearly equal, far from 0
+    "large-offset": np.random.default_rng(5).normal(size=100) * 1e-9 + 700.0,  # nearly equal, far from 0
 }
 
 
