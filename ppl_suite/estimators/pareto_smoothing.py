@@ -51,7 +51,7 @@ def tail_length(samples: int) -> int:
 def generalized_pareto_fit(exceedances: np.ndarray) -> tuple[float, float]:
     """(k-hat, sigma-hat) of a generalized Pareto fitted to n >= 5 sorted positive exceedances by
     Zhang and Stephens' posterior mean, k-hat shrunk towards 0.5 (module docstring); sigma-hat is
-    computed from the unshrunk k."""
+    computed from the unshrunk k, so the prior acts on k alone (as R's loo and ArviZ >= 0.12 do)."""
     x = exceedances
     n = len(x)
     m = GRID_BASE + int(n**0.5)
@@ -84,7 +84,8 @@ def generalized_pareto_quantile(probabilities: np.ndarray, k: float, sigma: floa
 def pareto_smooth(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     """(Pareto-smoothed unnormalized log weights, k-hat) of a 1-D float array of at least 2 log
     weights, none NaN or +inf (module docstring); ``log_w`` is not modified."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a failed fit: k-hat not finite
+    # overflow of exp(L(b_i) - L(b_j)) is a weight of 0; a failed fit or zero weights say so by value
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         top = np.max(log_w)
         x = log_w - top
         samples = x.size
