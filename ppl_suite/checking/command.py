@@ -107,7 +107,8 @@ def command(args: argparse.Namespace) -> int:
             guides=[*(args.guides or ()), *args.guide] or None,
             backend=args.backends, name=args.name, params=params, seeds=args.seeds, steps=args.steps,
             estimators=args.estimators, nuts=nuts, out=args.out,
-            report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh, recheck=args.recheck,
+            report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh,
+            recheck=args.recheck,
             progress=True, option=command_option,
         )  # fmt: skip
     except InputProblem as error:

@@ -12,8 +12,9 @@ folder. ``from pkg import name`` also looks for a submodule ``pkg.name``. Every 
 package's ``__init__.py`` included) is hashed and, when Python source, followed in turn.
 
 Modules of the standard library and of installed packages are not searched: they count through the
-installed versions (``checking.memo``). The suite's own package counts through its code hash and is
-not followed. Imports made at run time from a computed name (``importlib.import_module(name)``,
+installed versions (``checking.memo``). A given file inside a package brings the ``__init__.py`` of
+each package holding it (imported by its package name, they run first). The suite's own package
+counts through its code hash and is not followed. Imports made at run time from a computed name (``importlib.import_module(name)``,
 ``__import__``, ``exec``) and files a module reads (a CSV, a pickle) are not seen.
 """
 
@@ -113,12 +114,23 @@ def _found_files(file: Path, folders: list[str]) -> list[Path]:
     return [found for found in files if found.is_file()]
 
 
+def _packages_above(file: Path) -> list[Path]:
+    """The ``__init__.py`` of each package holding ``file`` (a file of a package that ``sys.path``
+    finds is imported by its package name: they run first)."""
+    found, folder = [], file.parent
+    while (folder / "__init__.py").is_file():
+        found.append(folder / "__init__.py")
+        folder = folder.parent
+    return found
+
+
 def local_sources(*files: Path, folders: list[str] | None = None) -> dict[str, str]:
     """{absolute path: sha256} of ``files`` and of every module of the user's they import, followed
     transitively (module docstring); ``folders``: the search folders (default ``search_folders()``)."""
     folders = search_folders() if folders is None else folders
     hashes: dict[str, str] = {}
     pending = [Path(file).resolve() for file in files]
+    pending += [init for file in pending for init in _packages_above(file)]
     while pending:
         file = pending.pop()
         if str(file) in hashes or file == SUITE or SUITE in file.parents:

@@ -192,8 +192,10 @@ def describe(arguments: Mapping[str, Any], name_of: Callable[[dict[str, str]], s
     name = arguments["name"] or name_of(dict(models))
     out = Path(arguments["out"]) if arguments["out"] is not None else Path("results") / f"check-{name}"
     report = arguments["report"]
-    folder = None if report is False else Path(report) if report not in (None, True) else None
-    folder = folder or (None if report is False else Path("reports") / f"check-{name}")
+    if report is False:
+        folder = None
+    else:
+        folder = Path("reports") / f"check-{name}" if report in (None, True) else Path(report)
     call |= {"out": str(out.resolve()), "report": str(folder.resolve()) if folder else None}
     payload = {
         "memo": FORMAT, "code": code_hash(), "versions": versions(),
@@ -275,8 +277,8 @@ def remember(call: Call, result: CheckResult) -> None:
     store = ResultsStore(result.folder)
     files = {kind: Path(path) for kind, path in result.report_files.items()}
     memorable = (
-        Path(result.folder) == call.out and outcome is not None and outcome.status in MEMOIZED and outcome.matrix is not None
-        and not outcome.matrix.studies and not outcome.study_tables
+        Path(result.folder) == call.out and outcome is not None and outcome.status in MEMOIZED
+        and outcome.matrix is not None and not outcome.matrix.studies and not outcome.study_tables
         and all(call.report is not None and path.parent == call.report for path in files.values())
     )  # fmt: skip
     try:
@@ -349,7 +351,9 @@ def _outcome(store: ResultsStore, call: Call, memo: Mapping[str, Any]) -> tuple[
     expanded = _matrix(memo["matrix"])
     rows, problem_rows = store.rows(), store.problems()
     named = recorded["report_files"].items() if call.report is not None else ()
-    report_files = ReportFiles({kind: paths.inside(call.report, name) for kind, name in named}, rewritten=False)
+    report_files = ReportFiles(
+        {kind: paths.inside(call.report, name) for kind, name in named}, rewritten=False
+    )
     outcome = runner.Outcome(
         str(recorded["status"]), matrix=expanded, rows=rows, problem_rows=problem_rows,
         failed_checks=[str(line) for line in recorded["failed_checks"]],
