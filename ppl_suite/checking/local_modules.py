@@ -14,8 +14,9 @@ package's ``__init__.py`` included) is hashed and, when Python source, followed 
 Modules of the standard library and of installed packages are not searched: they count through the
 installed versions (``checking.memo``). A given file inside a package brings the ``__init__.py`` of
 each package holding it (imported by its package name, they run first). The suite's own package
-counts through its code hash and is not followed. Imports made at run time from a computed name (``importlib.import_module(name)``,
-``__import__``, ``exec``) and files a module reads (a CSV, a pickle) are not seen.
+counts through its code hash and is not followed. Imports made at run time from a computed name
+(``importlib.import_module(name)``, ``__import__``, ``exec``) and files a module reads (a CSV, a
+pickle) are not seen.
 """
 
 from __future__ import annotations

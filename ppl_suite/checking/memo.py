@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ppl_suite import paths
-from ppl_suite.checking.local_modules import local_sources
+from ppl_suite.checking.local_modules import SUITE, local_sources
 from ppl_suite.checking.sources import DATA_SUFFIXES, in_process, running_main
 from ppl_suite.store import HOLDER, LOCK, NUMERICAL_PACKAGES, TEMPORARY, FolderBusy, ResultsStore
 
@@ -68,10 +68,8 @@ if TYPE_CHECKING:
 STUDY = "check"
 MEMO = "memo.json"
 FORMAT = 1
-SUITE = Path(__file__).resolve().parent.parent
 PACKAGES = ("ppl-suite", *NUMERICAL_PACKAGES, "xarray", "h5netcdf", "netCDF4", "cloudpickle")
 SKIPPED = {LOCK, HOLDER}  # files of the results folder that a re-check may change without meaning
-MEMOIZED = ("ok", "checks failed")  # runner.OK, runner.CHECKS_FAILED: nothing left to rerun
 
 
 class NotMemoizable(Exception):
@@ -273,11 +271,14 @@ def remember(call: Call, result: CheckResult) -> None:
     """Write the memo of a check that ran in full into its results folder (under the folder's lock),
     or remove a memo there when the check left something to rerun. A memo that cannot be written is
     no error: the next check runs in full."""
+    from ppl_suite import runner
+
     outcome = result.outcome
     store = ResultsStore(result.folder)
     files = {kind: Path(path) for kind, path in result.report_files.items()}
     memorable = (
-        Path(result.folder) == call.out and outcome is not None and outcome.status in MEMOIZED
+        Path(result.folder) == call.out and outcome is not None
+        and outcome.status in (runner.OK, runner.CHECKS_FAILED)  # every cell done: nothing to rerun
         and outcome.matrix is not None and not outcome.matrix.studies and not outcome.study_tables
         and all(call.report is not None and path.parent == call.report for path in files.values())
     )  # fmt: skip
