@@ -8,7 +8,9 @@ and data), ``calls`` (a model's call: its arguments by name), ``main_module`` an
 worker re-runs the user's script), ``sites`` (latent sites from a trace), ``user_model`` (the spec
 built on the fly), ``agreement`` (NumPyro vs Pyro, site by site), ``user_guide`` (a user's own guide
 as a guide family), ``draws`` (InferenceData of any cell, written as NetCDF), ``stored`` (what a check
-keeps in its results folder), ``table`` (the headline table). Names are imported on first use, so
+keeps in its results folder), ``table`` (the headline table), ``memo`` (a re-check with nothing
+changed answered from the results folder) and ``local_modules`` (the user's modules a file imports,
+found without running it). Names are imported on first use, so
 that ``import ppl_suite`` stays light.
 """
 

@@ -58,6 +58,7 @@ from ppl_suite.errors import CheckFailed
 from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
+    from ppl_suite.checking import memo as memo_module
     from ppl_suite.runner import OnEvent, Outcome, Plan
     from ppl_suite.store import ResultsStore
 
@@ -433,7 +434,6 @@ def verify(user: UserModel, on_event: OnEvent | None = None, results: Path | Non
     return verified.verification_digest(user, reference.path)
 
 
-@kept_session()
 def check(
     model: Model | None = None,
     data: Any = None,
@@ -455,6 +455,7 @@ def check(
     report: str | Path | bool | None = None,
     jobs: int | None = None,
     fresh: bool = False,
+    recheck: bool = False,
     progress: bool = False,
     option: Option = python_option,
 ) -> CheckResult:
@@ -469,11 +470,77 @@ def check(
     guides (families, default mean_field and full_rank, and/or the user's guides), backend or backends
         (default: the library of each model), params (fixed keyword arguments), seeds, steps,
         estimators (as ``ppl-suite run``), nuts (``NUTSSettings`` fields), out (``results/check-<name>``),
-        report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), progress (print
-        as ``ppl-suite check`` does), option (messages' spelling: ``name=``, or the CLI's ``--name``).
+        report (``reports/check-<name>``; False: none), jobs, fresh (refit every cell), recheck (check
+        in full, ignoring the memo), progress (print as ``ppl-suite check`` does), option (messages'
+        spelling: ``name=``, or the CLI's ``--name``).
+
+    A check that changed nothing since the last one into the same results folder (the same call, the
+    user's files and the modules of theirs they import, the suite's code and the libraries' versions)
+    returns that check's result from its memo, importing none of the user's files
+    (``checking.memo``); ``recheck=True`` checks in full whatever the memo says.
 
     Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
     gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
+    from ppl_suite.checking import memo
+
+    arguments = {
+        "model": model, "data": data, "args": args, "kwargs": kwargs, "pyro": pyro, "numpyro": numpyro,
+        "guides": guides, "backend": backend, "backends": backends, "name": name, "params": params,
+        "seeds": seeds, "steps": steps, "estimators": estimators, "nuts": nuts, "out": out, "report": report,
+        "jobs": jobs, "fresh": fresh, "progress": progress, "option": option,
+    }  # fmt: skip
+    call = memo.describe(arguments, _name)
+    if call is not None and not (fresh or recheck):
+        found = _recalled(call, progress)
+        if found is not None:
+            return found
+    result = _check_in_full(**arguments)
+    if call is not None:
+        memo.remember(call, result)
+    return result
+
+
+def _recalled(call: memo_module.Call, progress: bool) -> CheckResult | None:
+    """The result recorded by the memo of ``call`` (``checking.memo``), its events printed as
+    ``ppl-suite check`` prints them with ``progress``; None where the memo does not hold it."""
+    from ppl_suite.checking import memo
+    from ppl_suite.console import Printer
+
+    printer = Printer() if progress else None
+    try:
+        return memo.recall(call, printer)
+    finally:
+        if printer is not None:
+            printer.close()
+
+
+@kept_session()
+def _check_in_full(
+    model: Model | None,
+    data: Any,
+    *,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    pyro: Model | None,
+    numpyro: Model | None,
+    guides: Sequence[str | Callable[..., Any]] | None,
+    backend: str | Sequence[str] | None,
+    backends: Sequence[str] | None,
+    name: str | None,
+    params: Mapping[str, Any] | None,
+    seeds: Sequence[int],
+    steps: int | None,
+    estimators: Sequence[str] | None,
+    nuts: Mapping[str, Any] | None,
+    out: str | Path | None,
+    report: str | Path | bool | None,
+    jobs: int | None,
+    fresh: bool,
+    progress: bool,
+    option: Option,
+) -> CheckResult:
+    """``check`` run in full: prepare, verify, run the cells and the report (in float64 with the
+    compilation cache on; the caller's numerics restored after: ``kept_session``)."""
     from ppl_suite import runner
     from ppl_suite.console import Printer
 

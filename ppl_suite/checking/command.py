@@ -77,6 +77,12 @@ def add_parser(subparsers: Any, epilog: str = "") -> argparse.ArgumentParser:
     check.add_argument("--no-report", action="store_true", help="do not write the report")
     check.add_argument("--jobs", type=int, help="worker processes (default: the number of cores)")
     check.add_argument("--fresh", action="store_true", help="refit every cell stored in --out")
+    check.add_argument(
+        "--recheck",
+        action="store_true",
+        help="check in full even where nothing changed since the last check (its memo, kept/check/memo.json, "
+        "cannot see files your code reads nor modules imported from a computed name)",
+    )
     check.set_defaults(handler=command)
     return check
 
@@ -102,6 +108,7 @@ def command(args: argparse.Namespace) -> int:
             backend=args.backends, name=args.name, params=params, seeds=args.seeds, steps=args.steps,
             estimators=args.estimators, nuts=nuts, out=args.out,
             report=False if args.no_report else args.report, jobs=args.jobs, fresh=args.fresh,
+            recheck=args.recheck,
             progress=True, option=command_option,
         )  # fmt: skip
     except InputProblem as error:

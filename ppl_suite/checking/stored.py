@@ -4,7 +4,8 @@ reread, redrawn and compared later in any process, all through the store's kept 
 ``--fresh``): ``kept/check/model.json`` (the UserModel, its data pointing at ``kept/check/data.npz``),
 ``kept/check/data.npz`` (the data as checked) and ``kept/check/fingerprint.json`` (model files' sha256
 and the data digest: when they change, the folder's stored cells are not reused), and q's and the
-reference's draws of each finished cell as NetCDF (``ppl_suite.draws_files``)."""
+reference's draws of each finished cell as NetCDF (``ppl_suite.draws_files``); after the run,
+``kept/check/memo.json`` (``checking.memo``)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ PER_RUN = (
 # the studies' folders (``_read``)
 READ = sorted(name for name in set(SUITE_NAMES) - {MANIFEST, LOCK, HOLDER, LOGS} if "/" not in name)
 LIBRARIES = ("matplotlib", "numpy", "pandas", "pyarrow")
+UNREAD = ("kept/check/memo.json",)  # a check's memo (``checking.memo``): written after the report, from it
 SUITE = Path(__file__).resolve().parent.parent
 
 
@@ -141,7 +142,7 @@ def report_digest(
     ones; module doc); ``code``: their ``code_digest`` when already computed."""
     hashed = hashlib.sha256()
     _add(hashed, "formats", ",".join(formats), "name", results.resolve().name, "manifest", _manifest(results))
-    for name in _own_files(results):
+    for name in (name for name in _own_files(results) if name not in UNREAD):
         _add(hashed, "file", name, sha256(results / name))
     _add(hashed, "code", code if code is not None else code_digest(sections))
     return hashed.hexdigest()
