@@ -85,6 +85,7 @@ def test_the_recorded_enumerated_step_gives_the_eager_loops_numbers_bit_for_bit(
     assert not np.all(recorded.theta["logits"] == recorded.trajectory["theta"]["logits"][0])  # it moved
 
 
+@pytest.mark.slow  # a fresh interpreter: ~3 s of imports (torch, Pyro, JAX), then the fit
 def test_a_kept_enumerated_step_is_loaded_by_a_fresh_process_without_torch_dynamo(tmp_path, monkeypatch):
     monkeypatch.setenv("PPL_SUITE_XLA_CACHE", str(tmp_path / "cache"))
     recorded, paths, loaded = _fit("enumerate", monkeypatch, record_from=RECORD_AT)
