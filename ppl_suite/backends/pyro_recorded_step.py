@@ -64,9 +64,8 @@ from ppl_suite.targets.torch_compiled import (
 )
 
 State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
-LossBody = Callable[
-    [dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]
-]  # tensors -> loss, surrogate
+# Pyro's loss as a function of the data tensors: (loss, surrogate loss)
+LossBody = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 Recorder = Callable[[Callable[..., State], State], Callable[..., State]]  # (step, inputs) -> its replay
 JitELBO = JitTrace_ELBO | JitTraceEnum_ELBO
 RECORD_MIN_STEPS = 1000  # about where the recording's cost equals what it saves (module docstring)
