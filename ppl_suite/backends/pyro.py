@@ -7,20 +7,21 @@ parameters' gradients, then the optimizer steps. Three choices make it fast:
   for enumerated guides): model and guide are traced once with ``torch.jit.trace`` and the trace is
   replayed each step, as NumPyro's loop is compiled by XLA. The model's fixed parameters are bound
   before tracing, so only tensors reach the traced function;
-- one ``torch.optim.Adam`` (``fused``: one kernel per parameter, about 10% faster per step than
-  ``foreach`` here) updates all parameters at once, its step size set from the precomputed schedule;
-  ``pyro.optim`` would wrap one optimizer and one scheduler per parameter, whose per-call overhead is
-  a third of a step on these small models;
-- for the suite's families under ``Trace_ELBO``, the whole step, loss, gradient and Adam update, is
-  recorded after the first step and replayed as one TorchScript graph (``pyro_recorded_step``), with
-  the parameters in the loop's own tensors, written back to the param store for the trajectory's
-  snapshots and at the end; the losses stay in tensors until the end. Else (autoguides, enumerated
-  guides, a step that cannot be recorded) Pyro's compiled loss is called directly
-  (``pyro_compiled_step``), without Pyro's per-call wrapper, and torch's Adam steps eagerly.
+- one fused Adam update (``torch.optim.Adam(fused=True)``'s kernel: one kernel per parameter,
+  about 10% faster per step than ``foreach`` here) of all parameters at once, its step size set from
+  the precomputed schedule; ``pyro.optim`` would wrap one optimizer and one scheduler per parameter,
+  whose per-call overhead is a third of a step on these small models;
+- for the suite's families (``Trace_ELBO`` and ``TraceEnum_ELBO`` alike), the whole step, loss,
+  gradient and Adam update, is recorded after the first step and replayed as one TorchScript graph
+  (``pyro_recorded_step``), with the parameters in the loop's own tensors, written back to the param
+  store for the trajectory's snapshots and at the end; the losses stay in tensors until the end.
+  Else (autoguides, a step that cannot be recorded) the step runs eagerly: Pyro's compiled loss
+  (for ``Trace_ELBO`` called directly, ``pyro_compiled_step``, without Pyro's per-call wrapper),
+  then the fused Adam update.
 
-Same estimator, gradients and Adam as ``SVI`` with ``Trace_ELBO``; ``benchmarks/pyro_steps.py``
-measures the steps per second against a raw ``JitTrace_ELBO`` loop. The evaluation of the fitted
-guide uses the plain ``Trace_ELBO``.
+Same estimator, gradients and Adam as ``SVI`` with ``Trace_ELBO`` (``TraceEnum_ELBO``);
+``benchmarks/pyro_steps.py`` measures the steps per second against a raw ``JitTrace_ELBO`` loop. The
+evaluation of the fitted guide uses the plain ``Trace_ELBO``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -129,16 +129,12 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
     elbo = JIT_ELBO_CLASSES[kind](
         num_particles=config.particles, ignore_jit_warnings=True, **draws.elbo_options()
     )
+    kept = config.steps >= RECORD_MIN_STEPS and torch_program_cache.folder() is not None
+    key = recording_key(problem, guide, config, draws) if kept else None
+    steps = RecordedAdamSteps(
+        elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps, key
+    )
     store = pyro.get_param_store()
-    if kind == "trace":
-        kept = config.steps >= RECORD_MIN_STEPS and torch_program_cache.folder() is not None
-        key = recording_key(problem, guide, config, draws) if kept else None
-        steps = RecordedAdamSteps(
-            elbo, traced_model, traced_guide, tensors, ADAM_BETAS, ADAM_EPS, config.steps, key
-        )
-    else:
-        loss_and_grads = partial(elbo.loss_and_grads, traced_model, traced_guide, tensors)
-        steps = AdamSteps(loss_and_grads, lambda: _parameters(store, None), ADAM_BETAS, ADAM_EPS)
     return _SVIRun(
         model=model,
         steps=steps,
@@ -150,8 +146,8 @@ def _family_run(problem: Problem, guide: str, config: SVIConfig, data, params, d
 def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws) -> str:
     """The program cache's key (``torch_program_cache``) of the recorded SVI step of ``guide`` on
     ``problem``: the source the fit runs (the model's, the guide family's, every backend's:
-    ``store.code_hash``), the numerical packages' versions, the data and fixed parameters, the
-    particles and how they are drawn, torch's default dtype."""
+    ``store.code_hash``), the ELBO (``trace`` or ``trace_enum``), the numerical packages' versions,
+    the data and fixed parameters, the particles and how they are drawn, torch's default dtype."""
     from ppl_suite import store
 
     data = {name: _array_digest(value) for name, value in sorted(problem.data.items())}
@@ -159,6 +155,7 @@ def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws)
         {
             "model": problem.spec.name,
             "guide": guide,
+            "elbo": guides.get(guide).elbo,
             "code": store.code_hash(problem.spec.name, guide),
             "versions": store.package_versions(),
             "data": data,
