@@ -21,7 +21,13 @@ from ppl_suite.backends.pyro_draws import check_draws
 from ppl_suite.backends.pyro_recorded_step import RECORD_MIN_STEPS
 from ppl_suite.problem import Problem
 from ppl_suite.targets import graph_simplification, torch_compiled
-from ppl_suite.targets.graph_simplification import drop_aliases, fold_constants, merge_duplicates, simplified
+from ppl_suite.targets.graph_simplification import (
+    MAX_FOLDED_BYTES,
+    drop_aliases,
+    fold_constants,
+    merge_duplicates,
+    simplified,
+)
 from ppl_suite.targets.pyro_target import PyroTarget
 from ppl_suite.targets.torch_compiled import COMPILED, RECORD_AT, record
 
@@ -73,6 +79,17 @@ def test_an_operation_of_constants_is_evaluated_once_into_a_constant():
         "sub.Tensor",
     ]
     assert _bitwise_equal(graph(X), expected) and _bitwise_equal(graph(X), function(X))
+
+
+def test_a_constant_larger_than_the_bound_is_recomputed_at_each_replay():
+    size = MAX_FOLDED_BYTES // 8 + 1  # float64: one element past the bound
+
+    def function(x):
+        return (x[0, 0] * torch.ones(size, dtype=torch.float64).exp(),)
+
+    graph = _recorded(function, X)
+    assert _rewritten(graph, fold_constants) == 0
+    assert _operations(graph) == ["select.int", "select.int", "ones.default", "exp.default", "mul.Tensor"]
 
 
 def test_a_repeated_operation_is_computed_once_and_signed_zeros_stay_apart():

@@ -9,7 +9,10 @@ values and memory layout (sizes, strides) it reads, so every output is the same 
 - constants folded: an operation whose inputs are all constants (the model's data, tensors made from
   literals, shape-only functions of a recorded tensor: ``ones_like``, ``zeros_like``, ``full_like``) is
   evaluated once, at recording, by the same kernel on the same values, and its result becomes a
-  constant of the graph (prior terms such as ``log(scale)``, expands of data, the gradient's seed);
+  constant of the graph (prior terms such as ``log(scale)``, expands of data, the gradient's seed).
+  A result that would hold more than MAX_FOLDED_BYTES of new memory (a function of the data
+  broadcast over particles, on a large data set) is recomputed at each replay instead, so that a
+  recording, and a program kept on disk, stays about the size of its data;
 - duplicates merged: an operation with the same target and the same arguments as an earlier one
   computes the same value (the loss and Pyro's surrogate loss repeat their shared terms), so its users
   read the earlier result (common subexpression elimination);
@@ -31,8 +34,9 @@ could round differently under another thread count than the one a program kept o
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -47,6 +51,7 @@ COPIES = frozenset({torch.ops.aten.clone.default, torch.ops.aten.lift_fresh_copy
 POWER = torch.ops.aten.pow.Tensor_Scalar
 UNSAFE_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.nondeterministic_bitwise)
 FOLDED = "_folded_constant"  # the attribute names of folded constants: _folded_constant_<i>
+MAX_FOLDED_BYTES = 1 << 20  # a larger new constant is recomputed at each replay (module docstring)
 MAX_ROUNDS = 8  # each rewrite can open others (a dropped alias makes a duplicate); a few rounds settle
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], int, torch.dtype, torch.device]
@@ -81,13 +86,13 @@ def fold_constants(module: GraphModule) -> int:
             if inputs is not None:
                 with torch.no_grad():
                     result = node.target(*inputs[0], **inputs[1])
-                if isinstance(result, torch.Tensor):
+                if isinstance(result, torch.Tensor) and _new_bytes(result, inputs) <= MAX_FOLDED_BYTES:
                     values[node] = result
-    folded = 0
+    folded, names = 0, _free_names(module)
     for node, value in values.items():
         if node.op != "call_function" or all(user in values for user in node.users):
             continue  # a constant read only by constants is folded with its last reader
-        name = _free_name(module)
+        name = next(names)
         setattr(module, name, value)
         with graph.inserting_before(node):
             constant = graph.create_node("get_attr", name)  # a plain attribute, as make_fx's constants
@@ -159,25 +164,37 @@ def _is_copy(node: Node) -> bool:
 
 
 def _viewed(node: Node) -> Node | None:
-    """The tensor ``node``'s result is a view of (its schema's first aliasing return), or None."""
+    """The tensor ``node``'s result is a view of (or, written in place, is), or None."""
     if not isinstance(node.target, torch._ops.OpOverload):
         return None
-    schema = node.target._schema
+    place = _viewed_argument(node.target)
+    if place is None:
+        return None
+    index, name = place
+    value = node.args[index] if index < len(node.args) else node.kwargs.get(name)
+    return value if isinstance(value, Node) else None
+
+
+@functools.cache
+def _viewed_argument(target: torch._ops.OpOverload) -> tuple[int, str] | None:
+    """(position, name) of the argument the single result of ``target`` aliases, from its schema."""
+    schema = target._schema
     aliased = [r.alias_info.before_set for r in schema.returns if r.alias_info is not None]
     if len(schema.returns) != 1 or not aliased:
         return None
     for index, argument in enumerate(schema.arguments):
         if argument.alias_info is not None and argument.alias_info.before_set & aliased[0]:
-            value = node.args[index] if index < len(node.args) else node.kwargs.get(argument.name)
-            return value if isinstance(value, Node) else None
+            return index, argument.name
     return None
 
 
 def _is_pure(node: Node) -> bool:
     """An ATen operation that writes nothing, draws nothing and returns initialized memory."""
-    target = node.target
-    if not isinstance(target, torch._ops.OpOverload):
-        return False
+    return isinstance(node.target, torch._ops.OpOverload) and _pure_target(node.target)
+
+
+@functools.cache
+def _pure_target(target: torch._ops.OpOverload) -> bool:
     return (
         not target._schema.is_mutable
         and not any(tag in target.tags for tag in UNSAFE_TAGS)
@@ -197,9 +214,9 @@ def _written_storage(graph: torch.fx.Graph) -> set[Node]:
         elif node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             viewed = _viewed(node)
             roots[node] = frozenset({node}) | (roots[viewed] if viewed is not None else frozenset())
-            for argument, value in _schema_arguments(node):
-                if argument.alias_info is not None and argument.alias_info.is_write:
-                    written |= {root for value_node in _nodes(value) for root in roots[value_node]}
+            for index, name in _written_arguments(node.target):
+                value = node.args[index] if index < len(node.args) else node.kwargs.get(name)
+                written |= {root for value_node in _nodes(value) for root in roots[value_node]}
         elif node.op == "call_function":  # an unknown function: it may write or alias its inputs
             roots[node] = frozenset({node}).union(*(roots[i] for i in inputs))
             written |= {root for i in inputs for root in roots[i]}
@@ -208,13 +225,14 @@ def _written_storage(graph: torch.fx.Graph) -> set[Node]:
     return {node for node, shared in roots.items() if shared & written}
 
 
-def _schema_arguments(node: Node) -> Iterable[tuple[torch.Argument, Any]]:
-    """(schema argument, value) of every argument ``node`` passes."""
-    for index, argument in enumerate(node.target._schema.arguments):
-        if index < len(node.args):
-            yield argument, node.args[index]
-        elif argument.name in node.kwargs:
-            yield argument, node.kwargs[argument.name]
+@functools.cache
+def _written_arguments(target: torch._ops.OpOverload) -> tuple[tuple[int, str], ...]:
+    """(position, name) of every argument ``target`` writes in place, from its schema."""
+    return tuple(
+        (index, argument.name)
+        for index, argument in enumerate(target._schema.arguments)
+        if argument.alias_info is not None and argument.alias_info.is_write
+    )
 
 
 def _nodes(value: Any) -> list[Node]:
@@ -235,6 +253,16 @@ def _constant_inputs(node: Node, values: dict[Node, Any]) -> tuple[Any, dict[str
     if any(source not in values for source in node.all_input_nodes):
         return None
     return map_arg(node.args, values.__getitem__), map_arg(node.kwargs, values.__getitem__)
+
+
+def _new_bytes(result: torch.Tensor, inputs: tuple[Any, dict[str, Any]]) -> int:
+    """Bytes of memory ``result`` holds that its inputs do not (none for a view of an input)."""
+    storage = result.untyped_storage()
+    shared = any(
+        isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() == storage.data_ptr()
+        for value in (*inputs[0], *inputs[1].values())
+    )
+    return 0 if shared else storage.nbytes()
 
 
 def _empty_of(recorded: Any) -> torch.Tensor | None:
@@ -274,11 +302,9 @@ def _attribute(module: GraphModule, target: str) -> Any:
     return functools.reduce(getattr, target.split("."), module)
 
 
-def _free_name(module: GraphModule) -> str:
-    index = 0
-    while hasattr(module, f"{FOLDED}_{index}"):
-        index += 1
-    return f"{FOLDED}_{index}"
+def _free_names(module: GraphModule) -> Iterator[str]:
+    """Names for new constants that no attribute of ``module`` has."""
+    return (name for index in itertools.count() if not hasattr(module, name := f"{FOLDED}_{index}"))
 
 
 def _drop_unused_constants(module: GraphModule) -> None:
