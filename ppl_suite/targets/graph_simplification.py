@@ -10,9 +10,11 @@ values and memory layout (sizes, strides) it reads, so every output is the same 
   literals, shape-only functions of a recorded tensor: ``ones_like``, ``zeros_like``, ``full_like``) is
   evaluated once, at recording, by the same kernel on the same values, and its result becomes a
   constant of the graph (prior terms such as ``log(scale)``, expands of data, the gradient's seed).
-  A result that would hold more than MAX_FOLDED_BYTES of new memory (a function of the data
-  broadcast over particles, on a large data set) is recomputed at each replay instead, so that a
-  recording, and a program kept on disk, stays about the size of its data;
+  Apart from views, only operations on at most ONE_CHUNK elements (inputs and result) fold: ATen
+  runs those in one chunk on one thread, so their rounding is that of any process, whatever its
+  thread count (a larger operation is split in chunks per thread, and a reduction's sum, or which
+  elements a vectorized kernel leaves to its scalar tail, can change with the split); a recording,
+  and a program kept on disk, gains at most 256 KiB (float64) a folded constant;
 - duplicates merged: an operation with the same target and the same arguments as an earlier one
   computes the same value (the loss and Pyro's surrogate loss repeat their shared terms), so its users
   read the earlier result (common subexpression elimination);
@@ -26,9 +28,7 @@ the draws keep their order and count, so a replay reads torch's generator as the
 writes in place, or returns uninitialized memory (``empty``), nor any tensor that shares storage with
 one written in place (its value depends on when it is read); the graph's outputs are kept as they
 are (the caller receives the same distinct tensors). Shapes are those of the recording (a recording
-stands for one shape), which is why a shape-only function folds. Constants are evaluated in the
-recording process: a reduction over a constant larger than ATen's parallel grain (32 768 elements)
-could round differently under another thread count than the one a program kept on disk meets.
+stands for one shape), which is why a shape-only function folds.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ COPIES = frozenset({torch.ops.aten.clone.default, torch.ops.aten.lift_fresh_copy
 POWER = torch.ops.aten.pow.Tensor_Scalar
 UNSAFE_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.nondeterministic_bitwise)
 FOLDED = "_folded_constant"  # the attribute names of folded constants: _folded_constant_<i>
-MAX_FOLDED_BYTES = 1 << 20  # a larger new constant is recomputed at each replay (module docstring)
+ONE_CHUNK = 32_768  # ATen's parallel grain (at::internal::GRAIN_SIZE): fewer elements, one thread
 MAX_ROUNDS = 8  # each rewrite can open others (a dropped alias makes a duplicate); a few rounds settle
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], int, torch.dtype, torch.device]
@@ -86,7 +86,9 @@ def fold_constants(module: GraphModule) -> int:
             if inputs is not None:
                 with torch.no_grad():
                     result = node.target(*inputs[0], **inputs[1])
-                if isinstance(result, torch.Tensor) and _new_bytes(result, inputs) <= MAX_FOLDED_BYTES:
+                if isinstance(result, torch.Tensor) and (
+                    _viewed(node) is not None or _one_chunk(result, inputs)
+                ):
                     values[node] = result
     folded, names = 0, _free_names(module)
     for node, value in values.items():
@@ -255,14 +257,10 @@ def _constant_inputs(node: Node, values: dict[Node, Any]) -> tuple[Any, dict[str
     return map_arg(node.args, values.__getitem__), map_arg(node.kwargs, values.__getitem__)
 
 
-def _new_bytes(result: torch.Tensor, inputs: tuple[Any, dict[str, Any]]) -> int:
-    """Bytes of memory ``result`` holds that its inputs do not (none for a view of an input)."""
-    storage = result.untyped_storage()
-    shared = any(
-        isinstance(value, torch.Tensor) and value.untyped_storage().data_ptr() == storage.data_ptr()
-        for value in (*inputs[0], *inputs[1].values())
-    )
-    return 0 if shared else storage.nbytes()
+def _one_chunk(result: torch.Tensor, inputs: tuple[Any, dict[str, Any]]) -> bool:
+    """Whether ``result`` and every tensor input have at most ONE_CHUNK elements."""
+    tensors = [value for value in (*inputs[0], *inputs[1].values()) if isinstance(value, torch.Tensor)]
+    return all(tensor.numel() <= ONE_CHUNK for tensor in (result, *tensors))
 
 
 def _empty_of(recorded: Any) -> torch.Tensor | None:
