@@ -65,18 +65,19 @@ def test_an_operation_of_constants_is_evaluated_once_into_a_constant():
 
     def function(x):
         prior = -((x / scale) ** 2) / 2 - torch.log(torch.full((3,), 2.0, dtype=torch.float64))
-        return (prior - torch.ones_like(x).neg(),)
+        return (prior - torch.ones_like(x).neg() + x.new_zeros(3).exp(),)
 
     graph = _recorded(function, X)
     expected = graph(X)
-    assert _rewritten(graph, fold_constants) == 2  # log(full(2.0)), neg(ones_like(x))
-    assert _operations(graph) == [  # full, log, ones_like and the second neg gone
+    assert _rewritten(graph, fold_constants) == 3  # log(full(2.0)), neg(ones_like(x)), exp(new_zeros)
+    assert _operations(graph) == [  # full, log, ones_like, the second neg, new_zeros and exp gone
         "div.Tensor",
         "pow.Tensor_Scalar",
         "neg.default",
         "div.Tensor",
         "sub.Tensor",
         "sub.Tensor",
+        "add.Tensor",
     ]
     assert _bitwise_equal(graph(X), expected) and _bitwise_equal(graph(X), function(X))
 

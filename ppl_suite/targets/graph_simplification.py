@@ -7,7 +7,7 @@ new at a replay. Three rewrites remove them, each keeping every remaining operat
 values and memory layout (sizes, strides) it reads, so every output is the same to the bit:
 
 - constants folded: an operation whose inputs are all constants (the model's data, tensors made from
-  literals, shape-only functions of a recorded tensor: ``ones_like``, ``zeros_like``, ``full_like``) is
+  literals, shape-only functions of a recorded tensor: ``ones_like``, ``new_zeros``...) is
   evaluated once, at recording, by the same kernel on the same values, and its result becomes a
   constant of the graph (prior terms such as ``log(scale)``, expands of data, the gradient's seed).
   Apart from views, only operations on at most ONE_CHUNK elements (inputs and result) fold: ATen
@@ -46,7 +46,8 @@ from torch.fx.node import map_arg
 UNINITIALIZED = frozenset(
     {"empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided"}
 )
-SHAPE_ONLY = frozenset({"ones_like", "zeros_like", "full_like"})  # read their input's geometry only
+# functions that read of their first input only its sizes, strides, dtype and device
+SHAPE_ONLY = frozenset({"ones_like", "zeros_like", "full_like", "new_ones", "new_zeros", "new_full"})
 COPIES = frozenset({torch.ops.aten.clone.default, torch.ops.aten.lift_fresh_copy.default})
 POWER = torch.ops.aten.pow.Tensor_Scalar
 UNSAFE_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.nondeterministic_bitwise)
