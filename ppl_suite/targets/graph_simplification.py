@@ -168,14 +168,19 @@ def _is_copy(node: Node) -> bool:
 
 def _viewed(node: Node) -> Node | None:
     """The tensor ``node``'s result is a view of (or, written in place, is), or None."""
+    value = _viewed_value(node)
+    return value if isinstance(value, Node) else None
+
+
+def _viewed_value(node: Node) -> Any:
+    """The argument ``node``'s result aliases (a tensor, or a list of them), or None."""
     if not isinstance(node.target, torch._ops.OpOverload):
         return None
     place = _viewed_argument(node.target)
     if place is None:
         return None
     index, name = place
-    value = node.args[index] if index < len(node.args) else node.kwargs.get(name)
-    return value if isinstance(value, Node) else None
+    return node.args[index] if index < len(node.args) else node.kwargs.get(name)
 
 
 @functools.cache
@@ -215,8 +220,7 @@ def _written_storage(graph: torch.fx.Graph) -> set[Node]:
         if node.op == "call_function" and node.target is operator.getitem:
             roots[node] = roots[inputs[0]]
         elif node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-            viewed = _viewed(node)
-            roots[node] = frozenset({node}) | (roots[viewed] if viewed is not None else frozenset())
+            roots[node] = frozenset({node}).union(*(roots[i] for i in _nodes(_viewed_value(node))))
             for index, name in _written_arguments(node.target):
                 value = node.args[index] if index < len(node.args) else node.kwargs.get(name)
                 written |= {root for value_node in _nodes(value) for root in roots[value_node]}
@@ -282,10 +286,12 @@ def _geometry(module: GraphModule, node: Node) -> Geometry | None:
 
 
 def _argument_key(value: Any) -> Any:
-    """A hashable key equal only for the same arguments: nodes by identity, other values by type
-    and ``repr`` (so 0, 0.0, -0.0 and False stay apart)."""
+    """A hashable key equal only for the same arguments: nodes and tensors by identity, other values
+    by type and ``repr`` (so 0, 0.0, -0.0 and False stay apart)."""
     if isinstance(value, Node):
         return value
+    if isinstance(value, torch.Tensor):  # a tensor by identity (its repr can elide values)
+        return ("tensor", id(value))
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(_argument_key(item) for item in value))
     if isinstance(value, dict):
