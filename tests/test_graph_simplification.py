@@ -143,13 +143,13 @@ def test_a_tensor_written_in_place_and_its_views_are_neither_folded_nor_merged()
     assert _bitwise_equal(graph(X), function(X)) and torch.equal(graph(X)[0], 2.0 * X[0, :2])
 
 
-def _unsimplified(monkeypatch: pytest.MonkeyPatch) -> Callable:
-    """``record`` without the simplification (as before it existed)."""
+def _unsimplified(monkeypatch: pytest.MonkeyPatch, recorder: Callable = record) -> Callable:
+    """``recorder`` (``record`` or a partial of it) without the simplification (as before it existed)."""
 
     def recorded(*arguments, **options):
         with monkeypatch.context() as patch:
             patch.setattr(torch_compiled, "simplified", lambda graph: graph)
-            return record(*arguments, **options)
+            return recorder(*arguments, **options)
 
     return recorded
 
@@ -172,6 +172,7 @@ def _replays(program: Callable, inputs: tuple[torch.Tensor, ...], steps: int, se
         ("bayes_linreg", "mean_field"),
         ("ppca", "amortized"),
         ("beta_bernoulli", "conjugate"),  # drawn by rejection: draws whose count depends on values
+        ("gaussian_mixture", "enumerate"),  # recorded on real tensors (a size that depends on values)
         *(
             pytest.param(model_name, guide, marks=pytest.mark.slow)
             for model_name, guide in [
@@ -199,7 +200,8 @@ def test_the_simplified_pyro_step_replays_its_unsimplified_recording_bit_for_bit
     assert steps.path == COMPILED
     inputs = (torch.tensor(0.05, dtype=torch.float64), torch.tensor(2.0), *steps.state)
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-        unsimplified = _unsimplified(monkeypatch)(steps._step(), inputs, draws=True)
+        step, recorder = steps._step()  # recorder: on fake tensors, or real ones (enumerated)
+        unsimplified = _unsimplified(monkeypatch, recorder)(step, inputs)
     pyro.clear_param_store()
     found, state = _replays(steps.replay, inputs, steps=4, seed=1)
     expected, expected_state = _replays(unsimplified, inputs, steps=4, seed=1)

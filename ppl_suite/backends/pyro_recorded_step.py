@@ -18,8 +18,10 @@ its gradient (``torch.autograd.grad``: make_fx records the backward's ATen opera
 does) and the update (``aten._fused_adam``, the functional form of that kernel), is recorded once as
 one graph of ATen operations (``make_fx``, then ``torch.jit.trace``: ``loss_body`` says how for each
 ELBO) and replayed without Python in between, on the loop's own tensors (written back to the
-parameter store for snapshots and at the end). The same operations in the same order: the replay's
-numbers are the eager step's, bit for bit where TorchScript runs the same kernels.
+parameter store for snapshots and at the end). The same operations in the same order, less those
+that compute nothing new at a replay (constants folded, duplicates merged, aliases dropped:
+``graph_simplification``): the replay's numbers are the eager step's, bit for bit where TorchScript
+runs the same kernels.
 
 The step draws the guide's particles: the recording replays the draws (``aten.normal_`` and the like
 read torch's global generator at each call), so a fit stays reproducible for a seed. The recording is
@@ -39,7 +41,6 @@ that key loads it, checks it the same way, and records afresh only if it fails.
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,6 @@ from ppl_suite.targets.torch_compiled import (
     agree,
     first_line,
     record,
-    refusal_of,
 )
 
 State = tuple[torch.Tensor, ...]  # parameters, first moments, second moments (each in one fixed order)
@@ -166,7 +166,7 @@ def loss_body(elbo: JitELBO, model: Callable, guide: Callable) -> tuple[LossBody
     ``JitTraceEnum_ELBO``: its ``differentiable_loss``, the Dice surrogate with the enumerated sites
     summed out (tensor variable elimination, Obermeyer et al. 2019), whose value is the loss and whose
     gradient the ELBO's estimate, so it is both; called as the eager step calls it, through the
-    TorchScript function Pyro traced, recorded on real tensors (``record_on_real_tensors``): its
+    TorchScript function Pyro traced, recorded on real tensors (``torch_compiled.record`` with ``real``): its
     expectation keeps the terms of nonzero probability (``masked_select``, under TorchScript
     tracing), an output whose size depends on values, which fake tensors cannot follow, and which
     untraced Python would replace by a branch on ``mask.all()``, read into Python."""
@@ -176,30 +176,9 @@ def loss_body(elbo: JitELBO, model: Callable, guide: Callable) -> tuple[LossBody
             loss = elbo.differentiable_loss(model, guide, tensors)
             return loss, loss
 
-        return enumerated, record_on_real_tensors
+        return enumerated, partial(record, draws=True, real=True)
     body = partial(elbo._loss_and_surrogate_loss.fn, _pyro_model_id=id(model), _pyro_guide_id=id(guide))
     return body, partial(record, draws=True)
-
-
-def record_on_real_tensors(step: Callable[..., State], inputs: State) -> Callable[..., State]:
-    """``torch_compiled.record`` with ``make_fx`` on the real ``inputs``: the operations run, sizes
-    that depend on values included, and are recorded as they run; refused as ``record`` refuses (a
-    value read into Python is recorded as ``aten._local_scalar_dense``), traced to TorchScript."""
-    from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
-
-    try:
-        graph = make_fx(step, tracing_mode="real")(*inputs)
-    except Exception as error:
-        raise NotRecorded(f"cannot be recorded ({first_line(error)})") from error
-    graph.graph.eliminate_dead_code()
-    graph.recompile()
-    refusal = refusal_of(graph, draws=True)
-    if refusal is not None:
-        raise NotRecorded(refusal)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
-        return torch.jit.trace(graph, inputs, check_trace=False)
 
 
 class RecordedAdamSteps:

@@ -102,17 +102,25 @@ class NotRecorded(Exception):
         self.reason = reason
 
 
-def record(function: Callable[..., Any], inputs: tuple[torch.Tensor, ...], draws: bool = False) -> Any:
+def record(
+    function: Callable[..., Any], inputs: tuple[torch.Tensor, ...], draws: bool = False, real: bool = False
+) -> Any:
     """``function`` recorded at the shapes of ``inputs`` (``make_fx`` on fake tensors: a value read into
     Python raises; the model's data are real constants), dead code removed, simplified with every
     value bit for bit the same (``graph_simplification``), traced to TorchScript; the TorchScript
-    function. Raises NotRecorded when make_fx cannot follow the function or the graph does
-    not stand for every input of its shape (``refusal_of``; random draws allowed with ``draws``), and
-    what TorchScript raises. Checking the recording against the function is the caller's."""
+    function. ``real``: ``make_fx`` on the real ``inputs`` instead, the operations run as they are
+    recorded, so an output whose size depends on values (``masked_select``) is followed; a value read
+    into Python is then recorded (``aten._local_scalar_dense``) and refused. Raises NotRecorded when
+    make_fx cannot follow the function or the graph does not stand for every input of its shape
+    (``refusal_of``; random draws allowed with ``draws``), and what TorchScript raises. Checking the
+    recording against the function is the caller's."""
     from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
 
     try:
-        graph = make_fx(function, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
+        if real:
+            graph = make_fx(function, tracing_mode="real")(*inputs)
+        else:
+            graph = make_fx(function, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs)
     except Exception as error:  # a value read, a size from values, an operation it cannot follow
         raise NotRecorded(f"{FROZEN_REASON}, or cannot be recorded ({first_line(error)})") from error
     graph.graph.eliminate_dead_code()
