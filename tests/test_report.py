@@ -777,12 +777,14 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
     report, tmp_path, monkeypatch
 ):
     """The figure is handed each backend's own posterior draws where they differ, one shared
-    reference where every backend stored the same draws (fixed θ)."""
+    reference where every backend stored the same draws (fixed θ). (Their densities are what it
+    draws: ``marginal_densities``, left out here, turns the draws into them.)"""
     from ppl_suite.report import posterior
     from ppl_suite.report.document import Context
 
     calls: list[tuple] = []
     monkeypatch.setattr(posterior, "draw_marginals", lambda *args: calls.append(args) or args[-1])
+    monkeypatch.setattr(posterior, "marginal_densities", lambda *args: args)
     context = Context(report["store"], tmp_path)
     rows = context.rows
     posterior.marginals_part(context, "ppca", of_model(rows, "ppca"))
@@ -805,6 +807,49 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
         context, "eight_schools_noncentered", of_model(rows, "eight_schools_noncentered")
     )
     assert calls.pop()[2] == "NUTS reference posterior"  # measured against a reference
+
+
+def _pixels(draw) -> np.ndarray:
+    """The RGBA pixels of a small figure of one axis, drawn by ``draw(axis)``, its tick labels sized as
+    ``draw_marginals`` sizes them (after ArviZ's own size)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2.0, 1.5), dpi=50)
+    axis = figure.subplots()
+    draw(axis)
+    axis.tick_params(labelsize=7)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())
+
+
+@pytest.mark.parametrize("fill", [True, False])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_marginal_densities_are_drawn_as_arviz_plot_dist_draws_them(fill, discrete):
+    """A coordinate's density (``numbers.marginal_density``: ArviZ's kde, or for integer draws its
+    histogram) drawn by the report gives the pixels ``arviz.plot_dist`` gives for the same draws, the
+    posterior's (filled) and q's (a line) alike."""
+    import arviz as az
+
+    from ppl_suite.report import numbers, posterior
+
+    rng = np.random.default_rng(0)
+    draws = rng.poisson(3.0, size=500).astype(float) if discrete else rng.normal(size=500)
+    density = numbers.marginal_density(draws)
+    assert density.kind == ("hist" if discrete else "kde")
+    bars = {"alpha": 0.35, "rwidth": 0.8} if fill else {"histtype": "step", "linewidth": 1.5}
+    lines = {"linewidth": 1.2 if fill else 1.6, "linestyle": "-"}
+    shaded = {"alpha": 0.25} if fill else {}
+    values = draws.astype(int) if discrete else draws
+    np.testing.assert_array_equal(
+        _pixels(lambda axis: posterior._density(axis, density, "C1", fill)),
+        _pixels(
+            lambda axis: az.plot_dist(
+                values, ax=axis, color="C1", hist_kwargs=bars, plot_kwargs=lines, fill_kwargs=shaded
+            )
+        ),
+    )
 
 
 # -------------------------------------------------------------------------------- partial results

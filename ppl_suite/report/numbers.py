@@ -1,8 +1,9 @@
 """The few derived numbers a sentence and a figure of the report both show, computed once here.
 
 Nothing here draws. Each is arithmetic on stored values (differences and their SEs added in quadrature,
-a maximum, a correlation of stored draws, normal quantiles for a QQ plot, ArviZ's density of draws), so that a sentence and the
-figure beside it read the same numbers and a test can check them against the store.
+a maximum, a correlation of stored draws, normal quantiles for a QQ plot, ArviZ's density of draws), so
+that a sentence and the figure beside it read the same numbers and a test can check them against the
+store.
 """
 
 from __future__ import annotations
