@@ -287,8 +287,8 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
         blocks.append(
             Image(
                 path,
-                f"Guide {guide}, {seed}: marginal densities (ArviZ's, as its plot_dist draws them) of the "
-                f"first {len(labels)} latent coordinate(s): {what}.",
+                f"Guide {guide}, {seed}: marginal densities (ArviZ plot_dist) of the first {len(labels)} "
+                f"latent coordinate(s): {what}.",
                 alt=f"{model}, guide {guide}: marginal densities of q and the posterior",
             )
         )
