@@ -824,6 +824,7 @@ def _pixels(draw) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ArviZ's own use of matplotlib
 @pytest.mark.parametrize("fill", [True, False])
 @pytest.mark.parametrize("discrete", [False, True])
 def test_marginal_densities_are_drawn_as_arviz_plot_dist_draws_them(fill, discrete):

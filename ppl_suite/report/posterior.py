@@ -114,12 +114,14 @@ def draw_pair(
     names: tuple[str, str],
     reference: np.ndarray,
     fitted: dict[str, np.ndarray],
+    correlations: list[float],
     posterior: str,
     title: str,
     path: Path,
 ) -> Path:
     """Two coordinates' joint draws: the posterior (left) and each backend's q (one panel each), on the
-    same axes; the title of each panel gives the draws' correlation (``numbers.correlation``)."""
+    same axes; the title of each panel gives the draws' correlation (``correlations``, the posterior's
+    first, then the backends' in the order of ``fitted``)."""
     from matplotlib.figure import Figure
 
     sources = {posterior: (reference, POSTERIOR_COLOR)} | {
@@ -127,10 +129,10 @@ def draw_pair(
     }
     figure = Figure(figsize=(min(drawing.WIDTH, 2.6 * len(sources) + 0.4), 2.9), layout="constrained")
     axes = figure.subplots(1, len(sources), sharex=True, sharey=True, squeeze=False)[0]
-    for axis, (name, (draws, color)) in zip(axes, sources.items(), strict=True):
+    for axis, (name, (draws, color)), correlation in zip(axes, sources.items(), correlations, strict=True):
         shown = draws[:PAIR_POINTS]
         axis.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.35, color=color, linewidths=0)
-        axis.set_title(f"{name}\ncorrelation {numbers.correlation(draws, 0, 1):+.2f}", fontsize=8)
+        axis.set_title(f"{name}\ncorrelation {correlation:+.2f}", fontsize=8)
         axis.set_xlabel(names[0], fontsize=8)
         axis.tick_params(labelsize=7)
     axes[0].set_ylabel(names[1], fontsize=8)
@@ -235,10 +237,12 @@ def _pair_part(
     i, j, r = numbers.strongest_pair(shared)
     if not abs(r) > PAIR_MIN_CORRELATION:
         return []
+    reference = shared[:, [i, j]]
     pair = {b: d[:, [i, j]] for b, d in fitted.items()}
+    correlations = [numbers.correlation(draws, 0, 1) for draws in (reference, *pair.values())]
     name = f"{model}, guide {guide}"
     path = context.draw(
-        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
+        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), reference, pair, correlations,
         posterior, f"{name}: {labels[i]} and {labels[j]}",
     )  # fmt: skip
     return [
