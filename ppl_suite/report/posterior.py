@@ -387,13 +387,18 @@ def draw_labels(row: pd.Series) -> list[str]:
 
 def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.DataFrame:
     """ArviZ's summary (mean, sd, 94% HDI) of each named set of draws (draws x coordinates), one line
-    per (coordinate, source). Draws are converted to InferenceData with one chain."""
+    per (coordinate, source). Each set is one chain of one xarray variable, its coordinates along a
+    dimension (rather than one variable per coordinate: half the time, and the same numbers, each
+    coordinate's draws reduced in the same order)."""
     import arviz as az  # deferred: ArviZ is heavy, and only reports need it
+    import xarray as xr  # ArviZ's own data structure
 
     parts = []
     for source, values in draws.items():
-        data = {label: np.asarray(values)[None, :, i] for i, label in enumerate(labels)}
-        summary = az.summary(az.from_dict(posterior=data), kind="stats", round_to="none")
+        by_coordinate = np.ascontiguousarray(np.asarray(values)[:, : len(labels)].T)[:, None, :]
+        data = xr.Dataset({"draws": (("coordinate", "chain", "draw"), by_coordinate)})
+        summary = az.summary(data, kind="stats", round_to="none")
+        summary.index = pd.Index(labels)
         summary.insert(0, "draws of", source)
         parts.append(summary.rename_axis("coordinate").reset_index())
     if not parts:
