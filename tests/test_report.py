@@ -853,6 +853,25 @@ def test_marginal_densities_are_drawn_as_arviz_plot_dist_draws_them(fill, discre
     )
 
 
+def test_the_posterior_summary_is_arviz_summary_of_each_coordinate():
+    """Each line of the summary table holds the numbers ``az.summary`` gives for that coordinate's
+    draws taken as a variable of its own (one chain), to the bit."""
+    import arviz as az
+
+    from ppl_suite.report.posterior import posterior_summary
+
+    rng = np.random.default_rng(1)
+    labels = ["a", "b[0]", "b[1]"]
+    draws = {"posterior": rng.normal(size=(700, 3)), "q (pyro)": rng.gamma(2.0, size=(500, 4))}
+    table = posterior_summary(draws, labels)
+    assert list(table["coordinate"]) == [label for label in labels for _ in draws]
+    for source, values in draws.items():
+        ours = table[table["draws of"] == source].set_index("coordinate").drop(columns="draws of")
+        per_coordinate = {label: values[None, :, i] for i, label in enumerate(labels)}
+        theirs = az.summary(az.from_dict(posterior=per_coordinate), kind="stats", round_to="none")
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_names=False)
+
+
 # -------------------------------------------------------------------------------- partial results
 TIMEOUT_ERROR = "TimeoutError: cell | ran past *30 s* [limit] <timeout> `slow`\nWorker replaced."
 FAILED_ERROR = "ValueError: prior_scale | must be > 0, got *-1*\nTraceback (most recent call last):\n  ..."
