@@ -777,12 +777,14 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
     report, tmp_path, monkeypatch
 ):
     """The figure is handed each backend's own posterior draws where they differ, one shared
-    reference where every backend stored the same draws (fixed θ)."""
+    reference where every backend stored the same draws (fixed θ). (Their densities are what it
+    draws: ``marginal_densities``, left out here, turns the draws into them.)"""
     from ppl_suite.report import posterior
     from ppl_suite.report.document import Context
 
     calls: list[tuple] = []
     monkeypatch.setattr(posterior, "draw_marginals", lambda *args: calls.append(args) or args[-1])
+    monkeypatch.setattr(posterior, "marginal_densities", lambda *args: args)
     context = Context(report["store"], tmp_path)
     rows = context.rows
     posterior.marginals_part(context, "ppca", of_model(rows, "ppca"))
@@ -805,6 +807,69 @@ def test_marginals_figure_gets_one_exact_reference_per_backend_when_theta_differ
         context, "eight_schools_noncentered", of_model(rows, "eight_schools_noncentered")
     )
     assert calls.pop()[2] == "NUTS reference posterior"  # measured against a reference
+
+
+def _pixels(draw) -> np.ndarray:
+    """The RGBA pixels of a small figure of one axis, drawn by ``draw(axis)``, its tick labels sized as
+    ``draw_marginals`` sizes them (after ArviZ's own size)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2.0, 1.5), dpi=50)
+    axis = figure.subplots()
+    draw(axis)
+    axis.tick_params(labelsize=7)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # ArviZ's own use of matplotlib
+@pytest.mark.parametrize("fill", [True, False])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_marginal_densities_are_drawn_as_arviz_plot_dist_draws_them(fill, discrete):
+    """A coordinate's density (``numbers.marginal_density``: ArviZ's kde, or for integer draws its
+    histogram) drawn by the report gives the pixels ``arviz.plot_dist`` gives for the same draws, the
+    posterior's (filled) and q's (a line) alike."""
+    import arviz as az
+
+    from ppl_suite.report import numbers, posterior
+
+    rng = np.random.default_rng(0)
+    draws = rng.poisson(3.0, size=500).astype(float) if discrete else rng.normal(size=500)
+    density = numbers.marginal_density(draws)
+    assert density.kind == ("hist" if discrete else "kde")
+    bars = {"alpha": 0.35, "rwidth": 0.8} if fill else {"histtype": "step", "linewidth": 1.5}
+    lines = {"linewidth": 1.2 if fill else 1.6, "linestyle": "-"}
+    shaded = {"alpha": 0.25} if fill else {}
+    values = draws.astype(int) if discrete else draws
+    np.testing.assert_array_equal(
+        _pixels(lambda axis: posterior._density(axis, density, "C1", fill)),
+        _pixels(
+            lambda axis: az.plot_dist(
+                values, ax=axis, color="C1", hist_kwargs=bars, plot_kwargs=lines, fill_kwargs=shaded
+            )
+        ),
+    )
+
+
+def test_the_posterior_summary_is_arviz_summary_of_each_coordinate():
+    """Each line of the summary table holds the numbers ``az.summary`` gives for that coordinate's
+    draws taken as a variable of its own (one chain), to the bit."""
+    import arviz as az
+
+    from ppl_suite.report.posterior import posterior_summary
+
+    rng = np.random.default_rng(1)
+    labels = ["a", "b[0]", "b[1]"]
+    draws = {"posterior": rng.normal(size=(700, 3)), "q (pyro)": rng.gamma(2.0, size=(500, 4))}
+    table = posterior_summary(draws, labels)
+    assert list(table["coordinate"]) == [label for label in labels for _ in draws]
+    for source, values in draws.items():
+        ours = table[table["draws of"] == source].set_index("coordinate").drop(columns="draws of")
+        per_coordinate = {label: values[None, :, i] for i, label in enumerate(labels)}
+        theirs = az.summary(az.from_dict(posterior=per_coordinate), kind="stats", round_to="none")
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_names=False)
 
 
 # -------------------------------------------------------------------------------- partial results

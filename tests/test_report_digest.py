@@ -145,3 +145,27 @@ def test_figures_go_to_the_pool_only_when_enough_are_to_be_drawn(results, tmp_pa
     context.drawn()
     assert all(path.read_bytes() == PNG + repr(i).encode() for i, path in enumerate(paths))
     assert pool.handed == ([] if count < POOL_FIGURES else [path.name for path in paths])
+
+
+def test_what_a_figure_shows_is_computed_only_when_it_is_drawn(results, tmp_path):
+    """``prepare`` turns the figure's data into what it shows, in the report's process, before the
+    pool gets it; a kept figure (its key is of the data, not of what ``prepare`` made) computes
+    nothing."""
+    prepared: list[float] = []
+
+    def doubled(value: float) -> tuple[float]:
+        prepared.append(value)
+        return (2 * value,)
+
+    figures = tmp_path / "figures"
+    pool = RecordingPool()
+    first = Context(results, figures, pool, code="code")
+    paths = [first.draw(f"f{i}", _figure, float(i), prepare=doubled) for i in range(POOL_FIGURES)]
+    first.drawn()
+    assert prepared == [float(i) for i in range(POOL_FIGURES)] and len(pool.handed) == POOL_FIGURES
+    assert all(path.read_bytes() == PNG + repr(2.0 * i).encode() for i, path in enumerate(paths))
+    again = Context(results, figures, code="code", reusable=first.keys)
+    again.draw("f0", _figure, 0.0, prepare=doubled)
+    again.draw("f1", _figure, 5.0, prepare=doubled)
+    assert [path.name for path in again.reused] == ["f0.png"] and prepared[POOL_FIGURES:] == [5.0]
+    assert (figures / "f1.png").read_bytes() == PNG + b"10.0"

@@ -166,11 +166,19 @@ class Context:
         """Path of a new figure file, named from ``name`` (made safe for file systems and URLs)."""
         return paths.inside(self.figure_dir, f"{slug(name)}.png")  # never a link followed out
 
-    def draw(self, name: str, function: Callable[..., Path], *args: Any) -> Path:
+    def draw(
+        self,
+        name: str,
+        function: Callable[..., Path],
+        *args: Any,
+        prepare: Callable[..., tuple[Any, ...]] | None = None,
+    ) -> Path:
         """The path of figure ``name``, drawn by ``function(*args, path)``: here and now, or handed to
         the pool (``function`` and ``args`` then travel by pickle, so ``function`` is a module-level
         one) and written by the time ``drawn`` returns; or kept as the last report drew it, when its
-        key (``digest.figure_key``) is the reusable one."""
+        key (``digest.figure_key``, of ``args``) is the reusable one. ``prepare`` computes what the
+        figure shows from ``args`` (a density from draws, say), here and only when the figure is drawn:
+        ``function(*prepare(*args), path)``; drawing code then computes nothing."""
         path = self.figure(name)
         self.figures.append(path)
         key = figure_key(self.code, function, args) if self.code is not None else None
@@ -179,6 +187,8 @@ class Context:
             if self.reusable.get(path.name) == key:
                 self.reused.append(path)
                 return path
+        if prepare is not None:
+            args = prepare(*args)
         if self.pool is None:
             return function(*args, path)
         self._waiting.append(partial(function, *args, path))

@@ -1,8 +1,9 @@
 """The few derived numbers a sentence and a figure of the report both show, computed once here.
 
 Nothing here draws. Each is arithmetic on stored values (differences and their SEs added in quadrature,
-a maximum, a correlation of stored draws, normal quantiles for a QQ plot), so that a sentence and the
-figure beside it read the same numbers and a test can check them against the store.
+a maximum, a correlation of stored draws, normal quantiles for a QQ plot, ArviZ's density of draws), so
+that a sentence and the figure beside it read the same numbers and a test can check them against the
+store.
 """
 
 from __future__ import annotations
@@ -123,3 +124,32 @@ def strongest_pair(draws: np.ndarray) -> tuple[int, int, float]:
 def correlation(draws: np.ndarray, i: int, j: int) -> float:
     """The correlation of coordinates i and j of ``draws``."""
     return float(np.corrcoef(draws[:, i], draws[:, j])[0, 1])
+
+
+@dataclass(frozen=True)
+class Density:
+    """A marginal density of draws as ArviZ's ``plot_dist`` draws it: ``kind`` "kde", the density ``y``
+    at the points ``x``; or "hist" (integer-valued draws), the bin edges ``x`` and each bin's density
+    ``y``, bins aligned on their left edges."""
+
+    kind: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+def marginal_density(draws: np.ndarray) -> Density:
+    """The density ArviZ's ``plot_dist`` shows for one coordinate's ``draws``, computed by ArviZ's own
+    functions: integer-valued draws as a histogram normalized to density, bin width the larger of
+    Sturges' and Freedman–Diaconis' (``get_bins``); others as ArviZ's linear KDE (``kde``, bandwidth
+    "experimental": Silverman's rule refined by the improved Sheather–Jones fixed point, Botev et al.
+    2010), at the points ``plot_kde`` draws it at."""
+    from arviz.stats.density_utils import get_bins, kde  # deferred: ArviZ is heavy
+
+    draws = np.asarray(draws)
+    if np.all(np.isfinite(draws)) and np.array_equal(draws, np.round(draws)):
+        values = draws.astype(int)
+        edges = get_bins(values)
+        heights, _ = np.histogram(values, bins=edges, density=True)
+        return Density("hist", edges, heights)
+    grid, density = kde(draws, False, bw="experimental", adaptive=False, cumulative=False)
+    return Density("kde", np.linspace(grid[0], grid[-1], len(density)), density)

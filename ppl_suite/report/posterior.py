@@ -5,7 +5,6 @@ hold), and PSIS k-hat with what it means for a nearly exact q."""
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,43 +36,63 @@ PAIR_POINTS = 1500  # draws shown per source in a pair plot
 POSTERIOR_COLOR = "#555555"
 
 
-def _density(axis: Any, values: np.ndarray, color: str, style: str, fill: bool) -> None:
-    """ArviZ's density (or, for integer draws, its histogram) of ``values`` into ``axis``."""
-    import arviz as az  # deferred: heavy, and only these figures need it
+def _density(axis: Any, density: numbers.Density, color: str, fill: bool) -> None:
+    """``density`` drawn into ``axis`` with the artists ArviZ's ``plot_dist`` draws: a KDE's line and
+    its fill (invisible where ``fill`` is False, but still taking the axis down to 0), or a histogram's
+    bars (filled or as a step line) with a tick per bin."""
+    if density.kind == "hist":
+        style = {"alpha": 0.35, "rwidth": 0.8} if fill else {"histtype": "step", "linewidth": 1.5}
+        axis.hist(density.x[:-1], bins=density.x, weights=density.y, align="left", color=color, **style)
+        axis.set_xticks(density.x[:-1])
+        return
+    axis.set_ylim(0, auto=True)
+    axis.plot(density.x, density.y, color=color, linewidth=1.2 if fill else 1.6)
+    axis.fill_between(density.x, density.y, color=color, alpha=0.25 if fill else 0.0)
 
-    discrete = np.all(np.isfinite(values)) and np.array_equal(values, np.round(values))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ's own deprecation warnings from matplotlib
-        az.plot_dist(
-            values.astype(int) if discrete else values, ax=axis, color=color,
-            fill_kwargs={"alpha": 0.25} if fill else {},
-            plot_kwargs={"linewidth": 1.2 if fill else 1.6, "linestyle": style},
-            hist_kwargs={"alpha": 0.35, "rwidth": 0.8} if fill else {"histtype": "step", "linewidth": 1.5},
-        )  # fmt: skip
+
+def marginal_densities(
+    labels: list[str], rows: list[dict[str, Any]], posterior: str, title: str
+) -> tuple[list[str], list[dict[str, Any]], str, str]:
+    """``draw_marginals``' data from draws: in each row, every set of draws (draws x coordinates)
+    replaced by its coordinates' densities (``numbers.marginal_density``)."""
+
+    def densities(draws: np.ndarray | None) -> list[numbers.Density] | None:
+        return None if draws is None else [numbers.marginal_density(draws[:, i]) for i in range(len(labels))]
+
+    shown = [
+        {
+            "name": row["name"],
+            "reference": densities(row["reference"]),
+            "fitted": {backend: densities(draws) for backend, draws in row["fitted"].items()},
+        }
+        for row in rows
+    ]
+    return labels, shown, posterior, title
 
 
 @drawing.styled
 def draw_marginals(
     labels: list[str], rows: list[dict[str, Any]], posterior: str, title: str, path: Path
 ) -> Path:
-    """One row of panels per backend's q (``rows``: dicts with name, reference (draws or None), fitted:
-    backend -> draws of q), one panel per coordinate: the posterior filled grey, the q a line of the
-    backend's colour and style; with one coordinate, the backends side by side. Density axes."""
+    """One row of panels per backend's q (``rows``: dicts with name, reference (a density per
+    coordinate, or None), fitted: backend -> q's density per coordinate; ``marginal_densities``), one
+    panel per coordinate: the posterior filled grey, the q a line of the backend's colour; with one
+    coordinate, the backends side by side. Density axes."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    lines = [(backend, row["reference"], draws) for row in rows for backend, draws in row["fitted"].items()]
+    lines = [(backend, row["reference"], shown) for row in rows for backend, shown in row["fitted"].items()]
     across = len(labels) == 1  # one coordinate: the backends side by side
     shape = (1, len(lines)) if across else (len(lines), len(labels))
     figure = Figure(figsize=(drawing.WIDTH, 1.7 * shape[0] + 0.9), layout="constrained")
     axes = figure.subplots(*shape, squeeze=False, sharex="col" if not across else "all")
-    for k, (backend, reference, draws) in enumerate(lines):
+    for k, (backend, reference, shown) in enumerate(lines):
         panels = axes[0, k : k + 1] if across else axes[k]
         for i, axis in enumerate(panels):
             if reference is not None:
-                _density(axis, reference[:, i], POSTERIOR_COLOR, "-", fill=True)
-            _density(axis, draws[:, i], drawing.backend_color(backend), "-", fill=False)
+                _density(axis, reference[i], POSTERIOR_COLOR, fill=True)
+            _density(axis, shown[i], drawing.backend_color(backend), fill=False)
             axis.set_title(f"{labels[i]}, {backend}" if across else labels[i] if k == 0 else "", fontsize=9)
             axis.tick_params(labelsize=7)
             axis.locator_params(axis="x", nbins=4)
@@ -95,12 +114,14 @@ def draw_pair(
     names: tuple[str, str],
     reference: np.ndarray,
     fitted: dict[str, np.ndarray],
+    correlations: list[float],
     posterior: str,
     title: str,
     path: Path,
 ) -> Path:
     """Two coordinates' joint draws: the posterior (left) and each backend's q (one panel each), on the
-    same axes; the title of each panel gives the draws' correlation (``numbers.correlation``)."""
+    same axes; the title of each panel gives the draws' correlation (``correlations``, the posterior's
+    first, then the backends' in the order of ``fitted``)."""
     from matplotlib.figure import Figure
 
     sources = {posterior: (reference, POSTERIOR_COLOR)} | {
@@ -108,10 +129,10 @@ def draw_pair(
     }
     figure = Figure(figsize=(min(drawing.WIDTH, 2.6 * len(sources) + 0.4), 2.9), layout="constrained")
     axes = figure.subplots(1, len(sources), sharex=True, sharey=True, squeeze=False)[0]
-    for axis, (name, (draws, color)) in zip(axes, sources.items(), strict=True):
+    for axis, (name, (draws, color)), correlation in zip(axes, sources.items(), correlations, strict=True):
         shown = draws[:PAIR_POINTS]
         axis.scatter(shown[:, 0], shown[:, 1], s=3, alpha=0.35, color=color, linewidths=0)
-        axis.set_title(f"{name}\ncorrelation {numbers.correlation(draws, 0, 1):+.2f}", fontsize=8)
+        axis.set_title(f"{name}\ncorrelation {correlation:+.2f}", fontsize=8)
         axis.set_xlabel(names[0], fontsize=8)
         axis.tick_params(labelsize=7)
     axes[0].set_ylabel(names[1], fontsize=8)
@@ -216,10 +237,12 @@ def _pair_part(
     i, j, r = numbers.strongest_pair(shared)
     if not abs(r) > PAIR_MIN_CORRELATION:
         return []
+    reference = shared[:, [i, j]]
     pair = {b: d[:, [i, j]] for b, d in fitted.items()}
+    correlations = [numbers.correlation(draws, 0, 1) for draws in (reference, *pair.values())]
     name = f"{model}, guide {guide}"
     path = context.draw(
-        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), shared[:, [i, j]], pair,
+        f"{model}-{guide}-pair", draw_pair, (labels[i], labels[j]), reference, pair, correlations,
         posterior, f"{name}: {labels[i]} and {labels[j]}",
     )  # fmt: skip
     return [
@@ -263,7 +286,7 @@ def marginals_part(context: Context, model: str, rows: pd.DataFrame) -> list[Blo
         path = context.draw(
             f"{model}-{guide}-marginals", draw_marginals, labels, panel_rows,
             "exact posterior" if shared is None and references and not by_nuts else posterior,
-            f"{model}, guide {guide} ({seed})",
+            f"{model}, guide {guide} ({seed})", prepare=marginal_densities,
         )  # fmt: skip
         blocks.append(
             Image(
@@ -364,13 +387,18 @@ def draw_labels(row: pd.Series) -> list[str]:
 
 def posterior_summary(draws: dict[str, np.ndarray], labels: list[str]) -> pd.DataFrame:
     """ArviZ's summary (mean, sd, 94% HDI) of each named set of draws (draws x coordinates), one line
-    per (coordinate, source). Draws are converted to InferenceData with one chain."""
+    per (coordinate, source). Each set is one chain of one xarray variable, its coordinates along a
+    dimension (rather than one variable per coordinate: half the time, and the same numbers, each
+    coordinate's draws reduced in the same order)."""
     import arviz as az  # deferred: ArviZ is heavy, and only reports need it
+    import xarray as xr  # ArviZ's own data structure
 
     parts = []
     for source, values in draws.items():
-        data = {label: np.asarray(values)[None, :, i] for i, label in enumerate(labels)}
-        summary = az.summary(az.from_dict(posterior=data), kind="stats", round_to="none")
+        by_coordinate = np.ascontiguousarray(np.asarray(values)[:, : len(labels)].T)[:, None, :]
+        data = xr.Dataset({"draws": (("coordinate", "chain", "draw"), by_coordinate)})
+        summary = az.summary(data, kind="stats", round_to="none")
+        summary.index = pd.Index(labels)
         summary.insert(0, "draws of", source)
         parts.append(summary.rename_axis("coordinate").reset_index())
     if not parts:
