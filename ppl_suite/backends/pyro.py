@@ -47,7 +47,12 @@ from ppl_suite.backends import torch_program_cache
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
-from ppl_suite.backends.pyro_recorded_step import RECORD_MIN_STEPS, AdamSteps, RecordedAdamSteps
+from ppl_suite.backends.pyro_recorded_step import (
+    RECORD_MIN_STEPS,
+    AdamSteps,
+    RecordedAdamSteps,
+    trainable_parameters,
+)
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, LOW_RANK, FlatPosterior
 from ppl_suite.guides.mean_field import INIT_SCALE
@@ -186,12 +191,11 @@ def _autoguide_run(
             return guide.laplace_approximation(data, params)
         return guide
 
-    store = pyro.get_param_store()
     return _SVIRun(
         model=model,
         steps=AdamSteps(
             lambda: elbo.loss_and_grads(model, guide, data, params),
-            lambda: _parameters(store, guide),
+            lambda: trainable_parameters(guide),
             ADAM_BETAS,
             ADAM_EPS,
         ),
@@ -217,13 +221,6 @@ def build_autoguide(family: guides.AutoGuide, model: Callable, sites, data, para
 def autoguide_phi(guide: torch.nn.Module) -> dict[str, np.ndarray]:
     """phi of a Pyro autoguide: its ``state_dict`` (unconstrained values and buffers), named pyro.<key>."""
     return {f"pyro.{key}": value.detach().numpy().copy() for key, value in guide.state_dict().items()}
-
-
-def _parameters(store, module: torch.nn.Module | None) -> list[torch.Tensor]:
-    """Every trainable tensor once: the param store's (unconstrained) and the module's own."""
-    found = [value for _, value in store.named_parameters()]
-    found += list(module.parameters()) if module is not None else []
-    return list({id(t): t for t in found}.values())
 
 
 def autoguide_posterior(

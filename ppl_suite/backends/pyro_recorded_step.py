@@ -201,7 +201,9 @@ class RecordedAdamSteps:
     ):
         self.elbo, self.model, self.guide, self.tensors = elbo, model, guide, tensors
         self.key = key  # of what the step is recorded from (``torch_program_cache``); None: not kept
-        self.eager = AdamSteps(eager_loss_and_grads(elbo, model, guide, tensors), _parameters, betas, eps)
+        self.eager = AdamSteps(
+            eager_loss_and_grads(elbo, model, guide, tensors), trainable_parameters, betas, eps
+        )
         self.failure: str | None = None
         if steps < RECORD_MIN_STEPS:
             self.failure = (
@@ -238,7 +240,7 @@ class RecordedAdamSteps:
     def write_back(self) -> None:
         if self.replay is None:
             return
-        parameters = _parameters()
+        parameters = trainable_parameters()
         count = len(parameters)
         with torch.no_grad():
             for index, parameter in enumerate(parameters):
@@ -295,7 +297,7 @@ class RecordedAdamSteps:
     def _record(self, lr: float) -> None:
         """Record the step at the loop's state after the first step (or load the program kept for
         ``key``), check it, keep it or fail."""
-        parameters = _parameters()
+        parameters = trainable_parameters()
         if any(parameter not in self.eager.state for parameter in parameters):
             self._fail("a parameter had no gradient at the first step")
             return
@@ -345,9 +347,12 @@ class RecordedAdamSteps:
         return True
 
 
-def _parameters() -> list[torch.Tensor]:
-    """The param store's parameters (unconstrained values), in its order."""
-    return [value for _, value in pyro.get_param_store().named_parameters()]
+def trainable_parameters(module: torch.nn.Module | None = None) -> list[torch.Tensor]:
+    """Every trainable tensor once: the param store's (unconstrained values, in its order), then
+    ``module``'s own."""
+    found = [value for _, value in pyro.get_param_store().named_parameters()]
+    found += list(module.parameters()) if module is not None else []
+    return list({id(t): t for t in found}.values())
 
 
 def _agrees(step: Callable[..., State], replay: Callable[..., State], inputs: State, count: int) -> bool:

@@ -10,25 +10,34 @@ values and memory layout (sizes, strides) it reads, so every output is the same 
   literals, shape-only functions of a recorded tensor: ``ones_like``, ``new_zeros``...) is
   evaluated once, at recording, by the same kernel on the same values, and its result becomes a
   constant of the graph (prior terms such as ``log(scale)``, expands of data, the gradient's seed).
-  Apart from views, only operations on at most ONE_CHUNK elements (inputs and result) fold: ATen
-  runs those in one chunk on one thread, so their rounding is that of any process, whatever its
-  thread count (a larger operation is split in chunks per thread, and a reduction's sum, or which
-  elements a vectorized kernel leaves to its scalar tail, can change with the split); a recording,
-  and a program kept on disk, gains at most 256 KiB (float64) a folded constant;
+  Only operations ATen computes itself fold: element by element (``torch.Tag.pointwise``),
+  reductions (``torch.Tag.reduction``), views, copies and fills (``full``, ``ones``, the shape-only
+  functions...); not the ones BLAS or LAPACK compute (``mm``, ``addmm``, ``dot``, ``linalg_*``...),
+  whose rounding can depend on the library's thread count and code path. Apart from views, only
+  operations on at most ONE_CHUNK elements (the result and every tensor input, lists' elements
+  included) fold: ATen runs those in one chunk on one thread, so their rounding is that of any
+  process, whatever its thread count (a larger operation is split in chunks per thread, and a
+  reduction's sum, or which elements a vectorized kernel leaves to its scalar tail, can change with
+  the split); a recording, and a program kept on disk, gains at most 256 KiB (float64) a folded
+  constant;
 - duplicates merged: an operation with the same target and the same arguments as an earlier one
   computes the same value (the loss and Pyro's surrogate loss repeat their shared terms), so its users
   read the earlier result (common subexpression elimination);
-- aliases dropped: a view whose sizes, strides and offset are those of a tensor it views (``detach``,
-  ``expand`` or ``view`` to the same shape, ``t(transpose(x))``), and a copy with the same layout as
-  its source (``clone``, ``lift_fresh_copy``, ``pow(x, 1)``, which ATen computes as a copy), are
-  replaced by that tensor. A replay runs without gradients, so ``detach`` changes nothing there.
+- aliases dropped: a view whose sizes, strides, offset, dtype and negative and conjugate bits are
+  those of a tensor it views (``detach``, ``expand`` or ``view`` to the same shape,
+  ``t(transpose(x))``; not ``_neg_view``), and a copy with the same layout as its source (``clone``,
+  ``lift_fresh_copy``, ``pow(x, 1)``, which ATen computes as a copy), are replaced by that tensor.
+  A replay runs without gradients, so ``detach`` changes nothing there.
 
 None of them touches an operation that draws random numbers (``torch.Tag.nondeterministic_seeded``:
 the draws keep their order and count, so a replay reads torch's generator as the eager call does),
 writes in place, or returns uninitialized memory (``empty``), nor any tensor that shares storage with
-one written in place (its value depends on when it is read); the graph's outputs are kept as they
-are (the caller receives the same distinct tensors). Shapes are those of the recording (a recording
-stands for one shape), which is why a shape-only function folds.
+one written in place, nor an operation that reads such a tensor (its value depends on when it is
+read: two reads around a write differ though their arguments are the same nodes), nor any tensor
+that shares storage with an output: the outputs are kept as they are, and each is memory of its own
+wherever the unsimplified graph's was (never an input's, a folded constant's or another output's),
+so a caller may write into it. Shapes are those of the recording (a recording stands for one
+shape), which is why a shape-only function folds.
 """
 
 from __future__ import annotations
@@ -42,12 +51,15 @@ from typing import Any
 import torch
 from torch.fx import GraphModule, Node
 from torch.fx.node import map_arg
+from torch.utils._pytree import tree_leaves
 
 UNINITIALIZED = frozenset(
     {"empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided"}
 )
 # functions that read of their first input only its sizes, strides, dtype and device
 SHAPE_ONLY = frozenset({"ones_like", "zeros_like", "full_like", "new_ones", "new_zeros", "new_full"})
+# functions that fill a new tensor with values given as arguments
+FACTORIES = frozenset({"full", "ones", "zeros", "scalar_tensor", "arange"})
 COPIES = frozenset({torch.ops.aten.clone.default, torch.ops.aten.lift_fresh_copy.default})
 POWER = torch.ops.aten.pow.Tensor_Scalar
 UNSAFE_TAGS = (torch.Tag.nondeterministic_seeded, torch.Tag.nondeterministic_bitwise)
@@ -55,7 +67,7 @@ FOLDED = "_folded_constant"  # the attribute names of folded constants: _folded_
 ONE_CHUNK = 32_768  # ATen's parallel grain (at::internal::GRAIN_SIZE): fewer elements, one thread
 MAX_ROUNDS = 8  # each rewrite can open others (a dropped alias makes a duplicate); a few rounds settle
 
-Geometry = tuple[tuple[int, ...], tuple[int, ...], int, torch.dtype, torch.device]
+Geometry = tuple[tuple[int, ...], tuple[int, ...], int, torch.dtype, torch.device, bool, bool]
 
 
 def simplified(module: GraphModule) -> GraphModule:
@@ -75,14 +87,14 @@ def simplified(module: GraphModule) -> GraphModule:
 def fold_constants(module: GraphModule) -> int:
     """Evaluate once every operation whose inputs are constants (module docstring) and give its users
     the result as a new constant; how many operations were replaced."""
-    graph, written, outputs = module.graph, _written_storage(module.graph), _outputs(module.graph)
+    graph, (protected, _) = module.graph, _protected(module.graph)
     values: dict[Node, Any] = {}
     for node in graph.nodes:
-        if node in written or node in outputs:
+        if node in protected:
             continue
         if node.op == "get_attr":
             values[node] = _attribute(module, node.target)
-        elif node.op == "call_function" and _is_pure(node):
+        elif node.op == "call_function" and _is_pure(node) and _foldable(node.target):
             inputs = _constant_inputs(node, values)
             if inputs is not None:
                 with torch.no_grad():
@@ -108,11 +120,11 @@ def fold_constants(module: GraphModule) -> int:
 def merge_duplicates(module: GraphModule) -> int:
     """Give the users of every operation that repeats an earlier one (the same target and arguments)
     the earlier result; how many were merged."""
-    written, outputs = _written_storage(module.graph), _outputs(module.graph)
+    protected, _ = _protected(module.graph)
     first: dict[tuple[Any, ...], Node] = {}
     merged = 0
     for node in module.graph.nodes:
-        if node.op != "call_function" or not _is_pure(node) or node in written or node in outputs:
+        if node.op != "call_function" or not _is_pure(node) or node in protected:
             continue
         key = (node.target, _argument_key(node.args), _argument_key(node.kwargs))
         earlier = first.setdefault(key, node)
@@ -125,10 +137,10 @@ def merge_duplicates(module: GraphModule) -> int:
 def drop_aliases(module: GraphModule) -> int:
     """Replace every view or copy that has the layout of its source (module docstring) by that source;
     how many were replaced."""
-    written, outputs = _written_storage(module.graph), _outputs(module.graph)
+    protected, written = _protected(module.graph)
     dropped = 0
     for node in module.graph.nodes:
-        if node.op != "call_function" or not _is_pure(node) or node in written or node in outputs:
+        if node.op != "call_function" or not _is_pure(node) or node in protected:
             continue
         layout = _geometry(module, node)
         if layout is None:
@@ -210,11 +222,14 @@ def _pure_target(target: torch._ops.OpOverload) -> bool:
     )
 
 
-def _written_storage(graph: torch.fx.Graph) -> set[Node]:
-    """Every node whose result shares storage with a tensor some operation writes in place (or that
-    an operation other than a known ATen one receives: it might write it)."""
+def _protected(graph: torch.fx.Graph) -> tuple[set[Node], set[Node]]:
+    """The nodes no rewrite may touch, and among them those whose result shares storage with a tensor
+    some operation writes in place (or that an operation other than a known ATen one receives: it
+    might write it). Protected: those, the nodes that read one of them (a read before a write and
+    one after it differ), and every node whose result shares storage with an output (the caller
+    receives memory the unsimplified graph gave it, which it may write)."""
     roots: dict[Node, frozenset[Node]] = {}  # the storages each node's result may share
-    written: set[Node] = set()
+    written_roots: set[Node] = set()
     for node in graph.nodes:
         inputs = node.all_input_nodes
         if node.op == "call_function" and node.target is operator.getitem:
@@ -223,13 +238,19 @@ def _written_storage(graph: torch.fx.Graph) -> set[Node]:
             roots[node] = frozenset({node}).union(*(roots[i] for i in _nodes(_viewed_value(node))))
             for index, name in _written_arguments(node.target):
                 value = node.args[index] if index < len(node.args) else node.kwargs.get(name)
-                written |= {root for value_node in _nodes(value) for root in roots[value_node]}
+                written_roots |= {root for value_node in _nodes(value) for root in roots[value_node]}
         elif node.op == "call_function":  # an unknown function: it may write or alias its inputs
             roots[node] = frozenset({node}).union(*(roots[i] for i in inputs))
-            written |= {root for i in inputs for root in roots[i]}
+            written_roots |= {root for i in inputs for root in roots[i]}
+        elif node.op == "output":
+            roots[node] = frozenset().union(*(roots[i] for i in inputs))
         else:
             roots[node] = frozenset({node})
-    return {node for node, shared in roots.items() if shared & written}
+    output_roots = frozenset().union(*(roots[node] for node in graph.find_nodes(op="output")))
+    written = {node for node, shared in roots.items() if shared & written_roots}
+    protected = {node for node, shared in roots.items() if shared & output_roots} | written
+    protected |= {node for node in graph.nodes if any(i in written for i in node.all_input_nodes)}
+    return protected, written
 
 
 @functools.cache
@@ -263,9 +284,24 @@ def _constant_inputs(node: Node, values: dict[Node, Any]) -> tuple[Any, dict[str
 
 
 def _one_chunk(result: torch.Tensor, inputs: tuple[Any, dict[str, Any]]) -> bool:
-    """Whether ``result`` and every tensor input have at most ONE_CHUNK elements."""
-    tensors = [value for value in (*inputs[0], *inputs[1].values()) if isinstance(value, torch.Tensor)]
+    """Whether ``result`` and every tensor input (lists' elements too) have at most ONE_CHUNK
+    elements."""
+    tensors = [value for value in tree_leaves(inputs) if isinstance(value, torch.Tensor)]
     return all(tensor.numel() <= ONE_CHUNK for tensor in (result, *tensors))
+
+
+@functools.cache
+def _foldable(target: torch._ops.OpOverload) -> bool:
+    """An operation ATen computes itself, element by element or by reduction (``pointwise`` or
+    ``reduction`` tag), a view, or one that computes nothing (FACTORIES, SHAPE_ONLY, COPIES): not
+    one that BLAS or LAPACK computes (``mm``, ``addmm``, ``dot``, ``linalg_*``...), whose rounding
+    can depend on the library's thread count and code path."""
+    return (
+        any(tag in target.tags for tag in (torch.Tag.pointwise, torch.Tag.reduction))
+        or _viewed_argument(target) is not None
+        or target.overloadpacket.__name__ in FACTORIES | SHAPE_ONLY
+        or target in COPIES
+    )
 
 
 def _empty_of(recorded: Any) -> torch.Tensor | None:
@@ -278,11 +314,20 @@ def _empty_of(recorded: Any) -> torch.Tensor | None:
 
 
 def _geometry(module: GraphModule, node: Node) -> Geometry | None:
-    """Sizes, strides, offset, dtype and device of ``node``'s result (recorded, or the constant's)."""
+    """Sizes, strides, offset, dtype, device and negative and conjugate bits of ``node``'s result
+    (recorded, or the constant's)."""
     value = _attribute(module, node.target) if node.op == "get_attr" else node.meta.get("val")
     if not isinstance(value, torch.Tensor):
         return None
-    return (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype, value.device)
+    return (
+        tuple(value.shape),
+        value.stride(),
+        value.storage_offset(),
+        value.dtype,
+        value.device,
+        value.is_neg(),
+        value.is_conj(),
+    )
 
 
 def _argument_key(value: Any) -> Any:
@@ -297,10 +342,6 @@ def _argument_key(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple((name, _argument_key(item)) for name, item in value.items())
     return (type(value).__name__, repr(value))
-
-
-def _outputs(graph: torch.fx.Graph) -> set[Node]:
-    return {node for output in graph.find_nodes(op="output") for node in output.all_input_nodes}
 
 
 def _attribute(module: GraphModule, target: str) -> Any:
