@@ -502,10 +502,15 @@ def check(
 
 def _recalled(call: memo_module.Call, progress: bool) -> CheckResult | None:
     """The result recorded by the memo of ``call`` (``checking.memo``), its events printed as
-    ``ppl-suite check`` prints them with ``progress``; None where the memo does not hold it."""
+    ``ppl-suite check`` prints them with ``progress``; None where the memo does not hold it, or where
+    the folders or caches have a problem that the full check refuses (it says which, exit 2)."""
+    from ppl_suite import runner
     from ppl_suite.checking import memo
     from ppl_suite.console import Printer
+    from ppl_suite.store import ResultsStore
 
+    if runner.folder_problems(ResultsStore(call.out), call.report):
+        return None
     printer = Printer() if progress else None
     try:
         return memo.recall(call, printer)

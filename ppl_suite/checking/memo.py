@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ppl_suite import paths
-from ppl_suite.checking.local_modules import SUITE, local_sources
+from ppl_suite.checking.local_modules import SUITE, Unaccounted, local_sources
 from ppl_suite.checking.sources import DATA_SUFFIXES, in_process, running_main
 from ppl_suite.store import HOLDER, LOCK, NUMERICAL_PACKAGES, TEMPORARY, FolderBusy, ResultsStore
 
@@ -183,13 +183,19 @@ def describe(arguments: Mapping[str, Any], name_of: Callable[[dict[str, str]], s
             "jobs": _value(arguments["jobs"]),
         }
         sources = local_sources(*files)
-    except (NotMemoizable, OSError):
+    except (NotMemoizable, Unaccounted, OSError):
         return None
     if not models or not all(isinstance(text, str) for text in models.values()):
         return None
-    name = arguments["name"] or name_of(dict(models))
+    given, report = arguments["name"], arguments["report"]
+    if given is not None and not (isinstance(given, str) and given.isidentifier()):
+        return None  # the full check refuses it: no memo path is built from it
+    if not isinstance(arguments["out"], str | Path | None) or not isinstance(
+        report, str | Path | bool | None
+    ):
+        return None
+    name = given or name_of(dict(models))
     out = Path(arguments["out"]) if arguments["out"] is not None else Path("results") / f"check-{name}"
-    report = arguments["report"]
     if report is False:
         folder = None
     else:
@@ -197,7 +203,8 @@ def describe(arguments: Mapping[str, Any], name_of: Callable[[dict[str, str]], s
     call |= {"out": str(out.resolve()), "report": str(folder.resolve()) if folder else None}
     payload = {
         "memo": FORMAT, "code": code_hash(), "versions": versions(),
-        "python": [sys.version, platform.machine(), platform.system()], "call": call, "files": sources,
+        "python": [sys.version, platform.machine(), platform.system()], "call": call,
+        "files": sources.files, "distributions": sources.distributions,
     }  # fmt: skip
     jobs = arguments["jobs"] if isinstance(arguments["jobs"], int) else None
     return Call(_sha256(json.dumps(payload, sort_keys=True).encode()), out, folder, jobs)
