@@ -475,9 +475,10 @@ def check(
         spelling: ``name=``, or the CLI's ``--name``).
 
     A check that changed nothing since the last one into the same results folder (the same call, the
-    user's files and the modules of theirs they import, the suite's code and the libraries' versions)
-    returns that check's result from its memo, importing none of the user's files
-    (``checking.memo``); ``recheck=True`` checks in full whatever the memo says.
+    user's files and the modules of theirs they import, the suite's code and the versions of the
+    libraries; an import of theirs that cannot be so accounted for means no memo) returns that check's
+    result from its memo, importing none of the user's files (``checking.memo``); ``recheck=True``
+    checks in full whatever the memo says.
 
     Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
     gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
