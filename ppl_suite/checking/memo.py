@@ -22,18 +22,18 @@ only, never code,
                              installed distributions they import from (``checking.local_modules``:
                              an import it cannot account for, no memo)})
 
-The next check validates the folders and caches as the full check does (``runner.folder_problems``;
-a problem: the full check runs and refuses it), then computes the digest (reading files, importing
-none of them); when it equals the memo's, and every file of the results folder and of the report folder is still the one recorded
-(nothing added, removed, changed, nor any symbolic link inside), it returns the recorded outcome: the
-cell table and the problem units are read from the folder as the runner reads them, the report is
-not rewritten, and with ``progress`` the same lines are printed as by a re-check that reuses every
-cell. Such a hit writes no results: only the results folder's lock, held while the folders are
-compared (so that a folder being written is not read), creates its lock file and writes and removes
-the holder file, and the validation creates and removes a probe file. Both folders are hashed whole
-(the draws' NetCDF files too): the hit's cost grows with them (``docs/api.md``). Any other memo
-(missing, damaged, unreadable, another digest, a changed file) means the check runs in full and
-writes the memo again.
+The next check validates the folders and caches as the full check does (``runner.folder_problems``; a
+problem: the full check runs and refuses it), then computes the digest (reading files, importing none of
+them); when it equals the memo's, and every file of the results folder and of the report folder is still
+the one recorded (nothing added, removed, changed, nor any symbolic link inside), it returns the
+recorded outcome: the cell table and the problem units are read from the folder as the runner reads
+them, the report is not rewritten, and with ``progress`` the same lines are printed as by a re-check
+that reuses every cell. Such a hit writes no results: only the results folder's lock, held while the
+folders are compared (so that a folder being written is not read), creates its lock file and writes and
+removes the holder file, and the validation creates and removes a probe file. Both folders are hashed
+whole (the draws' NetCDF files too): the hit's cost grows with them (``docs/api.md``). Any other memo
+(missing, damaged, unreadable, another digest, a changed file) means the check runs in full and writes
+the memo again.
 
 A memo applies to a call whose inputs are all files or plain values: models and guides named
 ``FILE.py:NAME`` (not the running script's own file), data a file, a dict of NumPy arrays, numbers and
