@@ -329,13 +329,13 @@ def test_the_users_modules_are_found_in_the_order_python_imports_them(tmp_path, 
     own folder only where it is on sys.path: the suite imports the model by its path)."""
     for folder in ("models", "lib"):
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "helpers.py").write_text(f"SCALE = {folder!r}\n")
-    (tmp_path / "models" / "model.py").write_text("from helpers import SCALE\n")
+        (tmp_path / folder / "order_helpers.py").write_text(f"SCALE = {folder!r}\n")
+    (tmp_path / "models" / "model.py").write_text("from order_helpers import SCALE\n")
     for folder in reversed(order):
         monkeypatch.syspath_prepend(str(tmp_path / folder))
     found = local_sources(tmp_path / "models" / "model.py").files
-    helpers = [Path(name).parent.name for name in found if name.endswith("helpers.py")]
-    assert helpers == [order[0]] == [importlib.util.find_spec("helpers").origin.split(os.sep)[-2]]
+    helpers = [Path(name).parent.name for name in found if name.endswith("order_helpers.py")]
+    assert helpers == [order[0]] == [Path(importlib.util.find_spec("order_helpers").origin).parent.name]
 
 
 def test_a_name_or_a_folder_the_full_check_refuses_skips_the_memo(tmp_path, monkeypatch):
@@ -384,5 +384,6 @@ def test_a_real_recheck_and_its_memo_give_the_same_result_and_lines(tmp_path, mo
         assert capsys.readouterr().out == printed
     finally:
         sys.path.remove(str(code))
+        sys.modules.pop("helpers", None)  # imported by the check: another test's helpers is another file
     _same(found, full)
     assert found.table.equals(full.table)
