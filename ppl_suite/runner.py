@@ -310,9 +310,6 @@ def unreachable(address: str) -> str | None:
 def run_problems(plan: Plan, store: ResultsStore) -> list[str]:
     """Every problem of the plan that the matrix does not check: options, folders, plugins (imported
     here, so that their models are registered)."""
-    from ppl_suite.references.cache import cache_dir as reference_cache_dir
-    from ppl_suite.store import unwritable
-
     problems = registry.plugin_problems(plan.plugins)
     if plan.jobs is not None and plan.jobs < 1:
         problems.append(f"--jobs must be >= 1, got {plan.jobs}")
@@ -322,10 +319,20 @@ def run_problems(plan: Plan, store: ResultsStore) -> list[str]:
         problems.append(f"--scheduler {plan.scheduler}: {reason}")
     if plan.fresh and plan.dry_run:
         problems.append("--fresh removes stored cells, --dry-run runs nothing: choose one")
+    return problems + folder_problems(store, plan.report)
+
+
+def folder_problems(store: ResultsStore, report: Path | None) -> list[str]:
+    """The problems of the results folder, the report folder and the caches (nothing imported, no
+    model registered): part of ``run_problems``, also asked before a check answers from its memo."""
+    from ppl_suite.references.cache import cache_dir as reference_cache_dir
+    from ppl_suite.store import unwritable
+
+    problems = []
     out = store.problem()
     if out is not None:
         problems.append(f"--out: {out}")
-    if plan.report is not None and (reason := unwritable(plan.report)) is not None:
+    if report is not None and (reason := unwritable(report)) is not None:
         problems.append(f"--report: {reason}")
     cache = cache_dir()
     if cache is not None and (reason := unwritable(cache)) is not None:

@@ -6,6 +6,7 @@ results folder (no fit): the slow test at the end runs the real one."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -31,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = """
 import os
 from helpers import scale
-from .. import nothing_here  # a relative import beyond a package: found nowhere, nothing hashed
 
 if os.environ.get("PPL_SUITE_TEST_NO_IMPORT"):
     raise RuntimeError("the model file was imported")
@@ -47,10 +47,12 @@ CELL = Cell(
 )  # fmt: skip
 
 
-def _files(tmp_path: Path) -> dict[str, object]:
-    """A model file importing a helper module beside it, its data, the check's options."""
+def _files(tmp_path: Path, monkeypatch) -> dict[str, object]:
+    """A model file importing a helper module beside it (the folder on sys.path, as the import
+    needs), its data, the check's options."""
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
+    monkeypatch.syspath_prepend(str(code))
     (code / "model.py").write_text(MODEL)
     (code / "helpers.py").write_text(HELPERS)
     np.savez(tmp_path / "data.npz", x=np.arange(3.0))
@@ -99,7 +101,7 @@ def _same(found: api.CheckResult, full: api.CheckResult) -> None:
 
 
 def test_a_recheck_with_nothing_changed_returns_the_result_without_importing_the_model(tmp_path, monkeypatch):
-    options = _files(tmp_path)
+    options = _files(tmp_path, monkeypatch)
     full = FullCheck(monkeypatch)
     first = ppl_suite.check(**options)
     assert full.calls == 1 and (tmp_path / "results" / "kept" / "check" / "memo.json").is_file()
@@ -116,7 +118,7 @@ def test_a_recheck_with_nothing_changed_returns_the_result_without_importing_the
 def test_the_printed_lines_of_a_memo_hit_are_those_of_a_recheck_reusing_every_cell(
     tmp_path, monkeypatch, capsys
 ):
-    options = _files(tmp_path)
+    options = _files(tmp_path, monkeypatch)
     FullCheck(monkeypatch)
     ppl_suite.check(**options)
     capsys.readouterr()
@@ -134,7 +136,7 @@ def test_the_printed_lines_of_a_memo_hit_are_those_of_a_recheck_reusing_every_ce
      "results file changed", "results file added", "report file changed", "link in the results"],
 )  # fmt: skip
 def test_any_change_or_a_damaged_memo_means_a_full_check(tmp_path, monkeypatch, change):
-    options = _files(tmp_path)
+    options = _files(tmp_path, monkeypatch)
     full = FullCheck(monkeypatch)
     ppl_suite.check(**options)
     code, results = tmp_path / "code", tmp_path / "results"
@@ -171,7 +173,7 @@ def test_any_change_or_a_damaged_memo_means_a_full_check(tmp_path, monkeypatch, 
 def test_the_memo_reads_nothing_outside_its_folder_through_a_link(tmp_path, monkeypatch):
     """A memo file that is a link (to a memo elsewhere) is not read; a kept/ folder that is a link
     neither: the full check runs."""
-    options = _files(tmp_path)
+    options = _files(tmp_path, monkeypatch)
     FullCheck(monkeypatch)
     ppl_suite.check(**options)
     kept = tmp_path / "results" / "kept" / "check"
@@ -197,8 +199,8 @@ def api_defaults() -> dict[str, object]:
             "nuts": None, "out": None, "report": None, "jobs": None}  # fmt: skip
 
 
-def test_a_call_with_a_function_or_an_unhashable_value_has_no_memo(tmp_path):
-    options = {**api_defaults(), **_files(tmp_path)}
+def test_a_call_with_a_function_or_an_unhashable_value_has_no_memo(tmp_path, monkeypatch):
+    options = {**api_defaults(), **_files(tmp_path, monkeypatch)}
     assert memo.describe(options, api._name) is not None
     assert memo.describe({**options, "numpyro": lambda x=None: None}, api._name) is None
     assert memo.describe({**options, "kwargs": {"x": object()}}, api._name) is None
@@ -207,7 +209,7 @@ def test_a_call_with_a_function_or_an_unhashable_value_has_no_memo(tmp_path):
     assert in_memory is not None and other is not None and in_memory.digest != other.digest
 
 
-def test_local_sources_follow_the_users_modules_and_packages_without_importing_them(tmp_path):
+def test_local_sources_follow_the_users_modules_and_packages_without_importing_them(tmp_path, monkeypatch):
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
@@ -215,15 +217,17 @@ def test_local_sources_follow_the_users_modules_and_packages_without_importing_t
     (package / "sub" / "deep.py").write_text("from .. import shared\n")
     (package / "shared.py").write_text("import json\n")
     (tmp_path / "model.py").write_text("import numpy\nimport pkg.sub\nfrom pkg.sub import deep\n")
-    found = local_sources(tmp_path / "model.py", folders=[])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = local_sources(tmp_path / "model.py")
     expected = ["model.py", "pkg/__init__.py", "pkg/shared.py", "pkg/sub/__init__.py", "pkg/sub/deep.py"]
-    assert sorted(Path(name).relative_to(tmp_path.resolve()).as_posix() for name in found) == expected
+    assert sorted(Path(name).relative_to(tmp_path.resolve()).as_posix() for name in found.files) == expected
+    assert list(found.distributions) == ["numpy"]
     assert "pkg" not in sys.modules
 
 
 def test_a_memo_hit_imports_neither_jax_nor_torch(tmp_path, monkeypatch):
     """A fresh process answering from the memo written here: no JAX, no torch, no user module."""
-    options = _files(tmp_path)
+    options = _files(tmp_path, monkeypatch)
     FullCheck(monkeypatch)
     ppl_suite.check(**options)
     script = f"""
@@ -235,12 +239,118 @@ api._check_in_full = None  # a full check would fail
 result = ppl_suite.check(**options)
 print(result.exit_code, sorted(m for m in ("jax", "torch", "numpyro", "pyro") if m in sys.modules))
 """
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PPL_SUITE_TEST_NO_IMPORT": "1"}
+    path = os.pathsep.join([str(ROOT), str(tmp_path / "code")])
+    environment = {**os.environ, "PYTHONPATH": path, "PPL_SUITE_TEST_NO_IMPORT": "1"}
     done = subprocess.run(
         [sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "[]"]
+
+
+class EditableFinder:
+    """A meta-path hook serving ``mylib`` from a folder not on sys.path, as an editable install's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def find_spec(self, name, path, target=None):
+        if name != "mylib":
+            return None
+        init = self.folder / "mylib" / "__init__.py"
+        return importlib.util.spec_from_file_location(
+            name, init, submodule_search_locations=[str(init.parent)]
+        )
+
+
+def _with_mylib(tmp_path: Path, monkeypatch) -> dict[str, object]:
+    """The options of ``_files`` with the model importing ``mylib`` (which the test makes findable)."""
+    options = {**api_defaults(), **_files(tmp_path, monkeypatch)}
+    model = tmp_path / "code" / "model.py"
+    model.write_text("from mylib import SCALE\n" + model.read_text())
+    (tmp_path / "src" / "mylib").mkdir(parents=True)
+    (tmp_path / "src" / "mylib" / "__init__.py").write_text("SCALE = 1.0\n")
+    return options
+
+
+@pytest.mark.parametrize("place", ["after the path finder", "before the path finder"])
+def test_a_module_served_by_an_import_hook_gives_no_memo(tmp_path, monkeypatch, place):
+    """An editable install's finder serves the module: its edits are not seen, so no memo."""
+    options = _with_mylib(tmp_path, monkeypatch)
+    hook = EditableFinder(tmp_path / "src")
+    hooks = [*sys.meta_path, hook] if place.startswith("after") else [hook, *sys.meta_path]
+    monkeypatch.setattr(sys, "meta_path", hooks)
+    assert memo.describe(options, api._name) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["import sys\nsys.path.insert(0, 'lib')", "import sys as s\ns.path.append('lib')",
+     "from sys import path", "import site\nsite.addsitedir('lib')", "import not_a_module_found_anywhere"],
+)  # fmt: skip
+def test_an_import_the_digest_cannot_resolve_gives_no_memo(tmp_path, monkeypatch, line):
+    options = {**api_defaults(), **_files(tmp_path, monkeypatch)}
+    (tmp_path / "code" / "helpers.py").write_text(f"{line}\n{HELPERS}")
+    assert memo.describe(options, api._name) is None
+
+
+def _distribution(site_packages: Path, version: str, direct_url: dict | None = None) -> None:
+    info = site_packages / "mylib-1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: mylib\nVersion: {version}\n")
+    (info / "top_level.txt").write_text("mylib\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+
+
+def test_an_installed_distributions_version_is_in_the_digest_and_an_editable_one_gives_no_memo(
+    tmp_path, monkeypatch
+):
+    options = _with_mylib(tmp_path, monkeypatch)
+    site_packages = tmp_path / "env" / "site-packages"
+    site_packages.mkdir(parents=True)
+    (tmp_path / "src" / "mylib").rename(site_packages / "mylib")
+    monkeypatch.syspath_prepend(str(site_packages))
+    _distribution(site_packages, "1.0")
+    first = memo.describe(options, api._name)
+    assert first is not None and local_sources(tmp_path / "code" / "model.py").distributions["mylib"] == "1.0"
+    _distribution(site_packages, "1.1")
+    second = memo.describe(options, api._name)
+    assert second is not None and second.digest != first.digest
+    _distribution(site_packages, "1.1", {"url": "file:///src", "dir_info": {"editable": True}})
+    assert memo.describe(options, api._name) is None
+    (site_packages / "mylib-1.dist-info" / "top_level.txt").write_text("other\n")  # mylib: no distribution
+    assert memo.describe(options, api._name) is None
+
+
+@pytest.mark.parametrize("order", [("lib", "models"), ("models", "lib"), ("lib",)])
+def test_the_users_modules_are_found_in_the_order_python_imports_them(tmp_path, monkeypatch, order):
+    """Two ``helpers.py``: the one hashed is the first on sys.path, as Python imports it (the model's
+    own folder only where it is on sys.path: the suite imports the model by its path)."""
+    for folder in ("models", "lib"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "order_helpers.py").write_text(f"SCALE = {folder!r}\n")
+    (tmp_path / "models" / "model.py").write_text("from order_helpers import SCALE\n")
+    for folder in reversed(order):
+        monkeypatch.syspath_prepend(str(tmp_path / folder))
+    found = local_sources(tmp_path / "models" / "model.py").files
+    helpers = [Path(name).parent.name for name in found if name.endswith("order_helpers.py")]
+    assert helpers == [order[0]] == [Path(importlib.util.find_spec("order_helpers").origin).parent.name]
+
+
+def test_a_name_or_a_folder_the_full_check_refuses_skips_the_memo(tmp_path, monkeypatch):
+    """The memo is consulted only after the full check's folder validation, and no memo path is made
+    from a name the full check refuses."""
+    from ppl_suite.references.cache import VARIABLE
+
+    options = _files(tmp_path, monkeypatch)
+    full = FullCheck(monkeypatch)
+    ppl_suite.check(**options)
+    assert memo.describe({**api_defaults(), **options, "name": "x/../y"}, api._name) is None
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(VARIABLE, str(tmp_path / "a-file"))  # the reference cache is a file: exit 2
+    ppl_suite.check(**options)
+    assert full.calls == 2, "the memo answered where the full check refuses the reference cache"
 
 
 @pytest.mark.slow
@@ -274,5 +384,6 @@ def test_a_real_recheck_and_its_memo_give_the_same_result_and_lines(tmp_path, mo
         assert capsys.readouterr().out == printed
     finally:
         sys.path.remove(str(code))
+        sys.modules.pop("helpers", None)  # imported by the check: another test's helpers is another file
     _same(found, full)
     assert found.table.equals(full.table)

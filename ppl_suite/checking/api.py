@@ -475,9 +475,10 @@ def check(
         spelling: ``name=``, or the CLI's ``--name``).
 
     A check that changed nothing since the last one into the same results folder (the same call, the
-    user's files and the modules of theirs they import, the suite's code and the libraries' versions)
-    returns that check's result from its memo, importing none of the user's files
-    (``checking.memo``); ``recheck=True`` checks in full whatever the memo says.
+    user's files and the modules of theirs they import, the suite's code and the versions of the
+    libraries; an import of theirs that cannot be so accounted for means no memo) returns that check's
+    result from its memo, importing none of the user's files (``checking.memo``); ``recheck=True``
+    checks in full whatever the memo says.
 
     Raises InputProblem (every problem of the input, nothing run), CheckFailed (the reference failed its
     gates, or the versions disagree), CheckStopped (a KeyboardInterrupt: SIGINT/SIGTERM; cells kept)."""
@@ -502,10 +503,15 @@ def check(
 
 def _recalled(call: memo_module.Call, progress: bool) -> CheckResult | None:
     """The result recorded by the memo of ``call`` (``checking.memo``), its events printed as
-    ``ppl-suite check`` prints them with ``progress``; None where the memo does not hold it."""
+    ``ppl-suite check`` prints them with ``progress``; None where the memo does not hold it, or where
+    the folders or caches have a problem that the full check refuses (it says which, exit 2)."""
+    from ppl_suite import runner
     from ppl_suite.checking import memo
     from ppl_suite.console import Printer
+    from ppl_suite.store import ResultsStore
 
+    if runner.folder_problems(ResultsStore(call.out), call.report):
+        return None
     printer = Printer() if progress else None
     try:
         return memo.recall(call, printer)

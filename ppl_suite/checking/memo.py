@@ -18,15 +18,22 @@ only, never code,
                              backends, name, params, seeds, steps, estimators, NUTS settings, jobs,
                              results and report folders; files named by absolute path),
                              {file: sha256} of the user's files given (models, guides, data) and of
-                             the user's own modules they import (``checking.local_modules``)})
+                             the user's own modules they import, {distribution: version} of the
+                             installed distributions they import from (``checking.local_modules``:
+                             an import it cannot account for, no memo)})
 
-The next check computes the digest (reading files, importing none of them); when it equals the
-memo's, and every file of the results folder and of the report folder is still the one recorded
-(nothing added, removed, changed, nor any symbolic link inside), it returns the recorded outcome: the
-cell table and the problem units are read from the folder as the runner reads them, the report is
-not rewritten, and with ``progress`` the same lines are printed as by a re-check that reuses every
-cell. Any other memo (missing, damaged, unreadable, another digest, a changed file) means the check
-runs in full and writes the memo again.
+The next check validates the folders and caches as the full check does (``runner.folder_problems``; a
+problem: the full check runs and refuses it), then computes the digest (reading files, importing none of
+them); when it equals the memo's, and every file of the results folder and of the report folder is still
+the one recorded (nothing added, removed, changed, nor any symbolic link inside), it returns the
+recorded outcome: the cell table and the problem units are read from the folder as the runner reads
+them, the report is not rewritten, and with ``progress`` the same lines are printed as by a re-check
+that reuses every cell. Such a hit writes no results: only the results folder's lock, held while the
+folders are compared (so that a folder being written is not read), creates its lock file and writes and
+removes the holder file, and the validation creates and removes a probe file. Both folders are hashed
+whole (the draws' NetCDF files too): the hit's cost grows with them (``docs/api.md``). Any other memo
+(missing, damaged, unreadable, another digest, a changed file) means the check runs in full and writes
+the memo again.
 
 A memo applies to a call whose inputs are all files or plain values: models and guides named
 ``FILE.py:NAME`` (not the running script's own file), data a file, a dict of NumPy arrays, numbers and
@@ -57,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ppl_suite import paths
-from ppl_suite.checking.local_modules import SUITE, local_sources
+from ppl_suite.checking.local_modules import SUITE, Unaccounted, local_sources
 from ppl_suite.checking.sources import DATA_SUFFIXES, in_process, running_main
 from ppl_suite.store import HOLDER, LOCK, NUMERICAL_PACKAGES, TEMPORARY, FolderBusy, ResultsStore
 
@@ -183,13 +190,19 @@ def describe(arguments: Mapping[str, Any], name_of: Callable[[dict[str, str]], s
             "jobs": _value(arguments["jobs"]),
         }
         sources = local_sources(*files)
-    except (NotMemoizable, OSError):
+    except (NotMemoizable, Unaccounted, OSError):
         return None
     if not models or not all(isinstance(text, str) for text in models.values()):
         return None
-    name = arguments["name"] or name_of(dict(models))
+    given, report = arguments["name"], arguments["report"]
+    if given is not None and not (isinstance(given, str) and given.isidentifier()):
+        return None  # the full check refuses it: no memo path is built from it
+    if not isinstance(arguments["out"], str | Path | None) or not isinstance(
+        report, str | Path | bool | None
+    ):
+        return None
+    name = given or name_of(dict(models))
     out = Path(arguments["out"]) if arguments["out"] is not None else Path("results") / f"check-{name}"
-    report = arguments["report"]
     if report is False:
         folder = None
     else:
@@ -197,7 +210,8 @@ def describe(arguments: Mapping[str, Any], name_of: Callable[[dict[str, str]], s
     call |= {"out": str(out.resolve()), "report": str(folder.resolve()) if folder else None}
     payload = {
         "memo": FORMAT, "code": code_hash(), "versions": versions(),
-        "python": [sys.version, platform.machine(), platform.system()], "call": call, "files": sources,
+        "python": [sys.version, platform.machine(), platform.system()], "call": call,
+        "files": sources.files, "distributions": sources.distributions,
     }  # fmt: skip
     jobs = arguments["jobs"] if isinstance(arguments["jobs"], int) else None
     return Call(_sha256(json.dumps(payload, sort_keys=True).encode()), out, folder, jobs)
