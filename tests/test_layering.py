@@ -20,7 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "ppl_suite"
 
 # the layers, top down; a module belongs to the first layer one of whose patterns it matches
-FRONT_ENDS = ("ppl_suite.cli", "ppl_suite.console", "ppl_suite.checking.api", "*.command")
+# check's memo belongs to its API: it replays the runner's events of a check that reuses every cell
+FRONT_ENDS = (
+    "ppl_suite.cli",
+    "ppl_suite.console",
+    "ppl_suite.checking.api",
+    "ppl_suite.checking.memo",
+    "*.command",
+)
 RUNNER = ("ppl_suite.runner",)
 STUDIES = (
     "ppl_suite.vae", "ppl_suite.vqvae", "ppl_suite.calibrate", "ppl_suite.calibration", "ppl_suite.checking",

@@ -497,7 +497,7 @@ def check(
             return found
     result = _check_in_full(**arguments)
     if call is not None:
-        memo.remember(call, result)
+        memo.remember(call, result.folder, result.model, result.report_files, result.outcome)
     return result
 
 
@@ -514,10 +514,16 @@ def _recalled(call: memo_module.Call, progress: bool) -> CheckResult | None:
         return None
     printer = Printer() if progress else None
     try:
-        return memo.recall(call, printer)
+        recalled = memo.recall(call, printer)
     finally:
         if printer is not None:
             printer.close()
+    if recalled is None:
+        return None
+    outcome, model = recalled
+    return CheckResult(
+        ResultsStore(call.out).path, outcome.exit_code, model, dict(outcome.report_files), outcome
+    )
 
 
 @kept_session()

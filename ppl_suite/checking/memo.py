@@ -69,8 +69,7 @@ from ppl_suite.checking.sources import DATA_SUFFIXES, in_process, running_main
 from ppl_suite.store import HOLDER, LOCK, NUMERICAL_PACKAGES, TEMPORARY, FolderBusy, ResultsStore
 
 if TYPE_CHECKING:
-    from ppl_suite.checking.api import CheckResult
-    from ppl_suite.runner import OnEvent
+    from ppl_suite.runner import OnEvent, Outcome
 
 STUDY = "check"
 MEMO = "memo.json"
@@ -281,17 +280,19 @@ def _matrix(values: Mapping[str, Any]) -> Any:
     )
 
 
-def remember(call: Call, result: CheckResult) -> None:
-    """Write the memo of a check that ran in full into its results folder (under the folder's lock),
-    or remove a memo there when the check left something to rerun. A memo that cannot be written is
-    no error: the next check runs in full."""
+def remember(
+    call: Call, folder: Path, model: str, report_files: Mapping[str, Path], outcome: Outcome | None
+) -> None:
+    """Write the memo of a check that ran in full (its results ``folder``, ``model`` name, report files
+    and the runner's outcome) into its results folder (under the folder's lock), or remove a memo
+    there when the check left something to rerun. A memo that cannot be written is no error: the next
+    check runs in full."""
     from ppl_suite import runner
 
-    outcome = result.outcome
-    store = ResultsStore(result.folder)
-    files = {kind: Path(path) for kind, path in result.report_files.items()}
+    store = ResultsStore(folder)
+    files = {kind: Path(path) for kind, path in report_files.items()}
     memorable = (
-        Path(result.folder) == call.out and outcome is not None
+        Path(folder) == call.out and outcome is not None
         and outcome.status in (runner.OK, runner.CHECKS_FAILED)  # every cell done: nothing to rerun
         and outcome.matrix is not None and not outcome.matrix.studies and not outcome.study_tables
         and all(call.report is not None and path.parent == call.report for path in files.values())
@@ -307,7 +308,7 @@ def remember(call: Call, result: CheckResult) -> None:
                 "memo": FORMAT, "digest": call.digest, "results": results, "report": report,
                 "outcome": {
                     "status": outcome.status, "failed_checks": list(outcome.failed_checks),
-                    "report_files": {kind: path.name for kind, path in files.items()}, "model": result.model,
+                    "report_files": {kind: path.name for kind, path in files.items()}, "model": model,
                 },
                 "matrix": _matrix_json(outcome.matrix),
             }  # fmt: skip
@@ -329,11 +330,10 @@ def _read(store: ResultsStore, call: Call) -> dict[str, Any] | None:
     return memo
 
 
-def recall(call: Call, on_event: OnEvent | None = None) -> CheckResult | None:
-    """The result a full re-check of ``call`` would return, from its memo (module docstring), the
-    events of such a re-check told to ``on_event``; None where the memo does not hold it."""
-    from ppl_suite.checking.api import CheckResult
-
+def recall(call: Call, on_event: OnEvent | None = None) -> tuple[Outcome, str] | None:
+    """The runner's outcome and the model's name that a full re-check of ``call`` would return, from
+    its memo (module docstring), the events of such a re-check told to ``on_event``; None where the
+    memo does not hold them."""
     store = ResultsStore(call.out)
     memo = _read(store, call)
     if memo is None:
@@ -350,7 +350,7 @@ def recall(call: Call, on_event: OnEvent | None = None) -> CheckResult | None:
         return None
     for event in events if on_event is not None else ():
         on_event(event)
-    return CheckResult(store.path, outcome.exit_code, model, dict(outcome.report_files), outcome)
+    return outcome, model
 
 
 def _outcome(store: ResultsStore, call: Call, memo: Mapping[str, Any]) -> tuple[Any, list[Any]]:
