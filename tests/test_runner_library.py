@@ -152,8 +152,9 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     assert result.status == runner.OK and result.exit_code == 0
     (key,) = [cell.key for cell in result.outcome.matrix.cells]
     assert len(result.rows) == 1 and result.outcome.failures.empty, key
-    kept = result.folder / "kept" / "check"  # the declaration and the draws, written by its step of the run
-    expected = {"model.json", "data.npz", "fingerprint.json", "verified.json", "draws"}
+    kept = result.folder / "kept" / "check"  # the declaration and the draws, written by its step of the run,
+    # and the memo of the whole check (a model file and plain data: ``checking.memo``)
+    expected = {"model.json", "data.npz", "fingerprint.json", "verified.json", "draws", "memo.json"}
     assert {p.name for p in kept.iterdir()} == expected
 
 

@@ -154,3 +154,36 @@ def test_a_stopped_report_leaves_no_figure_worker_nor_resource_tracker(tmp_path,
     assert code == 128 + signum
     err = report.stderr.read()
     assert f"ppl-suite: {signal.Signals(signum).name}: stopped" in err and "Traceback" not in err, err
+
+
+def _starts_slowly_then_guards(started: str, guarded: str) -> None:
+    """A worker whose start-up (before ``guard``) takes long enough to be signalled in."""
+    from ppl_suite.executors.worker import guard
+
+    Path(started).write_text("starting")
+    time.sleep(1.0)  # the imports of a worker's start-up: a signal sent now must wait for guard
+    guard()
+    Path(guarded).write_text("guarded")
+    time.sleep(1.0)
+
+
+@pytest.mark.parametrize(
+    "signum, exitcode", [(signal.SIGINT, 0), (signal.SIGTERM, -signal.SIGTERM)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_during_a_workers_start_up_waits_for_its_guard(tmp_path, signum, exitcode):
+    """A Ctrl-C (SIGINT to the whole group) that reaches a worker still starting is ignored once it is
+    guarded, not raised as KeyboardInterrupt in its start-up (a traceback on the user's terminal); a
+    stop (SIGTERM) still stops it."""
+    from ppl_suite.executors.worker import HeldSpawnContext
+
+    started, guarded = tmp_path / "started", tmp_path / "guarded"
+    process = HeldSpawnContext().Process(target=_starts_slowly_then_guards, args=(str(started), str(guarded)))
+    process.start()
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert process.is_alive() and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signum)
+    process.join(timeout=60)
+    assert process.exitcode == exitcode
+    assert guarded.exists() == (signum == signal.SIGINT)

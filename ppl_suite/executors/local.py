@@ -26,7 +26,7 @@ from ppl_suite.cell import Cell, Record
 from ppl_suite.executors import OnRecord
 from ppl_suite.executors.affinity import AffinityQueue
 from ppl_suite.executors.stop import stop_groups
-from ppl_suite.executors.worker import lost_record, serve, timeout_record
+from ppl_suite.executors.worker import HeldSpawnContext, lost_record, serve, timeout_record
 
 # A fixed string-hash seed for the workers (unless the user set one): NumPyro's Trace_ELBO sums its
 # sites' terms over a set of their names, so with Python's per-process hash seed the compiled SVI
@@ -51,7 +51,7 @@ class _Worker:
     """One worker process, this side of its connection, and the cell it runs (None when idle)."""
 
     def __init__(self, plugins: Sequence[str]) -> None:
-        context = multiprocessing.get_context("spawn")  # JAX and torch must not be forked
+        context = HeldSpawnContext()  # spawned: JAX and torch must not be forked
         self.connection, child_end = context.Pipe()
         self.process = context.Process(target=serve, args=(child_end, tuple(plugins)))
         with _hash_seed():

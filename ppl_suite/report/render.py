@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import html
 import math
-import multiprocessing
 import os
 import re
 import tempfile
@@ -33,7 +32,7 @@ import pandas as pd
 
 from ppl_suite import paths
 from ppl_suite.executors.stop import stop_groups
-from ppl_suite.executors.worker import guard
+from ppl_suite.executors.worker import HeldSpawnContext, guard
 from ppl_suite.report import digest, document
 from ppl_suite.report.document import Block, Code, Context, Heading, Image, Links, Table, Text, slug
 from ppl_suite.report.order import sections
@@ -405,7 +404,7 @@ def _figure_pool(processes: int) -> contextlib.AbstractContextManager[Executor |
     if processes < 2:
         return contextlib.nullcontext()
     return _stopped_on_error(
-        ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn"), initializer=guard)
+        ProcessPoolExecutor(processes - 1, mp_context=HeldSpawnContext(), initializer=guard)
     )
 
 
