@@ -387,3 +387,18 @@ def test_a_real_recheck_and_its_memo_give_the_same_result_and_lines(tmp_path, mo
         sys.modules.pop("helpers", None)  # imported by the check: another test's helpers is another file
     _same(found, full)
     assert found.table.equals(full.table)
+
+
+def test_a_users_module_named_like_a_standard_one_and_found_first_is_hashed(tmp_path, monkeypatch):
+    """``wave.py`` of the user's, first on sys.path, is what ``import wave`` runs: hashed; the
+    standard library's own modules (``json``) count for nothing."""
+    assert "wave" not in sys.modules  # else the import would not run the user's file (no memo then)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "wave.py").write_text("SCALE = 1\n")
+    (tmp_path / "model.py").write_text("import json\nimport wave\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    found = local_sources(tmp_path / "model.py").files
+    assert set(found) == {
+        str((tmp_path / "model.py").resolve()),
+        str((tmp_path / "lib" / "wave.py").resolve()),
+    }

@@ -187,3 +187,19 @@ def test_a_signal_during_a_workers_start_up_waits_for_its_guard(tmp_path, signum
     process.join(timeout=60)
     assert process.exitcode == exitcode
     assert guarded.exists() == (signum == signal.SIGINT)
+
+
+def test_cell_and_figure_workers_start_with_interrupts_held():
+    """The processes of the local executor and of the report's figure pool are started held (a plain
+    spawn would let a Ctrl-C interrupt their start-up)."""
+    from ppl_suite.executors import local
+    from ppl_suite.executors.worker import HeldSpawnContext, HeldSpawnProcess
+    from ppl_suite.report import render
+
+    worker = local._Worker(())
+    try:
+        assert isinstance(worker.process, HeldSpawnProcess)
+    finally:
+        local.stop([worker])
+    with render._figure_pool(2) as pool:
+        assert isinstance(pool._mp_context, HeldSpawnContext)

@@ -9,7 +9,9 @@ Each file is parsed with ``ast`` (every ``import`` and ``from ... import`` state
 ``if``/``try`` blocks too). The top-level name of an absolute import is resolved as the import system
 of this process resolves it (the spawned workers get the same ``sys.path``):
 
-- a module of the standard library (``sys.stdlib_module_names``, built-in or frozen): nothing;
+- a module of the standard library (built-in, frozen, or a name of ``sys.stdlib_module_names``
+  found in the standard library's folders): nothing; a user's module of such a name found first on
+  ``sys.path`` is the user's;
 - the suite's own package: nothing (its code hash counts);
 - otherwise the finders of ``sys.meta_path`` in order: a hook before ``PathFinder`` that serves the
   name (an editable install's finder) is unaccounted; ``PathFinder`` walks ``sys.path`` in order
@@ -34,7 +36,10 @@ name, they run first). A file that touches the import state (``sys.path``, ``sys
 ``sys.path_hooks``, ``sys.modules``, a package's ``__path__``, ``site.addsitedir``,
 ``pkgutil.extend_path``, ``os.chdir``), or that cannot be parsed, is unaccounted. Not seen: imports
 from a computed name (``importlib.import_module(name)``, ``__import__``, ``exec``), files a module
-reads (a CSV, a pickle), and edits to the files of an installed (not editable) distribution.
+reads (a CSV, a pickle) or runs by path (``importlib.util.spec_from_file_location``,
+``runpy.run_path``), edits to the files of an installed (not editable) distribution, and the versions
+of the distributions those distributions depend on (only the suite's requirements and the
+distributions the user's files import are recorded).
 """
 
 from __future__ import annotations
@@ -143,6 +148,19 @@ def _top_spec(name: str) -> ModuleSpec | None:
     return None
 
 
+def _in_standard_library(spec: ModuleSpec) -> bool:
+    """Whether the module of ``spec`` lies in the standard library's folders (not in a site-packages
+    folder inside them)."""
+    paths = sysconfig.get_paths()
+    bases = [Path(paths[name]).resolve() for name in ("stdlib", "platstdlib") if paths.get(name)]
+    locations = [spec.origin] if spec.has_location else list(spec.submodule_search_locations or [])
+    files = [Path(location).resolve() for location in locations if location]
+    sites = {"site-packages", "dist-packages"}
+    return bool(files) and all(
+        any(base in file.parents for base in bases) and not sites & set(file.parts) for file in files
+    )
+
+
 @dataclass
 class _Resolver:
     """Resolves the imports of the user's files, collecting the distributions they import from."""
@@ -180,13 +198,15 @@ class _Resolver:
         """The user's files that ``import a.b`` / ``from a.b import names`` runs (installed
         distributions noted, unaccounted imports raised)."""
         top = parts[0]
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names or top == SUITE.name:
+        if top in sys.builtin_module_names or top == SUITE.name:
             return []
         spec = _top_spec(top)
         if spec is None:
             raise Unaccounted(f"{top}: not found on sys.path")
         if spec.origin in ("built-in", "frozen"):
             return []
+        if top in sys.stdlib_module_names and _in_standard_library(spec):
+            return []  # a user's module named like one of the standard library's is found first: hashed
         imported = sys.modules.get(top)
         if imported is not None and _origin(getattr(imported, "__spec__", None)) != _origin(spec):
             raise Unaccounted(f"{top}: already imported from another file than the one found")

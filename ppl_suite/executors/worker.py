@@ -27,20 +27,18 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PARENT_GONE_EXIT_CODE = 70  # os.EX_SOFTWARE: the worker ended itself because its parent died
 
 
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
-
-
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM blocked (left pending, not lost) in this thread for the body. A process
-    started within inherits the mask through spawn's fork and exec, so a Ctrl-C or a stop that comes
-    while it is still starting (Python's start-up, the imports before ``guard``) waits until ``guard``
-    has set how it reacts, instead of interrupting its start-up with a traceback on the terminal.
+def interrupts_held() -> Iterator[None]:
+    """SIGINT blocked (left pending, not lost) in this thread for the body. A process started within
+    inherits the mask through spawn's fork and exec, so a Ctrl-C that comes while it is still starting
+    (Python's start-up, the imports before ``guard``) waits until ``guard`` ignores it, instead of
+    interrupting its start-up with a traceback on the terminal. SIGTERM is not held: its default action
+    ends a starting process quietly, and a process that hangs before ``guard`` must stay stoppable.
     Python's own multiprocessing resource tracker is started the same way."""
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to hold
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
@@ -48,18 +46,26 @@ def signals_held() -> Iterator[None]:
 
 
 class HeldSpawnProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process started with ``signals_held``: its target must begin with ``guard``."""
+    """A spawned process started with ``interrupts_held``: its target must begin with ``guard``. A
+    Ctrl-C or stop that reaches this process while it starts one (raised when the hold ends, before
+    the caller has recorded the new process) stops the new process too, then goes on."""
 
     def start(self) -> None:
-        # spawning starts multiprocessing's resource tracker on first use, which unblocks SIGINT and
-        # SIGTERM when it is started (not restoring the mask it found): started first, outside
+        # spawning starts multiprocessing's resource tracker on first use, which unblocks SIGINT when
+        # it is started (not restoring the mask it found): started first, outside the hold
         multiprocessing.resource_tracker.ensure_running()
-        with signals_held():
-            super().start()
+        try:
+            with interrupts_held():
+                super().start()
+        except BaseException:
+            if self._popen is not None:  # started, but nobody will know it: stop it here
+                self.kill()
+                self.join()
+            raise
 
 
 class HeldSpawnContext(multiprocessing.context.SpawnContext):
-    """The spawn context whose processes start with ``signals_held`` (for ``ProcessPoolExecutor``,
+    """The spawn context whose processes start with ``interrupts_held`` (for ``ProcessPoolExecutor``,
     whose initializer is then ``guard``)."""
 
     Process = HeldSpawnProcess
@@ -70,9 +76,9 @@ def guard() -> None:
 
     - its own process group, so the parent can stop it together with anything it started
       (``os.killpg``), and a terminal's Ctrl-C (sent to the foreground group) does not reach it;
-    - SIGINT ignored: the parent handles interrupts and stops its workers; SIGINT and SIGTERM then
-      unblocked, for a process started with ``signals_held`` (``HeldSpawnContext``), which holds them
-      back during its start-up;
+    - SIGINT ignored: the parent handles interrupts and stops its workers; SIGINT then unblocked, for
+      a process started with ``interrupts_held`` (``HeldSpawnContext``), which holds it back during
+      its start-up;
     - on Linux the kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which works
       even while it hangs in native code holding the GIL (strictly, when the parent's thread that
       started it ends: the executors start workers from threads that outlive them);
@@ -82,8 +88,8 @@ def guard() -> None:
     with contextlib.suppress(OSError):  # already a group or session leader
         os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # started with ``signals_held``: a pending SIGINT is now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # ignored, a pending SIGTERM stops it
+    if hasattr(signal, "pthread_sigmask"):  # started with ``interrupts_held``: a pending SIGINT is
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # now ignored
     parent = multiprocessing.parent_process()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

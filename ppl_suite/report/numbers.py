@@ -143,6 +143,8 @@ def marginal_density(draws: np.ndarray) -> Density:
     Sturges' and Freedman–Diaconis' (``get_bins``); others as ArviZ's linear KDE (``kde``, bandwidth
     "experimental": Silverman's rule refined by the improved Sheather–Jones fixed point, Botev et al.
     2010), at the points ``plot_kde`` draws it at."""
+    import warnings
+
     from arviz.stats.density_utils import get_bins, kde  # deferred: ArviZ is heavy
 
     draws = np.asarray(draws)
@@ -151,5 +153,7 @@ def marginal_density(draws: np.ndarray) -> Density:
         edges = get_bins(values)
         heights, _ = np.histogram(values, bins=edges, density=True)
         return Density("hist", edges, heights)
-    grid, density = kde(draws, False, bw="experimental", adaptive=False, cumulative=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on constant draws; the figure shows them as they are
+        grid, density = kde(draws, False, bw="experimental", adaptive=False, cumulative=False)
     return Density("kde", np.linspace(grid[0], grid[-1], len(density)), density)

@@ -87,7 +87,7 @@ def simplified(module: GraphModule) -> GraphModule:
 def fold_constants(module: GraphModule) -> int:
     """Evaluate once every operation whose inputs are constants (module docstring) and give its users
     the result as a new constant; how many operations were replaced."""
-    graph, (protected, _) = module.graph, _protected(module.graph)
+    graph, protected = module.graph, _protected(module.graph)
     values: dict[Node, Any] = {}
     for node in graph.nodes:
         if node in protected:
@@ -120,7 +120,7 @@ def fold_constants(module: GraphModule) -> int:
 def merge_duplicates(module: GraphModule) -> int:
     """Give the users of every operation that repeats an earlier one (the same target and arguments)
     the earlier result; how many were merged."""
-    protected, _ = _protected(module.graph)
+    protected = _protected(module.graph)
     first: dict[tuple[Any, ...], Node] = {}
     merged = 0
     for node in module.graph.nodes:
@@ -137,7 +137,7 @@ def merge_duplicates(module: GraphModule) -> int:
 def drop_aliases(module: GraphModule) -> int:
     """Replace every view or copy that has the layout of its source (module docstring) by that source;
     how many were replaced."""
-    protected, written = _protected(module.graph)
+    protected = _protected(module.graph)  # an unprotected node's view chain holds nothing written
     dropped = 0
     for node in module.graph.nodes:
         if node.op != "call_function" or not _is_pure(node) or node in protected:
@@ -146,8 +146,6 @@ def drop_aliases(module: GraphModule) -> int:
         if layout is None:
             continue
         for source in _sources(node):
-            if source in written:
-                break
             if _geometry(module, source) == layout:
                 node.replace_all_uses_with(source)
                 dropped += 1
@@ -222,12 +220,12 @@ def _pure_target(target: torch._ops.OpOverload) -> bool:
     )
 
 
-def _protected(graph: torch.fx.Graph) -> tuple[set[Node], set[Node]]:
-    """The nodes no rewrite may touch, and among them those whose result shares storage with a tensor
-    some operation writes in place (or that an operation other than a known ATen one receives: it
-    might write it). Protected: those, the nodes that read one of them (a read before a write and
-    one after it differ), and every node whose result shares storage with an output (the caller
-    receives memory the unsimplified graph gave it, which it may write)."""
+def _protected(graph: torch.fx.Graph) -> set[Node]:
+    """The nodes no rewrite may touch: those whose result shares storage with a tensor some operation
+    writes in place (or that an operation other than a known ATen one receives: it might write it),
+    the nodes that read one of them (a read before a write and one after it differ), and every node
+    whose result shares storage with an output (the caller receives memory the unsimplified graph gave
+    it, which it may write)."""
     roots: dict[Node, frozenset[Node]] = {}  # the storages each node's result may share
     written_roots: set[Node] = set()
     for node in graph.nodes:
@@ -250,7 +248,7 @@ def _protected(graph: torch.fx.Graph) -> tuple[set[Node], set[Node]]:
     written = {node for node, shared in roots.items() if shared & written_roots}
     protected = {node for node, shared in roots.items() if shared & output_roots} | written
     protected |= {node for node in graph.nodes if any(i in written for i in node.all_input_nodes)}
-    return protected, written
+    return protected
 
 
 @functools.cache
