@@ -16,10 +16,17 @@
 - every bad flag and folder is reported at once with exit 2, nothing created; --jobs is capped
 - results files follow the user's umask
 - `--version`; no subcommand prints help; `list` answers in under 2 s without torch or JAX
+
+Where a test is about the results folder (reuse, damage, --fresh, a user's files, the checks' exit
+codes) and not about the workers, its cells run in this process (``cells_here``: the executor that
+``check`` uses, the worker's own ``run_cell``) and its command is ``cli.main``, so that no Python
+process is started for it; the workers' promises (replaced, timed out, stopped) are tested in
+``test_runner`` and ``test_reliability_stops``, and SIGTERM here still stops a run of local workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,16 +35,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ppl_suite import checks, cli, console, matrix, runner, store
+from ppl_suite import checks, cli, console, executors, matrix, runner, store
+from ppl_suite.checking.in_process import InProcessExecutor
 from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
+FAULTY = "tests.plugins.faulty_models"  # models with injected faults (its docstring)
 SMALL = """
 models = ["normal_normal"]
 backends = ["numpyro"]
@@ -56,6 +66,28 @@ def run(config: Path, out: Path, *extra: str) -> int:
     return cli.main(["run", "--config", str(config), "--out", str(out), "--jobs", "1", "--no-report", *extra])
 
 
+def run_cells_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs that follow run their cells in this process, one after another, whatever the executor
+    asked for."""
+    monkeypatch.setattr(executors, "get", lambda name, **options: InProcessExecutor())
+
+
+@pytest.fixture
+def cells_here(monkeypatch) -> None:
+    run_cells_here(monkeypatch)
+
+
+@contextlib.contextmanager
+def imported_afresh(module: str) -> Iterator[None]:
+    """A plug-in module imported by a run in this process registers its models again (the registries
+    are restored after each test module: a module kept in ``sys.modules`` would not)."""
+    sys.modules.pop(module, None)
+    try:
+        yield
+    finally:
+        sys.modules.pop(module, None)
+
+
 def listing(folder: Path) -> dict[str, float]:
     """Every file under a folder with its modification time."""
     return {
@@ -70,7 +102,9 @@ def finished(tmp_path_factory) -> tuple[Path, Path]:
     config = root / "small.toml"
     config.write_text(SMALL)
     out = root / "missing" / "results"
-    assert run(config, out) == 0
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_cells_here(monkeypatch)
+        assert run(config, out) == 0
     return config, out
 
 
@@ -87,7 +121,7 @@ def cell_files(out: Path) -> list[Path]:
     return sorted((out / "cells").glob("*.json"))
 
 
-def test_a_users_files_in_a_results_folder_survive_a_rerun(results):
+def test_a_users_files_in_a_results_folder_survive_a_rerun(results, cells_here):
     config, out = results
     (out / "notes.txt").write_text("mine")
     (out / "artifacts" / "keep.csv").write_text("a,b\n")
@@ -173,7 +207,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_naming_the_holder(results, capsys
     assert run(config, out) == 0  # the killed holder's lock went with it: not stale
 
 
-def test_damaged_cell_files_are_named_in_one_warning_and_their_cells_rerun(results, capsys):
+def test_damaged_cell_files_are_named_in_one_warning_and_their_cells_rerun(results, cells_here, capsys):
     config, out = results
     names = [path.stem for path in cell_files(out)]
     (out / "cells" / f"{names[0]}.json").write_text('{"status": "o')
@@ -193,7 +227,7 @@ def _truncate(path: Path) -> None:
     path.write_bytes(payload[: len(payload) // 2])
 
 
-def test_cells_that_failed_diverged_or_timed_out_are_rerun(results, capsys):
+def test_cells_that_failed_diverged_or_timed_out_are_rerun(results, cells_here, capsys):
     config, out = results
     paths = cell_files(out)
     for path, status in zip(paths, ["failed", "diverged", "timeout"], strict=True):
@@ -222,7 +256,7 @@ def test_temporary_files_of_killed_writes_are_removed(results, capsys):
     assert not any(p.exists() for p in leftovers) and all(p.exists() for p in kept)
 
 
-def test_fresh_removes_only_the_suites_files(results):
+def test_fresh_removes_only_the_suites_files(results, cells_here):
     config, out = results
     other = "0123456789abcdef"  # a cell of another configuration
     for folder, suffix in store.CELL_FILES.items():
@@ -265,34 +299,25 @@ def test_sigterm_keeps_finished_cells_prints_one_line_and_exits_143(results, mon
     assert "reusing 4 finished cells" in capsys.readouterr().out
 
 
-def test_a_run_whose_cells_all_fail_writes_a_report_and_exits_1(tmp_path, capsys):
+def test_a_run_whose_cells_all_fail_writes_a_report_and_exits_1(tmp_path, cells_here, capsys):
     out, report = tmp_path / "r", tmp_path / "report"
     argv = [
         "run",
         "--plugins",
-        "tests.plugins.faulty_models",
+        FAULTY,
         "--models",
         "faulty_raises",
         "--backends",
         "pyro",
     ]
     argv += ["--seeds", "0", "--steps", "200", "--out", str(out), "--jobs", "1", "--report", str(report)]
-    result = run_cli(*argv)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 cell: 0 ok, 1 failed" in result.stdout and "injected fault" in result.stdout
+    with imported_afresh(FAULTY):
+        code = cli.main(argv)
+    stdout, stderr = capsys.readouterr()
+    assert code == 1, stdout + stderr
+    assert "1 cell: 0 ok, 1 failed" in stdout and "injected fault" in stdout
     assert (report / "report.md").exists() and (report / "report.html").exists()
     assert cli.main(["report", str(out), "--out", str(tmp_path / "again"), "--format", "md"]) == 0
-
-
-def run_cli(*argv: str, pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ppl_suite.cli", *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *pythonpath)))},
-        timeout=600,
-    )
 
 
 OFFSET_PLUGIN = '''
@@ -315,14 +340,18 @@ if "offset_log_joint" not in models.names():
 '''
 
 
-def test_a_planted_log_joint_error_exits_3_naming_the_checks(tmp_path):
+def test_a_planted_log_joint_error_exits_3_naming_the_checks(tmp_path, cells_here, monkeypatch, capsys):
     (tmp_path / "offset_plugin.py").write_text(textwrap.dedent(OFFSET_PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     config = tmp_path / "offset.toml"
     config.write_text(SMALL.replace("normal_normal", "offset_log_joint"))
     argv = ["run", "--plugins", "offset_plugin", "--config", str(config), "--out", str(tmp_path / "r")]
-    result = run_cli(*argv, "--jobs", "1", "--no-report", pythonpath=(tmp_path,))
-    assert result.returncode == 3, result.stdout + result.stderr
-    last = result.stdout.strip().splitlines()[-4:]
+    with imported_afresh("offset_plugin"):
+        code = cli.main([*argv, "--jobs", "1", "--no-report"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 3, stdout + stderr
+    last = stdout.strip().splitlines()[-4:]
     assert last[0] == "3 correctness checks failed:"
     keys = [f"offset_log_joint[n=20]/numpyro/mean_field/data{s}/seed{s}" for s in range(3)]
     named = [line.split(": ")[:3] for line in last[1:]]
