@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from ppl_suite.results import load
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ("seconds", "steps_per_second", "digest")
+FAULTY = "tests.plugins.faulty_models"
 
 SMALL = """
 models = ["normal_normal"]
@@ -59,19 +62,6 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows without timing columns, sorted by key: what must be identical between two runs."""
     keep = [c for c in frame.columns if not any(part in c for part in TIMING)]
     return frame[keep].sort_values("key").reset_index(drop=True)
-
-
-def run_cli(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "ppl_suite.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-        **kwargs,
-    )
 
 
 @pytest.mark.parametrize(
@@ -136,7 +126,7 @@ def test_same_config_gives_bitwise_equal_rows_locally_and_on_dask(uninterrupted,
     pd.testing.assert_frame_equal(local, dask, check_exact=True)
 
 
-def test_a_killed_run_reruns_to_the_uninterrupted_table(uninterrupted, tmp_path):
+def test_a_killed_run_reruns_to_the_uninterrupted_table(uninterrupted, tmp_path, capsys):
     small_config, full = uninterrupted
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -168,41 +158,34 @@ def test_a_killed_run_reruns_to_the_uninterrupted_table(uninterrupted, tmp_path)
     process.wait()
     finished = len(list((out / "cells").glob("*.json")))
     assert 2 <= finished < 6
-    resumed = run_cli("run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--no-report")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"reusing {finished} finished cells stored in {out}; running {6 - finished}" in resumed.stdout
+    resumed = cli.main(
+        ["run", "--config", str(small_config), "--out", str(out), "--jobs", "1", "--no-report"]
+    )
+    stdout, stderr = capsys.readouterr()
+    assert resumed == 0, stderr
+    assert f"reusing {finished} finished cells stored in {out}; running {6 - finished}" in stdout
     pd.testing.assert_frame_equal(comparable(load(out)), comparable(load(full)), check_exact=True)
 
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, pd.DataFrame]:
-    """(the finished process, the rows indexed by key) of one run of the three faulty plug-in models
-    (``tests/plugins/faulty_models.py``: one raises, one's data are NaN, one ends its worker) on Pyro
-    and NumPyro, two seeds, two local workers."""
+    """(the finished command: exit code and printed text, the rows indexed by key) of one run of the
+    three faulty plug-in models (``tests/plugins/faulty_models.py``: one raises, one's data are NaN, one
+    ends its worker) on Pyro and NumPyro, two seeds, one local worker, called here (``cli.main``); the
+    plug-in is imported afresh, so that its models are registered in this module's registries."""
     out = tmp_path_factory.mktemp("faulty") / "r"
-    result = run_cli(
-        "run",
-        "--plugins",
-        "tests.plugins.faulty_models",
-        "--models",
-        "faulty_raises",
-        "faulty_nan",
-        "faulty_exits",
-        "--backends",
-        "pyro",
-        "numpyro",
-        "--seeds",
-        "0",
-        "1",
-        "--steps",
-        "200",
-        "--out",
-        str(out),
-        "--jobs",
-        "2",
-        "--no-report",
-    )
-    return result, load(out).set_index("key")
+    argv = ["run", "--plugins", FAULTY, "--models", "faulty_raises", "faulty_nan", "faulty_exits"]
+    argv += ["--backends", "pyro", "numpyro", "--seeds", "0", "1", "--steps", "200", "--out", str(out)]
+    argv += ["--jobs", "1", "--no-report"]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sys.modules.pop(FAULTY, None)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(argv)
+    finally:
+        sys.modules.pop(FAULTY, None)
+    finished = subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+    return finished, load(out).set_index("key")
 
 
 def test_faulty_cells_are_recorded_and_the_rest_run(faulty_run):
