@@ -21,7 +21,7 @@ from ppl_suite.estimators.harmonic_mean import harmonic_mean_log_evidence
 from ppl_suite.estimators.importance import importance_log_evidence, iwae_bound, log_weights
 from ppl_suite.estimators.inclusive_kl import inclusive_kl
 from ppl_suite.estimators.kl import kl_analytic, kl_identity, kl_monte_carlo
-from ppl_suite.estimators.laplace import laplace_log_evidence
+from ppl_suite.estimators.laplace import PRIOR_DRAWS, laplace_log_evidence
 from ppl_suite.estimators.psis import interpret, psis_diagnostic
 from ppl_suite.estimators.psis_log_evidence import psis_log_evidence
 from ppl_suite.estimators.weights import (
@@ -41,6 +41,7 @@ from tests.test_estimators_support import continuous_models_with_oracle, imperfe
 
 MODELS = continuous_models_with_oracle()
 IS_SAMPLES = 50_000
+DRAWS = 16  # latents at which the target's densities are compared: one batch shape, compiled once
 EPS = np.finfo(float).eps
 
 
@@ -61,12 +62,14 @@ def test_target_log_joint_is_spec_log_joint_plus_log_jacobian(case):
     target, exact, _ = case
     problem = target.problem
     rng = np.random.default_rng(0)
-    for latents in (exact.sample(rng, 16), random_latents(problem.sites, rng, 16, spread=0.5)):
+    log_jac_of = jax.jit(jax.vmap(lambda v: target.constrain_one(v)[1]))
+    log_joint_u_of = jax.jit(jax.vmap(target.log_joint_u))  # compiled once for both batches
+    for latents in (exact.sample(rng, DRAWS), random_latents(problem.sites, rng, DRAWS, spread=0.5)):
         u = target.unconstrain(latents)
-        log_jac = np.asarray(jax.jit(jax.vmap(lambda v: target.constrain_one(v)[1]))(u))
+        log_jac = np.asarray(log_jac_of(u))
         spec = problem.spec.log_joint(latents, problem.data, problem.params)
         scale = np.abs(spec).max() + 1
-        log_joint_u = np.asarray(jax.jit(jax.vmap(target.log_joint_u))(u))
+        log_joint_u = np.asarray(log_joint_u_of(u))
         np.testing.assert_allclose(log_joint_u - log_jac, spec, rtol=0, atol=1e3 * EPS * scale)
         # T(T^-1(z)) = z
         back = target.constrain(u)
@@ -77,11 +80,13 @@ def test_target_log_joint_is_spec_log_joint_plus_log_jacobian(case):
 def test_target_prior_and_likelihood_add_up_to_the_log_joint(case):
     """log p(u) + log p(x | u) = log p(x, u): the likelihood is Jacobian-free, the prior carries it."""
     target, exact, _ = case
-    u = target.unconstrain(exact.sample(np.random.default_rng(1), 8))
-    prior_draws = np.asarray(target.sample_prior(jax.random.PRNGKey(0), 8))
+    u = target.unconstrain(exact.sample(np.random.default_rng(1), DRAWS))
+    # as many prior draws as the Laplace approximation takes: its compiled sampler serves both tests
+    prior_draws = np.asarray(target.sample_prior(jax.random.PRNGKey(0), PRIOR_DRAWS))
     prior_and_likelihood = jax.jit(jax.vmap(target.prior_and_likelihood))  # compiled, as AIS runs it
     log_prior_draws, _ = prior_and_likelihood(prior_draws)
-    assert prior_draws.shape == (8, target.dim) and np.all(np.isfinite(np.asarray(log_prior_draws)))
+    assert prior_draws.shape == (PRIOR_DRAWS, target.dim)
+    assert np.all(np.isfinite(np.asarray(log_prior_draws)))
     log_prior, log_lik = (np.asarray(a) for a in prior_and_likelihood(u))
     log_joint_u = np.asarray(jax.jit(jax.vmap(target.log_joint_u))(u))
     np.testing.assert_allclose(log_prior + log_lik, log_joint_u, atol=1e-8)

@@ -292,8 +292,10 @@ class Annealer:
         return self.config.pilot_chains or self.config.chains
 
     def _moves(self, u, log_lik, beta, log_eps, scale, key, count):
-        """``count`` (<= CHUNK) adapted HMC moves at ``beta``: (u, log lik, log step size)."""
-        betas = jnp.full(CHUNK, beta)
+        """``count`` (<= CHUNK) adapted HMC moves at ``beta``: (u, log lik, log step size). Its arrays are
+        strongly typed (dtype given), as the pilot's later steps and the main runs pass them: one
+        compilation of ``anneal`` serves them all (a weakly typed first call compiled it twice)."""
+        betas = jnp.full(CHUNK, beta, dtype=float)
         scales = jnp.broadcast_to(scale, (CHUNK, self.target.dim))
         move = jnp.arange(CHUNK) < count
         u, log_lik, _, log_eps, _ = self._anneal(
@@ -307,7 +309,7 @@ class Annealer:
         key_prior, key_warmup, key = jax.random.split(key, 3)
         u = self.target.sample_prior(key_prior, self.pilot_chains)
         scale = jnp.maximum(jnp.std(u, axis=0), TINY)
-        log_eps = jnp.asarray(self.log_longest_step)
+        log_eps = jnp.asarray(self.log_longest_step, dtype=float)
         u, log_lik, log_eps = self._moves(
             u, self._log_likelihoods(u), 0.0, log_eps, scale, key_warmup, WARMUP
         )
