@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pyro
@@ -128,7 +131,14 @@ def pyro_log_density(make, weights, x, z, batch=None) -> float:
 
 def numpyro_log_density(make, weights, x, z, batch=None) -> float:
     args = (jnp.asarray(x),) if batch is None else (jnp.asarray(x), jnp.asarray(batch))
-    return float(log_density(make(weights), args, {}, {**weights, "z": jnp.asarray(z)})[0])
+    return float(_compiled_log_density(make, weights, jnp.asarray(z), args))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _compiled_log_density(make, weights, z, args):
+    """NumPyro's log density at the weights and z as one compiled program (NumPyro's operations run
+    one by one are each a program of their own, compiled once per shape)."""
+    return log_density(make(weights), args, {}, {**weights, "z": z})[0]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
