@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pyro
@@ -15,6 +18,8 @@ import models
 from models.vae_digits import data, network, numpyro_impl, pyro_impl
 
 ATOL = 1e-6  # the issue's conformance tolerance (absolute, on log densities of a few images)
+# the images of each JAX check, one number for all: JAX compiles each of its operations once per shape
+IMAGES = 6
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,7 @@ def test_softplus_is_stable_at_extremes():
 
 def test_network_gives_the_same_numbers_in_numpy_jax_and_torch():
     weights, rng = random_weights(2), np.random.default_rng(3)
-    x, z = (rng.random((4, 64)) < 0.5).astype(float), rng.normal(size=(4, 3))
+    x, z = (rng.random((IMAGES, 64)) < 0.5).astype(float), rng.normal(size=(IMAGES, 3))
     in_jax = {k: jnp.asarray(v) for k, v in weights.items()}
     in_torch = {k: torch.tensor(v) for k, v in weights.items()}
     for numpy_value, jax_value, torch_value in [
@@ -126,7 +131,14 @@ def pyro_log_density(make, weights, x, z, batch=None) -> float:
 
 def numpyro_log_density(make, weights, x, z, batch=None) -> float:
     args = (jnp.asarray(x),) if batch is None else (jnp.asarray(x), jnp.asarray(batch))
-    return float(log_density(make(weights), args, {}, {**weights, "z": jnp.asarray(z)})[0])
+    return float(_compiled_log_density(make, weights, jnp.asarray(z), args))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _compiled_log_density(make, weights, z, args):
+    """NumPyro's log density at the weights and z as one compiled program (NumPyro's operations run
+    one by one are each a program of their own, compiled once per shape)."""
+    return log_density(make(weights), args, {}, {**weights, "z": z})[0]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -134,7 +146,7 @@ def test_log_joint_agrees_in_pyro_numpyro_and_network(seed, digits):
     """Pyro's and NumPyro's model log densities (whole data plate) equal network.log_joint summed
     over the images, at random weights and latents."""
     weights, rng = random_weights(seed), np.random.default_rng(seed + 10)
-    x, z = digits.train[:6], 2 * rng.normal(size=(6, 3))
+    x, z = digits.train[:IMAGES], 2 * rng.normal(size=(IMAGES, 3))
     expected = network.log_joint(weights, z, x).sum()
     assert abs(pyro_log_density(pyro_impl.make_model, weights, x, z) - expected) < ATOL
     assert abs(numpyro_log_density(numpyro_impl.make_model, weights, x, z) - expected) < ATOL
@@ -143,7 +155,7 @@ def test_log_joint_agrees_in_pyro_numpyro_and_network(seed, digits):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_guide_log_density_agrees_in_pyro_numpyro_and_network(seed, digits):
     weights, rng = random_weights(seed), np.random.default_rng(seed + 20)
-    x, z = digits.test[:6], rng.normal(size=(6, 3))
+    x, z = digits.test[:IMAGES], rng.normal(size=(IMAGES, 3))
     loc, scale = network.encode(weights, x)
     expected = stats.norm.logpdf(z, loc, scale).sum()
     assert abs(pyro_log_density(pyro_impl.make_guide, weights, x, z) - expected) < ATOL
@@ -157,7 +169,7 @@ def test_subsampled_plate_uses_the_given_indices_and_scales_by_n_over_b(make, di
     """With batch indices, the library's log density is (N / B) times the sum over exactly those
     images: the scaling that makes -loss an unbiased estimate of the full-data ELBO."""
     weights, rng = random_weights(3), np.random.default_rng(30)
-    x, batch = digits.train[:40], np.array([31, 2, 17, 8, 25])
+    x, batch = digits.train[:40], np.array([31, 2, 17, 8, 25, 12])  # IMAGES of the 40
     z = rng.normal(size=(len(batch), 3))
     density = network.log_joint if make.__name__ == "make_model" else network.log_guide
     expected = len(x) / len(batch) * density(weights, z, x[batch]).sum()

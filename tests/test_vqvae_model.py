@@ -103,7 +103,8 @@ def conditioned_log_joints(weights, x, z):
     numpyro_model = numpyro.handlers.condition(
         numpyro_impl.make_model(weights), {k: jnp.asarray(v) for k, v in values.items()}
     )
-    numpyro_value, _ = log_density(numpyro_model, (jnp.asarray(x),), {}, {})
+    # compiled as one program (each of NumPyro's operations run one by one is a program of its own)
+    numpyro_value = jax.jit(lambda x: log_density(numpyro_model, (x,), {}, {})[0])(jnp.asarray(x))
     log_joint, _ = network.enumerated(weights, x, 1.0, np)
     by_hand = np.take_along_axis(log_joint, network.code_index(z, network.sizes(weights)[0])[:, None], 1)
     return float(trace.log_prob_sum()), float(numpyro_value), float(by_hand.sum())
