@@ -4,7 +4,8 @@ with the runs the tests start), and helpers over the model registry."""
 import os
 import tempfile
 
-os.environ.setdefault("PPL_SUITE_XLA_CACHE", tempfile.mkdtemp(prefix="ppl-suite-tests-xla-"))
+if "PPL_SUITE_XLA_CACHE" not in os.environ:  # set once by the controlling process, shared by its workers
+    os.environ["PPL_SUITE_XLA_CACHE"] = tempfile.mkdtemp(prefix="ppl-suite-tests-xla-")
 
 from ppl_suite.compilation_cache import enable_compilation_cache
 from ppl_suite.numerics import setup
@@ -31,13 +32,13 @@ FITTED_CELLS = "fitted cells"
 # the units of work that take longest, longest first (summed `--durations=0` seconds of a `-n 2` run;
 # only the order matters): handed out first, so that no long file is left to one worker at the end
 LONGEST_FIRST = (
-    FITTED_CELLS, "tests/test_runner.py", "tests/test_estimators_log_evidence.py",
-    "tests/test_reliability.py", "tests/test_vae_study.py", "tests/test_report.py",
-    "tests/test_vae_training.py", "tests/test_ais_calibration.py", "tests/test_runner_library.py",
-    "tests/test_references.py", "tests/test_autoguides.py", "tests/test_check_speed.py",
-    "tests/test_estimators_ais.py", "tests/test_numpyro_trace_order_elbo.py", "tests/test_vae_evaluation.py",
-    "tests/test_vae_model.py", "tests/test_reliability_stops.py", "tests/test_vqvae_model.py",
-    "tests/test_calibrate.py", "tests/test_compilation_cache.py",
+    FITTED_CELLS, "tests/test_runner.py", "tests/test_estimators_log_evidence.py", "tests/test_vae_study.py",
+    "tests/test_ais_calibration.py", "tests/test_report.py", "tests/test_vae_training.py",
+    "tests/test_runner_library.py", "tests/test_autoguides.py", "tests/test_numpyro_trace_order_elbo.py",
+    "tests/test_vae_evaluation.py", "tests/test_calibrate.py", "tests/test_check_speed.py",
+    "tests/test_reliability.py", "tests/test_references.py", "tests/test_reliability_stops.py",
+    "tests/test_vqvae_model.py", "tests/test_compilation_cache.py", "tests/test_estimators_ais.py",
+    "tests/test_vae_model.py",
 )  # fmt: skip
 
 
