@@ -19,14 +19,14 @@
 
 Where a test is about the results folder (reuse, damage, --fresh, a user's files, the checks' exit
 codes) and not about the workers, its cells run in this process (``cells_here``: the executor that
-``check`` uses, the worker's own ``run_cell``) and its command is ``cli.main``, so that no Python
-process is started for it; the workers' promises (replaced, timed out, stopped) are tested in
-``test_runner`` and ``test_reliability_stops``, and SIGTERM here still stops a run of local workers.
+``check`` uses, the worker's own ``run_cell``, with no cell timeout) and its command is ``cli.main``,
+so that no cell worker or CLI process is started for it (a report's figure processes still are); the
+workers' promises (replaced, timed out, stopped) are tested in ``test_runner`` and
+``test_reliability_stops``, and SIGTERM here still stops a run of local workers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -35,7 +35,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +44,9 @@ import pytest
 from ppl_suite import checks, cli, console, executors, matrix, runner, store
 from ppl_suite.checking.in_process import InProcessExecutor
 from ppl_suite.results import load
+from tests.plugins import FAULTY, imported_afresh
 
 ROOT = Path(__file__).resolve().parent.parent
-FAULTY = "tests.plugins.faulty_models"  # models with injected faults (its docstring)
 SMALL = """
 models = ["normal_normal"]
 backends = ["numpyro"]
@@ -75,17 +74,6 @@ def run_cells_here(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cells_here(monkeypatch) -> None:
     run_cells_here(monkeypatch)
-
-
-@contextlib.contextmanager
-def imported_afresh(module: str) -> Iterator[None]:
-    """A plug-in module imported by a run in this process registers its models again (the registries
-    are restored after each test module: a module kept in ``sys.modules`` would not)."""
-    sys.modules.pop(module, None)
-    try:
-        yield
-    finally:
-        sys.modules.pop(module, None)
 
 
 def listing(folder: Path) -> dict[str, float]:

@@ -19,10 +19,10 @@ import pytest
 
 from ppl_suite import cli, console, matrix, schema
 from ppl_suite.results import load
+from tests.plugins import FAULTY, imported_afresh
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ("seconds", "steps_per_second", "digest")
-FAULTY = "tests.plugins.faulty_models"
 
 SMALL = """
 models = ["normal_normal"]
@@ -171,19 +171,16 @@ def test_a_killed_run_reruns_to_the_uninterrupted_table(uninterrupted, tmp_path,
 def faulty_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, pd.DataFrame]:
     """(the finished command: exit code and printed text, the rows indexed by key) of one run of the
     three faulty plug-in models (``tests/plugins/faulty_models.py``: one raises, one's data are NaN, one
-    ends its worker) on Pyro and NumPyro, two seeds, one local worker, called here (``cli.main``); the
+    ends its worker) on Pyro and NumPyro, two seeds, two local workers (a worker dies while the other
+    holds a cell), called here (``cli.main``); the
     plug-in is imported afresh, so that its models are registered in this module's registries."""
     out = tmp_path_factory.mktemp("faulty") / "r"
     argv = ["run", "--plugins", FAULTY, "--models", "faulty_raises", "faulty_nan", "faulty_exits"]
     argv += ["--backends", "pyro", "numpyro", "--seeds", "0", "1", "--steps", "200", "--out", str(out)]
-    argv += ["--jobs", "1", "--no-report"]
+    argv += ["--jobs", "2", "--no-report"]
     stdout, stderr = io.StringIO(), io.StringIO()
-    sys.modules.pop(FAULTY, None)
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = cli.main(argv)
-    finally:
-        sys.modules.pop(FAULTY, None)
+    with imported_afresh(FAULTY), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(argv)
     finished = subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
     return finished, load(out).set_index("key")
 

@@ -169,7 +169,8 @@ def test_subsampled_plate_uses_the_given_indices_and_scales_by_n_over_b(make, di
     """With batch indices, the library's log density is (N / B) times the sum over exactly those
     images: the scaling that makes -loss an unbiased estimate of the full-data ELBO."""
     weights, rng = random_weights(3), np.random.default_rng(30)
-    x, batch = digits.train[:40], np.array([31, 2, 17, 8, 25, 12])  # IMAGES of the 40
+    x, batch = digits.train[:40], np.array([31, 2, 17, 8, 25, 12])  # IMAGES of the 40, unsorted
+    assert len(batch) == IMAGES
     z = rng.normal(size=(len(batch), 3))
     density = network.log_joint if make.__name__ == "make_model" else network.log_guide
     expected = len(x) / len(batch) * density(weights, z, x[batch]).sum()

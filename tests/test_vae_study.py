@@ -5,6 +5,7 @@ weights (the real training has its own tests)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from types import SimpleNamespace
 
 import jax
@@ -268,7 +269,6 @@ def test_a_vae_folder_reads_true_without_empty_sections_and_with_its_cost(study,
     """The report of a VAE-only folder: the first screen speaks of the study, no section without
     something to say (the cells' sections) is written or listed, nothing says every model has an exact
     log p(x), and the cost section shows the study's stored seconds."""
-    import shutil
 
     from ppl_suite import schema
     from ppl_suite.report.render import write_report
@@ -441,8 +441,6 @@ def test_a_stopped_study_keeps_each_finished_backend_and_a_rerun_redoes_only_the
 def finished_study(study, folder):
     """``folder`` as ``small_study(folder)`` leaves it, from the module's study (a copy of its folder,
     whose kept parts name no folder): returns the study's tables."""
-    import shutil
-
     shutil.copytree(study[0], folder, dirs_exist_ok=True)
     return study[1]
 

@@ -78,7 +78,8 @@ def full_data_elbo(weights, x, particles: int, seed: int) -> tuple[float, float]
 @pytest.fixture(scope="module")
 def full_data_reference(digits) -> tuple[float, float]:
     """The full-data ELBO at ``network.init_weights(1)`` and its SE: the truth every backend's minibatch
-    ELBO is checked against (independent of each backend's minibatch draws)."""
+    ELBO is checked against (independent of each backend's minibatch draws). Shared by the three
+    backends' tests: each is as strong alone, their false alarms are correlated."""
     return full_data_elbo(network.init_weights(1), digits.train, particles=200, seed=1)
 
 

@@ -294,7 +294,8 @@ class Annealer:
     def _moves(self, u, log_lik, beta, log_eps, scale, key, count):
         """``count`` (<= CHUNK) adapted HMC moves at ``beta``: (u, log lik, log step size). Its arrays are
         strongly typed (dtype given), as the pilot's later steps and the main runs pass them: one
-        compilation of ``anneal`` serves them all (a weakly typed first call compiled it twice)."""
+        compilation of ``anneal`` serves them all at one chain count (a weakly typed first call compiled it
+        twice)."""
         betas = jnp.full(CHUNK, beta, dtype=float)
         scales = jnp.broadcast_to(scale, (CHUNK, self.target.dim))
         move = jnp.arange(CHUNK) < count
