@@ -172,8 +172,8 @@ def faulty_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, pd.DataFr
     """(the finished command: exit code and printed text, the rows indexed by key) of one run of the
     three faulty plug-in models (``tests/plugins/faulty_models.py``: one raises, one's data are NaN, one
     ends its worker) on Pyro and NumPyro, two seeds, two local workers (a worker dies while the other
-    holds a cell), called here (``cli.main``); the
-    plug-in is imported afresh, so that its models are registered in this module's registries."""
+    holds a cell), called here (``cli.main``); the plug-in is imported afresh, so that its models are
+    registered in this module's registries."""
     out = tmp_path_factory.mktemp("faulty") / "r"
     argv = ["run", "--plugins", FAULTY, "--models", "faulty_raises", "faulty_nan", "faulty_exits"]
     argv += ["--backends", "pyro", "numpyro", "--seeds", "0", "1", "--steps", "200", "--out", str(out)]
