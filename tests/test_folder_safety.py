@@ -397,7 +397,7 @@ def test_a_damaged_draws_file_is_named_and_drawn_again(folder, monkeypatch):
     fresh = draws.CellDraws(
         az.from_dict(posterior={"mu": np.zeros((1, 5))}), az.from_dict(posterior={"mu": np.ones((1, 5))})
     )
-    monkeypatch.setattr(draws, "_cell_draws", lambda *args, **kwargs: fresh)
+    monkeypatch.setattr(draws, "_row_draws", lambda *args, **kwargs: fresh)
     draws.write_draws(store.path)
     q = place / "q.nc"
     q.write_bytes(q.read_bytes()[:200])

@@ -59,6 +59,7 @@ from ppl_suite.numerics import kept_session
 
 if TYPE_CHECKING:
     from ppl_suite.checking import memo as memo_module
+    from ppl_suite.checking.draws import DrawsAhead
     from ppl_suite.runner import OnEvent, Outcome, Plan
     from ppl_suite.store import ResultsStore
 
@@ -606,17 +607,20 @@ def _plan(
     return store, plan
 
 
-def _keep(user: UserModel, store: ResultsStore, verification: str | None = None) -> None:
+def _keep(
+    user: UserModel, store: ResultsStore, verification: str | None = None, ahead: DrawsAhead | None = None
+) -> None:
     """The check's own step of the run, under the folder's lock after the cells, before the report
     (which links the draws): the model's declaration, the stamp of its verification
-    (``checking.verified``; ``verification``: its digest), then the draws of every finished cell."""
+    (``checking.verified``; ``verification``: its digest), then the draws of every finished cell (those
+    computed ``ahead`` while the cells ran written as they are)."""
     from ppl_suite.checking import verified
     from ppl_suite.checking.draws import write_draws
 
     stored.store(store, user)
     if verification is not None:
         verified.keep(store, verification)
-    write_draws(store.path)
+    write_draws(store.path, ahead=ahead)
 
 
 def _finish(user: UserModel, folder: Path, outcome: Outcome) -> CheckResult:
@@ -650,8 +654,15 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
         with not_rerun_by_workers():
             outcome = runner.run(plan, store, InProcessExecutor(), on_event=on_event)
     else:
-        with _environment([user]), not_rerun_by_workers():
-            outcome = runner.run(plan, store, on_event=on_event)
+        from ppl_suite.checking.draws import DrawsAhead
+
+        ahead = DrawsAhead(store.path, on_event)  # each cell's draws computed while the others run
+        plan = dataclasses.replace(plan, finishing=functools.partial(plan.finishing, ahead=ahead))
+        try:
+            with _environment([user]), not_rerun_by_workers():
+                outcome = runner.run(plan, store, on_event=ahead.on_event)
+        finally:
+            ahead.close()
     if outcome.status == runner.BAD_INPUT:
         raise InputProblem(*outcome.problems)
     return outcome

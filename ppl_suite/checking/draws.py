@@ -8,6 +8,9 @@ cell's ELBO, log p(x), KL and k-hat with their SEs).
     draws = cell_draws("results/mine", key)
     draws.q.posterior["mu"], draws.reference.posterior["mu"]
     draws.to_netcdf("out/")          # out/q.nc, out/reference.nc
+
+A check writes every finished cell's draws into its results folder (``write_draws``), each computed
+while the other cells still run (``DrawsAhead``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -92,7 +97,7 @@ def cell_draws(
     from ppl_suite.checking.stored import register_stored
 
     register_stored(folder, files, trust_stored_code)
-    return _cell_draws(folder, key, n, seed, _nuts_reference)
+    return _row_draws(folder, _row(folder, key), n, seed, _nuts_reference)
 
 
 def _nuts_reference(problem: Problem) -> az.InferenceData:
@@ -102,22 +107,31 @@ def _nuts_reference(problem: Problem) -> az.InferenceData:
     return reference_for(problem).idata
 
 
-def _cell_draws(
-    folder: str | Path, key: str, n: int, seed: int, nuts_reference: Callable[[Problem], az.InferenceData]
-) -> CellDraws:
-    """``cell_draws`` of a registered model, the reference of a model without an oracle given by
-    ``nuts_reference``."""
-    from ppl_suite.problem import Problem
-    from ppl_suite.references.inference_data import draws_data
-    from ppl_suite.targets.fitted_guide import FittedGuide
-
+def _row(folder: str | Path, key: str) -> pd.Series:
+    """The stored row of cell ``key``; KeyError naming the cells there when it has none."""
     rows = results.load(folder)
     match = rows[rows[schema.KEY] == key] if not rows.empty else rows
     if match.empty:
         raise KeyError(
             f"no cell {key!r} in {folder}; cells: {', '.join(rows[schema.KEY]) if not rows.empty else 'none'}"
         )
-    row = match.iloc[0]
+    return match.iloc[0]
+
+
+def _row_draws(
+    folder: str | Path,
+    row: pd.Series,
+    n: int,
+    seed: int,
+    nuts_reference: Callable[[Problem], az.InferenceData],
+) -> CellDraws:
+    """``cell_draws`` of the cell of ``row``, its model registered, the reference of a model without an
+    oracle given by ``nuts_reference``."""
+    from ppl_suite.problem import Problem
+    from ppl_suite.references.inference_data import draws_data
+    from ppl_suite.targets.fitted_guide import FittedGuide
+
+    key = row[schema.KEY]
     phi, theta = results.fitted_params(folder, key)
     problem = Problem.build(row[schema.MODEL], int(row[schema.DATA_SEED]), json.loads(row[schema.PARAMS]))
     problem = problem.with_params(theta)
@@ -162,18 +176,23 @@ class _References:
             self.files[id(data)] = path
 
 
-def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, dict[str, Path]]:
+def write_draws(
+    folder: str | Path, n: int = DRAWS, seed: int = 0, ahead: DrawsAhead | None = None
+) -> dict[str, dict[str, Path]]:
     """Write the draws of every finished cell of a results folder as NetCDF through the store's kept
     files (``ppl_suite.draws_files``), skipping a cell whose files were drawn from the same cell
     digest and still hold the bytes written (their sha256, kept beside the digest: nothing is
     imported, drawn or parsed then, so a re-check pays a few milliseconds here); each NUTS reference
-    is loaded and written once (``_References``); returns the files by cell key."""
+    is loaded and written once (``_References``); the draws ``ahead`` computed while the cells ran
+    are written as they are where the cell's row still has the digest they were drawn from; returns
+    the files by cell key."""
     from ppl_suite.checking.stored import register_stored
 
     store = ResultsStore(folder)
+    drawn = ahead.finished() if ahead is not None else {}
+    references = ahead.references if ahead is not None else _References()
     rows = results.load(folder)
     written = {}
-    references = _References()
     for _, row in rows[rows[schema.STATUS] == schema.OK].iterrows() if not rows.empty else ():
         key = row[schema.KEY]
         marker = store.kept_file(draws_files.STUDY, *draws_files.cell_parts(key, draws_files.DIGEST))
@@ -184,11 +203,66 @@ def write_draws(folder: str | Path, n: int = DRAWS, seed: int = 0) -> dict[str, 
             if damaged:
                 warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
         if stamp is None or stamp[0] != row[schema.DIGEST] or damaged:
-            register_stored(folder)
-            draws = _cell_draws(folder, key, n, seed, references)
+            draws = drawn.get((key, row[schema.DIGEST]))
+            if draws is None:
+                register_stored(folder)
+                draws = _row_draws(folder, row, n, seed, references)
             _write(draws, store, key, row[schema.DIGEST], references)
         written[key] = draws_files.draws_files(folder, key)
     return written
+
+
+class DrawsAhead:
+    """The draws of a run's cells computed while its other cells still run, in a thread of this process
+    (idle while worker processes fit; not for cells run in this process: NumPyro's and Pyro's effect
+    handlers are global to a process). ``on_event`` passes the runner's events on to ``pass_on`` and
+    queues each cell that finished ok; ``write_draws(..., ahead=)`` writes what was computed. The
+    thread writes nothing and registers no model (the caller's model is registered already); a cell
+    whose draws fail here is drawn again by ``write_draws``, which raises what fails. ``close``
+    (always, before the run returns) stops the thread after the cell it is on."""
+
+    def __init__(
+        self, folder: str | Path, pass_on: Callable[[Any], None], n: int = DRAWS, seed: int = 0
+    ) -> None:
+        self.folder, self.n, self.seed, self._pass_on = Path(folder), n, seed, pass_on
+        self.references = _References()
+        self._drawn: dict[tuple[str, str], CellDraws] = {}
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._draw_queued, name="ppl-suite-draws", daemon=True)
+        self._thread.start()
+
+    def on_event(self, event: Any) -> None:
+        from ppl_suite import runner
+        from ppl_suite.cell import Cell
+
+        self._pass_on(event)
+        if (
+            isinstance(event, runner.UnitFinished)
+            and isinstance(event.unit, Cell)
+            and event.record.row.get(schema.STATUS) == schema.OK
+        ):
+            self._queue.put(event.unit.key)
+
+    def _draw_queued(self) -> None:
+        while (key := self._queue.get()) is not None and not self._stopped.is_set():
+            try:
+                row = _row(self.folder, key)
+                draws = _row_draws(self.folder, row, self.n, self.seed, self.references)
+            except Exception:  # drawn again, and raised, by write_draws
+                continue
+            self._drawn[(key, row[schema.DIGEST])] = draws
+
+    def finished(self) -> dict[tuple[str, str], CellDraws]:
+        """The draws of every queued cell once all are computed, by (cell key, row digest)."""
+        self._queue.put(None)
+        self._thread.join()
+        return dict(self._drawn)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._queue.put(None)
+        self._thread.join()
 
 
 def _sha256(path: Path) -> str:
