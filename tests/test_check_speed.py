@@ -179,28 +179,23 @@ def test_write_draws_loads_a_reference_once_and_copies_its_file_to_the_other_cel
 
 
 def test_draws_computed_while_the_cells_run_are_written_where_the_row_is_unchanged(tmp_path, monkeypatch):
-    """``DrawsAhead`` passes every event on and draws each cell that finished ok in its own thread, as
-    it finishes; ``write_draws`` writes those draws for a row that still has the digest they were drawn
-    from, and draws again, in the caller's thread, a cell whose row changed since or that failed ahead."""
+    """``DrawsAhead`` draws each queued cell in its own thread, as it is queued; ``write_draws`` writes
+    those draws for a row that still has the digest they were drawn from, and draws again, in the
+    caller's thread, a cell whose row changed since or that failed ahead."""
     import threading
 
     import arviz as az
     import pandas as pd
 
-    from ppl_suite import draws_files, results, runner, schema
-    from ppl_suite.cell import Cell, Record
+    from ppl_suite import draws_files, results, schema
     from ppl_suite.checking import stored
 
-    cells = {guide: Cell("m", "numpyro", guide) for guide in ("mean_field", "full_rank", "conjugate")}
-    digests = {"mean_field": "d1", "full_rank": "d2", "conjugate": "d3"}
+    keys = {guide: f"m/numpyro/{guide}/data0/seed0" for guide in ("mean_field", "full_rank", "conjugate")}
     rows = pd.DataFrame(
-        [
-            {schema.KEY: cell.key, schema.STATUS: schema.OK, schema.DIGEST: digests[g]}
-            for g, cell in cells.items()
-        ]
+        [{schema.KEY: key, schema.STATUS: schema.OK, schema.DIGEST: f"d-{g}"} for g, key in keys.items()]
     )
     now = rows.copy()  # the rows write_draws reads: one cell refit since it was drawn ahead
-    now.loc[now[schema.KEY] == cells["full_rank"].key, schema.DIGEST] = "d2-refit"
+    now.loc[now[schema.KEY] == keys["full_rank"], schema.DIGEST] = "d-refit"
 
     def load(folder):
         return rows if threading.current_thread().name == "ppl-suite-draws" else now
@@ -210,43 +205,30 @@ def test_draws_computed_while_the_cells_run_are_written_where_the_row_is_unchang
     drawn_in = []
 
     def row_draws(folder, row, n, seed, references):
-        drawn_in.append((row[schema.KEY], row[schema.DIGEST], threading.current_thread().name))
-        if row[schema.KEY] == cells["conjugate"].key and threading.current_thread().name == "ppl-suite-draws":
+        thread = threading.current_thread().name
+        drawn_in.append((row[schema.KEY], row[schema.DIGEST], thread))
+        if row[schema.KEY] == keys["conjugate"] and thread == "ppl-suite-draws":
             raise RuntimeError("failed ahead")
-        value = float(len(drawn_in))
-        posterior = {"mu": np.full((1, 5), value)}
+        posterior = {"mu": np.full((1, 5), float(len(drawn_in)))}
         return draws_module.CellDraws(az.from_dict(posterior=posterior), az.from_dict(posterior=posterior))
 
     monkeypatch.setattr(draws_module, "_row_draws", row_draws)
-    passed: list = []
-    ahead = draws_module.DrawsAhead(tmp_path, passed.append)
-    events = [
-        runner.UnitFinished(cell, Record({schema.STATUS: schema.OK}, np.empty(0)), i + 1, 4, 0.0, None)
-        for i, cell in enumerate(cells.values())
-    ]
-    failed = Cell("m", "pyro", "mean_field")
-    events.append(
-        runner.UnitFinished(failed, Record({schema.STATUS: schema.FAILED}, np.empty(0)), 4, 4, 0.0, None)
-    )
-    for event in events:
-        ahead.on_event(event)
-    assert passed == events
+    ahead = draws_module.DrawsAhead(tmp_path)
+    for key in keys.values():
+        ahead.draw(key)
     written = draws_module.write_draws(tmp_path, ahead=ahead)
     ahead.close()
     main = threading.current_thread().name
     assert drawn_in == [
-        (cells["mean_field"].key, "d1", "ppl-suite-draws"),
-        (cells["full_rank"].key, "d2", "ppl-suite-draws"),
-        (cells["conjugate"].key, "d3", "ppl-suite-draws"),
-        (cells["full_rank"].key, "d2-refit", main),
-        (cells["conjugate"].key, "d3", main),
+        (keys["mean_field"], "d-mean_field", "ppl-suite-draws"),
+        (keys["full_rank"], "d-full_rank", "ppl-suite-draws"),
+        (keys["conjugate"], "d-conjugate", "ppl-suite-draws"),
+        (keys["full_rank"], "d-refit", main),
+        (keys["conjugate"], "d-conjugate", main),
     ]
-    assert set(written) == {cell.key for cell in cells.values()}
+    assert set(written) == set(keys.values()) and not ahead._thread.is_alive()
     means = {
-        guide: float(
-            az.from_netcdf(str(draws_files.draws_files(tmp_path, cell.key)["q"])).posterior["mu"].mean()
-        )
-        for guide, cell in cells.items()
+        guide: float(az.from_netcdf(str(draws_files.draws_files(tmp_path, key)["q"])).posterior["mu"].mean())
+        for guide, key in keys.items()
     }
     assert means == {"mean_field": 1.0, "full_rank": 4.0, "conjugate": 5.0}
-    assert not ahead._thread.is_alive()

@@ -140,7 +140,17 @@ def model(data):
 def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch):
     """A Pyro-only model (its NUTS reference through the torch bridge, small settings): its cell runs in
     this process; the outcome is in the result, nothing is printed or exited."""
+    import threading
+
+    from ppl_suite.checking import draws
+
     monkeypatch.setattr(executors, "get", lambda name, **options: InProcess())
+    drawn_in, row_draws = [], draws._row_draws
+    monkeypatch.setattr(
+        draws,
+        "_row_draws",
+        lambda *args: drawn_in.append(threading.current_thread().name) or row_draws(*args),
+    )
     model = tmp_path / "pyro_model.py"
     model.write_text(textwrap.dedent(PYRO_MODEL))
     result = ppl_suite.check(
@@ -156,6 +166,7 @@ def test_check_prints_nothing_and_returns_a_result(tmp_path, capfd, monkeypatch)
     # and the memo of the whole check (a model file and plain data: ``checking.memo``)
     expected = {"model.json", "data.npz", "fingerprint.json", "verified.json", "draws", "memo.json"}
     assert {p.name for p in kept.iterdir()} == expected
+    assert drawn_in == ["ppl-suite-draws"]  # its draws computed as the cell finished, not after the run
 
 
 TINY_VAE = """

@@ -654,13 +654,20 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
         with not_rerun_by_workers():
             outcome = runner.run(plan, store, InProcessExecutor(), on_event=on_event)
     else:
+        from ppl_suite.cell import Cell
         from ppl_suite.checking.draws import DrawsAhead
 
-        ahead = DrawsAhead(store.path, on_event)  # each cell's draws computed while the others run
+        ahead = DrawsAhead(store.path)  # each cell's draws computed while the others run
         plan = dataclasses.replace(plan, finishing=functools.partial(plan.finishing, ahead=ahead))
+
+        def on_run_event(event: runner.Event) -> None:
+            on_event(event)
+            if isinstance(event, runner.UnitFinished) and event.record.ok and isinstance(event.unit, Cell):
+                ahead.draw(event.unit.key)
+
         try:
             with _environment([user]), not_rerun_by_workers():
-                outcome = runner.run(plan, store, on_event=ahead.on_event)
+                outcome = runner.run(plan, store, on_event=on_run_event)
         finally:
             ahead.close()
     if outcome.status == runner.BAD_INPUT:

@@ -214,17 +214,15 @@ def write_draws(
 
 class DrawsAhead:
     """The draws of a run's cells computed while its other cells still run, in a thread of this process
-    (idle while worker processes fit; not for cells run in this process: NumPyro's and Pyro's effect
-    handlers are global to a process). ``on_event`` passes the runner's events on to ``pass_on`` and
-    queues each cell that finished ok; ``write_draws(..., ahead=)`` writes what was computed. The
-    thread writes nothing and registers no model (the caller's model is registered already); a cell
-    whose draws fail here is drawn again by ``write_draws``, which raises what fails. ``close``
-    (always, before the run returns) stops the thread after the cell it is on."""
+    (idle while worker processes fit; not for cells fitted in this process: NumPyro's and Pyro's
+    effect handlers are global to a process): ``draw`` queues a cell that finished ok;
+    ``write_draws(..., ahead=)`` writes what was computed. The thread writes nothing and registers no
+    model (the caller's model is registered already); a cell whose draws fail here is drawn again by
+    ``write_draws``, which raises what fails. ``close`` (always, before the run returns) stops the
+    thread after the cell it is on."""
 
-    def __init__(
-        self, folder: str | Path, pass_on: Callable[[Any], None], n: int = DRAWS, seed: int = 0
-    ) -> None:
-        self.folder, self.n, self.seed, self._pass_on = Path(folder), n, seed, pass_on
+    def __init__(self, folder: str | Path, n: int = DRAWS, seed: int = 0) -> None:
+        self.folder, self.n, self.seed = Path(folder), n, seed
         self.references = _References()
         self._drawn: dict[tuple[str, str], CellDraws] = {}
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -232,17 +230,9 @@ class DrawsAhead:
         self._thread = threading.Thread(target=self._draw_queued, name="ppl-suite-draws", daemon=True)
         self._thread.start()
 
-    def on_event(self, event: Any) -> None:
-        from ppl_suite import runner
-        from ppl_suite.cell import Cell
-
-        self._pass_on(event)
-        if (
-            isinstance(event, runner.UnitFinished)
-            and isinstance(event.unit, Cell)
-            and event.record.row.get(schema.STATUS) == schema.OK
-        ):
-            self._queue.put(event.unit.key)
+    def draw(self, key: str) -> None:
+        """Queue cell ``key``, whose row and fitted parameters are in the folder."""
+        self._queue.put(key)
 
     def _draw_queued(self) -> None:
         while (key := self._queue.get()) is not None and not self._stopped.is_set():
