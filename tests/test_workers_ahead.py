@@ -65,35 +65,25 @@ def test_a_run_takes_the_workers_started_ahead_which_see_the_environment_set_sin
 
 
 def test_a_check_starts_its_workers_ahead_only_when_its_cells_will_run_in_workers(tmp_path, monkeypatch):
-    """Started ahead for models and guides named by file or built in, with the main module's spec
-    reading as a package's ``__main__`` while they are spawned (they do not run the user's script
-    again); not for a function or guide kept in this process, nor for the running script's own file."""
+    asked = []
+    monkeypatch.setattr(local, "started_ahead", lambda jobs, plugins: asked.append((jobs, plugins)) or None)
     from ppl_suite.runner import cores
 
+    model = f"{tmp_path / 'model.py'}:model"
+    assert api._workers_ahead((None, None, model, "mean_field"), None) is None
+    assert asked == [(cores(), [api.PLUGIN])]
+    assert api._workers_ahead((model, None, None), 1) is None and asked[-1] == (1, [api.PLUGIN])
+    assert len(asked) == 2
     script = tmp_path / "script.py"
     script.write_text("")
     main = types.ModuleType("__main__")
     main.__file__ = str(script)
     monkeypatch.setitem(sys.modules, "__main__", main)
-    asked = []
-
-    @contextlib.contextmanager
-    def started_ahead(jobs, plugins):
-        asked.append((jobs, plugins, sys.modules["__main__"].__spec__.name))
-        yield
-
-    monkeypatch.setattr(local, "started_ahead", started_ahead)
-    model = f"{tmp_path / 'model.py'}:model"
-    for given, jobs in (((None, None, model, "mean_field"), None), ((model, None, None), 1)):
-        with api._workers_ahead(given, jobs):
-            pass
-    assert asked == [(cores(), [api.PLUGIN], "__main__"), (1, [api.PLUGIN], "__main__")]
-    assert main.__spec__ is None  # restored once they are started
-    for given in (  # a function kept here, a guide kept here, the running script's own file
+    nothing = (  # a function kept here, a guide kept here, the running script's own file
         (lambda: None, None, None),
         (model, None, None, lambda data: None),
         (f"{script}:model", None, None),
-    ):
-        with api._workers_ahead(given, None):
-            pass
+    )
+    for given in nothing:
+        assert isinstance(api._workers_ahead(given, None), contextlib.nullcontext)
     assert len(asked) == 2

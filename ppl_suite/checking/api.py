@@ -578,32 +578,23 @@ def _check_in_full(
     return _finish(user, store.path, outcome)
 
 
-@contextlib.contextmanager
-def _workers_ahead(given: Sequence[Any], jobs: int | None) -> Iterator[None]:
-    """The check's worker processes started as the body begins, when every model and guide ``given`` is
-    a built-in guide's name or a file other than the running script's (its cells will run in
-    workers): they load their libraries while this process imports its own, traces the model and
-    verifies it (``executors.local.started_ahead``; spawned so that they do not run the user's script
-    again, ``checking.main_module``); else nothing."""
+def _workers_ahead(given: Sequence[Any], jobs: int | None) -> contextlib.AbstractContextManager[None]:
+    """The check's worker processes started now, when every model and guide ``given`` is a built-in
+    guide's name or a file other than the running script's (its cells will run in workers): they load
+    their libraries while this process imports its own, traces the model and verifies it
+    (``executors.local.started_ahead``); else nothing."""
     from ppl_suite.checking.sources import running_main
 
     named = [item for item in given if item is not None]
-    files = [Path(item.rpartition(":")[0]) for item in named if isinstance(item, str) and ":" in item]
-    if (
-        not files
-        or not all(isinstance(item, str) for item in named)
-        or any(running_main(file) is not None for file in files)
-    ):
-        yield
-        return
-    from ppl_suite.checking.main_module import not_rerun_by_workers
+    if not all(isinstance(item, str) for item in named):
+        return contextlib.nullcontext()
+    files = [Path(item.rpartition(":")[0]) for item in named if ":" in item]
+    if not files or any(running_main(file) is not None for file in files):
+        return contextlib.nullcontext()
     from ppl_suite.executors.local import started_ahead
     from ppl_suite.runner import cores
 
-    with contextlib.ExitStack() as workers:
-        with not_rerun_by_workers():  # only while they are started
-            workers.enter_context(started_ahead(min(jobs or cores(), cores()), [PLUGIN]))
-        yield
+    return started_ahead(min(jobs or cores(), cores()), [PLUGIN])
 
 
 def _backend_option(backend: str | Sequence[str] | None, backends: Sequence[str] | None) -> list[str] | None:
