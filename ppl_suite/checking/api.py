@@ -560,10 +560,7 @@ def _check_in_full(
     chosen = _backend_option(backend, backends)
     on_event = printer = Printer() if progress else None
     try:
-        with (
-            _workers_ahead((model, pyro, numpyro, *(guides or ())), jobs),
-            tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch,
-        ):
+        with tempfile.TemporaryDirectory(prefix="ppl-suite-check-") as scratch:
             user, fitted = prepare(
                 model, data, args=args, kwargs=kwargs, pyro=pyro, numpyro=numpyro, guides=guides,
                 backends=chosen, name=name, params=params, nuts=nuts, data_file=Path(scratch) / stored.DATA,
@@ -576,25 +573,6 @@ def _check_in_full(
         if printer is not None:
             printer.close()
     return _finish(user, store.path, outcome)
-
-
-def _workers_ahead(given: Sequence[Any], jobs: int | None) -> contextlib.AbstractContextManager[None]:
-    """The check's worker processes started now, when every model and guide ``given`` is a built-in
-    guide's name or a file other than the running script's (its cells will run in workers): they load
-    their libraries while this process imports its own, traces the model and verifies it
-    (``executors.local.started_ahead``); else nothing."""
-    from ppl_suite.checking.sources import running_main
-
-    named = [item for item in given if item is not None]
-    if not all(isinstance(item, str) for item in named):
-        return contextlib.nullcontext()
-    files = [Path(item.rpartition(":")[0]) for item in named if ":" in item]
-    if not files or any(running_main(file) is not None for file in files):
-        return contextlib.nullcontext()
-    from ppl_suite.executors.local import started_ahead
-    from ppl_suite.runner import cores
-
-    return started_ahead(min(jobs or cores(), cores()), [PLUGIN])
 
 
 def _backend_option(backend: str | Sequence[str] | None, backends: Sequence[str] | None) -> list[str] | None:

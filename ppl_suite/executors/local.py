@@ -6,9 +6,6 @@ jobs=1, so that any cell can be stopped: a cell still running after ``cell_timeo
 recorded as timed out and its worker is killed and replaced; a worker that dies (killed, out of
 memory) records its cell as failed ("worker lost") and is replaced. The run goes on either way.
 
-A caller that prepares a run for seconds (``ppl_suite.check`` imports the libraries and traces the
-model) may start the workers first (``started_ahead``), so that they load their libraries meanwhile.
-
 On any exception in this process during ``run`` (KeyboardInterrupt included) every worker is stopped
 (SIGTERM, then SIGKILL after a short grace) before the exception propagates. Workers ignore SIGINT
 and die with this process (``worker.guard``).
@@ -29,13 +26,7 @@ from ppl_suite.cell import Cell, Record
 from ppl_suite.executors import OnRecord
 from ppl_suite.executors.affinity import AffinityQueue
 from ppl_suite.executors.stop import stop_groups
-from ppl_suite.executors.worker import (
-    EnvironmentChange,
-    HeldSpawnContext,
-    lost_record,
-    serve,
-    timeout_record,
-)
+from ppl_suite.executors.worker import HeldSpawnContext, lost_record, serve, timeout_record
 
 # A fixed string-hash seed for the workers (unless the user set one): NumPyro's Trace_ELBO sums its
 # sites' terms over a set of their names, so with Python's per-process hash seed the compiled SVI
@@ -57,16 +48,12 @@ def _hash_seed() -> Iterator[None]:
 
 
 class _Worker:
-    """One worker process, this side of its connection, and the cell it runs (None when idle).
-    ``ahead``: started ahead of its run (``started_ahead``), with the environment it was started with,
-    whose changes it is sent before its first cell."""
+    """One worker process, this side of its connection, and the cell it runs (None when idle)."""
 
-    def __init__(self, plugins: Sequence[str], ahead: bool = False) -> None:
+    def __init__(self, plugins: Sequence[str]) -> None:
         context = HeldSpawnContext()  # spawned: JAX and torch must not be forked
-        self.plugins = tuple(plugins)
         self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=serve, args=(child_end, self.plugins, ahead))
-        self.environment = dict(os.environ) if ahead else None
+        self.process = context.Process(target=serve, args=(child_end, tuple(plugins)))
         with _hash_seed():
             self.process.start()
         child_end.close()
@@ -76,9 +63,6 @@ class _Worker:
     def give(self, cell: Cell) -> None:
         self.cell, self.started = cell, time.monotonic()
         with contextlib.suppress(BrokenPipeError):  # it died since its last cell: lost, as if mid-cell
-            if self.environment is not None:
-                self.connection.send(EnvironmentChange.since(self.environment))
-                self.environment = None
             self.connection.send(cell)
 
     def outcome(self, ready: list, now: float, limit: float | None) -> Record | None:
@@ -117,35 +101,6 @@ def stop(workers: Sequence[_Worker]) -> None:
         process.join()
 
 
-_ahead: list[_Worker] = []  # workers started by ``started_ahead``, not yet taken by a run
-
-
-@contextlib.contextmanager
-def started_ahead(jobs: int, plugins: Sequence[str] = ()) -> Iterator[None]:
-    """``jobs`` workers started now, loading their libraries (``worker.warm_up``) while the caller
-    prepares its run; a LocalExecutor with the same plug-ins running within takes them instead of
-    starting its own, and sends each the changes to the environment since (``EnvironmentChange``).
-    Those not taken are stopped at exit, whatever happened within."""
-    started = [_Worker(plugins, ahead=True) for _ in range(jobs)]
-    _ahead.extend(started)
-    try:
-        yield
-    finally:
-        left = [worker for worker in started if worker in _ahead]
-        for worker in left:
-            _ahead.remove(worker)
-        stop(left)
-
-
-def _new_worker(plugins: Sequence[str]) -> _Worker:
-    """A worker started ahead with these plug-ins and still alive, else one started now."""
-    for worker in _ahead:
-        if worker.plugins == tuple(plugins) and worker.process.is_alive():
-            _ahead.remove(worker)
-            return worker
-    return _Worker(plugins)
-
-
 class LocalExecutor:
     def __init__(
         self, jobs: int | None = None, plugins: Sequence[str] = (), cell_timeout: float | None = None
@@ -163,7 +118,7 @@ class LocalExecutor:
             if cell is None:
                 return
             if slot not in workers:
-                workers[slot] = _new_worker(self.plugins)
+                workers[slot] = _Worker(self.plugins)
             workers[slot].give(cell)
 
         try:

@@ -15,8 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -160,55 +159,16 @@ def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
     return execute(cell)
 
 
-@dataclass(frozen=True)
-class EnvironmentChange:
-    """What changed in the caller's environment since a worker started ahead of its run was started
-    (``local.started_ahead``): applied before its first cell, so that it reads the environment a worker
-    started for the run would (a check names its model there)."""
-
-    changed: dict[str, str]
-    removed: tuple[str, ...]
-
-    @classmethod
-    def since(cls, before: Mapping[str, str]) -> EnvironmentChange:
-        now = dict(os.environ)
-        changed = {name: value for name, value in now.items() if before.get(name) != value}
-        return cls(changed, tuple(name for name in before if name not in now))
-
-    def apply(self) -> None:
-        os.environ.update(self.changed)
-        for name in self.removed:
-            os.environ.pop(name, None)
-
-
-def warm_up() -> None:
-    """What every cell loads (the numerical libraries set up, the backends), loaded before the first
-    cell comes: a worker started ahead of its run does it while the caller prepares the run. The
-    plug-ins wait for the first cell (they may read the environment it brings); a failure here is
-    left for that cell to report (``run_cell``)."""
-    with contextlib.suppress(Exception):
-        configure()
-        importlib.import_module("ppl_suite.execute")
-
-
-def serve(
-    connection: multiprocessing.connection.Connection, plugins: Sequence[str], ahead: bool = False
-) -> None:
+def serve(connection: multiprocessing.connection.Connection, plugins: Sequence[str]) -> None:
     """A local worker's main loop: receive a cell, send back its Record, until the parent closes the
-    connection. ``ahead``: started ahead of its run; it warms up first, and an ``EnvironmentChange``
-    may come before its first cell."""
+    connection."""
     guard()
-    if ahead:
-        warm_up()
     while True:
         try:
-            message = connection.recv()
+            cell = connection.recv()
         except EOFError:
             return
-        if isinstance(message, EnvironmentChange):
-            message.apply()
-            continue
-        connection.send(run_cell(message, plugins))
+        connection.send(run_cell(cell, plugins))
 
 
 def _unfinished_row(unit: Unit, status: str, error: str, seconds: float) -> Record:
