@@ -179,9 +179,10 @@ def test_write_draws_loads_a_reference_once_and_copies_its_file_to_the_other_cel
 
 
 def test_draws_computed_while_the_cells_run_are_written_where_the_row_is_unchanged(tmp_path, monkeypatch):
-    """``DrawsAhead`` draws each queued cell in its own thread, as it is queued; ``write_draws`` writes
-    those draws for a row that still has the digest they were drawn from, and draws again, in the
-    caller's thread, a cell whose row changed since or that failed ahead."""
+    """``DrawsAhead`` draws each queued cell in its own thread as it is queued (before ``write_draws``
+    is called), writing its files to a folder of its own; ``write_draws`` copies them in for a row that
+    still has the digest they were drawn from, and draws again, in the caller's thread, a cell whose
+    row changed since or that failed ahead; ``close`` removes the thread's folder."""
     import threading
 
     import arviz as az
@@ -202,11 +203,13 @@ def test_draws_computed_while_the_cells_run_are_written_where_the_row_is_unchang
 
     monkeypatch.setattr(results, "load", load)
     monkeypatch.setattr(stored, "register_stored", lambda *args: None)
-    drawn_in = []
+    drawn_in, all_ahead = [], threading.Event()
 
     def row_draws(folder, row, n, seed, references):
         thread = threading.current_thread().name
         drawn_in.append((row[schema.KEY], row[schema.DIGEST], thread))
+        if len(drawn_in) == len(keys):
+            all_ahead.set()
         if row[schema.KEY] == keys["conjugate"] and thread == "ppl-suite-draws":
             raise RuntimeError("failed ahead")
         posterior = {"mu": np.full((1, 5), float(len(drawn_in)))}
@@ -216,8 +219,12 @@ def test_draws_computed_while_the_cells_run_are_written_where_the_row_is_unchang
     ahead = draws_module.DrawsAhead(tmp_path)
     for key in keys.values():
         ahead.draw(key)
+    assert all_ahead.wait(timeout=60)  # drawn while the caller went on
+    scratch = Path(ahead._scratch.name)
+    assert sorted(p.name for p in scratch.rglob("*.nc")) == ["q.nc", "q.nc", "reference.nc", "reference.nc"]
     written = draws_module.write_draws(tmp_path, ahead=ahead)
     ahead.close()
+    assert not scratch.exists()
     main = threading.current_thread().name
     assert drawn_in == [
         (keys["mean_field"], "d-mean_field", "ppl-suite-draws"),

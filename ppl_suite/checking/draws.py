@@ -15,11 +15,13 @@ while the other cells still run (``DrawsAhead``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import queue
 import shutil
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -107,6 +109,17 @@ def _nuts_reference(problem: Problem) -> az.InferenceData:
     return reference_for(problem).idata
 
 
+def _stored_reference(problem: Problem) -> az.InferenceData:
+    """The NUTS reference of ``problem`` when it is stored already (``references.stored_reference``);
+    LookupError when it would have to be built."""
+    from ppl_suite.references import stored_reference
+
+    found = stored_reference(problem)
+    if found is None:
+        raise LookupError(f"no stored reference of {problem.spec.name!r} yet")
+    return found.idata
+
+
 def _row(folder: str | Path, key: str) -> pd.Series:
     """The stored row of cell ``key``; KeyError naming the cells there when it has none."""
     rows = results.load(folder)
@@ -148,10 +161,12 @@ def _row_draws(
 
 class _References:
     """The NUTS references of one ``write_draws``: each loaded once (one key of its problem, data seed
-    and parameters), and its NetCDF written once, then copied byte for byte into the other cells'
-    folders (the same InferenceData writes the same bytes)."""
+    and parameters) by ``load`` (default: loaded, or built, by ``references.reference_for``), and its
+    NetCDF written once, then copied byte for byte into the other cells' folders (the same
+    InferenceData writes the same bytes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[Problem], az.InferenceData] | None = None) -> None:
+        self.load = load or _nuts_reference
         self.loaded: dict[str, az.InferenceData] = {}
         self.files: dict[int, Path] = {}
 
@@ -160,7 +175,7 @@ class _References:
             [problem.spec.name, problem.data_seed, dict(problem.params)], sort_keys=True, default=schema.plain
         )
         if key not in self.loaded:
-            self.loaded[key] = _nuts_reference(problem)
+            self.loaded[key] = self.load(problem)
         return self.loaded[key]
 
     def writer(self, data: az.InferenceData) -> Callable[[Path], None]:
@@ -183,12 +198,14 @@ def write_draws(
     files (``ppl_suite.draws_files``), skipping a cell whose files were drawn from the same cell
     digest and still hold the bytes written (their sha256, kept beside the digest: nothing is
     imported, drawn or parsed then, so a re-check pays a few milliseconds here); each NUTS reference
-    is loaded and written once (``_References``); the draws ``ahead`` computed while the cells ran
-    are written as they are where the cell's row still has the digest they were drawn from; returns
-    the files by cell key."""
+    is loaded and written once (``_References``); the files ``ahead`` wrote while the cells ran (for
+    this folder, ``n`` and ``seed``) are copied in where the cell's row still has the digest they were
+    drawn from; returns the files by cell key."""
     from ppl_suite.checking.stored import register_stored
 
     store = ResultsStore(folder)
+    if ahead is not None and (ahead.folder, ahead.n, ahead.seed) != (Path(folder), n, seed):
+        ahead = None  # drawn for another folder or other settings
     drawn = ahead.finished() if ahead is not None else {}
     references = ahead.references if ahead is not None else _References()
     rows = results.load(folder)
@@ -203,28 +220,34 @@ def write_draws(
             if damaged:
                 warnings.warn(f"{'; '.join(damaged)}: drawn again", stacklevel=2)
         if stamp is None or stamp[0] != row[schema.DIGEST] or damaged:
-            draws = drawn.get((key, row[schema.DIGEST]))
-            if draws is None:
+            files = drawn.get((key, row[schema.DIGEST]))
+            if files is not None:
+                copies = {kind: functools.partial(shutil.copyfile, path) for kind, path in files.items()}
+                _kept(store, key, row[schema.DIGEST], copies)
+            else:
                 register_stored(folder)
                 draws = _row_draws(folder, row, n, seed, references)
-            _write(draws, store, key, row[schema.DIGEST], references)
+                _write(draws, store, key, row[schema.DIGEST], references)
         written[key] = draws_files.draws_files(folder, key)
     return written
 
 
 class DrawsAhead:
-    """The draws of a run's cells computed while its other cells still run, in a thread of this process
+    """The draws of a run's cells drawn while its other cells still run, in a thread of this process
     (idle while worker processes fit; not for cells fitted in this process: NumPyro's and Pyro's
-    effect handlers are global to a process): ``draw`` queues a cell that finished ok;
-    ``write_draws(..., ahead=)`` writes what was computed. The thread writes nothing and registers no
-    model (the caller's model is registered already); a cell whose draws fail here is drawn again by
-    ``write_draws``, which raises what fails. ``close`` (always, before the run returns) stops the
-    thread after the cell it is on."""
+    effect handlers are global to a process): ``draw`` queues a cell that finished ok; the thread
+    draws it and writes its files to a temporary folder of its own (only their paths are held);
+    ``write_draws(..., ahead=)`` copies them into the results folder. The thread registers no model
+    (the caller's model is registered already) and builds no reference (a cell whose reference is not
+    stored yet, or whose draws fail here, is drawn by ``write_draws``, which raises what fails).
+    ``close`` (always, before the run returns) stops the thread after the cell it is on and removes
+    its folder."""
 
     def __init__(self, folder: str | Path, n: int = DRAWS, seed: int = 0) -> None:
         self.folder, self.n, self.seed = Path(folder), n, seed
-        self.references = _References()
-        self._drawn: dict[tuple[str, str], CellDraws] = {}
+        self.references = _References(_stored_reference)
+        self._files: dict[tuple[str, str], dict[str, Path]] = {}
+        self._scratch = tempfile.TemporaryDirectory(prefix="ppl-suite-draws-")
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._draw_queued, name="ppl-suite-draws", daemon=True)
@@ -239,20 +262,28 @@ class DrawsAhead:
             try:
                 row = _row(self.folder, key)
                 draws = _row_draws(self.folder, row, self.n, self.seed, self.references)
+                place = Path(self._scratch.name) / str(len(self._files))
+                place.mkdir()
+                files = {"q": place / "q.nc", "reference": place / "reference.nc"}
+                draws.q.to_netcdf(str(files["q"]))
+                self.references.writer(draws.reference)(files["reference"])
+                self.references.wrote(draws.reference, files["reference"])
             except Exception:  # drawn again, and raised, by write_draws
                 continue
-            self._drawn[(key, row[schema.DIGEST])] = draws
+            self._files[(key, row[schema.DIGEST])] = files
 
-    def finished(self) -> dict[tuple[str, str], CellDraws]:
-        """The draws of every queued cell once all are computed, by (cell key, row digest)."""
+    def finished(self) -> dict[tuple[str, str], dict[str, Path]]:
+        """The files of every queued cell once all are drawn, by (cell key, row digest)."""
         self._queue.put(None)
         self._thread.join()
-        return dict(self._drawn)
+        self.references.load = _nuts_reference  # write_draws builds what is not stored
+        return dict(self._files)
 
     def close(self) -> None:
         self._stopped.set()
         self._queue.put(None)
         self._thread.join()
+        self._scratch.cleanup()
 
 
 def _sha256(path: Path) -> str:
@@ -275,23 +306,34 @@ def _stamp(text: str) -> tuple[str, dict[str, str]] | None:
 def _write(
     draws: CellDraws, store: ResultsStore, key: str, digest: str, references: _References | None = None
 ) -> None:
-    """The draws' files, then the marker (``_stamp``: the cell digest they were drawn from and each
-    file's sha256), so a killed write is drawn again; ``references``: those of the ``write_draws``
-    writing them (a reference's file copied where it was written already)."""
-    study = draws_files.STUDY
+    """The draws' files (``_kept``); ``references``: those of the ``write_draws`` writing them (a
+    reference's file copied where it was written already)."""
     references = references or _References()
+    writers = {
+        "q": lambda path, d=draws.q: d.to_netcdf(str(path)),
+        "reference": references.writer(draws.reference),
+    }
+    written = _kept(store, key, digest, writers)
+    references.wrote(draws.reference, written["reference"])
+
+
+def _kept(
+    store: ResultsStore, key: str, digest: str, writers: dict[str, Callable[[Path], Any]]
+) -> dict[str, Path]:
+    """Each draws file of cell ``key`` written by its writer through the store's kept files, then the
+    marker (``_stamp``: the cell digest they were drawn from and each file's sha256), so a killed
+    write is drawn again; returns the files by kind."""
+    study = draws_files.STUDY
     store.remove_kept(study, *draws_files.cell_parts(key, draws_files.DIGEST))
-    store.write_kept(
-        study, draws_files.cell_parts(key, "q.nc"), lambda path, d=draws.q: d.to_netcdf(str(path))
-    )
-    reference = store.write_kept(
-        study, draws_files.cell_parts(key, "reference.nc"), references.writer(draws.reference)
-    )
-    references.wrote(draws.reference, reference)
+    written = {
+        kind: store.write_kept(study, draws_files.cell_parts(key, f"{kind}.nc"), write)
+        for kind, write in writers.items()
+    }
     found = draws_files.draws_files(store.path, key)
     stamp = json.dumps({"cell": digest, "files": {kind: _sha256(path) for kind, path in found.items()}})
     marker = draws_files.cell_parts(key, draws_files.DIGEST)
     store.write_kept(study, marker, lambda path: path.write_text(stamp))
+    return written
 
 
 def _changed(found: dict[str, Path], written: dict[str, str], store: ResultsStore, key: str) -> list[str]:

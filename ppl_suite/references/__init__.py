@@ -16,6 +16,7 @@ _HOMES = {
     "ReferenceGateError": "ppl_suite.references.gates",
     "Reference": "ppl_suite.references.reference",
     "reference_for": "ppl_suite.references.reference",
+    "stored_reference": "ppl_suite.references.reference",
     "ReferenceFrom": "ppl_suite.references.reparametrized",
     "reference_from": "ppl_suite.references.reparametrized",
     "register_reference_from": "ppl_suite.references.reparametrized",

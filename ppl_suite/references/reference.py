@@ -384,6 +384,16 @@ def build(
     return reference_data(problem, run, _attributes(problem, run, summary))
 
 
+def stored_reference(
+    problem: Problem, settings: NUTSSettings | None = None, *, cache_dir: Path | None = None
+) -> Reference | None:
+    """The stored reference of ``problem`` under ``settings`` (None: ``settings.settings_for``) when its
+    key matches, else None: nothing is built."""
+    settings = settings or settings_module.settings_for(problem.spec)
+    path = cache.reference_path(problem, settings, cache_dir)
+    return _stored(path, problem) if path.exists() else None
+
+
 def reference_for(
     problem: Problem,
     settings: NUTSSettings | None = None,
