@@ -612,8 +612,8 @@ def _keep(
 ) -> None:
     """The check's own step of the run, under the folder's lock after the cells, before the report
     (which links the draws): the model's declaration, the stamp of its verification
-    (``checking.verified``; ``verification``: its digest), then the draws of every finished cell (those
-    computed ``ahead`` while the cells ran written as they are)."""
+    (``checking.verified``; ``verification``: its digest), then the draws of every finished cell (the
+    files of those drawn ``ahead`` while the cells ran copied in)."""
     from ppl_suite.checking import verified
     from ppl_suite.checking.draws import write_draws
 

@@ -262,8 +262,7 @@ class DrawsAhead:
             try:
                 row = _row(self.folder, key)
                 draws = _row_draws(self.folder, row, self.n, self.seed, self.references)
-                place = Path(self._scratch.name) / str(len(self._files))
-                place.mkdir()
+                place = Path(tempfile.mkdtemp(dir=self._scratch.name))  # one folder a cell
                 files = {"q": place / "q.nc", "reference": place / "reference.nc"}
                 draws.q.to_netcdf(str(files["q"]))
                 self.references.writer(draws.reference)(files["reference"])
