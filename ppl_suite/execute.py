@@ -171,10 +171,14 @@ def reference_of(problem: Problem) -> tuple[ReferencePosterior | None, str]:
     each fit), get none."""
     if problem.spec.oracle is not None or problem.spec.learned:
         return None, ""
-    from ppl_suite.references import reference_for  # deferred: ArviZ and NUTS, only for these models
+    from ppl_suite.references import stored_posterior  # deferred: only for these models
 
     try:
-        reference = reference_for(problem)
+        reference = stored_posterior(problem)  # the draws and summary alone: no ArviZ in a worker
+        if reference is None:
+            from ppl_suite.references import reference_for  # ArviZ and NUTS: built, or found damaged
+
+            reference = reference_for(problem)
     except Exception as error:  # a failed gate or sampler: the fit and its ELBO still stand
         return None, f"{NO_REFERENCE}{type(error).__name__}: {error}"
     return ReferencePosterior.of(reference), ReferencePosterior.describe(reference)

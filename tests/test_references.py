@@ -6,6 +6,7 @@ codes (its cached path imports neither JAX, NumPyro nor ArviZ)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -18,7 +19,7 @@ import pytest
 
 from ppl_suite import cli
 from ppl_suite.problem import Problem
-from ppl_suite.references import NUTSSettings, ReferenceGateError, reference_for, settings
+from ppl_suite.references import NUTSSettings, ReferenceGateError, reference_for, settings, stored_posterior
 from ppl_suite.references import cache as cache_module
 from ppl_suite.references import reference as reference_module
 from ppl_suite.references.evidence import REFERENCE, ReferenceDraws, log_evidence
@@ -119,6 +120,44 @@ def test_reference_draws_are_picked_without_replacement():
     np.testing.assert_array_equal(picked["w"][:, 0], 2 * picked["mu"])
 
 
+def test_a_cell_reads_the_stored_reference_without_arviz(built, cache, monkeypatch):
+    """``execute.reference_of`` (a worker's route) reads the stored reference's draws and summary
+    without importing ArviZ, and gives the draws, evidence and line that the whole reference gives."""
+    from ppl_suite.targets.reference_posterior import ReferencePosterior
+
+    problem = Problem.build("normal_normal", 0)
+    stored = stored_posterior(problem, SMALL, cache_dir=cache)
+    assert stored.path == built.path and stored.summary == built.summary
+    np.testing.assert_array_equal(stored.draws["mu"], built.draws["mu"])
+    assert ReferencePosterior.describe(stored) == ReferencePosterior.describe(built)
+    assert stored_posterior(Problem.build("normal_normal", 1), SMALL, cache_dir=cache) is None
+
+    monkeypatch.setenv("PPL_SUITE_REFERENCE_CACHE", str(cache))
+    script = (
+        "import dataclasses, hashlib, json, sys\n"
+        "from ppl_suite.references import settings\n"
+        f"settings.DEFAULT = settings.{SMALL!r}\n"
+        "from ppl_suite.execute import reference_of\n"
+        "from ppl_suite.problem import Problem\n"
+        "problem = Problem.build('normal_normal', 0)\n"
+        "spec = dataclasses.replace(problem.spec, oracle=None)\n"
+        "reference, line = reference_of(Problem(spec, problem.params, problem.data, 0))\n"
+        "draws = hashlib.sha256(reference.draws['mu'].tobytes()).hexdigest()\n"
+        "print(json.dumps([draws, reference.log_evidence, reference.log_evidence_se, reference.ess, line,\n"
+        "                  'arviz' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    expected = ReferencePosterior.of(built)
+    assert json.loads(out.splitlines()[-1]) == [
+        hashlib.sha256(built.draws["mu"].tobytes()).hexdigest(),
+        expected.log_evidence,
+        expected.log_evidence_se,
+        expected.ess,
+        ReferencePosterior.describe(built),
+        False,
+    ]
+
+
 def test_second_call_loads_the_stored_reference_without_sampling(built, cache, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("a stored reference was rebuilt")
@@ -156,6 +195,7 @@ def test_a_damaged_summary_copy_is_named_and_rewritten_from_the_reference(
     built, tmp_path, monkeypatch, capsys
 ):
     copy = _damaged_copy(built, tmp_path, ".json")
+    assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None  # see below
     monkeypatch.setattr(
         reference_module, "build", lambda *a, **k: pytest.fail("a whole reference was rebuilt")
     )
@@ -177,6 +217,7 @@ def test_a_truncated_reference_is_not_cached_but_named_and_rebuilt(built, tmp_pa
         raise Rebuilt
 
     assert cache_module.stored_summary(copy / built.path.name) is None  # not shown as "cached"
+    assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None
     monkeypatch.setattr(reference_module, "build", rebuild)
     with pytest.warns(UserWarning, match=r"\.nc is damaged .*rebuilding"), pytest.raises(Rebuilt):
         reference_for(Problem.build("normal_normal", 0), SMALL, cache_dir=copy)

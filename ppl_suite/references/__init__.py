@@ -4,7 +4,8 @@ posteriordb's rules (R-hat, bulk and tail ESS, divergences), with the suite's AI
 as ArviZ InferenceData in an on-disk cache (``cache``). See ``reference`` for the summary's shape.
 
 The names below are imported on first use (PEP 562), so that reading a stored summary (``cache``)
-imports neither JAX, NumPyro nor ArviZ."""
+imports neither JAX, NumPyro nor ArviZ, and reading a stored reference's draws (``stored_posterior``)
+no ArviZ."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ _HOMES = {
     "Reference": "ppl_suite.references.reference",
     "reference_for": "ppl_suite.references.reference",
     "stored_reference": "ppl_suite.references.reference",
+    "StoredPosterior": "ppl_suite.references.posterior_group",
+    "stored_posterior": "ppl_suite.references.posterior_group",
     "ReferenceFrom": "ppl_suite.references.reparametrized",
     "reference_from": "ppl_suite.references.reparametrized",
     "register_reference_from": "ppl_suite.references.reparametrized",

@@ -40,6 +40,7 @@ from ppl_suite.references import settings as settings_module
 from ppl_suite.references.evidence import log_evidence
 from ppl_suite.references.gates import GateResult, ReferenceGateError
 from ppl_suite.references.inference_data import reference_data
+from ppl_suite.references.posterior_group import ATTRIBUTE, posterior_draws
 from ppl_suite.references.progress import OnProgress, ReferenceProgress
 from ppl_suite.references.remedies import HIGH_TARGET_ACCEPT, Attempt, next_attempt
 from ppl_suite.references.reparametrized import reference_from
@@ -47,7 +48,6 @@ from ppl_suite.references.settings import NUTSSettings
 from ppl_suite.spec import Latents
 from ppl_suite.store import package_versions
 
-ATTRIBUTE = "ppl_suite_reference"  # the posterior group's attribute holding the summary as JSON
 RESERVED = (
     "latents", "model", "data_seed", "overrides", "chains", "draws_per_chain", "draws", "divergences",
     "gates", "seconds", "nuts_seconds", "evidence_seconds", "evidence", "mapped_from", "attempts",
@@ -81,7 +81,7 @@ class Reference:
     def load(cls, path: Path, problem: Problem, cached: bool = True) -> Reference:
         idata = az.from_netcdf(path)
         summary = json.loads(idata.posterior.attrs[ATTRIBUTE])
-        draws = _draws(idata, problem)
+        draws = posterior_draws(idata.posterior, problem)
         evidence = summary["evidence"]
         return cls(
             model=summary["model"],
@@ -122,12 +122,6 @@ def _stored(path: Path, problem: Problem) -> Reference | None:
         text = reference.idata.posterior.attrs[ATTRIBUTE]
         cache.write_atomically(summary, lambda temporary: temporary.write_text(text))
     return reference
-
-
-def _draws(idata: az.InferenceData, problem: Problem) -> Latents:
-    """The posterior draws of ``problem``'s sites, chains flattened: (n, *site.shape)."""
-    posterior = idata.posterior
-    return {site.name: np.asarray(posterior[site.name]).reshape(-1, *site.shape) for site in problem.sites}
 
 
 def _overrides(problem: Problem) -> dict[str, Any]:

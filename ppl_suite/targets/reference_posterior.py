@@ -1,5 +1,6 @@
-"""A ``PosteriorReference`` from a stored NUTS reference (``ppl_suite.references.Reference``): its
-draws, its smallest bulk ESS, and its AIS evidence with the SE only where AIS is reliable."""
+"""A ``PosteriorReference`` from a stored NUTS reference (``ppl_suite.references.Reference``, or its
+draws and summary alone: ``references.StoredPosterior``): its draws, its smallest bulk ESS, and its
+AIS evidence with the SE only where AIS is reliable."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class ReferencePosterior:
 
     @classmethod
     def of(cls, reference: Any) -> ReferencePosterior:
-        """From a ``ppl_suite.references.Reference``."""
+        """From a ``ppl_suite.references.Reference`` or ``StoredPosterior``."""
         evidence = reference.evidence
         se = reference.log_evidence_se
         diagnostic = "" if se is not None else f"AIS {evidence['reliability']}: {evidence['diagnostic']}"
