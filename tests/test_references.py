@@ -195,7 +195,8 @@ def test_a_damaged_summary_copy_is_named_and_rewritten_from_the_reference(
     built, tmp_path, monkeypatch, capsys
 ):
     copy = _damaged_copy(built, tmp_path, ".json")
-    assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None  # see below
+    # the cell's reader gives None; reference_for names the copy and rewrites it
+    assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None
     monkeypatch.setattr(
         reference_module, "build", lambda *a, **k: pytest.fail("a whole reference was rebuilt")
     )
@@ -220,6 +221,29 @@ def test_a_truncated_reference_is_not_cached_but_named_and_rebuilt(built, tmp_pa
     assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None
     monkeypatch.setattr(reference_module, "build", rebuild)
     with pytest.warns(UserWarning, match=r"\.nc is damaged .*rebuilding"), pytest.raises(Rebuilt):
+        reference_for(Problem.build("normal_normal", 0), SMALL, cache_dir=copy)
+
+
+def test_a_summary_lacking_a_field_is_not_read_but_named_and_rebuilt(built, tmp_path, monkeypatch):
+    """A reference file that opens whole but whose summary attribute lacks its gates: the cell's
+    reader gives None, and ``reference_for`` says the file is damaged and rebuilds it."""
+    import h5py
+
+    copy = tmp_path / "cache"
+    shutil.copytree(built.path.parent, copy)
+    with h5py.File(copy / built.path.name, "r+") as file:
+        summary = {k: v for k, v in built.summary.items() if k != "gates"}
+        file["posterior"].attrs[reference_module.ATTRIBUTE] = json.dumps(summary)
+
+    class Rebuilt(Exception):
+        pass
+
+    def rebuild(*args, **kwargs):
+        raise Rebuilt
+
+    assert stored_posterior(Problem.build("normal_normal", 0), SMALL, cache_dir=copy) is None
+    monkeypatch.setattr(reference_module, "build", rebuild)
+    with pytest.warns(UserWarning, match=r"\.nc is damaged \(KeyError: 'gates'\)"), pytest.raises(Rebuilt):
         reference_for(Problem.build("normal_normal", 0), SMALL, cache_dir=copy)
 
 

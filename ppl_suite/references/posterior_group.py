@@ -2,10 +2,12 @@
 
 A worker that evaluates a cell against a stored reference needs its posterior draws and its summary
 (gates, AIS evidence), not the whole InferenceData: the posterior group of the NetCDF file is read with
-xarray (the library ArviZ reads it with), the summary from that group's attribute, as
-``Reference.load`` reads them. Importing ArviZ (its plotting, matplotlib, SciPy's statistics) costs a
-worker about a second; this reader costs a tenth of that. Anything unusual (no file, a damaged one)
-gives None, and ``reference_for`` then loads, repairs or rebuilds the reference and says why.
+xarray (the library ArviZ reads it with), the summary from that group's attribute, and the summary's
+fields parsed by ``summary_fields``, as ``Reference.load`` reads them. In a worker that has already
+loaded torch, JAX, SciPy and pandas, ArviZ's import costs about a second (its plotting, matplotlib);
+xarray's a tenth of one. Only the posterior group is opened: damage in another group of the file does
+not touch what a cell reads. No file, a damaged file, a damaged summary copy or a summary lacking a
+field gives None, and ``reference_for`` then loads, repairs or rebuilds the reference and says why.
 """
 
 from __future__ import annotations
@@ -33,49 +35,68 @@ def posterior_draws(posterior: Any, problem: Problem) -> Latents:
     return {site.name: np.asarray(posterior[site.name]).reshape(-1, *site.shape) for site in problem.sites}
 
 
+def summary_fields(summary: dict) -> dict[str, Any]:
+    """A stored reference's fields read from its summary (``references.reference``'s module docstring
+    has its shape), as ``Reference`` and ``StoredPosterior`` hold them; KeyError or TypeError where
+    the summary lacks one."""
+    evidence = summary["evidence"]
+    return {
+        "model": summary["model"],
+        "data_seed": summary["data_seed"],
+        "overrides": summary["overrides"],
+        "summary": summary,
+        "gates": GateResult.from_dict(summary["gates"]),
+        "seconds": summary["seconds"],
+        "settings": NUTSSettings(**summary["settings"]),
+        "versions": summary["versions"],
+        "command": summary["command"],
+        "log_evidence": evidence["log_evidence"],
+        "log_evidence_se": evidence["se"],
+        "evidence": evidence,
+    }
+
+
 @dataclass(frozen=True)
 class StoredPosterior:
-    """The draws and summary of a stored reference (``references.reference``'s module docstring has
-    the summary's shape); read by ``ReferencePosterior.of`` and ``describe`` as a ``Reference`` is."""
+    """A stored reference without its InferenceData (``Reference`` adds it, and whether it was found
+    stored): what ``ReferencePosterior.of`` and ``describe`` read."""
 
+    model: str
+    data_seed: int
+    overrides: dict
     draws: Latents
     summary: dict
+    gates: GateResult
+    seconds: float
+    settings: NUTSSettings
+    versions: dict
+    command: str
+    log_evidence: float | None
+    log_evidence_se: float | None
+    evidence: dict
     path: Path
-
-    @property
-    def evidence(self) -> dict:
-        return self.summary["evidence"]
-
-    @property
-    def log_evidence(self) -> float | None:
-        return self.evidence["log_evidence"]
-
-    @property
-    def log_evidence_se(self) -> float | None:
-        return self.evidence["se"]
-
-    @property
-    def gates(self) -> GateResult:
-        return GateResult.from_dict(self.summary["gates"])
 
 
 def stored_posterior(
     problem: Problem, settings: NUTSSettings | None = None, *, cache_dir: Path | None = None
 ) -> StoredPosterior | None:
-    """The draws and summary of the reference of ``problem`` under ``settings`` (None:
-    ``settings.settings_for``) stored under the current key, or None when there is none or either of
-    its files cannot be read whole (``reference_for`` then names the damage, and rewrites the summary's
-    copy or rebuilds the reference)."""
+    """The reference of ``problem`` under ``settings`` (None: ``settings.settings_for``) stored under
+    the current key, without its InferenceData; None when there is none, when either of its files is
+    damaged or when its summary lacks a field (``reference_for`` then names the damage and rewrites
+    the summary's copy or rebuilds the reference)."""
     import xarray
 
     settings = settings or settings_module.settings_for(problem.spec)
     path = cache.reference_path(problem, settings, cache_dir)
-    if cache.stored_summary(path) is None:  # none stored, or either of its files damaged
+    summary_copy = cache.summary_path(path)
+    if not (path.is_file() and summary_copy.is_file()):
+        return None
+    if cache.summary_damage(summary_copy) is not None or cache.netcdf_damage(path) is not None:
         return None
     try:
         with xarray.open_dataset(path, group="posterior", engine="h5netcdf") as posterior:
-            return StoredPosterior(
-                posterior_draws(posterior, problem), json.loads(posterior.attrs[ATTRIBUTE]), path
-            )
+            draws = posterior_draws(posterior, problem)  # read whole before the file closes
+            fields = summary_fields(json.loads(posterior.attrs[ATTRIBUTE]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return StoredPosterior(draws=draws, path=path, **fields)

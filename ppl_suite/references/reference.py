@@ -38,9 +38,9 @@ from ppl_suite.problem import Problem
 from ppl_suite.references import cache, nuts, progress
 from ppl_suite.references import settings as settings_module
 from ppl_suite.references.evidence import log_evidence
-from ppl_suite.references.gates import GateResult, ReferenceGateError
+from ppl_suite.references.gates import ReferenceGateError
 from ppl_suite.references.inference_data import reference_data
-from ppl_suite.references.posterior_group import ATTRIBUTE, posterior_draws
+from ppl_suite.references.posterior_group import ATTRIBUTE, StoredPosterior, posterior_draws, summary_fields
 from ppl_suite.references.progress import OnProgress, ReferenceProgress
 from ppl_suite.references.remedies import HIGH_TARGET_ACCEPT, Attempt, next_attempt
 from ppl_suite.references.reparametrized import reference_from
@@ -56,25 +56,11 @@ RESERVED = (
 
 
 @dataclass(frozen=True)
-class Reference:
+class Reference(StoredPosterior):
     """A stored reference: draws per site (constrained, chains flattened: (n, *site.shape)), the
-    InferenceData they came from, the summary (module docstring) and where the file lies."""
+    summary (module docstring) and its fields, where the file lies, and the InferenceData it holds."""
 
-    model: str
-    data_seed: int
-    overrides: dict
-    draws: dict[str, np.ndarray]
     idata: az.InferenceData
-    summary: dict
-    gates: GateResult
-    seconds: float
-    settings: NUTSSettings
-    versions: dict
-    command: str
-    log_evidence: float | None
-    log_evidence_se: float | None
-    evidence: dict
-    path: Path
     cached: bool
 
     @classmethod
@@ -82,25 +68,7 @@ class Reference:
         idata = az.from_netcdf(path)
         summary = json.loads(idata.posterior.attrs[ATTRIBUTE])
         draws = posterior_draws(idata.posterior, problem)
-        evidence = summary["evidence"]
-        return cls(
-            model=summary["model"],
-            data_seed=summary["data_seed"],
-            overrides=summary["overrides"],
-            draws=draws,
-            idata=idata,
-            summary=summary,
-            gates=GateResult.from_dict(summary["gates"]),
-            seconds=summary["seconds"],
-            settings=NUTSSettings(**summary["settings"]),
-            versions=summary["versions"],
-            command=summary["command"],
-            log_evidence=evidence["log_evidence"],
-            log_evidence_se=evidence["se"],
-            evidence=evidence,
-            path=path,
-            cached=cached,
-        )
+        return cls(draws=draws, idata=idata, path=path, cached=cached, **summary_fields(summary))
 
 
 def _stored(path: Path, problem: Problem) -> Reference | None:
