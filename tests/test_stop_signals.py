@@ -73,7 +73,7 @@ def test_every_command_exits_128_plus_the_signal_with_one_line(command, signum, 
 # a `ppl-suite report` whose figure workers are busy when the signal comes: its sections are replaced by
 # figures that take an hour, then it waits (a report of real results is over before a test could stop it)
 REPORT_WITH_SLOW_FIGURES = """
-import sys, time
+import faulthandler, signal, sys, time
 from pathlib import Path
 from ppl_suite import cli
 from ppl_suite.report import render
@@ -85,6 +85,7 @@ def build(context):
     time.sleep(3600)
 
 if __name__ == "__main__":  # the figure workers are spawned: they import this file
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks where a hung stop stands
     render.build = build
     sys.exit(cli.main(["report", sys.argv[1], "--out", sys.argv[3]]))
 """
@@ -139,7 +140,13 @@ def test_a_stopped_report_leaves_no_figure_worker_nor_resource_tracker(tmp_path,
             os.killpg(report.pid, signum)
         else:
             report.send_signal(signum)
-        code = report.wait(timeout=60)
+        try:
+            code = report.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack, then fail
+            report.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            report.kill()
+            pytest.fail(f"not stopped 60 s after {signal.Signals(signum).name}:\n{report.stderr.read()}")
         deadline = time.monotonic() + SURVIVAL_SECONDS
         while alive(tree) and time.monotonic() < deadline:
             time.sleep(0.05)
