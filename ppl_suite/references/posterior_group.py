@@ -88,10 +88,7 @@ def stored_posterior(
 
     settings = settings or settings_module.settings_for(problem.spec)
     path = cache.reference_path(problem, settings, cache_dir)
-    summary_copy = cache.summary_path(path)
-    if not (path.is_file() and summary_copy.is_file()):
-        return None
-    if cache.summary_damage(summary_copy) is not None or cache.netcdf_damage(path) is not None:
+    if cache.stored_summary(path) is None:  # none stored, or either of its files damaged
         return None
     try:
         with xarray.open_dataset(path, group="posterior", engine="h5netcdf") as posterior:
