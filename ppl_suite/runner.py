@@ -12,13 +12,15 @@ their own result: ``cli`` to an exit code (``Outcome.exit_code``), ``check`` to 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,10 @@ class Plan:
     command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     studies: Mapping[str, Any] | None = None  # a run of these studies alone: their settings by name
     exports: tuple[str, ...] = ()  # files the command writes at the folder's top (``store.problem``)
+    # a front end's own step before the cells, before the folder is locked or written (``check``: its
+    # verification); it is given a function that starts the executor's workers ahead, to call when it
+    # has work of its own for them to set up beside; what it raises propagates, the workers stopped
+    preparing: Callable[[Callable[[], None]], None] | None = None
     # a front end's own step, under the folder's lock after the tables, before the report (``check``:
     # its declaration and the cells' draws, which the report links)
     finishing: Callable[[ResultsStore], None] | None = None
@@ -381,12 +387,12 @@ def run(
     executor: executors.Executor | None = None,
     on_event: OnEvent = ignore,
 ) -> Outcome:
-    """Validate the plan (every problem at once: status BAD_INPUT, nothing started), then under the
-    folder's lock: clean up, reuse the finished units, run the others on ``executor`` (default: the
-    plan's, built here with the cell timeout; one given is the caller's, recorded in the manifest
-    under ``plan.executor`` with no cell timeout, as the runner gave it none), write each as it
-    finishes, run the studies' steps, write the tables and the report. Prints nothing; raises only on
-    internal errors."""
+    """Validate the plan (every problem at once: status BAD_INPUT, nothing started), take the plan's
+    ``preparing`` step, then under the folder's lock: clean up, reuse the finished units, run the
+    others on ``executor`` (default: the plan's, built here with the cell timeout; one given is the
+    caller's, recorded in the manifest under ``plan.executor`` with no cell timeout, as the runner
+    gave it none), write each as it finishes, run the studies' steps, write the tables and the
+    report. Prints nothing; raises only what ``preparing`` raises, and on internal errors."""
     from ppl_suite.store import FolderBusy, ResultsStore
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
@@ -406,16 +412,35 @@ def run(
     if plan.dry_run:
         return _over(Outcome(DRY_RUN, matrix=expanded), on_event)
     timeout = expanded.config.get("cell_timeout") if executor is None else None
+    if executor is None:
+        executor = executors.get(
+            plan.executor, jobs=jobs, scheduler=plan.scheduler, plugins=list(plan.plugins),
+            cell_timeout=timeout,
+        )  # fmt: skip
     try:
-        with store.locked():
-            if executor is None:
-                executor = executors.get(
-                    plan.executor, jobs=jobs, scheduler=plan.scheduler, plugins=list(plan.plugins),
-                    cell_timeout=timeout,
-                )  # fmt: skip
+        with _prepared(plan, executor, min(jobs, len(expanded.units))), store.locked():
             return _run_locked(plan, store, expanded, executor, (jobs, timeout), on_event)
     except FolderBusy as error:
         return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
+
+
+@contextlib.contextmanager
+def _prepared(plan: Plan, executor: executors.Executor, workers: int) -> Iterator[None]:
+    """The body after ``plan.preparing`` (if any), which may start ``workers`` of the executor ahead
+    (where it can: ``executors.StartsAhead``); those the run did not take are stopped at the end,
+    whatever happened."""
+    ahead = isinstance(executor, executors.StartsAhead)
+    try:
+        if plan.preparing is not None:
+            plan.preparing(functools.partial(executor.start, workers) if ahead else _nothing)
+        yield
+    finally:
+        if ahead:
+            executor.close()
+
+
+def _nothing() -> None:
+    """Starts no worker: the executor cannot start them ahead."""
 
 
 def _over(outcome: Outcome, on_event: OnEvent) -> Outcome:

@@ -5,6 +5,7 @@ faked: nothing here samples)."""
 from __future__ import annotations
 
 import numpy as np
+import psutil
 import pytest
 
 import ppl_suite
@@ -46,6 +47,8 @@ def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_ga
 
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.check(numpyro=model, args=(DESIGN,), kwargs={"y": Y}, out=tmp_path / "r", report=False)
+    workers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    assert not (tmp_path / "r").exists() and workers == []  # nothing written; its workers stopped
     params = {"w_auto_loc": np.zeros(2), "w_auto_scale": np.ones(2)}
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.diagnose(model, AutoNormal(model), params, args=(DESIGN,), kwargs={"y": Y}, cache=tmp_path)

@@ -229,3 +229,47 @@ def test_a_front_ends_own_step_runs_under_the_folders_lock_before_the_report(pla
     assert (
         manifest[schema.MANIFEST_EXECUTOR] == "in_process" and manifest[schema.MANIFEST_CELL_TIMEOUT] is None
     )
+
+
+class StartingAhead(InProcess):
+    """An in-process executor that can start workers ahead (``executors.StartsAhead``), recording
+    each call to ``start`` and ``close``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None]] = []
+
+    def start(self, count: int) -> None:
+        self.calls.append(("start", count))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+def test_a_front_ends_preparing_step_may_start_the_workers_before_the_folder_is_touched(plan, tmp_path):
+    """``Plan.preparing`` (``check``: its verification) runs before the folder exists and may start the
+    executor's workers ahead (one per unit, at most ``jobs``: 2 units, 1 job); those the run did not
+    take are closed after it. An executor without ``start`` and ``close`` is not asked to."""
+    executor, folder = StartingAhead(), tmp_path / "r"
+
+    def preparing(start_workers):
+        assert not folder.exists() and executor.calls == []
+        start_workers()
+
+    outcome = runner.run(replace(plan, preparing=preparing), folder, executor)
+    assert outcome.status == runner.OK and len(outcome.rows) == 2
+    assert executor.calls == [("start", 1), ("close", None)]
+    assert isinstance(executor, executors.StartsAhead) and not isinstance(InProcess(), executors.StartsAhead)
+
+
+def test_what_the_preparing_step_raises_propagates_with_the_workers_stopped_and_nothing_written(
+    plan, tmp_path
+):
+    executor, folder = StartingAhead(), tmp_path / "r"
+
+    def preparing(start_workers):
+        start_workers()
+        raise ppl_suite.CheckFailed("the reference failed its gates")
+
+    with pytest.raises(ppl_suite.CheckFailed, match="gates"):
+        runner.run(replace(plan, preparing=preparing), folder, executor)
+    assert executor.calls == [("start", 1), ("close", None)] and not folder.exists()

@@ -398,13 +398,19 @@ def _nuts_problems(nuts: Mapping[str, Any] | None) -> list[str]:
     return []
 
 
-def verify(user: UserModel, on_event: OnEvent | None = None, results: Path | None = None) -> str | None:
+def verify(
+    user: UserModel,
+    on_event: OnEvent | None = None,
+    results: Path | None = None,
+    start_workers: Callable[[], None] | None = None,
+) -> str | None:
     """Build (or load) the NUTS reference (each step of a build told to ``on_event`` as a
     ``runner.StudyProgress`` of ``"reference"``) and, when both versions are given, compare their log
     joints at its draws; raises CheckFailed naming what failed. Returns the digest of this outcome
     (``checking.verified``; None when the reference file cannot be read back). With ``results``, a
     check's results folder whose stamp holds the digest computed now (the same reference file, model
-    sources, data, settings and checking code): nothing is loaded or compared again."""
+    sources, data, settings and checking code): nothing is loaded or compared again. Otherwise
+    ``start_workers`` is called first: the run's workers set up while this process verifies."""
     from ppl_suite import registry, runner
     from ppl_suite.checking import verified
     from ppl_suite.checking.agreement import compare
@@ -414,6 +420,8 @@ def verify(user: UserModel, on_event: OnEvent | None = None, results: Path | Non
     stamp = verified.stamped(results) if results is not None else None
     if stamp is not None and verified.verification_digest(user, verified.reference_file(user)) == stamp:
         return stamp  # hashed only where a stamp can be matched
+    if start_workers is not None:
+        start_workers()
     from ppl_suite.references import reference_for
 
     problem = Problem.build(user.name, 0)
@@ -644,8 +652,15 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verification = verify(user, on_event, store.path)
-    plan = dataclasses.replace(plan, finishing=functools.partial(_keep, user, verification=verification))
+    verification: list[str | None] = []  # the digest of the verification, once the run has made it
+
+    def preparing(start_workers: Callable[[], None]) -> None:
+        verification.append(verify(user, on_event, store.path, start_workers))
+
+    def finishing(store: ResultsStore, ahead: DrawsAhead | None = None) -> None:
+        _keep(user, store, verification[0], ahead)
+
+    plan = dataclasses.replace(plan, preparing=preparing, finishing=finishing)
     from ppl_suite.checking.main_module import not_rerun_by_workers
 
     if user.in_process():

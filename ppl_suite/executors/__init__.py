@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ppl_suite.cell import Cell, Record
 from ppl_suite.plugin_registry import Registry
@@ -26,6 +26,17 @@ class Executor(Protocol):
     def run(self, cells: Sequence[Cell], on_record: OnRecord) -> None:
         """Execute every cell, calling ``on_record`` in this process as each one finishes (or times
         out, or loses its worker)."""
+
+
+@runtime_checkable
+class StartsAhead(Executor, Protocol):
+    """An executor whose workers can be started before ``run`` (the local one): ``start(count)``
+    starts that many (at most its jobs) to set up while the caller works; ``run`` takes them;
+    ``close()`` stops those it did not take."""
+
+    def start(self, count: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

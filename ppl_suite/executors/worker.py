@@ -147,22 +147,35 @@ def configured_here() -> Iterator[None]:
         _configured = remembered
 
 
+def set_up(plugins: Sequence[str] = ()) -> str | None:
+    """Configure this worker (``configure``) and load what runs a cell (torch and JAX: in the workers,
+    not the parent); None, or what failed, with its traceback."""
+    try:
+        configure(plugins)
+        import ppl_suite.execute  # noqa: F401
+    except Exception as error:
+        return f"worker set-up failed: {type(error).__name__}: {error}\n{traceback.format_exc()}"
+    return None
+
+
 def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
     """``execute(cell)`` in a configured worker; a set-up error fails the cell, not the worker."""
     start = time.perf_counter()
-    try:
-        configure(plugins)
-        from ppl_suite.execute import execute  # torch and JAX: loaded in the workers, not the parent
-    except Exception as error:
-        detail = f"worker set-up failed: {type(error).__name__}: {error}\n{traceback.format_exc()}"
-        return _unfinished_row(cell, schema.FAILED, detail, time.perf_counter() - start)
+    failure = set_up(plugins)
+    if failure is not None:
+        return _unfinished_row(cell, schema.FAILED, failure, time.perf_counter() - start)
+    from ppl_suite.execute import execute
+
     return execute(cell)
 
 
 def serve(connection: multiprocessing.connection.Connection, plugins: Sequence[str]) -> None:
-    """A local worker's main loop: receive a cell, send back its Record, until the parent closes the
-    connection."""
+    """A local worker's main loop: set up before the first cell comes (a worker started ahead of its
+    run, ``LocalExecutor.start``, loads its libraries while the parent works; a failure is told with
+    each cell, as ``run_cell`` sets up again), then receive a cell, send back its Record, until the
+    parent closes the connection."""
     guard()
+    set_up(plugins)
     while True:
         try:
             cell = connection.recv()
