@@ -1,6 +1,7 @@
 """What every command promises at its edges (issue 24): a report folder that cannot be written is bad
 input (exit 2, nothing started), found by trying to create a file there, not by permission bits; a
-failed `report` writes its error log outside the results folder it only reads."""
+failed `report` writes its error log outside the results folder it only reads; a command that ends
+without the interpreter's teardown (issue 26) still runs every exit handler and waits for its threads."""
 
 from __future__ import annotations
 
@@ -93,3 +94,39 @@ def test_a_failed_report_logs_its_error_outside_the_results_folder(
     assert "RuntimeError: drawing failed" in log.read_text()
     assert listing(results) == before  # the results folder is only read
     assert os.access(log, os.R_OK)
+
+
+PLUGIN_AT_EXIT = """
+import atexit, pathlib, threading, time
+
+marker = pathlib.Path(__file__).with_name("{name}")
+if "{name}" == "handler":
+    atexit.register(marker.write_text, "ran")
+else:  # a thread still writing when the command is done: the process waits for it
+    threading.Thread(target=lambda: (time.sleep(1.0), marker.write_text("ran"))).start()
+"""
+
+
+@pytest.mark.parametrize("name", ["handler", "thread"])
+def test_the_command_ends_without_teardown_only_after_its_exit_handlers_and_threads(tmp_path, name):
+    """``ppl-suite`` ends its process without the interpreter's teardown (``cli.run_command``): the
+    exit code and every line of output still come out through a pipe, an exit handler registered
+    during the command runs, and a thread still at work is waited for."""
+    import subprocess
+    import sys
+
+    (tmp_path / f"at_exit_{name}.py").write_text(PLUGIN_AT_EXIT.format(name=name))
+    argv = ["run", "--plugins", f"at_exit_{name}", "--models", "normal_normal", "--dry-run"]
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "ppl_suite.cli", *argv, "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cells = [line for line in done.stdout.splitlines() if line.startswith("normal_normal/")]
+    assert len(cells) == 6 and done.stdout.endswith("6 cells would run\n")
+    assert (tmp_path / name).read_text() == "ran"
+    bad = subprocess.run(
+        [sys.executable, "-m", "ppl_suite.cli", "run", "--models", "nope"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
