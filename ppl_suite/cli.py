@@ -310,19 +310,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command() -> None:
     """The ``ppl-suite`` command: ``main``, then the process ends with its exit code once Python's exit
-    handlers have run (workers, logs, temporary folders, a coverage tool's) and the standard streams
-    are flushed, without the interpreter's teardown, which takes 1-2 s once torch and JAX are loaded
-    (clearing their modules' objects; every file the command writes is closed by then). While a thread
-    other than daemons is still at work, or when ``main`` lets an exception out, the process ends as
-    usual (the interpreter waits for such threads)."""
+    handlers have run (workers, logs, temporary folders) and the standard streams are flushed, without
+    the interpreter's teardown, which takes 1-2 s once torch and JAX are loaded (clearing their
+    modules' objects; every file the command writes is closed by then). The process ends as usual
+    where something may still need the teardown's time: a thread other than daemons at work (the
+    interpreter waits for it), a trace or profile function or a monitoring tool (coverage, profilers
+    and debuggers that save in a ``finally`` of their own), or an exception ``main`` lets out."""
     code = main()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if _ending_watched():
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's exit runs first (and forgets them)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream has nothing left to flush
             stream.flush()
     os._exit(code)
+
+
+def _ending_watched() -> bool:
+    """Whether a non-daemon thread is at work, or a tracer, profiler or monitoring tool is set."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        return True
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12 and later
+    tools = monitoring is not None and any(monitoring.get_tool(tool) for tool in range(6))
+    return sys.gettrace() is not None or sys.getprofile() is not None or tools
 
 
 if __name__ == "__main__":

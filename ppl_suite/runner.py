@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import signal
 import socket
@@ -68,8 +67,9 @@ class Plan:
     studies: Mapping[str, Any] | None = None  # a run of these studies alone: their settings by name
     exports: tuple[str, ...] = ()  # files the command writes at the folder's top (``store.problem``)
     # a front end's own step before the cells, before the folder is locked or written (``check``: its
-    # verification); it is given a function that starts the executor's workers ahead, to call when it
-    # has work of its own for them to set up beside; what it raises propagates, the workers stopped
+    # verification; a run of studies takes none); it is given a function that starts the executor's
+    # workers ahead, to call when it has work of its own for them to set up beside; what it raises
+    # propagates, the workers stopped
     preparing: Callable[[Callable[[], None]], None] | None = None
     # a front end's own step, under the folder's lock after the tables, before the report (``check``:
     # its declaration and the cells' draws, which the report links)
@@ -388,11 +388,11 @@ def run(
     on_event: OnEvent = ignore,
 ) -> Outcome:
     """Validate the plan (every problem at once: status BAD_INPUT, nothing started), take the plan's
-    ``preparing`` step, then under the folder's lock: clean up, reuse the finished units, run the
-    others on ``executor`` (default: the plan's, built here with the cell timeout; one given is the
-    caller's, recorded in the manifest under ``plan.executor`` with no cell timeout, as the runner
-    gave it none), write each as it finishes, run the studies' steps, write the tables and the
-    report. Prints nothing; raises only what ``preparing`` raises, and on internal errors."""
+    ``preparing`` step (a run of cells), then under the folder's lock: clean up, reuse the finished
+    units, run the others on ``executor`` (default: the plan's, built here with the cell timeout; one
+    given is the caller's, recorded in the manifest under ``plan.executor`` with no cell timeout, as
+    the runner gave it none), write each as it finishes, run the studies' steps, write the tables and
+    the report. Prints nothing; raises only what ``preparing`` raises, and on internal errors."""
     from ppl_suite.store import FolderBusy, ResultsStore
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
@@ -427,20 +427,24 @@ def run(
 @contextlib.contextmanager
 def _prepared(plan: Plan, executor: executors.Executor, workers: int) -> Iterator[None]:
     """The body after ``plan.preparing`` (if any), which may start ``workers`` of the executor ahead
-    (where it can: ``executors.StartsAhead``); those the run did not take are stopped at the end,
-    whatever happened."""
-    ahead = isinstance(executor, executors.StartsAhead)
+    (where it can: ``executors.StartsAhead``); if it did, those the run did not take are stopped at the
+    end, whatever happened."""
+    starting = executor if isinstance(executor, executors.StartsAhead) else None
+    started = False
+
+    def start_workers() -> None:
+        nonlocal started
+        if starting is not None:
+            started = True
+            starting.start_ahead(workers)
+
     try:
         if plan.preparing is not None:
-            plan.preparing(functools.partial(executor.start, workers) if ahead else _nothing)
+            plan.preparing(start_workers)
         yield
     finally:
-        if ahead:
-            executor.close()
-
-
-def _nothing() -> None:
-    """Starts no worker: the executor cannot start them ahead."""
+        if started and starting is not None:
+            starting.stop_ahead()
 
 
 def _over(outcome: Outcome, on_event: OnEvent) -> Outcome:
@@ -539,8 +543,11 @@ def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -
 def execute(
     executor: executors.Executor, units: Sequence[Unit], store: ResultsStore, jobs: int, on_event: OnEvent
 ) -> None:
-    """Run ``units`` on ``executor``, writing each record to ``store`` as it comes."""
+    """Run ``units`` on ``executor``, writing each record to ``store`` as it comes. With none to run,
+    workers started ahead (``Plan.preparing``) are stopped now, not after the studies and the report."""
     if not units:
+        if isinstance(executor, executors.StartsAhead):
+            executor.stop_ahead()
         return
     on_event(ExecutionStarted(len(units), jobs))
     start = time.monotonic()

@@ -40,15 +40,35 @@ def test_the_errors_are_exported_and_a_failed_gate_is_a_check_failure():
     assert not issubclass(ppl_suite.InputProblem, ppl_suite.CheckFailed)
 
 
+def spawned_workers() -> list[psutil.Process]:
+    """This process's children started by multiprocessing's spawn (the check's workers)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_gates(
-    failing_reference, tmp_path
+    failing_reference, tmp_path, monkeypatch
 ):
+    """The check's workers start while its reference is built (``Plan.preparing``): the failed gate
+    stops them, and nothing is written."""
     from numpyro.infer.autoguide import AutoNormal
 
+    from ppl_suite.executors.local import LocalExecutor
+
+    started: list[int] = []
+    start_ahead = LocalExecutor.start_ahead
+    monkeypatch.setattr(
+        LocalExecutor, "start_ahead", lambda self, count: (started.append(count), start_ahead(self, count))
+    )
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.check(numpyro=model, args=(DESIGN,), kwargs={"y": Y}, out=tmp_path / "r", report=False)
-    workers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-    assert not (tmp_path / "r").exists() and workers == []  # nothing written; its workers stopped
+    assert started and not (tmp_path / "r").exists() and spawned_workers() == []
     params = {"w_auto_loc": np.zeros(2), "w_auto_scale": np.ones(2)}
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.diagnose(model, AutoNormal(model), params, args=(DESIGN,), kwargs={"y": Y}, cache=tmp_path)

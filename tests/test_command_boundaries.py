@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,13 +98,13 @@ def test_a_failed_report_logs_its_error_outside_the_results_folder(
 
 
 PLUGIN_AT_EXIT = """
-import atexit, pathlib, threading, time
+import atexit, pathlib, threading
 
 marker = pathlib.Path(__file__).with_name("{name}")
 if "{name}" == "handler":
     atexit.register(marker.write_text, "ran")
-else:  # a thread still writing when the command is done: the process waits for it
-    threading.Thread(target=lambda: (time.sleep(1.0), marker.write_text("ran"))).start()
+else:  # a thread at work until the main thread is done: the process waits for it
+    threading.Thread(target=lambda: (threading.main_thread().join(), marker.write_text("ran"))).start()
 """
 
 
@@ -113,7 +114,6 @@ def test_the_command_ends_without_teardown_only_after_its_exit_handlers_and_thre
     exit code and every line of output still come out through a pipe, an exit handler registered
     during the command runs, and a thread still at work is waited for."""
     import subprocess
-    import sys
 
     (tmp_path / f"at_exit_{name}.py").write_text(PLUGIN_AT_EXIT.format(name=name))
     argv = ["run", "--plugins", f"at_exit_{name}", "--models", "normal_normal", "--dry-run"]
@@ -127,6 +127,50 @@ def test_the_command_ends_without_teardown_only_after_its_exit_handlers_and_thre
     assert len(cells) == 6 and done.stdout.endswith("6 cells would run\n")
     assert (tmp_path / name).read_text() == "ran"
     bad = subprocess.run(
-        [sys.executable, "-m", "ppl_suite.cli", "run", "--models", "nope"], capture_output=True, text=True
-    )
+        [sys.executable, "-m", "ppl_suite.cli", "run", "--models", "nope"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
+
+
+class Ended(Exception):
+    """``os._exit`` called (the test's stand-in): the process would have ended here."""
+
+
+def test_run_command_ends_with_os_exit_unless_a_thread_works_or_a_tracer_watches(monkeypatch):
+    """After ``main``: the exit handlers (a stand-in here: the test process's own must not run), then
+    ``os._exit`` with main's code; a live non-daemon thread, or a trace function (coverage,
+    debuggers), gets the usual exit instead."""
+    import atexit
+    import threading
+
+    calls: list[object] = []
+    monkeypatch.setattr(cli, "main", lambda: 2)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("handlers"))
+
+    def end(code: int) -> None:
+        calls.append(code)
+        raise Ended
+
+    monkeypatch.setattr(os, "_exit", end)
+    with pytest.raises(Ended):
+        cli.run_command()
+    assert calls == ["handlers", 2]
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run_command()
+    finally:
+        release.set()
+        worker.join()
+    assert exited.value.code == 2
+    previous = sys.gettrace()
+    sys.settrace(lambda *args: None)
+    try:
+        with pytest.raises(SystemExit):
+            cli.run_command()
+    finally:
+        sys.settrace(previous)
+    assert calls == ["handlers", 2]

@@ -4,7 +4,7 @@
    ignored) is recorded as ``timeout`` with its elapsed time and the limit named; its worker is
    killed and replaced, and the run goes on: local executor (fast), and with a cell that finishes
    beside it on the local executor and on Dask (slow). Workers started ahead of a run
-   (``LocalExecutor.start``) run its first cells, and are stopped when no run takes them (fast).
+   (``LocalExecutor.start_ahead``) run its first cells, and are stopped when no run takes them (fast).
 2. A worker killed from outside (as by the out-of-memory killer) records its cell as failed
    ("worker lost") and is replaced; the run goes on (slow; tests/test_runner.py has a fast case of a
    worker that exits). On Dask with a single worker the cell is recorded at once and the next cell
@@ -133,11 +133,11 @@ def test_hanging_cells_time_out_in_fresh_workers_and_the_run_goes_on():
 
 
 def test_workers_started_ahead_run_the_cells_and_are_stopped_when_no_run_takes_them():
-    """``LocalExecutor.start`` (``check`` starts its workers while it builds the reference): the cell
-    runs in the worker started ahead (no other is spawned), which is stopped after the run; workers
-    started and never run are stopped by ``close``."""
+    """``LocalExecutor.start_ahead`` (``check`` starts its workers while it builds the reference): the
+    cell runs in the worker started ahead (no other is spawned), which is stopped after the run;
+    workers started and never run are stopped by ``stop_ahead``."""
     executor = executors.get("local", jobs=1, plugins=["tests.plugins.faulty_models"])
-    executor.start(3)  # at most jobs
+    executor.start_ahead(3)  # at most jobs
     ahead = [worker.pid for worker in spawned(psutil.Process())]
     seen: list[tuple[list[int], Record]] = []
 
@@ -149,9 +149,9 @@ def test_workers_started_ahead_run_the_cells_and_are_stopped_when_no_run_takes_t
         [(running, record)] = seen
         assert len(ahead) == 1 and running == ahead and "injected fault" in record.row["error"]
         assert spawned(psutil.Process()) == []
-        executor.start(1)
+        executor.start_ahead(1)
         assert len(spawned(psutil.Process())) == 1
-        executor.close()
+        executor.stop_ahead()
         assert spawned(psutil.Process()) == []
     finally:
         kill_all(spawned(psutil.Process()))

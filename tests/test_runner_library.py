@@ -233,22 +233,23 @@ def test_a_front_ends_own_step_runs_under_the_folders_lock_before_the_report(pla
 
 class StartingAhead(InProcess):
     """An in-process executor that can start workers ahead (``executors.StartsAhead``), recording
-    each call to ``start`` and ``close``."""
+    each call to ``start_ahead`` and ``stop_ahead``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int | None]] = []
 
-    def start(self, count: int) -> None:
+    def start_ahead(self, count: int) -> None:
         self.calls.append(("start", count))
 
-    def close(self) -> None:
-        self.calls.append(("close", None))
+    def stop_ahead(self) -> None:
+        self.calls.append(("stop", None))
 
 
 def test_a_front_ends_preparing_step_may_start_the_workers_before_the_folder_is_touched(plan, tmp_path):
     """``Plan.preparing`` (``check``: its verification) runs before the folder exists and may start the
     executor's workers ahead (one per unit, at most ``jobs``: 2 units, 1 job); those the run did not
-    take are closed after it. An executor without ``start`` and ``close`` is not asked to."""
+    take are stopped after it. An executor without ``start_ahead`` and ``stop_ahead`` is not asked to;
+    a step that starts none leaves the executor alone; a dry run takes no step."""
     executor, folder = StartingAhead(), tmp_path / "r"
 
     def preparing(start_workers):
@@ -257,8 +258,34 @@ def test_a_front_ends_preparing_step_may_start_the_workers_before_the_folder_is_
 
     outcome = runner.run(replace(plan, preparing=preparing), folder, executor)
     assert outcome.status == runner.OK and len(outcome.rows) == 2
-    assert executor.calls == [("start", 1), ("close", None)]
+    assert executor.calls == [("start", 1), ("stop", None)]
     assert isinstance(executor, executors.StartsAhead) and not isinstance(InProcess(), executors.StartsAhead)
+    idle = StartingAhead()
+    assert (
+        runner.run(replace(plan, preparing=lambda start: None, fresh=True), folder, idle).status == runner.OK
+    )
+    assert idle.calls == []
+    dry = runner.run(replace(plan, preparing=lambda start: pytest.fail("taken"), dry_run=True), folder, idle)
+    assert dry.status == runner.DRY_RUN
+
+
+def test_workers_started_ahead_are_stopped_when_every_unit_is_reused_and_when_the_folder_is_busy(
+    plan, tmp_path
+):
+    from ppl_suite.store import ResultsStore
+
+    folder = tmp_path / "r"
+    assert runner.run(plan, folder, InProcess()).status == runner.OK
+    reused = StartingAhead()
+    events: list[runner.Event] = []
+    outcome = runner.run(replace(plan, preparing=lambda start: start()), folder, reused, events.append)
+    assert outcome.status == runner.OK and reused.calls == [("start", 1), ("stop", None), ("stop", None)]
+    assert not any(isinstance(event, runner.ExecutionStarted) for event in events)
+    busy = StartingAhead()
+    with ResultsStore(folder).locked():
+        outcome = runner.run(replace(plan, preparing=lambda start: start()), folder, busy)
+    assert outcome.status == runner.BAD_INPUT and "in use by another run" in outcome.problems[0]
+    assert busy.calls == [("start", 1), ("stop", None)]
 
 
 def test_what_the_preparing_step_raises_propagates_with_the_workers_stopped_and_nothing_written(
@@ -272,4 +299,4 @@ def test_what_the_preparing_step_raises_propagates_with_the_workers_stopped_and_
 
     with pytest.raises(ppl_suite.CheckFailed, match="gates"):
         runner.run(replace(plan, preparing=preparing), folder, executor)
-    assert executor.calls == [("start", 1), ("close", None)] and not folder.exists()
+    assert executor.calls == [("start", 1), ("stop", None)] and not folder.exists()

@@ -652,13 +652,14 @@ def _run(user: UserModel, plan: Plan, store: ResultsStore, on_event: OnEvent) ->
     problems = runner.run_problems(plan, store) + paths.links(store.path, (stored.FOLDER, stored.DRAWS))
     if problems:
         raise InputProblem(*problems)
-    verification: list[str | None] = []  # the digest of the verification, once the run has made it
+    verification: str | None = None  # the digest of the verification, once the run has made it
 
     def preparing(start_workers: Callable[[], None]) -> None:
-        verification.append(verify(user, on_event, store.path, start_workers))
+        nonlocal verification
+        verification = verify(user, on_event, store.path, start_workers)
 
     def finishing(store: ResultsStore, ahead: DrawsAhead | None = None) -> None:
-        _keep(user, store, verification[0], ahead)
+        _keep(user, store, verification, ahead)
 
     plan = dataclasses.replace(plan, preparing=preparing, finishing=finishing)
     from ppl_suite.checking.main_module import not_rerun_by_workers

@@ -30,13 +30,13 @@ class Executor(Protocol):
 
 @runtime_checkable
 class StartsAhead(Executor, Protocol):
-    """An executor whose workers can be started before ``run`` (the local one): ``start(count)``
+    """An executor whose workers can be started before ``run`` (the local one): ``start_ahead(count)``
     starts that many (at most its jobs) to set up while the caller works; ``run`` takes them;
-    ``close()`` stops those it did not take."""
+    ``stop_ahead()`` stops those it did not take."""
 
-    def start(self, count: int) -> None: ...
+    def start_ahead(self, count: int) -> None: ...
 
-    def close(self) -> None: ...
+    def stop_ahead(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ jobs=1, so that any cell can be stopped: a cell still running after ``cell_timeo
 recorded as timed out and its worker is killed and replaced; a worker that dies (killed, out of
 memory) records its cell as failed ("worker lost") and is replaced. The run goes on either way.
 
-``start(count)`` starts workers ahead of ``run``, so that their set-up (torch, JAX, the plug-ins:
-seconds each) overlaps what the caller does before its cells (``check``'s NUTS reference); ``close``
-stops those no ``run`` took.
+``start_ahead(count)`` starts workers ahead of ``run``, so that their set-up (torch, JAX, the
+plug-ins: seconds each) overlaps what the caller does before its cells (``check``'s NUTS reference);
+``stop_ahead`` stops those no ``run`` took.
 
 On any exception in this process during ``run`` (KeyboardInterrupt included) every worker is stopped
 (SIGTERM, then SIGKILL after a short grace) before the exception propagates. Workers ignore SIGINT
@@ -112,15 +112,16 @@ class LocalExecutor:
         self.jobs = jobs or os.cpu_count() or 1
         self.plugins = tuple(plugins)
         self.cell_timeout = cell_timeout
-        self._ahead: list[_Worker] = []  # started by ``start``, not yet taken by ``run``
+        self._ahead: list[_Worker] = []  # started by ``start_ahead``, not yet taken by ``run``
 
-    def start(self, count: int) -> None:
+    def start_ahead(self, count: int) -> None:
         """Start ``count`` workers (at most ``jobs``) now: each loads its libraries and plug-ins while
-        the caller goes on, and ``run`` gives them its first cells; ``close`` stops those it never took."""
+        the caller goes on, and ``run`` gives them its first cells; ``stop_ahead`` stops those it never
+        took."""
         while len(self._ahead) < min(count, self.jobs):
             self._ahead.append(_Worker(self.plugins))
 
-    def close(self) -> None:
+    def stop_ahead(self) -> None:
         """Stop the workers started ahead that no ``run`` took."""
         ahead, self._ahead = self._ahead, []
         stop(ahead)

@@ -171,17 +171,21 @@ def run_cell(cell: Cell, plugins: Sequence[str] = ()) -> Record:
 
 def serve(connection: multiprocessing.connection.Connection, plugins: Sequence[str]) -> None:
     """A local worker's main loop: set up before the first cell comes (a worker started ahead of its
-    run, ``LocalExecutor.start``, loads its libraries while the parent works; a failure is told with
-    each cell, as ``run_cell`` sets up again), then receive a cell, send back its Record, until the
-    parent closes the connection."""
+    run, ``LocalExecutor.start_ahead``, loads its libraries while the parent works), then receive a
+    cell, send back its Record, until the parent closes the connection. A failed set-up fails every
+    cell with its first traceback (a plug-in imported again after a failure halfway would tell
+    another error, such as a model registered twice)."""
     guard()
-    set_up(plugins)
+    failure = set_up(plugins)
     while True:
         try:
             cell = connection.recv()
         except EOFError:
             return
-        connection.send(run_cell(cell, plugins))
+        if failure is not None:
+            connection.send(_unfinished_row(cell, schema.FAILED, failure, 0.0))
+        else:
+            connection.send(run_cell(cell, plugins))
 
 
 def _unfinished_row(unit: Unit, status: str, error: str, seconds: float) -> Record:
