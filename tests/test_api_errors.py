@@ -10,6 +10,7 @@ import pytest
 
 import ppl_suite
 from ppl_suite import references
+from tests.processes import below
 
 DESIGN = np.column_stack([np.ones(6), np.linspace(-1.0, 1.0, 6)])
 Y = np.linspace(0.0, 1.0, 6)
@@ -40,18 +41,6 @@ def test_the_errors_are_exported_and_a_failed_gate_is_a_check_failure():
     assert not issubclass(ppl_suite.InputProblem, ppl_suite.CheckFailed)
 
 
-def spawned_workers() -> list[psutil.Process]:
-    """This process's children started by multiprocessing's spawn (the check's workers)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_gates(
     failing_reference, tmp_path, monkeypatch
 ):
@@ -68,7 +57,7 @@ def test_check_and_diagnose_raise_check_failed_for_a_reference_that_fails_its_ga
     )
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.check(numpyro=model, args=(DESIGN,), kwargs={"y": Y}, out=tmp_path / "r", report=False)
-    assert started and not (tmp_path / "r").exists() and spawned_workers() == []
+    assert started and not (tmp_path / "r").exists() and below(psutil.Process()) == []
     params = {"w_auto_loc": np.zeros(2), "w_auto_scale": np.ones(2)}
     with pytest.raises(ppl_suite.CheckFailed, match=r"R-hat 1\.2"):
         ppl_suite.diagnose(model, AutoNormal(model), params, args=(DESIGN,), kwargs={"y": Y}, cache=tmp_path)

@@ -39,6 +39,7 @@ from ppl_suite import executors
 from ppl_suite.backends import SVIConfig
 from ppl_suite.cell import Cell, Record
 from ppl_suite.results import load
+from tests.processes import below
 
 ROOT = Path(__file__).resolve().parent.parent
 HANGING = "tests.plugins.hanging_models"
@@ -63,14 +64,7 @@ def run_cells(cells: list[Cell], **options) -> dict[str, Record]:
 
 def spawned(process: psutil.Process) -> list[psutil.Process]:
     """Worker processes below ``process``: interpreters started by multiprocessing's spawn."""
-    found = []
-    for child in process.children(recursive=True):
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return below(process)
 
 
 def hung(pid: int) -> bool:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from ppl_suite import cli, schema
+from tests.processes import below
 
 ROOT = Path(__file__).resolve().parent.parent
 SURVIVAL_SECONDS = 10  # no process of a stopped command may outlive it by more
@@ -93,14 +94,7 @@ if __name__ == "__main__":  # the figure workers are spawned: they import this f
 
 def spawned(process: psutil.Process) -> list[psutil.Process]:
     """Processes below ``process`` that multiprocessing started: workers and the resource tracker."""
-    found = []
-    for child in process.children(recursive=True):
-        try:
-            if "multiprocessing" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return below(process, "multiprocessing")
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
