@@ -14,6 +14,7 @@ import torch
 from numpyro import handlers
 from numpyro.infer.util import log_density
 
+import models
 from ppl_suite import guides, registry
 from ppl_suite.backends import numpyro as numpyro_backend
 from ppl_suite.backends import pyro as pyro_backend
@@ -218,6 +219,50 @@ def test_a_plated_model_is_fitted_by_pyro_in_its_plates(mixed):
     fit = pyro_backend.PyroBackend().fit(mixed, "full_rank", SVIConfig(steps=40, particles=4), 0)
     assert np.isfinite(fit.losses).all() and fit.losses[-10:].mean() < fit.losses[:10].mean()
     assert FittedGuide(mixed, "full_rank", fit.phi).sample(0, 2)["w"].shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("name", ["plated_mixed", "plated_conjugate", *models.names()])
+def test_numpyro_plates_are_read_from_an_abstract_trace_that_compiles_nothing(name, mixed, conjugate):
+    """``numpyro_backend.model_plates`` (each site's plates, read before a NumPyro guide is built) equals
+    ``read_plates`` of one eager trace of the model, and runs no XLA compilation: its trace is
+    abstract (``jax.eval_shape``) where an eager one compiles each of the model's operations."""
+    problem = Problem.build(name, 0)
+    model = registry.implementation(name, "numpyro")
+    compiled = []
+
+    def on_duration(event: str, seconds: float, **_) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    try:
+        plates = numpyro_backend.model_plates(problem, model)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_duration)
+    assert compiled == []
+    eager = handlers.trace(handlers.seed(model, 0)).get_trace(
+        problem.data, numpyro_backend.as_jax(problem.params)
+    )
+    assert plates == read_plates(eager.items(), name)
+    assert set(plates) == {site.name for site in problem.sites}
+
+
+def test_a_subsampled_numpyro_plate_is_refused_naming_the_site_from_the_abstract_trace():
+    def model(data, params):
+        with numpyro.plate("J", 10, subsample_size=5):
+            numpyro.sample("theta", ndist.Normal(0.0, 1.0))
+
+    spec = ModelSpec(
+        name="subsampled", description="a subsampled plate", defaults={},
+        sites=lambda params: (Site("theta", (5,)),), generate_data=lambda rng, params: {},
+        guides=("mean_field",), oracle=None,
+        problem_size=lambda params: 5, fixed_data=True,
+    )  # fmt: skip
+    registry.register(spec, numpyro_model=model, replace=True)
+    with pytest.raises(
+        ValueError, match=r"'theta' is scaled \(in 'J'\): subsampled plates are not supported"
+    ):
+        numpyro_backend.model_plates(Problem.build("subsampled", 0), model)
 
 
 def test_a_subsampled_plate_is_refused_naming_the_site():
