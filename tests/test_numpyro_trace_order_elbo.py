@@ -41,11 +41,15 @@ def fitted_guide(model_name: str):
 def test_trace_order_elbo_is_numpyros_trace_elbo_to_rounding(model_name, particles):
     """Same keys, same draws, same terms: value and gradient differ only by the order of a sum, i.e.
     by a few ulps of the largest term (bounded by n_terms * eps * sum of |terms|, taken as the
-    magnitude of the loss times the number of sites; here n_terms < 100)."""
+    magnitude of the loss times the number of sites; here n_terms < 100). Both compiled, as the
+    backend runs its loss (run eagerly, each of the model's operations was compiled on its own)."""
     model, guide, phi, args = fitted_guide(model_name)
-    ours, numpyros = TraceOrderELBO(num_particles=particles), Trace_ELBO(num_particles=particles)
-    loss = jax.value_and_grad(lambda p, e: e.loss(jax.random.PRNGKey(3), p, model, guide, *args))
-    (value, grad), (expected, expected_grad) = loss(phi, ours), loss(phi, numpyros)
+
+    def loss(elbo):
+        return jax.jit(jax.value_and_grad(lambda p: elbo.loss(jax.random.PRNGKey(3), p, model, guide, *args)))
+
+    value, grad = loss(TraceOrderELBO(num_particles=particles))(phi)
+    expected, expected_grad = loss(Trace_ELBO(num_particles=particles))(phi)
     bound = 100 * EPS * (abs(float(expected)) + 1.0)
     assert abs(float(value) - float(expected)) <= bound
     for name in phi:
