@@ -6,6 +6,7 @@ import argparse
 import atexit
 import contextlib
 import os
+import select
 import sys
 import tempfile
 import threading
@@ -28,7 +29,9 @@ exit codes:
   3    every cell ran but a correctness check failed (the last lines name each)
   4    internal error (one line naming the traceback's file: RESULTS/logs/, or for report
        the report folder)
-  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept"""
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept
+  141  its standard output was closed (piped into a command that ended, such as head):
+       stopped quietly, finished cells are kept"""
 
 
 def plan_from_args(args: argparse.Namespace) -> runner.Plan:
@@ -300,12 +303,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ppl-suite: {stop.name()}: stopped; rerun the same command to go on", file=sys.stderr)
             return stop.exit_code()
         except Exception as error:
+            if isinstance(error, BrokenPipeError) and _standard_output_closed():
+                return _quiet_after_closed_output()
             log = _error_log(args, traceback.format_exc())
             print(
                 f"ppl-suite: internal error: {type(error).__name__}: {error} (traceback: {log})",
                 file=sys.stderr,
             )
             return 4
+
+
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports of a command ended by its closed output
+
+
+def _standard_output_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``ppl-suite list | head -1``): the
+    descriptor polls as an error. A worker's or another file's broken pipe leaves it writable, and is
+    an internal error like any other."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a capture with no descriptor, or closed
+        return False
+    if not hasattr(select, "poll"):  # Windows: no poll on pipes
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _quiet_after_closed_output() -> int:
+    """OUTPUT_CLOSED, with standard output sent to the null device: what is still buffered for the
+    closed pipe is dropped at exit instead of raising again (Python's advice for SIGPIPE)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    return OUTPUT_CLOSED
 
 
 def run_command() -> None:

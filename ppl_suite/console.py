@@ -5,9 +5,12 @@ progress=True)``."""
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +75,22 @@ def summary(rows: pd.DataFrame, planned: int, problems: pd.DataFrame | None = No
     return text
 
 
+def _pipe_console() -> Any:
+    """A rich console on standard output that stops the command the way a ``print`` to a closed pipe
+    does (``BrokenPipeError``: exit code 141, ``cli.OUTPUT_CLOSED``), where rich's own exits with
+    ``SystemExit(1)``, which here means a failed cell. Its progress bar's refresh thread only
+    silences it; the next event raises in the main thread (``Printer.__call__``)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written to the closed pipe
+            if threading.current_thread() is threading.main_thread():
+                raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return PipeConsole()
+
+
 def _steady_eta_column() -> Any:
     """A rich progress column: the runner's projected time left (``runner.eta_seconds``), counting down
     between units."""
@@ -124,6 +143,8 @@ class Printer:
         }
 
     def __call__(self, event: runner.Event) -> None:
+        if self._progress is not None and self._progress.console.quiet:  # its pipe closed (_pipe_console)
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
         if not isinstance(event, runner.UnitFinished):
             self.close()
         handler = self._handlers.get(type(event))
@@ -169,7 +190,7 @@ class Printer:
             if event.jobs == 1
             else f"starting {min(event.jobs, event.total)} workers, compiling"
         )
-        self._progress = Progress(*columns, transient=False)
+        self._progress = Progress(*columns, transient=False, console=_pipe_console())
         self._progress.start()
         self._task = self._progress.add_task(first, total=event.total, at_last=0.0)
 

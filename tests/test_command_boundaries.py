@@ -174,3 +174,65 @@ def test_run_command_ends_with_os_exit_unless_a_thread_works_or_a_tracer_watches
     finally:
         sys.settrace(previous)
     assert calls == ["handlers", 2]
+
+
+@pytest.fixture
+def closed_pipe():
+    """The writing end of a pipe whose reader has gone (``ppl-suite list | head -1`` once head ends):
+    every write to it fails with EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    yield write
+    os.close(write)
+
+
+def test_a_command_whose_output_is_closed_ends_quietly_with_141(closed_pipe, tmp_path):
+    """No "internal error" line and no traceback file: a closed output stops the command as SIGPIPE
+    stops a Unix command, with the shell's code for it."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ppl_suite.cli", "list"], stdout=closed_pipe, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (cli.OUTPUT_CLOSED, "")
+    assert cli.OUTPUT_CLOSED == 141 and list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_an_internal_error(monkeypatch, capfd, tmp_path):
+    """A worker's or another file's broken pipe, with standard output open (here a file), exits 4
+    naming its traceback's file, as any unexpected error does."""
+    import tempfile
+
+    def broken(args) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "command_list", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert cli.main(["list"]) == 4
+    assert "internal error: BrokenPipeError" in capfd.readouterr().err
+    assert len(list(tmp_path.glob("ppl-suite-error-*.log"))) == 1
+
+
+def test_a_runs_progress_lines_into_a_closed_pipe_stop_it_as_a_closed_pipe(closed_pipe, monkeypatch):
+    """The progress bar's console (rich) ends the process with SystemExit(1) on a broken pipe, an exit
+    code that means a failed cell; the printer raises BrokenPipeError instead (``cli.main``: 141)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ppl_suite import console, runner, schema
+    from ppl_suite.cell import Record
+
+    monkeypatch.setattr(sys, "stdout", open(closed_pipe, "w", closefd=False))  # noqa: SIM115
+    record = Record({schema.STATUS: "failed", schema.ERROR: "boom", schema.WALL_SECONDS: 1.0}, np.zeros(0))
+    finished = runner.UnitFinished(SimpleNamespace(key="a/cell"), record, 1, 2, 1.0, 1.0)
+    printer = console.Printer()
+    try:
+        with pytest.raises(BrokenPipeError):
+            printer(runner.ExecutionStarted(2, 1))
+            printer(finished)
+        with pytest.raises(BrokenPipeError):  # and every event after it
+            printer(finished)
+    finally:
+        printer.close()
