@@ -1,11 +1,15 @@
-"""Shared test set-up: float64 everywhere, one thread, a compilation cache of the session's own (shared
-with the runs the tests start), and helpers over the model registry."""
+"""Shared test set-up: float64 everywhere, one thread, a compilation cache and a reference cache of the
+session's own (shared with the runs the tests start), and helpers over the model registry."""
 
 import os
 import tempfile
 
 if "PPL_SUITE_XLA_CACHE" not in os.environ:  # set once by the controlling process, shared by its workers
     os.environ["PPL_SUITE_XLA_CACHE"] = tempfile.mkdtemp(prefix="ppl-suite-tests-xla-")
+if "PYTEST_XDIST_WORKER" not in os.environ:  # the controlling process: its workers share its folder
+    # NUTS references built by the tests (checks of their models) stay in the session's own folder:
+    # never written to the user's cache, and never found there by a test that needs none stored
+    os.environ["PPL_SUITE_REFERENCE_CACHE"] = tempfile.mkdtemp(prefix="ppl-suite-tests-references-")
 
 from ppl_suite.compilation_cache import enable_compilation_cache
 from ppl_suite.numerics import setup

@@ -167,9 +167,10 @@ def test_a_reference_kl_below_zero_beyond_its_se_is_a_failed_check():
     assert "-0.5 nats = -10.0 SE" in failure
 
 
-def test_a_cell_without_a_buildable_reference_fails_with_the_reason(monkeypatch):
+def test_a_cell_without_a_buildable_reference_fails_with_the_reason(monkeypatch, tmp_path):
     """No oracle and no reference: nothing to measure the fit against, so the cell is failed (rerun
-    next time), with the reference's error, instead of an ok row whose KL is NaN."""
+    next time), with the reference's error, instead of an ok row whose KL is NaN. The reference cache
+    is empty (a stored reference is read without ``reference_for``)."""
     from ppl_suite import references, schema
     from ppl_suite.backends import SVIConfig
     from ppl_suite.cell import Cell
@@ -179,6 +180,7 @@ def test_a_cell_without_a_buildable_reference_fails_with_the_reason(monkeypatch)
         raise references.ReferenceGateError("bulk ESS 12 < 1000")
 
     monkeypatch.setattr(references, "reference_for", gate_fails)
+    monkeypatch.setenv("PPL_SUITE_REFERENCE_CACHE", str(tmp_path))
     cell = Cell("eight_schools_noncentered", "handrolled", "mean_field", svi=SVIConfig(steps=20))
     record = execute(cell)
     assert record.row[schema.STATUS] == schema.FAILED
