@@ -32,6 +32,7 @@ exit codes:
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: finished cells are kept
   141  its standard output was closed (piped into a command that ended, such as head):
        stopped quietly, finished cells are kept"""
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports of a command ended by its closed output
 
 
 def plan_from_args(args: argparse.Namespace) -> runner.Plan:
@@ -313,9 +314,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 4
 
 
-OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports of a command ended by its closed output
-
-
 def _standard_output_closed() -> bool:
     """Whether standard output is a pipe whose reader has gone (``ppl-suite list | head -1``): the
     descriptor polls as an error. A worker's or another file's broken pipe leaves it writable, and is
@@ -348,7 +346,7 @@ def run_command() -> None:
     where something may still need the teardown's time: a thread other than daemons at work (the
     interpreter waits for it), a trace or profile function or a monitoring tool (coverage, profilers
     and debuggers that save in a ``finally`` of their own), or an exception ``main`` lets out."""
-    code = main()
+    code = _flushed(main())
     if _ending_watched():
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's exit runs first (and forgets them)
@@ -356,6 +354,21 @@ def run_command() -> None:
         with contextlib.suppress(Exception):  # a closed or broken stream has nothing left to flush
             stream.flush()
     os._exit(code)
+
+
+def _flushed(code: int) -> int:
+    """``code`` once standard output is flushed; OUTPUT_CLOSED in place of 0 where the flush finds its
+    pipe closed (output buffered until the end, ``ppl-suite run --dry-run | true``, never reached its
+    reader: a script must not read success). Another flush error is left to the exit, as before."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if _standard_output_closed():
+            _quiet_after_closed_output()
+            return OUTPUT_CLOSED if code == 0 else code
+    except (OSError, ValueError):  # a stream that cannot be flushed, or closed: nothing left to say
+        return code
+    return code
 
 
 def _ending_watched() -> bool:

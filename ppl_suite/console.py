@@ -143,7 +143,8 @@ class Printer:
         }
 
     def __call__(self, event: runner.Event) -> None:
-        if self._progress is not None and self._progress.console.quiet:  # its pipe closed (_pipe_console)
+        closed = self._progress is not None and self._progress.console.quiet  # its pipe (_pipe_console)
+        if closed and not isinstance(event, runner.Stopped):  # a stop still says so, on stderr
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
         if not isinstance(event, runner.UnitFinished):
             self.close()

@@ -5,6 +5,8 @@ without the interpreter's teardown (issue 26) still runs every exit handler and 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -186,17 +188,31 @@ def closed_pipe():
     os.close(write)
 
 
-def test_a_command_whose_output_is_closed_ends_quietly_with_141(closed_pipe, tmp_path):
+@pytest.mark.parametrize(
+    ("argv", "buffering"),
+    [
+        (["list"], {"PYTHONUNBUFFERED": "1"}),  # each line written as printed: main finds the pipe closed
+        (["run", "--models", "normal_normal", "--dry-run"], {}),  # buffered: the exit's flush finds it
+    ],
+    ids=["unbuffered-list", "buffered-dry-run"],
+)
+def test_a_command_whose_output_is_closed_ends_quietly_with_141(closed_pipe, tmp_path, argv, buffering):
     """No "internal error" line and no traceback file: a closed output stops the command as SIGPIPE
-    stops a Unix command, with the shell's code for it."""
+    stops a Unix command, with the shell's code for it, whether the command finds the pipe closed
+    while it prints or only when its buffered output is flushed at the end."""
     import subprocess
 
+    env = (
+        {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        | buffering
+        | {"TMPDIR": str(tmp_path)}
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "ppl_suite.cli", "list"], stdout=closed_pipe, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=120,
+        [sys.executable, "-m", "ppl_suite.cli", *argv], stdout=closed_pipe, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert (done.returncode, done.stderr) == (cli.OUTPUT_CLOSED, "")
-    assert cli.OUTPUT_CLOSED == 141 and list(tmp_path.iterdir()) == []
+    assert cli.OUTPUT_CLOSED == 141 and list(tmp_path.iterdir()) == []  # no error log, no results
 
 
 def test_a_broken_pipe_that_is_not_standard_output_is_an_internal_error(monkeypatch, capfd, tmp_path):
@@ -205,7 +221,7 @@ def test_a_broken_pipe_that_is_not_standard_output_is_an_internal_error(monkeypa
     import tempfile
 
     def broken(args) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
     monkeypatch.setattr(cli, "command_list", broken)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -214,9 +230,10 @@ def test_a_broken_pipe_that_is_not_standard_output_is_an_internal_error(monkeypa
     assert len(list(tmp_path.glob("ppl-suite-error-*.log"))) == 1
 
 
-def test_a_runs_progress_lines_into_a_closed_pipe_stop_it_as_a_closed_pipe(closed_pipe, monkeypatch):
+def test_a_runs_progress_lines_into_a_closed_pipe_stop_it_as_a_closed_pipe(closed_pipe, monkeypatch, capsys):
     """The progress bar's console (rich) ends the process with SystemExit(1) on a broken pipe, an exit
-    code that means a failed cell; the printer raises BrokenPipeError instead (``cli.main``: 141)."""
+    code that means a failed cell; the printer raises BrokenPipeError instead (``cli.main``: 141), at
+    every event but a stop (SIGINT, SIGTERM), whose line goes to standard error."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -224,7 +241,8 @@ def test_a_runs_progress_lines_into_a_closed_pipe_stop_it_as_a_closed_pipe(close
     from ppl_suite import console, runner, schema
     from ppl_suite.cell import Record
 
-    monkeypatch.setattr(sys, "stdout", open(closed_pipe, "w", closefd=False))  # noqa: SIM115
+    output = open(closed_pipe, "w", closefd=False)  # noqa: SIM115 - closed below, its pipe broken
+    monkeypatch.setattr(sys, "stdout", output)
     record = Record({schema.STATUS: "failed", schema.ERROR: "boom", schema.WALL_SECONDS: 1.0}, np.zeros(0))
     finished = runner.UnitFinished(SimpleNamespace(key="a/cell"), record, 1, 2, 1.0, 1.0)
     printer = console.Printer()
@@ -234,5 +252,9 @@ def test_a_runs_progress_lines_into_a_closed_pipe_stop_it_as_a_closed_pipe(close
             printer(finished)
         with pytest.raises(BrokenPipeError):  # and every event after it
             printer(finished)
+        printer(runner.Stopped("SIGINT", 1, 2, Path("out"), False))  # but a stop, told on stderr
+        assert "SIGINT: stopped; 1 of 2 cells are kept in out" in capsys.readouterr().err
     finally:
         printer.close()
+        with contextlib.suppress(BrokenPipeError):  # what is still buffered for the closed pipe
+            output.close()

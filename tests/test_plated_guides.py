@@ -2,7 +2,11 @@
 parameters, the guide programs sample each site in the model's plates, and the libraries' ELBOs of
 those programs count log q(z) once, against a plated conjugate Gaussian model's exact evidence."""
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as ndist
@@ -25,7 +29,7 @@ from ppl_suite.gaussian_posterior import GaussianPosterior
 from ppl_suite.guides.joint import JOINT_SITE, draw_with_log_q
 from ppl_suite.guides.plates import auxiliary_name, read_plates
 from ppl_suite.problem import Problem
-from ppl_suite.spec import ModelSpec, Site
+from ppl_suite.spec import Domain, ModelSpec, Site
 from ppl_suite.targets.fitted_guide import FittedGuide
 
 GROUPS, REPEATS, PRIOR_SCALE = 4, 3, 2.0
@@ -221,25 +225,56 @@ def test_a_plated_model_is_fitted_by_pyro_in_its_plates(mixed):
     assert FittedGuide(mixed, "full_rank", fit.phi).sample(0, 2)["w"].shape == (2, 3, 2)
 
 
-@pytest.mark.parametrize("name", ["plated_mixed", "plated_conjugate", *models.names()])
-def test_numpyro_plates_are_read_from_an_abstract_trace_that_compiles_nothing(name, mixed, conjugate):
-    """``numpyro_backend.model_plates`` (each site's plates, read before a NumPyro guide is built) equals
-    ``read_plates`` of one eager trace of the model, and runs no XLA compilation: its trace is
-    abstract (``jax.eval_shape``) where an eager one compiles each of the model's operations."""
-    problem = Problem.build(name, 0)
-    model = registry.implementation(name, "numpyro")
-    compiled = []
+def numpyro_scaled(data, params):
+    """theta in plate J under a scale computed with jnp: a value the abstract trace does not have."""
+    with numpyro.plate("J", GROUPS), handlers.scale(scale=jnp.exp(jnp.asarray(params["log_scale"]))):
+        numpyro.sample("theta", ndist.Normal(0.0, PRIOR_SCALE))
+
+
+def _register_scaled() -> None:
+    spec = ModelSpec(
+        name="jnp_scaled", description="a scale computed with jnp", defaults={"log_scale": 0.0},
+        domains={"log_scale": Domain.real()},
+        sites=lambda params: (Site("theta", (GROUPS,)),), generate_data=lambda rng, params: {},
+        guides=("mean_field",), oracle=None, problem_size=lambda params: GROUPS, fixed_data=True,
+    )  # fmt: skip
+    registry.register(spec, numpyro_model=numpyro_scaled, replace=True)
+
+
+def _compiling_events(during: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """``during()``'s value and the lowerings and XLA compilations it ran, after every in-memory
+    cache of compiled operations is cleared (an operation compiled before would otherwise be reused
+    without either)."""
+    events: list[str] = []
+    watched = (
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
 
     def on_duration(event: str, seconds: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(seconds)
+        if event in watched:
+            events.append(event)
 
+    jax.clear_caches()
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     try:
-        plates = numpyro_backend.model_plates(problem, model)
+        return during(), events
     finally:
         jax.monitoring.unregister_event_duration_listener(on_duration)
-    assert compiled == []
+
+
+@pytest.mark.parametrize("name", ["plated_mixed", "plated_conjugate", "jnp_scaled", *models.names()])
+def test_numpyro_plates_are_read_without_compiling_and_equal_an_eager_traces(name, mixed, conjugate):
+    """``numpyro_backend.model_plates`` (each site's plates, read before a NumPyro guide is built) equals
+    ``read_plates`` of one eager trace of the model, and lowers and compiles nothing: its trace is
+    abstract (``jax.eval_shape``), where an eager one compiles each of the model's operations. A
+    model with a scale computed with jnp is traced eagerly (the abstract trace has no value to compare
+    with 1)."""
+    _register_scaled()
+    problem = Problem.build(name, 0)
+    model = registry.implementation(name, "numpyro")
+    plates, events = _compiling_events(lambda: numpyro_backend.model_plates(problem, model))
+    assert (events == []) == (name != "jnp_scaled")
     eager = handlers.trace(handlers.seed(model, 0)).get_trace(
         problem.data, numpyro_backend.as_jax(problem.params)
     )
@@ -247,22 +282,30 @@ def test_numpyro_plates_are_read_from_an_abstract_trace_that_compiles_nothing(na
     assert set(plates) == {site.name for site in problem.sites}
 
 
-def test_a_subsampled_numpyro_plate_is_refused_naming_the_site_from_the_abstract_trace():
-    def model(data, params):
+@pytest.mark.parametrize("log_scale", [0.5, None], ids=["scale-from-jnp", "subsample_size"])
+def test_a_scaled_numpyro_site_is_refused_naming_it_by_model_plates(log_scale):
+    """The message of ``read_plates`` for a scaled site, whether the abstract trace reads the scale
+    (a subsampled plate's, a Python float) or the eager one does (a scale computed with jnp)."""
+
+    def subsampled(data, params):
         with numpyro.plate("J", 10, subsample_size=5):
             numpyro.sample("theta", ndist.Normal(0.0, 1.0))
 
+    _register_scaled()
     spec = ModelSpec(
         name="subsampled", description="a subsampled plate", defaults={},
         sites=lambda params: (Site("theta", (5,)),), generate_data=lambda rng, params: {},
-        guides=("mean_field",), oracle=None,
-        problem_size=lambda params: 5, fixed_data=True,
+        guides=("mean_field",), oracle=None, problem_size=lambda params: 5, fixed_data=True,
     )  # fmt: skip
-    registry.register(spec, numpyro_model=model, replace=True)
-    with pytest.raises(
-        ValueError, match=r"'theta' is scaled \(in 'J'\): subsampled plates are not supported"
-    ):
-        numpyro_backend.model_plates(Problem.build("subsampled", 0), model)
+    registry.register(spec, numpyro_model=subsampled, replace=True)
+    problem = (
+        Problem.build("subsampled", 0)
+        if log_scale is None
+        else Problem.build("jnp_scaled", 0, {"log_scale": log_scale})
+    )
+    model = registry.implementation(problem.spec.name, "numpyro")
+    with pytest.raises(ValueError, match=r"'theta' is scaled \(in 'J'\): subsampled plates are not"):
+        numpyro_backend.model_plates(problem, model)
 
 
 def test_a_subsampled_plate_is_refused_naming_the_site():

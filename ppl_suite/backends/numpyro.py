@@ -4,7 +4,7 @@ optimization compiled once with ``lax.scan``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -37,19 +37,23 @@ def as_jax(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in values.items()}
 
 
-def model_plates(problem: Problem, model) -> dict[str, SitePlates]:
+def model_plates(problem: Problem, model: Callable[..., Any]) -> dict[str, SitePlates]:
     """The plates of the model's latent sites (``guides.plates.read_plates``), read from one trace of
     the model run abstractly (``jax.eval_shape``: shapes and plates, nothing compiled or computed). Run
     eagerly, the trace compiled each of the model's operations on its first call: 0.4-1.8 s per
-    model in a new process. Training traces the same model with its data abstract too, so a model
-    that can be fitted traces here (its data and parameters stay concrete)."""
+    model in a new process. A model whose trace needs a concrete value (a scale computed with
+    ``jnp``, which ``read_plates`` compares with 1; Python control flow on a computed value) is
+    traced eagerly, as before."""
     data, params, found = problem.data, as_jax(problem.params), {}
 
     def read() -> None:
         trace = handlers.trace(handlers.seed(model, 0)).get_trace(data, params)
         found.update(read_plates(trace.items(), problem.spec.name))
 
-    jax.eval_shape(read)
+    try:
+        jax.eval_shape(read)
+    except jax.errors.JAXTypeError:  # a value the abstract trace does not have
+        read()
     return found
 
 
