@@ -345,8 +345,15 @@ def run_command() -> None:
     modules' objects; every file the command writes is closed by then). The process ends as usual
     where something may still need the teardown's time: a thread other than daemons at work (the
     interpreter waits for it), a trace or profile function or a monitoring tool (coverage, profilers
-    and debuggers that save in a ``finally`` of their own), or an exception ``main`` lets out."""
-    code = _flushed(main())
+    and debuggers that save in a ``finally`` of their own), or an exception ``main`` lets out (other
+    than argparse's exit with a code, whose output is flushed like any command's)."""
+    try:
+        code = main()
+    except SystemExit as exited:  # argparse's --help, --version and usage errors: flushed below too
+        if not isinstance(exited.code, int | None):
+            raise
+        code = exited.code or 0
+    code = _flushed(code)
     if _ending_watched():
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's exit runs first (and forgets them)

@@ -193,8 +193,9 @@ def closed_pipe():
     [
         (["list"], {"PYTHONUNBUFFERED": "1"}),  # each line written as printed: main finds the pipe closed
         (["run", "--models", "normal_normal", "--dry-run"], {}),  # buffered: the exit's flush finds it
+        (["--version"], {}),  # argparse's own exit (SystemExit), buffered
     ],
-    ids=["unbuffered-list", "buffered-dry-run"],
+    ids=["unbuffered-list", "buffered-dry-run", "version"],
 )
 def test_a_command_whose_output_is_closed_ends_quietly_with_141(closed_pipe, tmp_path, argv, buffering):
     """No "internal error" line and no traceback file: a closed output stops the command as SIGPIPE
