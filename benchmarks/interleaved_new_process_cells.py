@@ -5,22 +5,22 @@
 A worker of a run, or of a check, fits its first cells in a process that has compiled nothing yet:
 whatever a cell runs outside its compiled programs (an eager trace of the model, eager operations)
 is paid there, once per model, even with the compilation cache warm. Each round runs both
-checkouts' cells (CELLS, oracle models: no reference is built) in a new process, alternating which
-goes first, after a warm-up run of each that fills the compilation cache both share; the time is
-that of the cells alone, after the imports. Each checkout's own code runs (its folder is the working
-directory of the process).
+checkouts' cells (CELLS, oracle models: no reference is built) in a new process
+(``benchmarks.interleaved``), after a warm-up run of each that fills the compilation cache both
+share; the time is that of the cells alone, after the imports. Each checkout's own code runs (its
+folder is the working directory of the process).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.interleaved import checkouts, interleave
 
 CELLS = (
     ("bayes_linreg", "numpyro", "mean_field"),
@@ -57,26 +57,9 @@ def cells_run(tree: Path, cache: Path) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("before", type=Path)
-    parser.add_argument("after", type=Path)
-    parser.add_argument("--rounds", type=int, default=4)
-    options = parser.parse_args(argv)
-    trees = {"before": options.before.resolve(), "after": options.after.resolve()}
-    seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
-    with tempfile.TemporaryDirectory() as cache:
-        for tree in trees.values():
-            cells_run(tree, Path(cache))  # warm-up: the compilation cache holds each one's programs
-        for round_ in range(options.rounds):
-            order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
-            for name in order:
-                seconds[name].append(cells_run(trees[name], Path(cache)))
-                wall, cpu = seconds[name][-1]
-                print(f"round {round_ + 1} {name:6s} wall {wall:6.2f} s  CPU {cpu:6.2f} s", flush=True)
-    for name, runs in seconds.items():
-        wall = statistics.median(w for w, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
-        print(f"median {name:6s} wall {wall:6.2f} s  CPU {cpu:6.2f} s")
+    trees, rounds = checkouts(__doc__.splitlines()[0], argv, rounds=4)
+    with tempfile.TemporaryDirectory() as cache:  # shared: each one's programs kept by its warm-up
+        interleave(trees, lambda name, tree: cells_run(tree, Path(cache)), rounds)
     return 0
 
 
