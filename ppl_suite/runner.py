@@ -485,7 +485,7 @@ def _run_locked(
     in_study = False  # the stop came during a study (after the cells)
     with StopSignals() as stop:
         try:
-            execute(executor, todo, store, jobs, on_event)
+            execute(executor, todo, store, jobs, on_event, _report_imports(plan))
             in_study = bool(expanded.studies)
             tables = _studies(expanded.studies, store, on_event)
         except KeyboardInterrupt:
@@ -540,17 +540,42 @@ def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -
     return max(elapsed_at_last * total / done - elapsed, 0.0)
 
 
+def _report_imports(plan: Plan) -> Callable[[], None] | None:
+    """What this process imports while its workers start, when the run ends with a report
+    (``report.ahead``). Not for a plan with a ``preparing`` step (``check``): its workers started
+    during that step and are ready, so the imports would hold up their first cells."""
+    if plan.report is None or plan.preparing is not None:
+        return None
+    from ppl_suite.report import ahead
+
+    return ahead.load
+
+
 def execute(
-    executor: executors.Executor, units: Sequence[Unit], store: ResultsStore, jobs: int, on_event: OnEvent
+    executor: executors.Executor,
+    units: Sequence[Unit],
+    store: ResultsStore,
+    jobs: int,
+    on_event: OnEvent,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """Run ``units`` on ``executor``, writing each record to ``store`` as it comes. With none to run,
-    workers started ahead (``Plan.preparing``) are stopped now, not after the studies and the report."""
+    workers started ahead (``Plan.preparing``) are stopped now, not after the studies and the report.
+    ``meanwhile``: this process's own work, done while the executor's workers start (started here,
+    ahead of its ``run``, where it can: ``executors.StartsAhead``; else not done)."""
     if not units:
         if isinstance(executor, executors.StartsAhead):
             executor.stop_ahead()
         return
     on_event(ExecutionStarted(len(units), jobs))
     start = time.monotonic()
+    if meanwhile is not None and isinstance(executor, executors.StartsAhead):
+        executor.start_ahead(min(jobs, len(units)))
+        try:
+            meanwhile()
+        except BaseException:  # a stop (KeyboardInterrupt) before ``run`` took the workers
+            executor.stop_ahead()
+            raise
     done = 0
 
     def on_record(unit: Unit, record: Record) -> None:
