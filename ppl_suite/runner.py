@@ -542,8 +542,9 @@ def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -
 
 def _report_imports(plan: Plan) -> Callable[[], None] | None:
     """What this process imports while its workers start, when the run ends with a report
-    (``report.ahead``). Not for a plan with a ``preparing`` step (``check``): its workers started
-    during that step and are ready, so the imports would hold up their first cells."""
+    (``report.ahead``). Not for a plan with a ``preparing`` step (``check``): that step starts the
+    workers while it has work of its own (the NUTS reference), so by the cells they are mostly ready
+    and the imports would hold up their first cells."""
     if plan.report is None or plan.preparing is not None:
         return None
     from ppl_suite.report import ahead
@@ -569,13 +570,6 @@ def execute(
         return
     on_event(ExecutionStarted(len(units), jobs))
     start = time.monotonic()
-    if meanwhile is not None and isinstance(executor, executors.StartsAhead):
-        executor.start_ahead(min(jobs, len(units)))
-        try:
-            meanwhile()
-        except BaseException:  # a stop (KeyboardInterrupt) before ``run`` took the workers
-            executor.stop_ahead()
-            raise
     done = 0
 
     def on_record(unit: Unit, record: Record) -> None:
@@ -586,7 +580,15 @@ def execute(
         eta = eta_seconds(elapsed, done, len(units), elapsed)
         on_event(UnitFinished(unit, record, done, len(units), elapsed, eta))
 
-    executor.run(units, on_record)
+    ahead = meanwhile is not None and isinstance(executor, executors.StartsAhead)
+    try:
+        if ahead:
+            executor.start_ahead(min(jobs, len(units)))
+            meanwhile()
+        executor.run(units, on_record)
+    finally:
+        if ahead:  # workers started here that ``run`` never took (a stop or an error before it did)
+            executor.stop_ahead()
     on_event(ExecutionFinished(done, len(units)))
 
 

@@ -44,18 +44,40 @@ def test_the_imports_come_after_the_workers_start_and_before_their_cells():
         said.append("imports")
 
     runner.execute(StartingExecutor(said), units, Store(), 2, lambda event: None, imports)
-    assert said == ["start_ahead 2", "imports", "run 3"]
+    # then whatever ``run`` did not take is stopped: nothing, for an executor whose ``run`` takes them
+    assert said == ["start_ahead 2", "imports", "run 3", "stop_ahead"]
 
 
-def test_a_stop_during_the_imports_stops_the_workers_started_for_them():
+class Interrupted(StartingExecutor):
+    """Ctrl-C while a worker starts (the second of two), or in ``run`` before it took the workers."""
+
+    def __init__(self, said: list[str], where: str) -> None:
+        super().__init__(said)
+        self.where = where
+
+    def start_ahead(self, count: int) -> None:
+        super().start_ahead(count)
+        if self.where == "start":
+            raise KeyboardInterrupt
+
+    def run(self, cells, on_record) -> None:
+        super().run(cells, on_record)
+        if self.where == "run":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["start", "imports", "run"])
+def test_a_stop_anywhere_before_the_cells_stops_the_workers_started_for_the_imports(where):
     said: list[str] = []
 
-    def interrupted() -> None:
-        raise KeyboardInterrupt
+    def imports() -> None:
+        said.append("imports")
+        if where == "imports":
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(StartingExecutor(said), ["a"], Store(), 2, lambda event: None, interrupted)
-    assert said == ["start_ahead 1", "stop_ahead"]
+        runner.execute(Interrupted(said, where), ["a"], Store(), 2, lambda event: None, imports)
+    assert said[0] == "start_ahead 1" and said[-1] == "stop_ahead"
 
 
 def test_only_a_run_with_a_report_and_no_step_of_its_own_imports_ahead(tmp_path):

@@ -7,6 +7,7 @@ promises (workers, timeouts, stops) are tested in ``test_runner`` and ``test_rel
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Sequence
 from dataclasses import replace
@@ -267,6 +268,37 @@ def test_a_front_ends_preparing_step_may_start_the_workers_before_the_folder_is_
     assert idle.calls == []
     dry = runner.run(replace(plan, preparing=lambda start: pytest.fail("taken"), dry_run=True), folder, idle)
     assert dry.status == runner.DRY_RUN
+
+
+def test_a_run_with_a_report_imports_its_libraries_while_the_workers_it_started_set_up(
+    plan, tmp_path, monkeypatch
+):
+    """``report.ahead``: the workers are started (one per unit, at most ``jobs``), the report's libraries
+    imported, then the cells given; a run without a report imports nothing ahead; a stop during the
+    imports stops the workers started for them and the run is stopped, its manifest saying so."""
+    from ppl_suite.report import ahead
+
+    executor, imported = StartingAhead(), []
+    monkeypatch.setattr(ahead, "load", lambda: imported.append(list(executor.calls)))
+    monkeypatch.setattr(runner, "_report", lambda plan, store, on_event: {})  # no report written here
+    outcome = runner.run(replace(plan, report=tmp_path / "report"), tmp_path / "r", executor)
+    assert outcome.status == runner.OK and len(outcome.rows) == 2
+    assert imported == [[("start", 1)]]  # after the workers started, before the cells came back
+    assert executor.calls == [("start", 1), ("stop", None)]  # none left to stop: ``run`` took them
+
+    without = StartingAhead()
+    assert runner.run(replace(plan, fresh=True), tmp_path / "r", without).status == runner.OK
+    assert without.calls == [] and len(imported) == 1
+
+    def stopped() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ahead, "load", stopped)
+    interrupted, folder = StartingAhead(), tmp_path / "stopped"
+    outcome = runner.run(replace(plan, report=tmp_path / "report"), folder, interrupted)
+    assert outcome.status == runner.STOPPED and outcome.rows.empty
+    assert interrupted.calls == [("start", 1), ("stop", None)]
+    assert schema.MANIFEST_STOPPED in json.loads((folder / "manifest.json").read_text())
 
 
 def test_workers_started_ahead_are_stopped_when_every_unit_is_reused_and_when_the_folder_is_busy(

@@ -7,8 +7,8 @@ recorded as timed out and its worker is killed and replaced; a worker that dies 
 memory) records its cell as failed ("worker lost") and is replaced. The run goes on either way.
 
 ``start_ahead(count)`` starts workers ahead of ``run``, so that their set-up (torch, JAX, the
-plug-ins: seconds each) overlaps what the caller does before its cells (``check``'s NUTS reference);
-``stop_ahead`` stops those no ``run`` took.
+plug-ins: seconds each) overlaps what the caller does before its cells (``check``'s NUTS reference,
+the report's imports of a run: ``runner.execute``); ``stop_ahead`` stops those no ``run`` took.
 
 On any exception in this process during ``run`` (KeyboardInterrupt included) every worker is stopped
 (SIGTERM, then SIGKILL after a short grace) before the exception propagates. Workers ignore SIGINT
@@ -128,8 +128,7 @@ class LocalExecutor:
 
     def run(self, cells: Sequence[Cell], on_record: OnRecord) -> None:
         queue = AffinityQueue(cells)
-        workers: dict[int, _Worker] = dict(enumerate(self._ahead))  # slot -> its current worker process
-        self._ahead = []
+        workers: dict[int, _Worker] = {}  # slot -> its current worker process
 
         def give_next(slot: int) -> None:
             cell = queue.next_for(slot)
@@ -140,6 +139,8 @@ class LocalExecutor:
             workers[slot].give(cell)
 
         try:
+            workers.update(enumerate(self._ahead))  # those started ahead first
+            self._ahead = []
             for slot in range(self.jobs):
                 give_next(slot)
             while busy := {slot: w for slot, w in workers.items() if w.cell is not None}:
