@@ -2,11 +2,11 @@
 
 A report's first seconds are imports, not its own work: matplotlib with the Agg backend (``drawing``),
 ArviZ (the posterior tables and densities, with SciPy and xarray) and the report's section modules
-(``order``): about 2.6 s of one core, 3.9 s being the whole report of the quick profile when its
-figures are kept. A run's own process has nothing to do while its workers start (their set-up, torch
-and JAX, takes about 4.5 s), so the runner calls ``load`` then, in its one thread, and the report finds
-them loaded. Nothing is read, drawn or computed ahead: the report stays a function of the results
-folder alone.
+(``order``): 2.4 s of one core, of the 3.9 s the quick profile's report took where its figures were
+kept (``benchmarks/quick_profile_timeline.py``). A run's own process has nothing to do while its
+workers start (their set-up, torch and JAX, takes about 4.5 s), so the runner calls ``load`` then,
+in its one thread, and the report finds them loaded. Nothing is read, drawn or computed ahead: the
+report stays a function of the results folder alone.
 """
 
 from __future__ import annotations
