@@ -418,17 +418,17 @@ def run(
             cell_timeout=timeout,
         )  # fmt: skip
     try:
-        with _prepared(plan, executor, min(jobs, len(expanded.units))), store.locked():
-            return _run_locked(plan, store, expanded, executor, (jobs, timeout), on_event)
+        with _prepared(plan, executor, min(jobs, len(expanded.units))) as started, store.locked():
+            return _run_locked(plan, store, expanded, executor, (jobs, timeout), on_event, started)
     except FolderBusy as error:
         return Outcome(BAD_INPUT, problems=[str(error)], matrix=expanded)
 
 
 @contextlib.contextmanager
-def _prepared(plan: Plan, executor: executors.Executor, workers: int) -> Iterator[None]:
+def _prepared(plan: Plan, executor: executors.Executor, workers: int) -> Iterator[bool]:
     """The body after ``plan.preparing`` (if any), which may start ``workers`` of the executor ahead
     (where it can: ``executors.StartsAhead``); if it did, those the run did not take are stopped at the
-    end, whatever happened."""
+    end, whatever happened. Yields whether it started them."""
     starting = executor if isinstance(executor, executors.StartsAhead) else None
     started = False
 
@@ -441,7 +441,7 @@ def _prepared(plan: Plan, executor: executors.Executor, workers: int) -> Iterato
     try:
         if plan.preparing is not None:
             plan.preparing(start_workers)
-        yield
+        yield started
     finally:
         if started and starting is not None:
             starting.stop_ahead()
@@ -459,9 +459,11 @@ def _run_locked(
     executor: executors.Executor,
     workers: tuple[int, float | None],
     on_event: OnEvent,
+    started: bool = False,
 ) -> Outcome:
     """The run proper, under the folder's lock: clean up, choose the units to run, run, finish.
-    ``workers``: the jobs and the cell timeout the executor holds (None: none)."""
+    ``workers``: the jobs and the cell timeout the executor holds (None: none); ``started``: whether
+    the plan's ``preparing`` step started them ahead."""
     from ppl_suite.store import now
 
     jobs = workers[0]
@@ -485,7 +487,7 @@ def _run_locked(
     in_study = False  # the stop came during a study (after the cells)
     with StopSignals() as stop:
         try:
-            execute(executor, todo, store, jobs, on_event, _report_imports(plan))
+            execute(executor, todo, store, jobs, on_event, _report_imports(plan, started))
             in_study = bool(expanded.studies)
             tables = _studies(expanded.studies, store, on_event)
         except KeyboardInterrupt:
@@ -540,12 +542,12 @@ def eta_seconds(elapsed_at_last: float, done: int, total: int, elapsed: float) -
     return max(elapsed_at_last * total / done - elapsed, 0.0)
 
 
-def _report_imports(plan: Plan) -> Callable[[], None] | None:
+def _report_imports(plan: Plan, started: bool) -> Callable[[], None] | None:
     """What this process imports while its workers start, when the run ends with a report
-    (``report.ahead``). Not for a plan with a ``preparing`` step (``check``): that step starts the
-    workers while it has work of its own (the NUTS reference), so by the cells they are mostly ready
-    and the imports would hold up their first cells."""
-    if plan.report is None or plan.preparing is not None:
+    (``report.ahead``). Not where the plan's ``preparing`` step ``started`` them (``check``, while it
+    verifies its reference): by the cells they are mostly ready, and the imports would hold up their
+    first cells."""
+    if plan.report is None or started:
         return None
     from ppl_suite.report import ahead
 

@@ -1,6 +1,6 @@
 """A run that ends with a report imports the report's libraries while its workers start (``report.ahead``):
-after they were started, before they are given a cell; never for a run without a report, nor for a
-check, whose workers started during its own step."""
+after they were started, before they are given a cell; never for a run without a report, nor where the
+plan's own step (``check``'s verification) started the workers already."""
 
 from __future__ import annotations
 
@@ -80,11 +80,11 @@ def test_a_stop_anywhere_before_the_cells_stops_the_workers_started_for_the_impo
     assert said[0] == "start_ahead 1" and said[-1] == "stop_ahead"
 
 
-def test_only_a_run_with_a_report_and_no_step_of_its_own_imports_ahead(tmp_path):
-    assert runner._report_imports(runner.Plan(report=tmp_path / "report")) is ahead.load
-    assert runner._report_imports(runner.Plan(report=None)) is None
-    with_a_step = runner.Plan(report=tmp_path / "report", preparing=lambda start_workers: None)
-    assert runner._report_imports(with_a_step) is None
+def test_only_a_run_with_a_report_whose_workers_start_now_imports_ahead(tmp_path):
+    with_report = runner.Plan(report=tmp_path / "report")
+    assert runner._report_imports(with_report, started=False) is ahead.load
+    assert runner._report_imports(runner.Plan(report=None), started=False) is None
+    assert runner._report_imports(with_report, started=True) is None  # started by ``preparing``
 
 
 def test_load_imports_the_report_modules_and_libraries_and_nothing_that_fits():

@@ -274,21 +274,34 @@ def test_a_run_with_a_report_imports_its_libraries_while_the_workers_it_started_
     plan, tmp_path, monkeypatch
 ):
     """``report.ahead``: the workers are started (one per unit, at most ``jobs``), the report's libraries
-    imported, then the cells given; a run without a report imports nothing ahead; a stop during the
-    imports stops the workers started for them and the run is stopped, its manifest saying so."""
+    imported, then the cells given; a run without a report imports nothing ahead, nor one whose
+    ``preparing`` step started its workers; a stop during the imports stops the workers started for
+    them and the run is stopped, its manifest saying so."""
     from ppl_suite.report import ahead
 
-    executor, imported = StartingAhead(), []
-    monkeypatch.setattr(ahead, "load", lambda: imported.append(list(executor.calls)))
-    monkeypatch.setattr(runner, "_report", lambda plan, store, on_event: {})  # no report written here
-    outcome = runner.run(replace(plan, report=tmp_path / "report"), tmp_path / "r", executor)
-    assert outcome.status == runner.OK and len(outcome.rows) == 2
-    assert imported == [[("start", 1)]]  # after the workers started, before the cells came back
-    assert executor.calls == [("start", 1), ("stop", None)]  # none left to stop: ``run`` took them
+    current: list[StartingAhead] = []  # the executor of the run going on: the imports are told to it
 
-    without = StartingAhead()
-    assert runner.run(replace(plan, fresh=True), tmp_path / "r", without).status == runner.OK
-    assert without.calls == [] and len(imported) == 1
+    def imports() -> None:
+        current[-1].calls.append(("imports", None))
+
+    def run_on(changed: runner.Plan) -> StartingAhead:
+        current.append(StartingAhead())
+        outcome = runner.run(changed, tmp_path / "r", current[-1])
+        assert outcome.status == runner.OK and len(outcome.rows) == 2
+        return current[-1]
+
+    monkeypatch.setattr(ahead, "load", imports)
+    monkeypatch.setattr(runner, "_report", lambda plan, store, on_event: {})  # no report written here
+    report = tmp_path / "report"
+    # after the workers started, before the cells; then none left to stop (``run`` took them)
+    assert run_on(replace(plan, report=report)).calls == [("start", 1), ("imports", None), ("stop", None)]
+    assert run_on(replace(plan, fresh=True)).calls == []  # no report
+    # workers the plan's own step started (``check`` while it verifies) are not held up by the imports
+    prepared = replace(plan, report=report, fresh=True, preparing=lambda start: start())
+    assert run_on(prepared).calls == [("start", 1), ("stop", None)]
+    # a step that started none (a re-check whose reference is verified already): as a run
+    quiet = replace(plan, report=report, fresh=True, preparing=lambda start: None)
+    assert run_on(quiet).calls == [("start", 1), ("imports", None), ("stop", None)]
 
     def stopped() -> None:
         raise KeyboardInterrupt
