@@ -459,7 +459,7 @@ def _run_locked(
     executor: executors.Executor,
     workers: tuple[int, float | None],
     on_event: OnEvent,
-    started: bool = False,
+    started: bool,
 ) -> Outcome:
     """The run proper, under the folder's lock: clean up, choose the units to run, run, finish.
     ``workers``: the jobs and the cell timeout the executor holds (None: none); ``started``: whether

@@ -12,23 +12,28 @@ from pathlib import Path
 import pytest
 
 from ppl_suite import runner
-from ppl_suite.report import ahead
 
 
 class StartingExecutor:
-    """An executor that starts ahead (``executors.StartsAhead``) and says, in order, what was asked of it."""
+    """An executor that starts ahead (``executors.StartsAhead``), says in order what was asked of it,
+    and raises KeyboardInterrupt (a Ctrl-C) where told: while a worker starts, or in ``run`` before it
+    took the workers."""
 
-    def __init__(self, said: list[str]) -> None:
-        self.said = said
+    def __init__(self, said: list[str], interrupted_in: str | None) -> None:
+        self.said, self.interrupted_in = said, interrupted_in
 
     def start_ahead(self, count: int) -> None:
         self.said.append(f"start_ahead {count}")
+        if self.interrupted_in == "start":
+            raise KeyboardInterrupt
 
     def stop_ahead(self) -> None:
         self.said.append("stop_ahead")
 
     def run(self, cells, on_record) -> None:
         self.said.append(f"run {len(cells)}")
+        if self.interrupted_in == "run":
+            raise KeyboardInterrupt
 
 
 class Store:
@@ -36,38 +41,14 @@ class Store:
         raise AssertionError("no record comes back")
 
 
-def test_the_imports_come_after_the_workers_start_and_before_their_cells():
-    said: list[str] = []
-    units = ["a", "b", "c"]
-
-    def imports() -> None:
-        said.append("imports")
-
-    runner.execute(StartingExecutor(said), units, Store(), 2, lambda event: None, imports)
-    # then whatever ``run`` did not take is stopped: nothing, for an executor whose ``run`` takes them
-    assert said == ["start_ahead 2", "imports", "run 3", "stop_ahead"]
+WHERE = ("start", "imports", "run")
+STEPS = ("start_ahead 1", "imports", "run 1")  # in this order: the workers, the imports, the cells
 
 
-class Interrupted(StartingExecutor):
-    """Ctrl-C while a worker starts (the second of two), or in ``run`` before it took the workers."""
-
-    def __init__(self, said: list[str], where: str) -> None:
-        super().__init__(said)
-        self.where = where
-
-    def start_ahead(self, count: int) -> None:
-        super().start_ahead(count)
-        if self.where == "start":
-            raise KeyboardInterrupt
-
-    def run(self, cells, on_record) -> None:
-        super().run(cells, on_record)
-        if self.where == "run":
-            raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("where", ["start", "imports", "run"])
+@pytest.mark.parametrize("where", WHERE)
 def test_a_stop_anywhere_before_the_cells_stops_the_workers_started_for_the_imports(where):
+    """(The order when nothing stops, and a stop during the imports through ``runner.run``:
+    ``test_runner_library``.)"""
     said: list[str] = []
 
     def imports() -> None:
@@ -76,15 +57,8 @@ def test_a_stop_anywhere_before_the_cells_stops_the_workers_started_for_the_impo
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(Interrupted(said, where), ["a"], Store(), 2, lambda event: None, imports)
-    assert said[0] == "start_ahead 1" and said[-1] == "stop_ahead"
-
-
-def test_only_a_run_with_a_report_whose_workers_start_now_imports_ahead(tmp_path):
-    with_report = runner.Plan(report=tmp_path / "report")
-    assert runner._report_imports(with_report, started=False) is ahead.load
-    assert runner._report_imports(runner.Plan(report=None), started=False) is None
-    assert runner._report_imports(with_report, started=True) is None  # started by ``preparing``
+        runner.execute(StartingExecutor(said, where), ["a"], Store(), 2, lambda event: None, imports)
+    assert said == [*STEPS[: WHERE.index(where) + 1], "stop_ahead"]
 
 
 def test_load_imports_the_report_modules_and_libraries_and_nothing_that_fits():
