@@ -137,6 +137,23 @@ def test_the_recorded_step_gives_the_eager_steps_losses_and_adam_steps(model_nam
         np.testing.assert_allclose(parameters[name], value, rtol=100 * EPS, atol=100 * EPS)
 
 
+def test_the_replays_run_in_inference_mode_and_write_back_trainable_parameters():
+    # the replayed state is inference tensors; what reaches the param store is copied into its own
+    # leaves, which stay trainable (an eager step after a failed replay differentiates them)
+    recorded = _family_steps("normal_normal", RecordedAdamSteps)
+    torch.manual_seed(0)
+    for rate in (0.1, 0.05, 0.02):
+        recorded(rate)
+    assert recorded.path == COMPILED
+    assert all(value.is_inference() for value in recorded.state)
+    recorded.write_back()
+    parameters = dict(pyro.get_param_store().named_parameters())
+    assert parameters
+    for value in parameters.values():
+        assert not value.is_inference() and value.is_leaf and value.requires_grad
+    pyro.clear_param_store()
+
+
 def test_after_a_replay_that_raises_the_eager_step_goes_on_from_the_replayed_state():
     rates = [0.1, 0.05, 0.02, 0.01, 0.005]
     recorded = _family_steps("eight_schools_noncentered", RecordedAdamSteps)
