@@ -38,7 +38,7 @@ QUICK_MATRIX = (
     "--models", "normal_normal", "--backends", "pyro", "numpyro", "--guides", "mean_field",
     "--seeds", "0", "--steps", "300",
 )  # fmt: skip
-LIBRARIES = ("numpy", "torch", "pyro-ppl", "jax", "numpyro", "matplotlib", "pandas")
+LIBRARIES = ("numpy", "torch", "pyro-ppl", "jax", "ml_dtypes", "numpyro", "matplotlib", "pandas")
 
 
 @dataclass(frozen=True)
