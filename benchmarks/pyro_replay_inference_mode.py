@@ -7,8 +7,9 @@ need none of autograd's per-operation bookkeeping; ``replayed`` runs them under
 ``torch.inference_mode()``. Here the same fits (quick-profile settings: 3 000 steps, 16 particles)
 alternate between that and the replay called in grad mode (``replayed`` swapped for a plain call),
 round by round, the order flipped each round. Prints each model's median seconds of the timed steps
-(``Fit.run_seconds``) both ways, their ratio, and whether the losses and parameters are the same
-bits both ways (they must be: the same kernels run).
+(``Fit.run_seconds``) both ways, their ratio, and whether the losses and guide parameters are the
+same bits both ways (they must be: the same kernels run). A fit whose steps did not replay the
+recording (an eager fallback: both ways would run the same code) stops the benchmark.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import statistics
+from collections.abc import Callable
 
 from ppl_suite.executors.worker import configure
 
@@ -24,6 +26,7 @@ configure()  # float64, one thread, the compilation cache: as in a worker
 import numpy as np  # noqa: E402
 
 from ppl_suite.backends import SVIConfig, get, pyro_recorded_step  # noqa: E402
+from ppl_suite.backends.pyro_recorded_step import State  # noqa: E402
 from ppl_suite.problem import Problem  # noqa: E402
 
 CELLS = (
@@ -38,17 +41,34 @@ INFERENCE = "inference mode"
 GRAD = "grad mode"
 
 
-def grad_mode(replay, inputs):
+def grad_mode(replay: Callable[..., State], inputs: State) -> State:
     """The replay called as it was before ``replayed``: in the caller's (grad) mode."""
     return replay(*inputs)
 
 
-WAYS = {INFERENCE: pyro_recorded_step.replayed, GRAD: grad_mode}
+WAYS: dict[str, Callable[[Callable[..., State], State], State]] = {
+    INFERENCE: pyro_recorded_step.replayed,
+    GRAD: grad_mode,
+}
 
 
-def fitted(model: str, guide: str) -> tuple[float, str]:
-    """(seconds of the timed steps, a digest of the losses and parameters) of one quick-profile fit."""
-    fit = get("pyro").fit(Problem.build(model, 0), guide, SVIConfig(), 0)
+def fitted(model: str, guide: str, way: str) -> tuple[float, str]:
+    """(seconds of the timed steps, a digest of the losses and guide parameters) of one quick-profile
+    fit whose replays run ``way``; raises unless every timed step was a replay."""
+    replays = 0
+
+    def counted(replay: Callable[..., State], inputs: State) -> State:
+        nonlocal replays
+        replays += 1
+        return WAYS[way](replay, inputs)
+
+    pyro_recorded_step.replayed = counted
+    try:
+        fit = get("pyro").fit(Problem.build(model, 0), guide, SVIConfig(), 0)
+    finally:
+        pyro_recorded_step.replayed = WAYS[INFERENCE]
+    if replays < fit.timed_steps:  # the recording's checks replay a few times more
+        raise SystemExit(f"{model}/{guide}: {replays} replays for {fit.timed_steps} timed steps")
     arrays = [fit.losses, *(np.ascontiguousarray(fit.phi[name]) for name in sorted(fit.phi))]
     return fit.run_seconds, hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()
 
@@ -63,17 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     rounds = parser.parse_args(argv).rounds
     seconds = {way: {cell: [] for cell in CELLS} for way in WAYS}
     digests: dict[tuple[str, str], set[str]] = {cell: set() for cell in CELLS}
-    try:
-        for round_ in range(rounds):
-            order = list(WAYS) if round_ % 2 == 0 else list(reversed(WAYS))
-            for way in order:
-                pyro_recorded_step.replayed = WAYS[way]
-                for cell in CELLS:
-                    run_seconds, digest = fitted(*cell)
-                    seconds[way][cell].append(run_seconds)
-                    digests[cell].add(digest)
-    finally:
-        pyro_recorded_step.replayed = WAYS[INFERENCE]
+    for round_ in range(rounds):
+        order = list(WAYS) if round_ % 2 == 0 else list(reversed(WAYS))
+        for way in order:
+            for cell in CELLS:
+                run_seconds, digest = fitted(*cell, way)
+                seconds[way][cell].append(run_seconds)
+                digests[cell].add(digest)
     print(f"| model | guide | {GRAD} (s) | {INFERENCE} (s) | ratio | same bits |")
     print("|---|---|---|---|---|---|")
     totals = dict.fromkeys(WAYS, 0.0)

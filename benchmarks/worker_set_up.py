@@ -2,11 +2,12 @@
 
     python -m benchmarks.worker_set_up [--repeats 5]
 
-Every process that fits or evaluates a cell (each worker of a run or a check, each test process)
-first runs ``executors.worker.set_up``: the numerics' settings and the imports of torch, JAX, NumPyro,
-Pyro, pandas and the suite. Prints the median wall and CPU seconds of ``set_up`` over ``repeats``
-fresh processes (one at a time), then, from one more process under ``python -X importtime``, the
-cumulative import seconds of the heaviest libraries (each counted where it is first imported).
+Each worker of a run or a check first runs ``executors.worker.set_up``: the numerics' settings and
+the imports of torch, JAX, NumPyro, Pyro, pandas and the suite (a test process pays the same imports).
+Prints the median wall and CPU seconds of ``set_up`` over ``repeats`` fresh processes (one at a
+time), then, from one more process under ``python -X importtime``, the cumulative import seconds of
+the heaviest modules, each where it is first imported. They nest, so they do not add up: jax's
+includes ml_dtypes', and ``ppl_suite.execute``'s whatever it imports first.
 """
 
 from __future__ import annotations
@@ -21,30 +22,36 @@ SET_UP = """
 import json, time
 wall, cpu = time.perf_counter(), time.process_time()
 from ppl_suite.executors.worker import set_up
-assert set_up() is None
+failure = set_up()
+assert failure is None, failure
 print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu]))
 """
-LIBRARIES = ("torch", "jax", "ml_dtypes", "numpyro", "pyro", "pandas", "scipy", "ppl_suite.execute")
+MODULES = ("torch", "jax", "ml_dtypes", "numpyro", "pyro", "pandas", "scipy", "ppl_suite.execute")
+
+
+def set_up_process(*options: str) -> subprocess.CompletedProcess:
+    """A new process that runs ``set_up`` and prints its (wall, CPU) seconds; raises with its
+    standard error if it fails."""
+    done = subprocess.run([sys.executable, *options, "-c", SET_UP], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"set_up failed:\n{done.stderr}")
+    return done
 
 
 def set_up_seconds() -> tuple[float, float]:
     """(wall, CPU) seconds of ``set_up`` in a new process."""
-    done = subprocess.run([sys.executable, "-c", SET_UP], check=True, capture_output=True, text=True)
-    wall, cpu = json.loads(done.stdout.splitlines()[-1])
-    return wall, cpu
+    return tuple(json.loads(set_up_process().stdout.splitlines()[-1]))
 
 
 def import_seconds() -> dict[str, float]:
-    """Cumulative import seconds of LIBRARIES in one ``set_up`` (``-X importtime``: microseconds)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", SET_UP], check=True, capture_output=True, text=True
-    )
+    """Cumulative import seconds of MODULES in one ``set_up`` (``-X importtime``: microseconds)."""
+    done = set_up_process("-X", "importtime")
     found: dict[str, float] = {}
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
         _, cumulative, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        if name in LIBRARIES and cumulative.isdigit():
+        if name in MODULES and cumulative.isdigit():
             found.setdefault(name, int(cumulative) / 1e6)
     return found
 

@@ -139,7 +139,7 @@ def test_the_recorded_step_gives_the_eager_steps_losses_and_adam_steps(model_nam
 
 def test_the_replays_run_in_inference_mode_and_write_back_trainable_parameters():
     # the replayed state is inference tensors; what reaches the param store is copied into its own
-    # leaves, which stay trainable (an eager step after a failed replay differentiates them)
+    # leaves, which stay trainable: the eager step (the loop's fallback) differentiates and moves them
     recorded = _family_steps("normal_normal", RecordedAdamSteps)
     torch.manual_seed(0)
     for rate in (0.1, 0.05, 0.02):
@@ -151,6 +151,10 @@ def test_the_replays_run_in_inference_mode_and_write_back_trainable_parameters()
     assert parameters
     for value in parameters.values():
         assert not value.is_inference() and value.is_leaf and value.requires_grad
+    before = {name: value.detach().clone() for name, value in parameters.items()}
+    assert np.isfinite(float(recorded.eager(0.1)))
+    for name, value in parameters.items():
+        assert not torch.equal(value.detach(), before[name]), name
     pyro.clear_param_store()
 
 

@@ -19,7 +19,8 @@ does) and the update (``aten._fused_adam``, the functional form of that kernel),
 one graph of ATen operations (``make_fx``, then ``torch.jit.trace``: ``loss_body`` says how for each
 ELBO) and replayed without Python in between, on the loop's own tensors (written back to the
 parameter store for snapshots and at the end), in inference mode (``replayed``: the graph holds its
-own gradient, so autograd's per-operation bookkeeping is skipped, 5-25% of a replay). The same
+own gradient, so autograd's per-operation bookkeeping is skipped: about a tenth of a step's time on
+the shipped models, ``benchmarks/results.md``). The same
 operations in the same order, less those that compute nothing new at a replay (constants folded,
 duplicates merged, aliases dropped: ``graph_simplification``): the replay's numbers are the eager
 step's, bit for bit where TorchScript runs the same kernels.
@@ -225,10 +226,7 @@ class RecordedAdamSteps:
     def __call__(self, lr: float) -> torch.Tensor | float:
         if self.replay is not None:
             try:
-                # 0-d tensors by torch.full: a third of torch.tensor's time, a few us a step
-                t = torch.full((), float(self.count + 1), dtype=torch.float32)  # Adam's t, as torch keeps it
-                lr_tensor = torch.full((), lr, dtype=torch.float64)
-                loss, *state = replayed(self.replay, (lr_tensor, t, *self.state))
+                loss, *state = replayed(self.replay, step_inputs(lr, self.count + 1, self.state))
             except Exception as error:  # the state is untouched (the replay returns new tensors)
                 self._fail(f"a replay failed ({first_line(error)})")
             else:
@@ -310,11 +308,7 @@ class RecordedAdamSteps:
             *(moment.exp_avg for moment in moments),
             *(moment.exp_avg_sq for moment in moments),
         )
-        inputs = (
-            torch.tensor(lr, dtype=torch.float64),
-            torch.tensor(float(self.count + 1), dtype=torch.float32),
-            *state,
-        )
+        inputs = step_inputs(lr, self.count + 1, state)
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
             step, recorder = self._step()
             if self._load_kept(step, inputs, len(parameters)):
@@ -348,6 +342,13 @@ class RecordedAdamSteps:
             return False
         self.replay, self.loaded = kept, True
         return True
+
+
+def step_inputs(lr: float, t: int, state: State) -> State:
+    """A recorded step's inputs: the rate (float64) and Adam's step count t (float32, as torch keeps
+    it) as 0-d tensors, then ``state``. ``torch.full`` makes them in about half of ``torch.tensor``'s
+    time (the same values), a few microseconds a step."""
+    return (torch.full((), lr, dtype=torch.float64), torch.full((), float(t), dtype=torch.float32), *state)
 
 
 def replayed(replay: Callable[..., State], inputs: State) -> State:
