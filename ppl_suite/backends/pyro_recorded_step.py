@@ -20,10 +20,10 @@ one graph of ATen operations (``make_fx``, then ``torch.jit.trace``: ``loss_body
 ELBO) and replayed without Python in between, on the loop's own tensors (written back to the
 parameter store for snapshots and at the end), in inference mode (``replayed``: the graph holds its
 own gradient, so autograd's per-operation bookkeeping is skipped: about a tenth of a step's time on
-the shipped models, ``benchmarks/results.md``). The same
-operations in the same order, less those that compute nothing new at a replay (constants folded,
-duplicates merged, aliases dropped: ``graph_simplification``): the replay's numbers are the eager
-step's, bit for bit where TorchScript runs the same kernels.
+the shipped models, ``benchmarks/results.md``). The same operations in the same order, less those
+that compute nothing new at a replay (constants folded, duplicates merged, aliases dropped:
+``graph_simplification``): the replay's numbers are the eager step's, bit for bit where TorchScript
+runs the same kernels.
 
 The step draws the guide's particles: the recording replays the draws (``aten.normal_`` and the like
 read torch's global generator at each call), so a fit stays reproducible for a seed. The recording is
