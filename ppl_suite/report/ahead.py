@@ -4,9 +4,9 @@ A report's first seconds are imports, not its own work: matplotlib with the Agg 
 ArviZ (the posterior tables and densities, with SciPy and xarray) and the report's section modules
 (``order``): 2.4 s of one core, of the 3.9 s the quick profile's report took where its figures were
 kept (``benchmarks/quick_profile_timeline.py``). A run's own process has nothing to do while its
-workers start (their set-up, torch and JAX, takes about 4.5 s), so the runner calls ``load`` then,
-in its one thread, and the report finds them loaded. Nothing is read, drawn or computed ahead: the
-report stays a function of the results folder alone.
+workers start (their set-up, torch and JAX, takes 3-5 s: ``benchmarks/worker_set_up.py``), so the
+runner calls ``load`` then, in its one thread, and the report finds them loaded. Nothing is read,
+drawn or computed ahead: the report stays a function of the results folder alone.
 """
 
 from __future__ import annotations
