@@ -20,6 +20,13 @@ import numpy as np
 from ppl_suite.problem import Problem
 
 MAX_PROGRAMS = 64  # least recently used programs beyond this are dropped
+
+# XLA's options for every program compiled here. XLA:CPU's MLIR fusion emitters (its default) took a
+# third longer to compile the quick profile's SVI loops and evaluations than its elemental emitters,
+# which run them as fast (benchmarks/xla_fusion_emitters.py). The two emitters order some reductions
+# differently, so their numbers agree to rounding, not bitwise. XLA is retiring the elemental emitters:
+# a jaxlib without the option rejects it when compiling (tests/test_programs.py says so).
+COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 UNOPTIMIZED = {"xla_backend_optimization_level": 0}
 
 _programs: OrderedDict[Hashable, Any] = OrderedDict()
@@ -55,7 +62,8 @@ def compiled(
         _programs.move_to_end(key)
         return _programs[key], 0.0
     start = time.perf_counter()
-    program = jax.jit(build()).lower(*args).compile(None if optimize else UNOPTIMIZED)
+    options = COMPILER_OPTIONS if optimize else {**COMPILER_OPTIONS, **UNOPTIMIZED}
+    program = jax.jit(build()).lower(*args).compile(options)
     seconds = time.perf_counter() - start
     _programs[key] = program
     while len(_programs) > MAX_PROGRAMS:

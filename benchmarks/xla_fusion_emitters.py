@@ -1,0 +1,121 @@
+"""XLA:CPU's two code emitters for the suite's compiled JAX programs: compile time, run time, numbers.
+
+    python -m benchmarks.xla_fusion_emitters [--rounds 2] [--profile quick]
+
+``backends.programs.compiled`` compiles every SVI loop, evaluation and target density with
+``COMPILER_OPTIONS`` (XLA's elemental emitters). This runs the profile's cells of the JAX backends
+(NumPyro and the hand-rolled one), seed by seed, in fresh processes with an empty compilation cache,
+once with those options ("elemental") and once with XLA's defaults ("fusion": its MLIR fusion
+emitters), alternately for ``rounds`` rounds. It prints each process's summed seconds from the rows:
+compilation (the fits' tracing and compiling), the timed SVI steps, and the cells' wall time on the
+first seed (which compiles) and on the others (which reuse the programs). Then how far the numbers
+moved: the cells whose losses or estimates differ in any bit, and the largest difference of the
+ELBO and of the KL in units of their standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from ppl_suite import schema
+
+CELLS = """
+import hashlib, json, sys
+from ppl_suite.executors import worker
+worker.configure()
+from ppl_suite import matrix, schema
+from ppl_suite.backends import programs
+from ppl_suite.execute import execute
+if sys.argv[2] == "fusion":
+    programs.COMPILER_OPTIONS = {}
+cells = [c for c in matrix.expand(matrix.load(sys.argv[1])).cells if c.backend in ("numpyro", "handrolled")]
+rows = []
+for cell in sorted(cells, key=lambda c: c.seed):
+    record = execute(cell)
+    row = record.row
+    numbers = [row.get(k) for k in (
+        schema.ELBO, schema.ELBO_SE, schema.KL, schema.KL_SE, schema.LIBRARY_ELBO)
+    ]
+    rows.append({
+        "cell": f"{cell.model}/{cell.backend}/{cell.guide}/{cell.seed}",
+        "first_seed": cell.seed == min(c.seed for c in cells),
+        **{k: float(row.get(k, float("nan"))) for k in (schema.COMPILE_SECONDS, schema.FIT_SECONDS,
+           schema.WALL_SECONDS, schema.ELBO, schema.ELBO_SE, schema.KL, schema.KL_SE)},
+        "bits": hashlib.sha256(record.losses.tobytes() + repr(numbers).encode()).hexdigest(),
+    })
+print(json.dumps(rows))
+"""
+EMITTERS = ("elemental", "fusion")
+
+
+def cell_rows(profile: str, emitters: str) -> list[dict]:
+    """The rows of one fresh process (an empty compilation cache) running the profile's JAX cells."""
+    with tempfile.TemporaryDirectory() as cache:
+        done = subprocess.run(
+            [sys.executable, "-c", CELLS, profile, emitters],
+            capture_output=True, text=True, env={**os.environ, "PPL_SUITE_XLA_CACHE": cache},
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the cells failed ({emitters}):\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    """Summed seconds of one process's cells."""
+    return {
+        "compile": sum(r[schema.COMPILE_SECONDS] for r in rows),
+        "SVI steps": sum(r[schema.FIT_SECONDS] for r in rows),
+        "first seed's cells": sum(r[schema.WALL_SECONDS] for r in rows if r["first_seed"]),
+        "other seeds' cells": sum(r[schema.WALL_SECONDS] for r in rows if not r["first_seed"]),
+    }
+
+
+def moved(ours: list[dict], theirs: list[dict]) -> tuple[int, float, float, float]:
+    """(cells whose bits differ, the largest |ELBO difference| / ELBO SE and |KL difference| / KL SE
+    over cells with a positive SE, the largest |ELBO difference| of cells whose SE is 0)."""
+    pairs = list(zip(ours, theirs, strict=True))
+    assert all(a["cell"] == b["cell"] for a, b in pairs)
+    differ = sum(a["bits"] != b["bits"] for a, b in pairs)
+
+    def largest(name: str, se: str) -> float:
+        return max((abs(a[name] - b[name]) / a[se] for a, b in pairs if a[se] > 0), default=0.0)
+
+    exact = max(
+        (abs(a[schema.ELBO] - b[schema.ELBO]) for a, b in pairs if a[schema.ELBO_SE] == 0), default=0.0
+    )
+    return differ, largest(schema.ELBO, schema.ELBO_SE), largest(schema.KL, schema.KL_SE), exact
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile", default="quick")
+    args = parser.parse_args(argv)
+    runs: dict[str, list[list[dict]]] = {emitters: [] for emitters in EMITTERS}
+    for round_ in range(args.rounds):
+        for emitters in EMITTERS:
+            rows = cell_rows(args.profile, emitters)
+            runs[emitters].append(rows)
+            figures = "  ".join(f"{name} {seconds:6.2f} s" for name, seconds in summary(rows).items())
+            print(f"round {round_ + 1} {emitters:9s} {len(rows)} cells  {figures}", flush=True)
+    for name in summary([]):
+        elemental, fusion = (statistics.median(summary(rows)[name] for rows in runs[e]) for e in EMITTERS)
+        ratio = fusion / elemental
+        print(f"median {name}: elemental {elemental:.2f} s, fusion {fusion:.2f} s ({ratio:.2f}x)")
+    differ, elbo, kl, exact = moved(runs["elemental"][0], runs["fusion"][0])
+    print(f"numbers: {differ} of {len(runs['fusion'][0])} cells differ in some bit; largest differences "
+          f"{elbo:.2g} ELBO SE and {kl:.2g} KL SE ({exact:.2g} nats of ELBO where its SE is 0)")  # fmt: skip
+    for emitters, repeats in runs.items():
+        same = all(moved(repeats[0], other)[0] == 0 for other in repeats[1:])
+        print(f"{emitters}: every round gave the same bits: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
