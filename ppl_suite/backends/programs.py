@@ -21,11 +21,12 @@ from ppl_suite.problem import Problem
 
 MAX_PROGRAMS = 64  # least recently used programs beyond this are dropped
 
-# XLA's options for every program compiled here. XLA:CPU's MLIR fusion emitters (its default) took a
-# third longer to compile the quick profile's SVI loops and evaluations than its elemental emitters,
-# which run them as fast (benchmarks/xla_fusion_emitters.py). The two emitters order some reductions
-# differently, so their numbers agree to rounding, not bitwise. XLA is retiring the elemental emitters:
-# a jaxlib without the option rejects it when compiling (tests/test_programs.py says so).
+# XLA's options for every program compiled here. XLA:CPU's MLIR fusion emitters (its default) took
+# 1.25-1.6x as long to compile the quick profile's SVI loops and evaluations as its elemental
+# emitters, which run them as fast (benchmarks/xla_fusion_emitters.py). The two emitters order some
+# reductions differently, so their numbers agree to rounding (1e-10 SE), not bitwise. XLA is retiring
+# the elemental emitters: a jaxlib without the option rejects it at compile time, and
+# tests/test_programs.py fails once the option no longer changes the compiled program.
 COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 UNOPTIMIZED = {"xla_backend_optimization_level": 0}
 
