@@ -9,14 +9,15 @@ once with those options ("elemental") and once with XLA's defaults ("fusion": it
 emitters), alternately for ``rounds`` rounds. It prints each process's summed seconds from the rows:
 compilation (the fits' tracing and compiling), the timed SVI steps, and the cells' wall time on the
 first seed (which compiles) and on the others (which reuse the programs). Then how far the numbers
-moved: the cells whose losses or estimates differ in any bit, and the largest difference of the
-ELBO and of the KL in units of their standard errors.
+moved: the cells whose losses or estimates differ in any bit, and the largest differences of the ELBO
+(in nats and in its standard errors) and of the KL (in nats).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -77,19 +78,20 @@ def summary(rows: list[dict]) -> dict[str, float]:
 
 
 def moved(ours: list[dict], theirs: list[dict]) -> tuple[int, float, float, float]:
-    """(cells whose bits differ, the largest |ELBO difference| / ELBO SE and |KL difference| / KL SE
-    over cells with a positive SE, the largest |ELBO difference| of cells whose SE is 0)."""
+    """(cells whose bits differ, the largest |ELBO difference| / ELBO SE over cells with a positive
+    SE, the largest |ELBO difference| and |KL difference| in nats, where both are finite)."""
     pairs = list(zip(ours, theirs, strict=True))
     assert all(a["cell"] == b["cell"] for a, b in pairs)
     differ = sum(a["bits"] != b["bits"] for a, b in pairs)
-
-    def largest(name: str, se: str) -> float:
-        return max((abs(a[name] - b[name]) / a[se] for a, b in pairs if a[se] > 0), default=0.0)
-
-    exact = max(
-        (abs(a[schema.ELBO] - b[schema.ELBO]) for a, b in pairs if a[schema.ELBO_SE] == 0), default=0.0
+    elbo_se = max(
+        (abs(a[schema.ELBO] - b[schema.ELBO]) / a[schema.ELBO_SE] for a, b in pairs if a[schema.ELBO_SE] > 0),
+        default=0.0,
     )
-    return differ, largest(schema.ELBO, schema.ELBO_SE), largest(schema.KL, schema.KL_SE), exact
+    elbo, kl = (
+        max((d for a, b in pairs if math.isfinite(d := abs(a[name] - b[name]))), default=math.nan)
+        for name in (schema.ELBO, schema.KL)
+    )
+    return differ, elbo_se, elbo, kl
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         elemental, fusion = (statistics.median(summary(rows)[name] for rows in runs[e]) for e in EMITTERS)
         ratio = fusion / elemental
         print(f"median {name}: elemental {elemental:.2f} s, fusion {fusion:.2f} s ({ratio:.2f}x)")
-    differ, elbo, kl, exact = moved(runs["elemental"][0], runs["fusion"][0])
-    print(f"numbers: {differ} of {len(runs['fusion'][0])} cells differ in some bit; largest differences "
-          f"{elbo:.2g} ELBO SE and {kl:.2g} KL SE ({exact:.2g} nats of ELBO where its SE is 0)")  # fmt: skip
+    differ, elbo_se, elbo, kl = moved(runs["elemental"][0], runs["fusion"][0])
+    print(f"numbers: {differ} of {len(runs['fusion'][0])} cells differ in some bit; largest differences: "
+          f"ELBO {elbo:.2g} nats ({elbo_se:.2g} of its SE), KL {kl:.2g} nats")  # fmt: skip
     for emitters, repeats in runs.items():
         same = all(moved(repeats[0], other)[0] == 0 for other in repeats[1:])
         print(f"{emitters}: every round gave the same bits: {same}")
