@@ -24,11 +24,14 @@ MAX_PROGRAMS = 64  # least recently used programs beyond this are dropped
 # XLA's options for every program compiled here. XLA:CPU's MLIR fusion emitters (its default) took
 # 1.25-1.6x as long to compile the quick profile's SVI loops and evaluations as its elemental
 # emitters, which run them as fast (benchmarks/xla_fusion_emitters.py). The two emitters order some
-# reductions differently, so their numbers agree to rounding (1e-10 SE), not bitwise. XLA is retiring
-# the elemental emitters: a jaxlib without the option rejects it at compile time, and
-# tests/test_programs.py fails once the option no longer changes the compiled program.
+# reductions differently, so their numbers agree to rounding (2e-10 SE), not bitwise. Options given
+# here override the same flags in XLA_FLAGS. XLA is retiring the elemental emitters: on a jaxlib that
+# rejects the option the programs compile with XLA's defaults (``options``), and tests/test_programs.py
+# fails once the option no longer changes the compiled program.
 COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
-UNOPTIMIZED = {"xla_backend_optimization_level": 0}
+UNOPTIMIZED: dict[str, Any] = {"xla_backend_optimization_level": 0}
+_UNKNOWN_OPTION = "No such compile option"  # XLA's error for an option this jaxlib does not have
+_compiler_options_known = True  # False once this jaxlib rejected COMPILER_OPTIONS
 
 _programs: OrderedDict[Hashable, Any] = OrderedDict()
 
@@ -49,6 +52,13 @@ def program_key(problem: Problem, *parts: Hashable) -> Hashable:
     return problem.spec.name, repr(sorted(problem.params.items())), shapes, *parts
 
 
+def options(optimize: bool = True) -> dict[str, Any]:
+    """XLA's options for a program: COMPILER_OPTIONS (unless this jaxlib rejected them), plus
+    UNOPTIMIZED for a program compiled with ``optimize=False``."""
+    chosen = dict(COMPILER_OPTIONS) if _compiler_options_known else {}
+    return chosen if optimize else {**chosen, **UNOPTIMIZED}
+
+
 def compiled(
     key: Hashable, build: Callable[[], Callable], *args: Any, optimize: bool = True
 ) -> tuple[Callable, float]:
@@ -56,15 +66,22 @@ def compiled(
     (0 when it was already here); ``build()`` makes the function, lowered for ``args``' shapes.
 
     ``optimize=False`` is for a program that runs once per cell and briefly (an evaluation, not an
-    optimization loop): LLVM's optimization level 0 halves its compile time and costs little at run
-    time. The numbers agree to rounding."""
+    optimization loop): LLVM's optimization level 0 compiles it faster and costs little at run time.
+    The numbers agree to rounding."""
     key = (key, optimize)  # the same function compiled both ways is two programs
     if key in _programs:
         _programs.move_to_end(key)
         return _programs[key], 0.0
+    global _compiler_options_known
     start = time.perf_counter()
-    options = COMPILER_OPTIONS if optimize else {**COMPILER_OPTIONS, **UNOPTIMIZED}
-    program = jax.jit(build()).lower(*args).compile(options)
+    lowered = jax.jit(build()).lower(*args)
+    try:
+        program = lowered.compile(options(optimize))
+    except jax.errors.JaxRuntimeError as error:
+        if not _compiler_options_known or _UNKNOWN_OPTION not in str(error):
+            raise
+        _compiler_options_known = False
+        program = lowered.compile(options(optimize))
     seconds = time.perf_counter() - start
     _programs[key] = program
     while len(_programs) > MAX_PROGRAMS:
