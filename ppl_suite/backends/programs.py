@@ -68,11 +68,11 @@ def compiled(
     ``optimize=False`` is for a program that runs once per cell and briefly (an evaluation, not an
     optimization loop): LLVM's optimization level 0 compiles it faster and costs little at run time.
     The numbers agree to rounding."""
+    global _compiler_options_known
     key = (key, optimize)  # the same function compiled both ways is two programs
     if key in _programs:
         _programs.move_to_end(key)
         return _programs[key], 0.0
-    global _compiler_options_known
     start = time.perf_counter()
     lowered = jax.jit(build()).lower(*args)
     try:
