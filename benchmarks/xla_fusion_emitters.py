@@ -39,6 +39,7 @@ from ppl_suite.execute import execute
 if sys.argv[2] == "fusion":
     programs.COMPILER_OPTIONS = {}
 cells = [c for c in matrix.expand(matrix.load(sys.argv[1])).cells if c.backend in ("numpyro", "handrolled")]
+first_seed = min(c.seed for c in cells)
 rows = []
 for cell in sorted(cells, key=lambda c: c.seed):
     record = execute(cell)
@@ -48,7 +49,7 @@ for cell in sorted(cells, key=lambda c: c.seed):
     ]
     rows.append({
         "cell": f"{cell.model}/{cell.backend}/{cell.guide}/{cell.seed}",
-        "first_seed": cell.seed == min(c.seed for c in cells),
+        "first_seed": cell.seed == first_seed,
         **{k: float(row.get(k, float("nan"))) for k in (schema.COMPILE_SECONDS, schema.FIT_SECONDS,
            schema.WALL_SECONDS, schema.ELBO, schema.ELBO_SE, schema.KL, schema.KL_SE)},
         "bits": hashlib.sha256(record.losses.tobytes() + repr(numbers).encode()).hexdigest(),
