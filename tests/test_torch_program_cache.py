@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ppl_suite import registry
-from ppl_suite.backends import torch_program_cache
+from ppl_suite.backends import kept_programs, torch_program_cache
 from ppl_suite.backends.base import SVIConfig
 from ppl_suite.backends.pyro import as_torch, recording_key
 from ppl_suite.backends.pyro_draws import check_draws
@@ -119,7 +119,7 @@ def test_a_program_that_cannot_be_kept_costs_nothing_but_the_next_recording(cach
         def full_disk(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(torch_program_cache.os, "fdopen", full_disk)
+        monkeypatch.setattr(kept_programs.os, "fdopen", full_disk)
     steps, *numbers = _fit("eight_schools_noncentered", KEY)
     assert steps.path == COMPILED and not steps.loaded
     _same(numbers, _fit("eight_schools_noncentered", None)[1:])

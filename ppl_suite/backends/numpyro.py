@@ -19,7 +19,7 @@ from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
 from ppl_suite.backends.numpyro_elbo import TraceOrderELBO
-from ppl_suite.backends.programs import compiled, data_arguments, program_key
+from ppl_suite.backends.programs import compiled, data_arguments, program_key, traced_from
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
 from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
@@ -209,7 +209,8 @@ class NumPyroBackend:
             return train
 
         key = program_key(problem, "numpyro.fit", guide, config)
-        train, compile_seconds = compiled(key, build, init_key, arrays)
+        source = traced_from(problem.spec.name, guide)
+        train, compile_seconds = compiled(key, build, init_key, arrays, source=source)
         start = time.perf_counter()
         fitted, losses, snapshots = jax.block_until_ready(train(init_key, arrays))
         run_seconds = time.perf_counter() - start
@@ -259,7 +260,10 @@ class NumPyroBackend:
 
         start = time.perf_counter()
         key_parts = ("numpyro.library_elbo", guide_name, n)
-        program, _ = compiled(program_key(problem, *key_parts), build, fitted, arrays, key, optimize=False)
+        source = traced_from(problem.spec.name, guide_name)
+        program, _ = compiled(
+            program_key(problem, *key_parts), build, fitted, arrays, key, optimize=False, source=source
+        )
         terms = np.asarray(jax.block_until_ready(program(fitted, arrays, key)))
         return Estimate.from_samples(terms, seconds=time.perf_counter() - start)
 

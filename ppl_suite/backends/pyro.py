@@ -43,7 +43,7 @@ from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_E
 from torch.distributions import transform_to
 
 from ppl_suite import guides, registry, schema
-from ppl_suite.backends import torch_program_cache
+from ppl_suite.backends import kept_programs, torch_program_cache
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps
 from ppl_suite.backends.pyro_draws import VECTORIZED, Draws, check_draws
@@ -156,7 +156,7 @@ def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws)
     from ppl_suite import store
 
     data = {name: _array_digest(value) for name, value in sorted(problem.data.items())}
-    return torch_program_cache.program_key(
+    return kept_programs.program_key(
         {
             "model": problem.spec.name,
             "guide": guide,

@@ -36,7 +36,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.util import compute_log_probs
 
 from ppl_suite import registry
-from ppl_suite.backends.programs import compiled
+from ppl_suite.backends.programs import compiled, fixed_value, traced_from
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.guides.joint import blocks
 from ppl_suite.numerics import enable_float64
@@ -182,8 +182,8 @@ class NumPyroTarget(OfProblem):
         key = (
             "numpyro_target.log_joint",
             self.name,
-            repr(sorted(data_fixed.items())),
-            repr(sorted(param_fixed.items())),
+            tuple((k, fixed_value(v)) for k, v in sorted(data_fixed.items())),
+            tuple((k, fixed_value(v)) for k, v in sorted(param_fixed.items())),
             _shapes(data_arrays),
             _shapes(param_arrays),
             _shapes(chunks[0][1]) if chunks else (),
@@ -191,7 +191,8 @@ class NumPyroTarget(OfProblem):
         out = np.empty(n)
         if not chunks:
             return out
-        program, _ = compiled(key, build, chunks[0][1], data_arrays, param_arrays)
+        source = traced_from(self.name, None)
+        program, _ = compiled(key, build, chunks[0][1], data_arrays, param_arrays, source=source)
         for start, chunk in chunks:
             m = min(batch, n - start)
             out[start : start + m] = np.asarray(program(chunk, data_arrays, param_arrays))[:m]

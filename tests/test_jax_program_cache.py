@@ -1,0 +1,138 @@
+"""Traced JAX programs kept on disk (``backends.programs.compiled``, exported with ``jax.export``): a
+later process deserializes a kept program instead of tracing it and gets the same numbers; the key
+changes with the program, its source and JAX's settings; a damaged file, a function JAX cannot export
+and the cache turned off cost a tracing, never a failure or a wrong number."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ppl_suite.backends import kept_programs, programs
+from ppl_suite.problem import Problem
+
+X = jnp.linspace(0.5, 2.0, 12).reshape(4, 3)
+Y = jnp.linspace(-1.0, 1.0, 6).reshape(3, 2)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh program folder, and no program of another test in this process's store."""
+    monkeypatch.setenv("PPL_SUITE_XLA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(programs, "_programs", programs.OrderedDict())
+    return tmp_path / "cache" / programs.KEPT_FOLDER
+
+
+class Build:
+    """``build`` for ``compiled``: counts how often the function is traced (built)."""
+
+    def __init__(self, function=None) -> None:
+        self.traced = 0
+        self.function = function or (lambda x, y: jnp.tanh(jnp.sin(x) @ y).sum(axis=0) * 3.0)
+
+    def __call__(self):
+        self.traced += 1
+        return self.function
+
+
+def _another_process() -> None:
+    """What a new process has: an empty in-process store."""
+    programs._programs.clear()
+
+
+def _kept(cache) -> list[str]:
+    return sorted(path.name for path in cache.glob(f"*{programs.KEPT_SUFFIX}")) if cache.exists() else []
+
+
+def test_a_kept_program_is_loaded_by_the_next_process_and_gives_the_same_numbers(cache):
+    build = Build()
+    first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 1 and len(_kept(cache)) == 1
+    _another_process()
+    again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 1  # deserialized, not traced
+    np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
+    # the numbers of the function compiled directly, without a source (nothing kept)
+    _another_process()
+    direct, _ = programs.compiled(("test", "toy"), build, X, Y)
+    assert build.traced == 2 and len(_kept(cache)) == 1
+    np.testing.assert_array_equal(np.asarray(direct(X, Y)), np.asarray(first(X, Y)))
+
+
+def test_another_program_source_or_jax_setting_is_traced_and_kept_apart(cache):
+    build = Build()
+    programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    _another_process()
+    programs.compiled(("test", "toy", "other settings"), build, X, Y, source="code 1")
+    _another_process()
+    programs.compiled(("test", "toy"), build, X, Y, source="code 2")  # the model's code changed
+    _another_process()
+    with jax.default_matmul_precision("highest"):  # a JAX setting the traced program holds
+        programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 4 and len(_kept(cache)) == 4
+
+
+def test_a_damaged_file_is_traced_afresh_and_replaced(cache):
+    build = Build()
+    first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    (path,) = cache.glob(f"*{programs.KEPT_SUFFIX}")
+    path.write_bytes(b"not a program")
+    _another_process()
+    again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 2
+    np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
+    assert programs._load_exported(path.name.removesuffix(programs.KEPT_SUFFIX)) is not None
+
+
+def test_a_function_jax_cannot_export_is_traced_each_time_and_nothing_is_kept(cache):
+    def with_callback(x, y):  # a host callback: export refuses it
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x) @ y
+
+    build = Build(with_callback)
+    first, _ = programs.compiled(("test", "callback"), build, X, Y, source="code 1")
+    _another_process()
+    again, _ = programs.compiled(("test", "callback"), build, X, Y, source="code 1")
+    assert build.traced == 4 and _kept(cache) == []  # each process tries to export it, then traces it
+    np.testing.assert_allclose(np.asarray(again(X, Y)), np.sin(np.asarray(X)) @ np.asarray(Y), rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
+
+
+def test_with_the_cache_off_nothing_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("PPL_SUITE_XLA_CACHE", "off")
+    monkeypatch.setattr(programs, "_programs", programs.OrderedDict())
+    monkeypatch.chdir(tmp_path)
+    build = Build()
+    programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    _another_process()
+    programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 2 and kept_programs.folder(programs.KEPT_FOLDER) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_program_that_cannot_be_written_costs_nothing_but_the_next_tracing(cache, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(kept_programs.os, "fdopen", full_disk)
+    build = Build()
+    first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert _kept(cache) == [] and not [path for path in cache.iterdir() if path.is_file()]
+    np.testing.assert_array_equal(np.asarray(first(X, Y)), np.asarray(build.function(X, Y)))
+
+
+def test_a_programs_key_tells_apart_fixed_arrays_whose_reprs_are_the_same():
+    """A model's fixed parameters are constants of its programs: two arrays that differ only where
+    NumPy's repr elides them (past 1 000 elements) are two programs."""
+    base = np.zeros(2000)
+    changed = base.copy()
+    changed[1000] = 1.0
+    assert repr(base) == repr(changed)
+    problem = Problem.build("normal_normal", 0, {"n": 20})
+    keys = [programs.program_key(replace(problem, params={"w": w}), "fit") for w in (base, changed)]
+    assert keys[0] != keys[1]
+    assert programs.program_key(replace(problem, params={"w": base.copy()}), "fit") == keys[0]
