@@ -1,7 +1,8 @@
-"""Traced JAX programs kept on disk (``backends.programs.compiled``, exported with ``jax.export``): a
+"""Traced JAX programs kept on disk (``backends.jax_program_cache``, through ``programs.compiled``): a
 later process deserializes a kept program instead of tracing it and gets the same numbers; the key
-changes with the program, its source and JAX's settings; a damaged file, a function JAX cannot export
-and the cache turned off cost a tracing, never a failure or a wrong number."""
+changes with the program, its source, the data and the settings; a damaged file, a function JAX
+cannot export, a full disk and the cache turned off cost a tracing, never a failure or a wrong
+number."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from dataclasses import replace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import pytest
 
-from ppl_suite.backends import kept_programs, programs
+from ppl_suite.backends import jax_program_cache, kept_programs, programs
 from ppl_suite.problem import Problem
 
 X = jnp.linspace(0.5, 2.0, 12).reshape(4, 3)
@@ -25,7 +27,7 @@ def cache(tmp_path, monkeypatch):
     """A fresh program folder, and no program of another test in this process's store."""
     monkeypatch.setenv("PPL_SUITE_XLA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(programs, "_programs", programs.OrderedDict())
-    return tmp_path / "cache" / programs.KEPT_FOLDER
+    return tmp_path / "cache" / jax_program_cache.FOLDER
 
 
 class Build:
@@ -46,7 +48,7 @@ def _another_process() -> None:
 
 
 def _kept(cache) -> list[str]:
-    return sorted(path.name for path in cache.glob(f"*{programs.KEPT_SUFFIX}")) if cache.exists() else []
+    return sorted(path.name for path in cache.glob(f"*{jax_program_cache.SUFFIX}")) if cache.exists() else []
 
 
 def test_a_kept_program_is_loaded_by_the_next_process_and_gives_the_same_numbers(cache):
@@ -80,13 +82,13 @@ def test_another_program_source_or_jax_setting_is_traced_and_kept_apart(cache):
 def test_a_damaged_file_is_traced_afresh_and_replaced(cache):
     build = Build()
     first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
-    (path,) = cache.glob(f"*{programs.KEPT_SUFFIX}")
+    (path,) = cache.glob(f"*{jax_program_cache.SUFFIX}")
     path.write_bytes(b"not a program")
     _another_process()
     again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     assert build.traced == 2
     np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
-    assert programs._load_exported(path.name.removesuffix(programs.KEPT_SUFFIX)) is not None
+    assert jax_program_cache.load(path.name.removesuffix(jax_program_cache.SUFFIX)) is not None
 
 
 def test_a_function_jax_cannot_export_is_traced_each_time_and_nothing_is_kept(cache):
@@ -110,7 +112,7 @@ def test_with_the_cache_off_nothing_is_kept(tmp_path, monkeypatch):
     programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     _another_process()
     programs.compiled(("test", "toy"), build, X, Y, source="code 1")
-    assert build.traced == 2 and kept_programs.folder(programs.KEPT_FOLDER) is None
+    assert build.traced == 2 and not jax_program_cache.enabled()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -118,11 +120,55 @@ def test_a_program_that_cannot_be_written_costs_nothing_but_the_next_tracing(cac
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(kept_programs.os, "fdopen", full_disk)
+    monkeypatch.setattr(kept_programs.os, "replace", full_disk)
     build = Build()
     first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
-    assert _kept(cache) == [] and not [path for path in cache.iterdir() if path.is_file()]
-    np.testing.assert_array_equal(np.asarray(first(X, Y)), np.asarray(build.function(X, Y)))
+    assert _kept(cache) == [] and [path for path in cache.iterdir()] == []  # no partial file left
+    monkeypatch.undo()
+    monkeypatch.setenv("PPL_SUITE_XLA_CACHE", str(cache.parent))
+    _another_process()
+    again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 2 and len(_kept(cache)) == 1  # traced again, and kept this time
+    np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
+
+
+def test_a_kept_program_that_does_not_lower_for_the_arguments_is_traced_afresh(cache):
+    """A file that deserializes but holds another program (a damaged or colliding one) is replaced."""
+    other = jax.export.export(jax.jit(lambda x: x + 1.0))(jnp.zeros(7)).serialize()
+    name = jax_program_cache.file_key(("test", "toy"), "code 1")
+    jax_program_cache.keep(name, other)
+    build = Build()
+    program, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    assert build.traced == 1
+    np.testing.assert_array_equal(np.asarray(program(X, Y)), np.asarray(jax.jit(build.function)(X, Y)))
+    assert jax_program_cache.load(name).in_avals == jax.export.export(jax.jit(build.function))(X, Y).in_avals
+
+
+def test_what_a_program_is_traced_from_holds_the_data_and_not_a_model_defined_outside_its_folder():
+    problem = Problem.build("normal_normal", 0, {"n": 20})
+    sources = {
+        jax_program_cache.traced_from(problem, "mean_field"),
+        jax_program_cache.traced_from(Problem.build("normal_normal", 1, {"n": 20}), "mean_field"),
+    }
+    assert len(sources) == 2 and None not in sources  # the guide is in the program's own key
+    assert jax_program_cache.traced_from(problem, "mean_field") == jax_program_cache.traced_from(
+        Problem.build("normal_normal", 0, {"n": 20}), "mean_field"
+    )
+    outside = replace(problem, spec=replace(problem.spec, module=""))  # a user's model in a script
+    assert jax_program_cache.traced_from(outside, "mean_field") is None
+
+
+def test_the_file_key_changes_with_jax_and_numpyro_settings():
+    name = jax_program_cache.file_key(("test", "toy"), "code 1")
+    with jax.default_matmul_precision("highest"):
+        assert jax_program_cache.file_key(("test", "toy"), "code 1") != name
+    validating = numpyro.distributions.Distribution._validate_args
+    try:
+        numpyro.enable_validation(not validating)
+        assert jax_program_cache.file_key(("test", "toy"), "code 1") != name
+    finally:
+        numpyro.enable_validation(validating)
+    assert jax_program_cache.file_key(("test", "toy"), "code 1") == name
 
 
 def test_a_programs_key_tells_apart_fixed_arrays_whose_reprs_are_the_same():

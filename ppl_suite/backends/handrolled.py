@@ -26,8 +26,9 @@ from ppl_suite import guides, registry
 from ppl_suite.backends import support
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
+from ppl_suite.backends.jax_program_cache import traced_from
 from ppl_suite.backends.numpyro import as_jax
-from ppl_suite.backends.programs import compiled, data_arguments, program_key, traced_from
+from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.guides.joint import draw_with_log_q
 from ppl_suite.numerics import enable_float64
 from ppl_suite.problem import Problem
@@ -101,7 +102,7 @@ class HandRolledBackend:
         zeros = jax.tree.map(jnp.zeros_like, weights)
         carry = (weights, zeros, zeros, jax.random.PRNGKey(seed))
         key = program_key(problem, "handrolled.fit", guide, config)
-        source = traced_from(problem.spec.name, guide)
+        source = traced_from(problem, guide)
         train, compile_seconds = compiled(key, build, carry, arrays, source=source)
         start = time.perf_counter()
         ((phi, theta), *_), losses, (phi_snaps, theta_snaps) = jax.block_until_ready(train(carry, arrays))

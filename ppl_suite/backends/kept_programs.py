@@ -12,6 +12,7 @@ named as this module names them are counted or removed, and deleting a folder is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ PARTIAL = ".partial-"  # a program being written; one left by a killed process i
 STALE_SECONDS = 3600.0
 
 
-def program_key(payload: dict[str, Any]) -> str:
+def file_key(payload: dict[str, Any]) -> str:
     """sha256 (hex) of a JSON-able description of what a program was traced from."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -42,14 +43,17 @@ def read(name: str, key: str, suffix: str) -> bytes | None:
     """The bytes kept under ``key`` in folder ``name``, or None (none kept, the cache off, a link or
     an unreadable file). Reading marks the program recently used."""
     place = folder(name)
-    path = None if place is None else place / f"{key}{suffix}"
-    if path is None or path.is_symlink() or not path.is_file():
+    if place is None:
         return None
+    path = place / f"{key}{suffix}"
     try:
+        if path.is_symlink() or not path.is_file():
+            return None
         payload = path.read_bytes()
-        os.utime(path)
     except OSError:
         return None
+    with contextlib.suppress(OSError):  # a read-only folder: the program is still used
+        os.utime(path)
     return payload
 
 

@@ -18,8 +18,9 @@ from numpyro.infer import SVI, TraceEnum_ELBO, autoguide, init_to_feasible
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
+from ppl_suite.backends.jax_program_cache import traced_from
 from ppl_suite.backends.numpyro_elbo import TraceOrderELBO
-from ppl_suite.backends.programs import compiled, data_arguments, program_key, traced_from
+from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
 from ppl_suite.guides.autoguides import LAPLACE, FlatPosterior
 from ppl_suite.guides.plates import SitePlates, read_plates, sample_sites
@@ -209,7 +210,7 @@ class NumPyroBackend:
             return train
 
         key = program_key(problem, "numpyro.fit", guide, config)
-        source = traced_from(problem.spec.name, guide)
+        source = traced_from(problem, guide)
         train, compile_seconds = compiled(key, build, init_key, arrays, source=source)
         start = time.perf_counter()
         fitted, losses, snapshots = jax.block_until_ready(train(init_key, arrays))
@@ -260,7 +261,7 @@ class NumPyroBackend:
 
         start = time.perf_counter()
         key_parts = ("numpyro.library_elbo", guide_name, n)
-        source = traced_from(problem.spec.name, guide_name)
+        source = traced_from(problem, guide_name)
         program, _ = compiled(
             program_key(problem, *key_parts), build, fitted, arrays, key, optimize=False, source=source
         )

@@ -156,7 +156,7 @@ def recording_key(problem: Problem, guide: str, config: SVIConfig, draws: Draws)
     from ppl_suite import store
 
     data = {name: _array_digest(value) for name, value in sorted(problem.data.items())}
-    return kept_programs.program_key(
+    return kept_programs.file_key(
         {
             "model": problem.spec.name,
             "guide": guide,

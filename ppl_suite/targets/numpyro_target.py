@@ -36,7 +36,8 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.util import compute_log_probs
 
 from ppl_suite import registry
-from ppl_suite.backends.programs import compiled, fixed_value, traced_from
+from ppl_suite.backends.jax_program_cache import fixed_value, traced_from
+from ppl_suite.backends.programs import compiled
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.guides.joint import blocks
 from ppl_suite.numerics import enable_float64
@@ -191,7 +192,7 @@ class NumPyroTarget(OfProblem):
         out = np.empty(n)
         if not chunks:
             return out
-        source = traced_from(self.name, None)
+        source = traced_from(self.problem, None)
         program, _ = compiled(key, build, chunks[0][1], data_arrays, param_arrays, source=source)
         for start, chunk in chunks:
             m = min(batch, n - start)
