@@ -7,6 +7,7 @@ number."""
 from __future__ import annotations
 
 import errno
+import re
 from dataclasses import replace
 
 import jax
@@ -47,6 +48,13 @@ def _another_process() -> None:
     programs._programs.clear()
 
 
+def _without_locations(hlo: str) -> str:
+    """A compiled program's HLO text without its source locations (its metadata and their tables)."""
+    tables = re.compile(r"(FileNames|FunctionNames|FileLocations|StackFrames)$|\d+ ")
+    lines = [line for line in hlo.splitlines() if not tables.match(line)]
+    return re.sub(r", metadata=\{[^}]*\}", "", "\n".join(lines))
+
+
 def _kept(cache) -> list[str]:
     return sorted(path.name for path in cache.glob(f"*{jax_program_cache.SUFFIX}")) if cache.exists() else []
 
@@ -58,6 +66,8 @@ def test_a_kept_program_is_loaded_by_the_next_process_and_gives_the_same_numbers
     _another_process()
     again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     assert build.traced == 1  # deserialized, not traced
+    # the tracing process compiled the exported form too: the same program, but for source locations
+    assert _without_locations(again.as_text()) == _without_locations(first.as_text())
     np.testing.assert_array_equal(np.asarray(again(X, Y)), np.asarray(first(X, Y)))
     # the numbers of the function compiled directly, without a source (nothing kept)
     _another_process()
@@ -79,11 +89,27 @@ def test_another_program_source_or_jax_setting_is_traced_and_kept_apart(cache):
     assert build.traced == 4 and len(_kept(cache)) == 4
 
 
-def test_a_damaged_file_is_traced_afresh_and_replaced(cache):
+def test_the_in_process_store_holds_a_program_per_setting(cache):
+    build = Build()
+    programs.compiled(("test", "toy"), build, X, Y)
+    with jax.default_matmul_precision("highest"):
+        programs.compiled(("test", "toy"), build, X, Y)
+    assert programs.compiled(("test", "toy"), build, X, Y)[1] == 0.0  # the first one, still held
+    assert build.traced == 2
+
+
+@pytest.mark.parametrize("damage", ["not a program", "one byte flipped"])
+def test_a_damaged_file_is_traced_afresh_and_replaced(cache, damage):
     build = Build()
     first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     (path,) = cache.glob(f"*{jax_program_cache.SUFFIX}")
-    path.write_bytes(b"not a program")
+    if damage == "not a program":
+        path.write_bytes(b"not a program")
+    else:  # a byte of the program (its constants, say): it would still deserialize and run
+        payload = bytearray(path.read_bytes())
+        payload[len(payload) // 2] ^= 0x01
+        path.write_bytes(bytes(payload))
+    assert jax_program_cache.load(path.name.removesuffix(jax_program_cache.SUFFIX)) is None
     _another_process()
     again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     assert build.traced == 2
@@ -108,11 +134,14 @@ def test_with_the_cache_off_nothing_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("PPL_SUITE_XLA_CACHE", "off")
     monkeypatch.setattr(programs, "_programs", programs.OrderedDict())
     monkeypatch.chdir(tmp_path)
+    exported = []
+    export = jax.export.export
+    monkeypatch.setattr(jax.export, "export", lambda *a, **k: exported.append(1) or export(*a, **k))
     build = Build()
     programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     _another_process()
     programs.compiled(("test", "toy"), build, X, Y, source="code 1")
-    assert build.traced == 2 and not jax_program_cache.enabled()
+    assert build.traced == 2 and not jax_program_cache.enabled() and exported == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -120,12 +149,11 @@ def test_a_program_that_cannot_be_written_costs_nothing_but_the_next_tracing(cac
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(kept_programs.os, "replace", full_disk)
     build = Build()
-    first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
+    with monkeypatch.context() as patched:
+        patched.setattr(kept_programs.os, "replace", full_disk)
+        first, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     assert _kept(cache) == [] and [path for path in cache.iterdir()] == []  # no partial file left
-    monkeypatch.undo()
-    monkeypatch.setenv("PPL_SUITE_XLA_CACHE", str(cache.parent))
     _another_process()
     again, _ = programs.compiled(("test", "toy"), build, X, Y, source="code 1")
     assert build.traced == 2 and len(_kept(cache)) == 1  # traced again, and kept this time
@@ -156,6 +184,24 @@ def test_what_a_program_is_traced_from_holds_the_data_and_not_a_model_defined_ou
     )
     outside = replace(problem, spec=replace(problem.spec, module=""))  # a user's model in a script
     assert jax_program_cache.traced_from(outside, "mean_field") is None
+
+
+def test_a_model_registered_beside_a_copied_spec_is_not_kept(monkeypatch):
+    """A user's NumPyro implementation registered with a zoo model's spec (its folder named): the
+    folder's hash does not cover the user's function, so its programs are traced in every process."""
+    from ppl_suite import registry
+
+    def users_model(data, params):
+        return None
+
+    problem = Problem.build("normal_normal", 0, {"n": 20})
+    implementation = registry.implementation
+    monkeypatch.setattr(
+        registry,
+        "implementation",
+        lambda name, backend: users_model if backend == "numpyro" else implementation(name, backend),
+    )
+    assert jax_program_cache.traced_from(problem, "mean_field") is None
 
 
 def test_the_file_key_changes_with_jax_and_numpyro_settings():

@@ -3,25 +3,30 @@
 JAX's persistent compilation cache (``compilation_cache``) keeps XLA's executables, but finding one
 takes the program's StableHLO, so each process would still trace the model and guide through NumPyro
 first: about a fifth of a quick-profile JAX cell with a warm cache. ``programs.compiled`` keeps each
-program of a model of the suite's own folders as an exported function (``jax.export``, JAX's stable
-serialization) under a key of what it is traced from (``traced_from``), and a later process
-deserializes it (a few ms) instead of tracing.
+program of a model with a folder of its own (the zoo's, a plug-in package's) as an exported function
+(``jax.export``, JAX's stable serialization) under a key of what it is traced from
+(``traced_from``), and a later process deserializes it (a few ms) instead of tracing.
 
 What a program is traced from, and so its key: the model's, guide family's, backends' and
-estimators' source (``store.code_hash``), the numerical packages' versions, the data and fixed
-parameters (values, not only shapes: a guide's initial values and a model's parameters are constants
-of the program), the program's own key (``programs.program_key``: the SVI settings...), JAX's settings
-and NumPyro's argument validation. A model defined outside a file of its own (a user's model checked
-from a script or a notebook) is traced in every process: its source may read globals no hash covers.
+estimators' source (``store.code_hash``), the numerical packages' versions, the data's values (the
+in-process store shares a program between data sets of the same shapes, because the suite's
+programs take the data as arguments and their guides' initial values do not read it; a kept file is
+held to the data it was traced with all the same), the program's own key (``programs.program_key``:
+the model's fixed parameters, the SVI settings...), JAX's settings and NumPyro's argument
+validation. A model whose NumPyro implementation lives outside its folder (a user's model checked
+from a script or a notebook, or registered beside a copied spec) is traced in every process: its
+source may read globals no hash covers.
 
 The programs are the files ``<key>.jaxexport`` of the folder ``exported`` inside the compilation
-cache's folder (``kept_programs``), at most MAX_BYTES of them; each holds its program's constants.
-Like the compilation cache, the folder is trusted input: a deserialized program may call any of
-jaxlib's registered custom calls. ``keep`` never raises.
+cache's folder (``kept_programs``), at most MAX_BYTES of them; each holds its program's constants and
+begins with the sha256 of the rest, checked on loading. Like the compilation cache, the folder is
+trusted input: a deserialized program may call any of jaxlib's registered custom calls. ``keep``
+never raises.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Hashable
@@ -39,30 +44,41 @@ SUFFIX = ".jaxexport"
 MAX_BYTES = 256 * 1024**2
 # used by the traced programs beyond store.NUMERICAL_PACKAGES: TraceEnum_ELBO's and einsum's paths
 TRACING_PACKAGES = ("funsor", "opt_einsum")
+_CHECKSUM = 32  # bytes of sha256 before each serialized program
 
 
 def traced_from(problem: Problem, guide: str | None) -> str | None:
     """What the programs of ``problem`` fitted with ``guide`` (None: the model's own programs) are
-    traced from beyond their keys (module docstring), or None for a model defined outside a folder
-    of its own, whose programs are not kept."""
+    traced from beyond their keys (module docstring), or None for a model whose NumPyro
+    implementation lives outside its folder, whose programs are not kept."""
+    from ppl_suite import registry, store
+
+    folder = problem.spec.module
+    implementation = registry.implementation(problem.spec.name, "numpyro")
+    if not folder or not getattr(implementation, "__module__", "").startswith(f"{folder}."):
+        return None
+    return json.dumps(
+        {
+            "code": store.code_hash(problem.spec.name, guide),
+            "versions": _versions(),
+            "data": {name: fixed_value(value) for name, value in sorted(problem.data.items())},
+        },
+        sort_keys=True,
+    )
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    """The numerical packages' versions (``store.package_versions``) and TRACING_PACKAGES'."""
     from ppl_suite import store
 
-    if not problem.spec.module:
-        return None
     versions = dict(store.package_versions())
     for package in TRACING_PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "absent"
-    return json.dumps(
-        {
-            "code": store.code_hash(problem.spec.name, guide),
-            "versions": versions,
-            "data": {name: fixed_value(value) for name, value in sorted(problem.data.items())},
-        },
-        sort_keys=True,
-    )
+    return versions
 
 
 def fixed_value(value: Any) -> str:
@@ -75,9 +91,9 @@ def fixed_value(value: Any) -> str:
 
 
 def settings() -> dict[str, str]:
-    """JAX's settings (``jax.config``) but those of its compilation cache, its backend, and NumPyro's
-    argument validation (it adds masks to log densities): what a traced program depends on beyond
-    its source (float64, the PRNG's implementation, matmul precision...)."""
+    """What a traced program depends on beyond its source: JAX's settings (``jax.config``: float64,
+    the PRNG's implementation, matmul precision...) except its compilation cache's, plus JAX's
+    default backend and NumPyro's argument validation (it adds masks to log densities)."""
     from numpyro.distributions import Distribution
 
     chosen = {name: repr(value) for name, value in jax.config.values.items() if "cache" not in name}
@@ -95,20 +111,26 @@ def file_key(key: Hashable, source: str) -> str:
 
 
 def enabled() -> bool:
-    """Whether programs are kept (the compilation cache is on)."""
+    """Whether programs are kept: ``PPL_SUITE_XLA_CACHE`` is not ``off`` (``compilation_cache``)."""
     return kept_programs.folder(FOLDER) is not None
 
 
 def load(name: str) -> jax.export.Exported | None:
-    """The program kept as ``name``, or None (none kept, or a file JAX cannot deserialize: damaged,
-    or from a JAX that serializes differently). Loading marks it recently used."""
+    """The program kept as ``name``, or None (none kept, a file whose checksum does not match, or
+    one JAX cannot deserialize: damaged, or from a JAX that serializes differently). Loading marks
+    it recently used."""
     payload = kept_programs.read(FOLDER, name, SUFFIX)
+    if payload is None or hashlib.sha256(payload[_CHECKSUM:]).digest() != payload[:_CHECKSUM]:
+        return None
     try:
-        return None if payload is None else jax.export.deserialize(bytearray(payload))
+        return jax.export.deserialize(bytearray(payload[_CHECKSUM:]))
     except Exception:
         return None
 
 
 def keep(name: str, serialized: bytes) -> None:
-    """Keep a serialized program (``Exported.serialize()``) as ``name``. Never raises."""
-    kept_programs.write(FOLDER, name, SUFFIX, bytes(serialized), MAX_BYTES)
+    """Keep a serialized program (``Exported.serialize()``) as ``name``, behind its sha256. Never
+    raises."""
+    serialized = bytes(serialized)
+    payload = hashlib.sha256(serialized).digest() + serialized
+    kept_programs.write(FOLDER, name, SUFFIX, payload, MAX_BYTES)

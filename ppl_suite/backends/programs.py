@@ -100,26 +100,26 @@ def _compiled_program(
 ) -> Any:
     """``build()`` compiled for ``args``: traced here, or, given its ``source`` and the cache on, the
     exported program kept for ``key`` and ``source`` (traced, exported and kept first when none is,
-    or when the kept one does not lower for ``args``). A program JAX cannot export is traced here."""
+    or when the kept one does not compile for ``args``). A program JAX cannot export, or whose
+    exported form does not compile, is traced and compiled here, and not kept."""
     if source is None or not jax_program_cache.enabled():
         return _compile(jax.jit(build()).lower(*args), optimize)
     name = jax_program_cache.file_key(key, source)
     exported = jax_program_cache.load(name)
     if exported is not None:
         try:
-            lowered = jax.jit(exported.call).lower(*args)
+            return _compile(jax.jit(exported.call).lower(*args), optimize)
         except Exception:  # a damaged file that deserialized, or another program: traced afresh
-            exported = None
-    if exported is None:
-        try:
-            serialized = jax.export.export(jax.jit(build()))(*args).serialize()
-        except Exception:  # e.g. a host callback, which export refuses; a model's error is raised below
-            serialized = None
-        if serialized is None:
-            return _compile(jax.jit(build()).lower(*args), optimize)
-        jax_program_cache.keep(name, serialized)
-        lowered = jax.jit(jax.export.deserialize(serialized).call).lower(*args)
-    return _compile(lowered, optimize)
+            pass
+    try:
+        serialized = jax.export.export(jax.jit(build()))(*args).serialize()
+        program = _compile(jax.jit(jax.export.deserialize(serialized).call).lower(*args), optimize)
+    except Exception:  # e.g. a host callback, which export refuses; a model's own error is raised below
+        program = None
+    if program is None:
+        return _compile(jax.jit(build()).lower(*args), optimize)
+    jax_program_cache.keep(name, serialized)
+    return program
 
 
 def _compile(lowered: Any, optimize: bool) -> Any:

@@ -137,6 +137,11 @@ class NumPyroTarget(OfProblem):
         return self._layout[-1][3] if self._layout else 0
 
     @cached_property
+    def _traced_from(self) -> str | None:
+        """What its log-joint programs are traced from (``jax_program_cache``), found once."""
+        return traced_from(self.problem, None)
+
+    @cached_property
     def _model(self) -> Callable[..., Any]:
         return registry.implementation(self.name, "numpyro")
 
@@ -192,8 +197,7 @@ class NumPyroTarget(OfProblem):
         out = np.empty(n)
         if not chunks:
             return out
-        source = traced_from(self.problem, None)
-        program, _ = compiled(key, build, chunks[0][1], data_arrays, param_arrays, source=source)
+        program, _ = compiled(key, build, chunks[0][1], data_arrays, param_arrays, source=self._traced_from)
         for start, chunk in chunks:
             m = min(batch, n - start)
             out[start : start + m] = np.asarray(program(chunk, data_arrays, param_arrays))[:m]
