@@ -94,10 +94,11 @@ PLUGIN_PACKAGES = ("ppl_suite.backends", "ppl_suite.estimators", "ppl_suite.targ
 
 # ------------------------------------------------------------------------------------------ the digest
 @functools.cache
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that compute a cell's numbers ("absent" when not installed)."""
+def package_versions(packages: tuple[str, ...] = NUMERICAL_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` ("absent" when not installed); by default those that
+    compute a cell's numbers."""
     found = {}
-    for package in NUMERICAL_PACKAGES:
+    for package in packages:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

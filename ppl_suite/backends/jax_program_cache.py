@@ -26,11 +26,9 @@ never raises.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Hashable
-from importlib import metadata
 from typing import Any
 
 import jax
@@ -60,25 +58,11 @@ def traced_from(problem: Problem, guide: str | None) -> str | None:
     return json.dumps(
         {
             "code": store.code_hash(problem.spec.name, guide),
-            "versions": _versions(),
+            "versions": {**store.package_versions(), **store.package_versions(TRACING_PACKAGES)},
             "data": {name: fixed_value(value) for name, value in sorted(problem.data.items())},
         },
         sort_keys=True,
     )
-
-
-@functools.cache
-def _versions() -> dict[str, str]:
-    """The numerical packages' versions (``store.package_versions``) and TRACING_PACKAGES'."""
-    from ppl_suite import store
-
-    versions = dict(store.package_versions())
-    for package in TRACING_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "absent"
-    return versions
 
 
 def fixed_value(value: Any) -> str:
