@@ -6,7 +6,7 @@ model's fixed parameters, the SVI settings, the data shapes and dtypes) is its k
 of a model/guide/backend in a worker then skips tracing and XLA compilation, which cost seconds on
 small models: more than the optimization itself.
 
-Across processes, a program of a model of the suite's own folders is kept on disk as an exported
+Across processes, a program of a model with a folder of its own is kept on disk as an exported
 function (``jax_program_cache``): a later process, or a later run, deserializes it instead of tracing
 the model and guide again. Every process compiles the exported form, whether it traced it or loaded
 it, so the numbers are the same whichever process traced it.
@@ -83,7 +83,7 @@ def compiled(
     (``jax_program_cache.traced_from``); given, and the compilation cache on, the exported program
     is kept on disk and loaded from there, unless JAX cannot export it."""
     in_process = (key, optimize, tuple(sorted(jax_program_cache.settings().items())))
-    if in_process in _programs:  # the same function compiled both ways, or under other settings: two
+    if in_process in _programs:  # compiled both ways, or under other settings: two programs
         _programs.move_to_end(in_process)
         return _programs[in_process], 0.0
     start = time.perf_counter()
