@@ -105,15 +105,27 @@ class NotRecorded(Exception):
 def record(
     function: Callable[..., Any], inputs: tuple[torch.Tensor, ...], draws: bool = False, real: bool = False
 ) -> Any:
+    """``recorded_graph(function, inputs, draws, real)`` traced to TorchScript: the TorchScript
+    function. Raises what ``recorded_graph`` and TorchScript raise. Checking the recording against the
+    function is the caller's."""
+    graph = recorded_graph(function, inputs, draws, real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
+        return torch.jit.trace(graph, inputs, check_trace=False)
+
+
+def recorded_graph(
+    function: Callable[..., Any], inputs: tuple[torch.Tensor, ...], draws: bool = False, real: bool = False
+) -> torch.fx.GraphModule:
     """``function`` recorded at the shapes of ``inputs`` (``make_fx`` on fake tensors: a value read into
     Python raises; the model's data are real constants), dead code removed, simplified with every
-    value bit for bit the same (``graph_simplification``), traced to TorchScript; the TorchScript
-    function. ``real``: ``make_fx`` on the real ``inputs`` instead, the operations run as they are
-    recorded, so an output whose size depends on values (``masked_select``) is followed; a value read
-    into Python is then recorded (``aten._local_scalar_dense``) and refused. Raises NotRecorded when
-    make_fx cannot follow the function or the graph does not stand for every input of its shape
-    (``refusal_of``; random draws allowed with ``draws``), and what TorchScript raises. Checking the
-    recording against the function is the caller's."""
+    value bit for bit the same (``graph_simplification``): a graph of ATen operations. ``real``:
+    ``make_fx`` on the real ``inputs`` instead, the operations run as they are recorded, so an output
+    whose size depends on values (``masked_select``) is followed; a value read into Python is then
+    recorded (``aten._local_scalar_dense``) and refused. Raises NotRecorded when make_fx cannot
+    follow the function or the graph does not stand for every input of its shape (``refusal_of``;
+    random draws allowed with ``draws``)."""
     from torch.fx.experimental.proxy_tensor import make_fx  # imports torch._dynamo
 
     try:
@@ -129,10 +141,7 @@ def record(
     if refusal is not None:
         raise NotRecorded(refusal)
     simplified(graph)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", category=DeprecationWarning)  # TorchScript's notice
-        return torch.jit.trace(graph, inputs, check_trace=False)
+    return graph
 
 
 class CompiledBatched:
