@@ -18,7 +18,7 @@ from numpyro.infer import SVI, TraceEnum_ELBO, autoguide, init_to_feasible
 from ppl_suite import guides, registry
 from ppl_suite.backends.base import ADAM_BETAS, ADAM_EPS, Fit, SVIConfig, unsupported_reason
 from ppl_suite.backends.jax_loop import checkpoint_steps, scan_with_checkpoints
-from ppl_suite.backends.jax_program_cache import traced_from
+from ppl_suite.backends.jax_program_cache import fixed_value, traced_from
 from ppl_suite.backends.numpyro_elbo import TraceOrderELBO
 from ppl_suite.backends.programs import compiled, data_arguments, program_key
 from ppl_suite.estimate import Estimate
@@ -167,18 +167,30 @@ def autoguide_posterior(
     return FlatPosterior(order, sample, log_prob)
 
 
-def guide_to_fit(problem: Problem, guide: str, model) -> tuple[Any, Any]:
-    """The guide program SVI fits for family ``guide`` and the function reading phi from its
-    parameters: a library autoguide's own (``autoguide_phi``), or the suite family's (its names)."""
+def guide_to_fit(problem: Problem, guide: str, model) -> tuple[Any, Any, dict[str, Any]]:
+    """The guide program SVI fits for family ``guide``, the function reading phi from its parameters,
+    and the parameters' initial values: a library autoguide's own (``autoguide_phi``; its values as
+    set up), or the suite family's (its names; ``init_params``). The initial values are constants of
+    the compiled SVI loop."""
     family = guides.get(guide)
     if isinstance(family, guides.AutoGuide):
-        return set_up_autoguide(problem, family, model)[0], autoguide_phi
+        numpyro_guide, initial = set_up_autoguide(problem, family, model)
+        return numpyro_guide, autoguide_phi, initial
     phi0 = family.init_params(problem.sites, problem.data, problem.params)
 
     def phi_of(values: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {name: np.asarray(values[name]) for name in phi0}
 
-    return make_guide(problem, guide, phi0), phi_of
+    return make_guide(problem, guide, phi0), phi_of, phi0
+
+
+def initial_values_key(initial: Mapping[str, Any]) -> tuple:
+    """The initial parameter values as a program's key spells them (``fixed_value`` of each leaf): two
+    data sets of one shape share an SVI loop only when the guide starts from the same values on both."""
+    return tuple(
+        (name, tuple(fixed_value(leaf) for leaf in jax.tree.leaves(value)))
+        for name, value in sorted(initial.items())
+    )
 
 
 class NumPyroBackend:
@@ -191,7 +203,7 @@ class NumPyroBackend:
         enable_float64()
         model = registry.implementation(problem.spec.name, "numpyro")
         family = guides.get(guide)
-        numpyro_guide, phi_of = guide_to_fit(problem, guide, model)
+        numpyro_guide, phi_of, initial = guide_to_fit(problem, guide, model)
         (arrays, static), params = data_arguments(problem), as_jax(problem.params)
         elbo = ELBO_CLASSES[family.elbo]
         init_key, eval_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -209,7 +221,7 @@ class NumPyroBackend:
 
             return train
 
-        key = program_key(problem, "numpyro.fit", guide, config)
+        key = program_key(problem, "numpyro.fit", guide, config, initial_values_key(initial))
         source = traced_from(problem, guide)
         train, compile_seconds = compiled(key, build, init_key, arrays, source=source)
         start = time.perf_counter()
