@@ -1,9 +1,10 @@
-"""A pytest plugin for ``benchmarks.test_suite_compile_time``: each test process writes, per test file,
+"""A pytest plugin for ``benchmarks.suite_compile_share``: each test process writes, per test file,
 the seconds its tests took (setup, call and teardown, as ``--durations`` counts them) and the seconds
 XLA spent compiling for them.
 
 XLA's seconds are JAX's ``/jax/core/compile/backend_compile_duration`` events (``jax.monitoring``):
-each program's backend compile, or its read from the compilation cache, in this process. A program
+each program's backend compile, or its read from the compilation cache, in this process, in wall
+seconds (JAX times them with the clock, so a compile waiting for a core counts its wait). A program
 is charged to the test running when it compiles (``PYTEST_CURRENT_TEST``); processes a test starts
 (a run's workers, a command) are not counted. Active only when COMPILE_SECONDS_FOLDER is set; the
 files go there, one per process, at the end of the session.

@@ -7,9 +7,8 @@ session's own empty compilation cache, as on a clean clone) with ``benchmarks.co
 then prints, per test file, its tests' seconds and the seconds XLA spent compiling for them in the
 test processes (each program's backend compile or compilation-cache read; programs compiled by the
 processes a test starts are not counted), heaviest first, and the totals: the run's wall time, its
-test processes' CPU seconds, their tests' seconds and compile seconds. The tests' seconds of all
-workers together are about the test processes' CPU seconds: where compiling is a share of them it
-is that share of the run's wall time on cores kept busy.
+test processes' CPU seconds, their tests' seconds and compile seconds. Both are wall seconds: a
+test's seconds hold its waits on the processes it starts, and a compile's its waits for a core.
 """
 
 from __future__ import annotations
@@ -67,7 +66,8 @@ def table(tests: Counter, compiles: Counter, programs: Counter, top: int) -> lis
         lines.append(f"| {file} | {seconds:.1f} | {compiles[file]:.1f} | {share:.0%} | {programs[file]} |")
     total, compiled = sum(tests.values()), sum(compiles.values())
     lines.append(
-        f"| all {len(tests)} files | {total:.1f} | {compiled:.1f} | {compiled / total:.0%} | "
+        f"| all {len(tests)} files (compiling: and outside a test) | {total:.1f} | {compiled:.1f} | "
+        f"{compiled / total:.0%} | "
         f"{sum(programs.values())} |"
     )
     return lines

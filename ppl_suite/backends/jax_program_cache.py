@@ -8,14 +8,14 @@ program of a model with a folder of its own (the zoo's, a plug-in package's) as 
 (``traced_from``), and a later process deserializes it (a few ms) instead of tracing.
 
 What a program is traced from, and so its key: the model's, guide family's, backends' and
-estimators' source (``store.code_hash``), the numerical packages' versions, the data's values (the
-in-process store shares a program between data sets of the same shapes, because the suite's
-programs take the data as arguments and their guides' initial values do not read it; a kept file is
-held to the data it was traced with all the same), the program's own key (``programs.program_key``:
-the model's fixed parameters, the SVI settings...), JAX's settings and NumPyro's argument
-validation. A model whose NumPyro implementation lives outside its folder (a user's model checked
-from a script or a notebook, or registered beside a copied spec) is traced in every process: its
-source may read globals no hash covers.
+estimators' source (``store.code_hash``), the numerical packages' versions, the data's values, the
+program's own key (``programs.program_key``: the model's fixed parameters, the SVI settings, an SVI
+loop's guide's initial values...), JAX's settings and NumPyro's argument validation. The in-process
+store shares a program between data sets of the same shapes (the suite's programs take the data as
+arguments, and an SVI loop's key holds the guide's initial values, the constants it starts from); a
+kept file is held to the data it was traced with all the same. A model whose NumPyro implementation
+lives outside its folder (a user's model checked from a script or a notebook, or registered beside a
+copied spec) is traced in every process: its source may read globals no hash covers.
 
 The programs are the files ``<key>.jaxexport`` of the folder ``exported`` inside the compilation
 cache's folder (``kept_programs``), at most MAX_BYTES of them; each holds its program's constants and

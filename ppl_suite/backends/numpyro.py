@@ -170,8 +170,8 @@ def autoguide_posterior(
 def guide_to_fit(problem: Problem, guide: str, model) -> tuple[Any, Any, dict[str, Any]]:
     """The guide program SVI fits for family ``guide``, the function reading phi from its parameters,
     and the parameters' initial values: a library autoguide's own (``autoguide_phi``; its values as
-    set up), or the suite family's (its names; ``init_params``). The initial values are constants of
-    the compiled SVI loop."""
+    set up), or the suite family's (its names; ``init_params``). The compiled SVI loop holds them as
+    constants (a flow's networks aside: they start from the loop's key)."""
     family = guides.get(guide)
     if isinstance(family, guides.AutoGuide):
         numpyro_guide, initial = set_up_autoguide(problem, family, model)

@@ -2,9 +2,9 @@
 
 A program (the whole SVI loop, or the library's ELBO evaluation) takes the data arrays as arguments
 instead of baking them in as constants; what it still depends on (the model, the guide family, the
-model's fixed parameters, the SVI settings, the data shapes and dtypes) is its key. The second seed
-of a model/guide/backend in a worker then skips tracing and XLA compilation, which cost seconds on
-small models: more than the optimization itself.
+model's fixed parameters, the SVI settings, the data shapes and dtypes, an SVI loop's guide's initial
+values) is its key. The second seed of a model/guide/backend in a worker then skips tracing and XLA
+compilation, which cost seconds on small models: more than the optimization itself.
 
 Across processes, a program of a model with a folder of its own is kept on disk as an exported
 function (``jax_program_cache``): a later process, or a later run, deserializes it instead of tracing

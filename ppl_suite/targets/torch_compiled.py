@@ -95,7 +95,7 @@ def agree(found: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -
 
 
 class NotRecorded(Exception):
-    """``record`` found that the function cannot be recorded; ``reason`` says why."""
+    """``recorded_graph`` found that the function cannot be recorded; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
