@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import jax
@@ -59,7 +59,7 @@ def traced_from(problem: Problem, guide: str | None) -> str | None:
         {
             "code": store.code_hash(problem.spec.name, guide),
             "versions": {**store.package_versions(), **store.package_versions(TRACING_PACKAGES)},
-            "data": {name: fixed_value(value) for name, value in sorted(problem.data.items())},
+            "data": dict(fixed_values(problem.data)),
         },
         sort_keys=True,
     )
@@ -72,6 +72,11 @@ def fixed_value(value: Any) -> str:
         array = np.ascontiguousarray(np.asarray(value))
         return f"array{array.shape}:{array.dtype.str}:{hashlib.sha256(array.tobytes()).hexdigest()}"
     return repr(value)
+
+
+def fixed_values(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``fixed_value`` of each of ``values``, by name in sorted order."""
+    return tuple((name, fixed_value(value)) for name, value in sorted(values.items()))
 
 
 def settings() -> dict[str, str]:

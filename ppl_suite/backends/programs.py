@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from ppl_suite.backends import jax_program_cache
-from ppl_suite.backends.jax_program_cache import fixed_value
+from ppl_suite.backends.jax_program_cache import fixed_value, fixed_values
 from ppl_suite.problem import Problem
 
 MAX_PROGRAMS = 64  # least recently used programs beyond this are dropped
@@ -56,8 +56,7 @@ def program_key(problem: Problem, *parts: Hashable) -> Hashable:
         (k, v.shape, v.dtype.str) if isinstance(v, np.ndarray) else (k, fixed_value(v))
         for k, v in sorted(problem.data.items())
     )
-    params = tuple((k, fixed_value(v)) for k, v in sorted(problem.params.items()))
-    return problem.spec.name, params, shapes, *parts
+    return problem.spec.name, fixed_values(problem.params), shapes, *parts
 
 
 def options(optimize: bool = True) -> dict[str, Any]:

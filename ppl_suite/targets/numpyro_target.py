@@ -36,7 +36,7 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.util import compute_log_probs
 
 from ppl_suite import registry
-from ppl_suite.backends.jax_program_cache import fixed_value, traced_from
+from ppl_suite.backends.jax_program_cache import fixed_values, traced_from
 from ppl_suite.backends.programs import compiled
 from ppl_suite.guides.base import unconstrained_shape
 from ppl_suite.guides.joint import blocks
@@ -188,8 +188,8 @@ class NumPyroTarget(OfProblem):
         key = (
             "numpyro_target.log_joint",
             self.name,
-            tuple((k, fixed_value(v)) for k, v in sorted(data_fixed.items())),
-            tuple((k, fixed_value(v)) for k, v in sorted(param_fixed.items())),
+            fixed_values(data_fixed),
+            fixed_values(param_fixed),
             _shapes(data_arrays),
             _shapes(param_arrays),
             _shapes(chunks[0][1]) if chunks else (),
